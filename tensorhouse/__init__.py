@@ -1,0 +1,100 @@
+"""tensorhouse: a lakehouse for deep-learning data.
+
+Datasets of typed tensor columns stored as compressed chunks on local disk,
+memory or object storage, behind an ACID commit log with time travel;
+queried from DuckDB and DataFusion; streamed into PyTorch.
+
+Example:
+    >>> import numpy as np, tensorhouse as th
+    >>> ds = th.create("memory://doc-init", {"image": th.Image("png"), "label": th.ClassLabel(["a", "b"])})
+    >>> ds.append({"image": [np.zeros((8, 8, 3), np.uint8)], "label": [1]})
+    1
+    >>> th.open("memory://doc-init")[0]["image"].shape
+    (8, 8, 3)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tensorhouse import types
+from tensorhouse.errors import (
+    CodecError,
+    CommitConflictError,
+    ConditionalPutUnsupportedError,
+    CorruptChunkError,
+    CorruptDataError,
+    CorruptLogError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    SchemaError,
+    StorageError,
+    TensorhouseError,
+    UnsupportedError,
+    VersionNotFoundError,
+)
+from tensorhouse.format.dataset import Dataset, VersionInfo, create, open
+from tensorhouse.types import (
+    BBox,
+    Binary,
+    ClassLabel,
+    ColumnType,
+    Embedding,
+    Image,
+    Json,
+    Scalar,
+    Schema,
+    Tensor,
+    Text,
+)
+
+__version__ = "0.1.0"
+
+# Engine and torch integrations load on first use, so `import tensorhouse`
+# stays fast and works without the optional extras installed.
+_LAZY = {
+    "duckdb": "tensorhouse.connector.duckdb",
+    "datafusion": "tensorhouse.connector.datafusion",
+    "udfs": "tensorhouse.udfs",
+    "connector": "tensorhouse.connector",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(_LAZY[name])
+    raise AttributeError(f"module 'tensorhouse' has no attribute {name!r}")
+
+
+__all__ = [
+    "BBox",
+    "Binary",
+    "ClassLabel",
+    "CodecError",
+    "ColumnType",
+    "CommitConflictError",
+    "ConditionalPutUnsupportedError",
+    "CorruptChunkError",
+    "CorruptDataError",
+    "CorruptLogError",
+    "Dataset",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "Embedding",
+    "Image",
+    "Json",
+    "Scalar",
+    "Schema",
+    "SchemaError",
+    "StorageError",
+    "Tensor",
+    "TensorhouseError",
+    "Text",
+    "UnsupportedError",
+    "VersionInfo",
+    "VersionNotFoundError",
+    "create",
+    "open",
+    "types",
+]

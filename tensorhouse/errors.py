@@ -1,0 +1,97 @@
+"""One error hierarchy for tensorhouse.
+
+Every error raised on purpose derives from :class:`TensorhouseError`. Where a
+builtin exception means the same thing, the error also derives from it, so
+``except FileNotFoundError`` keeps working for callers that do not know us.
+
+Example:
+    >>> import tensorhouse as th
+    >>> try:
+    ...     th.open("/nonexistent/dataset")
+    ... except th.DatasetNotFoundError as err:
+    ...     print(type(err).__name__)
+    DatasetNotFoundError
+"""
+
+from __future__ import annotations
+
+
+class TensorhouseError(Exception):
+    """Root of every error tensorhouse raises on purpose."""
+
+
+# -- storage -----------------------------------------------------------------
+class StorageError(TensorhouseError, OSError):
+    """A storage backend failed (I/O, permissions, network)."""
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """A key does not exist in a store."""
+
+
+class ObjectExistsError(StorageError, FileExistsError):
+    """``put_if_absent`` found the key already taken."""
+
+
+class ConditionalPutUnsupportedError(StorageError):
+    """The store cannot write put-if-absent, so concurrent commits are unsafe."""
+
+
+# -- datasets and versions ---------------------------------------------------
+class DatasetNotFoundError(TensorhouseError, FileNotFoundError):
+    """No dataset at the given URI."""
+
+
+class DatasetExistsError(TensorhouseError, FileExistsError):
+    """``create`` found a dataset already at the URI."""
+
+
+class VersionNotFoundError(TensorhouseError, LookupError):
+    """A version, timestamp, tag or branch does not resolve to a commit."""
+
+
+class SchemaError(TensorhouseError, ValueError):
+    """Data does not fit the schema: unknown or missing column, wrong dtype or shape."""
+
+
+class CorruptDataError(TensorhouseError, IOError):
+    """Bytes read from storage failed validation."""
+
+
+class CorruptChunkError(CorruptDataError):
+    """A chunk file failed its checksum or structural checks."""
+
+
+class CorruptLogError(CorruptDataError):
+    """A log entry or checkpoint is unreadable or inconsistent."""
+
+
+class CommitConflictError(TensorhouseError):
+    """A concurrent commit conflicts with this one and retrying cannot help."""
+
+
+class CodecError(TensorhouseError, ValueError):
+    """A sample could not be encoded or decoded (e.g. not a JPEG)."""
+
+
+class UnsupportedError(TensorhouseError, NotImplementedError):
+    """An operation this dataset, store or type does not support."""
+
+
+__all__ = [
+    "CodecError",
+    "CommitConflictError",
+    "ConditionalPutUnsupportedError",
+    "CorruptChunkError",
+    "CorruptDataError",
+    "CorruptLogError",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "ObjectExistsError",
+    "ObjectNotFoundError",
+    "SchemaError",
+    "StorageError",
+    "TensorhouseError",
+    "UnsupportedError",
+    "VersionNotFoundError",
+]

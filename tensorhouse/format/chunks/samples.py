@@ -1,0 +1,294 @@
+"""SampleBatch: the samples of one column as one contiguous buffer.
+
+Writing normalises user values (arrays, lists, bytes, Arrow arrays) into a
+SampleBatch; reading a chunk yields one. Conversions to Arrow and numpy work
+on this single representation, vectorised, without a Python loop per row on
+fixed-shape data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tensorhouse.errors import CodecError, SchemaError
+from tensorhouse.format.chunks import codecs
+from tensorhouse.format.threads import pool
+from tensorhouse.types import (
+    BBox,
+    ClassLabel,
+    ColumnType,
+    Image,
+    Json,
+    Text,
+    shape_matches,
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SampleBatch:
+    """``n`` samples: raw payload bytes, per-sample shapes, and a null mask.
+
+    For numeric columns each payload is the sample's C-order bytes; for image
+    columns with a codec, the encoded file; for text, UTF-8; for json, JSON text.
+    A null fixed-shape sample holds zeros of the full shape, so fixed-shape data
+    stays one regular array.
+    """
+
+    data: bytes | memoryview
+    offsets: np.ndarray  # int64 [n + 1]
+    shapes: np.ndarray  # int64 [n, ndim]
+    nulls: np.ndarray | None  # bool [n], None when no sample is null
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets[-1] - self.offsets[0])
+
+    def slice(self, start: int, stop: int) -> SampleBatch:
+        """Rows ``[start, stop)`` as a batch of their own (data view, offsets rebased)."""
+        a, b = int(self.offsets[start]), int(self.offsets[stop])
+        nulls = self.nulls[start:stop] if self.nulls is not None else None
+        if nulls is not None and not nulls.any():
+            nulls = None
+        return SampleBatch(memoryview(self.data)[a:b], self.offsets[start : stop + 1] - a,
+                           self.shapes[start:stop], nulls)  # fmt: skip
+
+    def payload(self, i: int) -> memoryview:
+        return memoryview(self.data)[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
+    def is_null(self, i: int) -> bool:
+        return self.nulls is not None and bool(self.nulls[i])
+
+
+def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
+    """One batch holding the rows of several, in order."""
+    if len(batches) == 1:
+        return batches[0]
+    sizes = [b.nbytes for b in batches]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    offsets = np.concatenate([b.offsets[:-1] - b.offsets[0] + s for b, s in zip(batches, starts, strict=False)]
+                             + [np.array([starts[-1]], dtype=np.int64)])  # fmt: skip
+    data = b"".join(memoryview(b.data)[int(b.offsets[0]) : int(b.offsets[-1])] for b in batches)
+    ndim = batches[0].shapes.shape[1] if batches else 0
+    shapes = np.concatenate([b.shapes for b in batches]) if batches else np.zeros((0, ndim), np.int64)
+    if any(b.nulls is not None for b in batches):
+        nulls: np.ndarray | None = np.concatenate(
+            [b.nulls if b.nulls is not None else np.zeros(len(b), bool) for b in batches]
+        )
+    else:
+        nulls = None
+    return SampleBatch(data, offsets.astype(np.int64), shapes, nulls)
+
+
+# -- normalisation: user values -> SampleBatch ---------------------------------
+def _err(column: str, row: int, msg: str) -> SchemaError:
+    return SchemaError(f"column {column!r}, row {row}: {msg}")
+
+
+def _cast_numeric(arr: np.ndarray, dtype: np.dtype, column: str, row: int) -> np.ndarray:
+    """Cast within a kind (ints to ints, ints/floats to floats); refuse lossy kinds."""
+    if arr.dtype == dtype:
+        return arr
+    if arr.dtype.kind not in "biuf":
+        raise _err(column, row, f"expected {dtype.name} values, got {arr.dtype} data")
+    if not np.can_cast(arr.dtype, dtype, "same_kind") and not (arr.dtype.kind == "b"):
+        raise _err(column, row, f"cannot store {arr.dtype} values in a {dtype.name} column")
+    if dtype.kind in "iu" and arr.size:
+        info = np.iinfo(dtype)
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise _err(column, row, f"values {lo}..{hi} do not fit {dtype.name}")
+    return arr.astype(dtype)
+
+
+def _class_indices(values: Any, ctype: ClassLabel, column: str) -> np.ndarray:
+    """Class labels given as ints or names -> int32 indices, range-checked."""
+    seq = list(values) if not isinstance(values, np.ndarray) else values
+    if isinstance(seq, list) and any(isinstance(v, str) for v in seq):
+        lookup = {c: i for i, c in enumerate(ctype.classes)}
+        out = []
+        for row, v in enumerate(seq):
+            if isinstance(v, str):
+                if v not in lookup:
+                    raise _err(column, row, f"unknown class {v!r}; classes are {list(ctype.classes)}")
+                out.append(lookup[v])
+            else:
+                out.append(v)
+        seq = out
+    return np.asarray(seq)
+
+
+def normalize(values: Any, ctype: ColumnType, column: str) -> SampleBatch:
+    """Validate and convert one column's values into a SampleBatch.
+
+    Raises SchemaError naming the column and row for a wrong dtype or shape.
+    """
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        values = _from_arrow(values, ctype, column)
+    if ctype.storage_dtype in ("bytes", "str"):
+        return _normalize_bytes(values, ctype, column)
+    if isinstance(ctype, Image) and ctype.compression is not None:
+        return _normalize_images(values, ctype, column)
+    return _normalize_numeric(values, ctype, column)
+
+
+def _normalize_numeric(values: Any, ctype: ColumnType, column: str) -> SampleBatch:
+    dtype = np.dtype(ctype.storage_dtype)
+    spec = ctype.sample_shape
+    if isinstance(ctype, ClassLabel):
+        values = _class_indices(values, ctype, column)
+    # Fast path: one stacked array of fixed-shape samples.
+    if isinstance(values, np.ndarray) and values.dtype != object and ctype.is_fixed_shape:
+        if values.ndim != len(spec) + 1 or not shape_matches(values.shape[1:], spec):
+            raise _err(column, 0, f"expected samples of shape {spec}, got an array of shape {values.shape}")
+        arr = np.ascontiguousarray(_cast_numeric(values, dtype, column, 0))
+        n = len(arr)
+        nbytes = arr[0].nbytes if n else 0
+        _check_labels(arr, ctype, column)
+        return SampleBatch(arr.reshape(-1).view(np.uint8).data if n else b"",
+                           np.arange(n + 1, dtype=np.int64) * nbytes,
+                           np.tile(np.asarray(spec, dtype=np.int64), (n, 1)), None)  # fmt: skip
+    if isinstance(values, np.ndarray) and values.ndim == 0:
+        raise _err(column, 0, "expected a sequence of samples, got a 0-d array")
+    parts: list[bytes | memoryview] = []
+    shapes: list[tuple[int, ...]] = []
+    nulls = np.zeros(len(values), dtype=bool)
+    for row, v in enumerate(values):
+        if v is None:
+            nulls[row] = True
+            fill = tuple(0 if d is None else d for d in spec)
+            if ctype.is_fixed_shape:
+                parts.append(bytes(int(np.prod(fill, dtype=np.int64)) * dtype.itemsize))
+            else:
+                parts.append(b"")
+            shapes.append(fill if ctype.is_fixed_shape else (0,) * len(spec))
+            continue
+        a = np.asarray(v)
+        if isinstance(ctype, Image) and a.ndim == 2:
+            a = a[:, :, None]  # grayscale HxW -> HxWx1
+        if isinstance(ctype, BBox) and a.size == 0:
+            a = a.reshape(0, 4)
+        if not shape_matches(a.shape, spec):
+            raise _err(column, row, f"expected shape {spec}, got {a.shape}")
+        if isinstance(ctype, Image) and a.shape[2] not in (1, 3, 4):
+            raise _err(column, row, f"an image has 1, 3 or 4 channels, got {a.shape[2]}")
+        shapes.append(a.shape)  # before ascontiguousarray, which makes 0-d arrays 1-d
+        a = np.ascontiguousarray(_cast_numeric(a, dtype, column, row))
+        parts.append(a.reshape(-1).view(np.uint8).data)
+    if isinstance(ctype, ClassLabel):
+        valid = [np.frombuffer(p, dtype) for p, z in zip(parts, nulls, strict=True) if not z]
+        if valid:
+            _check_labels(np.concatenate(valid), ctype, column)
+    return _pack(parts, shapes, len(spec), nulls)
+
+
+def _check_labels(arr: np.ndarray, ctype: ColumnType, column: str) -> None:
+    if isinstance(ctype, ClassLabel) and ctype.classes and arr.size:
+        bad = np.flatnonzero((arr < 0) | (arr >= len(ctype.classes)))
+        if len(bad):
+            raise _err(column, int(bad[0]), f"label {arr.reshape(-1)[bad[0]]} is not in 0..{len(ctype.classes) - 1}")
+
+
+def _pack(parts: Sequence[bytes | memoryview], shapes: Sequence[Sequence[int]], ndim: int,
+          nulls: np.ndarray | None) -> SampleBatch:  # fmt: skip
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    shp = np.asarray(shapes, dtype=np.int64).reshape(len(parts), ndim)
+    if nulls is not None and not nulls.any():
+        nulls = None
+    return SampleBatch(b"".join(parts), offsets, shp, nulls)
+
+
+def _normalize_bytes(values: Any, ctype: ColumnType, column: str) -> SampleBatch:
+    parts: list[bytes] = []
+    nulls = np.zeros(len(values), dtype=bool)
+    for row, v in enumerate(values):
+        if v is None:
+            nulls[row] = True
+            parts.append(b"")
+        elif isinstance(ctype, Json):
+            try:
+                parts.append(json.dumps(v, ensure_ascii=False, allow_nan=False).encode())
+            except (TypeError, ValueError) as err:
+                raise _err(column, row, f"value is not JSON-serialisable: {err}") from err
+        elif isinstance(ctype, Text):
+            if not isinstance(v, str):
+                raise _err(column, row, f"expected str, got {type(v).__name__}")
+            parts.append(v.encode("utf-8", "surrogatepass"))
+        else:
+            if not isinstance(v, bytes | bytearray | memoryview):
+                raise _err(column, row, f"expected bytes, got {type(v).__name__}")
+            parts.append(bytes(v))
+    return _pack(parts, [()] * len(parts), 0, nulls)
+
+
+def _normalize_images(values: Any, ctype: Image, column: str) -> SampleBatch:
+    codec = ctype.compression
+    assert codec is not None
+
+    def one(row: int, v: Any) -> tuple[bytes, tuple[int, int, int]] | None:
+        if v is None:
+            return None
+        if isinstance(v, bytes | bytearray | memoryview):
+            # An encoded file is stored as it is (no re-encoding), if it is of this codec.
+            try:
+                return bytes(v), codecs.image_header_shape(codec, v)
+            except CodecError as err:
+                raise _err(column, row, f"bytes are not a {codec} image: {err}") from err
+        a = np.asarray(v)
+        if a.ndim == 2:
+            a = a[:, :, None]
+        if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+            raise _err(column, row, f"expected an HxWxC image (C in 1, 3, 4), got shape {a.shape}")
+        if a.dtype != np.uint8:
+            raise _err(column, row, f"expected uint8 pixels, got {a.dtype}")
+        if a.shape[0] == 0 or a.shape[1] == 0:
+            raise _err(column, row, f"cannot encode an empty image of shape {a.shape}")
+        try:
+            return codecs.encode_image(codec, a, ctype.quality), (a.shape[0], a.shape[1], a.shape[2])
+        except CodecError as err:
+            raise _err(column, row, str(err)) from err
+
+    items = list(values)
+    if len(items) > 8:
+        results = list(pool().map(one, range(len(items)), items))
+    else:
+        results = [one(i, v) for i, v in enumerate(items)]
+    nulls = np.fromiter((r is None for r in results), dtype=bool, count=len(results))
+    parts = [b"" if r is None else r[0] for r in results]
+    shapes = [(0, 0, 0) if r is None else r[1] for r in results]
+    return _pack(parts, shapes, 3, nulls)
+
+
+def _from_arrow(arr: pa.ChunkedArray | pa.Array, ctype: ColumnType, column: str) -> Any:
+    """Arrow column -> values ``normalize`` accepts (stacked numpy where the shape is fixed)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if pa.types.is_fixed_size_list(arr.type) and arr.null_count == 0 and ctype.is_fixed_shape \
+            and ctype.storage_dtype not in ("bytes", "str"):  # fmt: skip
+        flat = arr
+        dims = []
+        while pa.types.is_fixed_size_list(flat.type):
+            dims.append(flat.type.list_size)
+            flat = flat.flatten()
+        return flat.to_numpy(zero_copy_only=False).reshape(len(arr), *dims)
+    if ctype.is_scalar and arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)
+                                                   or pa.types.is_boolean(arr.type)):  # fmt: skip
+        return arr.to_numpy(zero_copy_only=False)
+    if pa.types.is_struct(arr.type) and {f.name for f in arr.type} == {"data", "shape"}:
+        out: list[Any] = []
+        for row in arr.to_pylist():
+            out.append(None if row is None else np.asarray(row["data"]).reshape(row["shape"]))
+        return out
+    if isinstance(ctype, Json) and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return [None if s is None else json.loads(s) for s in arr.to_pylist()]
+    return arr.to_pylist()

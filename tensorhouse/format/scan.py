@@ -1,0 +1,210 @@
+"""Reading a snapshot: row positions -> chunks, random take, batched scans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from tensorhouse.format.chunks import ChunkReader, SampleBatch, concat, take
+from tensorhouse.format.chunks.samples import normalize
+from tensorhouse.format.convert import to_arrow
+from tensorhouse.format.log.actions import ChunkRef
+from tensorhouse.format.log.snapshot import Snapshot
+from tensorhouse.format.threads import io_pool
+from tensorhouse.types import ROWID, ColumnType
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnIndex:
+    """Every chunk of one column in row order; ``None`` where a fragment predates the column."""
+
+    refs: tuple[ChunkRef | None, ...]
+    starts: np.ndarray  # int64 [len(refs) + 1]: first physical row of each chunk, then the total
+
+    def locate(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.starts, rows, side="right") - 1
+
+
+def build_column_index(snapshot: Snapshot, name: str) -> ColumnIndex:
+    fid = snapshot.metadata.field_ids[name]
+    refs: list[ChunkRef | None] = []
+    sizes: list[int] = []
+    for frag in snapshot.fragments:
+        chunks = frag.columns.get(fid)
+        if chunks is None:
+            refs.append(None)
+            sizes.append(frag.num_rows)
+        else:
+            for c in chunks:
+                if c.rows:
+                    refs.append(c)
+                    sizes.append(c.rows)
+    starts = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    return ColumnIndex(tuple(refs), starts)
+
+
+def null_batch(ctype: ColumnType, n: int) -> SampleBatch:
+    """``n`` null samples of a type (rows written before the column existed)."""
+    return normalize([None] * n, ctype, "?")
+
+
+class SnapshotReader:
+    """Reads rows of one snapshot by physical position (fragments concatenated)."""
+
+    def __init__(self, snapshot: Snapshot, reader: ChunkReader) -> None:
+        self.snapshot = snapshot
+        self.reader = reader
+        self._indexes: dict[str, ColumnIndex] = {}
+        sizes = [f.num_rows for f in snapshot.fragments]
+        self.frag_starts = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=self.frag_starts[1:])
+        self.frag_ids = np.array([f.id for f in snapshot.fragments], dtype=np.int64)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.frag_starts[-1])
+
+    def index(self, name: str) -> ColumnIndex:
+        idx = self._indexes.get(name)
+        if idx is None:
+            idx = self._indexes[name] = build_column_index(self.snapshot, name)
+        return idx
+
+    def rowids(self, rows: np.ndarray) -> np.ndarray:
+        """Stable row ids (``fragment_id << 32 | offset``) of physical rows."""
+        f = np.searchsorted(self.frag_starts, rows, side="right") - 1
+        return (self.frag_ids[f] << 32) | (rows - self.frag_starts[f])
+
+    def rows_of_rowids(self, rowids: np.ndarray) -> np.ndarray:
+        """Physical rows of row ids; KeyError naming the first unknown one."""
+        rowids = np.asarray(rowids, dtype=np.int64)
+        fids = rowids >> 32
+        offs = rowids & 0xFFFFFFFF
+        pos = np.searchsorted(self.frag_ids, fids)
+        pos_c = np.minimum(pos, max(len(self.frag_ids) - 1, 0))
+        ok = (len(self.frag_ids) > 0) & (self.frag_ids[pos_c] == fids) if len(self.frag_ids) else np.zeros(len(fids), bool)
+        if len(self.frag_ids):
+            sizes = np.diff(self.frag_starts)
+            ok &= offs < sizes[pos_c]
+        if not np.all(ok):
+            bad = int(rowids[np.flatnonzero(~ok)[0]])
+            raise KeyError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
+        return self.frag_starts[pos_c] + offs
+
+    def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
+        """Samples at physical ``rows`` (any order), fetched chunk by chunk in parallel."""
+        idx = self.index(name)
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return null_batch(ctype, 0)
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        cidx = idx.locate(srt)
+        bounds = np.flatnonzero(np.diff(cidx)) + 1
+        groups = np.split(np.arange(len(srt)), bounds)
+
+        def read(g: np.ndarray) -> SampleBatch:
+            c = int(cidx[g[0]])
+            ref = idx.refs[c]
+            local = srt[g] - idx.starts[c]
+            if ref is None:
+                return null_batch(ctype, len(g))
+            return self.reader.read_rows(ref.path, local, header_length=ref.header_length, size=ref.size)
+
+        parts = [read(groups[0])] if len(groups) == 1 else list(io_pool().map(read, groups))
+        combined = concat(parts)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return take(combined, inverse)
+
+    def read_chunk(self, name: str, ctype: ColumnType, c: int) -> SampleBatch:
+        idx = self.index(name)
+        ref = idx.refs[c]
+        if ref is None:
+            return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
+        return self.reader.read_all(ref.path, ref.size)
+
+    def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,
+                     batch_size: int = 65536, with_rowid: bool = False,
+                     selection: np.ndarray | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
+        """RecordBatches of physical rows ``[start, stop)``, lazily, prefetching the next chunk.
+
+        ``selection`` (bool per row of the range) keeps only the marked rows. Batches
+        never cross a fragment boundary, so a scan of one fragment is one call.
+        """
+        stop = self.num_rows if stop is None else stop
+        cursors = [_Cursor(self, n, t) for n, t in columns]
+        fields = [t.arrow_field(n) for n, t in columns]
+        if with_rowid:
+            fields.append(pa.field(ROWID, pa.int64(), nullable=False))
+        schema = pa.schema(fields)
+        pos = start
+        while pos < stop:
+            f = int(np.searchsorted(self.frag_starts, pos, side="right")) - 1
+            end = min(stop, pos + batch_size, int(self.frag_starts[f + 1]))
+            keep = None
+            if selection is not None:
+                keep = selection[pos - start : end - start]
+                if not keep.any():
+                    pos = end
+                    continue
+            arrays = []
+            for cur in cursors:
+                batch = cur.rows(pos, end)
+                if keep is not None and not keep.all():
+                    batch = take(batch, np.flatnonzero(keep))
+                arrays.append(to_arrow(batch, cur.ctype))
+            if with_rowid:
+                rows = np.arange(pos, end, dtype=np.int64)
+                if keep is not None:
+                    rows = rows[keep]
+                arrays.append(pa.array(self.rowids(rows)))
+            if arrays:
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            else:  # no columns asked (count(*)): rows without columns
+                n = int(keep.sum()) if keep is not None else end - pos
+                yield pa.record_batch([pa.nulls(n)], names=["_"]).select([])
+            pos = end
+
+
+class _Cursor:
+    """Walks one column's chunks in order, holding the current one and prefetching the next."""
+
+    def __init__(self, reader: SnapshotReader, name: str, ctype: ColumnType) -> None:
+        self.reader = reader
+        self.name = name
+        self.ctype = ctype
+        self.index = reader.index(name)
+        self.current: tuple[int, SampleBatch] | None = None
+        self.pending: tuple[int, Future[SampleBatch]] | None = None
+
+    def _chunk(self, c: int) -> SampleBatch:
+        if self.current is not None and self.current[0] == c:
+            return self.current[1]
+        if self.pending is not None and self.pending[0] == c:
+            batch = self.pending[1].result()
+        else:
+            batch = self.reader.read_chunk(self.name, self.ctype, c)
+        self.current = (c, batch)
+        nxt = c + 1
+        if nxt < len(self.index.refs):
+            self.pending = (nxt, io_pool().submit(self.reader.read_chunk, self.name, self.ctype, nxt))
+        else:
+            self.pending = None
+        return batch
+
+    def rows(self, start: int, stop: int) -> SampleBatch:
+        parts = []
+        pos = start
+        while pos < stop:
+            c = int(self.index.locate(np.array([pos]))[0])
+            cstart, cend = int(self.index.starts[c]), int(self.index.starts[c + 1])
+            hi = min(stop, cend)
+            parts.append(self._chunk(c).slice(pos - cstart, hi - cstart))
+            pos = hi
+        return concat(parts) if len(parts) != 1 else parts[0]

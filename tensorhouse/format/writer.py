@@ -1,0 +1,80 @@
+"""Write appended rows as chunk files: one fragment's worth of data, not yet committed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tensorhouse.format.chunks import (
+    DEFAULT_CHUNK_BYTES,
+    SampleBatch,
+    encode_chunk,
+    normalize,
+    split_points,
+)
+from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, Fragment
+from tensorhouse.format.log.snapshot import Snapshot
+from tensorhouse.format.threads import io_pool, pool
+from tensorhouse.storage.base import Store
+from tensorhouse.types import ColumnType, Schema
+
+
+@dataclass(frozen=True)
+class PendingFragment:
+    """Chunks written for a fragment whose id is assigned at commit time.
+
+    Ids are handed out by the committer so that a retry after losing a race
+    only renumbers fragments; the uniquely named chunk files stay as they are.
+    """
+
+    num_rows: int
+    columns: Mapping[int, tuple[ChunkRef, ...]]
+
+    def with_id(self, fid: int) -> Fragment:
+        return Fragment(fid, self.num_rows, self.columns)
+
+
+def chunk_bytes(snapshot: Snapshot, name: str) -> int:
+    cfg = snapshot.metadata.config
+    per_col = cfg.get("chunk_bytes_by_column", {})
+    return int(per_col.get(name, cfg.get("chunk_bytes", DEFAULT_CHUNK_BYTES)))
+
+
+def normalize_columns(columns: Mapping[str, Any], schema: Schema) -> dict[str, SampleBatch]:
+    """Validate every column before anything is written, so bad input writes nothing."""
+    return {name: normalize(columns[name], schema[name], name) for name in schema.names}
+
+
+def write_fragments(store: Store, snapshot: Snapshot, batches: Mapping[str, SampleBatch],
+                    num_rows: int) -> list[PendingFragment]:  # fmt: skip
+    """Encode and upload the chunks of validated columns; one fragment per 2^32-1 rows."""
+    out = []
+    for start in range(0, max(num_rows, 1), MAX_FRAGMENT_ROWS):
+        stop = min(num_rows, start + MAX_FRAGMENT_ROWS)
+        cols: dict[int, tuple[ChunkRef, ...]] = {}
+        for name, batch in batches.items():
+            part = batch.slice(start, stop) if (start, stop) != (0, len(batch)) else batch
+            cols[snapshot.metadata.field_ids[name]] = _write_column(
+                store, name, snapshot.metadata.schema[name], part, chunk_bytes(snapshot, name)
+            )
+        out.append(PendingFragment(stop - start, cols))
+        if num_rows == 0:
+            break
+    return out
+
+
+def _write_column(store: Store, name: str, ctype: ColumnType, batch: SampleBatch,
+                  target: int) -> tuple[ChunkRef, ...]:  # fmt: skip
+    ranges = split_points(batch, target)
+
+    def write(r: tuple[int, int]) -> ChunkRef:
+        chunk = encode_chunk(batch.slice(*r), ctype)
+        path = f"data/{name}/{uuid.uuid4().hex}.chunk"
+        io_pool().submit(store.put, path, chunk.data).result()
+        return ChunkRef(path, chunk.num_rows, chunk.header_length, len(chunk.data), chunk.stats)
+
+    if len(ranges) <= 1:
+        return tuple(write(r) for r in ranges)
+    return tuple(pool().map(write, ranges))

@@ -1,0 +1,106 @@
+"""The Store contract: bytes in, bytes out, keyed by '/'-separated paths.
+
+A Store is rooted at a URI (a dataset's folder). Keys are relative to that
+root, use '/' as separator and never start with '/'. Stores know nothing of
+tensors or logs; the format layer builds on exactly these operations.
+
+Example:
+    >>> from tensorhouse.storage import open_store
+    >>> s = open_store("memory://doc-example")
+    >>> s.put("a/b.bin", b"hello")
+    >>> s.get_range("a/b.bin", 1, 3)
+    b'ell'
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a listing knows of one object."""
+
+    key: str
+    size: int
+    mtime: float | None  # seconds since the epoch; None where the backend cannot tell
+
+
+class Store(abc.ABC):
+    """Byte storage rooted at one URI.
+
+    Implementations must be safe to call from several threads at once.
+    Errors: a missing key raises :class:`~tensorhouse.errors.ObjectNotFoundError`;
+    ``put_if_absent`` on a taken key raises
+    :class:`~tensorhouse.errors.ObjectExistsError`; other I/O failures raise
+    :class:`~tensorhouse.errors.StorageError`.
+    """
+
+    #: The URI this store is rooted at, as given by the user.
+    uri: str
+    #: Whether ``put_if_absent`` is atomic against concurrent writers.
+    supports_conditional_put: bool = True
+    #: Whether reads are cheap enough that caching them locally gains nothing.
+    is_local: bool = False
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the whole object."""
+
+    @abc.abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """Return ``length`` bytes from ``start``; fewer only at the end of the object."""
+
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Return several ``(start, length)`` ranges of one object, in order.
+
+        Backends override this to coalesce or parallelise the reads.
+        """
+        return [self.get_range(key, start, length) for start, length in ranges]
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Write an object, replacing any previous one. Atomic: readers never see a torn object."""
+
+    @abc.abstractmethod
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Write an object only if the key is free, atomically; else ObjectExistsError."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether the key holds an object."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (recursive), sorted by key."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; a missing key is not an error."""
+
+    def size(self, key: str) -> int:
+        """The object's size in bytes."""
+        return len(self.get(key))
+
+    def child(self, prefix: str) -> Store:
+        """A store rooted at ``prefix`` inside this one (e.g. a branch's folder)."""
+        from tensorhouse.storage.prefixed import PrefixedStore
+
+        return PrefixedStore(self, prefix)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (connections, file handles)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+
+def check_key(key: str) -> str:
+    """Validate a store key: relative, '/'-separated, no '..' segments."""
+    if not key or key.startswith("/") or "\\" in key:
+        raise ValueError(f"invalid store key {key!r}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"invalid store key {key!r}")
+    return key

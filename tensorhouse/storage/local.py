@@ -1,0 +1,246 @@
+"""A store on the local file system, with plain ``os`` calls.
+
+fsspec's local file system adds a layer of Python per call and hides the
+primitives we need for safe commits (``os.link``, ``fsync``); plain ``os`` is
+both faster and simpler here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import uuid
+from collections.abc import Iterator, Sequence
+
+from tensorhouse.errors import ObjectExistsError, ObjectNotFoundError, StorageError
+from tensorhouse.storage.base import ObjectInfo, Store, check_key
+
+#: Name prefix of staged files; listings never show them and keys may not use it.
+TMP_PREFIX = ".tmp-"
+
+# Windows cannot open a directory to fsync it; elsewhere the fsync makes a new
+# directory entry (a rename or link) survive a crash.
+_FSYNC_DIRS = os.name == "posix"
+
+
+def check_range(start: int, length: int) -> None:
+    """Reject negative ranges, which no backend agrees on how to read."""
+    if start < 0 or length < 0:
+        raise ValueError(f"invalid byte range: start={start}, length={length}")
+
+
+def pread_exact(fd: int, start: int, length: int) -> bytes:
+    """Read ``length`` bytes at ``start``; fewer only when the file ends first.
+
+    ``os.pread`` may return less than asked (signals, the 2 GiB per-call limit
+    on Linux), so loop until the range is filled or the file ends.
+    """
+    first = os.pread(fd, length, start)
+    if len(first) == length or not first:
+        return first
+    parts = [first]
+    got = len(first)
+    while got < length:
+        part = os.pread(fd, length - got, start + got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` durable."""
+    if not _FSYNC_DIRS:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(Store):
+    """Objects as files under a root directory.
+
+    Writes go to a staged ``.tmp-<uuid>`` file in the target directory that is
+    fsynced and then renamed (``put``) or hard-linked (``put_if_absent``) into
+    place, so readers never see a torn object and exactly one of several
+    concurrent ``put_if_absent`` calls wins, across threads and processes.
+
+    Example:
+        >>> import tempfile
+        >>> from tensorhouse.storage import LocalStore
+        >>> store = LocalStore(tempfile.mkdtemp())
+        >>> store.put_if_absent("_log/00000000000000000000.json", b"{}")
+        >>> [info.key for info in store.list("_log/")]
+        ['_log/00000000000000000000.json']
+    """
+
+    is_local = True
+    supports_conditional_put = True
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.uri = os.fspath(root)
+        path = self.uri[len("file://") :] if self.uri.startswith("file://") else self.uri
+        self.root = os.path.abspath(path)
+
+    # -- helpers ---------------------------------------------------------------
+    def _path(self, key: str) -> str:
+        check_key(key)
+        if key.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+            raise ValueError(f"invalid store key {key!r}: {TMP_PREFIX!r} names are reserved")
+        return os.path.join(self.root, *key.split("/"))
+
+    def _not_found(self, key: str) -> ObjectNotFoundError:
+        return ObjectNotFoundError(f"no object {key!r} in {self.uri!r}")
+
+    def _failed(self, action: str, key: str, err: OSError) -> StorageError:
+        return StorageError(f"cannot {action} {key!r} in {self.uri!r}: {err}")
+
+    def _stage(self, path: str, data: bytes | bytearray | memoryview) -> str:
+        """Write ``data`` durably to a fresh temp file beside ``path``; return its name."""
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, TMP_PREFIX + uuid.uuid4().hex)
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            unlink_missing_ok(tmp)
+            raise
+        return tmp
+
+    # -- reads -----------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+            raise self._not_found(key) from err
+        except OSError as err:
+            raise self._failed("read", key, err) from err
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return self.get_ranges(key, [(start, length)])[0]
+
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        for start, length in ranges:
+            check_range(start, length)
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError) as err:
+            raise self._not_found(key) from err
+        except OSError as err:
+            raise self._failed("read", key, err) from err
+        try:
+            return [pread_exact(fd, start, length) for start, length in ranges]
+        except IsADirectoryError as err:  # os.open succeeds on a directory; pread fails
+            raise self._not_found(key) from err
+        except OSError as err:
+            raise self._failed("read", key, err) from err
+        finally:
+            os.close(fd)
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self._path(key))
+
+    def size(self, key: str) -> int:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError) as err:
+            raise self._not_found(key) from err
+        except OSError as err:
+            raise self._failed("stat", key, err) from err
+        if not stat.S_ISREG(st.st_mode):
+            raise self._not_found(key)
+        return st.st_size
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        # Start the walk at the deepest directory the prefix names; the rest of
+        # the prefix (possibly half a file name) filters that directory's entries.
+        directory, _, partial = prefix.rpartition("/")
+        if directory:
+            check_key(directory)
+            base = os.path.join(self.root, *directory.split("/"))
+        else:
+            base = self.root
+        if partial == "..":
+            raise ValueError(f"invalid store prefix {prefix!r}")
+        key_base = directory + "/" if directory else ""
+        return sorted(_walk(base, key_base, partial), key=lambda info: info.key)
+
+    # -- writes ----------------------------------------------------------------
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        path = self._path(key)
+        try:
+            tmp = self._stage(path, data)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                unlink_missing_ok(tmp)
+                raise
+            # The new name must survive a crash as well: a commit written next
+            # may already refer to this object.
+            fsync_dir(os.path.dirname(path))
+        except OSError as err:
+            raise self._failed("write", key, err) from err
+
+    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        path = self._path(key)
+        try:
+            tmp = self._stage(path, data)
+            try:
+                # link() fails if the name is taken, atomically: the staged file
+                # is complete before anyone can see it under the final name.
+                os.link(tmp, path)
+            except FileExistsError as err:
+                raise ObjectExistsError(f"object {key!r} already exists in {self.uri!r}") from err
+            finally:
+                unlink_missing_ok(tmp)
+            fsync_dir(os.path.dirname(path))
+        except ObjectExistsError:
+            raise
+        except OSError as err:
+            raise self._failed("write", key, err) from err
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.remove(path)
+        # A missing key or a "directory" (no object either) is nothing to delete.
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        except OSError as err:
+            raise self._failed("delete", key, err) from err
+
+
+def _walk(directory: str, key_base: str, partial: str) -> Iterator[ObjectInfo]:
+    """Yield every file below ``directory`` whose first-level name starts with ``partial``."""
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if not entry.name.startswith(partial) or entry.name.startswith(TMP_PREFIX):
+            continue
+        key = key_base + entry.name
+        try:
+            if entry.is_dir():
+                yield from _walk(entry.path, key + "/", "")
+            elif entry.is_file():
+                st = entry.stat()
+                yield ObjectInfo(key, st.st_size, st.st_mtime)
+        except FileNotFoundError:  # deleted while we listed
+            continue
+
+
+def unlink_missing_ok(path: str) -> None:
+    """Remove a file that may already be gone."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

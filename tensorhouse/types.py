@@ -1,0 +1,520 @@
+"""Column types: what a column holds, how it is stored, how engines see it.
+
+Every type is a frozen dataclass with ``to_dict``/``from_dict`` (stored in the
+log as versioned JSON) and an ``arrow_type()`` (what DuckDB and DataFusion see).
+
+| type                          | sample in Python           | Arrow                                   |
+|-------------------------------|----------------------------|-----------------------------------------|
+| ``"int64"``, ``"float32"`` .. | numpy scalar               | the primitive type                      |
+| ``ClassLabel(classes)``       | int                        | int32                                   |
+| ``Tensor(dtype, (2, 3))``     | ndarray of that shape      | FixedSizeList (nested for N-d)          |
+| ``Tensor(dtype, (None, 4))``  | ndarray, ragged dims       | struct<data: list, shape: fsl<int32>>   |
+| ``Embedding(128)``            | float32[128]               | FixedSizeList<float32>[128]             |
+| ``BBox("xyxy")``              | float32[n, 4]              | list<FixedSizeList<float32>[4]>         |
+| ``Image("jpeg"/"png")``       | uint8 HxWxC (decoded)      | binary (the encoded file)               |
+| ``Image(None)``               | uint8 HxWxC                | struct<data: list, shape: fsl<int32>>   |
+| ``Text()`` / ``Json()``       | str / any JSON value       | string (JSON text for Json)             |
+| ``Binary()``                  | bytes                      | binary                                  |
+
+The ragged layout is the storage of Arrow's canonical
+``arrow.variable_shape_tensor`` extension (a struct of flat ``data`` and
+``shape``). Boxes use a list of 4-vectors instead because SQL users count and
+index boxes (``len(boxes)``, ``boxes[1]``) and the last dimension is fixed.
+
+Example:
+    >>> import tensorhouse as th
+    >>> th.Tensor("float32", (None, 4)).arrow_type()
+    StructType(struct<data: list<item: float> not null, shape: fixed_size_list<item: int32>[2] not null>)
+    >>> th.types.as_type("int64").arrow_type()
+    DataType(int64)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from tensorhouse.errors import SchemaError
+
+#: Field-metadata key under which a column's tensorhouse type travels in Arrow.
+ARROW_METADATA_KEY = b"tensorhouse.type"
+
+NUMERIC_DTYPES = (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64",
+)  # fmt: skip
+ChunkCodec = Literal["none", "lz4", "zstd"]
+SampleCodec = Literal["jpeg", "png"]
+Shape = tuple[int | None, ...]
+
+
+def _check_dtype(dtype: str) -> str:
+    name = np.dtype(dtype).name if dtype not in NUMERIC_DTYPES else dtype
+    if name not in NUMERIC_DTYPES:
+        raise SchemaError(f"unsupported dtype {dtype!r}; expected one of {', '.join(NUMERIC_DTYPES)}")
+    return name
+
+
+def _check_codec(codec: str) -> ChunkCodec:
+    if codec not in ("none", "lz4", "zstd"):
+        raise SchemaError(f"unknown chunk compression {codec!r}; expected 'none', 'lz4' or 'zstd'")
+    return codec  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ColumnType:
+    """Base of all column types. Subclasses define how a sample is stored."""
+
+    kind: ClassVar[str] = ""
+    #: numpy dtype name of the stored elements, or "bytes" / "str" for byte-like samples.
+    storage_dtype: ClassVar[str] = "bytes"
+
+    @property
+    def sample_shape(self) -> Shape:
+        """Shape of one sample; ``None`` marks a dimension that varies between samples."""
+        return ()
+
+    @property
+    def sample_codec(self) -> SampleCodec | None:
+        """Per-sample codec (images), or None."""
+        return None
+
+    @property
+    def chunk_codec(self) -> ChunkCodec:
+        """Whole-chunk codec applied to the data section."""
+        return "none"
+
+    @property
+    def is_fixed_shape(self) -> bool:
+        return all(d is not None for d in self.sample_shape)
+
+    @property
+    def is_scalar(self) -> bool:
+        """A 0-d numeric sample: chunks keep min/max statistics for it."""
+        return self.storage_dtype not in ("bytes", "str") and self.sample_shape == ()
+
+    def arrow_type(self) -> pa.DataType:
+        raise NotImplementedError
+
+    def arrow_field(self, name: str) -> pa.Field:
+        """The Arrow field for a column, carrying this type in its metadata."""
+        meta = {ARROW_METADATA_KEY: json.dumps(self.to_dict()).encode()}
+        return pa.field(name, self.arrow_type(), nullable=True, metadata=meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> ColumnType:
+        """Rebuild a type from its stored JSON form (validating it)."""
+        if not isinstance(d, Mapping) or "kind" not in d:
+            raise SchemaError(f"malformed column type {d!r}")
+        kind = d["kind"]
+        try:
+            if kind == "scalar":
+                return Scalar(str(d["dtype"]))
+            if kind == "tensor":
+                return Tensor(
+                    str(d["dtype"]),
+                    tuple(None if x is None else int(x) for x in d["shape"]),
+                    compression=d.get("compression", "none"),
+                )
+            if kind == "embedding":
+                return Embedding(int(d["dim"]), dtype=str(d.get("dtype", "float32")))
+            if kind == "class_label":
+                return ClassLabel([str(c) for c in d["classes"]])
+            if kind == "bbox":
+                return BBox(d.get("format", "xyxy"))
+            if kind == "image":
+                return Image(d.get("compression"), quality=int(d.get("quality", 90)))
+            if kind == "text":
+                return Text(compression=d.get("compression", "lz4"))
+            if kind == "json":
+                return Json(compression=d.get("compression", "lz4"))
+            if kind == "binary":
+                return Binary(compression=d.get("compression", "none"))
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, SchemaError):
+                raise
+            raise SchemaError(f"malformed column type {dict(d)!r}: {err}") from err
+        raise SchemaError(f"unknown column type kind {kind!r}")
+
+    @staticmethod
+    def from_arrow_field(f: pa.Field) -> ColumnType:
+        """The tensorhouse type of an Arrow field: from its metadata, else inferred."""
+        if f.metadata and ARROW_METADATA_KEY in f.metadata:
+            return ColumnType.from_dict(json.loads(f.metadata[ARROW_METADATA_KEY]))
+        return infer_from_arrow(f.type, f.name)
+
+
+@dataclass(frozen=True)
+class Scalar(ColumnType):
+    """A single number or bool per row: ``th.Scalar("int64")`` or just ``"int64"``."""
+
+    dtype: str = "int64"
+    kind: ClassVar[str] = "scalar"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", _check_dtype(self.dtype))
+
+    @property
+    def storage_dtype(self) -> str:  # type: ignore[override]
+        return self.dtype
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.from_numpy_dtype(np.dtype(self.dtype))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class ClassLabel(ColumnType):
+    """An integer class index with names: ``ClassLabel(["cat", "dog"])``."""
+
+    classes: Sequence[str] = ()
+    kind: ClassVar[str] = "class_label"
+    storage_dtype: ClassVar[str] = "int32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.int32()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "classes": list(self.classes)}
+
+
+@dataclass(frozen=True)
+class Tensor(ColumnType):
+    """An N-d array per row; ``None`` in ``shape`` marks a ragged dimension.
+
+    Example: ``Tensor("float32", (None, 4))`` holds any number of 4-vectors.
+    """
+
+    dtype: str = "float32"
+    shape: Shape = ()
+    compression: ChunkCodec = "none"
+    kind: ClassVar[str] = "tensor"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", _check_dtype(self.dtype))
+        shape = tuple(self.shape)
+        for d in shape:
+            if d is not None and (not isinstance(d, int | np.integer) or d < 0):
+                raise SchemaError(f"bad tensor shape {shape!r}: dimensions are ints >= 0 or None")
+        object.__setattr__(self, "shape", tuple(None if d is None else int(d) for d in shape))
+        object.__setattr__(self, "compression", _check_codec(self.compression))
+
+    @property
+    def storage_dtype(self) -> str:  # type: ignore[override]
+        return self.dtype
+
+    @property
+    def sample_shape(self) -> Shape:
+        return self.shape
+
+    @property
+    def chunk_codec(self) -> ChunkCodec:
+        return self.compression
+
+    def arrow_type(self) -> pa.DataType:
+        value = pa.from_numpy_dtype(np.dtype(self.dtype))
+        if self.is_fixed_shape:
+            t = value
+            for d in reversed(self.shape):
+                t = pa.list_(t, d)
+            return t
+        return ragged_arrow_type(value, len(self.shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape),
+                "compression": self.compression}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Embedding(ColumnType):
+    """A fixed-length vector per row, e.g. ``Embedding(128)``; DuckDB sees ``FLOAT[128]``."""
+
+    dim: int = 0
+    dtype: str = "float32"
+    kind: ClassVar[str] = "embedding"
+
+    def __post_init__(self) -> None:
+        if int(self.dim) <= 0:
+            raise SchemaError(f"embedding dim must be positive, got {self.dim!r}")
+        object.__setattr__(self, "dim", int(self.dim))
+        object.__setattr__(self, "dtype", _check_dtype(self.dtype))
+
+    @property
+    def storage_dtype(self) -> str:  # type: ignore[override]
+        return self.dtype
+
+    @property
+    def sample_shape(self) -> Shape:
+        return (self.dim,)
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.list_(pa.from_numpy_dtype(np.dtype(self.dtype)), self.dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dim": self.dim, "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class BBox(ColumnType):
+    """Boxes of one image: float32 ``[n, 4]`` in ``"xyxy"`` or ``"xywh"`` (COCO) order."""
+
+    format: Literal["xyxy", "xywh"] = "xyxy"
+    kind: ClassVar[str] = "bbox"
+    storage_dtype: ClassVar[str] = "float32"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("xyxy", "xywh"):
+            raise SchemaError(f"unknown box format {self.format!r}; expected 'xyxy' or 'xywh'")
+
+    @property
+    def sample_shape(self) -> Shape:
+        return (None, 4)
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.list_(pa.list_(pa.float32(), 4))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "format": self.format}
+
+
+@dataclass(frozen=True)
+class Image(ColumnType):
+    """A uint8 ``HxWxC`` image per row (C in 1, 3, 4; H and W vary).
+
+    ``compression="jpeg"`` or ``"png"`` stores each image encoded (bytes given
+    as already-encoded files are stored as they are); ``None`` stores raw pixels.
+    """
+
+    compression: Literal["jpeg", "png"] | None = "jpeg"
+    quality: int = 90
+    kind: ClassVar[str] = "image"
+    storage_dtype: ClassVar[str] = "uint8"
+
+    def __post_init__(self) -> None:
+        if self.compression not in ("jpeg", "png", None):
+            raise SchemaError(f"unknown image compression {self.compression!r}; expected 'jpeg', 'png' or None")
+        if not 1 <= int(self.quality) <= 100:
+            raise SchemaError(f"jpeg quality must be 1..100, got {self.quality!r}")
+
+    @property
+    def sample_shape(self) -> Shape:
+        return (None, None, None)
+
+    @property
+    def sample_codec(self) -> SampleCodec | None:
+        return self.compression
+
+    def arrow_type(self) -> pa.DataType:
+        if self.compression is None:
+            return ragged_arrow_type(pa.uint8(), 3)
+        return pa.binary()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "compression": self.compression, "quality": self.quality}
+
+
+@dataclass(frozen=True)
+class Text(ColumnType):
+    """A unicode string per row."""
+
+    compression: ChunkCodec = "lz4"
+    kind: ClassVar[str] = "text"
+    storage_dtype: ClassVar[str] = "str"
+
+    def __post_init__(self) -> None:
+        _check_codec(self.compression)
+
+    @property
+    def chunk_codec(self) -> ChunkCodec:
+        return self.compression
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.string()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "compression": self.compression}
+
+
+@dataclass(frozen=True)
+class Json(Text):
+    """Any JSON-serialisable value per row; engines see its JSON text."""
+
+    kind: ClassVar[str] = "json"
+
+
+@dataclass(frozen=True)
+class Binary(ColumnType):
+    """Opaque bytes per row."""
+
+    compression: ChunkCodec = "none"
+    kind: ClassVar[str] = "binary"
+    storage_dtype: ClassVar[str] = "bytes"
+
+    def __post_init__(self) -> None:
+        _check_codec(self.compression)
+
+    @property
+    def chunk_codec(self) -> ChunkCodec:
+        return self.compression
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.binary()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "compression": self.compression}
+
+
+def ragged_arrow_type(value: pa.DataType, ndim: int) -> pa.DataType:
+    """The storage layout of ``arrow.variable_shape_tensor``: flat data plus shape."""
+    return pa.struct([
+        pa.field("data", pa.list_(value), nullable=False),
+        pa.field("shape", pa.list_(pa.int32(), ndim), nullable=False),
+    ])  # fmt: skip
+
+
+TypeLike = ColumnType | str
+
+
+def as_type(t: TypeLike) -> ColumnType:
+    """Accept a ColumnType or a dtype name (``"int64"``) and return a ColumnType."""
+    if isinstance(t, ColumnType):
+        return t
+    if isinstance(t, str):
+        return Scalar(t)
+    raise SchemaError(f"not a column type: {t!r}")
+
+
+def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
+    """Pick a tensorhouse type for a plain Arrow type (a query result, a Parquet file)."""
+    if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
+        return Scalar(t.to_pandas_dtype().__name__ if hasattr(t.to_pandas_dtype(), "__name__") else str(t))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return Text()
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return Binary()
+    if pa.types.is_fixed_size_list(t):
+        shape: list[int] = []
+        inner: pa.DataType = t
+        while pa.types.is_fixed_size_list(inner):
+            shape.append(inner.list_size)
+            inner = inner.value_type
+        if pa.types.is_integer(inner) or pa.types.is_floating(inner) or pa.types.is_boolean(inner):
+            return Tensor(np.dtype(inner.to_pandas_dtype()).name, tuple(shape))
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
+        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
+    ):
+        return Tensor(np.dtype(t.value_type.to_pandas_dtype()).name, (None,))
+    if pa.types.is_struct(t) and {f.name for f in t} == {"data", "shape"}:
+        data_t = t.field("data").type
+        shape_t = t.field("shape").type
+        if pa.types.is_fixed_size_list(shape_t):
+            return Tensor(np.dtype(data_t.value_type.to_pandas_dtype()).name, (None,) * shape_t.list_size)
+    raise SchemaError(f"column {name!r}: no tensorhouse type for Arrow type {t}; pass schema=")
+
+
+@dataclass(frozen=True)
+class Schema(Mapping[str, ColumnType]):
+    """An ordered mapping of column name -> type.
+
+    Example:
+        >>> s = Schema.of({"label": ClassLabel(["a", "b"]), "score": "float32"})
+        >>> list(s)
+        ['label', 'score']
+    """
+
+    columns: tuple[tuple[str, ColumnType], ...] = field(default=())
+
+    @staticmethod
+    def of(spec: Mapping[str, TypeLike] | Schema) -> Schema:
+        if isinstance(spec, Schema):
+            return spec
+        if not isinstance(spec, Mapping) or not spec:
+            raise SchemaError("a schema is a non-empty mapping of column name -> type")
+        cols = []
+        for name, t in spec.items():
+            check_column_name(name)
+            cols.append((name, as_type(t)))
+        return Schema(tuple(cols))
+
+    def __getitem__(self, name: str) -> ColumnType:
+        for n, t in self.columns:
+            if n == name:
+                return t
+        raise SchemaError(f"unknown column {name!r}; columns are {', '.join(self.names)}")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (n for n, _ in self.columns)
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    def __contains__(self, name: object) -> bool:
+        return any(n == name for n, _ in self.columns)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.columns]
+
+    def to_arrow(self) -> pa.Schema:
+        return pa.schema([t.arrow_field(n) for n, t in self.columns])
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [{"name": n, "type": t.to_dict()} for n, t in self.columns]
+
+    @staticmethod
+    def from_dict(d: Sequence[Mapping[str, Any]]) -> Schema:
+        try:
+            return Schema(tuple((check_column_name(str(c["name"])), ColumnType.from_dict(c["type"])) for c in d))
+        except (KeyError, TypeError) as err:
+            raise SchemaError(f"malformed schema: {err}") from err
+
+    @staticmethod
+    def from_arrow(schema: pa.Schema) -> Schema:
+        return Schema(tuple((f.name, ColumnType.from_arrow_field(f)) for f in schema))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}: {t!r}" for n, t in self.columns)
+        return f"Schema({inner})"
+
+
+#: Reserved name of the hidden row-id column.
+ROWID = "_rowid"
+_MAX_NAME = 128
+
+
+def check_column_name(name: str) -> str:
+    """Column names are SQL-friendly identifiers: letters, digits and '_', not starting with '_'."""
+    ok = (
+        isinstance(name, str)
+        and 0 < len(name) <= _MAX_NAME
+        and (name[0].isalpha())
+        and all(c.isalnum() or c == "_" for c in name)
+        and name.isascii()
+    )
+    if not ok:
+        raise SchemaError(
+            f"invalid column name {name!r}: use letters, digits and '_', starting with a letter"
+        )
+    return name
+
+
+def shape_matches(shape: Sequence[int], spec: Shape) -> bool:
+    return len(shape) == len(spec) and all(s is None or s == d for d, s in zip(shape, spec, strict=True))
+
+
+def sample_nbytes(shape: Sequence[int], dtype: str) -> int:
+    return math.prod(shape) * np.dtype(dtype).itemsize
