@@ -50,6 +50,10 @@ class VersionNotFoundError(TensorhouseError, LookupError):
     """A version, timestamp, tag or branch does not resolve to a commit."""
 
 
+class RefExistsError(TensorhouseError, FileExistsError):
+    """A tag or branch of that name already exists."""
+
+
 class SchemaError(TensorhouseError, ValueError):
     """Data does not fit the schema: unknown or missing column, wrong dtype or shape."""
 
@@ -89,6 +93,7 @@ __all__ = [
     "DatasetNotFoundError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "RefExistsError",
     "SchemaError",
     "StorageError",
     "TensorhouseError",

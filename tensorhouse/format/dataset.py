@@ -17,20 +17,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from tensorhouse.errors import DatasetExistsError, DatasetNotFoundError, SchemaError
+from tensorhouse.errors import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    SchemaError,
+    VersionNotFoundError,
+)
+from tensorhouse.format import refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, to_numpy
-from tensorhouse.format.input import Data, to_columns
+from tensorhouse.format.input import Data
 from tensorhouse.format.log import Action, Commit, Log, Metadata, Snapshot
 from tensorhouse.format.log.actions import protocol
+from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
 from tensorhouse.format.scan import SnapshotReader
-from tensorhouse.format.writer import PendingFragment, normalize_columns, write_fragments
+from tensorhouse.format.transaction import Transaction
 from tensorhouse.storage import Store, open_store
 from tensorhouse.types import ROWID, Schema, TypeLike
 
@@ -52,9 +59,11 @@ class Dataset:
     Obtain one with :func:`create` or :func:`open`.
     """
 
-    def __init__(self, store: Store, snapshot: Snapshot, *, log: Log, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, store: Store, snapshot: Snapshot, *, log: Log, storage_options: Mapping[str, Any] | None = None,
+                 branch: str = refs.MAIN) -> None:  # fmt: skip
         self._store = store
         self._log = log
+        self._branch = branch
         self._storage_options = dict(storage_options or {})
         self._set_snapshot(snapshot)
 
@@ -105,35 +114,137 @@ class Dataset:
 
     def __repr__(self) -> str:
         cols = ", ".join(f"{n}: {t!r}" for n, t in self.schema.columns)
-        return f"<tensorhouse.Dataset {self.uri!r} version={self.version} rows={len(self)} [{cols}]>"
+        branch = f" branch={self._branch!r}" if self._branch != refs.MAIN else ""
+        return f"<tensorhouse.Dataset {self.uri!r}{branch} version={self.version} rows={len(self)} [{cols}]>"
 
     # -- writing -----------------------------------------------------------------
-    def append(self, data: Data, *, message: str | None = None) -> int:
+    def transaction(self, *, message: str | None = None, app_id: str | None = None,
+                    txn_version: int | None = None) -> Transaction:  # fmt: skip
+        """Group several writes into one commit: ``with ds.transaction() as tx: tx.append(...); tx.delete(...)``.
+
+        With ``app_id``/``txn_version`` the commit is idempotent: a transaction whose
+        (app_id, txn_version) was already committed (by anyone) commits nothing.
+        """
+        return Transaction(self, message=message, app_id=app_id, txn_version=txn_version)
+
+    def append(self, data: Data, *, message: str | None = None, app_id: str | None = None,
+               txn_version: int | None = None) -> int:  # fmt: skip
         """Append rows atomically as one commit and return the new version.
 
         ``data``: a dict of column -> values (arrays, lists), a ``pa.Table`` /
         ``RecordBatch``, or a list of row dicts. Nothing is committed, and the
-        dataset stays at its version, when any value is invalid.
+        dataset stays at its version, when any value is invalid. With
+        ``app_id="ingest-7", txn_version=12`` a retried append commits once.
         """
-        columns, n = to_columns(data, self.schema)
-        batches = normalize_columns(columns, self.schema)
-        pending = write_fragments(self._store, self._snapshot, batches, n) if n else []
-        return self._commit_fragments(pending, operation="append", message=message)
+        with self.transaction(message=message, app_id=app_id, txn_version=txn_version) as tx:
+            tx.append(data)
+        return self.version
 
-    def _commit_fragments(self, pending: Sequence[PendingFragment], *, operation: str, message: str | None) -> int:
-        schema_at_write = self._snapshot.metadata
+    def delete(self, where: str | None = None, *, rowids: Sequence[int] | np.ndarray | None = None,
+               message: str | None = None) -> int:  # fmt: skip
+        """Delete rows matching a SQL predicate (``"label = 3 AND score < 0.5"``) or by row id.
 
-        def build(snap: Snapshot | None, winners: Sequence[Commit]) -> list[Action]:
-            assert snap is not None
-            if snap.metadata.field_ids != schema_at_write.field_ids or snap.metadata.schema != schema_at_write.schema:
-                from tensorhouse.errors import CommitConflictError
+        Deleted rows vanish from scans, ``take`` and ``len`` from the new version on;
+        older versions keep them. Returns the new version.
+        """
+        with self.transaction(message=message) as tx:
+            tx.delete(where, rowids=rowids)
+        return self.version
 
-                raise CommitConflictError(f"{self.uri}: the schema changed at version {snap.version} while appending")
-            return [Action("add_fragment", p.with_id(snap.next_fragment_id + i)) for i, p in enumerate(pending)]
+    def update(self, values: Mapping[str, Any], where: str | None = None, *,
+               rowids: Sequence[int] | np.ndarray | None = None, message: str | None = None) -> int:  # fmt: skip
+        """Set columns on matching rows (all live rows without ``where``/``rowids``), copy-on-write.
 
-        result = self._log.commit(self._snapshot, build, operation=operation, message=message)
-        self._set_snapshot(result.snapshot)
-        return result.version
+        Example: ``ds.update({"label": 3}, where="score < 0.1")``. Returns the new version.
+        """
+        with self.transaction(message=message) as tx:
+            tx.update(values, where, rowids=rowids)
+        return self.version
+
+    def add_column(self, name: str, ctype: TypeLike, values: Sequence[Any] | np.ndarray | None = None, *,
+                   message: str | None = None) -> int:  # fmt: skip
+        """Add a column (nulls for existing rows, or one value per live row). Returns the new version."""
+        with self.transaction(message=message) as tx:
+            tx.add_column(name, ctype, values)
+        return self.version
+
+    def drop_column(self, name: str, *, message: str | None = None) -> int:
+        """Drop a column from the new version on (its files stay for older versions). Returns the new version."""
+        with self.transaction(message=message) as tx:
+            tx.drop_column(name)
+        return self.version
+
+    def rename_column(self, old: str, new: str, *, message: str | None = None) -> int:
+        """Rename a column without touching its data. Returns the new version."""
+        with self.transaction(message=message) as tx:
+            tx.rename_column(old, new)
+        return self.version
+
+    def restore(self, version: int, *, message: str | None = None) -> int:
+        """Commit a new version whose state equals ``version`` (rows, schema, row ids). Returns it."""
+        with self.transaction(message=message or f"restore version {version}") as tx:
+            tx.restore(version)
+        return self.version
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint of this version now (they are also written every 100 commits)."""
+        self._log.write_checkpoint(self._snapshot)
+
+    # -- refs --------------------------------------------------------------------
+    @property
+    def branch_name(self) -> str:
+        return self._branch
+
+    @property
+    def tags(self) -> dict[str, int]:
+        """Tag name -> version, for tags of this branch."""
+        return {n: t.version for n, t in refs.list_tags(self._store).items() if t.branch == self._branch}
+
+    def tag(self, name: str, version: int | None = None) -> None:
+        """Name a version (this one by default): ``th.open(uri, tag=name)`` opens it; vacuum keeps it."""
+        v = self.version if version is None else version
+        if v not in self._log.versions():
+            raise VersionNotFoundError(f"{self.uri}: cannot tag version {v}: it does not exist")
+        refs.create_tag(self._store, name, self._branch, v)
+
+    def delete_tag(self, name: str) -> None:
+        refs.delete_tag(self._store, name)
+
+    @property
+    def branches(self) -> list[str]:
+        return refs.list_branches(self._store)
+
+    def branch(self, name: str, version: int | None = None) -> Dataset:
+        """Create a branch from ``version`` (this one by default) and return the dataset on it.
+
+        Writes on the branch never change its parent; ``merge`` brings them back.
+        """
+        v = self.version if version is None else version
+        if v not in self._log.versions():
+            raise VersionNotFoundError(f"{self.uri}: cannot branch from version {v}: it does not exist")
+        refs.create_branch(self._store, name, self._branch, v)
+        log = refs.branch_log(self._store, name, single_writer=self._log.single_writer)
+        return Dataset(self._store, log.snapshot(), log=log, storage_options=self._storage_options, branch=name)
+
+    def merge(self, branch: str, *, message: str | None = None) -> int:
+        """Bring ``branch``'s changes into this branch as one commit (same conflict rules as writes)."""
+        from tensorhouse.format.merge import merge
+
+        return merge(self, branch, message=message)
+
+    # -- maintenance ---------------------------------------------------------------
+    def vacuum(self, retention: timedelta = timedelta(days=7), *, dry_run: bool = False,
+               force: bool = False) -> VacuumReport:  # fmt: skip
+        """Delete files no retained version, tag or branch references, older than ``retention``."""
+        from tensorhouse.format.maintenance import vacuum
+
+        return vacuum(self, retention, dry_run=dry_run, force=force)
+
+    def compact(self, *, target_rows: int = 1 << 20, message: str | None = None) -> CompactReport:
+        """Merge runs of fragments smaller than ``target_rows`` live rows into bigger ones."""
+        from tensorhouse.format.maintenance import compact
+
+        return compact(self, target_rows=target_rows, message=message)
 
     # -- reading -----------------------------------------------------------------
     def _resolve_columns(self, columns: Sequence[str] | None) -> list[str]:
@@ -168,7 +279,7 @@ class Dataset:
         with one item per row (images decoded unless ``decode=False``; ragged
         tensors; text). Ask for ``"_rowid"`` to get the rows' stable ids.
         """
-        rows = self._positions(indices)
+        rows = self._reader.physical(self._positions(indices))
         return self._take_rows(rows, self._resolve_columns(columns), decode)
 
     def take_rowids(self, rowids: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None, *,
@@ -247,8 +358,9 @@ class Dataset:
         return self
 
     def checkout(self, version: int) -> Dataset:
-        """A new Dataset object pinned to ``version`` of the same store."""
-        return Dataset(self._store, self._log.snapshot(version), log=self._log, storage_options=self._storage_options)
+        """A new Dataset object pinned to ``version`` of the same branch."""
+        return Dataset(self._store, self._log.snapshot(version), log=self._log, storage_options=self._storage_options,
+                       branch=self._branch)  # fmt: skip
 
 
 def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options: Mapping[str, Any] | None = None,
@@ -293,17 +405,38 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
     return Dataset(store, result.snapshot, log=log, storage_options=storage_options)
 
 
-def open(uri: str, *, version: int | None = None, storage_options: Mapping[str, Any] | None = None,
+def open(uri: str, *, version: int | None = None, timestamp: datetime | None = None, tag: str | None = None,
+         branch: str | None = None, storage_options: Mapping[str, Any] | None = None,
          single_writer: bool = False) -> Dataset:  # fmt: skip
-    """Open the dataset at ``uri``, at its latest version or at ``version``.
+    """Open the dataset at ``uri``: latest version, or one ``version``, ``timestamp`` or ``tag``, on a ``branch``.
 
-    Raises DatasetNotFoundError when there is none, VersionNotFoundError for a
-    version that does not exist.
+    ``timestamp`` picks the last version committed at or before it (a naive
+    datetime is taken as UTC). Raises DatasetNotFoundError when there is no
+    dataset, VersionNotFoundError when the version, time, tag or branch does not resolve.
+
+    Example:
+        >>> import tensorhouse as th
+        >>> ds = th.create("memory://doc-open", {"x": "int64"})
+        >>> _ = ds.append({"x": [1, 2]}); ds.tag("first")
+        >>> _ = ds.append({"x": [3]})
+        >>> len(th.open("memory://doc-open", tag="first")), len(th.open("memory://doc-open"))
+        (2, 3)
     """
+    if sum(x is not None for x in (version, timestamp, tag)) > 1:
+        raise ValueError("give at most one of version=, timestamp=, tag=")
     store = open_store(uri, storage_options)
-    log = Log(store, single_writer=single_writer)
+    if tag is not None:
+        t = refs.read_tag(store, tag)
+        if branch is not None and branch != t.branch:
+            raise VersionNotFoundError(f"{uri}: tag {tag!r} is on branch {t.branch!r}, not {branch!r}")
+        branch, version = t.branch, t.version
+    name = branch or refs.MAIN
     try:
+        log = refs.branch_log(store, name, single_writer=single_writer)
+        if timestamp is not None:
+            ts = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
+            version = log.version_at(int(ts.timestamp() * 1000))
         snapshot = log.snapshot(version)
     except DatasetNotFoundError:
         raise DatasetNotFoundError(f"no tensorhouse dataset at {uri}") from None
-    return Dataset(store, snapshot, log=log, storage_options=storage_options)
+    return Dataset(store, snapshot, log=log, storage_options=storage_options, branch=name)

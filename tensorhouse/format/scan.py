@@ -54,7 +54,12 @@ def null_batch(ctype: ColumnType, n: int) -> SampleBatch:
 
 
 class SnapshotReader:
-    """Reads rows of one snapshot by physical position (fragments concatenated)."""
+    """Reads rows of one snapshot.
+
+    Rows have two coordinates: the *physical* row (fragments concatenated,
+    deleted rows included; what chunks and ``iter_batches`` use) and the
+    *position* (live rows only; what ``len`` and ``take`` use).
+    """
 
     def __init__(self, snapshot: Snapshot, reader: ChunkReader) -> None:
         self.snapshot = snapshot
@@ -64,10 +69,52 @@ class SnapshotReader:
         self.frag_starts = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.frag_starts[1:])
         self.frag_ids = np.array([f.id for f in snapshot.fragments], dtype=np.int64)
+        self._deleted: dict[int, np.ndarray] = {}
+        self._live: np.ndarray | None = None
+        self.has_deletions = any(f.deletion for f in snapshot.fragments)
 
     @property
     def num_rows(self) -> int:
+        """Live rows."""
+        return self.snapshot.num_rows
+
+    @property
+    def num_physical_rows(self) -> int:
         return int(self.frag_starts[-1])
+
+    def deleted_offsets(self, i: int) -> np.ndarray:
+        """Deleted row offsets of the ``i``-th fragment (sorted; read once, then cached)."""
+        frag = self.snapshot.fragments[i]
+        if frag.deletion is None:
+            return np.zeros(0, dtype=np.int64)
+        offs = self._deleted.get(i)
+        if offs is None:
+            from tensorhouse.format import deletions
+
+            offs = self._deleted[i] = deletions.read(self.reader.store, frag.deletion, frag.num_rows)
+        return offs
+
+    def deleted_mask(self, start: int, stop: int) -> np.ndarray | None:
+        """Which physical rows of ``[start, stop)`` are deleted; None when none are."""
+        if not self.has_deletions:
+            return None
+        mask = np.zeros(stop - start, dtype=bool)
+        f0 = int(np.searchsorted(self.frag_starts, start, side="right")) - 1
+        f1 = int(np.searchsorted(self.frag_starts, max(stop - 1, start), side="right")) - 1
+        for i in range(f0, min(f1, len(self.frag_ids) - 1) + 1):
+            rows = self.deleted_offsets(i) + self.frag_starts[i]
+            rows = rows[(rows >= start) & (rows < stop)]
+            mask[rows - start] = True
+        return mask if mask.any() else None
+
+    def physical(self, positions: np.ndarray) -> np.ndarray:
+        """Physical rows of live-row positions."""
+        if not self.has_deletions:
+            return positions
+        if self._live is None:
+            mask = self.deleted_mask(0, self.num_physical_rows)
+            self._live = np.flatnonzero(~mask) if mask is not None else np.arange(self.num_physical_rows)
+        return self._live[positions]
 
     def index(self, name: str) -> ColumnIndex:
         idx = self._indexes.get(name)
@@ -91,6 +138,11 @@ class SnapshotReader:
         if len(self.frag_ids):
             sizes = np.diff(self.frag_starts)
             ok &= offs < sizes[pos_c]
+        if self.has_deletions and np.all(ok):
+            for i in np.unique(pos_c):
+                dead = self.deleted_offsets(int(i))
+                sel = pos_c == i
+                ok[sel] &= ~np.isin(offs[sel], dead)
         if not np.all(ok):
             bad = int(rowids[np.flatnonzero(~ok)[0]])
             raise KeyError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
@@ -132,12 +184,16 @@ class SnapshotReader:
     def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,
                      batch_size: int = 65536, with_rowid: bool = False,
                      selection: np.ndarray | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
-        """RecordBatches of physical rows ``[start, stop)``, lazily, prefetching the next chunk.
+        """RecordBatches of the live physical rows ``[start, stop)``, lazily, prefetching the next chunk.
 
-        ``selection`` (bool per row of the range) keeps only the marked rows. Batches
+        ``selection`` (bool per row of the range) keeps only the marked rows; deleted
+        rows are always dropped. Batches
         never cross a fragment boundary, so a scan of one fragment is one call.
         """
-        stop = self.num_rows if stop is None else stop
+        stop = self.num_physical_rows if stop is None else stop
+        dead = self.deleted_mask(start, stop)
+        if dead is not None:
+            selection = ~dead if selection is None else (selection & ~dead)
         cursors = [_Cursor(self, n, t) for n, t in columns]
         fields = [t.arrow_field(n) for n, t in columns]
         if with_rowid:

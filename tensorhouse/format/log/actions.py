@@ -8,6 +8,8 @@ rather than ignored, and every number read is range-checked.
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,11 @@ COMMIT_FORMAT_VERSION = 1
 READER_VERSION = 1
 WRITER_VERSION = 1
 MAX_FRAGMENT_ROWS = (1 << 32) - 1
+
+
+def document_crc(doc: Mapping[str, Any]) -> int:
+    """crc32 of a document's canonical JSON: catches bit flips that still parse as JSON."""
+    return zlib.crc32(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode())
 
 
 def _int(d: Mapping[str, Any], key: str, lo: int = 0, hi: int = 1 << 63) -> int:
@@ -73,16 +80,54 @@ class ChunkRef:
 
 
 @dataclass(frozen=True)
+class DeletionRef:
+    """A fragment's deletion vector: a file listing every deleted row offset."""
+
+    path: str
+    count: int
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "count": self.count, "size": self.size}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> DeletionRef:
+        return DeletionRef(_check_path(_str(d, "path")), _int(d, "count", 1, MAX_FRAGMENT_ROWS), _int(d, "size", 0))
+
+
+@dataclass(frozen=True)
 class Fragment:
-    """Rows appended together. ``columns`` maps a field id to chunks covering every row."""
+    """Rows appended together. ``columns`` maps a field id to chunks covering every row.
+
+    Fragments are immutable values: a delete or update produces a new value
+    with the same id (a new deletion vector, new chunks for changed columns).
+    """
 
     id: int
     num_rows: int
     columns: Mapping[int, tuple[ChunkRef, ...]]
+    deletion: DeletionRef | None = None
+
+    @property
+    def num_deleted(self) -> int:
+        return self.deletion.count if self.deletion else 0
+
+    @property
+    def num_live(self) -> int:
+        return self.num_rows - self.num_deleted
+
+    def files(self) -> list[str]:
+        out = [c.path for chunks in self.columns.values() for c in chunks]
+        if self.deletion:
+            out.append(self.deletion.path)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "num_rows": self.num_rows,
-                "columns": {str(k): [c.to_dict() for c in v] for k, v in self.columns.items()}}  # fmt: skip
+        d: dict[str, Any] = {"id": self.id, "num_rows": self.num_rows,
+                             "columns": {str(k): [c.to_dict() for c in v] for k, v in self.columns.items()}}  # fmt: skip
+        if self.deletion:
+            d["deletion"] = self.deletion.to_dict()
+        return d
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Fragment:
@@ -100,7 +145,10 @@ class Fragment:
                 raise CorruptLogError(f"fragment {fid}: chunks of field {k} cover "
                                       f"{sum(r.rows for r in refs)} rows, fragment has {n}")  # fmt: skip
             cols[int(k)] = refs
-        return Fragment(fid, n, cols)
+        deletion = DeletionRef.from_dict(d["deletion"]) if d.get("deletion") is not None else None
+        if deletion is not None and deletion.count > n:
+            raise CorruptLogError(f"fragment {fid}: {deletion.count} deletions in {n} rows")
+        return Fragment(fid, n, cols, deletion)
 
 
 @dataclass(frozen=True)
@@ -164,7 +212,7 @@ def parse_action(d: Any) -> Action:
         return Action(kind, dict(body))
     if kind == "metadata":
         return Action(kind, Metadata.from_dict(body))
-    if kind == "add_fragment":
+    if kind in ("add_fragment", "replace_fragment"):
         return Action(kind, Fragment.from_dict(body))
     if kind == "remove_fragment":
         return Action(kind, {"id": _int(body, "id")})
@@ -186,10 +234,12 @@ class Commit:
     message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": COMMIT_FORMAT, "format_version": COMMIT_FORMAT_VERSION, "version": self.version,
-                "txn_id": self.txn_id, "timestamp_ms": self.timestamp_ms, "operation": self.operation,
-                "read_version": self.read_version, "message": self.message,
-                "actions": [a.to_dict() for a in self.actions]}  # fmt: skip
+        doc = {"format": COMMIT_FORMAT, "format_version": COMMIT_FORMAT_VERSION, "version": self.version,
+               "txn_id": self.txn_id, "timestamp_ms": self.timestamp_ms, "operation": self.operation,
+               "read_version": self.read_version, "message": self.message,
+               "actions": [a.to_dict() for a in self.actions]}  # fmt: skip
+        doc["crc32"] = document_crc(doc)
+        return doc
 
     @staticmethod
     def from_dict(d: Any, expected_version: int) -> Commit:
@@ -197,6 +247,9 @@ class Commit:
             raise CorruptLogError("not a tensorhouse commit document")
         if d.get("format_version") != COMMIT_FORMAT_VERSION:
             raise CorruptLogError(f"commit format version {d.get('format_version')!r} is not supported")
+        body = {k: v for k, v in d.items() if k != "crc32"}
+        if d.get("crc32") != document_crc(body):
+            raise CorruptLogError("commit checksum mismatch (corrupt entry)")
         version = _int(d, "version")
         if version != expected_version:
             raise CorruptLogError(f"entry of version {expected_version} says it is version {version}")
@@ -208,3 +261,10 @@ class Commit:
             raise CorruptLogError("commit message must be a string")
         return Commit(version, _str(d, "txn_id"), _int(d, "timestamp_ms"), _str(d, "operation"),
                       _int(d, "read_version", -1), tuple(parse_action(a) for a in actions), msg)  # fmt: skip
+
+
+#: Every action kind, and what it does to the replayed state:
+#: protocol, metadata (replace schema/config), add_fragment (a fragment id not
+#: live), replace_fragment (a live id: new deletion vector or chunks),
+#: remove_fragment (a live id), txn (idempotency record of an app id).
+KINDS = ("protocol", "metadata", "add_fragment", "replace_fragment", "remove_fragment", "txn")

@@ -1,13 +1,22 @@
 """The commit log on a Store: list, read and atomically write entries.
 
 A commit is written with ``put_if_absent``; when another writer took the
-version first, the writer re-reads what won, checks for conflicts, rebases
-its actions and tries the next version (optimistic concurrency, as Delta).
+version first, the writer re-reads what won, lets its action builder check
+for conflicts and rebase, and tries the next version (optimistic concurrency,
+as in Delta). Every ``CHECKPOINT_INTERVAL`` versions the replayed state is
+written as a checkpoint, so opening the latest version costs one listing,
+one checkpoint and at most ``CHECKPOINT_INTERVAL - 1`` entries.
+
+A branch's log lives under ``_branches/<name>/`` and continues the version
+numbers of its parent after the version it was created from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import random
 import time
 import uuid
@@ -26,27 +35,35 @@ from tensorhouse.errors import (
 )
 from tensorhouse.format.log.actions import Action, Commit
 from tensorhouse.format.log.snapshot import Snapshot, replay
+from tensorhouse.format.threads import io_pool
 from tensorhouse.storage.base import Store
 
+log = logging.getLogger("tensorhouse.log")
+
 LOG_DIR = "_log/"
-#: Largest JSON entry we agree to parse (a stranger's log must not exhaust memory).
+CHECKPOINT_INTERVAL = 100
+CHECKPOINT_FORMAT = "tensorhouse.checkpoint"
+#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory).
 MAX_ENTRY_BYTES = 256 << 20
 MAX_RETRIES = 50
 
 
-def entry_key(version: int) -> str:
-    return f"{LOG_DIR}{version:020d}.json"
-
-
-def parse_entry_key(key: str) -> int | None:
-    name = key[len(LOG_DIR) :] if key.startswith(LOG_DIR) else None
-    if name and len(name) == 25 and name.endswith(".json") and name[:20].isdigit():
+def _parse_name(name: str, suffix: str) -> int | None:
+    if len(name) == 20 + len(suffix) and name.endswith(suffix) and name[:20].isdigit():
         return int(name[:20])
     return None
 
 
+class AlreadyCommitted(Exception):
+    """Raised by an action builder when its idempotent transaction is already in the log."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+
 #: Builds the actions of a commit against the latest snapshot. Called again on
-#: every retry; raises CommitConflictError when a winning commit makes it invalid.
+#: every retry with the commits that won since the last try; raises
+#: CommitConflictError when one of them makes it invalid.
 ActionBuilder = Callable[[Snapshot | None, Sequence[Commit]], list[Action]]
 
 
@@ -58,21 +75,71 @@ class CommitResult:
 
 
 class Log:
-    """The commit log of one dataset (or branch) rooted in a Store."""
+    """The commit log of one dataset or branch.
 
-    def __init__(self, store: Store, *, single_writer: bool = False) -> None:
+    ``prefix`` is where this log's ``_log/`` folder lives inside the dataset's
+    store ("" for the main branch); ``parent`` is the log and version a branch
+    was created from.
+    """
+
+    def __init__(self, store: Store, *, prefix: str = "", parent: tuple[Log, int] | None = None,
+                 single_writer: bool = False, checkpoint_interval: int | None = None) -> None:  # fmt: skip
         self.store = store
+        self.prefix = prefix
+        self.parent = parent
         self.single_writer = single_writer
+        # None: the module default, read at commit time (tests shrink it).
+        self._checkpoint_interval = checkpoint_interval
 
-    # -- reading ---------------------------------------------------------------
+    @property
+    def checkpoint_interval(self) -> int:
+        return self._checkpoint_interval if self._checkpoint_interval is not None else CHECKPOINT_INTERVAL
+
+    @property
+    def first_version(self) -> int:
+        """The first version this log holds itself (0, or a branch's base + 1)."""
+        return self.parent[1] + 1 if self.parent else 0
+
+    def entry_key(self, version: int) -> str:
+        return f"{self.prefix}{LOG_DIR}{version:020d}.json"
+
+    def checkpoint_key(self, version: int) -> str:
+        return f"{self.prefix}{LOG_DIR}{version:020d}.checkpoint"
+
+    # -- listing -------------------------------------------------------------------
+    def _listing(self) -> tuple[list[int], list[int]]:
+        """(entry versions, checkpoint versions) of this log, from one listing."""
+        entries, checkpoints = [], []
+        n = len(self.prefix) + len(LOG_DIR)
+        for info in self.store.list(self.prefix + LOG_DIR):
+            name = info.key[n:]
+            if (v := _parse_name(name, ".json")) is not None:
+                entries.append(v)
+            elif (v := _parse_name(name, ".checkpoint")) is not None:
+                checkpoints.append(v)
+        entries.sort()
+        checkpoints.sort()
+        return entries, checkpoints
+
     def versions(self) -> list[int]:
-        """Every committed version, ascending (one listing)."""
-        out = [v for info in self.store.list(LOG_DIR) if (v := parse_entry_key(info.key)) is not None]
-        out.sort()
-        return out
+        """Every version readable through this log (a branch includes its parent's history)."""
+        own = self._listing()[0]
+        inherited = self.parent[0].versions()[: self.parent[1] + 1] if self.parent else []
+        return inherited + own
 
+    def latest_version(self) -> int:
+        own = self._listing()[0]
+        if own:
+            return own[-1]
+        if self.parent:
+            return self.parent[1]
+        raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
+
+    # -- reading -------------------------------------------------------------------
     def read(self, version: int) -> Commit:
-        key = entry_key(version)
+        if self.parent and version <= self.parent[1]:
+            return self.parent[0].read(version)
+        key = self.entry_key(version)
         try:
             raw = self.store.get(key)
         except ObjectNotFoundError as err:
@@ -88,20 +155,60 @@ class Log:
         except CorruptLogError as err:
             raise CorruptLogError(f"{self.store.uri}/{key}: {err}") from err
 
+    def _read_many(self, versions: Sequence[int]) -> list[Commit]:
+        if len(versions) <= 2:
+            return [self.read(v) for v in versions]
+        return list(io_pool().map(self.read, versions))
+
+    def read_checkpoint(self, version: int) -> Snapshot:
+        key = self.checkpoint_key(version)
+        raw = self.store.get(key)
+        if len(raw) > MAX_ENTRY_BYTES:
+            raise CorruptLogError(f"{self.store.uri}/{key}: checkpoint exceeds the size limit")
+        try:
+            doc = json.loads(raw)
+            if doc.get("format") != CHECKPOINT_FORMAT or doc.get("format_version") != 1:
+                raise CorruptLogError("not a tensorhouse checkpoint of a known version")
+            state = doc["state"]
+            digest = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+            if digest != doc.get("sha256"):
+                raise CorruptLogError("checkpoint checksum mismatch")
+            snap = Snapshot.from_dict(state)
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise CorruptLogError(f"{self.store.uri}/{key}: unreadable checkpoint: {err!r}") from err
+        except CorruptLogError as err:
+            raise CorruptLogError(f"{self.store.uri}/{key}: {err}") from err
+        if snap.version != version:
+            raise CorruptLogError(f"{self.store.uri}/{key}: checkpoint says version {snap.version}")
+        return snap
+
     def snapshot(self, version: int | None = None) -> Snapshot:
-        """Replay the log up to ``version`` (latest when None)."""
-        versions = self.versions()
-        if not versions:
+        """The state at ``version`` (latest when None): newest valid checkpoint + later entries."""
+        entries, checkpoints = self._listing()
+        first = self.first_version
+        if not entries and not self.parent:
             raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
-        if versions != list(range(len(versions))):
-            missing = sorted(set(range(versions[-1] + 1)) - set(versions))
+        if entries and entries != list(range(first, first + len(entries))):
+            missing = sorted(set(range(first, entries[-1] + 1)) - set(entries))
             raise CorruptLogError(f"{self.store.uri}: log has gaps (missing versions {missing[:5]})")
-        target = versions[-1] if version is None else version
-        if target < 0 or target > versions[-1]:
-            raise VersionNotFoundError(
-                f"{self.store.uri}: version {version} does not exist (versions 0..{versions[-1]})"
-            )
-        return replay(None, (self.read(v) for v in range(target + 1)))
+        latest = entries[-1] if entries else first - 1
+        target = latest if version is None else version
+        if target < 0 or target > latest:
+            raise VersionNotFoundError(f"{self.store.uri}: version {version} does not exist (latest is {latest})")
+        if self.parent and target < first:
+            return self.parent[0].snapshot(target)
+        base: Snapshot | None = None
+        for cp in reversed([c for c in checkpoints if first <= c <= target]):
+            try:
+                base = self.read_checkpoint(cp)
+                break
+            except (CorruptLogError, ObjectNotFoundError) as err:
+                # A checkpoint is only an accelerator: skip a bad one, replay instead.
+                log.warning("skipping checkpoint: %s", err)
+        if base is None and self.parent:
+            base = self.parent[0].snapshot(self.parent[1])
+        start = base.version + 1 if base else 0
+        return replay(base, self._read_many(range(start, target + 1))) if target >= start else base  # type: ignore[return-value]
 
     def read_since(self, version: int) -> list[Commit]:
         """Commits after ``version`` (used to rebase and to refresh)."""
@@ -114,10 +221,30 @@ class Log:
                 return out
             v += 1
 
-    # -- writing ---------------------------------------------------------------
+    def version_at(self, timestamp_ms: int) -> int:
+        """The latest version committed at or before ``timestamp_ms`` (binary search; timestamps increase)."""
+        versions = self.versions()
+        if not versions:
+            raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
+        lo, hi = 0, len(versions) - 1
+        if self.read(versions[0]).timestamp_ms > timestamp_ms:
+            raise VersionNotFoundError(f"{self.store.uri}: no version at or before that time (the first commit is later)")
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.read(versions[mid]).timestamp_ms <= timestamp_ms:
+                lo = mid
+            else:
+                hi = mid - 1
+        return versions[lo]
+
+    # -- writing -------------------------------------------------------------------
     def commit(self, base: Snapshot | None, build: ActionBuilder, *, operation: str,
                message: str | None = None) -> CommitResult:  # fmt: skip
-        """Atomically commit the actions ``build`` returns, retrying on collisions."""
+        """Atomically commit the actions ``build`` returns, retrying on collisions.
+
+        Raises AlreadyCommitted (from ``build``) for an idempotent no-op, and
+        CommitConflictError when a concurrent commit conflicts.
+        """
         if not self.store.supports_conditional_put and not self.single_writer:
             raise ConditionalPutUnsupportedError(
                 f"{self.store.uri} cannot write put-if-absent, so concurrent writers could overwrite each "
@@ -136,37 +263,47 @@ class Log:
                            tuple(actions), message)  # fmt: skip
             data = json.dumps(entry.to_dict(), separators=(",", ":")).encode()
             try:
-                self._put(entry_key(version), data)
+                self._put(self.entry_key(version), data)
             except ObjectExistsError:
                 won = self.read_since(snapshot.version if snapshot else -1)
                 if not won:
                     raise CorruptLogError(f"{self.store.uri}: version {version} exists but cannot be read") from None
-                if any(c.txn_id == txn_id for c in won):
-                    # Our own earlier attempt landed (an ambiguous outcome): done.
-                    return self._landed(base, won, txn_id, attempt)
-                winners = winners + won
+                mine = [c for c in won if c.txn_id == txn_id]
+                if mine:  # our earlier attempt landed after all (an ambiguous outcome)
+                    return self._finish(replay(snapshot, won[: won.index(mine[0]) + 1]), attempt)
+                winners = [*winners, *won]
                 snapshot = replay(snapshot, won)
-                time.sleep(random.uniform(0, min(0.2, 0.002 * 2**min(attempt, 7))))
+                time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
                 continue
             except StorageError:
-                # The PUT may or may not have landed: read it back and compare txn ids.
+                # The PUT may or may not have landed: read the entry back and compare txn ids.
                 try:
                     landed = self.read(version)
                 except (VersionNotFoundError, StorageError, CorruptLogError):
-                    raise
-                if landed.txn_id == txn_id:
-                    return CommitResult(version, replay(snapshot, [landed]), attempt)
+                    landed = None
+                if landed is not None and landed.txn_id == txn_id:
+                    return self._finish(replay(snapshot, [landed]), attempt)
                 raise
-            return CommitResult(version, replay(snapshot, [entry]), attempt)
+            return self._finish(replay(snapshot, [entry]), attempt)
         raise CommitConflictError(f"{self.store.uri}: gave up after {MAX_RETRIES} attempts under contention")
 
-    def _landed(self, base: Snapshot | None, won: list[Commit], txn_id: str, attempt: int) -> CommitResult:
-        snap = base
-        for c in won:
-            snap = replay(snap, [c])
-            if c.txn_id == txn_id:
-                return CommitResult(c.version, snap, attempt)
-        raise AssertionError("unreachable")
+    def _finish(self, snap: Snapshot, attempts: int) -> CommitResult:
+        if self.checkpoint_interval and snap.version % self.checkpoint_interval == 0 and snap.version:
+            try:
+                self.write_checkpoint(snap)
+            except StorageError as err:  # the commit stands; a checkpoint only speeds up opening
+                log.warning("could not write checkpoint %d: %s", snap.version, err)
+        return CommitResult(snap.version, snap, attempts)
+
+    def write_checkpoint(self, snap: Snapshot) -> None:
+        """Store ``snap`` as the checkpoint of its version (no-op if one exists) and update the hint."""
+        state = snap.to_dict()
+        digest = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        doc = {"format": CHECKPOINT_FORMAT, "format_version": 1, "sha256": digest, "state": state}
+        with contextlib.suppress(ObjectExistsError):  # someone else wrote the same state
+            self._put(self.checkpoint_key(snap.version), json.dumps(doc, separators=(",", ":")).encode())
+        hint = json.dumps({"version": snap.version}).encode()
+        self.store.put(f"{self.prefix}{LOG_DIR}_last_checkpoint", hint)
 
     def _put(self, key: str, data: bytes) -> None:
         if self.store.supports_conditional_put:
@@ -175,3 +312,8 @@ class Log:
             if self.store.exists(key):
                 raise ObjectExistsError(f"{self.store.uri}/{key} exists")
             self.store.put(key, data)
+
+
+def entry_key(version: int) -> str:
+    """The key of a main-branch log entry."""
+    return f"{LOG_DIR}{version:020d}.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tensorhouse.errors import CorruptLogError
 from tensorhouse.format.log.actions import Commit, Fragment, Metadata
@@ -22,7 +23,38 @@ class Snapshot:
 
     @property
     def num_rows(self) -> int:
-        return sum(f.num_rows for f in self.fragments)
+        """Live rows (deleted rows excluded)."""
+        return sum(f.num_live for f in self.fragments)
+
+    def fragment(self, fid: int) -> Fragment:
+        for f in self.fragments:
+            if f.id == fid:
+                return f
+        raise KeyError(f"fragment {fid} is not in version {self.version}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint form of this state."""
+        return {"version": self.version, "timestamp_ms": self.timestamp_ms, "metadata": self.metadata.to_dict(),
+                "fragments": [f.to_dict() for f in self.fragments], "next_fragment_id": self.next_fragment_id,
+                "txns": dict(self.txns)}  # fmt: skip
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Snapshot:
+        try:
+            frags = tuple(Fragment.from_dict(f) for f in d["fragments"])
+            txns = d["txns"]
+            if not isinstance(txns, Mapping) or not all(isinstance(v, int) for v in txns.values()):
+                raise CorruptLogError("checkpoint txns must map app ids to ints")
+            snap = Snapshot(int(d["version"]), int(d["timestamp_ms"]), Metadata.from_dict(d["metadata"]), frags,
+                            int(d["next_fragment_id"]), dict(txns))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, CorruptLogError):
+                raise
+            raise CorruptLogError(f"malformed checkpoint: {err!r}") from err
+        ids = [f.id for f in frags]
+        if ids != sorted(set(ids)) or (ids and ids[-1] >= snap.next_fragment_id):
+            raise CorruptLogError("checkpoint fragments are not unique and ordered")
+        return snap
 
     def apply(self, commit: Commit) -> Snapshot:
         """The snapshot after one more commit (validated: versions are contiguous)."""
@@ -48,10 +80,19 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
                 metadata = a.body
             elif a.kind == "add_fragment":
                 f: Fragment = a.body
-                if f.id in frags or f.id < next_id:
-                    raise CorruptLogError(f"version {c.version}: fragment id {f.id} reused")
+                # An id below next_id may come back (restore re-adds the fragments
+                # of an older version, keeping their row ids), but never while live.
+                if f.id in frags:
+                    raise CorruptLogError(f"version {c.version}: adds fragment {f.id}, which is live")
                 frags[f.id] = f
-                next_id = f.id + 1
+                next_id = max(next_id, f.id + 1)
+            elif a.kind == "replace_fragment":
+                f = a.body
+                old = frags.get(f.id)
+                if old is None or old.num_rows != f.num_rows:
+                    raise CorruptLogError(f"version {c.version}: replaces fragment {f.id}, which is not live "
+                                          "or has another row count")  # fmt: skip
+                frags[f.id] = f
             elif a.kind == "remove_fragment":
                 if a.body["id"] not in frags:
                     raise CorruptLogError(f"version {c.version}: removes unknown fragment {a.body['id']}")

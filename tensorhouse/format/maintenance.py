@@ -1,0 +1,138 @@
+"""Vacuum (delete unreferenced files) and compaction (merge small fragments)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from tensorhouse.errors import ObjectNotFoundError
+from tensorhouse.format import refs
+from tensorhouse.format.chunks import concat, normalize
+from tensorhouse.format.log import Action, Snapshot, replay
+from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
+from tensorhouse.format.writer import write_fragments
+
+if TYPE_CHECKING:
+    from tensorhouse.format.dataset import Dataset
+
+#: Shorter retentions risk deleting the files of a write still in flight.
+MIN_SAFE_RETENTION = timedelta(hours=1)
+VACUUMED_PREFIXES = ("data/", "_deletions/")
+
+
+def _files(snap: Snapshot) -> set[str]:
+    return {p for f in snap.fragments for p in f.files()}
+
+
+def vacuum(ds: Dataset, retention: timedelta, *, dry_run: bool, force: bool) -> VacuumReport:
+    """Delete data and deletion files that no retained version references and that are older than ``retention``.
+
+    Retained: every branch's latest version, every tagged version, every branch's
+    base version, and every version that was current at some point within the
+    retention window. Files of an unfinished write are new, so the age check
+    keeps them; that is why retentions under an hour need ``force=True``.
+    """
+    if retention < MIN_SAFE_RETENTION and not force:
+        raise ValueError(f"retention {retention} is shorter than {MIN_SAFE_RETENTION}: files of writes still in "
+                         "progress could be deleted; pass force=True if no one else is writing")  # fmt: skip
+    store = ds.store
+    now_ms = time.time() * 1000
+    cutoff = now_ms - retention.total_seconds() * 1000
+    tags = refs.list_tags(store)
+    branches = refs.list_branches(store)
+    protected: dict[str, set[int]] = {b: set() for b in branches}
+    for t in tags.values():
+        protected.setdefault(t.branch, set()).add(t.version)
+    logs = {b: refs.branch_log(store, b) for b in branches}
+    for lg in logs.values():
+        if lg.parent is not None:
+            parent_name = next(p for p, pl in logs.items() if pl.prefix == lg.parent[0].prefix)
+            protected[parent_name].add(lg.parent[1])
+    keep: set[str] = set()
+    retained = 0
+    for b, lg in logs.items():
+        snap: Snapshot | None = lg.parent[0].snapshot(lg.parent[1]) if lg.parent else None
+        own = [v for v in lg.versions() if v >= lg.first_version]
+        commits = [lg.read(v) for v in own]
+        for i, c in enumerate(commits):
+            snap = replay(snap, [c])
+            nxt = commits[i + 1].timestamp_ms if i + 1 < len(commits) else None
+            if nxt is None or nxt >= cutoff or c.timestamp_ms >= cutoff or c.version in protected.get(b, ()):
+                keep |= _files(snap)
+                retained += 1
+    victims = []
+    freed = 0
+    for prefix in VACUUMED_PREFIXES:
+        for info in store.list(prefix):
+            if info.key in keep or info.mtime is None or info.mtime * 1000 >= cutoff:
+                continue
+            victims.append(info.key)
+            freed += info.size
+    if not dry_run:
+        for key in victims:
+            with contextlib.suppress(ObjectNotFoundError):  # a concurrent vacuum got it first
+                store.delete(key)
+    return VacuumReport(dry_run, tuple(victims), freed, len(keep), retained)
+
+
+#: A compaction group holds at most this many bytes of chunks (it is rewritten in memory, one column at a time).
+MAX_GROUP_BYTES = 512 << 20
+
+
+def compact(ds: Dataset, *, target_rows: int, message: str | None) -> CompactReport:
+    """Rewrite runs of small fragments (and fragments with deleted rows) as fragments near ``target_rows``.
+
+    Visible data is unchanged; rewritten rows get new row ids (their fragment is new).
+    """
+    if target_rows < 1:
+        raise ValueError(f"target_rows must be positive, got {target_rows}")
+    ds.refresh()
+    snap = ds.snapshot
+    groups: list[list[int]] = []
+    current: list[int] = []
+    rows = size = 0
+    for i, f in enumerate(snap.fragments):
+        fsize = sum(c.size for chunks in f.columns.values() for c in chunks)
+        small = f.num_live < target_rows
+        if small and rows + f.num_live <= target_rows and size + fsize <= MAX_GROUP_BYTES:
+            current.append(i)
+            rows += f.num_live
+            size += fsize
+            continue
+        if current:
+            groups.append(current)
+        current, rows, size = ([i], f.num_live, fsize) if small else ([], 0, 0)
+    if current:
+        groups.append(current)
+    groups = [g for g in groups if len(g) > 1 or snap.fragments[g[0]].deletion is not None]
+    if not groups:
+        return CompactReport(None, len(snap.fragments), len(snap.fragments), 0)
+    tx = ds.transaction(message=message)
+    reader = ds.reader
+    actions: list[Action] = []
+    next_id = snap.next_fragment_id
+    rewritten = 0
+    for g in groups:
+        start, stop = int(reader.frag_starts[g[0]]), int(reader.frag_starts[g[-1] + 1])
+        batches = {}
+        n = 0
+        for name, ctype in snap.metadata.schema.items():
+            parts = [normalize(b.column(0), ctype, name)
+                     for b in reader.iter_batches([(name, ctype)], start=start, stop=stop)]  # fmt: skip
+            batches[name] = concat(parts) if parts else normalize([], ctype, name)
+            n = len(batches[name])
+        for i in g:
+            tx._touch(snap.fragments[i].id)
+            actions.append(Action("remove_fragment", {"id": snap.fragments[i].id}))
+        for p in write_fragments(ds.store, snap, batches, n):
+            actions.append(Action("add_fragment", p.with_id(next_id)))
+            next_id += 1
+        rewritten += n
+    tx._apply("compact", actions)
+    version = tx.commit()
+    return CompactReport(version, len(snap.fragments), len(ds.snapshot.fragments), rewritten)
+
+
+__all__ = ["compact", "vacuum"]

@@ -1,0 +1,247 @@
+"""A small SQL predicate language for ``delete(where=...)`` and ``update(where=...)``.
+
+Grammar (case-insensitive keywords)::
+
+    expr    := or
+    or      := and ("OR" and)*
+    and     := not ("AND" not)*
+    not     := "NOT" not | cmp
+    cmp     := term ( op term | [NOT] IN "(" lit ("," lit)* ")" | IS [NOT] NULL
+                    | [NOT] BETWEEN term AND term )?
+    term    := column | literal | "(" expr ")"
+    op      := = | == | != | <> | < | <= | > | >=
+
+It compiles to a ``pyarrow.compute.Expression`` evaluated on Arrow batches, so
+no engine is needed in the format layer. SQL's NULL semantics hold: a row
+whose predicate is NULL is not selected.
+
+Example:
+    >>> parse("label = 3 AND score < 0.5", {"label", "score"})
+    <pyarrow.compute.Expression ((label == 3) and (score < 0.5))>
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tensorhouse.errors import SchemaError
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<num>-?\d+\.\d*(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?|-?\d+(?:[eE][-+]?\d+)?)
+      | (?P<str>'(?:[^']|'')*')
+      | (?P<qid>"(?:[^"]|"")+")
+      | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<op><=|>=|<>|!=|==|=|<|>|\(|\)|,)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"AND", "OR", "NOT", "IN", "IS", "NULL", "TRUE", "FALSE", "BETWEEN"}
+
+
+class PredicateError(SchemaError):
+    """A ``where=`` string that does not parse or names an unknown column."""
+
+
+def _tokens(text: str) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise PredicateError(f"cannot parse predicate at {text[pos:pos + 20]!r} (position {pos})")
+        pos = m.end()
+        kind = m.lastgroup
+        val = m.group(kind)  # type: ignore[arg-type]
+        if kind == "num":
+            out.append(("lit", float(val) if any(c in val for c in ".eE") else int(val)))
+        elif kind == "str":
+            out.append(("lit", val[1:-1].replace("''", "'")))
+        elif kind == "qid":
+            out.append(("id", val[1:-1].replace('""', '"')))
+        elif kind == "id" and val.upper() in _KEYWORDS:
+            out.append(("kw", val.upper()))
+        else:
+            out.append((kind or "?", val))
+    out.append(("end", None))
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str, columns: Collection[str] | Mapping[str, pa.DataType]) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+        self.columns = columns
+        self.types: Mapping[str, pa.DataType] = columns if isinstance(columns, Mapping) else {}
+        self.fields: dict[int, str] = {}  # id(field expression) -> column name
+        self.used: set[str] = set()
+
+    def typed(self, x: Any, other: Any) -> pc.Expression:
+        """A numeric literal compared with a float column takes the column's type, as in SQL.
+
+        Without this, ``score >= 0.9`` on float32 data would compare 0.9f (stored)
+        with the float64 0.9 and miss the rows that hold exactly 0.9.
+        """
+        if isinstance(x, _Lit) and isinstance(x.value, int | float) and not isinstance(x.value, bool):
+            ftype = self.types.get(self.fields.get(id(other), ""))
+            if ftype is not None and pa.types.is_floating(ftype):
+                return pc.scalar(pa.scalar(x.value, type=ftype))
+        return _expr(x)
+
+    def peek(self, kind: str, value: Any = None) -> bool:
+        k, v = self.toks[self.i]
+        return k == kind and (value is None or v == value)
+
+    def take(self, kind: str, value: Any = None) -> Any:
+        if not self.peek(kind, value):
+            v = self.toks[self.i][1]
+            want = value or kind
+            raise PredicateError(f"in predicate {self.text!r}: expected {want}, found {v if v is not None else 'end'}")
+        self.i += 1
+        return self.toks[self.i - 1][1]
+
+    def parse(self) -> pc.Expression:
+        e = self.or_()
+        self.take("end")
+        if not isinstance(e, pc.Expression) or isinstance(e, _Lit):
+            raise PredicateError(f"predicate {self.text!r} is not a condition on columns")
+        return e
+
+    def or_(self) -> Any:
+        e = self.and_()
+        while self.peek("kw", "OR"):
+            self.i += 1
+            e = _expr(e) | _expr(self.and_())
+        return e
+
+    def and_(self) -> Any:
+        e = self.not_()
+        while self.peek("kw", "AND"):
+            self.i += 1
+            e = _expr(e) & _expr(self.not_())
+        return e
+
+    def not_(self) -> Any:
+        if self.peek("kw", "NOT"):
+            self.i += 1
+            return ~_expr(self.not_())
+        return self.cmp()
+
+    def cmp(self) -> Any:
+        left = self.term()
+        if self.peek("op") and self.toks[self.i][1] in ("=", "==", "!=", "<>", "<", "<=", ">", ">="):
+            op = self.take("op")
+            right = self.term()
+            a, b = self.typed(left, right), self.typed(right, left)
+            return {"=": a == b, "==": a == b, "!=": a != b, "<>": a != b, "<": a < b, "<=": a <= b,
+                    ">": a > b, ">=": a >= b}[op]  # fmt: skip
+        negate = False
+        if self.peek("kw", "NOT") and self.toks[self.i + 1][0] == "kw" and self.toks[self.i + 1][1] in ("IN", "BETWEEN"):
+            self.i += 1
+            negate = True
+        if self.peek("kw", "IN"):
+            self.i += 1
+            self.take("op", "(")
+            values = [self.literal()]
+            while self.peek("op", ","):
+                self.i += 1
+                values.append(self.literal())
+            self.take("op", ")")
+            ftype = self.types.get(self.fields.get(id(left), ""))
+            if ftype is not None and pa.types.is_floating(ftype):
+                values = [pa.scalar(v, type=ftype) if isinstance(v, int | float) else v for v in values]
+                e = _expr(left).isin(pa.array(values, type=ftype))
+            else:
+                e = _expr(left).isin(values)
+            return ~e if negate else e
+        if self.peek("kw", "BETWEEN"):
+            self.i += 1
+            lo = self.term()
+            self.take("kw", "AND")
+            hi = self.term()
+            e = (_expr(left) >= self.typed(lo, left)) & (_expr(left) <= self.typed(hi, left))
+            return ~e if negate else e
+        if self.peek("kw", "IS"):
+            self.i += 1
+            neg = bool(self.peek("kw", "NOT"))
+            if neg:
+                self.i += 1
+            self.take("kw", "NULL")
+            return _expr(left).is_valid() if neg else _expr(left).is_null()
+        return left
+
+    def literal(self) -> Any:
+        if self.peek("lit"):
+            return self.take("lit")
+        if self.peek("kw", "TRUE") or self.peek("kw", "FALSE"):
+            return self.take("kw") == "TRUE"
+        v = self.toks[self.i][1]
+        raise PredicateError(f"in predicate {self.text!r}: expected a literal, found {v}")
+
+    def term(self) -> Any:
+        if self.peek("op", "("):
+            self.i += 1
+            e = self.or_()
+            self.take("op", ")")
+            return e
+        if self.peek("id"):
+            name = self.take("id")
+            if name not in self.columns:
+                raise PredicateError(f"predicate {self.text!r} names unknown column {name!r}; "
+                                     f"columns usable here: {sorted(self.columns)}")  # fmt: skip
+            self.used.add(name)
+            f = pc.field(name)
+            self.fields[id(f)] = name
+            return f
+        if self.peek("kw", "NULL"):
+            self.i += 1
+            return _Lit(None)
+        return _Lit(self.literal())
+
+
+class _Lit:
+    """A literal before it meets a column (keeps Python values for isin)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _expr(x: Any) -> pc.Expression:
+    if isinstance(x, _Lit):
+        return pc.scalar(x.value)
+    if isinstance(x, pc.Expression):
+        return x
+    return pc.scalar(x)
+
+
+def parse(text: str, columns: Collection[str] | Mapping[str, pa.DataType]) -> pc.Expression:
+    """Compile a SQL predicate over ``columns`` (names, or names -> Arrow types) to an Arrow expression."""
+    return parse_with_columns(text, columns)[0]
+
+
+def parse_with_columns(text: str, columns: Collection[str] | Mapping[str, pa.DataType]) -> tuple[pc.Expression, set[str]]:
+    """Like :func:`parse`, also returning the columns the predicate reads."""
+    if not isinstance(text, str) or not text.strip():
+        raise PredicateError(f"a predicate is a non-empty SQL string, got {text!r}")
+    p = _Parser(text, columns)
+    return p.parse(), p.used
+
+
+def evaluate(expr: pc.Expression, batch: pa.RecordBatch) -> pa.BooleanArray:
+    """Rows of ``batch`` where ``expr`` is TRUE (NULL counts as false)."""
+    import pyarrow.dataset as pads
+
+    try:
+        # A projection of the in-memory batch evaluates the expression with
+        # Arrow's own kernels and SQL null semantics.
+        col = pads.dataset(pa.Table.from_batches([batch])).to_table(columns={"m": expr}).column("m")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+        raise PredicateError(f"cannot evaluate predicate {expr}: {err}") from err
+    return pc.fill_null(col.combine_chunks(), False)
