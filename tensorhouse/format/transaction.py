@@ -5,8 +5,8 @@ runs in a Transaction. Operations apply to a working snapshot, so later ones
 see earlier ones (append, then delete some of what was appended). At commit
 the actions are rebased onto whatever won meanwhile, under these rules:
 
-- appends never conflict with anything but a restore: their new fragments
-  are renumbered past the winners' ones;
+- blind appends never conflict: their new fragments are renumbered past
+  the winners' ones (an append landing after a restore adds to the restored state);
 - a delete, update, compaction or column rewrite conflicts with a winner
   that replaced or removed one of the same fragments;
 - a schema change conflicts with a winner's schema change;
