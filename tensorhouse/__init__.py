@@ -59,12 +59,25 @@ _LAZY = {
     "datafusion": "tensorhouse.connector.datafusion",
     "udfs": "tensorhouse.udfs",
     "connector": "tensorhouse.connector",
+    "ingest": "tensorhouse.ingest",
+    "loader": "tensorhouse.loader",
+}
+
+
+# Functions of lazily loaded modules: name -> (module, attribute).
+_LAZY_ATTRS = {
+    "write": ("tensorhouse.connector.materialize", "write"),
+    "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
+    "to_torch": ("tensorhouse.connector.results", "to_torch"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return importlib.import_module(_LAZY[name])
+    if name in _LAZY_ATTRS:
+        module, attr = _LAZY_ATTRS[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'tensorhouse' has no attribute {name!r}")
 
 

@@ -84,6 +84,14 @@ class Store(abc.ABC):
         """The object's size in bytes."""
         return len(self.get(key))
 
+    def map(self, key: str) -> memoryview | None:
+        """A read-only zero-copy view of a whole object, where the backend can map it (local files).
+
+        Reading a large object into fresh memory costs a page fault per 4 KiB;
+        a mapping of a file in the page cache does not. None means "use get".
+        """
+        return None
+
     def child(self, prefix: str) -> Store:
         """A store rooted at ``prefix`` inside this one (e.g. a branch's folder)."""
         from tensorhouse.storage.prefixed import PrefixedStore

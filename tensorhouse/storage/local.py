@@ -8,6 +8,7 @@ both faster and simpler here.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import stat
 import uuid
@@ -124,6 +125,19 @@ class LocalStore(Store):
             raise self._not_found(key) from err
         except OSError as err:
             raise self._failed("read", key, err) from err
+
+    def map(self, key: str) -> memoryview | None:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size == 0:
+                    return memoryview(b"")
+                # The mapping outlives the file object (and a later unlink): Linux keeps the pages.
+                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
+            raise self._not_found(key) from err
+        except OSError as err:
+            raise self._failed("map", key, err) from err
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         return self.get_ranges(key, [(start, length)])[0]

@@ -59,3 +59,6 @@ class PrefixedStore(Store):
 
     def size(self, key: str) -> int:
         return self.parent.size(self._k(key))
+
+    def map(self, key: str) -> memoryview | None:
+        return self.parent.map(self._k(key))

@@ -54,6 +54,8 @@ class HeaderCache:
 
 
 _HEADERS = HeaderCache()
+#: Mapped chunk files whose checksums passed in this process (files are immutable).
+_VERIFIED: set[tuple[str, str, int]] = set()
 
 
 class ChunkReader:
@@ -89,8 +91,14 @@ class ChunkReader:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
 
     def read_all(self, path: str, size: int | None = None) -> SampleBatch:
-        """Every sample of a chunk, read with one request and verified."""
-        blob = self.store.get(path)
+        """Every sample of a chunk, read with one request (or mapped, locally) and verified.
+
+        A chunk whose checksums passed once in this process is not checked again
+        when mapped anew: chunk files are immutable, and the page cache holds the
+        bytes that were verified.
+        """
+        mapped = self.store.map(path)
+        blob: bytes | memoryview = mapped if mapped is not None else self.store.get(path)
         if size is not None and len(blob) != size:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {len(blob)} bytes, the log says {size}")
         view = memoryview(blob)
@@ -101,8 +109,12 @@ class ChunkReader:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         self.headers.put((self.store.uri, path), h)
         stored = view[h.header_length :]
+        key = (self.store.uri, path, len(blob))
         try:
-            verify_blocks(h, 0, stored)
+            if mapped is None or key not in _VERIFIED:
+                verify_blocks(h, 0, stored)
+                if mapped is not None:
+                    _VERIFIED.add(key)
             raw = codecs.decompress(h.chunk_codec, stored, h.raw_length)
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err

@@ -1,0 +1,151 @@
+"""What a loader reads: a Dataset, or a query result that carries ``_rowid``.
+
+The user writes one query. The loader keeps from it only ``_rowid`` and the
+light columns (scalars, text, computed values), re-projecting the query so the
+engine never reads tensor chunks; heavy columns (images, tensors, boxes,
+embeddings) named in the query are read from the dataset by row id.
+
+Which dataset is behind a query result, in order:
+1. ``dataset=`` given by the caller;
+2. the ``_rowid`` field's metadata (DataFusion keeps Arrow field metadata
+   through a query; the connector puts the dataset's URI, version and branch
+   there);
+3. the connector's record of datasets registered on that DuckDB connection
+   (used when exactly one of them could be behind the query).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tensorhouse.errors import SchemaError
+from tensorhouse.format.dataset import Dataset
+from tensorhouse.types import ROWID
+
+#: Field-metadata key on ``_rowid`` naming the dataset a row id belongs to.
+ROWID_DATASET_KEY = b"tensorhouse.dataset"
+
+
+@dataclass
+class Selection:
+    """Rows to load: their ids, the light columns from the engine, the heavy ones to read."""
+
+    dataset: Dataset
+    rowids: np.ndarray | None  # None: every live row of the dataset, in order
+    light: dict[str, Any]  # column -> numpy array (or object array) aligned with rowids
+    heavy: list[str]
+    keep_rowid: bool
+
+    def __len__(self) -> int:
+        return len(self.dataset) if self.rowids is None else len(self.rowids)
+
+
+def is_heavy(ds: Dataset, name: str) -> bool:
+    """Tensors and images are read by row id; scalars and text come from the engine."""
+    if name not in ds.schema:
+        return False
+    t = ds.schema[name].arrow_type()
+    return not (pa.types.is_primitive(t) or pa.types.is_string(t))
+
+
+def _dataset_from_metadata(schema: pa.Schema) -> Dataset | None:
+    if ROWID not in schema.names:
+        return None
+    meta = schema.field(ROWID).metadata or {}
+    raw = meta.get(ROWID_DATASET_KEY)
+    if not raw:
+        return None
+    import tensorhouse as th
+
+    info = json.loads(raw)
+    return th.open(info["uri"], version=info.get("version"), branch=info.get("branch"),
+                   storage_options=info.get("storage_options"))  # fmt: skip
+
+
+def _dataset_from_registry(con: Any) -> Dataset | None:
+    try:
+        from tensorhouse.connector import duckdb as thduck
+    except ImportError:
+        return None
+    lookup = getattr(thduck, "registered_datasets", None)
+    if lookup is None:
+        return None
+    found = lookup(con)
+    return found[0] if len(found) == 1 else None
+
+
+def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | None) -> Selection:
+    """Resolve any supported source into a Selection (materialising only row ids and light columns)."""
+    if isinstance(source, Dataset):
+        names = list(columns) if columns is not None else source.columns
+        unknown = [c for c in names if c != ROWID and c not in source.schema]
+        if unknown:
+            raise SchemaError(f"unknown column(s) {unknown}; columns are {source.columns}")
+        return Selection(source, None, {}, [c for c in names if c != ROWID], ROWID in names)
+    kind = type(source).__module__.split(".")[0]
+    if kind == "duckdb":
+        names = list(source.columns)
+        _require_rowid(names)
+        ds = dataset or _dataset_from_registry(None)
+        if ds is None:
+            raise ValueError("cannot tell which tensorhouse dataset this DuckDB query reads: pass dataset=ds "
+                             "(or register exactly one dataset on the connection with th.duckdb.register)")  # fmt: skip
+        keep = _light(ds, names, columns)
+        table = source.project(", ".join(_quote(c) for c in keep)).to_arrow_table()
+    elif kind == "datafusion":
+        names = [f.name for f in source.schema()]
+        _require_rowid(names)
+        ds = dataset or _dataset_from_metadata(source.schema())
+        if ds is None:
+            raise ValueError("cannot tell which tensorhouse dataset this DataFrame reads: pass dataset=ds")
+        keep = _light(ds, names, columns)
+        table = source.select(*[_quote(c) for c in keep]).to_arrow_table()
+    elif isinstance(source, pa.Table | pa.RecordBatch | pa.RecordBatchReader):
+        table = source.read_all() if isinstance(source, pa.RecordBatchReader) else pa.table(source)
+        names = table.column_names
+        _require_rowid(names)
+        ds = dataset or _dataset_from_metadata(table.schema)
+        if ds is None:
+            raise ValueError("cannot tell which tensorhouse dataset these row ids belong to: pass dataset=ds")
+        keep = _light(ds, names, columns)
+        table = table.select(keep)
+    else:
+        raise TypeError(f"cannot load from {type(source).__name__}: pass a tensorhouse Dataset, a DuckDB relation, "
+                        "a DataFusion DataFrame or an Arrow table with a _rowid column")  # fmt: skip
+    wanted = list(columns) if columns is not None else names
+    heavy = [c for c in wanted if is_heavy(ds, c)]
+    light = {c: _to_numpy(table.column(c)) for c in table.column_names if c != ROWID and c in wanted}
+    rowids = table.column(ROWID).to_numpy().astype(np.int64)
+    return Selection(ds, rowids, light, heavy, ROWID in wanted)
+
+
+def _require_rowid(names: Sequence[str]) -> None:
+    if ROWID not in names:
+        raise SchemaError(f"the query must select {ROWID} so the loader can read tensors by row id "
+                          f"(e.g. SELECT {ROWID}, image, label FROM ...); it selects {list(names)}")  # fmt: skip
+
+
+def _light(ds: Dataset, names: Sequence[str], columns: Sequence[str] | None) -> list[str]:
+    wanted = set(columns) if columns is not None else set(names)
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise SchemaError(f"column(s) {unknown} are not in the query result {list(names)}")
+    return [c for c in names if c == ROWID or (c in wanted and not is_heavy(ds, c))]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _to_numpy(col: pa.ChunkedArray) -> Any:
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type)) \
+            and arr.null_count == 0:  # fmt: skip
+        return arr.to_numpy(zero_copy_only=False)
+    return np.array(arr.to_pylist(), dtype=object)
