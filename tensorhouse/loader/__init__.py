@@ -60,6 +60,7 @@ def loader(
     format: OutputFormat = "torch",
     device: str | None = None,
     pin_memory: bool = False,
+    gpu_decode: bool | None = None,
 ) -> Any:
     """Batches of a Dataset or of a query (DuckDB relation, DataFusion DataFrame, Arrow table with ``_rowid``).
 
@@ -71,7 +72,8 @@ def loader(
     - Images decode to uint8 HxWxC, stacked when a batch's images share a shape, else a
       list (``pad=True`` pads ragged columns and returns ``(padded, shapes)``).
     - ``format="numpy"`` never imports torch. ``device="cuda"`` moves batches to the GPU and
-      decodes JPEG there when torchvision is available.
+      decodes JPEG there when torchvision is available (``gpu_decode=False`` keeps decoding
+      on CPU threads; ``True`` requires it).
     - Buffers are reused: a batch is valid until ``prefetch + 1`` more are taken
       (``reuse_buffers=False`` allocates fresh ones).
     """
@@ -95,7 +97,10 @@ def loader(
 
     dev = torch.device(device) if device is not None else None
     gpu_cols: list[str] = []
-    if torch_adapter.gpu_jpeg_available(dev) and decode and transform is None and collate is None:
+    usable = torch_adapter.gpu_jpeg_available(dev) and decode and transform is None and collate is None
+    if gpu_decode and not usable:
+        raise ValueError("gpu_decode=True needs device='cuda', a working torchvision, decode=True and no transform/collate")
+    if usable and gpu_decode is not False:
         gpu_cols = [c for c in sel.heavy if getattr(sel.dataset.schema[c], "compression", None) == "jpeg"]
     core = Loader(sel, **core_kwargs)
     core.raw_columns = set(gpu_cols)

@@ -61,12 +61,17 @@ class Loader:
         self.epoch = 0
         #: Columns handed over still encoded (the torch adapter decodes them on the GPU).
         self.raw_columns: set[str] = set()
+        #: Runs on each finished batch in the prefetch threads (the torch adapter's device copy).
+        self.post: Callable[[Any], Any] | None = None
+        #: Makes batch buffers (the torch adapter's pinned memory).
+        self.allocator: Callable[[tuple[int, ...], np.dtype[Any]], np.ndarray] | None = None
         self._physical: np.ndarray | None = None
         plan.shard(np.zeros(0, np.int64), rank=rank, world_size=world_size, drop_last=drop_last)  # validates
 
     # -- pickling (DataLoader workers under spawn) -----------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
+        state["post"] = state["allocator"] = None  # process-local hooks
         ds = self.sel.dataset
         state["_reopen"] = (ds.uri, ds.version, ds.branch_name, ds.storage_options)
         state["sel"] = Selection(None, self.sel.rowids, self.sel.light, self.sel.heavy, self.sel.keep_rowid)  # type: ignore[arg-type]
@@ -131,7 +136,7 @@ class Loader:
         phys = self.physical_rows()
         decode_pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="tensorhouse-decode")
         batch_pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix="tensorhouse-batch")
-        ring = BufferRing(self.prefetch + 2) if self.reuse_buffers else None
+        ring = BufferRing(self.prefetch + 2, self.allocator) if self.reuse_buffers else None
         cols = [Column(n, self.sel.dataset.schema[n], self.decode and n not in self.raw_columns, self.pad)
                 for n in self.sel.heavy]  # fmt: skip
         mat = Materializer(self.sel.dataset.reader, cols, threads=decode_pool, n_threads=self.num_threads,
@@ -148,7 +153,8 @@ class Loader:
             if self.sel.keep_rowid:
                 out[ROWID] = (self.sel.rowids[sel_idx] if self.sel.rowids is not None
                               else self.sel.dataset.reader.rowids(rows))  # fmt: skip
-            return self._finish(out)
+            done = self._finish(out)
+            return self.post(done) if self.post is not None else done
 
         pending: deque[Future[Any]] = deque()
         try:

@@ -5,6 +5,7 @@ The only module of tensorhouse that imports torch (and torchvision, when present
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,6 +51,9 @@ class TorchLoader(IterableDataset):
     """Batches as torch tensors. Iterate it directly, or inside ``DataLoader(loader, batch_size=None, num_workers=N)``.
 
     Inside a DataLoader each worker yields a disjoint part of this rank's shard.
+    With a CUDA device the copy to the GPU (and JPEG decoding, when torchvision
+    can) happens in the prefetch threads, each on its own CUDA stream, from
+    pinned batch buffers, so the training loop only receives ready GPU tensors.
     """
 
     def __init__(self, core: Loader, *, device: str | torch.device | None, pin_memory: bool,
@@ -58,6 +62,7 @@ class TorchLoader(IterableDataset):
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.gpu_decode_columns = gpu_decode_columns
+        self._streams = threading.local()
 
     def set_epoch(self, epoch: int) -> None:
         self.core.set_epoch(epoch)
@@ -69,19 +74,62 @@ class TorchLoader(IterableDataset):
     def dataset(self) -> Any:
         return self.core.dataset
 
+    def _stream(self) -> torch.cuda.Stream:
+        s = getattr(self._streams, "s", None)
+        if s is None:
+            s = self._streams.s = torch.cuda.Stream(self.device)
+        return s
+
+    def _to_device(self, batch: Any) -> Any:
+        """In a prefetch thread: decode on the GPU, copy the rest, and wait for this stream only."""
+        assert self.device is not None
+        stream = self._stream()
+        with torch.cuda.stream(stream):
+            raw = {name: batch.pop(name) for name in self.gpu_decode_columns} if isinstance(batch, dict) else {}
+            out = to_torch(batch, pin=False, device=self.device)
+            for name, payloads in raw.items():
+                out[name] = gpu_decode(payloads, self.device)
+        stream.synchronize()  # releases the GIL; the consumer gets finished tensors
+        return out
+
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        on_gpu = self.device is not None and self.device.type == "cuda" and info is None
+        pin = self.pin_memory or on_gpu
+        if on_gpu:
+            self.core.post = self._to_device
+        else:
+            self.core.post = lambda b: to_torch(b, pin=self.pin_memory and info is None, device=None)
+        if pin:
+            self.core.allocator = lambda shape, dtype: torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)],
+                                                                   pin_memory=True).numpy()  # fmt: skip
+        if self.gpu_decode_columns and on_gpu:
+            self.core.raw_columns = set(self.gpu_decode_columns)
+        else:
+            self.core.raw_columns = set()
         for batch in self.core.iter_batches(worker=worker, num_workers=workers):
-            out = to_torch(batch, pin=self.pin_memory, device=self.device)
-            if self.gpu_decode_columns and isinstance(out, dict):
-                from torchvision.io import decode_jpeg
+            if self.device is not None and not on_gpu:
+                batch = to_torch(batch, pin=False, device=self.device)
+            yield batch
 
-                for name in self.gpu_decode_columns:
-                    blobs = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in batch[name]]
-                    imgs = decode_jpeg(blobs, device=self.device)
-                    shapes = {tuple(i.shape) for i in imgs}
-                    # torchvision gives CxHxW; match the CPU path's HxWxC.
-                    hwc = [i.permute(1, 2, 0) for i in imgs]
-                    out[name] = torch.stack(hwc) if len(shapes) == 1 else hwc
-            yield out
+
+def gpu_decode(payloads: list[Any], device: torch.device) -> Any:
+    """Encoded JPEGs (buffers) -> uint8 HxWxC tensors on ``device`` (stacked when shapes agree)."""
+    from torchvision.io import decode_jpeg
+
+    sizes = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+    ends = np.cumsum(sizes)
+    flat = torch.from_numpy(np.frombuffer(b"".join(payloads), dtype=np.uint8).copy())
+    blobs = [flat[int(e - s) : int(e)] for s, e in zip(sizes, ends, strict=True)]
+    imgs = decode_jpeg(blobs, device=device)
+    if len({tuple(i.shape) for i in imgs}) == 1:
+        return torch.stack(imgs).permute(0, 2, 3, 1).contiguous()  # CxHxW -> the CPU path's HxWxC
+    return [i.permute(1, 2, 0) for i in imgs]
+
+
+_TORCH_DTYPES = {np.dtype(k): v for k, v in {
+    "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32, "int64": torch.int64,
+    "float16": torch.float16, "float32": torch.float32, "float64": torch.float64, "bool": torch.bool,
+    "uint16": torch.uint16, "uint32": torch.uint32, "uint64": torch.uint64,
+}.items()}  # fmt: skip
