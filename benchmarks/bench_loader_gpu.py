@@ -62,7 +62,7 @@ def cpu_bound(blobs: list[bytes], threads: int) -> float:
             part = blobs[s : s + 64]
             bounds = np.linspace(0, len(part), threads + 1).astype(int)
 
-            def work(a: int, b: int) -> None:
+            def work(a: int, b: int, part: list[bytes] = part) -> None:
                 for i in range(a, b):
                     simplejpeg.decode_jpeg(part[i], buffer=buf[i])
 
