@@ -205,3 +205,20 @@ def test_cuda_device(ds: th.Dataset) -> None:
 def test_loader_path_in_tmp(tmp_path: Path) -> None:
     ds = th.create(str(tmp_path / "empty"), {"x": "int64"})
     assert list(th.loader(ds, format="numpy")) == []
+
+
+@pytest.mark.parametrize("mode", ["chunk", "full"])
+def test_s3_streaming(s3_uri: tuple[str, dict[str, Any]], mode: str) -> None:
+    uri, opts = s3_uri
+    rng = np.random.default_rng(1)
+    imgs = [scene(rng, 24, 24)[0] for _ in range(60)]
+    d = th.create(uri, {"image": th.Image("jpeg"), "label": "int64"}, storage_options=opts, chunk_bytes=8_000)
+    d.append({"image": imgs, "label": np.arange(60)})
+    loader = th.loader(th.open(uri, storage_options=opts), batch_size=16, shuffle=True, shuffle_mode=mode,
+                       columns=["_rowid", "image", "label"], format="numpy", reuse_buffers=False)  # fmt: skip
+    seen = []
+    for b in loader:
+        seen += b["label"].tolist()
+        ref = d.take_rowids(b["_rowid"], columns=["image"])["image"]
+        np.testing.assert_array_equal(b["image"], np.stack(ref))
+    assert sorted(seen) == list(range(60))

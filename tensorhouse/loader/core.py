@@ -59,6 +59,8 @@ class Loader:
         self.collate = collate
         self.batch_transform = batch_transform
         self.epoch = 0
+        #: How many batches ahead chunk reads start on object storage.
+        self.lookahead_batches = 8
         #: Columns handed over still encoded (the torch adapter decodes them on the GPU).
         self.raw_columns: set[str] = set()
         #: Runs on each finished batch in the prefetch threads (the torch adapter's device copy).
@@ -139,8 +141,14 @@ class Loader:
         ring = BufferRing(self.prefetch + 2, self.allocator) if self.reuse_buffers else None
         cols = [Column(n, self.sel.dataset.schema[n], self.decode and n not in self.raw_columns, self.pad)
                 for n in self.sel.heavy]  # fmt: skip
+        remote = not self.sel.dataset.store.is_local
         mat = Materializer(self.sel.dataset.reader, cols, threads=decode_pool, n_threads=self.num_threads,
-                           cache_bytes=self.cache_bytes, ring=ring)  # fmt: skip
+                           cache_bytes=self.cache_bytes, ring=ring,
+                           whole_chunks=not (remote and self.shuffle and self.shuffle_mode == "full"))  # fmt: skip
+        # Object stores answer in tens of milliseconds: read the chunks of the next
+        # batches ahead, on their own wide pool, so no batch waits for a request.
+        lookahead = self.prefetch + (self.lookahead_batches if remote else 0)
+        io_pool = ThreadPoolExecutor(16 if remote else 2, thread_name_prefix="tensorhouse-chunks")
 
         def make(k: int) -> Any:
             sel_idx = groups[k]
@@ -162,7 +170,11 @@ class Loader:
             for _ in range(min(self.prefetch, len(groups))):
                 pending.append(batch_pool.submit(make, nxt))
                 nxt += 1
+            ahead = 0
             while pending:
+                while ahead < min(len(groups), nxt + lookahead):
+                    mat.prefetch(io_pool, phys[groups[ahead]])
+                    ahead += 1
                 batch = pending.popleft().result()
                 if nxt < len(groups):
                     pending.append(batch_pool.submit(make, nxt))
@@ -173,6 +185,7 @@ class Loader:
             for f in pending:
                 f.cancel()
             batch_pool.shutdown(wait=True, cancel_futures=True)
+            io_pool.shutdown(wait=True, cancel_futures=True)
             decode_pool.shutdown(wait=True, cancel_futures=True)
 
     def _finish(self, batch: Batch) -> Any:

@@ -37,6 +37,13 @@ class ChunkCache:
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, int], threading.Event] = {}
 
+    def prefetch(self, pool: ThreadPoolExecutor, name: str, ctype: ColumnType, c: int) -> None:
+        """Start reading a chunk in the background unless it is cached or being read."""
+        with self._lock:
+            if (name, c) in self._items or (name, c) in self._loading:
+                return
+        pool.submit(self.get, name, ctype, c)
+
     def get(self, name: str, ctype: ColumnType, c: int) -> SampleBatch:
         key = (name, c)
         while True:
@@ -101,13 +108,16 @@ class Materializer:
     """Reads and decodes heavy columns for batches of physical rows."""
 
     def __init__(self, reader: SnapshotReader, columns: Sequence[Column], *, threads: ThreadPoolExecutor,
-                 n_threads: int, cache_bytes: int, ring: BufferRing | None) -> None:  # fmt: skip
+                 n_threads: int, cache_bytes: int, ring: BufferRing | None, whole_chunks: bool = True) -> None:  # fmt: skip
         self.reader = reader
         self.columns = list(columns)
         self.threads = threads
         self.n_threads = n_threads
         self.cache = ChunkCache(reader, cache_bytes)
         self.ring = ring
+        #: False: fetch only the batch's samples by range (a full shuffle over object storage,
+        #: where a batch touches many chunks once each); True: read and cache whole chunks.
+        self.whole_chunks = whole_chunks
 
     def _payloads(self, col: Column, rows: np.ndarray) -> tuple[list[memoryview | None], np.ndarray]:
         """Each row's stored payload (encoded image / raw bytes) and its shape."""
@@ -115,6 +125,13 @@ class Materializer:
         cidx = index.locate(rows)
         payloads: list[memoryview | None] = [None] * len(rows)
         shapes = np.zeros((len(rows), len(col.ctype.sample_shape)), np.int64)
+        if not self.whole_chunks:
+            batch = self.reader.read_rows(col.name, col.ctype, rows)
+            data = memoryview(batch.data)
+            for i in range(len(rows)):
+                if batch.nulls is None or not batch.nulls[i]:
+                    payloads[i] = data[batch.offsets[i] : batch.offsets[i + 1]]
+            return payloads, np.asarray(batch.shapes)
         for c in np.unique(cidx):
             sel = np.flatnonzero(cidx == c)
             chunk = self.cache.get(col.name, col.ctype, int(c))
@@ -127,6 +144,14 @@ class Materializer:
                 if nulls is None or not nulls[j]:
                     payloads[i] = data[offs[j] : offs[j + 1]]
         return payloads, shapes
+
+    def prefetch(self, pool: ThreadPoolExecutor, rows: np.ndarray) -> None:
+        """Start reading the chunks a future batch needs."""
+        if not self.whole_chunks:
+            return
+        for col in self.columns:
+            for c in np.unique(self.reader.index(col.name).locate(rows)):
+                self.cache.prefetch(pool, col.name, col.ctype, int(c))
 
     def _parallel(self, n: int, work: Callable[[int, int], None]) -> None:
         """Run ``work(start, stop)`` over ``range(n)`` split across the threads."""
