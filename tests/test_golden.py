@@ -1,0 +1,47 @@
+"""Golden datasets: every on-disk format version ever written must still read, value for value."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tensorhouse as th
+
+sys.path.insert(0, str(Path(__file__).parent / "golden"))
+from make_golden import SCHEMA, expected
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture
+def v1(tmp_path: Path) -> str:
+    dst = tmp_path / "v1"
+    shutil.copytree(GOLDEN / "v1", dst)  # read a copy: tests never touch the golden files
+    return str(dst)
+
+
+def test_v1_reads_value_for_value(v1: str) -> None:
+    ds = th.open(v1)
+    assert ds.version == 4 and len(ds) == 3 and dict(ds.schema) == {k: th.types.as_type(v) for k, v in SCHEMA.items()}
+    rows = expected()
+    table = ds.to_table()
+    for name in ("label", "score", "flag", "caption", "blob", "emb", "grid"):
+        assert table.column(name).to_pylist() == rows[name], name
+    got = ds.take([0, 1, 2])
+    assert got["meta"] == rows["meta"]
+    for name in ("ragged", "boxes", "png"):
+        for a, b in zip(got[name], rows[name], strict=True):
+            assert np.asarray(a).tolist() == b or (np.asarray(a).size == 0 and not b), name
+    assert [h.operation for h in ds.history()] == ["create", "append", "append", "delete", "restore"]
+    assert len(th.open(v1, version=3)) == 2 and len(th.open(v1, tag="golden")) == 3
+
+
+def test_v1_accepts_new_writes(v1: str) -> None:
+    ds = th.open(v1)
+    ds.append({k: v[:1] for k, v in {**expected(), "png": [np.zeros((2, 2, 3), np.uint8)],
+               "ragged": [np.ones((1, 2), np.float32)], "boxes": [np.ones((1, 4), np.float32)]}.items()})  # fmt: skip
+    assert len(th.open(v1)) == 4
