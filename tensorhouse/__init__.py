@@ -58,6 +58,7 @@ _LAZY = {
     "duckdb": "tensorhouse.connector.duckdb",
     "datafusion": "tensorhouse.connector.datafusion",
     "udfs": "tensorhouse.udfs",
+    "sql": "tensorhouse.sql",
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",

@@ -194,7 +194,7 @@ class SnapshotReader:
         dead = self.deleted_mask(start, stop)
         if dead is not None:
             selection = ~dead if selection is None else (selection & ~dead)
-        cursors = [_Cursor(self, n, t) for n, t in columns]
+        cursors = [_Cursor(self, n, t, stop) for n, t in columns]
         fields = [t.arrow_field(n) for n, t in columns]
         if with_rowid:
             fields.append(pa.field(ROWID, pa.int64(), nullable=False))
@@ -231,8 +231,9 @@ class SnapshotReader:
 class _Cursor:
     """Walks one column's chunks in order, holding the current one and prefetching the next."""
 
-    def __init__(self, reader: SnapshotReader, name: str, ctype: ColumnType) -> None:
+    def __init__(self, reader: SnapshotReader, name: str, ctype: ColumnType, stop: int) -> None:
         self.reader = reader
+        self.stop = stop  # no prefetch past the scan's last row (a pruned range, a partition)
         self.name = name
         self.ctype = ctype
         self.index = reader.index(name)
@@ -248,7 +249,7 @@ class _Cursor:
             batch = self.reader.read_chunk(self.name, self.ctype, c)
         self.current = (c, batch)
         nxt = c + 1
-        if nxt < len(self.index.refs):
+        if nxt < len(self.index.refs) and self.index.starts[nxt] < self.stop:
             self.pending = (nxt, io_pool().submit(self.reader.read_chunk, self.name, self.ctype, nxt))
         else:
             self.pending = None

@@ -28,8 +28,7 @@ from tensorhouse.errors import SchemaError
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.types import ROWID
 
-#: Field-metadata key on ``_rowid`` naming the dataset a row id belongs to.
-ROWID_DATASET_KEY = b"tensorhouse.dataset"
+from tensorhouse.connector.arrow_dataset import ROWID_DATASET_KEY  # the connector writes it
 
 
 @dataclass
@@ -64,8 +63,8 @@ def _dataset_from_metadata(schema: pa.Schema) -> Dataset | None:
     import tensorhouse as th
 
     info = json.loads(raw)
-    return th.open(info["uri"], version=info.get("version"), branch=info.get("branch"),
-                   storage_options=info.get("storage_options"))  # fmt: skip
+    # Credentials never travel in metadata: S3 users pass dataset= (with storage_options).
+    return th.open(info["uri"], version=info.get("version"), branch=info.get("branch"))
 
 
 def _dataset_from_registry(con: Any) -> Dataset | None:

@@ -67,6 +67,15 @@ class TorchLoader(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.core.set_epoch(epoch)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_streams"]  # CUDA streams are per process (and per thread)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._streams = threading.local()
+
     def __len__(self) -> int:
         return len(self.core)
 

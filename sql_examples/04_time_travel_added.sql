@@ -1,0 +1,10 @@
+-- Time travel: rows added since version 1, found by comparing stable row ids of two registered versions.
+-- Register pets_v1 with th.duckdb.register(con, "pets_v1", uri, version=1) (DataFusion: same, or
+-- FROM tensorhouse('uri', 1) after th.datafusion.install(ctx)).
+-- tables: pets, pets_v1 (version 1)
+-- engines: duckdb, datafusion
+SELECT label, count(*) AS added
+FROM pets
+WHERE _rowid NOT IN (SELECT _rowid FROM pets_v1)
+GROUP BY label
+ORDER BY label;

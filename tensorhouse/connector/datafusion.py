@@ -1,0 +1,150 @@
+"""Query tensorhouse datasets from DataFusion.
+
+``register`` puts a dataset under a table name on a ``SessionContext``;
+``install`` adds the table function ``tensorhouse(uri [, at])`` for time
+travel in SQL, and the tensor UDFs when they are available.
+
+How DataFusion 55 treats a registered dataset (measured):
+
+- ``get_fragments(filter)`` once per query, then one partition per fragment;
+  a fragment is a contiguous row range (at most ``FRAGMENT_ROWS`` rows, never
+  across a tensorhouse fragment), and fragments whose statistics rule the
+  filter out are not returned at all.
+- Field metadata survives DataFusion for columns selected as they are, so
+  ``th.write`` of a DataFusion result keeps tensorhouse types exactly.
+- ``_rowid`` cannot be hidden from ``SELECT *`` (DataFusion has no system
+  columns); it is declared first. ``SELECT * EXCLUDE (_rowid)`` gives the
+  dataset's columns; ``rowid=False`` leaves it out.
+- The table function takes **positional** arguments only: DataFusion's SQL
+  planner rejects named arguments (``version => 3``) for Python table
+  functions with "Unsupported function argument type". The second argument
+  picks the version by its type: an integer is a version number, a string a
+  tag, a timestamp the last commit at or before it; NULL or nothing means the
+  latest. A third argument names a branch. The function never calls the
+  SessionContext (doing so from inside a table function panicked).
+
+Example:
+    >>> import datafusion, numpy as np, tensorhouse as th
+    >>> ds = th.create("memory://doc-df", {"label": th.ClassLabel(["cat", "dog"]), "emb": th.Embedding(2)})
+    >>> _ = ds.append({"label": [0, 1, 1], "emb": np.eye(3, 2, dtype="float32")})
+    >>> ctx = datafusion.SessionContext()
+    >>> _ = th.datafusion.register(ctx, "pets", "memory://doc-df")
+    >>> ctx.sql("SELECT count(*) AS n FROM pets WHERE label = 1").to_pydict()
+    {'n': [2]}
+    >>> th.datafusion.install(ctx)
+    >>> ctx.sql("SELECT count(*) AS n FROM tensorhouse('memory://doc-df', 0)").to_pydict()
+    {'n': [0]}
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import datafusion
+import pyarrow as pa
+
+from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
+from tensorhouse.format.dataset import Dataset
+
+
+def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *, version: int | None = None,
+             tag: str | None = None, timestamp: datetime | None = None, branch: str | None = None,
+             storage_options: Mapping[str, Any] | None = None, refresh: bool = False,
+             rowid: bool = True) -> TensorhouseArrowDataset:  # fmt: skip
+    """Register a dataset (URI or open Dataset) as table ``name`` on ``ctx``; returns the Arrow dataset.
+
+    A name already registered is replaced. ``refresh=True`` makes every query
+    read the latest committed version instead of the one opened here.
+
+    Example:
+        >>> import datafusion, tensorhouse as th
+        >>> ds = th.create("memory://doc-df-reg", {"x": "int64"})
+        >>> _ = ds.append({"x": [1, 2, 3]})
+        >>> ctx = datafusion.SessionContext()
+        >>> _ = th.datafusion.register(ctx, "t", ds)
+        >>> ctx.sql("SELECT sum(x) AS s FROM t").to_pydict()
+        {'s': [6]}
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a table name is a non-empty string, got {name!r}")
+    table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
+                          storage_options=storage_options, rowid=rowid, refresh=refresh)  # fmt: skip
+    if ctx.table_exist(name):
+        ctx.deregister_table(name)
+    ctx.register_dataset(name, table)
+    return table
+
+
+def _literal(arg: Any, position: int, fname: str) -> Any:
+    try:
+        value = arg.python_value()
+    except Exception as err:  # DataFusion raises its own exception types for non-literals
+        raise ValueError(f"{fname}(): argument {position} must be a constant, got {arg}") from err
+    return value.as_py() if isinstance(value, pa.Scalar) else value
+
+
+def table_function(*, storage_options: Mapping[str, Any] | None = None, rowid: bool = True,
+                   name: str = "tensorhouse") -> Callable[..., TensorhouseArrowDataset]:  # fmt: skip
+    """The body of the ``tensorhouse(uri [, at [, branch]])`` table function (see the module notes)."""
+
+    def tensorhouse_table(*args: Any) -> TensorhouseArrowDataset:
+        if not 1 <= len(args) <= 3:
+            raise ValueError(f"{name}(uri [, version | tag | timestamp [, branch]]) takes 1 to 3 arguments, "
+                             f"got {len(args)}")  # fmt: skip
+        uri = _literal(args[0], 1, name)
+        if not isinstance(uri, str):
+            raise ValueError(f"{name}(): the first argument is the dataset URI as a string, got {uri!r}")
+        at = _literal(args[1], 2, name) if len(args) > 1 else None
+        branch = _literal(args[2], 3, name) if len(args) > 2 else None
+        if branch is not None and not isinstance(branch, str):
+            raise ValueError(f"{name}(): the branch is a string, got {branch!r}")
+        travel: dict[str, Any] = {}
+        if isinstance(at, bool):
+            raise ValueError(f"{name}(): a version is an integer, a tag a string, a time a timestamp; got {at!r}")
+        if isinstance(at, int):
+            travel["version"] = at
+        elif isinstance(at, str):
+            travel["tag"] = at
+        elif isinstance(at, datetime):
+            travel["timestamp"] = at
+        elif at is not None:
+            raise ValueError(f"{name}(): a version is an integer, a tag a string, a time a timestamp; got {at!r}")
+        return arrow_dataset(uri, branch=branch, storage_options=storage_options, rowid=rowid, **travel)
+
+    return tensorhouse_table
+
+
+def install(ctx: datafusion.SessionContext, *, name: str = "tensorhouse",
+            storage_options: Mapping[str, Any] | None = None, rowid: bool = True) -> None:  # fmt: skip
+    """Register the ``tensorhouse(...)`` table function on ``ctx``, and the tensor UDFs if installed.
+
+    Example:
+        >>> import datafusion, tensorhouse as th
+        >>> ds = th.create("memory://doc-df-install", {"x": "int64"})
+        >>> _ = ds.append({"x": [1, 2]})
+        >>> _ = ds.append({"x": [3]})
+        >>> ctx = datafusion.SessionContext()
+        >>> th.datafusion.install(ctx)
+        >>> ctx.sql("SELECT sum(x) AS s FROM tensorhouse('memory://doc-df-install', 1)").to_pydict()
+        {'s': [3]}
+    """
+    fn = table_function(storage_options=storage_options, rowid=rowid, name=name)
+    ctx.register_udtf(datafusion.udtf(fn, name))
+    _register_udfs(ctx)
+
+
+def _register_udfs(ctx: datafusion.SessionContext) -> None:
+    # The UDF package is written separately; install works with or without it.
+    try:
+        udfs = importlib.import_module("tensorhouse.udfs")
+    except ImportError:
+        return
+    hook = getattr(udfs, "register", None)
+    if callable(hook):
+        hook(ctx)
+
+
+__all__ = ["install", "register", "table_function"]
