@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tensorhouse.connector.arrow_dataset import ROWID_DATASET_KEY  # the connector writes it
 from tensorhouse.errors import SchemaError
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.types import ROWID
-
-from tensorhouse.connector.arrow_dataset import ROWID_DATASET_KEY  # the connector writes it
 
 
 @dataclass
