@@ -33,7 +33,7 @@ from tensorhouse.format import refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, to_numpy
 from tensorhouse.format.input import Data
-from tensorhouse.format.log import Action, Commit, Log, Metadata, Snapshot
+from tensorhouse.format.log import Action, Commit, Log, Metadata, Snapshot, replay
 from tensorhouse.format.log.actions import protocol
 from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
 from tensorhouse.format.scan import SnapshotReader
@@ -334,8 +334,6 @@ class Dataset:
         snap: Snapshot | None = None
         for v in range(self.version + 1):
             c = self._log.read(v)
-            from tensorhouse.format.log import replay
-
             snap = replay(snap, [c])
             out.append(VersionInfo(v, datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
                                    c.operation, c.message, snap.num_rows))  # fmt: skip
@@ -352,8 +350,6 @@ class Dataset:
         """Move this object to the latest committed version; returns self."""
         newer = self._log.read_since(self.version)
         if newer:
-            from tensorhouse.format.log import replay
-
             self._set_snapshot(replay(self._snapshot, newer))
         return self
 

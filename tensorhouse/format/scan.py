@@ -132,12 +132,12 @@ class SnapshotReader:
         rowids = np.asarray(rowids, dtype=np.int64)
         fids = rowids >> 32
         offs = rowids & 0xFFFFFFFF
-        pos = np.searchsorted(self.frag_ids, fids)
-        pos_c = np.minimum(pos, max(len(self.frag_ids) - 1, 0))
-        ok = (len(self.frag_ids) > 0) & (self.frag_ids[pos_c] == fids) if len(self.frag_ids) else np.zeros(len(fids), bool)
-        if len(self.frag_ids):
-            sizes = np.diff(self.frag_starts)
-            ok &= offs < sizes[pos_c]
+        if not len(self.frag_ids):
+            pos_c = np.zeros(len(rowids), np.int64)
+            ok = np.zeros(len(rowids), bool)
+        else:
+            pos_c = np.minimum(np.searchsorted(self.frag_ids, fids), len(self.frag_ids) - 1)
+            ok = (self.frag_ids[pos_c] == fids) & (offs < np.diff(self.frag_starts)[pos_c])
         if self.has_deletions and np.all(ok):
             for i in np.unique(pos_c):
                 dead = self.deleted_offsets(int(i))

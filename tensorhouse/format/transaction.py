@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,21 @@ import pyarrow as pa
 
 from tensorhouse.errors import CommitConflictError, SchemaError
 from tensorhouse.format import deletions
-from tensorhouse.format.chunks import ChunkReader, concat, encode_chunk, normalize, take
+from tensorhouse.format.chunks import (
+    ChunkReader,
+    SampleBatch,
+    concat,
+    encode_chunk,
+    normalize,
+    split_points,
+    take,
+)
 from tensorhouse.format.input import Data, to_columns
 from tensorhouse.format.log import Action, ChunkRef, Commit, Fragment, Metadata, Snapshot, replay
 from tensorhouse.format.log.log import AlreadyCommitted
 from tensorhouse.format.predicate import evaluate, parse_with_columns
 from tensorhouse.format.scan import SnapshotReader, null_batch
-from tensorhouse.format.writer import normalize_columns, write_fragments
+from tensorhouse.format.writer import chunk_bytes, normalize_columns, write_fragments
 from tensorhouse.types import ROWID, ColumnType, Schema, TypeLike, as_type, check_column_name
 
 if TYPE_CHECKING:
@@ -222,9 +231,7 @@ class Transaction:
             start = stop
         return tuple(out)
 
-    def _put_chunk(self, name: str, ctype: ColumnType, batch: Any) -> ChunkRef:
-        import uuid
-
+    def _put_chunk(self, name: str, ctype: ColumnType, batch: SampleBatch) -> ChunkRef:
         chunk = encode_chunk(batch, ctype)
         path = f"data/{name}/{uuid.uuid4().hex}.chunk"
         self.ds.store.put(path, chunk.data)
@@ -266,10 +273,7 @@ class Transaction:
                 extra.append(Action("replace_fragment", replace(frag, columns={**frag.columns, fid: refs})))
         self._set_metadata("add_column", new_meta, extra)
 
-    def _write_full_column(self, name: str, ctype: ColumnType, batch: Any) -> tuple[ChunkRef, ...]:
-        from tensorhouse.format.chunks import split_points
-        from tensorhouse.format.writer import chunk_bytes
-
+    def _write_full_column(self, name: str, ctype: ColumnType, batch: SampleBatch) -> tuple[ChunkRef, ...]:
         return tuple(self._put_chunk(name, ctype, batch.slice(a, b))
                      for a, b in split_points(batch, chunk_bytes(self.state, name)))  # fmt: skip
 
@@ -286,13 +290,12 @@ class Transaction:
     def rename_column(self, old: str, new: str) -> None:
         """Rename a column; its data is untouched (chunks are addressed by field id)."""
         meta = self.state.metadata
-        t = self.schema[old]
+        self.schema[old]  # raises SchemaError for an unknown column
         check_column_name(new)
         if new in self.schema:
             raise SchemaError(f"column {new!r} already exists")
         cols = tuple((new if n == old else n, ct) for n, ct in meta.schema.columns)
         ids = {(new if k == old else k): v for k, v in meta.field_ids.items()}
-        del t
         self._set_metadata("rename_column", Metadata(meta.dataset_id, Schema(cols), ids, meta.next_field_id,
                                                      meta.config))  # fmt: skip
 
