@@ -258,6 +258,11 @@ class Dataset:
         return list(columns)
 
     def _positions(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(indices, list) and len(indices) == 1 and isinstance(indices[0], int):
+            i, n = indices[0], len(self)  # the common single-row case, without array checks
+            if not -n <= i < n:
+                raise IndexError(f"row {i} is out of range for {n} rows")
+            return np.array([i + n if i < 0 else i], dtype=np.int64)
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu":
             if idx.size == 0:

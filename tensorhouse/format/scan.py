@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.format.chunks import ChunkReader, SampleBatch, concat, take
+from tensorhouse.format.chunks.reader import gather
 from tensorhouse.format.chunks.samples import normalize
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
@@ -27,6 +29,14 @@ class ColumnIndex:
 
     def locate(self, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.starts, rows, side="right") - 1
+
+    def locate_one(self, row: int) -> int:
+        """The chunk of one row, by bisection on a Python list (no array round trip)."""
+        starts = self.__dict__.get("_starts_list")
+        if starts is None:
+            starts = self.starts.tolist()
+            object.__setattr__(self, "_starts_list", starts)
+        return bisect.bisect_right(starts, row) - 1
 
 
 def build_column_index(snapshot: Snapshot, name: str) -> ColumnIndex:
@@ -149,30 +159,56 @@ class SnapshotReader:
         return self.frag_starts[pos_c] + offs
 
     def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
-        """Samples at physical ``rows`` (any order), fetched chunk by chunk in parallel."""
+        """Samples at physical ``rows`` (any order), gathered with one copy in that order.
+
+        Chunks are read in parallel on object storage; local chunks are mapped, so
+        there a read is a slice and the loop stays on this thread.
+        """
         idx = self.index(name)
         rows = np.asarray(rows, dtype=np.int64)
-        if not len(rows):
+        n = len(rows)
+        ndim = len(ctype.sample_shape)
+        if not n:
             return null_batch(ctype, 0)
-        order = np.argsort(rows, kind="stable")
-        srt = rows[order]
-        cidx = idx.locate(srt)
-        bounds = np.flatnonzero(np.diff(cidx)) + 1
-        groups = np.split(np.arange(len(srt)), bounds)
-
-        def read(g: np.ndarray) -> SampleBatch:
-            c = int(cidx[g[0]])
+        if n == 1:
+            row = int(rows[0])
+            c = idx.locate_one(row)
             ref = idx.refs[c]
-            local = srt[g] - idx.starts[c]
-            if ref is None:
-                return null_batch(ctype, len(g))
-            return self.reader.read_rows(ref.path, local, header_length=ref.header_length, size=ref.size)
+            if ref is not None:
+                local = row - int(idx.starts[c])
+                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size)
+                nulls = h.nulls[local : local + 1] if h.nulls is not None else None
+                return SampleBatch(view, np.array([0, len(view)]), np.asarray(h.shapes)[local : local + 1], nulls)
+        cidx = idx.locate(rows)
+        chunks = np.unique(cidx)
+        views: list[memoryview | bytes] = [b""] * n
+        shapes = np.zeros((n, ndim), np.int64)
+        nulls = np.zeros(n, bool)
 
-        parts = [read(groups[0])] if len(groups) == 1 else list(io_pool().map(read, groups))
-        combined = concat(parts)
-        inverse = np.empty_like(order)
-        inverse[order] = np.arange(len(order))
-        return take(combined, inverse)
+        def read(c: int) -> None:
+            sel = np.flatnonzero(cidx == c) if len(chunks) > 1 else np.arange(n)
+            ref = idx.refs[c]
+            local = rows[sel] - idx.starts[c]
+            if ref is None:  # rows written before the column existed
+                empty = null_batch(ctype, 1)
+                for i in sel.tolist():
+                    views[i] = empty.payload(0)
+                shapes[sel] = empty.shapes[0]
+                nulls[sel] = True
+                return
+            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size)
+            for i, v in zip(sel.tolist(), got, strict=True):
+                views[i] = v
+            shapes[sel] = np.asarray(h.shapes)[local]
+            if h.nulls is not None:
+                nulls[sel] = h.nulls[local]
+
+        if len(chunks) == 1 or self.reader.store.is_local:
+            for c in chunks.tolist():
+                read(c)
+        else:
+            list(io_pool().map(read, chunks.tolist()))
+        return gather(views, shapes, nulls)
 
     def read_chunk(self, name: str, ctype: ColumnType, c: int) -> SampleBatch:
         idx = self.index(name)
@@ -203,6 +239,10 @@ class SnapshotReader:
         while pos < stop:
             f = int(np.searchsorted(self.frag_starts, pos, side="right")) - 1
             end = min(stop, pos + batch_size, int(self.frag_starts[f + 1]))
+            # End at the next chunk boundary of any column: every column of the batch is
+            # then a zero-copy slice of one chunk, never a concatenation of two.
+            for cur in cursors:
+                end = min(end, cur.chunk_end(pos))
             keep = None
             if selection is not None:
                 keep = selection[pos - start : end - start]
@@ -254,6 +294,10 @@ class _Cursor:
         else:
             self.pending = None
         return batch
+
+    def chunk_end(self, pos: int) -> int:
+        """The first row after the chunk holding ``pos``."""
+        return int(self.index.starts[int(np.searchsorted(self.index.starts, pos, side="right"))])
 
     def rows(self, start: int, stop: int) -> SampleBatch:
         parts = []

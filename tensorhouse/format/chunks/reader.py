@@ -54,8 +54,6 @@ class HeaderCache:
 
 
 _HEADERS = HeaderCache()
-#: Mapped chunk files whose checksums passed in this process (files are immutable).
-_VERIFIED: set[tuple[str, str, int]] = set()
 
 
 class ChunkReader:
@@ -90,55 +88,105 @@ class ChunkReader:
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
 
-    def read_all(self, path: str, size: int | None = None) -> SampleBatch:
-        """Every sample of a chunk, read with one request (or mapped, locally) and verified.
+    def _mapped(self, path: str, size: int | None) -> _Mapped | None:
+        """The chunk file mapped into memory (local stores), from a process-wide LRU."""
+        if not self.store.is_local:
+            return None
+        key = (self.store.uri, path)
+        with _MAPS_LOCK:
+            m = _MAPS.get(key)
+            if m is not None:
+                _MAPS.move_to_end(key)
+                return m
+        view = self.store.map(path)
+        if view is None:
+            return None
+        if size is not None and len(view) != size:
+            raise CorruptChunkError(f"{self.store.uri}/{path}: {len(view)} bytes, the log says {size}")
+        m = _Mapped(view)
+        with _MAPS_LOCK:
+            _MAPS[key] = m
+            while len(_MAPS) > _MAPS_CAPACITY:
+                _MAPS.popitem(last=False)
+        return m
 
-        A chunk whose checksums passed once in this process is not checked again
-        when mapped anew: chunk files are immutable, and the page cache holds the
-        bytes that were verified.
-        """
-        mapped = self.store.map(path)
-        blob: bytes | memoryview = mapped if mapped is not None else self.store.get(path)
+    def _verify_mapped(self, m: _Mapped, h: ChunkHeader, blocks: np.ndarray, path: str) -> None:
+        """Check the given blocks once per process: mapped bytes were verified when first used."""
+        if m.verified is None:
+            m.verified = np.zeros(len(h.block_crcs), dtype=bool)
+        blocks = blocks[blocks < len(h.block_crcs)]  # an empty sample at the end covers no block
+        todo = blocks[~m.verified[blocks]]
+        if not len(todo):
+            return
+        bs = h.block_size
+        stored = m.view[h.header_length :]
+        # Consecutive blocks are checked with one call each run (the common case).
+        runs = np.split(todo, np.flatnonzero(np.diff(todo) != 1) + 1)
+        try:
+            for run in runs:
+                a, b = int(run[0]), int(run[-1]) + 1
+                verify_blocks(h, a, stored[a * bs : min(b * bs, h.data_length)])
+        except CorruptChunkError as err:
+            raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
+        m.verified[todo] = True
+
+    def read_all(self, path: str, size: int | None = None) -> SampleBatch:
+        """Every sample of a chunk, read with one request (or mapped, locally) and verified."""
+        m = self._mapped(path, size)
+        blob: bytes | memoryview = m.view if m is not None else self.store.get(path)
         if size is not None and len(blob) != size:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {len(blob)} bytes, the log says {size}")
         view = memoryview(blob)
-        try:
-            hl = header_length_hint(view)
-            h = decode_header(view[:hl], file_length=len(blob))
-        except CorruptChunkError as err:
-            raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
-        self.headers.put((self.store.uri, path), h)
+        h = self.headers.get((self.store.uri, path))
+        if h is None:
+            try:
+                h = decode_header(view[: header_length_hint(view)], file_length=len(blob))
+            except CorruptChunkError as err:
+                raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
+            self.headers.put((self.store.uri, path), h)
         stored = view[h.header_length :]
-        key = (self.store.uri, path, len(blob))
         try:
-            if mapped is None or key not in _VERIFIED:
+            if m is not None:
+                self._verify_mapped(m, h, np.arange(len(h.block_crcs)), path)
+            else:
                 verify_blocks(h, 0, stored)
-                if mapped is not None:
-                    _VERIFIED.add(key)
             raw = codecs.decompress(h.chunk_codec, stored, h.raw_length)
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         return SampleBatch(raw, h.offsets, np.asarray(h.shapes), h.nulls)
 
-    def read_rows(self, path: str, rows: Sequence[int] | np.ndarray, *, header_length: int | None = None,
-                  size: int | None = None) -> SampleBatch:  # fmt: skip
-        """Samples ``rows`` (chunk-local indices, any order, repeats allowed), in that order."""
+    def read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
+                      size: int | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
+        """Views of the stored payloads of ``rows`` (chunk-local, any order), verified, and the header.
+
+        Locally: slices of the mapped file, no system call once mapped. Elsewhere:
+        coalesced range reads of the checksum blocks around the samples.
+        """
         h = self.header(path, header_length, size)
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= h.num_samples):
             raise IndexError(f"{path}: row out of range for a chunk of {h.num_samples} samples")
-        if h.chunk_codec != "none":
-            return take(self.read_all(path, size), rows)
         starts = h.offsets[rows]
         ends = h.offsets[rows + 1]
+        if h.chunk_codec != "none":
+            batch = self.read_all(path, size)
+            data = memoryview(batch.data)
+            return [data[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)], h
         bs = h.block_size
-        # Expand each sample to the checksum blocks that cover it, then merge.
         b0 = starts // bs
         b1 = np.maximum(-(-ends // bs), b0 + 1)
+        m = self._mapped(path, size)
+        if m is not None:
+            span = int((b1 - b0).max()) if len(rows) else 0
+            cand = (b0[:, None] + np.arange(span)[None, :])[(np.arange(span)[None, :] < (b1 - b0)[:, None])]
+            self._verify_mapped(m, h, np.unique(cand), path)
+            base = h.header_length
+            v = m.view
+            return [v[base + s : base + e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)], h
+        # Expand each sample to the checksum blocks that cover it, then merge nearby ranges.
         order = np.argsort(b0, kind="stable")
         ranges: list[list[int]] = []
-        for i in order:
-            lo, hi = int(b0[i]), int(b1[i])
+        for lo, hi in zip(b0[order].tolist(), b1[order].tolist(), strict=True):
             if ranges and lo * bs <= ranges[-1][1] * bs + COALESCE_GAP:
                 ranges[-1][1] = max(ranges[-1][1], hi)
             else:
@@ -147,7 +195,8 @@ class ChunkReader:
         reqs = [(h.header_length + lo * bs, min(hi, total_blocks) * bs - lo * bs) for lo, hi in ranges]
         reqs = [(s, min(ln, h.data_length - (s - h.header_length))) for s, ln in reqs]
         parts = self.store.get_ranges(path, reqs)
-        pieces: dict[int, tuple[int, memoryview]] = {}
+        firsts = np.array([lo for lo, _ in ranges], dtype=np.int64)
+        views = []
         for (lo, _hi), part, (_s, ln) in zip(ranges, parts, reqs, strict=True):
             if len(part) != ln:
                 raise CorruptChunkError(f"{self.store.uri}/{path}: short read ({len(part)} of {ln} bytes)")
@@ -155,18 +204,61 @@ class ChunkReader:
                 verify_blocks(h, lo, part)
             except CorruptChunkError as err:
                 raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
-            pieces[lo] = (lo * bs, memoryview(part))
-        range_starts = np.array(sorted(pieces), dtype=np.int64)
-        out_parts = []
-        for s, e, blk in zip(starts, ends, b0, strict=True):
-            key = int(range_starts[np.searchsorted(range_starts, blk, side="right") - 1])
-            base, view = pieces[key]
-            out_parts.append(view[int(s) - base : int(e) - base])
-        lengths = (ends - starts).astype(np.int64)
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        nulls = h.nulls[rows] if h.nulls is not None else None
-        return SampleBatch(b"".join(out_parts), offsets, np.asarray(h.shapes)[rows], nulls)
+            views.append(memoryview(part))
+        which = np.searchsorted(firsts, b0, side="right") - 1
+        bases = firsts[which] * bs
+        return [views[w][s - b : e - b] for w, s, e, b in
+                zip(which.tolist(), starts.tolist(), ends.tolist(), bases.tolist(), strict=True)], h  # fmt: skip
+
+    def read_one(self, path: str, row: int, *, header_length: int | None = None,
+                 size: int | None = None) -> tuple[memoryview, ChunkHeader]:  # fmt: skip
+        """One sample's stored payload: the lean path of single-row reads (plain ints, no arrays)."""
+        h = self.header(path, header_length, size)
+        if not 0 <= row < h.num_samples:
+            raise IndexError(f"{path}: row {row} out of range for a chunk of {h.num_samples} samples")
+        m = self._mapped(path, size) if h.chunk_codec == "none" else None
+        if m is None:
+            views, h = self.read_payloads(path, np.array([row]), header_length=header_length, size=size)
+            return views[0], h
+        s, e = int(h.offsets[row]), int(h.offsets[row + 1])
+        bs = h.block_size
+        last = min(max(-(-e // bs), s // bs + 1), len(h.block_crcs))
+        if m.verified is None or not all(m.verified[b] for b in range(s // bs, last)):
+            self._verify_mapped(m, h, np.arange(s // bs, last), path)
+        return m.view[h.header_length + s : h.header_length + e], h
+
+    def read_rows(self, path: str, rows: Sequence[int] | np.ndarray, *, header_length: int | None = None,
+                  size: int | None = None) -> SampleBatch:  # fmt: skip
+        """Samples ``rows`` (chunk-local indices, any order, repeats allowed), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        views, h = self.read_payloads(path, rows, header_length=header_length, size=size)
+        return gather(views, np.asarray(h.shapes)[rows], h.nulls[rows] if h.nulls is not None else None)
+
+
+def gather(views: Sequence[memoryview | bytes], shapes: np.ndarray, nulls: np.ndarray | None) -> SampleBatch:
+    """One SampleBatch from payload views in order: a single copy."""
+    lengths = np.fromiter((len(v) for v in views), dtype=np.int64, count=len(views))
+    offsets = np.zeros(len(views) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if nulls is not None and not nulls.any():
+        nulls = None
+    return SampleBatch(b"".join(views), offsets, shapes, nulls)
+
+
+class _Mapped:
+    """A mapped chunk file and which of its checksum blocks were verified in this process."""
+
+    __slots__ = ("verified", "view")
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.verified: np.ndarray | None = None
+
+
+_MAPS: OrderedDict[tuple[str, str], _Mapped] = OrderedDict()
+_MAPS_LOCK = threading.Lock()
+#: Mapped chunk files kept open (address space only; the page cache holds the bytes).
+_MAPS_CAPACITY = 1024
 
 
 def take(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
@@ -184,7 +276,7 @@ def take(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
         # Fixed-size samples: one vectorised gather instead of a join.
         size = int(lengths[0])
         base = batch.offsets[0]
-        if bool(((batch.offsets[:-1] - base) == np.arange(n) * size).all()):
+        if bool(((batch.offsets - base) == np.arange(n + 1) * size).all()):  # every sample, not only those taken
             arr = np.frombuffer(batch.data, dtype=np.uint8, count=n * size, offset=int(base)).reshape(n, size)
             data: bytes | memoryview = arr[rows].reshape(-1).data
             nulls = batch.nulls[rows] if batch.nulls is not None else None

@@ -87,4 +87,4 @@ def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
         block_size=block_size,
         block_crcs=block_checksums(stored, block_size),
     )
-    return EncodedChunk(header + bytes(stored), len(batch), len(header), scalar_stats(batch, ctype))
+    return EncodedChunk(b"".join((header, stored)), len(batch), len(header), scalar_stats(batch, ctype))
