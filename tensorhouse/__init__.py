@@ -70,6 +70,7 @@ _LAZY_ATTRS = {
     "write": ("tensorhouse.connector.materialize", "write"),
     "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
     "to_torch": ("tensorhouse.connector.results", "to_torch"),
+    "serve": ("tensorhouse.viewer", "serve"),
 }
 
 
