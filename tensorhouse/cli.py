@@ -1,26 +1,199 @@
-"""The ``tensorhouse`` command.
+"""The ``tensorhouse`` command (also ``python -m tensorhouse``).
 
 Example:
     $ tensorhouse demo
-    $ tensorhouse info data/demo
-    $ tensorhouse log data/demo
+    $ tensorhouse create data/pets --schema '{"image": "image:jpeg", "label": "int64"}'
+    $ tensorhouse ingest imagefolder ~/imagenet/train data/imagenet-train
+    $ tensorhouse info data/imagenet-train
+    $ tensorhouse sql "SELECT label, count(*) FROM t GROUP BY label" --dataset t=data/imagenet-train
+
+Exit codes: 0 success; 1 an error of ours (no dataset at the path, a
+malformed COCO file, a strict ingest that met an unreadable image, ...),
+printed as one ``error: ...`` line; 2 a usage error; 130 interrupted (an
+interrupted ingest keeps every batch committed so far: re-run it to resume).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
+import logging
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar
 
 import click
 
 import tensorhouse as th
+from tensorhouse.types import BBox, ColumnType, Embedding, Image, Json, Schema, Text, as_type
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandError(click.ClickException):
+    """An error to report as ``error: ...`` with exit code 1 (a failed query, say)."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """The top-level group; ``ingest`` and its source modules load only when that command runs."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.ingest.commands", "ingest")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(th.__version__, prog_name="tensorhouse")
 def cli() -> None:
-    """tensorhouse: a lakehouse for deep-learning data."""
+    """tensorhouse: a lakehouse for deep-learning data.
+
+    Every command takes a dataset URI: a local path, memory://name (only
+    useful inside one process), or s3://bucket/prefix.
+    """
 
 
+# -- formatting --------------------------------------------------------------------
+def type_str(t: ColumnType) -> str:
+    """A column type in the CLI's short notation (the same that --schema and --types accept)."""
+    if isinstance(t, Image):
+        return f"image:{t.compression or 'raw'}"
+    if isinstance(t, th.ClassLabel):
+        names = ", ".join(t.classes[:5]) + (", ..." if len(t.classes) > 5 else "")
+        return f"class_label ({len(t.classes)}: {names})"
+    if isinstance(t, Embedding):
+        return f"embedding:{t.dim}" + ("" if t.dtype == "float32" else f" ({t.dtype})")
+    if isinstance(t, BBox):
+        return f"bbox:{t.format}"
+    if isinstance(t, th.Tensor):
+        dims = "x".join("?" if d is None else str(d) for d in t.shape)
+        return f"tensor:{t.dtype}:{dims or 'scalar'}"
+    if isinstance(t, th.Scalar):
+        return t.dtype
+    return t.kind
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def cell(v: Any, width: int = 40) -> str:
+    """One value as table text: binary as ``<jpeg 17.2 KB>``, long text and lists truncated."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bytes | bytearray | memoryview):
+        head = bytes(v[:8])
+        kind = "jpeg" if head.startswith(b"\xff\xd8\xff") else "png" if head.startswith(b"\x89PNG") else "binary"
+        return f"<{kind} {fmt_bytes(len(v))}>"
+    if isinstance(v, float):
+        s = f"{v:.6g}"
+    elif isinstance(v, list):
+        s = _short_list(v)
+    elif isinstance(v, dict):
+        s = json.dumps(v, default=str, ensure_ascii=False)
+    else:
+        s = str(v)
+    s = s.replace("\n", " ")
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _short_list(v: list[Any], depth: int = 0) -> str:
+    """A list (embedding, boxes) with its first items at 4 significant digits and its length."""
+    items = []
+    for x in v[:4]:
+        if isinstance(x, list):
+            items.append(_short_list(x, depth + 1))
+        elif isinstance(x, float):
+            items.append(f"{x:.4g}")
+        else:
+            items.append(cell(x, 16))
+    more = f", ... ({len(v)})" if len(v) > 4 else ""
+    return "[" + ", ".join(items) + more + "]"
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Plain-text table with aligned columns; numbers right-aligned."""
+    text = [[cell(v) for v in r] for r in rows]
+    numeric = [all((isinstance(r[i], int | float) and not isinstance(r[i], bool)) or r[i] is None for r in rows)
+               for i in range(len(header))]  # fmt: skip
+    widths = [max([len(h), *(len(r[i]) for r in text)]) for i, h in enumerate(header)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()  # fmt: skip
+
+    click.echo(line(header))
+    click.echo("  ".join("-" * w for w in widths))
+    for r in text:
+        click.echo(line(r))
+
+
+# -- types and schemas ---------------------------------------------------------------
+TYPE_FORMS = ("int64 (any numpy dtype), text, json, binary, image, image:jpeg, image:png, image:raw, "
+              "embedding:DIM, bbox, bbox:xyxy, bbox:xywh, or a stored type dict such as "
+              '{"kind": "image", "compression": "jpeg"}')  # fmt: skip
+
+
+def parse_type(value: Any, column: str) -> ColumnType:
+    """A column type from the stored type dict or the short notation of :func:`type_str`."""
+    if isinstance(value, Mapping):
+        return ColumnType.from_dict(value)
+    if not isinstance(value, str):
+        raise click.BadParameter(f"column {column!r}: a type is a string or an object, got {value!r}")
+    name, _, arg = value.strip().partition(":")
+    try:
+        if name == "image":
+            return Image(None if arg == "raw" else (arg or "jpeg"))  # type: ignore[arg-type]
+        if name == "embedding":
+            return Embedding(int(arg))
+        if name == "bbox":
+            return BBox(arg or "xyxy")  # type: ignore[arg-type]
+        simple = {"text": Text, "json": Json, "binary": th.Binary}
+        if name in simple and not arg:
+            return simple[name]()
+        if not arg:
+            return as_type(name)
+    except (th.SchemaError, ValueError, TypeError) as err:  # numpy says TypeError for an unknown dtype
+        raise click.BadParameter(f"column {column!r}: {err}; use {TYPE_FORMS}") from None
+    raise click.BadParameter(f"column {column!r}: unknown type {value!r}; use {TYPE_FORMS}")
+
+
+def parse_types(text: str | None, option: str = "--types") -> dict[str, ColumnType] | None:
+    """``{"col": TYPE, ...}`` (JSON) -> column types; also the stored list form ``[{"name", "type"}]``."""
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError as err:
+        raise click.BadParameter(f"not valid JSON: {err}", param_hint=option) from None
+    if isinstance(doc, list):
+        try:
+            return dict(Schema.from_dict(doc).columns)
+        except th.SchemaError as err:
+            raise click.BadParameter(str(err), param_hint=option) from None
+    if not isinstance(doc, dict) or not doc:
+        raise click.BadParameter("expected a JSON object of column name -> type", param_hint=option)
+    return {name: parse_type(t, name) for name, t in doc.items()}
+
+
+# -- dataset commands ---------------------------------------------------------------
 @cli.command()
 @click.option("--path", default="data/demo", show_default=True, help="Where to build the demo dataset.")
 @click.option("--rows", default=512, show_default=True, help="How many generated scenes.")
@@ -36,37 +209,304 @@ def demo(path: str, rows: int) -> None:
 
 @cli.command()
 @click.argument("uri")
-@click.option("--version", "version", type=int, default=None, help="Show this version instead of the latest.")
-def info(uri: str, version: int | None) -> None:
-    """Show a dataset's schema, row count, size and versions.
+@click.option("--schema", "schema_json", required=True, metavar="JSON",
+              help="Column name -> type, as JSON: a stored type dict or a short form (see below).")
+@click.option("--exist-ok", is_flag=True, help="Succeed if a dataset with the same schema is already there.")
+def create(uri: str, schema_json: str, exist_ok: bool) -> None:
+    """Create an empty dataset at URI with the given schema.
 
-    Example: tensorhouse info data/demo
+    Types are stored type dicts ({"kind": "image", "compression": "jpeg"},
+    {"kind": "class_label", "classes": ["cat", "dog"]}, {"kind": "tensor",
+    "dtype": "float32", "shape": [null, 4]}, ...) or short forms: int64 (any
+    numpy dtype), text, json, binary, image:jpeg, image:png, image:raw,
+    embedding:DIM, bbox:xyxy, bbox:xywh.
+
+    \b
+    Example:
+      tensorhouse create data/pets --schema '{"label": "int64", "image": {"kind": "image", "compression": "jpeg"}}'
     """
-    ds = th.open(uri, version=version)
-    size = sum(info.size for info in ds.store.list("data/"))
-    click.echo(f"{ds.uri}  version {ds.version} of {ds.latest_version()}  rows {len(ds)}  data {size / 1e6:.1f} MB")
+    types = parse_types(schema_json, "--schema")
+    assert types is not None
+    ds = th.create(uri, types, exist_ok=exist_ok)
+    click.echo(f"created {ds.uri} (version {ds.version})")
     for name, t in ds.schema.items():
-        click.echo(f"  {name:<16} {t!r}")
+        click.echo(f"  {name:<16} {type_str(t)}")
+
+
+def _chunk_bytes(ds: th.Dataset) -> int:
+    seen: dict[str, int] = {}
+    for frag in ds.snapshot.fragments:
+        for refs in frag.columns.values():
+            for ref in refs:
+                seen[ref.path] = ref.size
+    return sum(seen.values())
 
 
 @cli.command()
 @click.argument("uri")
-def log(uri: str) -> None:
-    """Show a dataset's history: version, time, operation, rows, message.
+@click.option("--version", "version", type=int, default=None, help="Show this version instead of the latest.")
+@click.option("--branch", default=None, help="Show this branch (default: main).")
+def info(uri: str, version: int | None, branch: str | None) -> None:
+    """Show a dataset's schema, row count, size, versions, tags and branches.
+
+    Example: tensorhouse info data/demo
+    """
+    ds = th.open(uri, version=version, branch=branch)
+    on_disk = sum(o.size for o in ds.store.list("data/"))
+    versions = ds.versions()
+    click.echo(f"dataset   {ds.uri}" + (f"  (branch {ds.branch_name})" if ds.branch_name != "main" else ""))
+    click.echo(f"version   {ds.version} of {ds.latest_version()} ({len(versions)} versions)")
+    click.echo(f"rows      {len(ds):,} in {len(ds.snapshot.fragments)} fragments")
+    click.echo(f"size      {fmt_bytes(_chunk_bytes(ds))} in this version, {fmt_bytes(on_disk)} of data files on disk")
+    tags = ds.tags
+    if tags:
+        click.echo("tags      " + ", ".join(f"{n} (v{v})" for n, v in sorted(tags.items(), key=lambda x: x[1])))
+    if len(ds.branches) > 1:
+        click.echo("branches  " + ", ".join(ds.branches))
+    click.echo("schema")
+    width = max(len(n) for n in ds.columns)
+    for name, t in ds.schema.items():
+        click.echo(f"  {name:<{width}}  {type_str(t)}")
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--branch", default=None, help="History of this branch (default: main).")
+def log(uri: str, branch: str | None) -> None:
+    """Show a dataset's history: version, time (UTC), operation, rows, message.
 
     Example: tensorhouse log data/demo
     """
+    ds = th.open(uri, branch=branch)
+    rows = [[h.version, f"{h.timestamp:%Y-%m-%d %H:%M:%S}", h.operation, h.num_rows, h.message or ""]
+            for h in ds.history()]  # fmt: skip
+    print_table(["version", "time", "operation", "rows", "message"], rows)
+
+
+@cli.command()
+@click.argument("uri")
+@click.argument("name", required=False)
+@click.option("--version", type=int, default=None, help="Version to tag (default: the latest).")
+@click.option("--delete", "delete", metavar="NAME", default=None, help="Delete this tag.")
+@click.option("--list", "list_", is_flag=True, help="List the tags (also what no NAME does).")
+def tag(uri: str, name: str | None, version: int | None, delete: str | None, list_: bool) -> None:
+    """Name a version, delete a tag, or list the tags. Tagged versions survive vacuum.
+
+    \b
+    Examples:
+      tensorhouse tag data/pets v1.0              # tag the latest version
+      tensorhouse tag data/pets baseline --version 3
+      tensorhouse tag data/pets --delete baseline
+      tensorhouse tag data/pets --list
+    """
+    if sum([name is not None, delete is not None, list_]) > 1:
+        raise click.UsageError("give one of NAME, --delete NAME or --list")
+    if version is not None and name is None:
+        raise click.UsageError("--version needs a tag NAME")
     ds = th.open(uri)
-    for h in ds.history():
-        click.echo(f"v{h.version:<5} {h.timestamp:%Y-%m-%d %H:%M:%S}  {h.operation:<10} rows={h.num_rows:<8} {h.message or ''}")
+    if name is not None:
+        ds.tag(name, version)
+        click.echo(f"tagged version {ds.version if version is None else version} as {name!r}")
+    elif delete is not None:
+        ds.delete_tag(delete)
+        click.echo(f"deleted tag {delete!r}")
+    else:
+        from tensorhouse.format import refs
+
+        tags = sorted(refs.list_tags(ds.store).values(), key=lambda t: (t.branch, t.version, t.name))
+        print_table(["tag", "branch", "version"], [[t.name, t.branch, t.version] for t in tags])
+
+
+@cli.command()
+@click.argument("uri")
+@click.argument("name", required=False)
+@click.option("--version", type=int, default=None, help="Version of main to branch from (default: the latest).")
+@click.option("--list", "list_", is_flag=True, help="List the branches (also what no NAME does).")
+def branch(uri: str, name: str | None, version: int | None, list_: bool) -> None:
+    """Create a branch from a version of main, or list the branches.
+
+    Writes to a branch (th.open(uri, branch=NAME)) never change main.
+
+    \b
+    Examples:
+      tensorhouse branch data/pets relabel --version 4
+      tensorhouse branch data/pets --list
+    """
+    if name is not None and list_:
+        raise click.UsageError("give NAME or --list, not both")
+    if version is not None and name is None:
+        raise click.UsageError("--version needs a branch NAME")
+    ds = th.open(uri)
+    if name is not None:
+        created = ds.branch(name, version)
+        click.echo(f"created branch {name!r} at version {created.version}")
+    else:
+        for b in ds.branches:
+            click.echo(b)
+
+
+@cli.command()
+@click.argument("uri")
+@click.argument("version", type=int)
+def restore(uri: str, version: int) -> None:
+    """Commit a new version whose rows and schema equal VERSION (history is kept).
+
+    Example: tensorhouse restore data/pets 3
+    """
+    ds = th.open(uri)
+    new = ds.restore(version)
+    click.echo(f"restored version {version} as version {new} ({len(ds):,} rows)")
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--retention-hours", type=float, default=168.0, show_default=True,
+              help="Keep files that versions of the last N hours need.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@click.option("--force", is_flag=True, help="Allow a retention under the safe minimum (may break concurrent readers).")
+def vacuum(uri: str, retention_hours: float, dry_run: bool, force: bool) -> None:
+    """Delete data files that no retained version, tag or branch needs.
+
+    \b
+    Example:
+      tensorhouse vacuum data/pets --retention-hours 24 --dry-run
+    """
+    ds = th.open(uri)
+    report = ds.vacuum(timedelta(hours=retention_hours), dry_run=dry_run, force=force)
+    click.echo(str(report))
+    if dry_run:
+        for path in report.deleted[:50]:
+            click.echo(f"  {path}")
+        if len(report.deleted) > 50:
+            click.echo(f"  ... and {len(report.deleted) - 50} more")
+
+
+@cli.command()
+@click.argument("uri")
+@click.option("--target-rows", type=int, default=1 << 20, show_default=True,
+              help="Merge runs of fragments smaller than this many rows.")
+def compact(uri: str, target_rows: int) -> None:
+    """Merge small fragments (e.g. from many small appends) into bigger ones, as one commit.
+
+    Example: tensorhouse compact data/pets --target-rows 100000
+    """
+    ds = th.open(uri)
+    click.echo(str(ds.compact(target_rows=target_rows)))
+
+
+# -- sql ----------------------------------------------------------------------------
+def _parse_datasets(values: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for v in values:
+        name, sep, uri = v.partition("=")
+        if not sep or not name or not uri:
+            raise click.BadParameter(f"expected NAME=URI, got {v!r}", param_hint="--dataset")
+        out.append((name, uri))
+    return out
+
+
+def _write_output(result: Any, output: str, mode: str) -> str:
+    from tensorhouse.connector.results import to_arrow_reader
+
+    lower = output.lower()
+    if lower.endswith((".parquet", ".csv")):
+        reader = to_arrow_reader(result)
+        rows = 0
+        if lower.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            with pq.ParquetWriter(output, reader.schema) as w:
+                for b in reader:
+                    w.write_batch(b)
+                    rows += b.num_rows
+        else:
+            import pyarrow.csv as pacsv
+
+            with pacsv.CSVWriter(output, reader.schema) as w:
+                for b in reader:
+                    w.write_batch(b)
+                    rows += b.num_rows
+        return f"wrote {rows:,} rows to {output}"
+    ds = th.write(output, result, mode=mode)
+    return f"wrote {len(ds):,} rows to dataset {ds.uri} (version {ds.version})"
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--dataset", "-d", "datasets", multiple=True, metavar="NAME=URI",
+              help="Register the dataset at URI as table NAME (repeatable).")
+@click.option("--engine", type=click.Choice(["duckdb", "datafusion"]), default="duckdb", show_default=True)
+@click.option("--output", "-o", default=None,
+              help="Write the whole result to a .parquet or .csv file, or to a dataset URI, instead of printing.")
+@click.option("--mode", type=click.Choice(["create", "append", "overwrite"]), default="create", show_default=True,
+              help="With --output URI: create a new dataset, append to one, or overwrite its rows.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows to print.")
+def sql(query: str, datasets: Sequence[str], engine: str, output: str | None, mode: str, limit: int) -> None:
+    """Run a SQL query over datasets with DuckDB or DataFusion; print it or write it out.
+
+    Images print as <jpeg 17.2 KB>; long values are truncated.
+
+    \b
+    Examples:
+      tensorhouse sql "SELECT label, count(*) AS n FROM pets GROUP BY label" --dataset pets=data/pets
+      tensorhouse sql "SELECT * FROM pets WHERE label = 1" -d pets=data/pets --engine datafusion -o cats.parquet
+      tensorhouse sql "SELECT image, label FROM pets WHERE score > 0.9" -d pets=data/pets -o data/pets-hard
+    """
+    if limit < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--limit")
+    tables = _parse_datasets(datasets)
+    try:
+        _run_sql(query, tables, engine, output, mode, limit)
+    except (th.TensorhouseError, click.ClickException):
+        raise
+    except Exception as err:  # the engines' own errors: a bad query, an unknown table
+        raise CommandError(f"{engine}: {err}") from err
+
+
+def _run_sql(query: str, tables: Sequence[tuple[str, str]], engine: str, output: str | None, mode: str,
+             limit: int) -> None:  # fmt: skip
+    result: Any
+    limited: Callable[[int], Any]
+    if engine == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        for name, uri in tables:
+            th.duckdb.register(con, name, uri)
+        result = con.sql(query)
+        if result is None:  # a statement without a result (SET, CREATE VIEW, ...)
+            click.echo("ok")
+            return
+        limited = result.limit
+    else:
+        import datafusion
+
+        ctx = datafusion.SessionContext()
+        for name, uri in tables:
+            th.datafusion.register(ctx, name, uri)
+        result = ctx.sql(query)
+        limited = result.limit
+    if output is not None:
+        click.echo(_write_output(result, output, mode))
+        return
+    from tensorhouse.connector.results import to_table
+
+    table = to_table(limited(limit + 1))
+    shown = table.slice(0, limit)
+    rows = [list(r.values()) for r in shown.to_pylist()]
+    print_table(table.column_names, rows)
+    n = shown.num_rows
+    more = "; more not shown, raise --limit" if table.num_rows > limit else ""
+    click.echo(f"({n} row{'s' if n != 1 else ''}{more})")
 
 
 def main() -> None:
     """Entry point: errors of ours become one line on stderr and exit code 1."""
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     try:
-        cli.main(standalone_mode=False)
+        rv = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("interrupted", err=True)
         sys.exit(130)
     except click.ClickException as err:
         err.show()
@@ -74,3 +514,8 @@ def main() -> None:
     except th.TensorhouseError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
+    except (OSError, ValueError) as err:  # a bad path, a bad argument value
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
