@@ -394,6 +394,29 @@ def compact(uri: str, target_rows: int) -> None:
     click.echo(str(ds.compact(target_rows=target_rows)))
 
 
+@cli.command()
+@click.argument("uri")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind. Keep the loopback default unless you mean to share it: there is no login.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--version", "version", type=int, default=None, help="Open this version instead of the latest.")
+@click.option("--tag", default=None, help="Open the version with this tag.")
+@click.option("--branch", default=None, help="Open this branch.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+def serve(uri: str, host: str, port: int, version: int | None, tag: str | None, branch: str | None,
+          open_browser: bool) -> None:  # fmt: skip
+    """Browse a dataset in a web page: image grid with boxes and labels, SQL filter, versions.
+
+    The page's SQL is read-only (one SELECT; no file access). Stop with Ctrl-C.
+
+    Example: tensorhouse serve data/pets --port 8765
+    """
+    from tensorhouse.viewer import serve as run_server
+
+    click.echo(f"serving {uri} on http://{host}:{port}/  (Ctrl-C to stop)")
+    run_server(uri, host=host, port=port, version=version, tag=tag, branch=branch, open_browser=open_browser)
+
+
 # -- sql ----------------------------------------------------------------------------
 def _parse_datasets(values: Sequence[str]) -> list[tuple[str, str]]:
     out = []

@@ -55,7 +55,10 @@ Shape = tuple[int | None, ...]
 
 
 def _check_dtype(dtype: str) -> str:
-    name = np.dtype(dtype).name if dtype not in NUMERIC_DTYPES else dtype
+    try:
+        name = np.dtype(dtype).name if dtype not in NUMERIC_DTYPES else dtype
+    except TypeError:  # numpy's error for a name it does not know
+        name = str(dtype)
     if name not in NUMERIC_DTYPES:
         raise SchemaError(f"unsupported dtype {dtype!r}; expected one of {', '.join(NUMERIC_DTYPES)}")
     return name

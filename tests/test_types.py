@@ -52,6 +52,7 @@ def test_arrow_layouts() -> None:
         lambda: th.Image("webp"),  # type: ignore[arg-type]
         lambda: th.Text(compression="gzip"),  # type: ignore[arg-type]
         lambda: as_type("object"),
+        lambda: as_type("float33"),
     ],
 )
 def test_bad_type_parameters_raise_schema_error(make) -> None:  # type: ignore[no-untyped-def]
