@@ -6,10 +6,16 @@ Grammar (case-insensitive keywords)::
     or      := and ("OR" and)*
     and     := not ("AND" not)*
     not     := "NOT" not | cmp
-    cmp     := term ( op term | [NOT] IN "(" lit ("," lit)* ")" | IS [NOT] NULL
-                    | [NOT] BETWEEN term AND term )?
+    cmp     := arith ( op arith | [NOT] IN "(" lit ("," lit)* ")" | IS [NOT] NULL
+                     | [NOT] BETWEEN arith AND arith )?
+    arith   := mul (("+" | "-") mul)*
+    mul     := unary (("*" | "/" | "%") unary)*
+    unary   := "-" unary | term
     term    := column | literal | "(" expr ")"
     op      := = | == | != | <> | < | <= | > | >=
+
+``%`` is SQL's remainder (its sign follows the dividend); ``/`` of two
+integers truncates, as in SQL.
 
 It compiles to a ``pyarrow.compute.Expression`` evaluated on Arrow batches, so
 no engine is needed in the format layer. SQL's NULL semantics hold: a row
@@ -33,11 +39,11 @@ from tensorhouse.errors import SchemaError
 
 _TOKEN = re.compile(
     r"""\s*(?:
-        (?P<num>-?\d+\.\d*(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?|-?\d+(?:[eE][-+]?\d+)?)
+        (?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+(?:[eE][-+]?\d+)?)
       | (?P<str>'(?:[^']|'')*')
       | (?P<qid>"(?:[^"]|"")+")
       | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
-      | (?P<op><=|>=|<>|!=|==|=|<|>|\(|\)|,)
+      | (?P<op><=|>=|<>|!=|==|=|<|>|\(|\)|,|\+|-|\*|/|%)
     )""",
     re.VERBOSE,
 )
@@ -134,11 +140,43 @@ class _Parser:
             return ~_expr(self.not_())
         return self.cmp()
 
+    def arith(self) -> Any:
+        e = self.mul()
+        while self.peek("op") and self.toks[self.i][1] in ("+", "-"):
+            op = self.take("op")
+            right = self.mul()
+            e = _expr(e) + _expr(right) if op == "+" else _expr(e) - _expr(right)
+        return e
+
+    def mul(self) -> Any:
+        e = self.unary()
+        while self.peek("op") and self.toks[self.i][1] in ("*", "/", "%"):
+            op = self.take("op")
+            right = self.unary()
+            a, b = _expr(e), _expr(right)
+            if op == "*":
+                e = a * b
+            elif op == "/":
+                e = a / b
+            else:  # remainder, truncating like SQL: a - trunc(a / b) * b
+                quotient = pc.Expression._call("trunc", [pc.Expression._call("divide", [a.cast(pa.float64()), b])])
+                e = a - quotient * b
+        return e
+
+    def unary(self) -> Any:
+        if self.peek("op", "-"):
+            self.i += 1
+            inner = self.unary()
+            if isinstance(inner, _Lit) and isinstance(inner.value, int | float):
+                return _Lit(-inner.value)
+            return pc.scalar(0) - _expr(inner)
+        return self.term()
+
     def cmp(self) -> Any:
-        left = self.term()
+        left = self.arith()
         if self.peek("op") and self.toks[self.i][1] in ("=", "==", "!=", "<>", "<", "<=", ">", ">="):
             op = self.take("op")
-            right = self.term()
+            right = self.arith()
             a, b = self.typed(left, right), self.typed(right, left)
             return {"=": a == b, "==": a == b, "!=": a != b, "<>": a != b, "<": a < b, "<=": a <= b,
                     ">": a > b, ">=": a >= b}[op]  # fmt: skip
@@ -160,12 +198,13 @@ class _Parser:
                 e = _expr(left).isin(pa.array(values, type=ftype))
             else:
                 e = _expr(left).isin(values)
-            return ~e if negate else e
+            # SQL: NULL [NOT] IN (...) is NULL, so a null row never matches either way.
+            return (~e & _expr(left).is_valid()) if negate else e
         if self.peek("kw", "BETWEEN"):
             self.i += 1
-            lo = self.term()
+            lo = self.arith()
             self.take("kw", "AND")
-            hi = self.term()
+            hi = self.arith()
             e = (_expr(left) >= self.typed(lo, left)) & (_expr(left) <= self.typed(hi, left))
             return ~e if negate else e
         if self.peek("kw", "IS"):
@@ -178,6 +217,9 @@ class _Parser:
         return left
 
     def literal(self) -> Any:
+        if self.peek("op", "-") and self.toks[self.i + 1][0] == "lit":
+            self.i += 1
+            return -self.take("lit")
         if self.peek("lit"):
             return self.take("lit")
         if self.peek("kw", "TRUE") or self.peek("kw", "FALSE"):
