@@ -106,6 +106,20 @@ def to_numpy(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> C
     return out
 
 
+def payloads_to_images(views: list[memoryview | bytes], nulls: np.ndarray, codec: str, *,
+                       decode: bool) -> list[Any]:  # fmt: skip
+    """Encoded images -> decoded arrays (on the thread pool) or ``bytes``; None for nulls."""
+    if not decode:
+        return [None if z else bytes(v) for v, z in zip(views, nulls.tolist(), strict=True)]
+
+    def one(i: int) -> np.ndarray | None:
+        return None if nulls[i] else codecs.decode_image(codec, views[i])
+
+    if len(views) <= 2:
+        return [one(i) for i in range(len(views))]
+    return list(pool().map(one, range(len(views))))
+
+
 def decode_images(batch: SampleBatch, codec: str) -> list[np.ndarray | None]:
     """Decode every image of a batch on the shared thread pool."""
     n = len(batch)

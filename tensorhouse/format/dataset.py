@@ -31,7 +31,7 @@ from tensorhouse.errors import (
 )
 from tensorhouse.format import refs
 from tensorhouse.format.chunks import ChunkReader
-from tensorhouse.format.convert import ColumnValues, to_numpy
+from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
 from tensorhouse.format.input import Data
 from tensorhouse.format.log import Action, Commit, Log, Metadata, Snapshot, replay
 from tensorhouse.format.log.actions import protocol
@@ -300,7 +300,11 @@ class Dataset:
                 out[name] = self._reader.rowids(rows)
                 continue
             ctype = self.schema[name]
-            out[name] = to_numpy(self._reader.read_rows(name, ctype, rows), ctype, decode=decode)
+            if ctype.sample_codec is not None:  # images: decode (or copy) straight from the payload views
+                views, _, nulls = self._reader.read_views(name, ctype, rows)
+                out[name] = payloads_to_images(views, nulls, ctype.sample_codec, decode=decode)
+            else:
+                out[name] = to_numpy(self._reader.read_rows(name, ctype, rows), ctype, decode=decode)
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:

@@ -159,7 +159,13 @@ class SnapshotReader:
         return self.frag_starts[pos_c] + offs
 
     def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
-        """Samples at physical ``rows`` (any order), gathered with one copy in that order.
+        """Samples at physical ``rows`` (any order), gathered with one copy in that order."""
+        views, shapes, nulls = self.read_views(name, ctype, rows)
+        return gather(views, shapes, nulls)
+
+    def read_views(self, name: str, ctype: ColumnType,
+                   rows: np.ndarray) -> tuple[list[memoryview | bytes], np.ndarray, np.ndarray]:  # fmt: skip
+        """Each row's stored payload (a view, no copy), its shape and whether it is null.
 
         Chunks are read in parallel on object storage; local chunks are mapped, so
         there a read is a slice and the loop stays on this thread.
@@ -168,8 +174,6 @@ class SnapshotReader:
         rows = np.asarray(rows, dtype=np.int64)
         n = len(rows)
         ndim = len(ctype.sample_shape)
-        if not n:
-            return null_batch(ctype, 0)
         if n == 1:
             row = int(rows[0])
             c = idx.locate_one(row)
@@ -177,8 +181,8 @@ class SnapshotReader:
             if ref is not None:
                 local = row - int(idx.starts[c])
                 view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size)
-                nulls = h.nulls[local : local + 1] if h.nulls is not None else None
-                return SampleBatch(view, np.array([0, len(view)]), np.asarray(h.shapes)[local : local + 1], nulls)
+                null = np.array([bool(h.nulls[local])]) if h.nulls is not None else np.zeros(1, bool)
+                return [view], np.asarray(h.shapes)[local : local + 1], null
         cidx = idx.locate(rows)
         chunks = np.unique(cidx)
         views: list[memoryview | bytes] = [b""] * n
@@ -203,12 +207,12 @@ class SnapshotReader:
             if h.nulls is not None:
                 nulls[sel] = h.nulls[local]
 
-        if len(chunks) == 1 or self.reader.store.is_local:
+        if len(chunks) <= 1 or self.reader.store.is_local:
             for c in chunks.tolist():
                 read(c)
         else:
             list(io_pool().map(read, chunks.tolist()))
-        return gather(views, shapes, nulls)
+        return views, shapes, nulls
 
     def read_chunk(self, name: str, ctype: ColumnType, c: int) -> SampleBatch:
         idx = self.index(name)
