@@ -222,3 +222,17 @@ def test_s3_streaming(s3_uri: tuple[str, dict[str, Any]], mode: str) -> None:
         ref = d.take_rowids(b["_rowid"], columns=["image"])["image"]
         np.testing.assert_array_equal(b["image"], np.stack(ref))
     assert sorted(seen) == list(range(60))
+
+
+def test_duckdb_query_names_its_dataset(ds: th.Dataset, tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    other = th.create(str(tmp_path / "other"), {"label": "int64"})
+    other.append({"label": [1, 2]})
+    con = duckdb.connect()
+    th.duckdb.register(con, "pets", ds.uri)
+    th.duckdb.register(con, "other", other.uri)
+    # No dataset=: the loader finds the one registered table the query reads.
+    got = labels(th.loader(con.sql("SELECT _rowid, image, label FROM pets WHERE label < 10"), format="numpy"))
+    assert sorted(got) == list(range(10))
+    with pytest.raises(ValueError, match="dataset="):
+        th.loader(con.sql("SELECT p._rowid FROM pets p JOIN other o ON p.label = o.label"), format="numpy")

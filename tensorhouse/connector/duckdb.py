@@ -39,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from collections.abc import Mapping
@@ -54,19 +55,39 @@ from tensorhouse.types import ColumnType
 # Datasets given to DuckDB, by connection, for th.write to recover column types
 # that DuckDB drops. Weak: an entry lives as long as DuckDB holds the dataset.
 _LOCK = threading.Lock()
-_GIVEN: list[tuple[int, weakref.ref[TensorhouseArrowDataset]]] = []
+_GIVEN: list[tuple[int, str | None, weakref.ref[TensorhouseArrowDataset]]] = []
 
 
-def _remember(con: duckdb.DuckDBPyConnection, table: TensorhouseArrowDataset) -> None:
+def _remember(con: duckdb.DuckDBPyConnection, table: TensorhouseArrowDataset, name: str | None = None) -> None:
     with _LOCK:
-        _GIVEN[:] = [(c, r) for c, r in _GIVEN if r() is not None]
-        _GIVEN.append((id(con), weakref.ref(table)))
+        _GIVEN[:] = [(c, n, r) for c, n, r in _GIVEN if r() is not None and not (c == id(con) and n == name and name)]
+        _GIVEN.append((id(con), name, weakref.ref(table)))
+
+
+def _named_tables(con: Any) -> list[tuple[str | None, TensorhouseArrowDataset]]:
+    with _LOCK:
+        refs = [(n, r()) for c, n, r in _GIVEN if con is None or c == id(con)]
+    return [(n, t) for n, t in refs if t is not None]
 
 
 def _tables(con: Any) -> list[TensorhouseArrowDataset]:
-    with _LOCK:
-        refs = [r() for c, r in _GIVEN if con is None or c == id(con)]
-    return [t for t in refs if t is not None]
+    return [t for _, t in _named_tables(con)]
+
+
+def dataset_behind(rel: duckdb.DuckDBPyRelation) -> Dataset | None:
+    """The dataset a query reads, when the registered tables it names resolve to exactly one.
+
+    Used by the loader to read tensors by row id. Matching is by the names the
+    query text mentions, so a connection may hold several datasets.
+    """
+    entries = _named_tables(getattr(rel, "_con", None))  # DuckDB names a relation's connection only privately
+    try:
+        text = rel.sql_query()
+    except duckdb.Error:
+        text = ""
+    mentioned = [t for n, t in entries if n and re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", text, re.IGNORECASE)]
+    found = {(t.dataset.uri, t.dataset.branch_name, t.dataset.version): t.dataset for t in (mentioned or entries)}
+    return next(iter(found.values())) if len(found) == 1 else None
 
 
 def registered_datasets(con: duckdb.DuckDBPyConnection | None = None) -> list[Dataset]:
@@ -124,7 +145,7 @@ def register(con: duckdb.DuckDBPyConnection, name: str, source: str | Dataset, *
     table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
                           storage_options=storage_options, rowid=rowid, refresh=refresh)  # fmt: skip
     con.register(name, table)
-    _remember(con, table)
+    _remember(con, table, name)
     return table
 
 

@@ -10,8 +10,8 @@ Which dataset is behind a query result, in order:
 2. the ``_rowid`` field's metadata (DataFusion keeps Arrow field metadata
    through a query; the connector puts the dataset's URI, version and branch
    there);
-3. the connector's record of datasets registered on that DuckDB connection
-   (used when exactly one of them could be behind the query).
+3. the connector's record of datasets registered on that DuckDB connection:
+   the registered table names the query mentions, when they are one dataset.
 """
 
 from __future__ import annotations
@@ -66,16 +66,10 @@ def _dataset_from_metadata(schema: pa.Schema) -> Dataset | None:
     return th.open(info["uri"], version=info.get("version"), branch=info.get("branch"))
 
 
-def _dataset_from_registry(con: Any) -> Dataset | None:
-    try:
-        from tensorhouse.connector import duckdb as thduck
-    except ImportError:
-        return None
-    lookup = getattr(thduck, "registered_datasets", None)
-    if lookup is None:
-        return None
-    found = lookup(con)
-    return found[0] if len(found) == 1 else None
+def _dataset_from_registry(rel: Any) -> Dataset | None:
+    from tensorhouse.connector import duckdb as thduck
+
+    return thduck.dataset_behind(rel)
 
 
 def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | None) -> Selection:
@@ -90,7 +84,7 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
     if kind == "duckdb":
         names = list(source.columns)
         _require_rowid(names)
-        ds = dataset or _dataset_from_registry(None)
+        ds = dataset or _dataset_from_registry(source)
         if ds is None:
             raise ValueError("cannot tell which tensorhouse dataset this DuckDB query reads: pass dataset=ds "
                              "(or register exactly one dataset on the connection with th.duckdb.register)")  # fmt: skip
