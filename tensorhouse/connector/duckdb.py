@@ -86,7 +86,7 @@ def dataset_behind(rel: duckdb.DuckDBPyRelation) -> Dataset | None:
     except duckdb.Error:
         text = ""
     mentioned = [t for n, t in entries if n and re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", text, re.IGNORECASE)]
-    found = {(t.dataset.uri, t.dataset.branch_name, t.dataset.version): t.dataset for t in (mentioned or entries)}
+    found = {(t.dataset.uri, t.dataset.branch_name, t.dataset.version): t.dataset for t in (mentioned or [t for _, t in entries])}
     return next(iter(found.values())) if len(found) == 1 else None
 
 
