@@ -8,13 +8,15 @@ Two datasets per system, each with ``image``, ``label`` (int32) and
 
 Measured side by side in one run: write throughput, a full scan of the image
 column, ``take`` of 1,000 random unsorted rows (image + label, no JPEG decode)
-and single-row latency (every column, no decode); reads warm and, where the
-page cache can be dropped (root), cold. Prints Markdown tables of medians,
-ratios, and whether the issue's targets are met.
+and single-row latency (every column, no decode), the systems interleaved
+round-robin; reads warm and, with ``--cold`` where the page cache can be
+dropped (root), cold. Prints Markdown tables of medians, ratios, and whether
+the issue's targets are met. Fairness choices: ``benchmarks/README.md``.
 
 Run:
-    .venv/bin/python benchmarks/bench_format.py            # 10,000 rows, several minutes
-    .venv/bin/python benchmarks/bench_format.py --smoke    # 200 rows, 1 repeat, < 1 minute
+    .venv/bin/python benchmarks/bench_format.py            # 10,000 rows, warm, 4-6 minutes
+    .venv/bin/python benchmarks/bench_format.py --cold     # also cold-cache reads (root), 5-8 minutes
+    .venv/bin/python benchmarks/bench_format.py --smoke    # 200 rows, 1 repeat, well under a minute
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +51,10 @@ from benchmarks.common import (  # noqa: E402
     fsync_tree,
     image_dataset,
     markdown_table,
+    rotations,
     target_table,
-    time_each,
-    time_it,
+    time_each_interleaved,
+    time_interleaved,
     tree_bytes,
 )
 
@@ -60,8 +64,8 @@ PIXELS = int(np.prod(SHAPE))
 #: Parquet row-group size: small enough that one row costs one ~1 MB (jpeg) /
 #: ~12.6 MB (raw) row-group read, large enough to keep the footer small.
 PARQUET_ROW_GROUP = 64
-#: Rows per batch in every system's scan.
-SCAN_BATCH = 1024
+#: Rows per batch in every system's scan: ~16 MB of JPEGs, ~50 MB of raw pixels.
+SCAN_BATCH = {"jpeg": 1024, "raw": 256}
 TAKE_COLUMNS = ["image", "label"]
 
 
@@ -77,7 +81,9 @@ def arrow_table(data: ImageData, kind: str, *, raw_as: str) -> pa.Table:
     """
     n = len(data)
     if kind == "jpeg":
-        image = pa.chunked_array([pa.array(data.jpegs[a:b], pa.binary()) for a, b in _chunks(n)], pa.binary())
+        image = pa.chunked_array(
+            [pa.array(data.jpegs[a:b], pa.binary()) for a, b in _chunks(n)], pa.binary()
+        )
     else:
         flat = data.raw.reshape(n, PIXELS)
         parts = []
@@ -92,7 +98,9 @@ def arrow_table(data: ImageData, kind: str, *, raw_as: str) -> pa.Table:
         image = pa.chunked_array(parts)
     emb_values = pa.array(data.embeddings.reshape(-1))
     embedding = pa.FixedSizeListArray.from_arrays(emb_values, data.embeddings.shape[1])
-    return pa.table({"image": image, "label": pa.array(data.labels, pa.int32()), "embedding": embedding})
+    return pa.table(
+        {"image": image, "label": pa.array(data.labels, pa.int32()), "embedding": embedding}
+    )
 
 
 # -- the systems --------------------------------------------------------------------
@@ -112,7 +120,7 @@ class System:
     def open(self, path: Path, kind: str) -> Any:
         raise NotImplementedError
 
-    def scan(self, h: Any) -> int:
+    def scan(self, h: Any, kind: str) -> int:
         """Read every image's bytes (no decode); return the row count."""
         raise NotImplementedError
 
@@ -135,7 +143,11 @@ class Tensorhouse(System):
 
     def prepare(self, data: ImageData, kind: str) -> Any:
         image = data.jpegs if kind == "jpeg" else data.raw
-        return {"image": image, "label": data.labels, "embedding": data.embeddings}, data.num_classes
+        return {
+            "image": image,
+            "label": data.labels,
+            "embedding": data.embeddings,
+        }, data.num_classes
 
     def write(self, prepared: Any, kind: str, path: Path) -> None:
         cols, num_classes = prepared
@@ -148,9 +160,9 @@ class Tensorhouse(System):
     def open(self, path: Path, kind: str) -> Any:
         return th.open(str(path))
 
-    def scan(self, h: Any) -> int:
+    def scan(self, h: Any, kind: str) -> int:
         n = 0
-        for b in h.to_batches(columns=["image"], batch_size=SCAN_BATCH):
+        for b in h.to_batches(columns=["image"], batch_size=SCAN_BATCH[kind]):
             n += b.num_rows
         return n
 
@@ -183,9 +195,9 @@ class Lance(System):
     def open(self, path: Path, kind: str) -> Any:
         return lance.dataset(str(path))
 
-    def scan(self, h: Any) -> int:
+    def scan(self, h: Any, kind: str) -> int:
         n = 0
-        for b in h.to_batches(columns=["image"], batch_size=SCAN_BATCH):
+        for b in h.to_batches(columns=["image"], batch_size=SCAN_BATCH[kind]):
             n += b.num_rows
         return n
 
@@ -213,7 +225,8 @@ class Parquet(System):
     would cost a repetition level per byte), uncompressed (JPEG does not compress,
     raw pixels barely), no dictionary or statistics on the image column; snappy for
     the rest. 64-row row groups for random access. Take reads the needed row groups
-    with ``ParquetFile.read_row_groups`` and then ``Table.take``.
+    with ``ParquetFile.read_row_groups`` and then ``Table.take``; the scan streams
+    with ``pyarrow.dataset`` (read-ahead; faster here than ``iter_batches``).
     """
 
     name = "parquet"
@@ -233,17 +246,16 @@ class Parquet(System):
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
         starts = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=starts[1:])
-        return pf, starts
+        return pf, starts, pads.dataset(str(path / "data.parquet"), format="parquet")
 
-    def scan(self, h: Any) -> int:
-        pf, _ = h
+    def scan(self, h: Any, kind: str) -> int:
         n = 0
-        for b in pf.iter_batches(batch_size=SCAN_BATCH, columns=["image"]):
+        for b in h[2].to_batches(columns=["image"], batch_size=SCAN_BATCH[kind]):
             n += b.num_rows
         return n
 
     def take(self, h: Any, idx: np.ndarray, kind: str) -> Any:
-        pf, starts = h
+        pf, starts, _ = h
         rg = np.searchsorted(starts, idx, side="right") - 1
         groups = np.unique(rg)
         t = pf.read_row_groups(groups.tolist(), columns=TAKE_COLUMNS)
@@ -255,13 +267,17 @@ class Parquet(System):
         out = t.take(pa.array(pos))
         if kind == "raw":
             col = out.column("image").combine_chunks()
-            offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset : col.offset + len(col) + 1]
-            arr = np.frombuffer(col.buffers()[2], dtype=np.uint8, count=len(col) * PIXELS, offset=int(offsets[0]))
+            offsets = np.frombuffer(col.buffers()[1], dtype=np.int32)[
+                col.offset : col.offset + len(col) + 1
+            ]
+            arr = np.frombuffer(
+                col.buffers()[2], dtype=np.uint8, count=len(col) * PIXELS, offset=int(offsets[0])
+            )
             return arr.reshape(len(idx), *SHAPE), out.column("label")
         return out
 
     def row(self, h: Any, i: int) -> Any:
-        pf, starts = h
+        pf, starts, _ = h
         g = int(np.searchsorted(starts, i, side="right") - 1)
         return pf.read_row_group(g).slice(i - int(starts[g]), 1)
 
@@ -278,7 +294,9 @@ SYSTEMS: tuple[System, ...] = (Tensorhouse(), Lance(), Parquet())
 
 
 # -- checks ---------------------------------------------------------------------------
-def check_images(system: System, result: Any, kind: str, data: ImageData, idx: Sequence[int]) -> None:
+def check_images(
+    system: System, result: Any, kind: str, data: ImageData, idx: Sequence[int] | np.ndarray
+) -> None:
     got = system.images(result, kind)
     if kind == "jpeg":
         want = [data.jpegs[i] for i in idx]
@@ -296,34 +314,99 @@ def log(msg: str) -> None:
 
 def measure_writes(data: ImageData, kind: str, work: Path, repeats: int, rows: dict[str, Row], *,
                    cold: bool) -> dict[str, Path]:  # fmt: skip
-    """Write each system's dataset ``repeats`` times (fresh directory each time); keep the last."""
+    """Write each system's dataset ``repeats`` times, round-robin, into a fresh directory; keep the last."""
     durable = rows[f"write {kind} (durable)"]
     plain = rows[f"write {kind} (peers without fsync)"]
-    input_bytes = (data.jpeg_bytes if kind == "jpeg" else data.raw.nbytes) + data.labels.nbytes + data.embeddings.nbytes
-    out = {}
-    for system in SYSTEMS:
-        prepared = system.prepare(data, kind)
-        path = work / f"{system.name}-{kind}"
-        t_plain, t_durable = [], []
-        for _ in range(repeats):
+    input_bytes = (
+        (data.jpeg_bytes if kind == "jpeg" else data.raw.nbytes)
+        + data.labels.nbytes
+        + data.embeddings.nbytes
+    )
+    systems = {s.name: s for s in SYSTEMS}
+    prepared = {s.name: s.prepare(data, kind) for s in SYSTEMS}
+    paths = {s.name: work / f"{s.name}-{kind}" for s in SYSTEMS}
+    t_plain: dict[str, list[float]] = {s: [] for s in systems}
+    t_durable: dict[str, list[float]] = {s: [] for s in systems}
+    for rep in range(repeats):
+        for name in rotations(list(systems), rep):
+            system, path = systems[name], paths[name]
             shutil.rmtree(path, ignore_errors=True)
             if cold:  # start each write from clean memory (no dirty pages from the last)
                 drop_page_cache()
             t0 = time.perf_counter()
-            system.write(prepared, kind, path)
+            system.write(prepared[name], kind, path)
             t1 = time.perf_counter()
             if not system.fsyncs:
                 fsync_tree(path)
             t2 = time.perf_counter()
-            t_plain.append(t1 - t0)
-            t_durable.append(t2 - t0)
-        durable.timings[system.name] = Timing(tuple(t_durable))
-        plain.timings[system.name] = Timing(tuple(t_plain))
-        durable.nbytes[system.name] = plain.nbytes[system.name] = input_bytes
-        rows["on-disk size"].note += f"{system.name} {kind}: {tree_bytes(path) / 1e6:,.1f} MB; "
-        out[system.name] = path
-        log(f"write {kind} {system.name}: {durable.cell(system.name)}")
-    return out
+            t_plain[name].append(t1 - t0)
+            t_durable[name].append(t2 - t0)
+    for name in systems:
+        durable.timings[name] = Timing(tuple(t_durable[name]))
+        plain.timings[name] = Timing(tuple(t_plain[name]))
+        durable.nbytes[name] = plain.nbytes[name] = input_bytes
+        rows["on-disk size"].note += f"{name} {kind}: {tree_bytes(paths[name]) / 1e6:,.1f} MB; "
+        log(f"write {kind} {name}: {durable.cell(name)}")
+    return paths
+
+
+def measure_reads(kind: str, paths: dict[str, Path], tiny: dict[str, Any], data: ImageData,
+                  row: Callable[..., Row], *, take_sets: list[np.ndarray], single: np.ndarray,
+                  single_cold: np.ndarray, cold: bool, args: argparse.Namespace) -> None:  # fmt: skip
+    """Check every system's dataset, then time scans, takes and single rows, systems interleaved."""
+    n = len(data)
+    systems = {s.name: s for s in SYSTEMS}
+    handles = {s.name: s.open(paths[s.name], kind) for s in SYSTEMS}
+    for name, system in systems.items():  # correctness first (and a warm-up)
+        h = handles[name]
+        if system.scan(h, kind) != n:
+            raise AssertionError(f"{name} {kind}: scan returned the wrong row count")
+        check_images(system, system.take(h, take_sets[0], kind), kind, data, take_sets[0])
+        check_images(system, system.row(h, int(single[0])), kind, data, [int(single[0])])
+
+    def cold_setup(system: System) -> Callable[[], None]:
+        def setup() -> None:
+            drop_page_cache()
+            # Touch a tiny dataset of the same system, so that its code pages (not
+            # the measured data) are back in memory: cold data, warm process.
+            system.take(tiny[system.name], np.array([3, 1]), kind)
+            system.row(tiny[system.name], 2)
+
+        return setup
+
+    def scan(system: System) -> Callable[[], Any]:
+        return lambda: system.scan(handles[system.name], kind)
+
+    def take(system: System) -> Callable[[], Any]:
+        sets = iter(take_sets[1:] * 2)  # the same row sets, in the same order, for every system
+        return lambda: system.take(handles[system.name], next(sets), kind)
+
+    def one(system: System) -> Callable[[Any], Any]:
+        return lambda i: system.row(handles[system.name], int(i))
+
+    mb = data.jpeg_bytes if kind == "jpeg" else data.raw.nbytes
+    take_n = len(take_sets[0])
+    for temp in ("warm", "cold") if cold else ("warm",):
+        setup = {k: cold_setup(s) for k, s in systems.items()} if temp == "cold" else None
+        repeats = args.cold_repeats if temp == "cold" else args.repeats
+        r = row(f"scan {kind} images ({temp})", rows=n)
+        r.timings.update(
+            time_interleaved({k: scan(s) for k, s in systems.items()}, repeats=repeats, setup=setup)
+        )
+        r.nbytes.update({k: mb for k in systems})
+        r = row(f"take {take_n} random {kind} ({temp})")
+        r.timings.update(
+            time_interleaved({k: take(s) for k, s in systems.items()}, repeats=repeats, setup=setup)
+        )
+        r = row(f"single row {kind} ({temp})")
+        r.timings.update(
+            time_each_interleaved(
+                {k: one(s) for k, s in systems.items()},
+                single_cold if temp == "cold" else single,
+                setup=setup,
+            )
+        )
+        log(f"reads {kind} ({temp}) done")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -331,11 +414,15 @@ def run(args: argparse.Namespace) -> None:
     t_start = time.perf_counter()
     log(f"data: {n} rows")
     data = image_dataset(n)
-    log(f"data ready: {data.jpeg_bytes / n / 1e3:.1f} KB per JPEG, raw {data.raw.nbytes / 1e9:.2f} GB")
+    log(
+        f"data ready: {data.jpeg_bytes / n / 1e3:.1f} KB per JPEG, raw {data.raw.nbytes / 1e9:.2f} GB"
+    )
     work = DATA_DIR / f"work-bench_format-{n}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cold = not args.warm_only and drop_page_cache()
+    cold = args.cold and drop_page_cache()
+    if args.cold and not cold:
+        log("cannot drop the page cache (not root?): warm numbers only")
     rng = np.random.default_rng(1)
     take_n = min(args.take_rows, n)
     take_sets = [rng.choice(n, size=take_n, replace=False) for _ in range(args.repeats + 1)]
@@ -355,57 +442,19 @@ def run(args: argparse.Namespace) -> None:
     for kind in KINDS:
         row(f"write {kind} (durable)", rows=n)
         row(f"write {kind} (peers without fsync)", rows=n)
-        paths = measure_writes(data, kind, work, args.write_repeats, rows, cold=cold)
-        # Tiny copies of each dataset: touched after a cache drop so that the
-        # systems' code pages (not the measured data) are back in memory.
-        tiny = image_dataset(64, verbose=False) if n > 64 else data
+        # Tiny copies of each dataset, written first as an untimed warm-up of every
+        # system's write path (lazy imports, thread pools), and touched after a
+        # cache drop so that the code pages (not the measured data) are in memory.
+        tiny = image_dataset(64, verbose=False)
         tiny_handles = {}
         for system in SYSTEMS:
             p = work / f"tiny-{system.name}-{kind}"
             system.write(system.prepare(tiny, kind), kind, p)
             tiny_handles[system.name] = system.open(p, kind)
+        paths = measure_writes(data, kind, work, args.write_repeats, rows, cold=cold)
 
-        for system in SYSTEMS:
-            h = system.open(paths[system.name], kind)
-            tiny_h = tiny_handles[system.name]
-
-            def touch(s: System = system, t: Any = tiny_h) -> None:
-                s.take(t, np.array([3, 1]), kind)
-                s.row(t, 2)
-
-            def cold_setup(touch: Callable[[], None] = touch) -> None:
-                drop_page_cache()
-                touch()
-
-            # correctness first (and a warm-up)
-            if system.scan(h) != n:
-                raise AssertionError(f"{system.name} {kind}: scan returned the wrong row count")
-            check_images(system, system.take(h, take_sets[0], kind), kind, data, take_sets[0])
-            check_images(system, system.row(h, int(single[0])), kind, data, [int(single[0])])
-
-            mb = (data.jpeg_bytes if kind == "jpeg" else data.raw.nbytes)
-            r = row(f"scan {kind} images (warm)", rows=n)
-            r.timings[system.name] = time_it(lambda s=system, h=h: s.scan(h), repeats=args.repeats)
-            r.nbytes[system.name] = mb
-            sets = iter(take_sets[1:] * 2)
-            r = row(f"take {take_n} random {kind} (warm)")
-            r.timings[system.name] = time_it(lambda s=system, h=h: s.take(h, next(sets), kind), repeats=args.repeats)
-            r = row(f"single row {kind} (warm)")
-            r.timings[system.name] = time_each(lambda i, s=system, h=h: s.row(h, int(i)), single)
-            if cold:
-                r = row(f"scan {kind} images (cold)", rows=n)
-                r.timings[system.name] = time_it(lambda s=system, h=h: s.scan(h), repeats=args.cold_repeats,
-                                                 setup=cold_setup)  # fmt: skip
-                r.nbytes[system.name] = mb
-                sets = iter(take_sets[1:] * 2)
-                r = row(f"take {take_n} random {kind} (cold)")
-                r.timings[system.name] = time_it(lambda s=system, h=h: s.take(h, next(sets), kind),
-                                                 repeats=args.cold_repeats, setup=cold_setup)  # fmt: skip
-                r = row(f"single row {kind} (cold)")
-                r.timings[system.name] = time_each(lambda i, s=system, h=h: s.row(h, int(i)), single_cold,
-                                                   setup=cold_setup)  # fmt: skip
-            log(f"reads {kind} {system.name} done")
-            del h
+        measure_reads(kind, paths, tiny_handles, data, row, take_sets=take_sets, single=single,
+                      single_cold=single_cold, cold=cold, args=args)  # fmt: skip
 
     names = [s.name for s in SYSTEMS]
     table_rows = [rows[k] for k in order if k != "on-disk size"]
@@ -419,7 +468,10 @@ def run(args: argparse.Namespace) -> None:
           f"Repeats: writes {args.write_repeats}, scans/takes {args.repeats} warm / {args.cold_repeats} cold; "
           f"single row: {len(single)} warm / {len(single_cold)} cold rows.")  # fmt: skip
     print()
-    print("Medians; a ratio is the system's median time over tensorhouse's (> 1: slower than tensorhouse).")
+    print(
+        "Medians. `peer / tensorhouse`: the peer's median time over tensorhouse's (> 1: the peer is slower). "
+        "`tensorhouse / best peer`: tensorhouse's over the fastest peer's (> 1: tensorhouse is slower)."
+    )
     print()
     print(markdown_table(table_rows, names, reference="tensorhouse"))
     print()
@@ -453,29 +505,44 @@ def run(args: argparse.Namespace) -> None:
 def _cpus() -> int:
     import os
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--rows", type=int, default=10_000, help="rows per dataset (default 10,000)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes for CI: 200 rows, 1 repeat, warm only")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes for CI: 200 rows, 1 repeat, warm only"
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of warm scans and takes")
-    p.add_argument("--cold-repeats", type=int, default=3, help="timed repeats of cold scans and takes")
+    p.add_argument(
+        "--cold-repeats", type=int, default=3, help="timed repeats of cold scans and takes"
+    )
     p.add_argument("--write-repeats", type=int, default=3)
     p.add_argument("--take-rows", type=int, default=1000)
     p.add_argument("--single-rows", type=int, default=200, help="rows timed one by one (warm)")
-    p.add_argument("--cold-single-rows", type=int, default=30, help="rows timed one by one after a cache drop")
-    p.add_argument("--warm-only", action="store_true", help="never drop the page cache")
-    p.add_argument("--keep", action="store_true", help="keep the written datasets under benchmarks/_data/")
+    p.add_argument(
+        "--cold-single-rows", type=int, default=30, help="rows timed one by one after a cache drop"
+    )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="also measure reads after dropping the OS page cache (needs root; it empties the cache "
+        "of the whole machine, so other people's runs slow down meanwhile)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the written datasets under benchmarks/_data/"
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.rows = 200
         args.repeats = args.cold_repeats = args.write_repeats = 1
         args.take_rows = 100
         args.single_rows = 20
-        args.warm_only = True
+        args.cold = False
     run(args)
 
 
