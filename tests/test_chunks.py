@@ -232,3 +232,11 @@ def test_random_bytes_never_crash_the_header_parser(blob: np.ndarray) -> None:
     data = b"THC1" + blob.tobytes()
     with pytest.raises(th.CorruptChunkError):
         decode_header(data)
+
+
+def test_fixed_size_samples_store_no_offsets() -> None:
+    t = th.Scalar("int32")
+    chunk = encode_chunk(normalize(np.arange(100_000, dtype=np.int32), t, "c"), t)
+    assert len(chunk.data) < 100_000 * 4 * 1.01  # ~ the values; format 1 spent 8 bytes of offset per sample
+    h = decode_header(chunk.data[: chunk.header_length], file_length=len(chunk.data))
+    assert h.offsets[-1] == 400_000 and h.offsets[7] == 28

@@ -17,10 +17,10 @@ from make_golden import SCHEMA, expected
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.fixture
-def v1(tmp_path: Path) -> str:
-    dst = tmp_path / "v1"
-    shutil.copytree(GOLDEN / "v1", dst)  # read a copy: tests never touch the golden files
+@pytest.fixture(params=["v1", "v2"])  # v1: chunk format 1 (offset per sample); v2: chunk format 2
+def v1(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    dst = tmp_path / request.param
+    shutil.copytree(GOLDEN / request.param, dst)  # read a copy: tests never touch the golden files
     return str(dst)
 
 

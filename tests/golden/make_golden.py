@@ -1,9 +1,12 @@
-"""Writes tests/golden/v1: a tiny dataset of every column type, in on-disk format 1.
+"""Writes a golden dataset: a tiny dataset of every column type, in the current on-disk format.
+
+tests/golden/v1 holds chunk format 1; tests/golden/v2 chunk format 2 (fixed-size samples
+store one size instead of an offset each).
 
 Run once when a format version is introduced; never rewrite an existing golden
 dataset (the point is that later code still reads what older code wrote).
 
-    python tests/golden/make_golden.py tests/golden/v1
+    python tests/golden/make_golden.py tests/golden/v2
 """
 
 from __future__ import annotations

@@ -12,14 +12,15 @@ offset  size        field
 11      1   u8      sample codec  (0 none, 1 jpeg, 2 png)
 12      1   u8      dtype code    (index in DTYPES)
 13      1   u8      ndim
-14      1   u8      flags         (1 uniform shape, 2 has nulls)
+14      1   u8      flags         (1 uniform shape, 2 has nulls, 4 fixed sample size)
 15      1           reserved
 16      4   u32     num_samples
 20      8   u64     data_length   (stored bytes of the data section)
 28      8   u64     raw_length    (bytes after the chunk codec)
 36      4   u32     block_size    (bytes covered by each block checksum)
 40      ..  u32     shapes: ndim values if uniform, else num_samples * ndim
-..      ..  u64     offsets: num_samples + 1 byte offsets into the raw data section
+..      ..  u64     offsets: num_samples + 1 byte offsets into the raw data section;
+                    with flag 4 (format 2: every sample the same size) one u64, that size
 ..      ..  u32     block_crc32: ceil(data_length / block_size) checksums of the
                     stored data section, block by block
 ..      ..  u8      null bitmap (only with flag 2; 1 = null, numpy bit order)
@@ -50,7 +51,11 @@ from tensorhouse.errors import CorruptChunkError
 from tensorhouse.types import NUMERIC_DTYPES
 
 MAGIC = b"THC1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader understands. Format 2 added flag 4: fixed-size samples
+#: store their size instead of an offset per sample (an int32 label column was
+#: 3x its values on disk with offsets).
+READABLE_VERSIONS = (1, 2)
 DTYPES: tuple[str, ...] = (*NUMERIC_DTYPES, "bytes", "str")
 CHUNK_CODEC_IDS = {"none": 0, "lz4": 1, "zstd": 2}
 SAMPLE_CODEC_IDS = {None: 0, "jpeg": 1, "png": 2}
@@ -60,6 +65,7 @@ _FIXED = struct.Struct("<4sIHBBBBBxIQQI")
 FIXED_SIZE = _FIXED.size  # 40
 FLAG_UNIFORM = 1
 FLAG_NULLS = 2
+FLAG_FIXED_SIZE = 4
 #: Upper bounds that keep a corrupt header from asking for absurd allocations.
 MAX_SAMPLES = 1 << 26
 MAX_NDIM = 32
@@ -115,10 +121,14 @@ def encode_header(
     n = len(offsets) - 1
     uniform = n > 0 and bool((shapes == shapes[0]).all()) if ndim else True
     flags = (FLAG_UNIFORM if uniform else 0) | (FLAG_NULLS if nulls is not None and nulls.any() else 0)
+    sizes = np.diff(offsets)
+    fixed = n > 0 and bool((sizes == sizes[0]).all())
+    if fixed:
+        flags |= FLAG_FIXED_SIZE
     parts = [
         b"",  # fixed part, filled in once the length is known
         (shapes[0] if (uniform and n) else shapes).astype("<u4").tobytes() if ndim else b"",
-        offsets.astype("<u8").tobytes(),
+        np.array([sizes[0]], "<u8").tobytes() if fixed else offsets.astype("<u8").tobytes(),
     ]
     parts.append(block_crcs.astype("<u4").tobytes())
     if flags & FLAG_NULLS:
@@ -153,8 +163,10 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
      data_length, raw_length, block_size) = _FIXED.unpack_from(data, 0)  # fmt: skip
     if magic != MAGIC:
         raise CorruptChunkError("not a tensorhouse chunk (bad magic bytes)")
-    if version != FORMAT_VERSION:
-        raise CorruptChunkError(f"chunk format version {version} is not supported (this reader knows {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise CorruptChunkError(f"chunk format version {version} is not supported (this reader knows {READABLE_VERSIONS})")
+    if flags & FLAG_FIXED_SIZE and version < 2:
+        raise CorruptChunkError("chunk flag 4 (fixed sample size) in a format 1 header")
     if header_length > len(data) or header_length < FIXED_SIZE + 4:
         raise CorruptChunkError(f"chunk header length {header_length} does not fit the {len(data)} bytes read")
     (stored_crc,) = struct.unpack_from("<I", data, header_length - 4)
@@ -169,7 +181,8 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     pos = FIXED_SIZE
     n_shape = ndim if uniform else n * ndim
     n_blocks = -(-data_length // block_size)
-    expected = FIXED_SIZE + 4 * n_shape + 8 * (n + 1) + 4 * n_blocks
+    fixed = bool(flags & FLAG_FIXED_SIZE)
+    expected = FIXED_SIZE + 4 * n_shape + (8 if fixed else 8 * (n + 1)) + 4 * n_blocks
     expected += (n + 7) // 8 if flags & FLAG_NULLS else 0
     expected += 4
     expected += -expected % ALIGN
@@ -178,8 +191,15 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     raw_shapes = np.frombuffer(data, dtype="<u4", count=n_shape, offset=pos).astype(np.int64)
     pos += 4 * n_shape
     shapes = np.broadcast_to(raw_shapes, (n, ndim)) if uniform else raw_shapes.reshape(n, ndim)
-    offsets = np.frombuffer(data, dtype="<u8", count=n + 1, offset=pos).astype(np.int64)
-    pos += 8 * (n + 1)
+    if fixed:
+        (size,) = struct.unpack_from("<Q", data, pos)
+        if size * n != raw_length:
+            raise CorruptChunkError(f"{n} samples of {size} bytes do not fill the {raw_length}-byte data section")
+        offsets = np.arange(n + 1, dtype=np.int64) * size
+        pos += 8
+    else:
+        offsets = np.frombuffer(data, dtype="<u8", count=n + 1, offset=pos).astype(np.int64)
+        pos += 8 * (n + 1)
     block_crcs = np.frombuffer(data, dtype="<u4", count=n_blocks, offset=pos)
     pos += 4 * n_blocks
     nulls = None
