@@ -13,39 +13,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 from tensorhouse.errors import StorageError
+from tensorhouse.storage import ForwardingStore
 from tensorhouse.storage.base import ObjectInfo, Store
 
 
-class Wrapper(Store):
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.uri = inner.uri
-        self.supports_conditional_put = inner.supports_conditional_put
-        self.is_local = inner.is_local
-
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        return self.inner.get_range(key, start, length)
-
-    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        return self.inner.get_ranges(key, ranges)
-
-    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        self.inner.put(key, data)
-
-    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        self.inner.put_if_absent(key, data)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
+class Wrapper(ForwardingStore):
+    """The fault-injection and counting wrappers below forward everything else."""
 
 
 class CountingStore(Wrapper):

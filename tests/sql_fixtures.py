@@ -30,7 +30,8 @@ from PIL import Image as PILImage
 import tensorhouse as th
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.log import Log
-from tensorhouse.storage.base import ObjectInfo, Store
+from tensorhouse.storage import ForwardingStore
+from tensorhouse.storage.base import Store
 
 CLASSES = ["cat", "dog", "bird", "fish"]
 EMB_DIM = 8
@@ -160,15 +161,21 @@ def make_float16(uri: str) -> dict[str, Any]:
     return vals
 
 
-class CountingStore(Store):
-    """Wraps a store and counts reads per column folder (``data/<column>/``) and bytes."""
+class CountingStore(ForwardingStore):
+    """Wraps a store and counts reads per column folder (``data/<column>/``) and bytes.
+
+    It acts as a remote store (no memory mapping), so every read goes through
+    the counted calls below.
+    """
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.uri = inner.uri
-        self.supports_conditional_put = inner.supports_conditional_put
+        super().__init__(inner)
+        self.is_local = False
         self.reads: collections.Counter[str] = collections.Counter()
         self.nbytes: collections.Counter[str] = collections.Counter()
+
+    def map(self, key: str) -> memoryview | None:
+        return None
 
     def _count(self, key: str, n: int) -> None:
         parts = key.split("/")
@@ -190,21 +197,6 @@ class CountingStore(Store):
         out = self.inner.get_ranges(key, ranges)
         self._count(key, sum(len(b) for b in out))
         return out
-
-    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        self.inner.put(key, data)
-
-    def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        self.inner.put_if_absent(key, data)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
 
     def reset(self) -> None:
         self.reads.clear()

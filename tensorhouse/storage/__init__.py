@@ -15,6 +15,7 @@ from typing import Any
 
 from tensorhouse.storage.base import ObjectInfo, Store
 from tensorhouse.storage.cache import CachedStore
+from tensorhouse.storage.forwarding import ForwardingStore
 from tensorhouse.storage.fsspec_store import FsspecStore  # imports fsspec only when used
 from tensorhouse.storage.local import LocalStore
 from tensorhouse.storage.memory import MemoryStore
@@ -65,6 +66,7 @@ def open_store(
 
 __all__ = [
     "CachedStore",
+    "ForwardingStore",
     "FsspecStore",
     "LocalStore",
     "MemoryStore",
