@@ -76,20 +76,21 @@ class FaultyStore(Wrapper):
         self.writes = 0
         self._lock = threading.Lock()
 
-    def _step(self, phase: str) -> None:
-        with self._lock:
-            n = self.writes
-            if phase == "after":
-                self.writes += 1
+    def _fail(self, n: int, phase: str) -> None:
         if n == self.fail_at and phase == self.when:
             if self.kill:
                 os.kill(os.getpid(), signal.SIGKILL)
             raise InjectedFault(f"injected failure {self.when} write {n}")
 
     def _write(self, fn, key: str, data: bytes | bytearray | memoryview) -> None:  # type: ignore[no-untyped-def]
-        self._step("before")
+        # Number each write when it starts: uploads run concurrently, so "the n-th
+        # write" is the n-th to begin, and its "after" keeps the same number.
+        with self._lock:
+            n = self.writes
+            self.writes += 1
+        self._fail(n, "before")
         fn(key, data)
-        self._step("after")
+        self._fail(n, "after")
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self._write(self.inner.put, key, data)
