@@ -413,7 +413,6 @@ def serve(uri: str, host: str, port: int, version: int | None, tag: str | None, 
     """
     from tensorhouse.viewer import serve as run_server
 
-    click.echo(f"serving {uri} on http://{host}:{port}/  (Ctrl-C to stop)")
     run_server(uri, host=host, port=port, version=version, tag=tag, branch=branch, open_browser=open_browser)
 
 
