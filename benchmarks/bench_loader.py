@@ -775,17 +775,15 @@ def deeplake_factory(
 
 # -- S3 (moto) with injected latency -----------------------------------------------------
 def latency_store_class() -> type:
+    from tensorhouse.storage import ForwardingStore
     from tensorhouse.storage.base import Store
 
-    class LatencyStore(Store):
+    class LatencyStore(ForwardingStore):
         """Delegates to a real store; every read request first sleeps ``delay`` seconds (a WAN round trip)."""
 
         def __init__(self, inner: Store, delay: float) -> None:
-            self.inner = inner
+            super().__init__(inner)
             self.delay = delay
-            self.uri = inner.uri
-            self.supports_conditional_put = inner.supports_conditional_put
-            self.is_local = inner.is_local
             self.requests = 0
             self._lock = threading.Lock()
 
@@ -806,27 +804,6 @@ def latency_store_class() -> type:
         def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
             self._wait()
             return self.inner.get_ranges(key, ranges)
-
-        def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-            self.inner.put(key, data)
-
-        def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
-            self.inner.put_if_absent(key, data)
-
-        def exists(self, key: str) -> bool:
-            return self.inner.exists(key)
-
-        def list(self, prefix: str = "") -> list[Any]:
-            return self.inner.list(prefix)
-
-        def delete(self, key: str) -> None:
-            self.inner.delete(key)
-
-        def size(self, key: str) -> int:
-            return self.inner.size(key)
-
-        def close(self) -> None:
-            self.inner.close()
 
     return LatencyStore
 
