@@ -85,8 +85,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BBox",
     "Arrow",
+    "BBox",
     "Binary",
     "ClassLabel",
     "CodecError",

@@ -175,7 +175,7 @@ class SnapshotReader:
             sel = np.flatnonzero(cidx == c)
             chunk = self.read_chunk(name, ctype, c)
             assert chunk.column is not None
-            parts.append(chunk.column.take(pa.array(rows[sel] - idx.starts[c])))
+            parts.append(columnar.take(chunk.column, pa.array(rows[sel] - idx.starts[c])))
             order.append(sel)
         if not parts:
             return of_column(pa.array([], type=ctype.arrow_type()))
@@ -183,7 +183,7 @@ class SnapshotReader:
         if len(parts) > 1:
             where = np.empty(len(rows), np.int64)
             where[np.concatenate(order)] = np.arange(len(rows))
-            arr = arr.take(pa.array(where))
+            arr = columnar.take(arr, pa.array(where))
         return of_column(arr)
 
     def read_views(self, name: str, ctype: ColumnType,

@@ -88,7 +88,7 @@ def _tz_kind(v: Any) -> bool | None:
 
 def _check_timezones(values: Any, t: pa.DataType, column: str) -> None:
     """Naive and aware datetimes do not mix, and match the column's time zone (or its absence)."""
-    if not pa.types.is_timestamp(t) or isinstance(values, np.ndarray) and values.dtype.kind == "M":
+    if not pa.types.is_timestamp(t) or (isinstance(values, np.ndarray) and values.dtype.kind == "M"):
         return
     if hasattr(values, "dtype") and getattr(values.dtype, "kind", "O") == "M":
         return  # a pandas datetime column: one kind throughout
@@ -232,6 +232,58 @@ def _first_invalid_utf8(values: pa.Array) -> int:
     return 0
 
 
+# -- view types -------------------------------------------------------------------
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """``t`` with ``string_view``/``binary_view`` replaced by ``large_string``/``large_binary``.
+
+    Most Arrow compute kernels (filter, take, compare, min/max) have no view
+    kernels yet; computing on the plain type and casting back is exact.
+    """
+    if pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary_view(t):
+        return pa.large_binary()
+    return t
+
+
+def without_views(t: pa.DataType) -> pa.DataType:
+    """``t`` with every ``string_view``/``binary_view`` inside it made ``string``/``binary``.
+
+    What engines are shown: DataFusion pushes its literals typed like the
+    column, and Arrow's compute kernels (which evaluate pushed filters) cannot
+    compare view types yet. The values are the same; the engine's type is VARCHAR either way.
+    """
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_dictionary(t):
+        return pa.dictionary(t.index_type, without_views(t.value_type), t.ordered)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        item = t.value_field.with_type(without_views(t.value_type))
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(item, t.list_size)
+        return pa.large_list(item) if pa.types.is_large_list(t) else pa.list_(item)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(without_views(f.type)) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(without_views(t.key_type), without_views(t.item_type))
+    return t
+
+
+def unview(arr: pa.Array) -> pa.Array:
+    """``arr`` cast to :func:`plain_type` (itself when it holds no view type)."""
+    t = plain_type(arr.type)
+    return arr if t == arr.type else arr.cast(t)
+
+
+def take(arr: pa.Array, rows: pa.Array) -> pa.Array:
+    """``arr.take(rows)``, for view types too."""
+    plain = unview(arr)
+    out = plain.take(rows)
+    return out if plain is arr else out.cast(arr.type)
+
+
 # -- encoding ---------------------------------------------------------------------
 def _parquet_bytes(arr: pa.Array, codec: str, dictionary: bool) -> bytes:
     import pyarrow.parquet as pq
@@ -248,7 +300,7 @@ def _dictionary_pays(arr: pa.Array) -> bool:
     """Dictionary pages pay when values repeat; measured on a sample."""
     if isinstance(arr, pa.DictionaryArray) or pa.types.is_nested(arr.type) or len(arr) == 0:
         return True
-    sample = arr.slice(0, SAMPLE_ROWS)
+    sample = unview(arr.slice(0, SAMPLE_ROWS))
     try:
         distinct = pc.count_distinct(sample).as_py()
     except _ARROW_ERRORS:
@@ -329,7 +381,7 @@ def stat_scalar(value: Any, t: pa.DataType) -> pa.Scalar:
 def column_stats(arr: pa.Array) -> dict[str, Any]:
     """null_count, min and max of a column (min/max None when unknown or all null)."""
     stats: dict[str, Any] = {"null_count": int(arr.null_count), "min": None, "max": None}
-    values = arr.dictionary if isinstance(arr, pa.DictionaryArray) else arr
+    values = unview(arr.dictionary if isinstance(arr, pa.DictionaryArray) else arr)
     if len(arr) == arr.null_count or len(values) == 0:
         return stats
     try:

@@ -87,7 +87,7 @@ def of_column(arr: pa.Array) -> SampleBatch:
 def take_column(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
     """Rows of a column batch, in the given order."""
     assert batch.column is not None
-    return of_column(batch.column.take(pa.array(np.asarray(rows, dtype=np.int64))))
+    return of_column(columnar.take(batch.column, pa.array(np.asarray(rows, dtype=np.int64))))
 
 
 def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
