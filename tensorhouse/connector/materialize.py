@@ -52,7 +52,16 @@ from tensorhouse.connector.arrow_dataset import open_dataset, widen_float16
 from tensorhouse.connector.results import to_arrow_reader
 from tensorhouse.errors import DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import Dataset, create
-from tensorhouse.types import ROWID, ColumnType, Schema, TypeLike, as_type, infer_from_arrow
+from tensorhouse.types import (
+    ROWID,
+    Arrow,
+    ColumnType,
+    Scalar,
+    Schema,
+    TypeLike,
+    as_type,
+    infer_from_arrow,
+)
 
 Mode = Literal["create", "append", "overwrite"]
 #: Rows are committed in groups of about this many bytes.
@@ -141,7 +150,9 @@ def _conform(batch: pa.Table, schema: Schema) -> pa.Table:
     for name, ctype in schema.columns:
         col = batch.column(name)
         target = widen_float16(ctype.arrow_type())
-        if _plain(col.type) != _plain(target):
+        if isinstance(ctype, Scalar | Arrow):
+            pass  # cast by the format layer's one rule for every write path (columnar.cast)
+        elif _plain(col.type) != _plain(target):
             try:
                 col = col.cast(target)
             except pa.ArrowNotImplementedError:

@@ -72,7 +72,7 @@ def to_column(values: Any, t: pa.DataType, column: str) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     if isinstance(values, pa.Array):
-        arr = _cast(values, t, column)
+        arr = cast(values, t, column)
     else:
         arr = _from_python(values, t, column)
     _validate(arr, t, column)
@@ -125,7 +125,7 @@ def _from_python(values: Any, t: pa.DataType, column: str) -> pa.Array:
     except _ARROW_ERRORS:
         inferred = None
     if inferred is not None and not pa.types.is_null(inferred.type):
-        return _cast(inferred, t, column)
+        return cast(inferred, t, column)
     try:
         return pa.array(values, type=t, from_pandas=True)
     except _ARROW_ERRORS:
@@ -139,7 +139,8 @@ def _from_python(values: Any, t: pa.DataType, column: str) -> pa.Array:
     return pa.array(items, type=t, from_pandas=True)
 
 
-def _cast(arr: pa.Array, t: pa.DataType, column: str) -> pa.Array:
+def cast(arr: pa.Array, t: pa.DataType, column: str) -> pa.Array:
+    """``arr`` as type ``t`` by Arrow's safe cast: exact or a SchemaError naming the column and first bad row."""
     if arr.type == t:
         return arr
     src = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
@@ -149,6 +150,11 @@ def _cast(arr: pa.Array, t: pa.DataType, column: str) -> pa.Array:
                               "mix; cast them in the source or declare the column's type to match")  # fmt: skip
     if pa.types.is_floating(src) and pa.types.is_temporal(dst):
         raise _err(column, 0, f"cannot store {src} values as {dst}")
+    if pa.types.is_integer(src) and pa.types.is_decimal(dst) and not pa.types.is_dictionary(t):
+        # Arrow checks an integer -> decimal cast by the widest possible value (19 digits);
+        # go through a decimal wide enough, then check each value against the target.
+        wide = pa.decimal128(38, dst.scale) if dst.scale <= 18 else pa.decimal256(76, dst.scale)
+        arr = arr.cast(wide)
     try:
         return arr.cast(t, safe=True)
     except _ARROW_ERRORS as err:
@@ -246,28 +252,33 @@ def plain_type(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def without_views(t: pa.DataType) -> pa.DataType:
-    """``t`` with every ``string_view``/``binary_view`` inside it made ``string``/``binary``.
+def engine_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type engines are shown for a column of type ``t``: views and dictionaries made plain.
 
-    What engines are shown: DataFusion pushes its literals typed like the
-    column, and Arrow's compute kernels (which evaluate pushed filters) cannot
-    compare view types yet. The values are the same; the engine's type is VARCHAR either way.
+    - ``string_view``/``binary_view`` become ``string``/``binary``: DataFusion
+      pushes its literals typed like the column, and Arrow's compute kernels
+      (which evaluate pushed filters in the scan) cannot compare view types yet;
+    - a dictionary becomes its value type: DuckDB pushes no filter on a
+      dictionary column, so ``k = 'red'`` would be evaluated after the scan.
+
+    The values are the same; SQL sees VARCHAR/BLOB either way. On disk the
+    column keeps its own type (a dictionary stays small).
     """
     if pa.types.is_string_view(t):
         return pa.string()
     if pa.types.is_binary_view(t):
         return pa.binary()
     if pa.types.is_dictionary(t):
-        return pa.dictionary(t.index_type, without_views(t.value_type), t.ordered)
+        return engine_type(t.value_type)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        item = t.value_field.with_type(without_views(t.value_type))
+        item = t.value_field.with_type(engine_type(t.value_type))
         if pa.types.is_fixed_size_list(t):
             return pa.list_(item, t.list_size)
         return pa.large_list(item) if pa.types.is_large_list(t) else pa.list_(item)
     if pa.types.is_struct(t):
-        return pa.struct([f.with_type(without_views(f.type)) for f in t])
+        return pa.struct([f.with_type(engine_type(f.type)) for f in t])
     if pa.types.is_map(t):
-        return pa.map_(without_views(t.key_type), without_views(t.item_type))
+        return pa.map_(engine_type(t.key_type), engine_type(t.item_type))
     return t
 
 

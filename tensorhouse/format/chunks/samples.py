@@ -27,6 +27,7 @@ from tensorhouse.types import (
     ColumnType,
     Image,
     Json,
+    Scalar,
     Text,
     shape_matches,
 )
@@ -318,6 +319,9 @@ def _from_arrow(arr: pa.ChunkedArray | pa.Array, ctype: ColumnType, column: str)
     """Arrow column -> values ``normalize`` accepts (stacked numpy where the shape is fixed)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if isinstance(ctype, Scalar) and arr.type != ctype.arrow_type():
+        # The one casting rule of every write path: Arrow's safe cast, exact or an error naming the row.
+        arr = columnar.cast(arr, ctype.arrow_type(), column)
     if pa.types.is_fixed_size_list(arr.type) and arr.null_count == 0 and ctype.is_fixed_shape \
             and ctype.storage_dtype not in ("bytes", "str"):  # fmt: skip
         flat = arr
