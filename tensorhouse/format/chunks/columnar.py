@@ -261,9 +261,15 @@ def engine_type(t: pa.DataType) -> pa.DataType:
     - a dictionary becomes its value type: DuckDB pushes no filter on a
       dictionary column, so ``k = 'red'`` would be evaluated after the scan.
 
+    - ``decimal256`` becomes ``decimal128`` when its precision allows (38
+      digits), else exact text: DuckDB cannot read a table with a ``decimal256``
+      column at all.
+
     The values are the same; SQL sees VARCHAR/BLOB either way. On disk the
     column keeps its own type (a dictionary stays small).
     """
+    if isinstance(t, pa.Decimal256Type):
+        return pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.string()
     if pa.types.is_string_view(t):
         return pa.string()
     if pa.types.is_binary_view(t):
@@ -343,8 +349,8 @@ def decode(data: bytes | memoryview, t: pa.DataType, num_rows: int) -> pa.Array:
 
     try:
         f = pq.ParquetFile(pa.BufferReader(pa.py_buffer(data)))
-        if f.metadata.num_columns != 1 or f.metadata.num_rows != num_rows:
-            raise CorruptChunkError(f"columnar chunk holds {f.metadata.num_columns} columns of "
+        if len(f.schema_arrow) != 1 or f.metadata.num_rows != num_rows:
+            raise CorruptChunkError(f"columnar chunk holds {len(f.schema_arrow)} columns of "
                                     f"{f.metadata.num_rows} rows, the header says 1 of {num_rows}")  # fmt: skip
         col = f.read(use_threads=False).column(0)
     except CorruptChunkError:
