@@ -82,7 +82,8 @@ class SampleBatch:
 def of_column(arr: pa.Array) -> SampleBatch:
     """A batch holding an Arrow array (the rows of an ``Arrow`` column)."""
     n = len(arr)
-    return SampleBatch(b"", np.zeros(n + 1, np.int64), np.zeros((n, 0), np.int64), None, arr)
+    # Read-only zero-byte stand-ins: a column batch has no payload offsets or shapes.
+    return SampleBatch(b"", np.broadcast_to(np.int64(0), (n + 1,)), np.empty((n, 0), np.int64), None, arr)
 
 
 def take_column(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
