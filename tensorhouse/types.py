@@ -35,7 +35,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -500,7 +500,7 @@ def ragged_arrow_type(value: pa.DataType, ndim: int) -> pa.DataType:
     ])  # fmt: skip
 
 
-TypeLike = ColumnType | str | pa.DataType
+TypeLike: TypeAlias = "ColumnType | str | pa.DataType"
 
 
 def as_type(t: TypeLike) -> ColumnType:

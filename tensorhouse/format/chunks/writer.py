@@ -109,9 +109,9 @@ def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
     """
     if batch.column is not None and isinstance(ctype, Arrow):
         chunk, codec = encode_columnar(batch)
-        stats = scalar_stats(batch, ctype) or {}
-        stats["codec"] = f"parquet+{codec}"
-        return EncodedChunk(chunk.data, chunk.num_rows, chunk.header_length, stats)
+        col_stats = scalar_stats(batch, ctype) or {}
+        col_stats["codec"] = f"parquet+{codec}"
+        return EncodedChunk(chunk.data, chunk.num_rows, chunk.header_length, col_stats)
     raw = memoryview(batch.data)[int(batch.offsets[0]) : int(batch.offsets[-1])]
     codec = scalar_codec(raw) if isinstance(ctype, Scalar) else ctype.chunk_codec
     # zstd level 1 for scalars: measured on TPC-H keys, 2x faster than 3 for 2-3% more bytes.
