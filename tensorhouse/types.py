@@ -500,7 +500,7 @@ def ragged_arrow_type(value: pa.DataType, ndim: int) -> pa.DataType:
     ])  # fmt: skip
 
 
-TypeLike: TypeAlias = "ColumnType | str | pa.DataType"
+TypeLike: TypeAlias = ColumnType | str | pa.DataType
 
 
 def as_type(t: TypeLike) -> ColumnType:
