@@ -372,3 +372,22 @@ def test_a_damaged_columnar_chunk_is_detected(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptChunkError):
         th.open(str(tmp_path / "x")).to_table()
+
+
+# -- row changes -----------------------------------------------------------------------
+def test_delete_and_update_where_on_tabular_columns() -> None:
+    ds = th.create("memory://tab-where", {"d": "date32", "p": "decimal(10,2)", "s": "string",
+                                         "ts": "timestamp[us]", "k": "dictionary<values=string, indices=int8>"})  # fmt: skip
+    ds.append({"d": [datetime.date(2020, 1, 1), datetime.date(2021, 1, 1), datetime.date(2022, 1, 1)],
+               "p": [D("1.25"), D("2.50"), D("3.75")], "s": ["a", "b", "c"], "k": ["x", "y", "x"],
+               "ts": [datetime.datetime(2020, 1, 1), datetime.datetime(2021, 1, 1), datetime.datetime(2022, 1, 1)]})
+    # SQL literals take the column's type: a date string is a DATE, a number a DECIMAL
+    assert ds.branch("a").delete(where="d >= '2021-01-01'") == 2
+    assert ds.branch("b").delete(where="p = 2.5 OR ts < '2020-06-01'") == 2
+    assert ds.branch("c").delete(where="p IN (1.25, 3.75) AND k = 'x'") == 2
+    with pytest.raises(th.SchemaError, match="not a date32"):
+        ds.delete(where="d > 'yesterday'")
+    ds.update({"p": D("9.99"), "d": datetime.date(1999, 12, 31)}, where="s = 'b'")
+    got = th.open("memory://tab-where").to_table()
+    assert got.column("p").to_pylist() == [D("1.25"), D("9.99"), D("3.75")]
+    assert got.column("d").to_pylist()[1] == datetime.date(1999, 12, 31) and got.column("k").to_pylist() == ["x", "y", "x"]

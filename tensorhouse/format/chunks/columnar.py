@@ -357,8 +357,8 @@ def encode(arr: pa.Array) -> tuple[bytes, str]:
     return _parquet_bytes(arr, codec, dictionary), codec
 
 
-def decode(data: bytes | memoryview, t: pa.DataType, num_rows: int) -> pa.Array:
-    """The column a chunk's data section holds, typed ``t``; CorruptChunkError if it does not decode."""
+def decode(data: bytes | memoryview, t: pa.DataType | None, num_rows: int) -> pa.Array:
+    """The column a chunk's data section holds, typed ``t`` (None: as stored); CorruptChunkError if it does not."""
     import pyarrow.parquet as pq
 
     try:
@@ -372,12 +372,29 @@ def decode(data: bytes | memoryview, t: pa.DataType, num_rows: int) -> pa.Array:
     except Exception as err:  # pyarrow raises several kinds on a damaged file
         raise CorruptChunkError(f"columnar chunk does not decode: {err}") from err
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if t is None:
+        t = _stored_type(f.metadata.metadata) or arr.type
     if arr.type != t:
         try:
             arr = arr.cast(t)
         except _ARROW_ERRORS as err:
             raise CorruptChunkError(f"columnar chunk holds {arr.type}, not {t}: {err}") from err
     return arr
+
+
+def _stored_type(meta: dict[bytes, bytes] | None) -> pa.DataType | None:
+    """The written Arrow type, from the file's ``ARROW:schema`` (Parquet has no date64 or time32[s]: pyarrow
+    reads those back as date32 and time32[ms], exactly convertible)."""
+    import base64
+
+    blob = (meta or {}).get(b"ARROW:schema")
+    if not blob:
+        return None
+    try:
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(blob)))
+    except (ValueError, pa.ArrowInvalid):
+        return None
+    return schema.field(0).type if len(schema) == 1 else None
 
 
 # -- statistics -------------------------------------------------------------------

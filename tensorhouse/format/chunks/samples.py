@@ -97,7 +97,9 @@ def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
     if len(batches) == 1:
         return batches[0]
     if batches and batches[0].column is not None:
-        return of_column(pa.concat_arrays([b.column for b in batches if b.column is not None]))
+        t = batches[0].column.type
+        return of_column(pa.concat_arrays([b.column if b.column.type == t else b.column.cast(t)
+                                           for b in batches if b.column is not None]))
     sizes = [b.nbytes for b in batches]
     starts = np.concatenate([[0], np.cumsum(sizes)])
     offsets = np.concatenate([b.offsets[:-1] - b.offsets[0] + s for b, s in zip(batches, starts, strict=False)]
