@@ -226,9 +226,15 @@ class FsspecStore(Store):
             check_key(directory)
         base = f"{self.root}/{directory}" if directory else self.root
         full_prefix = f"{self.root}/{prefix}"
+        partial = prefix.rpartition("/")[2]
         with self._errors("list", prefix):
             try:
-                found: dict[str, dict[str, Any]] = self.fs.find(base, detail=True)
+                if partial and self.protocol in ("s3", "s3a"):
+                    # S3 filters by key prefix on the server: listing the log from one
+                    # block of versions costs one request, not one per 1,000 entries.
+                    found: dict[str, dict[str, Any]] = self.fs.find(base, detail=True, prefix=partial)
+                else:
+                    found = self.fs.find(base, detail=True)
             except FileNotFoundError:
                 return []
         start = len(self.root) + 1
