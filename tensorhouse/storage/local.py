@@ -282,17 +282,17 @@ def _walk(directory: str, key_base: str, partial: str) -> Iterator[ObjectInfo]:
 def _walk_names(directory: str, key_base: str, partial: str) -> Iterator[str]:
     """Like ``_walk``, names only: the directory entry's type, no stat."""
     try:
-        entries = list(os.scandir(directory))
+        with os.scandir(directory) as it:
+            # Filter by name first, in one comprehension: a log folder holds 10,000s of entries.
+            entries = [e for e in it if e.name.startswith(partial) and not e.name.startswith(TMP_PREFIX)]
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:
-        if not entry.name.startswith(partial) or entry.name.startswith(TMP_PREFIX):
-            continue
         try:
-            if entry.is_dir():
-                yield from _walk_names(entry.path, key_base + entry.name + "/", "")
-            elif entry.is_file():
+            if entry.is_file():
                 yield key_base + entry.name
+            elif entry.is_dir():
+                yield from _walk_names(entry.path, key_base + entry.name + "/", "")
         except FileNotFoundError:  # deleted while we listed
             continue
 

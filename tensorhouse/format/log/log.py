@@ -244,6 +244,10 @@ class Log:
             raise VersionNotFoundError(f"{self.store.uri}: version {version} does not exist") from err
         return parse_entry(raw, version, f"{self.store.uri}/{key}")
 
+    def read_range(self, start: int, stop: int) -> list[Commit]:
+        """Entries ``start`` to ``stop - 1``, read in parallel."""
+        return self._read_many(range(start, stop))
+
     def _read_many(self, versions: Sequence[int]) -> list[Commit]:
         if len(versions) <= 2:
             return [self.read(v) for v in versions]
