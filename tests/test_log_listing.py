@@ -87,14 +87,14 @@ def test_a_wrong_hint_is_never_trusted(tmp_path: Path, small_checkpoints: None, 
     doc = json.loads(path.read_bytes())
     assert doc["version"] == 10
     if hint == "stale":  # a slow writer put back the hint of an older checkpoint
-        cp5 = (Path(uri) / "_log" / "00000000000000000005.checkpoint").read_bytes()
-        import zlib
+        from tensorhouse.format.log.checkpoint import checkpoint_digest
 
-        doc = {"version": 5, "size": len(cp5), "crc32": zlib.crc32(cp5)}
+        cp5 = (Path(uri) / "_log" / "00000000000000000005.checkpoint").read_bytes()
+        doc = {"version": 5, "size": len(cp5), "xxh3": checkpoint_digest(cp5)}
     elif hint == "ahead":  # names a checkpoint that does not exist (a copied or truncated dataset)
         doc["version"] = 5000
     elif hint == "mismatch":  # names the right version, but other bytes
-        doc["crc32"] ^= 1
+        doc["xxh3"] ^= 1
     elif hint == "old-format":
         doc = {"version": 10}
     if hint == "missing":
@@ -109,14 +109,14 @@ def test_a_checkpoint_that_passes_its_checksum_but_lies_is_refused(tmp_path: Pat
     """Validation is semantic too (vectorised): an unsafe path or rows that do not add up."""
     import pyarrow as pa
 
-    from tensorhouse.format.log.checkpoint import encode_checkpoint, parse_checkpoint
+    from tensorhouse.format.log.checkpoint import HEADER, encode_checkpoint, parse_checkpoint
     from tensorhouse.format.log.fragments import FragmentColumns
 
     uri = build(tmp_path, 5)
     snap = th.open(uri).snapshot
     raw = encode_checkpoint(snap)
     assert parse_checkpoint(raw, "x").num_rows == 5
-    table = FragmentColumns.from_table(pa.ipc.open_file(pa.py_buffer(raw[20:])).read_all().replace_schema_metadata(None),
+    table = FragmentColumns.from_table(pa.ipc.open_file(pa.py_buffer(raw[HEADER.size :])).read_all().replace_schema_metadata(None),
                                        next_fragment_id=snap.next_fragment_id).table  # fmt: skip
     chunks = table.column("chunks").combine_chunks()
     values = chunks.values

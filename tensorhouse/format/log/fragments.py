@@ -13,22 +13,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import overload
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tensorhouse.errors import CorruptLogError
-from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, DeletionRef, Fragment
+from tensorhouse.format.log.actions import (
+    MAX_FRAGMENT_ROWS,
+    ChunkRef,
+    DeletionRef,
+    Fragment,
+    load_json,
+)
 
 CHUNK_TYPE = pa.struct([("field", pa.int64()), ("path", pa.string()), ("rows", pa.int64()),
                         ("header_length", pa.int64()), ("size", pa.int64()), ("stats", pa.string())])  # fmt: skip
 SCHEMA = pa.schema([("id", pa.int64()), ("num_rows", pa.int64()), ("deletion_path", pa.string()),
                     ("deletion_count", pa.int64()), ("deletion_size", pa.int64()),
                     ("chunks", pa.list_(CHUNK_TYPE))])  # fmt: skip
-#: A stored path is relative, inside the dataset: no empty, "." or ".." segment, no backslash.
-UNSAFE_PATH = r"^$|^/|/$|//|\\|(^|/)\.\.?(/|$)"
 MAX_FRAGMENT_ID = (1 << 31) - 1
 
 
@@ -61,9 +65,36 @@ def _ints(table: pa.Table | pa.StructArray, name: str, lo: int, hi: int) -> np.n
 
 
 def _unsafe_paths(paths: pa.Array) -> None:
-    bad = pc.match_substring_regex(paths, UNSAFE_PATH)
-    if pc.any(bad).as_py():
-        raise CorruptLogError(f"unsafe data path {paths.filter(bad)[0].as_py()!r} in a checkpoint")
+    """Raise CorruptLogError if any stored path is absolute, has an empty, "." or ".." segment, or a backslash.
+
+    Checked over the strings' shared byte buffer with numpy (a regex over
+    20,000 paths cost 17 ms): the byte pairs that can start a bad segment are
+    rare, so only the strings holding one are looked at one by one.
+    """
+    if paths.null_count:
+        raise CorruptLogError("a stored path is null")
+    n = len(paths)
+    if n == 0:
+        return
+    width = np.int64 if paths.type == pa.large_string() else np.int32
+    offsets = np.frombuffer(paths.buffers()[1], width)[paths.offset : paths.offset + n + 1].astype(np.int64)
+    data = paths.buffers()[2]
+    raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    starts, ends = offsets[:-1] - offsets[0], offsets[1:] - offsets[0]
+    nonempty = ends > starts
+    if not nonempty.all() or (raw == ord("\\")).any():
+        raise CorruptLogError("a stored path is empty or has a backslash")
+    if (raw[starts] == ord("/")).any() or (raw[ends - 1] == ord("/")).any():
+        raise CorruptLogError("a stored path is absolute or ends with '/'")
+    slash, dot = raw[:-1] == ord("/"), raw[1:] == ord(".")
+    # "//" or "/." inside a string, or a string starting with "."
+    pairs = np.flatnonzero(slash & (raw[1:] == ord("/")) | slash & dot)
+    owners = np.searchsorted(ends, pairs, side="right")
+    suspects = set(owners[pairs + 1 < ends[owners]].tolist()) | set(np.flatnonzero(raw[starts] == ord(".")).tolist())
+    for i in sorted(suspects):
+        path = paths[i].as_py()
+        if any(part in ("", ".", "..") for part in path.split("/")):
+            raise CorruptLogError(f"unsafe data path {path!r} in a checkpoint")
 
 
 class _Columns:
@@ -113,29 +144,37 @@ class _Columns:
             if (sums != want).any():
                 bad = int(owner[np.flatnonzero(sums[inverse] != want[inverse])[0]])
                 raise CorruptLogError(f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows")
-        self._py: dict[str, list[Any]] | None = None
+        self._chunk_refs: list[ChunkRef] | None = None
+        self._fields: list[int] = []
+        self._dpath: list[str | None] = []
+        self._dsize: list[int] = []
+
+    def _refs(self) -> list[ChunkRef]:
+        """Every chunk as a ChunkRef, built in one pass the first time any fragment is asked for."""
+        if self._chunk_refs is None:
+            v = self.values
+            raw_stats = v.field("stats").to_pylist()
+            # One JSON parse for every chunk's stats, not one per chunk.
+            stats = load_json("[" + ",".join(x if x is not None else "null" for x in raw_stats) + "]",
+                              "checkpoint chunk stats")  # fmt: skip
+            if not all(x is None or isinstance(x, Mapping) for x in stats):
+                raise CorruptLogError("checkpoint chunk stats must be objects")
+            self._fields = v.field("field").to_pylist()
+            self._chunk_refs = [ChunkRef(*args) for args in zip(v.field("path").to_pylist(), v.field("rows").to_pylist(),
+                                                               v.field("header_length").to_pylist(),
+                                                               v.field("size").to_pylist(), stats, strict=True)]  # fmt: skip
+            self._dpath = self.table.column("deletion_path").to_pylist()
+            self._dsize = self.table.column("deletion_size").to_pylist()
+        return self._chunk_refs
 
     def fragment(self, pos: int) -> Fragment:
-        if self._py is None:  # one conversion for all fragments, the first time any is asked for
-            v = self.values
-            self._py = {name: v.field(name).to_pylist() for name in ("field", "path", "rows", "header_length",
-                                                                     "size", "stats")}  # fmt: skip
-            self._py["dpath"] = self.table.column("deletion_path").to_pylist()
-            self._py["dsize"] = self.table.column("deletion_size").to_pylist()
-        py = self._py
+        refs = self._refs()
         cols: dict[int, list[ChunkRef]] = {}
         for j in range(int(self.offsets[pos]), int(self.offsets[pos + 1])):
-            raw = py["stats"][j]
-            stats = None
-            if raw is not None:
-                stats = json.loads(raw)
-                if not isinstance(stats, Mapping):
-                    raise CorruptLogError(f"chunk stats must be an object, got {raw!r:.100}")
-            ref = ChunkRef(py["path"][j], py["rows"][j], py["header_length"][j], py["size"][j], stats)
-            cols.setdefault(py["field"][j], []).append(ref)
+            cols.setdefault(self._fields[j], []).append(refs[j])
         deletion = None
         if self.has_deletion[pos]:
-            deletion = DeletionRef(py["dpath"][pos], int(self.num_deleted[pos]), py["dsize"][pos])
+            deletion = DeletionRef(str(self._dpath[pos]), int(self.num_deleted[pos]), self._dsize[pos])
         return Fragment(int(self.ids[pos]), int(self.num_rows[pos]), {k: tuple(v) for k, v in cols.items()}, deletion)
 
 

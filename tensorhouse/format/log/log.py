@@ -18,7 +18,6 @@ import logging
 import random
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from tensorhouse.errors import (
     VersionNotFoundError,
 )
 from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entry
-from tensorhouse.format.log.checkpoint import encode_checkpoint, parse_checkpoint
+from tensorhouse.format.log.checkpoint import checkpoint_digest, encode_checkpoint, parse_checkpoint
 from tensorhouse.format.log.snapshot import Snapshot, replay
 from tensorhouse.format.threads import io_pool
 from tensorhouse.storage.base import Store
@@ -42,7 +41,7 @@ log = logging.getLogger("tensorhouse.log")
 
 LOG_DIR = "_log/"
 CHECKPOINT_INTERVAL = 100
-#: The hint naming the newest checkpoint, with its size and crc32 (verified against the file it names).
+#: The hint naming the newest checkpoint, with its size and checksum (verified against the file it names).
 HINT_NAME = "_last_checkpoint"
 #: Listing from a checkpoint asks for versions sharing all but the last LIST_BLOCK_DIGITS digits.
 LIST_BLOCK_DIGITS = 3
@@ -60,7 +59,7 @@ COMMIT_TIMEOUT_S = 600.0
 class _Hint:
     version: int
     size: int
-    crc32: int
+    digest: int
 
 
 def _missing(entries: Collection[int], lo: int) -> list[int]:
@@ -215,7 +214,7 @@ class Log:
             return None
         try:
             doc = load_json(raw, f"{self.store.uri}/{self.hint_key}")
-            return _Hint(int(doc["version"]), int(doc["size"]), int(doc["crc32"]))
+            return _Hint(int(doc["version"]), int(doc["size"]), int(doc["xxh3"]))
         except (CorruptLogError, KeyError, TypeError, ValueError):  # a hint from an older tensorhouse, or garbage
             return None
 
@@ -258,7 +257,7 @@ class Log:
         key = self.checkpoint_key(version)
         raw = self.store.get(key)
         where = f"{self.store.uri}/{key}"
-        if hint is not None and (len(raw) != hint.size or zlib.crc32(raw) != hint.crc32):
+        if hint is not None and (len(raw) != hint.size or checkpoint_digest(raw) != hint.digest):
             raise CorruptLogError(f"{where}: does not match its _last_checkpoint hint")
         snap = parse_checkpoint(raw, where)
         if snap.version != version:
@@ -400,7 +399,7 @@ class Log:
             self._put(key, data)
         except ObjectExistsError:  # someone else wrote the same state: the hint must describe their bytes
             data = self.store.get(key)
-        hint = {"version": snap.version, "size": len(data), "crc32": zlib.crc32(data)}
+        hint = {"version": snap.version, "size": len(data), "xxh3": checkpoint_digest(data)}
         self.store.put(self.hint_key, json.dumps(hint).encode())
 
     def _put(self, key: str, data: bytes) -> None:
