@@ -178,6 +178,10 @@ class CountingStore(LocalStore):
         self._count("list")
         return super().list(prefix)
 
+    def list_keys(self, prefix=""):  # type: ignore[no-untyped-def]
+        self._count("list")
+        return super().list_keys(prefix)
+
     def exists(self, key):  # type: ignore[no-untyped-def]
         self._count("exists")
         return super().exists(key)

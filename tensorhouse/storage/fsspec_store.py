@@ -167,6 +167,10 @@ class FsspecStore(Store):
     # -- reads -----------------------------------------------------------------
     def get(self, key: str) -> bytes:
         with self._errors("read", key):
+            if self.protocol in _CONDITIONAL_PUT_PROTOCOLS:
+                # s3fs otherwise sends a HEAD before every whole-object GET, to decide on
+                # a concurrent download that only pays above 50 MB (chunks are 8-16 MiB).
+                return bytes(self.fs.cat_file(self._path(key), max_concurrency=1))
             return bytes(self.fs.cat_file(self._path(key)))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
