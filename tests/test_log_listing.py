@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,18 @@ def test_vacuum_reads_only_the_retained_part_of_a_long_log(tmp_path: Path, small
     entries = [k for k in store.keys_read if k.endswith(".json") and "_log/0" in k]
     assert len(entries) <= 12, entries  # a binary search over timestamps, then the entries after checkpoint 25
     assert "_log/00000000000000000025.checkpoint" in store.keys_read
+
+
+def test_opening_on_s3_costs_one_list_and_three_gets(s3_uri: tuple[str, dict[str, Any]], small_checkpoints: None) -> None:
+    from tensorhouse.storage import open_store
+
+    uri, opts = s3_uri
+    ds = th.create(uri, {"x": "int64"}, storage_options=opts)
+    for i in range(6):
+        ds.append({"x": [i]})  # a checkpoint at version 5, then one entry
+    store = CountingStore(open_store(uri, opts))
+    opened = open_with(store)
+    assert len(opened) == 6 and store.calls["list"] == 1 and store.calls["get"] == 3, store.calls
+    assert xs(opened) == list(range(6))
+    assert store.keys_read[:3] == ["_log/_last_checkpoint", "_log/00000000000000000005.checkpoint",
+                               "_log/00000000000000000006.json"]  # fmt: skip
