@@ -190,3 +190,20 @@ def test_opening_on_s3_costs_one_list_and_three_gets(s3_uri: tuple[str, dict[str
     assert xs(opened) == list(range(6))
     assert store.keys_read[:3] == ["_log/_last_checkpoint", "_log/00000000000000000005.checkpoint",
                                "_log/00000000000000000006.json"]  # fmt: skip
+
+
+def test_format_1_json_checkpoints_still_read(tmp_path: Path, small_checkpoints: None) -> None:
+    """Datasets written before columnar checkpoints: a JSON state with a sha256 over its canonical form."""
+    import hashlib
+
+    uri = build(tmp_path, 7)
+    snap = th.open(uri, version=5).snapshot
+    state = snap.to_dict()
+    digest = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    doc = {"format": "tensorhouse.checkpoint", "format_version": 1, "sha256": digest, "state": state}
+    (Path(uri) / "_log" / "00000000000000000005.checkpoint").write_text(json.dumps(doc))
+    (Path(uri) / "_log" / "_last_checkpoint").write_text(json.dumps({"version": 5}))  # the old hint
+    store = CountingStore(LocalStore(uri))
+    ds = open_with(store)
+    assert xs(ds) == list(range(7)) and "_log/00000000000000000005.checkpoint" in store.keys_read
+    assert ds.snapshot.fragments[0] == snap.fragments[0]
