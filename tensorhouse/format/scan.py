@@ -244,9 +244,8 @@ class SnapshotReader:
         if ref is None:
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
         batch = self.reader.read_all(ref.path, ref.size)
-        if isinstance(ctype, Arrow):
-            # A columnar chunk: the "raw" section is one Parquet-encoded column.
-            return of_column(columnar.decode(batch.data, ctype.arrow_type(), len(batch)))
+        if batch.column is not None and batch.column.type != ctype.arrow_type():
+            return of_column(columnar.cast(batch.column, ctype.arrow_type(), name))
         return batch
 
     def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,
