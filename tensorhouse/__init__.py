@@ -62,6 +62,7 @@ _LAZY = {
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
+    "index": "tensorhouse.index",
 }
 
 
@@ -71,6 +72,8 @@ _LAZY_ATTRS = {
     "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
     "to_torch": ("tensorhouse.connector.results", "to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
+    "VectorSearchError": ("tensorhouse.index.errors", "VectorSearchError"),
+    "IndexNotFoundError": ("tensorhouse.index.errors", "IndexNotFoundError"),
 }
 
 

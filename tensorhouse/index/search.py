@@ -1,0 +1,278 @@
+"""Nearest-neighbour search over one version of a dataset, with or without an index.
+
+With an index covering the column, a query searches it (filter inside the
+search) and searches exactly the rows the index does not cover: fragments
+appended after it was built, and fragments whose vectors were rewritten. The
+two lists are merged. Rows deleted since the build (deletion vectors) and
+rows of fragments that left the dataset (compaction) are excluded inside the
+search, like the ``where`` filter, so k rows come back whenever k live rows
+match. Without an index, or with ``exact=True``, every row is scored.
+
+Scores follow ``th.sql.nearest``: cosine similarity and inner product
+(higher is nearer) or L2 distance (lower is nearer), in a ``score`` column.
+
+Example:
+    >>> import numpy as np, tensorhouse as th
+    >>> ds = th.create("memory://doc-index-search", {"id": "int64", "emb": th.Embedding(2)})
+    >>> _ = ds.append({"id": [1, 2, 3], "emb": np.array([[1, 0], [0.6, 0.8], [0, 1]], "float32")})
+    >>> nearest(ds, "emb", [0.0, 1.0], k=2, columns=["id"]).column("id").to_pylist()
+    [3, 2]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from tensorhouse.errors import SchemaError
+from tensorhouse.format.convert import to_arrow
+from tensorhouse.format.predicate import evaluate, parse_with_columns
+from tensorhouse.index import ann, files
+from tensorhouse.index.errors import IndexNotFoundError, VectorSearchError
+from tensorhouse.index.vectors import (
+    HIGHER_IS_NEARER,
+    check_k,
+    check_metric,
+    check_query,
+    scores,
+    to_matrix,
+    vector_dim,
+)
+from tensorhouse.types import ROWID
+
+if TYPE_CHECKING:
+    from tensorhouse.format.dataset import Dataset
+    from tensorhouse.format.log.actions import IndexEntry
+
+#: At or below this many allowed indexed rows, score them exactly (reading their vectors) instead of
+#: searching the index: cheaper, and a very selective filter starves an ANN search of candidates.
+EXACT_BELOW = 4096
+SCORE = "score"
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Row ids and scores, best first."""
+
+    rowids: np.ndarray
+    scores: np.ndarray
+
+    @staticmethod
+    def empty() -> Hits:
+        return Hits(np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+
+def top(rowids: np.ndarray, s: np.ndarray, k: int, metric: str) -> Hits:
+    """The ``k`` best of ``(rowids, s)``, best first; rows without a score (NaN) are dropped."""
+    ok = ~np.isnan(s)
+    rowids, s = rowids[ok], s[ok]
+    key = -s if HIGHER_IS_NEARER[metric] else s
+    if len(key) > k:
+        part = np.argpartition(key, k - 1)[:k]
+        rowids, s, key = rowids[part], s[part], key[part]
+    order = np.lexsort((rowids, key))  # ties: lower row id first, so results are deterministic
+    return Hits(rowids[order].astype(np.int64), s[order].astype(np.float64))
+
+
+def merge(a: Hits, b: Hits, k: int, metric: str) -> Hits:
+    return top(np.concatenate([a.rowids, b.rowids]), np.concatenate([a.scores, b.scores]), k, metric)
+
+
+def column_index(ds: Dataset, column: str, name: str | None) -> IndexEntry | None:
+    """The index a search of ``column`` uses: ``name`` if given (it must cover the column), else the
+    first index on the column, or None."""
+    indexes = ds.snapshot.indexes
+    if name is not None:
+        entry = indexes.get(name)
+        if entry is None:
+            raise IndexNotFoundError(f"{ds.uri} (version {ds.version}): no index {name!r}; "
+                                     f"indexes are {sorted(indexes)}")  # fmt: skip
+        if entry.column != column:
+            raise VectorSearchError(f"index={name!r} covers column {entry.column!r}, not column={column!r}")
+        return entry
+    found = [e for e in indexes.values() if e.column == column]
+    return found[0] if found else None
+
+
+class _Filter:
+    """A ``where=`` predicate over the dataset's columns, evaluated on Arrow batches."""
+
+    def __init__(self, ds: Dataset, where: str | None) -> None:
+        self.expr = None
+        self.columns: list[str] = []
+        if where is None:
+            return
+        if not isinstance(where, str):
+            raise VectorSearchError(f"where: must be a SQL condition string, got {type(where).__name__}")
+        types = {n: t.arrow_type() for n, t in ds.schema.columns}
+        self.expr, used = parse_with_columns(where, types)
+        self.columns = [n for n in ds.columns if n in used]
+
+    def mask(self, batch: pa.RecordBatch) -> np.ndarray | None:
+        if self.expr is None:
+            return None
+        return np.asarray(evaluate(self.expr, batch).to_numpy(zero_copy_only=False), dtype=bool)
+
+    def matching_rowids(self, ds: Dataset) -> np.ndarray:
+        """Sorted row ids of the live rows where the predicate holds (reads only its columns)."""
+        out = []
+        cols = [(n, ds.schema[n]) for n in self.columns]
+        for b in ds.reader.iter_batches(cols, with_rowid=True):
+            m = self.mask(b.select(self.columns))
+            out.append(b.column(ROWID).to_numpy()[m] if m is not None else b.column(ROWID).to_numpy())
+        return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+def _exact_ranges(ds: Dataset, column: str, dim: int, q: np.ndarray, k: int, metric: str, flt: _Filter,
+                  ranges: Sequence[tuple[int, int]]) -> Hits:  # fmt: skip
+    """Exact top-k over the live rows of physical row ranges, the filter applied per batch."""
+    best = Hits.empty()
+    cols = [(column, ds.schema[column])] + [(n, ds.schema[n]) for n in flt.columns if n != column]
+    for start, stop in ranges:
+        for b in ds.reader.iter_batches(cols, start=start, stop=stop, with_rowid=True):
+            m, valid = to_matrix(b.column(0), dim)
+            rowids = b.column(ROWID).to_numpy()
+            keep = valid
+            fm = flt.mask(b.select(flt.columns)) if flt.expr is not None else None
+            if fm is not None:
+                keep = fm if keep is None else keep & fm
+            if keep is not None:
+                m, rowids = m[keep], rowids[keep]
+            if len(rowids):
+                best = merge(best, top(rowids, scores(m, q, metric), k, metric), k, metric)
+    return best
+
+
+def _exact_rowids(ds: Dataset, column: str, rowids: np.ndarray, q: np.ndarray, k: int, metric: str) -> Hits:
+    vecs = ds.take_rowids(rowids, [column])[column]
+    return top(rowids, scores(np.asarray(vecs, dtype=np.float32), q, metric), k, metric)
+
+
+def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int, metric: str,
+             flt: _Filter) -> tuple[Hits, set[int]]:  # fmt: skip
+    """Search the index; returns the hits and the ids of the fragments it validly covers."""
+    ref = entry.files[0]
+    loaded = files.load(ds.store, ref.path, ref.size)
+    meta = loaded.meta
+    snap = ds.snapshot
+    field_id = snap.metadata.field_id(column)
+    live = {f.id: i for i, f in enumerate(snap.fragments)}
+    n = meta.count
+    allowed = np.ones(n, dtype=bool)
+    restricted = False
+    covered: set[int] = set()
+    for fid, start, count, paths in meta.fragments:
+        i = live.get(fid)
+        frag = snap.fragments[i] if i is not None else None
+        if frag is None or tuple(c.path for c in frag.columns.get(field_id, ())) != paths:
+            allowed[start : start + count] = False  # gone (compacted) or its vectors were rewritten
+            restricted = True
+            continue
+        covered.add(fid)
+        if frag.deletion is not None:
+            dead = ds.reader.deleted_offsets(i)
+            offs = loaded.rowids[start : start + count] & 0xFFFFFFFF
+            hit = np.searchsorted(offs, dead)
+            ok = hit < count
+            hit = hit[ok][offs[hit[ok]] == dead[ok]]
+            allowed[start + hit] = False
+            restricted = True
+    if flt.expr is not None:
+        matched = flt.matching_rowids(ds)
+        pos = loaded.positions(matched)
+        where_mask = np.zeros(n, dtype=bool)
+        where_mask[pos] = True
+        allowed &= where_mask
+        restricted = True
+    count = int(allowed.sum()) if restricted else n
+    if count == 0:
+        return Hits.empty(), covered
+    if count <= EXACT_BELOW and count < n:
+        return _exact_rowids(ds, column, loaded.rowids[allowed], q, k, metric), covered
+    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=meta.kind, params=meta.params,
+                        allowed=allowed if restricted else None, selectivity=count / max(n, 1))  # fmt: skip
+    if len(pos) < min(k, count):  # the search ran out of candidates: score the allowed rows exactly
+        return _exact_rowids(ds, column, loaded.rowids[allowed], q, k, metric), covered
+    return Hits(loaded.rowids[pos], s), covered
+
+
+def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
+           metric: str | None = None, exact: bool = False, index: str | None = None) -> tuple[Hits, str]:  # fmt: skip
+    """Row ids and scores of the ``k`` nearest rows, and the metric used (see :func:`nearest`)."""
+    if column not in ds.schema:
+        raise VectorSearchError(f"column={column!r} is not a column of {ds.uri}; columns are {ds.columns}")
+    dim = vector_dim(ds.schema[column], column)
+    k = check_k(k)
+    entry = column_index(ds, column, index)
+    if metric is None:
+        metric = entry.metric if entry is not None else "cosine"
+    metric = check_metric(metric)
+    if entry is not None and metric != entry.metric and not exact:
+        raise VectorSearchError(f"metric={metric!r} does not match index {entry.name!r} on column {column!r}, "
+                                f"built with metric={entry.metric!r}; pass metric={entry.metric!r}, exact=True, "
+                                "or create an index with this metric")  # fmt: skip
+    q = check_query(query, dim, metric=metric, column=column)
+    flt = _Filter(ds, where)
+    reader = ds.reader
+    starts = reader.frag_starts
+    if exact or entry is None:
+        return _exact_ranges(ds, column, dim, q, k, metric, flt, [(0, reader.num_physical_rows)]), metric
+    hits, covered = _indexed(ds, entry, column, q, k, metric, flt)
+    rest = [(int(starts[i]), int(starts[i + 1])) for i, f in enumerate(ds.snapshot.fragments) if f.id not in covered]
+    if rest:
+        hits = merge(hits, _exact_ranges(ds, column, dim, q, k, metric, flt, rest), k, metric)
+    return hits, metric
+
+
+def rows_table(ds: Dataset, hits: Hits, columns: Sequence[str] | None, *, with_rowid: bool,
+               rowid_field: pa.Field | None = None) -> pa.Table:  # fmt: skip
+    """The hit rows as an Arrow table: ``_rowid`` (if asked), the columns, then ``score``."""
+    names = ds.columns if columns is None else list(columns)
+    if isinstance(columns, str):
+        raise SchemaError(f"columns must be a list of names, got the string {columns!r}")
+    for c in names:
+        if c != ROWID and c not in ds.schema:
+            raise SchemaError(f"unknown column {c!r}; columns are {ds.columns}")
+        if c == SCORE:
+            raise VectorSearchError(f"columns: the dataset's column {SCORE!r} would clash with the result's "
+                                    f"{SCORE!r}; leave it out of columns=[...]")  # fmt: skip
+    with_rowid = with_rowid or ROWID in names
+    names = [c for c in names if c != ROWID]
+    rows = ds.reader.rows_of_rowids(hits.rowids)
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    if with_rowid:
+        arrays.append(pa.array(hits.rowids, pa.int64()))
+        fields.append(rowid_field or pa.field(ROWID, pa.int64(), nullable=False))
+    for n in names:
+        ctype = ds.schema[n]
+        arrays.append(to_arrow(ds.reader.read_rows(n, ctype, rows), ctype))
+        fields.append(ctype.arrow_field(n))
+    arrays.append(pa.array(hits.scores, pa.float64()))
+    fields.append(pa.field(SCORE, pa.float64()))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def nearest(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
+            metric: str | None = None, exact: bool = False, columns: Sequence[str] | None = None,
+            index: str | None = None, with_rowid: bool = False) -> pa.Table:  # fmt: skip
+    """The ``k`` rows whose ``column`` vector is nearest ``query``, best first, as an Arrow table.
+
+    Columns: the dataset's (or ``columns``), then ``score``. ``where`` (the
+    predicate language of ``delete``) filters inside the search. ``metric``
+    defaults to the index's (cosine without one); another metric than the
+    index's is an error unless ``exact=True``. ``exact=True`` scores every row.
+    """
+    hits, _ = search(ds, column, query, k=k, where=where, metric=metric, exact=exact, index=index)
+    return rows_table(ds, hits, columns, with_rowid=with_rowid)
+
+
+def describe(entries: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": e.name, "column": e.column, "metric": e.metric, "kind": e.kind} for e in entries.values()]
+
+
+__all__ = ["Hits", "nearest", "rows_table", "search"]
