@@ -101,10 +101,11 @@ def column_index(ds: Dataset, column: str, name: str | None) -> IndexEntry | Non
 class _Filter:
     """A ``where=`` predicate over the dataset's columns, evaluated on Arrow batches."""
 
-    def __init__(self, ds: Dataset, where: str | None) -> None:
-        self.expr = None
+    def __init__(self, ds: Dataset | None, where: str | None) -> None:
+        self.expr: Any = None
         self.columns: list[str] = []
-        if where is None:
+        self.rowids: np.ndarray | None = None
+        if where is None or ds is None:
             return
         if not isinstance(where, str):
             raise VectorSearchError(f"where: must be a SQL condition string, got {type(where).__name__}")
@@ -112,17 +113,32 @@ class _Filter:
         self.expr, used = parse_with_columns(where, types)
         self.columns = [n for n in ds.columns if n in used]
 
+    @staticmethod
+    def of_rowids(rowids: np.ndarray) -> _Filter:
+        """A filter that keeps the given row ids (a condition an engine already evaluated)."""
+        f = _Filter(None, None)
+        f.rowids = np.unique(np.asarray(rowids, dtype=np.int64))
+        return f
+
+    @property
+    def active(self) -> bool:
+        return self.expr is not None or self.rowids is not None
+
     def mask(self, batch: pa.RecordBatch) -> np.ndarray | None:
+        if self.rowids is not None:
+            return np.isin(batch.column(ROWID).to_numpy(), self.rowids)
         if self.expr is None:
             return None
-        return np.asarray(evaluate(self.expr, batch).to_numpy(zero_copy_only=False), dtype=bool)
+        return np.asarray(evaluate(self.expr, batch.select(self.columns)).to_numpy(zero_copy_only=False), dtype=bool)
 
     def matching_rowids(self, ds: Dataset) -> np.ndarray:
         """Sorted row ids of the live rows where the predicate holds (reads only its columns)."""
+        if self.rowids is not None:
+            return self.rowids
         out = []
         cols = [(n, ds.schema[n]) for n in self.columns]
         for b in ds.reader.iter_batches(cols, with_rowid=True):
-            m = self.mask(b.select(self.columns))
+            m = self.mask(b)
             out.append(b.column(ROWID).to_numpy()[m] if m is not None else b.column(ROWID).to_numpy())
         return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
@@ -137,7 +153,7 @@ def _exact_ranges(ds: Dataset, column: str, dim: int, q: np.ndarray, k: int, met
             m, valid = to_matrix(b.column(0), dim)
             rowids = b.column(ROWID).to_numpy()
             keep = valid
-            fm = flt.mask(b.select(flt.columns)) if flt.expr is not None else None
+            fm = flt.mask(b)
             if fm is not None:
                 keep = fm if keep is None else keep & fm
             if keep is not None:
@@ -181,7 +197,7 @@ def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int,
             hit = hit[ok][offs[hit[ok]] == dead[ok]]
             allowed[start + hit] = False
             restricted = True
-    if flt.expr is not None:
+    if flt.active:
         matched = flt.matching_rowids(ds)
         pos = loaded.positions(matched)
         where_mask = np.zeros(n, dtype=bool)
@@ -201,8 +217,12 @@ def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int,
 
 
 def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
-           metric: str | None = None, exact: bool = False, index: str | None = None) -> tuple[Hits, str]:  # fmt: skip
-    """Row ids and scores of the ``k`` nearest rows, and the metric used (see :func:`nearest`)."""
+           metric: str | None = None, exact: bool = False, index: str | None = None,
+           allowed_rowids: np.ndarray | None = None) -> tuple[Hits, str]:  # fmt: skip
+    """Row ids and scores of the ``k`` nearest rows, and the metric used (see :func:`nearest`).
+
+    ``allowed_rowids``: search only these rows (a filter an engine evaluated), instead of ``where``.
+    """
     if column not in ds.schema:
         raise VectorSearchError(f"column={column!r} is not a column of {ds.uri}; columns are {ds.columns}")
     dim = vector_dim(ds.schema[column], column)
@@ -216,7 +236,9 @@ def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: 
                                 f"built with metric={entry.metric!r}; pass metric={entry.metric!r}, exact=True, "
                                 "or create an index with this metric")  # fmt: skip
     q = check_query(query, dim, metric=metric, column=column)
-    flt = _Filter(ds, where)
+    if where is not None and allowed_rowids is not None:
+        raise VectorSearchError("where: give where= or allowed_rowids=, not both")
+    flt = _Filter(ds, where) if allowed_rowids is None else _Filter.of_rowids(allowed_rowids)
     reader = ds.reader
     starts = reader.frag_starts
     if exact or entry is None:
