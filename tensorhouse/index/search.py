@@ -290,7 +290,12 @@ def nearest(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k:
     index's is an error unless ``exact=True``. ``exact=True`` scores every row.
     """
     hits, _ = search(ds, column, query, k=k, where=where, metric=metric, exact=exact, index=index)
-    return rows_table(ds, hits, columns, with_rowid=with_rowid)
+    field = None
+    if with_rowid:  # name the dataset in _rowid's metadata, as registered tables do, so th.loader finds it
+        from tensorhouse.connector.arrow_dataset import rowid_field
+
+        field = rowid_field({"uri": ds.uri, "version": ds.version, "branch": ds.branch_name})
+    return rows_table(ds, hits, columns, with_rowid=with_rowid, rowid_field=field)
 
 
 def describe(entries: Mapping[str, Any]) -> list[dict[str, Any]]:
