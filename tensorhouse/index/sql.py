@@ -89,17 +89,17 @@ def indexed_nearest(con_or_ctx: Any, engine: str, table: str, column: str, query
     allowed = None
     if where is not None:
         sql = f"SELECT {ROWID} FROM {tbl_sql} WHERE ({where})"
-        got = con_or_ctx.sql(sql)
-        ids = got.to_arrow_table() if engine == "datafusion" else got.fetch_arrow_table()
+        ids = con_or_ctx.sql(sql).to_arrow_table()
         allowed = np.sort(ids.column(ROWID).to_numpy())
     hits, _ = search(ds, column, query, k=k, metric=metric, allowed_rowids=allowed)
     # The same columns and types as the brute-force query: the engine's own schema of them.
-    probe = con_or_ctx.sql(f"SELECT {cols_sql} FROM {tbl_sql} LIMIT 0")
-    target = probe.to_arrow_table().schema if engine == "datafusion" else probe.fetch_arrow_table().schema
-    names = [n for n in target.names]
+    target = con_or_ctx.sql(f"SELECT {cols_sql} FROM {tbl_sql} LIMIT 0").to_arrow_table().schema
+    names = list(target.names)
     got = rows_table(ds, hits, [n for n in names if n != ROWID], with_rowid=ROWID in names)
     got = got.select([*names, SCORE])
-    fields = [target.field(n) for n in names] + [got.schema.field(SCORE)]
+    # DuckDB scores FLOAT[n] vectors in float32 (array_cosine_similarity & co); DataFusion's UDF in float64.
+    single = engine == "duckdb" and ds.schema[column].storage_dtype in ("float16", "float32")
+    fields = [target.field(n) for n in names] + [pa.field(SCORE, pa.float32() if single else pa.float64())]
     return pa.Table.from_arrays([got.column(n).cast(f.type) for n, f in zip([*names, SCORE], fields, strict=True)],
                                 schema=pa.schema(fields))  # fmt: skip
 
