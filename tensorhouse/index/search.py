@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,6 +107,7 @@ class _Filter:
         self.expr: Any = None
         self.columns: list[str] = []
         self.rowids: np.ndarray | None = None
+        self.text = where
         if where is None or ds is None:
             return
         if not isinstance(where, str):
@@ -168,11 +171,31 @@ def _exact_rowids(ds: Dataset, column: str, rowids: np.ndarray, q: np.ndarray, k
     return top(rowids, scores(np.asarray(vecs, dtype=np.float32), q, metric), k, metric)
 
 
-def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int, metric: str,
-             flt: _Filter) -> tuple[Hits, set[int]]:  # fmt: skip
-    """Search the index; returns the hits and the ids of the fragments it validly covers."""
-    ref = entry.files[0]
-    loaded = files.load(ds.store, ref.path, ref.size)
+@dataclass(frozen=True)
+class _Mask:
+    """Which index positions a search may return, and the fragments the index validly covers."""
+
+    allowed: np.ndarray | None  # None: every position
+    count: int
+    covered: frozenset[int]
+
+
+_MASK_LOCK = threading.Lock()
+#: Masks by (store, branch, version, index file, where): a version never changes, so neither does the
+#: mask of a predicate over it; a repeated filtered query then skips re-reading the filter's columns.
+_MASKS: OrderedDict[tuple[Any, ...], _Mask] = OrderedDict()
+MASK_CACHE_ENTRIES = 16
+
+
+def _mask(ds: Dataset, loaded: files.LoadedIndex, path: str, column: str, flt: _Filter) -> _Mask:
+    key = None
+    if flt.rowids is None:
+        key = (ds.store.uri, ds.snapshot.metadata.dataset_id, ds.branch_name, ds.version, path, flt.text)
+        with _MASK_LOCK:
+            hit = _MASKS.get(key)
+            if hit is not None:
+                _MASKS.move_to_end(key)
+                return hit
     meta = loaded.meta
     snap = ds.snapshot
     field_id = snap.metadata.field_id(column)
@@ -198,22 +221,36 @@ def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int,
             allowed[start + hit] = False
             restricted = True
     if flt.active:
-        matched = flt.matching_rowids(ds)
-        pos = loaded.positions(matched)
         where_mask = np.zeros(n, dtype=bool)
-        where_mask[pos] = True
+        where_mask[loaded.positions(flt.matching_rowids(ds))] = True
         allowed &= where_mask
         restricted = True
-    count = int(allowed.sum()) if restricted else n
-    if count == 0:
-        return Hits.empty(), covered
-    if count <= EXACT_BELOW and count < n:
-        return _exact_rowids(ds, column, loaded.rowids[allowed], q, k, metric), covered
-    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=meta.kind, params=meta.params,
-                        allowed=allowed if restricted else None, selectivity=count / max(n, 1))  # fmt: skip
-    if len(pos) < min(k, count):  # the search ran out of candidates: score the allowed rows exactly
-        return _exact_rowids(ds, column, loaded.rowids[allowed], q, k, metric), covered
-    return Hits(loaded.rowids[pos], s), covered
+    out = _Mask(allowed if restricted else None, int(allowed.sum()) if restricted else n, frozenset(covered))
+    if key is not None:
+        with _MASK_LOCK:
+            _MASKS[key] = out
+            while len(_MASKS) > MASK_CACHE_ENTRIES:
+                _MASKS.popitem(last=False)
+    return out
+
+
+def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int, metric: str,
+             flt: _Filter) -> tuple[Hits, frozenset[int]]:  # fmt: skip
+    """Search the index; returns the hits and the ids of the fragments it validly covers."""
+    ref = entry.files[0]
+    loaded = files.load(ds.store, ref.path, ref.size)
+    m = _mask(ds, loaded, ref.path, column, flt)
+    n = loaded.meta.count
+    if m.count == 0:
+        return Hits.empty(), m.covered
+    if m.allowed is not None and m.count <= EXACT_BELOW:
+        return _exact_rowids(ds, column, loaded.rowids[m.allowed], q, k, metric), m.covered
+    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=loaded.meta.kind, params=loaded.meta.params,
+                        allowed=m.allowed, selectivity=m.count / max(n, 1))  # fmt: skip
+    if len(pos) < min(k, m.count):  # the search ran out of candidates: score the allowed rows exactly
+        assert m.allowed is not None
+        return _exact_rowids(ds, column, loaded.rowids[m.allowed], q, k, metric), m.covered
+    return Hits(loaded.rowids[pos], s), m.covered
 
 
 def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
