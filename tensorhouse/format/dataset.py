@@ -411,7 +411,8 @@ class Dataset:
 
     def nearest(self, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
                 metric: str | None = None, exact: bool = False, columns: Sequence[str] | None = None,
-                index: str | None = None, with_rowid: bool = False) -> pa.Table:  # fmt: skip
+                index: str | None = None, with_rowid: bool = False,
+                search_params: Mapping[str, int] | None = None) -> pa.Table:  # fmt: skip
         """The ``k`` rows whose ``column`` vector is nearest ``query``, best first: columns plus ``score``.
 
         Uses the column's index when there is one (rows appended since are
@@ -420,11 +421,13 @@ class Dataset:
         filters inside the search, so k rows come back when k match.
         ``score``: cosine similarity, inner product (higher is nearer) or L2
         distance (lower is nearer). ``with_rowid=True`` adds ``_rowid`` (for ``th.loader``).
+        ``search_params``: ``{"nprobe": 32}`` (ivf_flat) or ``{"ef_search": 128}`` (hnsw) trade
+        speed for recall in this query.
         """
         from tensorhouse.index import nearest
 
         return nearest(self, column, query, k=k, where=where, metric=metric, exact=exact, columns=columns,
-                       index=index, with_rowid=with_rowid)  # fmt: skip
+                       index=index, with_rowid=with_rowid, search_params=search_params)  # fmt: skip
 
 
 def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options: Mapping[str, Any] | None = None,

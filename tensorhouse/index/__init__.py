@@ -31,7 +31,13 @@ Example:
 
 from __future__ import annotations
 
-from tensorhouse.index.build import IndexInfo, create_index, drop_index, list_indexes, optimize_indexes
+from tensorhouse.index.build import (
+           IndexInfo,
+           create_index,
+           drop_index,
+           list_indexes,
+           optimize_indexes,
+)
 from tensorhouse.index.errors import IndexLibraryMissingError, IndexNotFoundError, VectorSearchError
 from tensorhouse.index.search import nearest, search
 

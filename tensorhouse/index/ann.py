@@ -191,4 +191,4 @@ def search(index: Any, query: np.ndarray, *, k: int, metric: str, kind: str, par
     return pos, dist
 
 
-__all__ = ["KINDS", "Built", "build", "prepare", "check_params", "library_version", "load", "resolve_params", "save", "search"]
+__all__ = ["KINDS", "Built", "build", "check_params", "library_version", "load", "prepare", "resolve_params", "save", "search"]

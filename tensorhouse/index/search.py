@@ -234,8 +234,17 @@ def _mask(ds: Dataset, loaded: files.LoadedIndex, path: str, column: str, flt: _
     return out
 
 
+def _search_params(kind: str, given: Mapping[str, int] | None) -> dict[str, int]:
+    allowed = {"ivf_flat": "nprobe", "hnsw": "ef_search"}[kind]
+    out = ann.check_params(kind, dict(given or {}))
+    if set(out) - {allowed}:
+        raise VectorSearchError(f"search_params={dict(given or {})!r}: a {kind} index is tuned per query with "
+                                f"{allowed!r} only")  # fmt: skip
+    return out
+
+
 def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int, metric: str,
-             flt: _Filter) -> tuple[Hits, frozenset[int]]:  # fmt: skip
+             flt: _Filter, tuning: Mapping[str, int]) -> tuple[Hits, frozenset[int]]:  # fmt: skip
     """Search the index; returns the hits and the ids of the fragments it validly covers."""
     ref = entry.files[0]
     loaded = files.load(ds.store, ref.path, ref.size)
@@ -245,7 +254,8 @@ def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int,
         return Hits.empty(), m.covered
     if m.allowed is not None and m.count <= EXACT_BELOW:
         return _exact_rowids(ds, column, loaded.rowids[m.allowed], q, k, metric), m.covered
-    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=loaded.meta.kind, params=loaded.meta.params,
+    params = {**loaded.meta.params, **tuning}
+    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=loaded.meta.kind, params=params,
                         allowed=m.allowed, selectivity=m.count / max(n, 1))  # fmt: skip
     if len(pos) < min(k, m.count):  # the search ran out of candidates: score the allowed rows exactly
         assert m.allowed is not None
@@ -255,10 +265,12 @@ def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int,
 
 def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
            metric: str | None = None, exact: bool = False, index: str | None = None,
-           allowed_rowids: np.ndarray | None = None) -> tuple[Hits, str]:  # fmt: skip
+           allowed_rowids: np.ndarray | None = None,
+           search_params: Mapping[str, int] | None = None) -> tuple[Hits, str]:  # fmt: skip
     """Row ids and scores of the ``k`` nearest rows, and the metric used (see :func:`nearest`).
 
     ``allowed_rowids``: search only these rows (a filter an engine evaluated), instead of ``where``.
+    ``search_params``: this query's ``nprobe`` (ivf_flat) or ``ef_search`` (hnsw), trading speed for recall.
     """
     if column not in ds.schema:
         raise VectorSearchError(f"column={column!r} is not a column of {ds.uri}; columns are {ds.columns}")
@@ -280,7 +292,8 @@ def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: 
     starts = reader.frag_starts
     if exact or entry is None:
         return _exact_ranges(ds, column, dim, q, k, metric, flt, [(0, reader.num_physical_rows)]), metric
-    hits, covered = _indexed(ds, entry, column, q, k, metric, flt)
+    tuning = _search_params(entry.kind, search_params)
+    hits, covered = _indexed(ds, entry, column, q, k, metric, flt, tuning)
     rest = [(int(starts[i]), int(starts[i + 1])) for i, f in enumerate(ds.snapshot.fragments) if f.id not in covered]
     if rest:
         hits = merge(hits, _exact_ranges(ds, column, dim, q, k, metric, flt, rest), k, metric)
@@ -318,15 +331,18 @@ def rows_table(ds: Dataset, hits: Hits, columns: Sequence[str] | None, *, with_r
 
 def nearest(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
             metric: str | None = None, exact: bool = False, columns: Sequence[str] | None = None,
-            index: str | None = None, with_rowid: bool = False) -> pa.Table:  # fmt: skip
+            index: str | None = None, with_rowid: bool = False,
+            search_params: Mapping[str, int] | None = None) -> pa.Table:  # fmt: skip
     """The ``k`` rows whose ``column`` vector is nearest ``query``, best first, as an Arrow table.
 
     Columns: the dataset's (or ``columns``), then ``score``. ``where`` (the
     predicate language of ``delete``) filters inside the search. ``metric``
     defaults to the index's (cosine without one); another metric than the
     index's is an error unless ``exact=True``. ``exact=True`` scores every row.
+    ``search_params``: ``{"nprobe": 32}`` (ivf_flat) or ``{"ef_search": 128}`` (hnsw) for this query.
     """
-    hits, _ = search(ds, column, query, k=k, where=where, metric=metric, exact=exact, index=index)
+    hits, _ = search(ds, column, query, k=k, where=where, metric=metric, exact=exact, index=index,
+                     search_params=search_params)
     field = None
     if with_rowid:  # name the dataset in _rowid's metadata, as registered tables do, so th.loader finds it
         from tensorhouse.connector.arrow_dataset import rowid_field
