@@ -147,7 +147,7 @@ def test_deleted_rows_are_never_returned(ds_x: tuple[th.Dataset, np.ndarray]) ->
 
 
 def test_updated_vectors_are_searched_as_they_are_now(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
-    ds, x = ds_x
+    ds, _ = ds_x
     ds.create_index("emb", metric="l2", progress=False)
     q = clustered(1, seed=5)[0]
     ds.update({"emb": q}, where="id = 77")
