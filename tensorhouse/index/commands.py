@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -51,7 +52,8 @@ def create(uri: str, column: str, name: str | None, metric: str, kind: str, para
       tensorhouse index create data/pets embedding --metric cosine
     """
     ds = open_dataset(uri)
-    version = create_index(ds, column, name=name, metric=metric, kind=kind, replace=replace, **_params(params))
+    settings: dict[str, Any] = _params(params)
+    version = create_index(ds, column, name=name, metric=metric, kind=kind, replace=replace, **settings)
     made = next(i for i in list_indexes(ds) if i.name == (name or f"{column}_idx"))
     click.echo(f"created index {made.name!r} on {column!r} ({made.kind}, {made.metric}, {made.num_vectors:,} "
                f"vectors, {made.size_bytes:,} bytes) as version {version}")  # fmt: skip

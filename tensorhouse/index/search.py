@@ -206,19 +206,18 @@ def _mask(ds: Dataset, loaded: files.LoadedIndex, path: str, column: str, flt: _
     covered: set[int] = set()
     for fid, start, count, paths in meta.fragments:
         i = live.get(fid)
-        frag = snap.fragments[i] if i is not None else None
-        if frag is None or tuple(c.path for c in frag.columns.get(field_id, ())) != paths:
+        if i is None or tuple(c.path for c in snap.fragments[i].columns.get(field_id, ())) != paths:
             allowed[start : start + count] = False  # gone (compacted) or its vectors were rewritten
             restricted = True
             continue
         covered.add(fid)
-        if frag.deletion is not None:
+        if snap.fragments[i].deletion is not None:
             dead = ds.reader.deleted_offsets(i)
             offs = loaded.rowids[start : start + count] & 0xFFFFFFFF
-            hit = np.searchsorted(offs, dead)
-            ok = hit < count
-            hit = hit[ok][offs[hit[ok]] == dead[ok]]
-            allowed[start + hit] = False
+            at = np.searchsorted(offs, dead)
+            ok = at < count
+            at = at[ok][offs[at[ok]] == dead[ok]]
+            allowed[start + at] = False
             restricted = True
     if flt.active:
         where_mask = np.zeros(n, dtype=bool)
