@@ -13,8 +13,8 @@ vectors from the dataset, as Lance's does). Then, for each search setting of
 each system (``nprobe`` / ``ef_search`` for tensorhouse, ``nprobes`` and
 ``refine_factor`` for Lance), every query runs on every system in turn
 (interleaved, rotating order) and we record recall@10 against exact numpy and
-the median single-query latency (top-10 ids, one query at a time; numpy scores
-a unit-normalized in-memory matrix). Filtered queries add ``label = 3``
+the median single-query latency (top-10 row ids, one query at a time, as
+numpy's positions; numpy scores a unit-normalized in-memory matrix). Filtered queries add ``label = 3``
 (tensorhouse: ``where=``, inside the search; Lance: ``prefilter=True``;
 numpy: the mask applied to the scores).
 
@@ -132,8 +132,9 @@ def th_settings(ds: th.Dataset, kind: str, where: str | None, smoke: bool) -> li
     out = []
     for v in values:
         def run(q: np.ndarray, v: int = v) -> np.ndarray:
-            t = ds.nearest("emb", q, k=K, where=where, columns=["id"], index=f"emb_{kind}", search_params={knob: v})
-            return t.column("id").to_numpy()
+            t = ds.nearest("emb", q, k=K, where=where, columns=[], with_rowid=True, index=f"emb_{kind}",
+                           search_params={knob: v})
+            return ds.reader.rows_of_rowids(t.column("_rowid").to_numpy())  # row ids -> positions
 
         out.append(Setting(f"th {kind}", f"{knob}={v}", run))
     return out
@@ -149,9 +150,9 @@ def lance_settings(lds: Any, kind: str, where: str | None, smoke: bool) -> list[
             nearest = {"column": "emb", "q": q, "k": K, "nprobes": nprobes}
             if kind == "IVF_PQ":
                 nearest["refine_factor"] = refine
-            t = lds.to_table(nearest=nearest, columns=["id"], filter=where, prefilter=where is not None,
-                             disable_scoring_autoprojection=True)
-            return t.column("id").to_numpy()
+            t = lds.to_table(nearest=nearest, columns=[], with_row_id=True, filter=where,
+                             prefilter=where is not None, disable_scoring_autoprojection=True)
+            return t.column("_rowid").to_numpy().astype(np.int64)  # one fragment: row id == position
 
         knob = f"nprobes={nprobes}" + (f", refine={refine}" if kind == "IVF_PQ" else "")
         out.append(Setting(f"lance {kind}", knob, run))
@@ -261,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             lance_ds[kind].create_index("emb", index_type=kind, name=f"emb_{kind}", metric="cosine", **kw)
             builds.append((f"lance {kind}", time.perf_counter() - t0, tree_bytes(root / f"lance_{kind}" / "_indices")))
         lance_ds = {kind: lance.dataset(str(root / f"lance_{kind}")) for kind in lance_kinds}
+        assert all(len(d.get_fragments()) == 1 for d in lance_ds.values()), "Lance row ids are positions in one fragment"
 
         xn = unit(x)
         qn = unit(queries)
