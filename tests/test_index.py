@@ -266,3 +266,20 @@ def test_null_vectors_are_neither_indexed_nor_returned(tmp_path: Any) -> None:
     assert ds.indexes[0].num_vectors == 2
     assert ds.nearest("emb", [0.0, 0.0], k=5).column("id").to_pylist() == [0, 2]
     assert ds.nearest("emb", [0.0, 0.0], k=5, exact=True).column("id").to_pylist() == [0, 2]
+
+
+def test_index_follows_renames_and_checkpoints_and_ignores_dropped_columns(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
+    ds, x = ds_x
+    ds.create_index("emb", metric="l2", progress=False)
+    ds.rename_column("emb", "vec")
+    assert [(i.name, i.column, i.usable) for i in ds.indexes] == [("emb_idx", "vec", True)]
+    ds.checkpoint()
+    again = th.open(ds.uri)
+    assert again.nearest("vec", x[8], k=1).column("id").to_pylist() == [8]
+    assert again.nearest("vec", x[8], k=1, index="emb_idx").column("score").to_pylist() == [0.0]
+    again.drop_column("vec")
+    assert [(i.name, i.usable) for i in again.indexes] == [("emb_idx", False)]
+    again.add_column("vec", th.Embedding(DIM))  # a new column of that name is not the indexed one
+    with pytest.raises(VectorSearchError, match="covers column 'emb', not column='vec'"):
+        again.nearest("vec", x[8], k=1, index="emb_idx")
+    assert again.nearest("vec", x[8], k=1).num_rows == 0  # every vector is NULL: nothing to return

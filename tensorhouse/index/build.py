@@ -29,6 +29,7 @@ import numpy as np
 from tensorhouse.format.log.actions import IndexEntry, IndexFile
 from tensorhouse.index import ann, files
 from tensorhouse.index.errors import IndexNotFoundError, VectorSearchError
+from tensorhouse.index.search import indexed_column
 from tensorhouse.index.vectors import check_metric, iter_vectors, vector_dim
 
 if TYPE_CHECKING:
@@ -49,16 +50,18 @@ class IndexInfo:
     size_bytes: int
     fragment_ids: tuple[int, ...]
     params: Mapping[str, Any]
+    #: False once its column was dropped: searches no longer use it (drop_index removes it).
+    usable: bool = True
 
 
-def info(entry: IndexEntry) -> IndexInfo:
-    return IndexInfo(entry.name, entry.column, entry.metric, entry.kind, int(entry.params.get("num_vectors", 0)),
-                     sum(f.size for f in entry.files), tuple(entry.fragment_ids),
-                     dict(entry.params.get("given", {})))  # fmt: skip
+def info(entry: IndexEntry, column: str | None) -> IndexInfo:
+    return IndexInfo(entry.name, column or entry.column, entry.metric, entry.kind,
+                     int(entry.params.get("num_vectors", 0)), sum(f.size for f in entry.files),
+                     tuple(entry.fragment_ids), dict(entry.params.get("given", {})), column is not None)  # fmt: skip
 
 
 def list_indexes(ds: Dataset) -> list[IndexInfo]:
-    return [info(e) for _, e in sorted(ds.snapshot.indexes.items())]
+    return [info(e, indexed_column(ds, e)) for _, e in sorted(ds.snapshot.indexes.items())]
 
 
 def _progress(progress: bool | None) -> bool:
@@ -97,7 +100,7 @@ def _commit(ds: Dataset, name: str, column: str, metric: str, kind: str, given: 
             meta: files.IndexMeta, rowids: np.ndarray, payload: bytes, message: str | None) -> int:  # fmt: skip
     ref = files.write(ds.store, meta, rowids, payload)
     params = {"given": dict(given), "resolved": dict(meta.params), "num_vectors": meta.count, "dim": meta.dim,
-              "library": f"faiss {ann.library_version()}"}  # fmt: skip
+              "field_id": ds.snapshot.metadata.field_id(column), "library": f"faiss {ann.library_version()}"}  # fmt: skip
     entry = IndexEntry(name, column, metric, kind, (IndexFile(ref.path, ref.size),),
                        tuple(f for f, _, _, _ in meta.fragments), params)  # fmt: skip
     with ds.transaction(message=message or f"index {name} on {column}") as tx:
@@ -175,7 +178,10 @@ def optimize_indexes(ds: Dataset, name: str | None = None, *, rebuild: bool = Fa
 
 def _optimize_one(ds: Dataset, entry: IndexEntry, rebuild: bool, progress: bool) -> int | None:
     snap = ds.snapshot
-    column = entry.column
+    found = indexed_column(ds, entry)
+    if found is None:
+        raise VectorSearchError(f"index {entry.name!r}: its column {entry.column!r} was dropped; drop_index it")
+    column = found
     dim = vector_dim(ds.schema[column], column)
     given = ann.check_params(entry.kind, entry.params.get("given", {}))
     ref = entry.files[0]

@@ -84,6 +84,17 @@ def merge(a: Hits, b: Hits, k: int, metric: str) -> Hits:
     return top(np.concatenate([a.rowids, b.rowids]), np.concatenate([a.scores, b.scores]), k, metric)
 
 
+def indexed_column(ds: Dataset, entry: IndexEntry) -> str | None:
+    """The column ``entry`` indexes under its current name (it follows renames by field id), or None
+    when that column was dropped."""
+    meta = ds.snapshot.metadata
+    fid = entry.params.get("field_id")
+    if isinstance(fid, int):
+        names = [n for n, i in meta.field_ids.items() if i == fid]
+        return names[0] if names else None
+    return entry.column if entry.column in meta.field_ids else None
+
+
 def column_index(ds: Dataset, column: str, name: str | None) -> IndexEntry | None:
     """The index a search of ``column`` uses: ``name`` if given (it must cover the column), else the
     first index on the column, or None."""
@@ -93,10 +104,10 @@ def column_index(ds: Dataset, column: str, name: str | None) -> IndexEntry | Non
         if entry is None:
             raise IndexNotFoundError(f"{ds.uri} (version {ds.version}): no index {name!r}; "
                                      f"indexes are {sorted(indexes)}")  # fmt: skip
-        if entry.column != column:
+        if indexed_column(ds, entry) != column:
             raise VectorSearchError(f"index={name!r} covers column {entry.column!r}, not column={column!r}")
         return entry
-    found = [e for e in indexes.values() if e.column == column]
+    found = [e for _, e in sorted(indexes.items()) if indexed_column(ds, e) == column]
     return found[0] if found else None
 
 
@@ -350,8 +361,4 @@ def nearest(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k:
     return rows_table(ds, hits, columns, with_rowid=with_rowid, rowid_field=field)
 
 
-def describe(entries: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": e.name, "column": e.column, "metric": e.metric, "kind": e.kind} for e in entries.values()]
-
-
-__all__ = ["Hits", "nearest", "rows_table", "search"]
+__all__ = ["Hits", "column_index", "indexed_column", "nearest", "rows_table", "search"]
