@@ -156,12 +156,16 @@ def load(data: bytes | memoryview) -> Any:
 
 
 def search(index: Any, query: np.ndarray, *, k: int, metric: str, kind: str, params: Mapping[str, int],
-           allowed: np.ndarray | None, selectivity: float = 1.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+           allowed: np.ndarray | None, selectivity: float = 1.0,
+           exhaustive: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Positions and scores of up to ``k`` nearest vectors, best first, among ``allowed`` (bool per position).
 
     The filter is applied inside the search (faiss IDSelector), and the search
     widens as it gets more selective: a 10% filter scans ~3x the lists or graph
     candidates, because its nearest rows lie farther from the query.
+    ``exhaustive``: exact scores of every allowed vector, from the index's own
+    copy of the vectors (every list of an IVF index; the flat storage of an
+    HNSW graph): what a very selective filter needs.
     """
     faiss = faiss_module()
     q = query.reshape(1, -1).astype(np.float32)
@@ -173,9 +177,13 @@ def search(index: Any, query: np.ndarray, *, k: int, metric: str, kind: str, par
         bits = np.packbits(allowed, bitorder="little")
         sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
     k_eff = min(k, index.ntotal)
-    if kind == "ivf_flat":
+    if exhaustive and kind == "hnsw":
+        flat = faiss.downcast_index(index.storage)
+        sp = faiss.SearchParameters() if sel is None else faiss.SearchParameters(sel=sel)
+        dist, pos = flat.search(q, k_eff, params=sp)
+    elif kind == "ivf_flat":
         nlist = index.nlist
-        nprobe = min(nlist, max(1, math.ceil(params.get("nprobe", 16) * widen)))
+        nprobe = nlist if exhaustive else min(nlist, max(1, math.ceil(params.get("nprobe", 16) * widen)))
         sp = faiss.SearchParametersIVF(nprobe=nprobe) if sel is None else faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
         dist, pos = index.search(q, k_eff, params=sp)  # params per call: the cached index is shared
     else:

@@ -50,8 +50,9 @@ if TYPE_CHECKING:
     from tensorhouse.format.dataset import Dataset
     from tensorhouse.format.log.actions import IndexEntry
 
-#: At or below this many allowed indexed rows, score them exactly (reading their vectors) instead of
-#: searching the index: cheaper, and a very selective filter starves an ANN search of candidates.
+#: At or below this many allowed indexed rows (or 1% of them), score them all exactly with the index's
+#: own vectors instead of an approximate search: as cheap, and a very selective filter starves an
+#: approximate search of candidates.
 EXACT_BELOW = 4096
 SCORE = "score"
 
@@ -177,11 +178,6 @@ def _exact_ranges(ds: Dataset, column: str, dim: int, q: np.ndarray, k: int, met
     return best
 
 
-def _exact_rowids(ds: Dataset, column: str, rowids: np.ndarray, q: np.ndarray, k: int, metric: str) -> Hits:
-    vecs = ds.take_rowids(rowids, [column])[column]
-    return top(rowids, scores(np.asarray(vecs, dtype=np.float32), q, metric), k, metric)
-
-
 @dataclass(frozen=True)
 class _Mask:
     """Which index positions a search may return, and the fragments the index validly covers."""
@@ -262,14 +258,14 @@ def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int,
     n = loaded.meta.count
     if m.count == 0:
         return Hits.empty(), m.covered
-    if m.allowed is not None and m.count <= EXACT_BELOW:
-        return _exact_rowids(ds, column, loaded.rowids[m.allowed], q, k, metric), m.covered
     params = {**loaded.meta.params, **tuning}
-    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=loaded.meta.kind, params=params,
-                        allowed=m.allowed, selectivity=m.count / max(n, 1))  # fmt: skip
-    if len(pos) < min(k, m.count):  # the search ran out of candidates: score the allowed rows exactly
-        assert m.allowed is not None
-        return _exact_rowids(ds, column, loaded.rowids[m.allowed], q, k, metric), m.covered
+    kind = loaded.meta.kind
+    few = m.allowed is not None and m.count <= max(EXACT_BELOW, n // 100)
+    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=kind, params=params, allowed=m.allowed,
+                        selectivity=m.count / max(n, 1), exhaustive=few)  # fmt: skip
+    if len(pos) < min(k, m.count):  # the search ran out of candidates: score every allowed vector exactly
+        pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=kind, params=params, allowed=m.allowed,
+                            exhaustive=True)  # fmt: skip
     return Hits(loaded.rowids[pos], s), m.covered
 
 
