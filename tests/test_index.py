@@ -283,3 +283,14 @@ def test_index_follows_renames_and_checkpoints_and_ignores_dropped_columns(ds_x:
     with pytest.raises(VectorSearchError, match="covers column 'emb', not column='vec'"):
         again.nearest("vec", x[8], k=1, index="emb_idx")
     assert again.nearest("vec", x[8], k=1).num_rows == 0  # every vector is NULL: nothing to return
+
+
+def test_the_index_with_the_asked_metric_is_used(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
+    ds, x = ds_x
+    ds.create_index("emb", name="by_cos", metric="cosine", progress=False)
+    ds.create_index("emb", name="by_l2", metric="l2", kind="hnsw", progress=False)
+    q = clustered(1, seed=21)[0]
+    assert ds.nearest("emb", q, k=5, metric="l2").column("id").to_pylist() == exact_ids(x, q, 5, "l2")
+    assert ds.nearest("emb", q, k=5, metric="cosine").column("id").to_pylist() == exact_ids(x, q, 5, "cosine")
+    with pytest.raises(VectorSearchError, match="metric='dot' does not match"):
+        ds.nearest("emb", q, metric="dot")

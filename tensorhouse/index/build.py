@@ -128,7 +128,7 @@ def create_index(ds: Dataset, column: str, *, name: str | None = None, metric: s
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise VectorSearchError(f"name={name!r}: an index name is letters, digits, '_', '.', '-' (at most 128)")
     if name in ds.snapshot.indexes and not replace:
-        raise VectorSearchError(f"name={name!r}: {ds.uri} already has an index of that name; pass replace=True "
+        raise VectorSearchError(f"name={name!r}: {ds.uri} already has an index of that name; pass replace=True (--replace) "
                                 "to rebuild it, or drop_index it first")  # fmt: skip
     return _build(ds, name, column, dim, metric, kind, given, _progress(progress), message)
 

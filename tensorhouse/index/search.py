@@ -96,9 +96,9 @@ def indexed_column(ds: Dataset, entry: IndexEntry) -> str | None:
     return entry.column if entry.column in meta.field_ids else None
 
 
-def column_index(ds: Dataset, column: str, name: str | None) -> IndexEntry | None:
+def column_index(ds: Dataset, column: str, name: str | None, metric: str | None = None) -> IndexEntry | None:
     """The index a search of ``column`` uses: ``name`` if given (it must cover the column), else the
-    first index on the column, or None."""
+    first index on the column with ``metric`` (when given and one has it), or None."""
     indexes = ds.snapshot.indexes
     if name is not None:
         entry = indexes.get(name)
@@ -109,7 +109,8 @@ def column_index(ds: Dataset, column: str, name: str | None) -> IndexEntry | Non
             raise VectorSearchError(f"index={name!r} covers column {entry.column!r}, not column={column!r}")
         return entry
     found = [e for _, e in sorted(indexes.items()) if indexed_column(ds, e) == column]
-    return found[0] if found else None
+    same = [e for e in found if e.metric == metric]
+    return same[0] if same else found[0] if found else None
 
 
 class _Filter:
@@ -282,7 +283,7 @@ def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: 
         raise VectorSearchError(f"column={column!r} is not a column of {ds.uri}; columns are {ds.columns}")
     dim = vector_dim(ds.schema[column], column)
     k = check_k(k)
-    entry = column_index(ds, column, index)
+    entry = column_index(ds, column, index, metric)
     if metric is None:
         metric = entry.metric if entry is not None else "cosine"
     metric = check_metric(metric)
