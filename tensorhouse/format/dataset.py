@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +57,9 @@ from tensorhouse.format.transaction import Transaction
 from tensorhouse.format.writer import StagedFragment, normalize_columns, stage_fragments
 from tensorhouse.storage import Store, open_store
 from tensorhouse.types import ROWID, Schema, TypeLike
+
+if TYPE_CHECKING:
+    from tensorhouse.index import IndexInfo
 
 
 @dataclass(frozen=True)
@@ -434,6 +437,65 @@ class Dataset:
         """A new Dataset object pinned to ``version`` of the same branch."""
         return Dataset(self._store, self._log.snapshot(version), log=self._log, storage_options=self._storage_options,
                        branch=self._branch)  # fmt: skip
+
+    # -- vector indexes (the logic lives in tensorhouse.index) -------------------------
+    @property
+    def indexes(self) -> list[IndexInfo]:
+        """The vector indexes of this version (name, column, metric, kind, size)."""
+        from tensorhouse.index import list_indexes
+
+        return list_indexes(self)
+
+    def create_index(self, column: str, *, name: str | None = None, metric: str = "cosine", kind: str = "ivf_flat",
+                     replace: bool = False, progress: bool | None = None, message: str | None = None,
+                     **params: Any) -> int:  # fmt: skip
+        """Build a vector index over ``column`` (an Embedding or 1-d float Tensor) and commit it; returns the version.
+
+        ``metric``: ``"cosine"``, ``"l2"`` or ``"dot"``. ``kind``: ``"ivf_flat"``
+        (default; params ``nlist``, ``nprobe``) or ``"hnsw"`` (``m``,
+        ``ef_construction``, ``ef_search``). Built with faiss on every core;
+        a progress bar shows on a terminal. See :mod:`tensorhouse.index`.
+        """
+        from tensorhouse.index import create_index
+
+        return create_index(self, column, name=name, metric=metric, kind=kind, replace=replace, progress=progress,
+                            message=message, **params)  # fmt: skip
+
+    def drop_index(self, name: str, *, message: str | None = None) -> int:
+        """Drop the index ``name`` from the new version on (older versions keep it). Returns the new version."""
+        from tensorhouse.index import drop_index
+
+        return drop_index(self, name, message=message)
+
+    def optimize_indexes(self, name: str | None = None, *, rebuild: bool = False,
+                         progress: bool | None = None) -> list[int]:  # fmt: skip
+        """Extend indexes with rows appended since they were built, or rebuild them after compaction.
+
+        Returns the versions committed (none when every index is up to date).
+        """
+        from tensorhouse.index import optimize_indexes
+
+        return optimize_indexes(self, name, rebuild=rebuild, progress=progress)
+
+    def nearest(self, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
+                metric: str | None = None, exact: bool = False, columns: Sequence[str] | None = None,
+                index: str | None = None, with_rowid: bool = False,
+                search_params: Mapping[str, int] | None = None) -> pa.Table:  # fmt: skip
+        """The ``k`` rows whose ``column`` vector is nearest ``query``, best first: columns plus ``score``.
+
+        Uses the column's index when there is one (rows appended since are
+        searched exactly; deleted rows never return), brute force with
+        ``exact=True`` or without an index. ``where`` (as in :meth:`delete`)
+        filters inside the search, so k rows come back when k match.
+        ``score``: cosine similarity, inner product (higher is nearer) or L2
+        distance (lower is nearer). ``with_rowid=True`` adds ``_rowid`` (for ``th.loader``).
+        ``search_params``: ``{"nprobe": 32}`` (ivf_flat) or ``{"ef_search": 128}`` (hnsw) trade
+        speed for recall in this query.
+        """
+        from tensorhouse.index import nearest
+
+        return nearest(self, column, query, k=k, where=where, metric=metric, exact=exact, columns=columns,
+                       index=index, with_rowid=with_rowid, search_params=search_params)  # fmt: skip
 
 
 def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options: Mapping[str, Any] | None = None,
