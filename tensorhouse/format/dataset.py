@@ -424,7 +424,8 @@ class Dataset:
         return self._log.versions()
 
     def latest_version(self) -> int:
-        return self._log.versions()[-1]
+        """The newest committed version of this branch (one listing from the checkpoint hint)."""
+        return self._log.latest_version()
 
     def refresh(self) -> Dataset:
         """Move this object to the latest committed version; returns self."""
