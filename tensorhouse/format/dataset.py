@@ -34,8 +34,20 @@ from tensorhouse.format import refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
 from tensorhouse.format.input import Data, to_columns
-from tensorhouse.format.log import Action, Commit, Log, Metadata, SetMetadata, Snapshot, replay
+from tensorhouse.format.log import (
+    Action,
+    AddFragment,
+    Commit,
+    Log,
+    Metadata,
+    RemoveFragment,
+    ReplaceFragment,
+    SetMetadata,
+    Snapshot,
+    replay,
+)
 from tensorhouse.format.log.actions import protocol
+from tensorhouse.format.log.fragments import fragment_arrays
 from tensorhouse.format.log.log import Clock
 from tensorhouse.format.maintenance import compact, vacuum
 from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
@@ -378,15 +390,33 @@ class Dataset:
         return pa.Table.from_batches(list(self.to_batches(names, with_rowid=with_rowid)), schema=schema)
 
     # -- versions ----------------------------------------------------------------
-    def history(self) -> list[VersionInfo]:
-        """Every version up to this one: when, what operation, how many rows."""
+    def history(self, *, limit: int | None = None) -> list[VersionInfo]:
+        """Versions up to this one, oldest first: when, what operation, how many rows.
+
+        With ``limit``, only the newest ``limit`` versions, reading only their
+        log entries (and the checkpoint before them), not the whole log.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        first = 0 if limit is None else max(0, self.version - limit + 1)
+        live: dict[int, int] = {}
+        if first > 0:
+            base = self._log.snapshot(first - 1)
+            ids, rows, deleted = fragment_arrays(base.fragments)
+            live = dict(zip(ids.tolist(), (rows - deleted).tolist(), strict=True))
+        total = sum(live.values())
         out = []
-        snap: Snapshot | None = None
-        for v in range(self.version + 1):
-            c = self._log.read(v)
-            snap = replay(snap, [c])
-            out.append(VersionInfo(v, datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
-                                   c.operation, c.message, snap.num_rows))  # fmt: skip
+        # Row counts follow the actions, without replaying whole snapshots.
+        for c in self._log.read_range(first, self.version + 1):
+            for a in c.actions:
+                match a:
+                    case AddFragment(f) | ReplaceFragment(f):
+                        total += f.num_live - live.get(f.id, 0)
+                        live[f.id] = f.num_live
+                    case RemoveFragment(fid):
+                        total -= live.pop(fid, 0)
+            out.append(VersionInfo(c.version, datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
+                                   c.operation, c.message, total))  # fmt: skip
         return out
 
     def versions(self) -> list[int]:
