@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.format.chunks import ChunkReader, SampleBatch, concat, take
-from tensorhouse.format.chunks.reader import gather
+from tensorhouse.format.chunks.reader import Expect, check_stats, gather
 from tensorhouse.format.chunks.samples import normalize
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
@@ -180,7 +180,8 @@ class SnapshotReader:
             ref = idx.refs[c]
             if ref is not None:
                 local = row - int(idx.starts[c])
-                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size)
+                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size,
+                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
                 null = np.array([bool(h.nulls[local])]) if h.nulls is not None else np.zeros(1, bool)
                 return [view], np.asarray(h.shapes)[local : local + 1], null
         cidx = idx.locate(rows)
@@ -200,7 +201,8 @@ class SnapshotReader:
                 shapes[sel] = empty.shapes[0]
                 nulls[sel] = True
                 return
-            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size)
+            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size,
+                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
             for i, v in zip(sel.tolist(), got, strict=True):
                 views[i] = v
             shapes[sel] = np.asarray(h.shapes)[local]
@@ -219,7 +221,10 @@ class SnapshotReader:
         ref = idx.refs[c]
         if ref is None:
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
-        return self.reader.read_all(ref.path, ref.size)
+        batch = self.reader.read_all(ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows))
+        if ctype.is_scalar and ref.stats:  # read anyway: checking the log's statistics costs one pass
+            check_stats(batch, ref.stats, dtype=ctype.storage_dtype, where=f"{self.reader.store.uri}/{ref.path}")
+        return batch
 
     def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,
                      batch_size: int = 65536, with_rowid: bool = False,

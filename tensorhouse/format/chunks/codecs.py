@@ -44,7 +44,14 @@ def compress(codec: str, data: bytes | memoryview) -> bytes:
 
 
 def decompress(codec: str, data: bytes | memoryview, raw_length: int) -> bytes | memoryview:
-    """Decompress a data section; its size must equal ``raw_length`` exactly."""
+    """Decompress a data section; its size must equal ``raw_length`` exactly.
+
+    ``raw_length`` comes from a stranger's header: it is checked against the
+    limits (absolute, and relative to the stored size) before any allocation.
+    """
+    from tensorhouse.format.chunks.header import check_expansion
+
+    check_expansion(codec, len(data), raw_length)
     try:
         if codec == "none":
             out: bytes | memoryview = data
