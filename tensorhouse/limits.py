@@ -181,17 +181,23 @@ def check(name: str, value: int, *, what: str, error: type[Exception] = LimitExc
 
 
 def read_bounded(store: Any, key: str, limit: str, *, what: str, error: type[Exception]) -> bytes:
-    """``store.get(key)``, refused before reading when the object is over limit ``limit``.
+    """``store.get(key)``, refused when the object is over limit ``limit``, never reading more.
 
-    The size is asked first (a listing or stat, no data), so a 64 GiB sparse
-    file costs nothing; the length read is checked again (the object may have
-    grown in between).
+    A local store is asked the size first (a stat: a 64 GiB sparse file costs
+    nothing); elsewhere one range read of ``limit + 1`` bytes (no extra
+    request, and at most the limit in memory). The length read is checked
+    either way (a local file may have grown in between).
     """
-    size = store.size(key)
-    check(limit, size, what=f"{store.uri}/{key}: {what} of {size} bytes", error=error)
-    data = store.get(key)
-    check(limit, len(data), what=f"{store.uri}/{key}: {what} of {len(data)} bytes", error=error)
-    return data
+    cap = getattr(current(), limit)
+    if store.is_local:
+        size = store.size(key)
+        check(limit, size, what=f"{store.uri}/{key}: {what} of {size} bytes", error=error)
+        data = store.get(key)
+    else:
+        data = store.get_range(key, 0, cap + 1)
+    check(limit, len(data), what=f"{store.uri}/{key}: {what} of {len(data)}{'+' if len(data) > cap else ''} bytes",
+          error=error)  # fmt: skip
+    return bytes(data)
 
 
 # -- JSON -----------------------------------------------------------------------------

@@ -46,7 +46,9 @@ def _str(d: Mapping[str, Any], key: str) -> str:
 def _check_path(path: str) -> str:
     """Data paths come from strangers' logs: relative, inside the dataset, no '..'."""
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
+    # NUL and ".tmp-" (names stores reserve for staged writes) would only fail later, in the store.
+    if (not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path
+            or "\x00" in path or parts[-1].startswith(".tmp-")):  # fmt: skip
         raise CorruptLogError(f"unsafe data path {path!r} in the log")
     return path
 

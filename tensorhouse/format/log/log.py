@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tensorhouse import limits
 from tensorhouse.errors import (
     CommitConflictError,
     ConditionalPutUnsupportedError,
@@ -43,8 +44,8 @@ log = logging.getLogger("tensorhouse.log")
 LOG_DIR = "_log/"
 CHECKPOINT_INTERVAL = 100
 CHECKPOINT_FORMAT = "tensorhouse.checkpoint"
-#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory).
-MAX_ENTRY_BYTES = 256 << 20
+#: Largest JSON document we agree to parse: now ``tensorhouse.limits`` (max_log_entry_bytes).
+MAX_ENTRY_BYTES = limits.Limits().max_log_entry_bytes
 #: Retries are bounded by time, not a small count: with W writers racing, each
 #: round has one winner, so a fixed count of ~50 starves someone when W ~ 16
 #: (seen: 16 processes x 200 appends on 2 cores). A blind append always wins eventually.
@@ -144,16 +145,13 @@ class Log:
         if self.parent and version <= self.parent[1]:
             return self.parent[0].read(version)
         key = self.entry_key(version)
+        where = f"{self.store.uri}/{key}"
         try:
-            raw = self.store.get(key)
+            # Size-checked before reading, depth- and digit-limited parse (tensorhouse.limits).
+            raw = limits.read_bounded(self.store, key, "max_log_entry_bytes", what="log entry", error=CorruptLogError)
         except ObjectNotFoundError as err:
             raise VersionNotFoundError(f"{self.store.uri}: version {version} does not exist") from err
-        if len(raw) > MAX_ENTRY_BYTES:
-            raise CorruptLogError(f"{self.store.uri}/{key}: entry of {len(raw)} bytes exceeds the limit")
-        try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CorruptLogError(f"{self.store.uri}/{key}: not valid JSON (torn or corrupt entry): {err}") from err
+        doc = limits.parse_json(raw, where=where, what="log entry (torn or corrupt?)", error=CorruptLogError)
         try:
             return Commit.from_dict(doc, version)
         except CorruptLogError as err:
@@ -166,11 +164,9 @@ class Log:
 
     def read_checkpoint(self, version: int) -> Snapshot:
         key = self.checkpoint_key(version)
-        raw = self.store.get(key)
-        if len(raw) > MAX_ENTRY_BYTES:
-            raise CorruptLogError(f"{self.store.uri}/{key}: checkpoint exceeds the size limit")
+        raw = limits.read_bounded(self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError)
         try:
-            doc = json.loads(raw)
+            doc = limits.parse_json(raw, where=f"{self.store.uri}/{key}", what="checkpoint", error=CorruptLogError)
             if doc.get("format") != CHECKPOINT_FORMAT or doc.get("format_version") != 1:
                 raise CorruptLogError("not a tensorhouse checkpoint of a known version")
             state = doc["state"]
@@ -178,7 +174,7 @@ class Log:
             if digest != doc.get("sha256"):
                 raise CorruptLogError("checkpoint checksum mismatch")
             snap = Snapshot.from_dict(state)
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
             raise CorruptLogError(f"{self.store.uri}/{key}: unreadable checkpoint: {err!r}") from err
         except CorruptLogError as err:
             raise CorruptLogError(f"{self.store.uri}/{key}: {err}") from err
