@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from tensorhouse.errors import RowNotFoundError
 from tensorhouse.format.chunks import ChunkReader, SampleBatch, concat, take
 from tensorhouse.format.chunks.reader import Expect, check_stats, gather
 from tensorhouse.format.chunks.samples import normalize
@@ -155,7 +156,7 @@ class SnapshotReader:
                 ok[sel] &= ~np.isin(offs[sel], dead)
         if not np.all(ok):
             bad = int(rowids[np.flatnonzero(~ok)[0]])
-            raise KeyError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
+            raise RowNotFoundError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
         return self.frag_starts[pos_c] + offs
 
     def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
