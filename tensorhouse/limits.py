@@ -74,7 +74,9 @@ class Limits:
     #: Characters of a ``where=`` predicate.
     max_predicate_chars: int = 1 * MiB
     #: Nesting depth of a predicate (parentheses, NOT, arithmetic).
-    max_predicate_depth: int = 200
+    max_predicate_depth: int = 64
+    #: AND/OR operators in one predicate (equalities on one column ORed together count once).
+    max_predicate_terms: int = 2048
     #: Nesting depth of a JSON document (log entries, tags, checkpoints, Json values).
     max_json_depth: int = 200
     #: Bytes one tensor UDF call may return (decode_image, image_resize, ...).
