@@ -133,8 +133,11 @@ class Transaction:
     def append(self, data: Data) -> int:
         """Add rows; returns how many."""
         columns, n = to_columns(data, self.schema)
+        if not n:  # nothing to validate: empty columns have no dtype to check (an empty list is float64)
+            self._apply("append", [])
+            return 0
         batches = normalize_columns(columns, self.schema)
-        pending = write_fragments(self.ds.store, self.state, batches, n) if n else []
+        pending = write_fragments(self.ds.store, self.state, batches, n)
         first = self.state.next_fragment_id
         self._apply("append", [Action("add_fragment", p.with_id(first + i)) for i, p in enumerate(pending)])
         return n

@@ -18,6 +18,7 @@ from tensorhouse.format.chunks import (
 from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, Fragment
 from tensorhouse.format.log.snapshot import Snapshot
 from tensorhouse.format.threads import io_pool, pool
+from tensorhouse.format.validate import check_batch
 from tensorhouse.storage.base import Store
 from tensorhouse.types import ColumnType, Schema
 
@@ -45,7 +46,10 @@ def chunk_bytes(snapshot: Snapshot, name: str) -> int:
 
 def normalize_columns(columns: Mapping[str, Any], schema: Schema) -> dict[str, SampleBatch]:
     """Validate every column before anything is written, so bad input writes nothing."""
-    return {name: normalize(columns[name], schema[name], name) for name in schema.names}
+    batches = {name: normalize(columns[name], schema[name], name) for name in schema.names}
+    for name, batch in batches.items():
+        check_batch(batch, schema[name], name)  # values no later read could serve (tensorhouse.limits)
+    return batches
 
 
 def write_fragments(store: Store, snapshot: Snapshot, batches: Mapping[str, SampleBatch],
