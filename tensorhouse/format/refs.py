@@ -86,7 +86,8 @@ def read_tag(store: Store, name: str) -> Tag:
     except ObjectNotFoundError:
         raise VersionNotFoundError(f"{store.uri}: no tag {name!r}") from None
     branch, version, created = doc.get("branch"), doc.get("version"), doc.get("created_ms", 0)
-    if not isinstance(branch, str) or not _valid_int(version) or not _valid_int(created):
+    if (not isinstance(branch, str) or not _NAME.match(branch) or ".." in branch or not _valid_int(version)
+            or not _valid_int(created)):  # fmt: skip
         raise CorruptLogError(f"{store.uri}: tag {name!r} is malformed")
     return Tag(name, branch, version, created)
 

@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from tensorhouse.errors import SchemaError, TensorhouseError
 from tensorhouse.format.chunks import (
     DEFAULT_CHUNK_BYTES,
     SampleBatch,
@@ -46,10 +47,20 @@ def chunk_bytes(snapshot: Snapshot, name: str) -> int:
 
 def normalize_columns(columns: Mapping[str, Any], schema: Schema) -> dict[str, SampleBatch]:
     """Validate every column before anything is written, so bad input writes nothing."""
-    batches = {name: normalize(columns[name], schema[name], name) for name in schema.names}
+    batches = {name: _normalize(columns[name], schema[name], name) for name in schema.names}
     for name, batch in batches.items():
         check_batch(batch, schema[name], name)  # values no later read could serve (tensorhouse.limits)
     return batches
+
+
+def _normalize(values: Any, ctype: ColumnType, name: str) -> SampleBatch:
+    """normalize(), with numpy's and Python's own errors for malformed values turned into SchemaError."""
+    try:
+        return normalize(values, ctype, name)
+    except TensorhouseError:
+        raise
+    except (ValueError, TypeError, OverflowError, AttributeError, IndexError) as err:  # e.g. ragged nested lists
+        raise SchemaError(f"column {name!r}: values do not fit a {type(ctype).__name__} column: {err}") from err
 
 
 def write_fragments(store: Store, snapshot: Snapshot, batches: Mapping[str, SampleBatch],

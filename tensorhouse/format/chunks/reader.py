@@ -93,6 +93,8 @@ class Expect:
         elif h.num_samples:
             fixed = [(i, d) for i, d in enumerate(self.shape) if d is not None]
             shapes = np.asarray(h.shapes[:1]) if h.uniform else np.asarray(h.shapes)
+            if h.nulls is not None:  # a null sample's shape is all zeros: only values must fit
+                shapes = shapes[:0] if h.uniform and h.nulls.all() else shapes if h.uniform else shapes[~h.nulls]
             for i, d in fixed:
                 if bool((shapes[:, i] != d).any()):
                     bad = f"holds samples of shape {shapes[0].tolist()}, the column's is {list(self.shape)}"
