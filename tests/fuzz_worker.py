@@ -1,6 +1,6 @@
 """One fuzz campaign, run in its own process by tests/test_fuzz_format.py.
 
-    python tests/fuzz_worker.py KIND MAX_EXAMPLES [--random]
+    python tests/fuzz_worker.py KIND[,KIND...] MAX_EXAMPLES [--random]
 
 KIND is a stored file kind (log_entry, checkpoint, chunk_header, chunk_data,
 deletion_vector, tag) or an API input (predicate, append). For file kinds,
@@ -32,12 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile import write_entry  # noqa: E402
+from hostile import write_entry
 
-import tensorhouse as th  # noqa: E402
-from tensorhouse.errors import TensorhouseError  # noqa: E402
-from tensorhouse.format.chunks import header as H  # noqa: E402
-from tensorhouse.format.chunks.codecs import encode_image  # noqa: E402
+import tensorhouse as th
+from tensorhouse.errors import TensorhouseError
+from tensorhouse.format.chunks import header as H
+from tensorhouse.format.chunks.codecs import encode_image
 
 SCHEMA = {
     "id": "int64",
@@ -214,11 +214,19 @@ def mutate_header(path: Path, m: Any) -> None:
 # -- campaigns -----------------------------------------------------------------------------------
 
 
+_TEMPLATE: tuple[Path, dict[int, Any]] | None = None
+
+
 class Campaign:
+    """Copies of one small dataset (built once per process) for mutations, and its true contents."""
+
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="th-fuzz-"))
+        global _TEMPLATE
+        if _TEMPLATE is None:
+            base = Path(tempfile.mkdtemp(prefix="th-fuzz-"))
+            _TEMPLATE = base, build(base / "template")
+        self.base, self.reference = _TEMPLATE
         self.template = self.base / "template"
-        self.reference = build(self.template)
 
     def copy(self) -> Path:
         root = self.base / uuid.uuid4().hex  # a fresh path: the process-wide header cache is keyed by it
@@ -230,8 +238,6 @@ class Campaign:
             version, got = read_all(str(root), **open_kw)
         except TensorhouseError:
             return
-        finally:
-            pass
         if open_kw.get("tag") is not None:
             assert got in self.reference.values(), "a mutated tag opened data of no version"
             return
@@ -328,7 +334,7 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
                            st.lists(st.integers(0, 4), max_size=3).map(tuple),
                            st.sampled_from(["int8", "int64", "float16", "float64", "bool", "uint8", "U3", "O"]))  # fmt: skip
         column = st.one_of(st.lists(st.one_of(value, arrays), max_size=4), arrays, value)
-        data = st.one_of(st.dictionaries(st.sampled_from(list(SCHEMA) + ["bogus"]), column, max_size=len(SCHEMA) + 1),
+        data = st.one_of(st.dictionaries(st.sampled_from([*SCHEMA, "bogus"]), column, max_size=len(SCHEMA) + 1),
                          st.lists(st.dictionaries(st.sampled_from(list(SCHEMA)), value), max_size=3), value)  # fmt: skip
 
         @cfg
@@ -347,8 +353,10 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
     try:
         prop()
     finally:
-        if c is not None:
-            shutil.rmtree(c.base, ignore_errors=True)
+        if c is not None:  # keep the template for the next kind, drop the copies
+            for p in c.base.iterdir():
+                if p.name != "template":
+                    shutil.rmtree(p, ignore_errors=True)
 
 
 class _Rollback(Exception):
@@ -359,5 +367,7 @@ if __name__ == "__main__":
     import logging
 
     logging.getLogger("tensorhouse").setLevel(logging.ERROR)  # skipped checkpoints are expected here
-    run(sys.argv[1], int(sys.argv[2]), "--random" in sys.argv[3:])
+    for kind in sys.argv[1].split(","):
+        run(kind, int(sys.argv[2]), "--random" in sys.argv[3:])
+        print(kind, "ok", flush=True)
     print("ok")
