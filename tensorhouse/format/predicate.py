@@ -374,8 +374,9 @@ def parse_with_columns(text: str, columns: Collection[str] | Mapping[str, pa.Dat
     p = _Parser(text, columns)
     try:
         expr = p.parse()
-    except RecursionError as err:  # a safety net: the depth limit should stop it first
-        raise limits.exceeded("max_predicate_depth", p.depth, what="predicate nests", error=PredicateError) from err
+    except RecursionError as err:  # max_predicate_depth raised past what the interpreter's stack holds
+        raise PredicateError(f"predicate nests {p.depth} levels deep, more than Python's recursion limit "
+                             "allows; max_predicate_depth above ~100 needs sys.setrecursionlimit too") from err
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as err:
         raise PredicateError(f"predicate {text[:200]!r} is not valid: {err}") from err
     if isinstance(columns, Mapping) and all(c in columns for c in p.used):
