@@ -156,6 +156,9 @@ class Log:
             return Commit.from_dict(doc, version)
         except CorruptLogError as err:
             raise CorruptLogError(f"{self.store.uri}/{key}: {err}") from err
+        except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as err:
+            # A crafted entry (valid crc) of the wrong shape, e.g. a number where an object belongs.
+            raise CorruptLogError(f"{self.store.uri}/{key}: malformed entry: {err!r}") from err
 
     def _read_many(self, versions: Sequence[int]) -> list[Commit]:
         if len(versions) <= 2:
