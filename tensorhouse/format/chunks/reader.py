@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptChunkError
 from tensorhouse.format.chunks import codecs
 from tensorhouse.format.chunks.header import (
@@ -99,6 +100,13 @@ class Expect:
                 if bool((shapes[:, i] != d).any()):
                     bad = f"holds samples of shape {shapes[0].tolist()}, the column's is {list(self.shape)}"
                     break
+            if bad is None and self.sample_codec is not None and len(shapes) and shapes.shape[1] >= 2:
+                # Decoding allocates H x W x C from these shapes before the codec sees a byte.
+                pixels = shapes[:, 0].astype(np.float64) * shapes[:, 1]
+                worst = int(pixels.argmax())
+                limits.check("max_image_pixels", int(pixels[worst]),
+                             what=f"{where} (column {self.column!r}): an image of {shapes[worst, 0]}x"
+                                  f"{shapes[worst, 1]} pixels", error=CorruptChunkError)  # fmt: skip
         if bad is not None:
             raise CorruptChunkError(f"{where} (column {self.column!r}) {bad}")
 
