@@ -60,6 +60,8 @@ class Limits:
     max_deletion_vector_bytes: int = 256 * MiB
     #: One chunk header (shapes, offsets and checksums of the chunk's samples).
     max_chunk_header_bytes: int = 256 * MiB
+    #: Samples in one chunk (the reader builds 8 bytes of offsets per sample; the writer never exceeds 2^24).
+    max_chunk_samples: int = 1 << 24
     #: One chunk's data section after decompression.
     max_chunk_decompressed_bytes: int = 2 * GiB - 1
     #: Decompressed / stored size of a chunk, once the decompressed size is over
