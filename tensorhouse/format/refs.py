@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from tensorhouse import limits
 from tensorhouse.errors import (
@@ -53,7 +54,7 @@ class Tag:
     created_ms: int
 
 
-def _valid_int(v: object) -> bool:
+def _valid_int(v: object) -> TypeGuard[int]:
     """A JSON integer, not a bool (``True`` is an int to Python: ``"version": true`` is not version 1)."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 

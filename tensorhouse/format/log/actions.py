@@ -189,8 +189,12 @@ class Metadata:
         config = d.get("config", {})
         if not isinstance(config, Mapping):
             raise CorruptLogError("metadata config must be an object")
-        return Metadata(_str(d, "dataset_id"), schema, {k: _int(ids, k) for k in ids},
-                        _int(d, "next_field_id"), dict(config))  # fmt: skip
+        field_ids = {k: _int(ids, k) for k in ids}
+        next_id = _int(d, "next_field_id")
+        # Field ids are handed out from next_field_id: a duplicate or a higher one is a forged map.
+        if len(set(field_ids.values())) != len(field_ids) or any(v >= next_id for v in field_ids.values()):
+            raise CorruptLogError("metadata field_ids are not distinct ids below next_field_id")
+        return Metadata(_str(d, "dataset_id"), schema, field_ids, next_id, dict(config))
 
 
 @dataclass(frozen=True)
