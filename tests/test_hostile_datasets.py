@@ -361,3 +361,25 @@ def test_crafted_entry_keeps_the_right_data_when_it_passes(tmp_path: Path) -> No
     assert th.open(str(root)).to_table().equals(before)
     write_entry(entry_path(root, 1), json.loads(entry_path(root, 1).read_text()))
     assert stat.S_ISREG(os.stat(entry_path(root, 1)).st_mode)
+
+
+def test_resealed_text_chunk_with_invalid_utf8_is_a_corrupt_chunk(tmp_path: Path) -> None:
+    from tensorhouse.format.chunks.header import block_checksums, decode_header, encode_header
+
+    root = tmp_path / "ds"
+    ds = th.create(str(root), {"t": th.Text(compression="none")})
+    ds.append({"t": ["ab", "cd"]})
+    chunk = chunk_file(root, "t")
+    data = bytearray(chunk.read_bytes())
+    h = decode_header(bytes(data))
+    data[h.header_length] = 0xFF  # not UTF-8; then reseal the block checksums and the header, as an attacker would
+    body = bytes(data[h.header_length :])
+    head = encode_header(chunk_codec="none", sample_codec=None, dtype="str", ndim=0, shapes=np.asarray(h.shapes),
+                         offsets=h.offsets, nulls=h.nulls, data_length=len(body), raw_length=len(body),
+                         block_size=h.block_size, block_crcs=block_checksums(body, h.block_size))  # fmt: skip
+    chunk.write_bytes(head + body)
+    with pytest.raises(CorruptChunkError, match="UTF-8"):
+        th.open(str(root)).take([0])
+    with pytest.raises(CorruptChunkError, match="UTF-8"):
+        th.open(str(root)).to_table()
+    assert th.open(str(root)).take([1])["t"] == ["cd"]  # the other sample is fine

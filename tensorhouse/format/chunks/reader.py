@@ -250,10 +250,20 @@ class ChunkReader:
             raw = codecs.decompress(h.chunk_codec, stored, h.raw_length)
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
+        if h.dtype == "str":
+            check_utf8(raw, h.offsets, f"{self.store.uri}/{path}")
         return SampleBatch(raw, h.offsets, np.asarray(h.shapes), h.nulls)
 
     def read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
                       size: int | None = None, expect: Expect | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
+        views, h = self._read_payloads(path, rows, header_length=header_length, size=size, expect=expect)
+        if h.dtype == "str" and h.chunk_codec == "none":  # (compressed chunks were checked whole by read_all)
+            for v in views:
+                check_utf8(v, np.array([0, len(v)]), f"{self.store.uri}/{path}")
+        return views, h
+
+    def _read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
+                       size: int | None = None, expect: Expect | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
         """Views of the stored payloads of ``rows`` (chunk-local, any order), verified, and the header.
 
         Locally: slices of the mapped file, no system call once mapped. Elsewhere:
@@ -323,7 +333,10 @@ class ChunkReader:
         last = min(max(-(-e // bs), s // bs + 1), len(h.block_crcs))
         if m.verified is None or not all(m.verified[b] for b in range(s // bs, last)):
             self._verify_mapped(m, h, np.arange(s // bs, last), path)
-        return m.view[h.header_length + s : h.header_length + e], h
+        view = m.view[h.header_length + s : h.header_length + e]
+        if h.dtype == "str":
+            check_utf8(view, np.array([0, e - s]), f"{self.store.uri}/{path}")
+        return view, h
 
     def read_rows(self, path: str, rows: Sequence[int] | np.ndarray, *, header_length: int | None = None,
                   size: int | None = None) -> SampleBatch:  # fmt: skip
@@ -331,6 +344,21 @@ class ChunkReader:
         rows = np.asarray(rows, dtype=np.int64)
         views, h = self.read_payloads(path, rows, header_length=header_length, size=size)
         return gather(views, np.asarray(h.shapes)[rows], h.nulls[rows] if h.nulls is not None else None)
+
+
+def check_utf8(data: bytes | memoryview, offsets: np.ndarray, where: str) -> None:
+    """Text samples must be UTF-8: a crafted (resealed) chunk would otherwise fail later, in user code."""
+    import pyarrow as pa
+
+    try:
+        pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(np.ascontiguousarray(offsets, np.int64)),
+                                         pa.py_buffer(data)).validate(full=True)  # fmt: skip
+    except (pa.ArrowInvalid, ValueError) as err:
+        # Chunks written before lone surrogates were refused hold them "surrogatepass"-encoded: still readable.
+        try:
+            bytes(data).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise CorruptChunkError(f"{where}: a text sample is not valid UTF-8 ({err})") from err
 
 
 def gather(views: Sequence[memoryview | bytes], shapes: np.ndarray, nulls: np.ndarray | None) -> SampleBatch:
