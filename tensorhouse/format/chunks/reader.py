@@ -59,6 +59,8 @@ class HeaderCache:
 
 
 _HEADERS = HeaderCache()
+#: Text chunks whose samples were checked to be UTF-8 in this process.
+_TEXT_OK = HeaderCache()
 
 
 @dataclass(frozen=True)
@@ -251,15 +253,26 @@ class ChunkReader:
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         if h.dtype == "str":
-            check_utf8(raw, h.offsets, f"{self.store.uri}/{path}")
+            self._check_text(path, raw, h)
         return SampleBatch(raw, h.offsets, np.asarray(h.shapes), h.nulls)
+
+    def _check_text(self, path: str, raw: bytes | memoryview, h: ChunkHeader) -> None:
+        """A whole text chunk is UTF-8, checked once per process (chunk files are immutable)."""
+        key = (self.store.uri, path)
+        if _TEXT_OK.get(key) is None:
+            check_utf8(raw, h.offsets, f"{self.store.uri}/{path}")
+            _TEXT_OK.put(key, h)
 
     def read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
                       size: int | None = None, expect: Expect | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
         views, h = self._read_payloads(path, rows, header_length=header_length, size=size, expect=expect)
-        if h.dtype == "str" and h.chunk_codec == "none":  # (compressed chunks were checked whole by read_all)
-            for v in views:
-                check_utf8(v, np.array([0, len(v)]), f"{self.store.uri}/{path}")
+        if h.dtype == "str" and _TEXT_OK.get((self.store.uri, path)) is None:
+            m = self._mapped(path, size)
+            if m is not None:  # local: check the whole chunk once
+                self._check_text(path, m.view[h.header_length : h.header_length + h.raw_length], h)
+            else:  # remote, uncompressed (read_all checked compressed ones whole): just these samples
+                for v in views:
+                    check_utf8(v, np.array([0, len(v)]), f"{self.store.uri}/{path}")
         return views, h
 
     def _read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
@@ -333,10 +346,9 @@ class ChunkReader:
         last = min(max(-(-e // bs), s // bs + 1), len(h.block_crcs))
         if m.verified is None or not all(m.verified[b] for b in range(s // bs, last)):
             self._verify_mapped(m, h, np.arange(s // bs, last), path)
-        view = m.view[h.header_length + s : h.header_length + e]
         if h.dtype == "str":
-            check_utf8(view, np.array([0, e - s]), f"{self.store.uri}/{path}")
-        return view, h
+            self._check_text(path, m.view[h.header_length : h.header_length + h.raw_length], h)
+        return m.view[h.header_length + s : h.header_length + e], h
 
     def read_rows(self, path: str, rows: Sequence[int] | np.ndarray, *, header_length: int | None = None,
                   size: int | None = None) -> SampleBatch:  # fmt: skip
