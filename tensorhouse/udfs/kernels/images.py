@@ -98,7 +98,7 @@ def decode_batch(arr: pa.Array | pa.ChunkedArray, fn: str = "decode_image", pos:
         limits.check("max_image_pixels", h * w, what=f"{fn}: row {i} is an image of {h}x{w} pixels",
                      error=UDFArgumentError)  # fmt: skip
         total += h * w * max(c, 3)
-    limits.check("max_udf_output_bytes", total, what=f"{fn}: decoding these {len(rows)} images needs {total} bytes",
+    limits.check("max_udf_output_bytes", total, what=f"{fn}: bytes needed to decode {len(rows)} images",
                  error=UDFArgumentError)  # fmt: skip
     if len(rows) > 2:
         from tensorhouse.format.threads import pool
@@ -199,7 +199,8 @@ def image_resize(imgs: pa.Array | pa.ChunkedArray, height: int, width: int) -> p
     # The result, and the float32 rows resizing goes through (4 bytes a value), checked before allocating.
     channels = int(tb.shapes[tb.valid, 2].sum()) if tb.n and tb.shapes.shape[1] == 3 else 0
     limits.check("max_udf_output_bytes", 5 * h * w * channels,
-                 what=f"{fn}: resizing {int(tb.valid.sum())} images to {h}x{w} needs", error=UDFArgumentError)
+                 what=f"{fn}: bytes needed to resize {int(tb.valid.sum())} images to {h}x{w}",
+                 error=UDFArgumentError)  # fmt: skip
 
     def apply(stack: np.ndarray, shape: tuple[int, ...], first_row: int) -> np.ndarray:
         if shape[0] == 0 or shape[1] == 0:
