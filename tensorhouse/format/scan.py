@@ -76,13 +76,14 @@ class SnapshotReader:
         self.snapshot = snapshot
         self.reader = reader
         self._indexes: dict[str, ColumnIndex] = {}
-        sizes = [f.num_rows for f in snapshot.fragments]
+        # Vectorised: a snapshot opened from a checkpoint builds no fragment object for this.
+        sizes = snapshot.fragment_rows()
         self.frag_starts = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.frag_starts[1:])
-        self.frag_ids = np.array([f.id for f in snapshot.fragments], dtype=np.int64)
+        self.frag_ids = snapshot.fragment_ids()
         self._deleted: dict[int, np.ndarray] = {}
         self._live: np.ndarray | None = None
-        self.has_deletions = any(f.deletion for f in snapshot.fragments)
+        self.has_deletions = snapshot.has_deletions
 
     @property
     def num_rows(self) -> int:
@@ -246,10 +247,9 @@ class SnapshotReader:
         if ref is None:
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
         batch = self.reader.read_all(ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows))
-        if isinstance(ctype, Arrow):
-            # A columnar chunk: the "raw" section is one Parquet-encoded column.
-            return of_column(columnar.decode(batch.data, ctype.arrow_type(), len(batch)))
-        if ctype.is_scalar and ref.stats:  # read anyway: checking the log's statistics costs one pass
+        if batch.column is not None and batch.column.type != ctype.arrow_type():
+            return of_column(columnar.cast(batch.column, ctype.arrow_type(), name))
+        if batch.column is None and ctype.is_scalar and ref.stats:  # read anyway: checking the stats costs one pass
             check_stats(batch, ref.stats, dtype=ctype.storage_dtype, where=f"{self.reader.store.uri}/{ref.path}")
         return batch
 
