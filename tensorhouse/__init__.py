@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tensorhouse import types
+from tensorhouse import limits, types
 from tensorhouse.errors import (
     CodecError,
     CommitConflictError,
@@ -117,6 +117,7 @@ __all__ = [
     "VersionInfo",
     "VersionNotFoundError",
     "create",
+    "limits",
     "open",
     "types",
 ]

@@ -24,8 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import (
+    ArgumentError,
     DatasetExistsError,
     DatasetNotFoundError,
+    RowNotFoundError,
     SchemaError,
     UnsupportedError,
     VersionNotFoundError,
@@ -314,7 +316,7 @@ class Dataset:
         if isinstance(indices, list) and len(indices) == 1 and isinstance(indices[0], int):
             i, n = indices[0], len(self)  # the common single-row case, without array checks
             if not -n <= i < n:
-                raise IndexError(f"row {i} is out of range for {n} rows")
+                raise RowNotFoundError(f"row {i} is out of range for {n} rows")
             return np.array([i + n if i < 0 else i], dtype=np.int64)
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu":
@@ -326,7 +328,7 @@ class Dataset:
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):
             bad = int(idx[(idx < -n) | (idx >= n)][0])
-            raise IndexError(f"row {bad} is out of range for {n} rows")
+            raise RowNotFoundError(f"row {bad} is out of range for {n} rows")
         return np.where(idx < 0, idx + n, idx)
 
     def take(self, indices: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None, *,
@@ -567,6 +569,8 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     """
     if sum(x is not None for x in (version, timestamp, tag)) > 1:
         raise ValueError("give at most one of version=, timestamp=, tag=")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int | np.integer)):
+        raise ArgumentError(f"open(version=...) takes an int version number, got {version!r}")
     store = open_store(uri, storage_options)
     if tag is not None:
         t = refs.read_tag(store, tag)
