@@ -62,6 +62,7 @@ _LAZY = {
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
+    "ray": "tensorhouse.ray",
 }
 
 
