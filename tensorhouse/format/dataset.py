@@ -132,12 +132,9 @@ class Dataset:
         lazy = self.__dict__.get("_lazy")
         if lazy is None or name.startswith("__"):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        del self.__dict__["_lazy"]
-        try:
-            opened = _open_pinned(self.__dict__.pop("_uri_pending"), **lazy)
-        except BaseException:
-            self.__dict__["_lazy"] = lazy
-            raise
+        # A failed open (storage unreachable) leaves the object unopened: the next use tries again.
+        opened = _open_pinned(self.__dict__["_uri_pending"], **lazy)
+        del self.__dict__["_lazy"], self.__dict__["_uri_pending"]
         self.__dict__.update(opened.__dict__)
         return getattr(self, name)
 

@@ -80,15 +80,24 @@ def _metadata_type(f: pa.Field) -> ColumnType | None:
 SchemaLike = Mapping[str, TypeLike] | Schema | Dataset
 
 
-def _given(schema: SchemaLike | None, names: Sequence[str]) -> dict[str, ColumnType]:
-    if isinstance(schema, Dataset):  # the source dataset: the types of its columns the job kept
+@dataclass(frozen=True)
+class _SourceTypes:
+    """The types of a source dataset: used for the columns a job kept, ignored for the others."""
+
+    schema: Schema
+
+
+def _given(schema: SchemaLike | _SourceTypes | None, names: Sequence[str]) -> dict[str, ColumnType]:
+    if isinstance(schema, Dataset):
+        schema = _SourceTypes(schema.schema)
+    if isinstance(schema, _SourceTypes):
         return {n: t for n, t in schema.schema.columns if n in names}
     if isinstance(schema, Schema):
         return dict(schema.columns)
     return {k: as_type(v) for k, v in (schema or {}).items()}
 
 
-def resolve_types(arrow_schema: pa.Schema, schema: SchemaLike | None = None) -> Schema:
+def resolve_types(arrow_schema: pa.Schema, schema: SchemaLike | _SourceTypes | None = None) -> Schema:
     """The tensorhouse schema for a Ray block's Arrow schema (see the module notes)."""
     names = [f.name for f in arrow_schema if f.name != ROWID]
     given = _given(schema, names)
@@ -138,7 +147,8 @@ class TensorhouseDatasink(Datasink[TaskResult]):
             raise ValueError(f"group_bytes must be positive, got {group_bytes}")
         self._uri = uri
         self._mode: Mode = mode
-        self._given = schema
+        # A source Dataset travels to the tasks as its types only.
+        self._given = _SourceTypes(schema.schema) if isinstance(schema, Dataset) else schema
         self._options = dict(storage_options or {})
         self._message = message
         self._group_bytes = int(group_bytes)
@@ -148,9 +158,7 @@ class TensorhouseDatasink(Datasink[TaskResult]):
             existing = open_uri(uri, storage_options=self._options or None)
         if existing is not None and mode == "create":
             raise DatasetExistsError(f"a dataset already exists at {uri}; use mode='append' or 'overwrite'")
-        if isinstance(schema, Dataset):  # pickled by its URI and version; tasks need only its types
-            schema = schema.schema
-        if existing is not None and schema is not None:
+        if existing is not None and schema is not None and not isinstance(schema, Dataset):
             given = _given(schema, list(existing.schema.names))
             differ = [n for n, t in given.items() if n not in existing.schema or t != existing.schema[n]]
             if differ:
@@ -235,7 +243,7 @@ class TensorhouseDatasink(Datasink[TaskResult]):
                               "pass schema= to fix them")  # fmt: skip
         if schemas:
             target = schemas.pop()
-        elif self._given is not None and not isinstance(self._given, Dataset):
+        elif self._given is not None and not isinstance(self._given, _SourceTypes):
             target = Schema.of(self._given)
         else:
             raise SchemaError(f"nothing to write to {self._uri} and no schema= to create the dataset with")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +46,7 @@ TASK_BYTES = 128 << 20
 #: Stored bytes per scanned batch when images are decoded (JPEG grows ~10x in memory).
 DECODE_BATCH_BYTES = 8 << 20
 
-Filter = str | pc.Expression | None
+Filter: TypeAlias = str | pc.Expression | None
 
 
 def _process_local(uri: str) -> bool:
