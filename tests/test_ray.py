@@ -256,3 +256,31 @@ def test_memory_datasets_within_one_process() -> None:
     rds = th.ray.read("memory://ray-mem-src", filter="id < 30")
     assert th.ray.write(rds, "memory://ray-mem-out", mode="create") == 1
     assert sorted(th.open("memory://ray-mem-out").to_table(["id"]).column("id").to_pylist()) == list(range(30))
+
+
+@pytest.mark.parametrize("name", ["01_decode_augment_torch", "02_embedding_append", "03_scale_out"])
+def test_ray_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    folder = Path(__file__).resolve().parents[1] / "ray_examples"
+    monkeypatch.syspath_prepend(str(folder))
+    spec = importlib.util.spec_from_file_location(f"ray_example_{name[:2]}", folder / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    ray.cloudpickle.register_pickle_by_value(module)  # its functions run in the workers
+    from _data import pets  # the examples' generated images
+
+    if name == "02_embedding_append":
+        result = module.main(str(tmp_path))
+    else:
+        uri = str(tmp_path / "pets")
+        pets(uri, batches=6 if name == "03_scale_out" else 4, per=32)
+        result = module.main(uri)
+    if name == "01_decode_augment_torch":
+        assert 0 < result < 128  # the filter keeps some of the 128 images
+    elif name == "02_embedding_append":
+        assert result == 72
+    else:
+        assert result["read tasks"] == result["fragments"] and result["read tasks at 32 KiB per task"] > 6
