@@ -228,7 +228,7 @@ class TensorhouseDatasink(Datasink[TaskResult]):
         staged: list[StagedFragment] = []
         layout = WriteLayout.of_dataset(ds)
         for r in ordered:
-            staged.extend(r.fragments)
+            staged.extend(staging.adopt(ds, r.fragments))
             for t in r.tables:
                 staged.extend(staging.stage(layout, _rows(t, layout.schema, self._uri)))
         self.version = staging.commit(ds, staged, overwrite=self._mode == "overwrite", message=self._message)
@@ -249,7 +249,7 @@ class TensorhouseDatasink(Datasink[TaskResult]):
             raise SchemaError(f"nothing to write to {self._uri} and no schema= to create the dataset with")
         ds = create(self._uri, target, storage_options=self._options or None,
                     exist_ok=self._mode != "create")  # fmt: skip
-        if dict(ds.snapshot.metadata.field_ids) != dict(WriteLayout.for_new(self._uri, target).field_ids):
+        if dict(ds.snapshot.metadata.field_ids) != dict(WriteLayout.for_new(self._uri, target).metadata.field_ids):
             raise DatasetExistsError(f"a dataset with other columns was created at {self._uri} while this job ran")
         return ds
 

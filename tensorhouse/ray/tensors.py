@@ -166,7 +166,7 @@ def to_ray(arr: pa.Array | pa.ChunkedArray, ctype: ColumnType, *, decode_images:
     offs = np.frombuffer(off_buf, off_type)[arr.offset : arr.offset + n + 1]
     nulls = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     # Through numpy: a pyarrow buffer's own memoryview is signed chars, which decoders refuse.
-    view = memoryview(np.frombuffer(values, np.uint8)) if values is not None else memoryview(b"")
+    view = np.frombuffer(values, np.uint8).data if values is not None else memoryview(b"")
     views: list[memoryview | bytes] = [view[int(offs[i]) : int(offs[i + 1])] for i in range(n)]
     images = payloads_to_images(views, nulls, str(ctype.sample_codec), decode=True)
     return images_to_ray(images)
