@@ -108,8 +108,9 @@ def main() -> None:
         paths = build(root, n, args.fragments)
         print(f"[setup] {n} rows in {args.fragments} fragments per system, {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)  # fmt: skip
-        ray.init(num_cpus=2, object_store_memory=500 << 20, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)  # fmt: skip
+        # address="local": a fresh instance, never a cluster someone else started on this machine.
+        ray.init(address="local", num_cpus=2, object_store_memory=500 << 20, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)  # fmt: skip
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         # Ray 2.60's new read_parquet path (ListFiles -> ReadFiles) spent ~18 s per read listing four

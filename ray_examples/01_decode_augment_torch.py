@@ -50,5 +50,5 @@ def main(uri: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     main(sys.argv[1] if len(sys.argv) > 1 else None)

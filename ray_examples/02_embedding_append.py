@@ -55,5 +55,5 @@ def main(root: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     main()
