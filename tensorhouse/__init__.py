@@ -64,6 +64,7 @@ _LAZY = {
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
     "ray": "tensorhouse.ray",
+    "index": "tensorhouse.index",
 }
 
 
@@ -73,6 +74,8 @@ _LAZY_ATTRS = {
     "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
     "to_torch": ("tensorhouse.connector.results", "to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
+    "VectorSearchError": ("tensorhouse.index.errors", "VectorSearchError"),
+    "IndexNotFoundError": ("tensorhouse.index.errors", "IndexNotFoundError"),
 }
 
 

@@ -2,7 +2,8 @@
 
 ``register`` puts a dataset under a table name on a ``SessionContext``;
 ``install`` adds the table function ``tensorhouse(uri [, at])`` for time
-travel in SQL, and the tensor UDFs when they are available.
+travel in SQL, ``nearest(uri, column, [..], k)`` for vector search
+(:mod:`tensorhouse.index.sql`), and the tensor UDFs when they are available.
 
 How DataFusion 55 treats a registered dataset (measured):
 
@@ -133,6 +134,10 @@ def install(ctx: datafusion.SessionContext, *, name: str = "tensorhouse",
     """
     fn = table_function(storage_options=storage_options, rowid=rowid, name=name)
     ctx.register_udtf(datafusion.udtf(fn, name))
+    # Vector search in SQL: nearest(uri, column, [..], k [, where [, version]]) (tensorhouse.index.sql).
+    from tensorhouse.index.sql import install as install_nearest
+
+    install_nearest(ctx, storage_options=storage_options)
     _register_udfs(ctx)
 
 
