@@ -5,6 +5,7 @@ Example:
     $ tensorhouse create data/pets --schema '{"image": "image:jpeg", "label": "int64"}'
     $ tensorhouse ingest imagefolder ~/imagenet/train data/imagenet-train
     $ tensorhouse info data/imagenet-train
+    $ tensorhouse index create data/imagenet-train embedding --metric cosine
     $ tensorhouse sql "SELECT label, count(*) FROM t GROUP BY label" --dataset t=data/imagenet-train
 
 Exit codes: 0 success; 1 an error of ours (no dataset at the path, a
@@ -43,7 +44,8 @@ class CommandError(click.ClickException):
 class _Group(click.Group):
     """The top-level group; ``ingest`` and its source modules load only when that command runs."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.ingest.commands", "ingest")}
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.ingest.commands", "ingest"),
+                                                  "index": ("tensorhouse.index.commands", "index")}  # fmt: skip
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
