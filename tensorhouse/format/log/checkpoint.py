@@ -100,9 +100,9 @@ def _check_field_ids(table: pa.Table, next_field_id: int) -> None:
         fields = pc.list_flatten(table.column("chunks")).combine_chunks().field("field")
     except (pa.ArrowException, KeyError) as err:
         raise CorruptLogError(f"checkpoint chunks are malformed: {err}") from err
-    top = pc.max(fields).as_py() if len(fields) else None
-    low = pc.min(fields).as_py() if len(fields) else None
-    if top is not None and (top >= next_field_id or low < 0):
+    bounds = pc.min_max(fields).as_py()  # {"min": None, "max": None} when empty or all null
+    top, low = bounds["max"], bounds["min"]
+    if top is not None and low is not None and (top >= next_field_id or low < 0):
         raise CorruptLogError(f"checkpoint chunk field ids outside 0..{next_field_id - 1}")
 
 
