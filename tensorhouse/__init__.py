@@ -63,6 +63,7 @@ _LAZY = {
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
+    "ray": "tensorhouse.ray",
     "index": "tensorhouse.index",
 }
 

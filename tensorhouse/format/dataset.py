@@ -139,6 +139,27 @@ class Dataset:
         branch = f" branch={self._branch!r}" if self._branch != refs.MAIN else ""
         return f"<tensorhouse.Dataset {self.uri!r}{branch} version={self.version} rows={len(self)} [{cols}]>"
 
+    # -- pickling ----------------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by (uri, branch, version, storage options): no lock, store or snapshot travels.
+
+        The receiving process (a Ray task, a spawn-started DataLoader worker)
+        reopens the same version lazily, on first use. A ``memory://`` dataset
+        only reopens in a process that can see it (this one, or a fork).
+        """
+        return (_unpickle, (self.uri, self._branch, self.version, self._storage_options, self._log.single_writer))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set yet: those of an unpickled, not yet reopened dataset.
+        lazy = self.__dict__.get("_lazy")
+        if lazy is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        # A failed open (storage unreachable) leaves the object unopened: the next use tries again.
+        opened = _open_pinned(self.__dict__["_uri_pending"], **lazy)
+        del self.__dict__["_lazy"], self.__dict__["_uri_pending"]
+        self.__dict__.update(opened.__dict__)
+        return getattr(self, name)
+
     # -- writing -----------------------------------------------------------------
     def transaction(self, *, message: str | None = None, app_id: str | None = None,
                     txn_version: int | None = None) -> Transaction:  # fmt: skip
@@ -426,7 +447,8 @@ class Dataset:
         return self._log.versions()
 
     def latest_version(self) -> int:
-        return self._log.versions()[-1]
+        """The newest committed version of this branch (one listing from the checkpoint hint)."""
+        return self._log.latest_version()
 
     def refresh(self) -> Dataset:
         """Move this object to the latest committed version; returns self."""
@@ -588,3 +610,46 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     except DatasetNotFoundError:
         raise DatasetNotFoundError(f"no tensorhouse dataset at {uri}") from None
     return Dataset(store, snapshot, log=log, storage_options=storage_options, branch=name)
+
+
+#: Snapshots reopened by unpickling, per process: a Ray worker runs many read tasks of one
+#: version and should replay the log once. Versions never change, so entries never go stale.
+_REOPENED: dict[tuple[str, str, int, str, bool], tuple[Store, Log, Snapshot]] = {}
+_REOPENED_MAX = 16
+
+
+def reopen(uri: str, *, branch: str = refs.MAIN, version: int, storage_options: Mapping[str, Any] | None = None,
+           single_writer: bool = False) -> Dataset:  # fmt: skip
+    """A Dataset pinned to ``version`` of ``branch`` that opens on first use (what unpickling returns).
+
+    Example:
+        >>> import pickle, tensorhouse as th
+        >>> ds = th.create("memory://doc-pickle", {"x": "int64"})
+        >>> _ = ds.append({"x": [1, 2]})
+        >>> again = pickle.loads(pickle.dumps(ds))
+        >>> again.version, len(again)
+        (1, 2)
+    """
+    ds = Dataset.__new__(Dataset)
+    ds.__dict__["_uri_pending"] = uri
+    ds.__dict__["_lazy"] = {"branch": branch, "version": version, "storage_options": dict(storage_options or {}),
+                            "single_writer": single_writer}  # fmt: skip
+    return ds
+
+
+def _unpickle(uri: str, branch: str, version: int, storage_options: Mapping[str, Any], single_writer: bool) -> Dataset:
+    return reopen(uri, branch=branch, version=version, storage_options=storage_options, single_writer=single_writer)
+
+
+def _open_pinned(uri: str, *, branch: str, version: int, storage_options: Mapping[str, Any],
+                 single_writer: bool) -> Dataset:  # fmt: skip
+    key = (uri, branch, version, repr(sorted(storage_options.items())), single_writer)
+    hit = _REOPENED.get(key)
+    if hit is None:
+        ds = open(uri, version=version, branch=branch, storage_options=storage_options or None,
+                  single_writer=single_writer)  # fmt: skip
+        if len(_REOPENED) >= _REOPENED_MAX:
+            _REOPENED.pop(next(iter(_REOPENED)))
+        _REOPENED[key] = hit = (ds.store, ds._log, ds.snapshot)
+    store, log, snapshot = hit
+    return Dataset(store, snapshot, log=log, storage_options=storage_options, branch=branch)

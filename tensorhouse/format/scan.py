@@ -61,6 +61,8 @@ def build_column_index(snapshot: Snapshot, name: str) -> ColumnIndex:
 
 def null_batch(ctype: ColumnType, n: int) -> SampleBatch:
     """``n`` null samples of a type (rows written before the column existed)."""
+    if isinstance(ctype, Arrow):
+        return of_column(pa.nulls(n, ctype.arrow_type()))
     return normalize([None] * n, ctype, "?")
 
 

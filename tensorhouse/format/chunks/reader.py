@@ -77,22 +77,19 @@ class Expect:
     shape: tuple[int | None, ...]
     sample_codec: str | None
     rows: int
-    #: Whether the column may be stored as columnar (Parquet-encoded, dtype "arrow") chunks.
-    columnar: bool = False
 
     @staticmethod
     def of(column: str, ctype: Any, rows: int) -> Expect:
         """From a column type (anything with storage_dtype, sample_shape, sample_codec)."""
-        return Expect(column, ctype.storage_dtype, tuple(ctype.sample_shape), ctype.sample_codec, int(rows),
-                      getattr(ctype, "kind", "") == "arrow")  # fmt: skip
+        # An ``Arrow`` column's chunks are columnar (dtype "arrow"); its storage_dtype describes samples.
+        dtype = "arrow" if getattr(ctype, "kind", None) == "arrow" else ctype.storage_dtype
+        return Expect(column, dtype, tuple(ctype.sample_shape), ctype.sample_codec, int(rows))
 
     def check(self, h: ChunkHeader, where: str) -> None:
         bad = None
         if h.num_samples != self.rows:
             bad = f"holds {h.num_samples} rows, the log says {self.rows}"
-        elif h.dtype == "arrow" and not self.columnar:
-            bad = f"is a columnar chunk, the column stores {self.dtype} samples"
-        elif h.dtype != self.dtype and h.dtype != "arrow":
+        elif h.dtype != self.dtype:
             bad = f"holds {h.dtype} samples, the column stores {self.dtype}"
         elif h.sample_codec != self.sample_codec:
             bad = f"holds samples encoded as {h.sample_codec}, the column's codec is {self.sample_codec}"
