@@ -70,8 +70,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
+from tensorhouse.connector.arrow_guard import ALTERNATIVES, NativeGuard
 from tensorhouse.connector.filters import (
     ColumnStats,
     apply_filter,
@@ -183,7 +183,7 @@ def _pin(ds: Dataset) -> _Pinned:
 
 
 # -- the dataset ---------------------------------------------------------------------
-class TensorhouseArrowDataset(pads.Dataset):
+class TensorhouseArrowDataset(NativeGuard):
     """A ``pyarrow.dataset.Dataset`` over a tensorhouse dataset, for DuckDB and DataFusion.
 
     ``rowid``: declare ``_rowid`` first (see the module notes). ``refresh``:
@@ -219,6 +219,8 @@ class TensorhouseArrowDataset(pads.Dataset):
         if filter is not None:
             check_filter(filter, self._schema, where=self._where())
         self._filter = filter
+        # A C++ dataset that refuses scans, so pyarrow's native paths raise instead of crashing.
+        self.guard_native(self._schema, self._where())
 
     # -- description ------------------------------------------------------------------
     @property
@@ -370,7 +372,13 @@ class TensorhouseArrowDataset(pads.Dataset):
         raise self._unsupported("sort_by")
 
     def replace_schema(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._unsupported("replace_schema")
+        raise UnsupportedError(f"replace_schema (which pyarrow.dataset.dataset([...]) calls to union datasets) is "
+                               f"not supported on the tensorhouse dataset {self._where()}; {ALTERNATIVES}")  # fmt: skip
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """A full scan as an Arrow C stream: ``pa.table(ad)``, ``pyarrow.dataset.write_dataset(ad, ...)``,
+        Polars and other Arrow consumers read it lazily, batch by batch."""
+        return self.scanner().to_reader().__arrow_c_stream__(requested_schema)
 
     def _get_fragments(self, *args: Any, **kwargs: Any) -> Any:
         raise self._unsupported("_get_fragments")
@@ -473,6 +481,10 @@ class TensorhouseScanner:
     def to_reader(self) -> pa.RecordBatchReader:
         # from_batches pulls one batch at a time; Scanner.from_batches would read ahead.
         return pa.RecordBatchReader.from_batches(self.projected_schema, self.to_batches())
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """This scan as an Arrow C stream (``pyarrow.dataset.write_dataset(scanner, ...)``, ``pa.table``)."""
+        return self.to_reader().__arrow_c_stream__(requested_schema)
 
     def to_table(self) -> pa.Table:
         return pa.Table.from_batches(list(self.to_batches()), schema=self.projected_schema)
