@@ -80,20 +80,7 @@ def matches(ctype: ColumnType, t: pa.DataType) -> bool:
 
 
 def _infer(t: pa.DataType, name: str) -> ColumnType:
-    from tensorhouse.types import Tensor
-
-    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_fixed_size_list(t.value_type):
-        dims = []
-        inner: pa.DataType = t.value_type
-        while pa.types.is_fixed_size_list(inner):
-            dims.append(inner.list_size)
-            inner = inner.value_type
-        base = infer_from_arrow(inner, name)
-        return Tensor(base.storage_dtype, (None, *dims))
-    if pa.types.is_string_view(t):
-        t = pa.string()
-    elif pa.types.is_binary_view(t):
-        t = pa.binary()
+    # From the Arrow type alone (see types.infer_from_arrow): boxes, embeddings, tensor extensions.
     try:
         return infer_from_arrow(t, name)
     except SchemaError as err:
@@ -141,7 +128,8 @@ def _conform(batch: pa.Table, schema: Schema) -> pa.Table:
     for name, ctype in schema.columns:
         col = batch.column(name)
         target = widen_float16(ctype.arrow_type())
-        if _plain(col.type) != _plain(target):
+        # Tensor extension columns are reshaped by the write itself (format.foreign), not cast.
+        if _plain(col.type) != _plain(target) and not isinstance(col.type, pa.BaseExtensionType):
             try:
                 col = col.cast(target)
             except pa.ArrowNotImplementedError:

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import SchemaError
+from tensorhouse.format.foreign import arrow_values, dataframe_columns, is_dataframe
 from tensorhouse.types import Schema
 
 Data: TypeAlias = Mapping[str, Any] | pa.Table | pa.RecordBatch | Sequence[Mapping[str, Any]]
@@ -17,9 +18,11 @@ Data: TypeAlias = Mapping[str, Any] | pa.Table | pa.RecordBatch | Sequence[Mappi
 def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     """Columns by name and the row count; every schema column present, no others.
 
-    Accepts a mapping of column -> values, a ``pa.Table``/``RecordBatch``, or a
-    list of row dicts.
+    Accepts a mapping of column -> values, a ``pa.Table``/``RecordBatch``, a
+    pandas or Polars DataFrame, or a list of row dicts.
     """
+    if is_dataframe(data):  # pandas / Polars: see format.foreign
+        data = dataframe_columns(data)
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
@@ -40,6 +43,8 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     missing = [c for c in schema.names if c not in cols]
     if missing:
         raise SchemaError(f"missing column(s) {missing}: every append gives every column (use None for nulls)")
+    # Arrow columns shaped from their type (tensor extensions, empty rows of boxes): format.foreign.
+    cols = {n: arrow_values(v, schema[n]) if isinstance(v, pa.Array | pa.ChunkedArray) else v for n, v in cols.items()}
     lengths = {name: _length(v, name) for name, v in cols.items()}
     if len(set(lengths.values())) > 1:
         raise SchemaError(f"columns have different lengths: {lengths}")
