@@ -52,6 +52,7 @@ from tensorhouse.connector.arrow_dataset import open_dataset, widen_float16
 from tensorhouse.connector.results import to_arrow_reader
 from tensorhouse.errors import DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import Dataset, create
+from tensorhouse.format.foreign import dataframe_to_arrow, is_dataframe
 from tensorhouse.types import ROWID, ColumnType, Schema, TypeLike, as_type, infer_from_arrow
 
 Mode = Literal["create", "append", "overwrite"]
@@ -158,7 +159,8 @@ def _groups(reader: pa.RecordBatchReader, group_bytes: int) -> Iterator[pa.Table
 def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, TypeLike] | Schema | None = None,
           storage_options: Mapping[str, Any] | None = None, message: str | None = None,
           group_bytes: int = GROUP_BYTES) -> Dataset:  # fmt: skip
-    """Write a query result (DuckDB relation, DataFusion DataFrame, Arrow table/reader/batches) to ``uri``.
+    """Write a query result (DuckDB relation, DataFusion DataFrame, Arrow table/reader/batches, pandas or
+    Polars DataFrame) to ``uri``.
 
     ``mode``: ``"create"`` a new dataset (DatasetExistsError if one is there),
     ``"append"`` to an existing one (same columns), ``"overwrite"`` an existing
@@ -175,6 +177,8 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
         raise ValueError(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
     if group_bytes <= 0:
         raise ValueError(f"group_bytes must be positive, got {group_bytes}")
+    if is_dataframe(result):  # pandas / Polars: typed Arrow columns (format.foreign)
+        result = dataframe_to_arrow(result)
     reader = to_arrow_reader(result)
     try:
         existing: Dataset | None = None

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import SchemaError
-from tensorhouse.types import ColumnType
+from tensorhouse.types import ClassLabel, ColumnType
 
 
 def _module(obj: Any) -> str:
@@ -62,6 +62,73 @@ def dataframe_columns(data: Any) -> dict[str, Any]:
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
                 out[name] = [None if _missing(v) else v for v in s.tolist()]
     return out
+
+
+def dataframe_to_arrow(data: Any) -> pa.Table:
+    """A pandas or Polars DataFrame as an Arrow table whose types say what the columns hold.
+
+    pandas object columns of numpy arrays become fixed-size lists when every
+    row has one shape, lists of fixed-size lists when rows differ in their
+    first dimension only (boxes), else ragged ``struct<data, shape>``
+    tensors; a categorical of strings becomes a ``ClassLabel`` of its categories.
+    """
+    if _module(data) == "polars":
+        return data.to_arrow()
+    cols = dataframe_columns(data)
+    fields, arrays = [], []
+    for name, v in cols.items():
+        s = data[name]
+        if str(s.dtype) == "category" and all(isinstance(c, str) for c in s.cat.categories):
+            # A categorical of names is a ClassLabel: its codes, typed by the field's metadata.
+            codes = np.asarray(s.cat.codes, dtype=np.int32)
+            arrays.append(pa.array(codes, mask=codes < 0))
+            fields.append(ClassLabel(list(s.cat.categories)).arrow_field(name))
+            continue
+        arr = v if isinstance(v, pa.Array | pa.ChunkedArray) else _objects_to_arrow(v, name)
+        arrays.append(arr)
+        fields.append(pa.field(name, arr.type))
+    return pa.table(arrays, schema=pa.schema(fields))
+
+
+def _fsl(flat: pa.Array, dims: list[int]) -> pa.Array:
+    for d in reversed(dims):
+        flat = pa.FixedSizeListArray.from_arrays(flat, d)
+    return flat
+
+
+def _objects_to_arrow(values: list[Any], name: str) -> pa.Array:
+    arrays = [None if v is None else np.asarray(v) for v in values]
+    present = [a for a in arrays if a is not None]
+    if not present or any(a.dtype == object or a.dtype.kind in "USO" for a in present) \
+            or not all(isinstance(v, np.ndarray) for v in values if v is not None):  # fmt: skip
+        try:
+            return pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise SchemaError(f"column {name!r}: cannot convert its values to Arrow: {err}") from err
+    dtype = np.result_type(*[a.dtype for a in present])
+    shapes = {a.shape for a in present}
+    mask = pa.array([a is None for a in arrays])
+    if len(shapes) == 1 and present[0].ndim >= 1:  # one shape: nested fixed-size lists
+        shape = present[0].shape
+        fill = np.zeros(shape, dtype)
+        flat = np.concatenate([(fill if a is None else a.astype(dtype)).reshape(-1) for a in arrays])
+        out = _fsl(pa.array(flat), list(shape))
+        return _with_nulls(out, mask)
+    ndims = {a.ndim for a in present}
+    if len(ndims) == 1 and len({a.shape[1:] for a in present}) == 1:  # rows differ in dim 0: lists
+        inner = list(present[0].shape[1:])
+        lengths = [0 if a is None else a.shape[0] for a in arrays]
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        flat = np.concatenate([a.astype(dtype).reshape(-1) for a in present])
+        return pa.ListArray.from_arrays(offsets, _fsl(pa.array(flat), inner), mask=mask)
+    raise SchemaError(f"column {name!r}: its arrays have different numbers of dimensions ({sorted(ndims)}); "
+                      "give the column a type with schema= or make the rows alike")
+
+
+def _with_nulls(arr: pa.Array, mask: pa.Array) -> pa.Array:
+    if not mask.to_numpy(zero_copy_only=False).any():
+        return arr
+    return pa.FixedSizeListArray.from_arrays(arr.values, arr.type.list_size, mask=mask)
 
 
 def _missing(v: Any) -> bool:
@@ -138,4 +205,4 @@ def arrow_values(col: pa.Array | pa.ChunkedArray, ctype: ColumnType) -> Any:
     return col
 
 
-__all__ = ["arrow_values", "dataframe_columns", "is_dataframe"]
+__all__ = ["arrow_values", "dataframe_columns", "dataframe_to_arrow", "is_dataframe"]
