@@ -62,6 +62,7 @@ _LAZY = {
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
+    "polars": "tensorhouse.interop.polars",
 }
 
 
@@ -71,6 +72,8 @@ _LAZY_ATTRS = {
     "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
     "to_torch": ("tensorhouse.connector.results", "to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
+    "export": ("tensorhouse.interop.export", "export"),
+    "to_huggingface": ("tensorhouse.interop.huggingface", "to_huggingface"),
 }
 
 
