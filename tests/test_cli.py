@@ -74,7 +74,7 @@ def test_help_of_every_command_has_an_example() -> None:
     ingest = cli.get_command(ctx, "ingest")
     assert isinstance(ingest, click.Group)
     commands = [[c] for c in cli.list_commands(ctx) if c != "ingest"] + [["ingest", c] for c in ingest.commands]
-    assert len(commands) == 16  # 11 commands (serve included) + 5 ingest sources
+    assert len(commands) == 17  # 12 commands (serve, export included) + 5 ingest sources
     for cmd in commands:
         out = CliRunner().invoke(cli, [*cmd, "--help"])
         assert out.exit_code == 0, (cmd, out.output)
