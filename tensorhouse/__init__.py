@@ -63,6 +63,7 @@ _LAZY = {
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
     "polars": "tensorhouse.interop.polars",
+    "daft": "tensorhouse.interop.daft",
 }
 
 
