@@ -90,9 +90,8 @@ class TensorhouseTask(DataSourceTask):
 
     @property
     def schema(self) -> Any:
-        from daft.schema import Schema as DaftSchema
-
         import pyarrow as pa
+        from daft.schema import Schema as DaftSchema
 
         arrow = self._full.to_pyarrow_schema()
         return DaftSchema.from_pyarrow_schema(pa.schema([arrow.field(c) for c in self._columns]))
