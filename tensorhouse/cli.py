@@ -505,7 +505,7 @@ def _write_output(result: Any, output: str, mode: str, storage_options: dict[str
             prior = th.open(output, storage_options=storage_options)
         except th.DatasetNotFoundError:
             prior = None
-    ds = th.write(output, result, mode=mode, storage_options=storage_options)  # type: ignore[arg-type]
+    ds = th.write(output, result, mode=mode, storage_options=storage_options)
     if prior is not None and ds.version == prior.version:
         return f"wrote 0 rows to dataset {ds.uri} (the result was empty; still version {ds.version})"
     if prior is None:

@@ -88,11 +88,11 @@ def to_arrow_filter(node: Any, *, exact: bool = True) -> pc.Expression | None:
             if isinstance(left, dict) and "Column" in left:
                 ok, value = _literal(right)
                 if ok:
-                    return getattr(pc.field(left["Column"]), _OPS[op])(value)  # type: ignore[no-any-return]
+                    return getattr(pc.field(left["Column"]), _OPS[op])(value)
             if isinstance(right, dict) and "Column" in right:
                 ok, value = _literal(left)
                 if ok:
-                    return getattr(pc.field(right["Column"]), _OPS[_FLIP[op]])(value)  # type: ignore[no-any-return]
+                    return getattr(pc.field(right["Column"]), _OPS[_FLIP[op]])(value)
         return None
     if kind == "Function":
         fn, args = body.get("function"), body.get("input") or []
@@ -124,7 +124,7 @@ def scan(source: str | Dataset, *, version: int | None = None, tag: str | None =
     ad = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
                        storage_options=storage_options, rowid=rowid)  # fmt: skip
     arrow_schema = ad.schema
-    schema = pl.from_arrow(arrow_schema.empty_table()).schema  # type: ignore[union-attr]
+    schema = pl.from_arrow(arrow_schema.empty_table()).schema
 
     def source_fn(with_columns: list[str] | None, predicate: Any, n_rows: int | None,
                   batch_size: int | None) -> Iterator[Any]:  # fmt: skip
