@@ -21,6 +21,7 @@ Nulls are ``None`` in object columns. Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +29,9 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import SchemaError, UnsupportedError
-from tensorhouse.format.convert import to_arrow, to_numpy
+from tensorhouse.format.convert import payloads_to_images, to_arrow
 from tensorhouse.format.dataset import Dataset
+from tensorhouse.format.foreign import arrow_values
 from tensorhouse.types import ROWID, ClassLabel, ColumnType, Image, Json, Text
 
 
@@ -57,27 +59,55 @@ def _positions(ds: Dataset, rows: Sequence[int] | np.ndarray | None) -> np.ndarr
     return np.where(idx < 0, idx + n, idx)
 
 
-def _series_values(ds: Dataset, name: str, ctype: ColumnType, physical: np.ndarray, decode: bool) -> Any:
+def _rows_of_struct(arr: pa.Array) -> list[Any]:
+    """A ragged ``struct<data, shape>`` column: each row's array in its shape, None for a null."""
+    data, shapes = arr.field("data"), arr.field("shape")
+    ndim = shapes.type.list_size
+    dims = shapes.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), ndim)
+    offsets = data.offsets.to_numpy()
+    values = data.values.to_numpy(zero_copy_only=False)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    return [values[offsets[i]:offsets[i + 1]].reshape(dims[i]) if valid[i] else None for i in range(len(arr))]
+
+
+def _values(arr: pa.Array, ctype: ColumnType, decode: bool) -> Any:
+    """One column in our Arrow layout -> what the DataFrame holds (see the module notes)."""
     pd = _pandas()
-    batch = ds.reader.read_rows(name, ctype, physical)
     if isinstance(ctype, ClassLabel):
-        codes = np.asarray(to_arrow(batch, ctype).fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        codes = np.asarray(arr.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
         if ctype.classes:
             return pd.Categorical.from_codes(codes, categories=list(ctype.classes))
         return pd.array([None if c < 0 else c for c in codes], dtype="Int64")
     if ctype.is_scalar or (isinstance(ctype, Text) and not isinstance(ctype, Json)):
-        arr = to_arrow(batch, ctype)
         if arr.null_count and (pa.types.is_integer(arr.type) or pa.types.is_boolean(arr.type)):
             # pandas' nullable dtype (Int64, boolean) keeps the ints; NaN would make them floats.
             return pd.array(arr.to_pylist(), dtype="boolean" if pa.types.is_boolean(arr.type) else
                             str(arr.type).replace("int", "Int").replace("uInt", "UInt"))  # fmt: skip
         return arr.to_pandas()
+    if isinstance(ctype, Json):
+        return [None if v is None else json.loads(v) for v in arr.to_pylist()]
     if isinstance(ctype, Image) and ctype.compression is not None:
-        return to_numpy(batch, ctype, decode=decode)
-    values = to_numpy(batch, ctype, decode=decode)
-    if isinstance(values, np.ndarray):  # a stacked fixed-shape column: one array per row, None for a null
-        return [None if batch.is_null(i) else values[i] for i in range(len(values))]
-    return values
+        data = arr.to_pylist()
+        if not decode:
+            return data
+        return payloads_to_images([b or b"" for b in data], np.array([b is None for b in data], dtype=bool),
+                                  ctype.compression, decode=True)  # fmt: skip
+    if ctype.storage_dtype == "bytes":
+        return arr.to_pylist()
+    if pa.types.is_struct(arr.type):  # ragged tensors and raw images
+        return _rows_of_struct(arr)
+    if ctype.is_fixed_shape:
+        shape = ctype.sample_shape
+        flat = arr
+        while pa.types.is_fixed_size_list(flat.type):
+            flat = flat.flatten()
+        # A null fixed-shape row still holds its (zero) values in the buffers: cut rows from the full width.
+        stacked = flat.to_numpy(zero_copy_only=False).reshape(len(arr), *shape) if arr.null_count == 0 else None
+        if stacked is None:
+            return [None if v is None else np.asarray(v, dtype=ctype.storage_dtype).reshape(shape)
+                    for v in arr.to_pylist()]  # fmt: skip
+        return list(stacked)
+    return arrow_values(arr, ctype)  # boxes and other lists of fixed-size lists: arrays of each row's shape
 
 
 def to_pandas(ds: Dataset, columns: Sequence[str] | None = None, *, rows: Sequence[int] | np.ndarray | None = None,
@@ -98,13 +128,23 @@ def to_pandas(ds: Dataset, columns: Sequence[str] | None = None, *, rows: Sequen
             raise SchemaError(f"unknown column {c!r} of {ds.uri}; columns are {ds.columns}")
     if with_rowid and ROWID not in names:
         names.append(ROWID)
-    physical = ds.reader.physical(_positions(ds, rows))
+    wanted = [n for n in names if n != ROWID]
+    arrays: dict[str, pa.Array] = {}
+    if rows is None:  # every row: streamed chunk by chunk, not gathered row by row
+        table = ds.to_table(wanted, with_rowid=ROWID in names)
+        arrays = {n: table.column(n).combine_chunks() for n in table.column_names}
+    else:
+        physical = ds.reader.physical(_positions(ds, rows))
+        for n in wanted:
+            arrays[n] = to_arrow(ds.reader.read_rows(n, ds.schema[n], physical), ds.schema[n])
+        if ROWID in names:
+            arrays[ROWID] = pa.array(ds.reader.rowids(physical))
     data: dict[str, Any] = {}
     for name in names:
         if name == ROWID:
-            data[name] = ds.reader.rowids(physical)
+            data[name] = arrays[name].to_numpy()
         else:
-            data[name] = _series_values(ds, name, ds.schema[name], physical, decode)
+            data[name] = _values(arrays[name], ds.schema[name], decode)
     return pd.DataFrame({k: _objects(v) if isinstance(v, list) else v for k, v in data.items()}, columns=names)
 
 
