@@ -66,6 +66,14 @@ CASES = {
         "pads.write_dataset(ad, sys.argv[2], format='parquet', partitioning=['label'], partitioning_flavor='hive')\n"
         "print(sorted(p.name for p in __import__('pathlib').Path(sys.argv[2]).iterdir()))",
         "['label=0', 'label=1']"),
+    "join from a pyarrow dataset": (
+        "other = pads.dataset(pa.table({'label': pa.array([0, 1], pa.int32()), 'name': ['cat', 'dog']}))\n"
+        "try:\n    other.join(ad, 'label').to_table()\nexcept (th.UnsupportedError, pa.ArrowInvalid) as err:\n"
+        "    print('CLEAR', type(err).__name__)", "CLEAR"),
+    "acero Declaration from a scanner's stream": (
+        "import pyarrow.acero as ac\n"
+        "t = ac.Declaration('table_source', ac.TableSourceNodeOptions(pa.table(ad.scanner(columns=['label']))))\n"
+        "print(t.to_table().num_rows)", "5"),
     "InMemoryDataset": (
         "try:\n    pads.InMemoryDataset(ad)\nexcept TypeError:\n    print('TYPEERROR')", "TYPEERROR"),
     "methods": (
