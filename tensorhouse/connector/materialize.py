@@ -82,6 +82,10 @@ def matches(ctype: ColumnType, t: pa.DataType) -> bool:
 
 def _infer(t: pa.DataType, name: str) -> ColumnType:
     # From the Arrow type alone (see types.infer_from_arrow): boxes, embeddings, tensor extensions.
+    if pa.types.is_string_view(t):
+        t = pa.string()
+    elif pa.types.is_binary_view(t):
+        t = pa.binary()
     try:
         return infer_from_arrow(t, name)
     except SchemaError as err:
