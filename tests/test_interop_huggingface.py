@@ -51,11 +51,15 @@ def test_features_are_real(pets: th.Dataset) -> None:
     assert tuple(torch_rows["emb"].shape) == (3,)
 
 
-def test_columns_and_streaming(pets: th.Dataset) -> None:
-    hf = th.to_huggingface(pets, ["label", "emb"], streaming=True)
+def test_columns_and_streaming(pets: th.Dataset, tmp_path: Path) -> None:
+    hf = th.to_huggingface(pets, ["label", "emb", "mask", "thumb"], streaming=True)
     assert isinstance(hf, datasets.IterableDataset)
     rows = list(hf)
     assert [r["label"] for r in rows] == [1, None, 0] and rows[2]["emb"] == [6.0, 7.0, 8.0]
+    th.ingest.huggingface(hf, str(tmp_path / "it"), progress=False, batch_rows=2)  # an IterableDataset back
+    back = th.open(str(tmp_path / "it"))
+    assert back.schema == th.Schema(tuple((n, pets.schema[n]) for n in ("label", "emb", "mask", "thumb")))
+    np.testing.assert_array_equal(back.take([2], columns=["mask"])["mask"], pets.take([2], columns=["mask"])["mask"])
 
 
 def test_round_trip_keeps_types_and_values(pets: th.Dataset, tmp_path: Path) -> None:
