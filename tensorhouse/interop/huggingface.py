@@ -240,7 +240,11 @@ def ingest_huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | 
         raise SchemaError("this IterableDataset has no features; resolve them first (ds._resolve_features()) "
                           "or pass types= for every column")  # fmt: skip
     given = dict(types or {})
-    batches = (_plain(t) for t in hf_dataset.with_format("arrow").iter(batch_size=batch_rows))
+    from datasets.table import table_cast
+
+    # An IterableDataset's Arrow batches are typed from their values (a batch of nulls is `null`): cast to the features.
+    arrow_schema = features.arrow_schema
+    batches = (_plain(table_cast(t, arrow_schema)) for t in hf_dataset.with_format("arrow").iter(batch_size=batch_rows))
     first = next(batches, None)
     if first is None:
         raise SchemaError("the Hugging Face dataset has no rows: nothing to ingest")
