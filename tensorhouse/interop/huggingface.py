@@ -240,11 +240,7 @@ def ingest_huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | 
         raise SchemaError("this IterableDataset has no features; resolve them first (ds._resolve_features()) "
                           "or pass types= for every column")  # fmt: skip
     given = dict(types or {})
-    from datasets.table import table_cast
-
-    # An IterableDataset's Arrow batches are typed from their values (a batch of nulls is `null`): cast to the features.
-    arrow_schema = features.arrow_schema
-    batches = (_plain(table_cast(t, arrow_schema)) for t in hf_dataset.with_format("arrow").iter(batch_size=batch_rows))
+    batches = (_plain(t) for t in _arrow_batches(hf_dataset, features, batch_rows))
     first = next(batches, None)
     if first is None:
         raise SchemaError("the Hugging Face dataset has no rows: nothing to ingest")
@@ -267,6 +263,25 @@ def ingest_huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | 
     reader = pa.RecordBatchReader.from_batches(first.schema, stream())
     return ingest_arrow(reader, uri, types=out, batch_rows=batch_rows, progress=progress, strict=strict,
                         storage_options=storage_options)  # fmt: skip
+
+
+def _arrow_batches(hf_dataset: Any, features: Any, batch_rows: int) -> Iterator[pa.Table]:
+    """Arrow tables of ``features``' types: a Dataset's own table slices; an IterableDataset's rows
+    encoded by its features (its Arrow format types each batch from its values, so a batch of
+    nulls would be ``null``, and mixing such batches fails inside ``datasets``)."""
+    hf = _datasets()
+    from datasets.table import table_cast
+
+    schema = features.arrow_schema
+    if not isinstance(hf_dataset, hf.IterableDataset):
+        yield from (table_cast(t, schema) for t in hf_dataset.with_format("arrow").iter(batch_size=batch_rows))
+        return
+    for name, f in features.items():
+        if isinstance(f, hf.Image):  # the encoded bytes, not PIL images
+            hf_dataset = hf_dataset.cast_column(name, hf.Image(decode=False))
+    for batch in hf_dataset.iter(batch_size=batch_rows):
+        encoded = features.encode_batch(batch)
+        yield table_cast(pa.table({n: pa.array(encoded[n]) for n in features}), schema)
 
 
 def _chain(first: pa.Table, rest: Iterator[pa.Table]) -> Iterator[pa.Table]:
