@@ -83,8 +83,6 @@ CASES = {
         "for m in ('join', 'join_asof', 'sort_by', 'replace_schema'):\n"
         "    refused(lambda: getattr(ad, m)(ad))",
         "2 2 2 2 1 [] true"),
-    "pickle": ("import pickle\ntry:\n    pickle.dumps(ad)\nexcept TypeError:\n    print('TYPEERROR')",
-               "TYPEERROR"),
 }
 
 
