@@ -93,3 +93,19 @@ def test_failed_export_leaves_no_file(pets: th.Dataset, tmp_path: Path, monkeypa
         with pytest.raises(OSError, match="disk gone"):
             th.export(pets, str(tmp_path / dest))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pets"]
+
+
+def test_export_to_s3(pets: th.Dataset, s3_uri: tuple[str, dict[str, object]]) -> None:
+    uri, options = s3_uri
+    bucket = uri.split("/")[2]
+    one = th.export(pets, f"s3://{bucket}/pets.parquet", dest_storage_options=options)
+    parts = th.export(pets, f"s3://{bucket}/by-label", partition_by=["label"], dest_storage_options=options)
+    assert (one.rows, parts.rows) == (6, 6)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options)
+    names = sorted(p.split("/", 1)[1] for p in fs.find(bucket))
+    assert "pets.parquet" in names and any(n.startswith("by-label/label=0/") for n in names)
+    assert not [n for n in names if ".tmp-" in n]
+    with fs.open(f"{bucket}/pets.parquet", "rb") as f:
+        assert pq.read_table(f).num_rows == 6

@@ -4,7 +4,10 @@ Rows stream through in batches (memory stays bounded by a few batches); a
 file is written under a temporary name and renamed into place when it is
 complete, so a failure (a bad column, a full disk, Ctrl-C) leaves no partial
 file behind, and an output format is checked against the columns before
-anything is written (CSV holds no tensor, list or binary column).
+anything is written (CSV holds no tensor, list or binary column). On object
+storage a directory of files is renamed file by file (copy and delete), so a
+reader may see part of it until the export returns; a failure still removes
+what it wrote.
 
 Types travel with the data: every field of a Parquet or Arrow file carries
 its tensorhouse type in its metadata (``tensorhouse.type``), so
@@ -256,7 +259,11 @@ def _move_dir(fs: Any, src: str, dst: str) -> None:
             os.rmdir(dst)
         shutil.move(src, dst)
         return
-    fs.move(src, dst)  # object stores move file by file
+    # Object stores have no directories to rename: move the files one by one (a copy and a delete each).
+    files = [i.path for i in fs.get_file_info(pafs.FileSelector(src, recursive=True)) if i.type == pafs.FileType.File]
+    for path in files:
+        fs.move(path, dst.rstrip("/") + path[len(src.rstrip("/")):])
+    _remove(fs, src)
 
 
 __all__ = ["EXTENSIONS", "ExportReport", "Format", "check_format", "export", "format_of", "write_file"]
