@@ -80,6 +80,9 @@ def test_projection_filter_and_head_are_pushed_down(pets: th.Dataset, scans: lis
     assert sorted(last["columns"]) == ["label", "name"] and str(last["filter"]) == str(pc.field("label") >= 250)
     assert last["ranges"] == [(200, 300)]  # statistics skipped the first two fragments
 
+    assert lf.filter(pl.col("label").is_in([3, 299])).select("label").collect()["label"].to_list() == [3, 299]
+    assert scans[-1]["ranges"] == [(0, 100), (200, 300)]
+
     # pl.scan_pyarrow_dataset, for comparison, reads its own way; ours reads only the image column's first batch
     lf.select("image").head(3).collect()
     assert scans[-1]["columns"] == ["image"] and scans[-1]["batches"] == 1
@@ -91,6 +94,8 @@ def test_projection_filter_and_head_are_pushed_down(pets: th.Dataset, scans: lis
     ((pl.col("a") > 1) | (pl.col("b") == "x"), (pc.field("a") > 1) | (pc.field("b") == "x")),
     (~(pl.col("a") >= 2.5), ~(pc.field("a") >= 2.5)),
     (pl.col("a").is_null(), pc.field("a").is_null()),
+    (pl.col("a").is_in([1, 2]), pc.field("a").isin([1, 2])),
+    (pl.col("s").is_in(["x", "y"]) & (pl.col("a") < 3), pc.field("s").isin(["x", "y"]) & (pc.field("a") < 3)),
 ])  # fmt: skip
 def test_filter_translation(expr: pl.Expr, expected: pc.Expression) -> None:
     import json

@@ -6,8 +6,8 @@ optimizer hands the scan what the query needs:
 - **projection**: only the selected columns' chunks are read (a query on
   ``label`` never touches an image chunk);
 - **filter**: the predicate is applied to every batch (exactly, by Polars),
-  and its simple parts (comparisons of a column with a constant, ``is_in``,
-  ``is_null``, combined with ``&``, ``|``, ``~``) are also handed to the
+  and its simple parts (comparisons of a column with a constant, ``is_in``
+  of constants, ``is_null``, combined with ``&``, ``|``, ``~``) are also handed to the
   tensorhouse scan, whose chunk statistics skip the chunks and fragments they
   rule out;
 - **slice**: ``head(n)``/``limit(n)`` stops reading after ``n`` rows.
@@ -65,6 +65,19 @@ def _literal(node: Any) -> tuple[bool, Any]:
     return False, None
 
 
+def _literal_list(node: Any) -> list[Any] | None:
+    """The values of a Polars list literal (an Arrow IPC stream of one column), or None."""
+    try:
+        data = node["Literal"]["Scalar"]["List"]
+        import pyarrow as pa
+
+        values = pa.ipc.open_stream(bytes(data)).read_all().column(0).to_pylist()
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    ok = all(isinstance(v, int | float | str | bool) for v in values)
+    return values if ok else None
+
+
 def to_arrow_filter(node: Any, *, exact: bool = True) -> pc.Expression | None:
     """A ``pyarrow.compute`` filter for a Polars expression tree (``Expr.meta.serialize(format="json")``).
 
@@ -100,6 +113,10 @@ def to_arrow_filter(node: Any, *, exact: bool = True) -> pc.Expression | None:
         if boolean == "Not" and len(args) == 1:
             inner = to_arrow_filter(args[0], exact=True)
             return ~inner if inner is not None else None
+        if isinstance(boolean, dict) and "IsIn" in boolean and len(args) == 2 and isinstance(args[0], dict) \
+                and "Column" in args[0]:  # fmt: skip
+            values = _literal_list(args[1])
+            return pc.field(args[0]["Column"]).isin(values) if values is not None else None
         if boolean in ("IsNull", "IsNotNull") and len(args) == 1 and isinstance(args[0], dict) and "Column" in args[0]:
             f = pc.field(args[0]["Column"])
             return f.is_null() if boolean == "IsNull" else f.is_valid()
