@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import daft
 import numpy as np
@@ -33,6 +34,24 @@ def test_lazy_daft_dataframe(pets: str) -> None:
     assert len(df.limit(3).select("label").to_pydict()["label"]) == 3
     th.open(pets).append({"image": [None], "label": [99], "emb": np.zeros((1, 2), "float32"), "boxes": [None]})
     assert th.daft.read(pets, version=3).count_rows() == 12 and th.daft.read(pets).count_rows() == 13
+
+
+def test_filter_skips_fragments(pets: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorhouse.interop.daft as mod
+
+    starts: list[int] = []
+    real = mod.TensorhouseTask.__init__
+
+    def init(self: Any, key: Any, start: int, *args: Any) -> None:
+        starts.append(start)
+        real(self, key, start, *args)
+
+    monkeypatch.setattr(mod.TensorhouseTask, "__init__", init)
+    got = th.daft.read(pets).where(daft.col("label") >= 9).select("label").to_pydict()
+    assert sorted(got["label"]) == [9, 10, 11] and starts == [8]  # only the last fragment is read
+    starts.clear()
+    assert th.daft.read(pets).where((daft.col("label") % 5) == 0).count_rows() == 3  # not convertible: all read
+    assert starts == [0, 4, 8]
 
 
 def test_daft_from_arrow_on_the_arrow_dataset(pets: str) -> None:

@@ -4,9 +4,9 @@ Built on Daft's public custom-source API (``daft.io.DataSource`` and
 ``DataSourceTask``), not on its internals: one Daft task per scan fragment
 (a contiguous row range of at most ~1M rows, as DataFusion's partitions),
 each reading only the columns Daft's optimizer asks for and stopping at a
-pushed-down ``limit``. Filters stay in Daft's plan (Daft applies them after
-the scan; its expressions have no public conversion to a pyarrow filter, so
-chunk statistics are not used from Daft). Tasks carry the dataset's URI,
+pushed-down ``limit``. A pushed-down filter (converted with Daft's public
+``Expression.to_arrow_expr``) skips the fragments and chunks whose
+statistics rule it out; Daft applies its filter after the scan as well. Tasks carry the dataset's URI,
 version and branch and reopen it, so they pickle to Daft's Ray runner.
 
 ``daft.from_arrow(ad)`` (or ``daft.from_arrow(ad.scanner(columns=...,
@@ -29,7 +29,9 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from tensorhouse.errors import UnsupportedError
+import pyarrow as pa
+
+from tensorhouse.errors import TensorhouseError, UnsupportedError
 from tensorhouse.format.dataset import Dataset
 
 try:
@@ -74,23 +76,35 @@ class TensorhouseSource(DataSource):
     async def get_tasks(self, pushdowns: Any) -> AsyncIterator[DataSourceTask]:
         ad = _open(*self._key)
         columns = list(pushdowns.columns) if pushdowns.columns is not None else list(self._arrow_schema.names)
-        for i, _ in enumerate(ad.get_fragments()):
-            yield TensorhouseTask(self._key, i, columns, pushdowns.limit, self._schema)
+        flt = None
+        if pushdowns.filters is not None:
+            # Daft applies its filter after the scan as well; ours only skips fragments and chunks early.
+            try:
+                flt = pushdowns.filters.to_arrow_expr()
+                fragments = ad.get_fragments(flt)
+            except (TensorhouseError, ValueError, TypeError, NotImplementedError, pa.ArrowException):
+                flt = None
+        if flt is None:
+            fragments = ad.get_fragments()
+        for f in fragments:
+            yield TensorhouseTask(self._key, f.start, columns, flt, pushdowns.limit, self._schema)
 
 
 class TensorhouseTask(DataSourceTask):
-    """One scan fragment: reopens the snapshot by its key, reads the asked columns, stops at ``limit``."""
+    """One scan fragment (by its first row): reopens the snapshot by its key, reads the asked
+    columns of the rows the filter may match, stops at ``limit``."""
 
-    def __init__(self, key: tuple[Any, ...], index: int, columns: list[str], limit: int | None, schema: Any) -> None:
+    def __init__(self, key: tuple[Any, ...], start: int, columns: list[str], filter: Any, limit: int | None,
+                 schema: Any) -> None:  # fmt: skip
         self._key = key
-        self._index = index
+        self._start = start
         self._columns = columns
+        self._filter = filter
         self._limit = limit
         self._full = schema
 
     @property
     def schema(self) -> Any:
-        import pyarrow as pa
         from daft.schema import Schema as DaftSchema
 
         arrow = self._full.to_pyarrow_schema()
@@ -99,9 +113,10 @@ class TensorhouseTask(DataSourceTask):
     async def read(self) -> AsyncIterator[Any]:
         from daft.recordbatch import RecordBatch
 
-        fragment = _open(*self._key).get_fragments()[self._index]
+        ad = _open(*self._key)
+        fragment = next(f for f in ad.get_fragments() if f.start == self._start)
         left = self._limit
-        for batch in fragment.scanner(columns=self._columns).to_batches():
+        for batch in fragment.scanner(columns=self._columns, filter=self._filter).to_batches():
             if left is not None:
                 batch = batch.slice(0, left)
                 left -= batch.num_rows
