@@ -32,7 +32,7 @@ from tensorhouse.errors import SchemaError, UnsupportedError
 from tensorhouse.format.convert import payloads_to_images, to_arrow
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.foreign import arrow_values
-from tensorhouse.types import ROWID, ClassLabel, ColumnType, Image, Json, Text
+from tensorhouse.types import ROWID, Arrow, ClassLabel, ColumnType, Image, Json, Text
 
 
 def _pandas() -> Any:
@@ -86,6 +86,8 @@ def _values(arr: pa.Array, ctype: ColumnType, decode: bool) -> Any:
         return arr.to_pandas()
     if isinstance(ctype, Json):
         return [None if v is None else json.loads(v) for v in arr.to_pylist()]
+    if isinstance(ctype, Arrow):  # tabular Arrow types (dates, decimals, ...): pandas' own conversion
+        return arr.to_pandas()
     if isinstance(ctype, Image) and ctype.compression is not None:
         data = arr.to_pylist()
         if not decode:
