@@ -107,3 +107,18 @@ def test_tensor_extension_types_write() -> None:
     assert ds.schema["f"] == th.Tensor("int16", (2, 3)) and ds.schema["r"] == th.Tensor("float32", (None, None))
     got = ds.take([1], columns=["f", "r"])
     assert got["f"][0].tolist() == [[6, 7, 8], [9, 10, 11]] and got["r"][0].shape == (1, 3)
+
+
+def test_tabular_arrow_columns_through_pandas() -> None:
+    import datetime
+    import decimal
+
+    table = pa.table({"d": pa.array([datetime.date(2020, 1, 1), None]),
+                      "price": pa.array([decimal.Decimal("1.50"), None], pa.decimal128(5, 2)),
+                      "tags": pa.array([["a"], []], pa.list_(pa.string()))})  # fmt: skip
+    ds = th.write("memory://frames-tabular", table)
+    df = ds.to_pandas()
+    assert df["d"][0] == datetime.date(2020, 1, 1) and df["price"][0] == decimal.Decimal("1.50")
+    assert list(df["tags"][0]) == ["a"] and df["d"][1] is None
+    ds.append(df)
+    assert ds.to_table().slice(2).equals(ds.to_table().slice(0, 2))
