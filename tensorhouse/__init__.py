@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tensorhouse import types
+from tensorhouse import limits, types
 from tensorhouse.errors import (
     CodecError,
     CommitConflictError,
@@ -63,6 +63,8 @@ _LAZY = {
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
+    "ray": "tensorhouse.ray",
+    "index": "tensorhouse.index",
     "polars": "tensorhouse.interop.polars",
     "daft": "tensorhouse.interop.daft",
 }
@@ -74,6 +76,8 @@ _LAZY_ATTRS = {
     "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
     "to_torch": ("tensorhouse.connector.results", "to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
+    "VectorSearchError": ("tensorhouse.index.errors", "VectorSearchError"),
+    "IndexNotFoundError": ("tensorhouse.index.errors", "IndexNotFoundError"),
     "export": ("tensorhouse.interop.export", "export"),
     "to_huggingface": ("tensorhouse.interop.huggingface", "to_huggingface"),
 }
@@ -118,6 +122,7 @@ __all__ = [
     "VersionInfo",
     "VersionNotFoundError",
     "create",
+    "limits",
     "open",
     "types",
 ]
