@@ -41,6 +41,12 @@ CASES = {
         "REFUSED"),
     "Scanner.from_dataset to_reader": ("refused(lambda: pads.Scanner.from_dataset(ad).to_reader().read_all())",
                                        "REFUSED"),
+    "Scanner.from_dataset of an unpickled dataset": (
+        "import pickle\n"
+        "try:\n    pads.Scanner.from_dataset(pickle.loads(pickle.dumps(ad))).to_table()\n"
+        "except (th.UnsupportedError, pa.ArrowInvalid) as err:\n    print('CLEAR', type(err).__name__)\n"
+        "again = pickle.loads(pickle.dumps(ad)); print(again.count_rows())\n"
+        "refused(lambda: pads.Scanner.from_dataset(again).to_table())", "REFUSED"),
     "Scanner.from_fragment": (
         "try:\n    pads.Scanner.from_fragment(ad.get_fragments()[0])\nexcept TypeError:\n    print('TYPEERROR')",
         "TYPEERROR"),

@@ -576,6 +576,9 @@ def _scan(pinned: _Pinned, declared: pa.Schema, projected: pa.Schema, columns: l
 def _lazy_arrow_dataset(ds: Dataset, refresh: bool, options: dict[str, Any]) -> TensorhouseArrowDataset:
     out = TensorhouseArrowDataset.__new__(TensorhouseArrowDataset)
     out.__dict__["_lazy"] = (ds, refresh, options)
+    # Not opened yet, so no schema: a refusing C++ object of none until __init__ installs the real one,
+    # so that pyarrow's native paths raise on it too instead of crashing on a null pointer.
+    out.guard_native(pa.schema([]), "(an unpickled dataset, not opened yet)")
     return out
 
 
