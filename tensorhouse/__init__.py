@@ -65,6 +65,8 @@ _LAZY = {
     "loader": "tensorhouse.loader",
     "ray": "tensorhouse.ray",
     "index": "tensorhouse.index",
+    "polars": "tensorhouse.interop.polars",
+    "daft": "tensorhouse.interop.daft",
 }
 
 
@@ -76,6 +78,8 @@ _LAZY_ATTRS = {
     "serve": ("tensorhouse.viewer", "serve"),
     "VectorSearchError": ("tensorhouse.index.errors", "VectorSearchError"),
     "IndexNotFoundError": ("tensorhouse.index.errors", "IndexNotFoundError"),
+    "export": ("tensorhouse.interop.export", "export"),
+    "to_huggingface": ("tensorhouse.interop.huggingface", "to_huggingface"),
 }
 
 

@@ -412,6 +412,18 @@ class Dataset:
             schema = schema.append(pa.field(ROWID, pa.int64(), nullable=False))
         return pa.Table.from_batches(list(self.to_batches(names, with_rowid=with_rowid)), schema=schema)
 
+    def to_pandas(self, columns: Sequence[str] | None = None, *, rows: Sequence[int] | np.ndarray | None = None,
+                  decode: bool = False, with_rowid: bool = False) -> Any:  # fmt: skip
+        """The rows (all, or the positions ``rows`` in that order) as a ``pandas.DataFrame``.
+
+        Class labels become categoricals of their names, tensors and embeddings
+        object columns of numpy arrays, images encoded bytes (arrays with
+        ``decode=True``). Details: ``tensorhouse.interop.pandas``.
+        """
+        from tensorhouse.interop.pandas import to_pandas  # pandas is optional: imported on use
+
+        return to_pandas(self, columns, rows=rows, decode=decode, with_rowid=with_rowid)
+
     # -- versions ----------------------------------------------------------------
     def history(self, *, limit: int | None = None) -> list[VersionInfo]:
         """Versions up to this one, oldest first: when, what operation, how many rows.
