@@ -357,7 +357,7 @@ class Log:
             ts = max(now, snapshot.timestamp_ms + 1) if snapshot else now
             entry = Commit(version, txn_id, ts, operation, snapshot.version if snapshot else -1,
                            tuple(actions), message)  # fmt: skip
-            data = json.dumps(entry.to_dict(), separators=(",", ":")).encode()
+            data = entry.to_bytes()
             try:
                 self._put(self.entry_key(version), data)
             except ObjectExistsError:
