@@ -207,3 +207,14 @@ def test_format_1_json_checkpoints_still_read(tmp_path: Path, small_checkpoints:
     ds = open_with(store)
     assert xs(ds) == list(range(7)) and "_log/00000000000000000005.checkpoint" in store.keys_read
     assert ds.snapshot.fragments[0] == snap.fragments[0]
+
+
+def test_an_old_checkpoint_does_not_pull_the_hint_back(tmp_path: Path, small_checkpoints: None) -> None:
+    uri = build(tmp_path, 11)
+    th.open(uri, version=3).checkpoint()  # on demand, from an old handle
+    assert json.loads((Path(uri) / "_log" / "_last_checkpoint").read_bytes())["version"] == 10
+    (Path(uri) / "_log" / "_last_checkpoint").write_text(json.dumps({"version": 99, "size": 1, "xxh3": 1}))
+    ds = th.open(uri)
+    ds.append({"x": [11]})
+    ds.checkpoint()  # a hint naming a checkpoint that does not exist is replaced
+    assert json.loads((Path(uri) / "_log" / "_last_checkpoint").read_bytes())["version"] == 12

@@ -399,6 +399,10 @@ class Log:
             self._put(key, data)
         except ObjectExistsError:  # someone else wrote the same state: the hint must describe their bytes
             data = self.store.get(key)
+        current = self._read_hint()
+        if current is not None and current.version > snap.version and self.store.exists(
+                self.checkpoint_key(current.version)):  # fmt: skip
+            return  # an older checkpoint (written on demand from an old handle) must not pull the hint back
         hint = {"version": snap.version, "size": len(data), "xxh3": checkpoint_digest(data)}
         self.store.put(self.hint_key, json.dumps(hint).encode())
 
