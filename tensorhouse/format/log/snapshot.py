@@ -92,6 +92,8 @@ class Snapshot:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Snapshot:
         try:
+            if not isinstance(d["fragments"], list):  # a string iterates too: '' would read as no fragments
+                raise CorruptLogError("checkpoint fragments must be a list")
             frags = tuple(Fragment.from_dict(f) for f in d["fragments"])
             txns = d["txns"]
             if not isinstance(txns, Mapping) or not all(isinstance(v, int) for v in txns.values()):
