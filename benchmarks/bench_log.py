@@ -674,7 +674,10 @@ class Moto:
             f.seek(mark)
             lines = f.read().decode(errors="replace").splitlines()
         out = {"LIST": 0, "GET": 0, "HEAD": 0, "other": 0}
-        for line in lines:
+        import re
+
+        ansi = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours some request lines
+        for line in (ansi.sub("", x) for x in lines):
             if '"' not in line:
                 continue
             req = line.split('"')[1].split(" ")
