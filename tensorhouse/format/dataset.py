@@ -29,7 +29,7 @@ from tensorhouse.errors import (
     SchemaError,
     VersionNotFoundError,
 )
-from tensorhouse.format import refs
+from tensorhouse.format import layout, refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
 from tensorhouse.format.input import Data
@@ -382,7 +382,7 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
         ['caption', 'score']
     """
     sch = Schema.of(schema)
-    store = open_store(uri, storage_options)
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     log = Log(store, single_writer=single_writer)
     config: dict[str, Any] = {}
     if chunk_bytes is not None:
@@ -429,7 +429,7 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     """
     if sum(x is not None for x in (version, timestamp, tag)) > 1:
         raise ValueError("give at most one of version=, timestamp=, tag=")
-    store = open_store(uri, storage_options)
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     if tag is not None:
         t = refs.read_tag(store, tag)
         if branch is not None and branch != t.branch:
