@@ -45,15 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tensorhouse.ingest.images import (
-    Validate,
-    choose_format,
-    file_size,
-    load_images,
-    recheck_images,
-    split_batches,
-)
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,
@@ -63,6 +55,14 @@ from tensorhouse.ingest.progress import (
     check_batch_limits,
     fingerprint,
     run_batches,
+)
+from tensorhouse.ingest.images import (
+    Validate,
+    choose_format,
+    file_size,
+    load_images,
+    recheck_images,
+    split_batches,
 )
 from tensorhouse.types import BBox, Image, Json, Schema, Tensor
 

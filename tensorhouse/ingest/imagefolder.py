@@ -33,15 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tensorhouse.ingest.images import (
-    IMAGE_EXTENSIONS,
-    Validate,
-    choose_format,
-    load_images,
-    recheck_images,
-    split_batches,
-)
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,
@@ -51,6 +43,14 @@ from tensorhouse.ingest.progress import (
     check_batch_limits,
     fingerprint,
     run_batches,
+)
+from tensorhouse.ingest.images import (
+    IMAGE_EXTENSIONS,
+    Validate,
+    choose_format,
+    load_images,
+    recheck_images,
+    split_batches,
 )
 from tensorhouse.types import ClassLabel, Image, Schema, Text
 

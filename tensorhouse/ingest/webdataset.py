@@ -60,8 +60,7 @@ import numpy as np
 from tensorhouse.errors import CodecError, DatasetNotFoundError
 from tensorhouse.format.dataset import open as open_dataset
 from tensorhouse.ingest.arrow_source import TypesArg, column_type, expand_paths
-from tensorhouse.ingest.images import Validate, map_slices, prepare_image
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,
@@ -72,6 +71,7 @@ from tensorhouse.ingest.progress import (
     fingerprint,
     run_batches,
 )
+from tensorhouse.ingest.images import Validate, map_slices, prepare_image
 from tensorhouse.types import (
     BBox,
     Binary,
