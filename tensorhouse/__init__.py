@@ -20,6 +20,7 @@ from typing import Any
 
 from tensorhouse import types
 from tensorhouse.errors import (
+    ArgumentError,
     CodecError,
     CommitConflictError,
     ConditionalPutUnsupportedError,
@@ -36,6 +37,10 @@ from tensorhouse.errors import (
     VersionNotFoundError,
 )
 from tensorhouse.format.dataset import Dataset, VersionInfo, create, open
+
+# `th.loader` is the function: importing the subpackage here (its __init__ is light)
+# lets the import system bind the name first, and the function then replaces it.
+from tensorhouse.loader import LoaderConfig, loader
 from tensorhouse.types import (
     BBox,
     Binary,
@@ -61,7 +66,6 @@ _LAZY = {
     "sql": "tensorhouse.sql",
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
-    "loader": "tensorhouse.loader",
 }
 
 
@@ -69,7 +73,7 @@ _LAZY = {
 _LAZY_ATTRS = {
     "write": ("tensorhouse.connector.materialize", "write"),
     "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
-    "to_torch": ("tensorhouse.connector.results", "to_torch"),
+    "to_torch": ("tensorhouse.loader.tensors", "result_to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
 }
 
@@ -84,6 +88,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ArgumentError",
     "BBox",
     "Binary",
     "ClassLabel",
@@ -100,6 +105,7 @@ __all__ = [
     "Embedding",
     "Image",
     "Json",
+    "LoaderConfig",
     "RefExistsError",
     "Scalar",
     "Schema",
@@ -112,6 +118,7 @@ __all__ = [
     "VersionInfo",
     "VersionNotFoundError",
     "create",
+    "loader",
     "open",
     "types",
 ]

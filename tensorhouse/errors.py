@@ -74,6 +74,14 @@ class CommitConflictError(TensorhouseError):
     """A concurrent commit conflicts with this one and retrying cannot help."""
 
 
+class ArgumentError(TensorhouseError, ValueError):
+    """A function got an argument it cannot use; the message names the function and the argument.
+
+    ``th.sql.nearest`` raises it; the tensor UDFs raise its subclass
+    :class:`~tensorhouse.udfs.kernels.errors.UDFArgumentError`.
+    """
+
+
 class CodecError(TensorhouseError, ValueError):
     """A sample could not be encoded or decoded (e.g. not a JPEG)."""
 
@@ -83,6 +91,7 @@ class UnsupportedError(TensorhouseError, NotImplementedError):
 
 
 __all__ = [
+    "ArgumentError",
     "CodecError",
     "CommitConflictError",
     "ConditionalPutUnsupportedError",

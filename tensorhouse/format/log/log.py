@@ -31,6 +31,7 @@ from tensorhouse.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     StorageError,
+    TensorhouseError,
     VersionNotFoundError,
 )
 from tensorhouse.format.log.actions import Action, Commit
@@ -58,8 +59,12 @@ def _parse_name(name: str, suffix: str) -> int | None:
     return None
 
 
-class AlreadyCommitted(Exception):
-    """Raised by an action builder when its idempotent transaction is already in the log."""
+class AlreadyCommitted(TensorhouseError):
+    """Raised by an action builder when its idempotent transaction is already in the log.
+
+    A signal between the transaction and the log, caught in format/transaction.py;
+    under TensorhouseError so that nothing tensorhouse raises escapes the hierarchy.
+    """
 
     def __init__(self, version: int) -> None:
         self.version = version
