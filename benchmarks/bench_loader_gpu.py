@@ -9,8 +9,8 @@ Measures, in one run, on the same generated JPEG dataset:
   busy when the two step rates match.
 
 Usage: python benchmarks/bench_loader_gpu.py [--rows 8192] [--out results.md]
-       python benchmarks/bench_loader_gpu.py --smoke   # CI: 256 rows, no training loop;
-                                                       # without CUDA it says why and exits 0
+       python benchmarks/bench_loader_gpu.py --smoke   # CI: 256 rows, no training loop
+Without CUDA it prints why it skipped and exits 0 (so `make bench-smoke` passes on CPU machines).
 """
 
 from __future__ import annotations
@@ -182,9 +182,7 @@ def main() -> None:
         # CI machines have no GPU: the smoke run must still say what it did not measure, and pass.
         print("bench_loader_gpu: skipped: torch.cuda.is_available() is False (no CUDA device or a CPU build "
               f"of torch {torch.__version__}); run it on a GPU machine")
-        if args.smoke:
-            return
-        raise SystemExit(1)
+        return
     if args.smoke:
         args.rows = 256
     torchvision = _has_torchvision()
