@@ -72,7 +72,7 @@ _LAZY = {
 # Functions of lazily loaded modules: name -> (module, attribute).
 _LAZY_ATTRS = {
     "write": ("tensorhouse.connector.materialize", "write"),
-    "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
+    "to_numpy": ("tensorhouse.connector.results", "result_to_numpy"),
     "to_torch": ("tensorhouse.loader.tensors", "result_to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
 }

@@ -21,7 +21,7 @@ buffers when the result is one chunk (read-only arrays).
 Example:
     >>> import pyarrow as pa
     >>> t = pa.table({"emb": pa.FixedSizeListArray.from_arrays(pa.array([1, 2, 3, 4], pa.float32()), 2)})
-    >>> to_numpy(t)["emb"].shape
+    >>> result_to_numpy(t)["emb"].shape
     (2, 2)
 """
 
@@ -181,8 +181,8 @@ def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> NumpyColumn:
     return rows
 
 
-def to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[str, NumpyColumn]:
-    """A query result as column -> numpy array (or list per row for ragged and byte columns).
+def result_to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[str, NumpyColumn]:
+    """A query result as column -> numpy array (or list per row for ragged and byte columns): ``th.to_numpy``.
 
     Example:
         >>> import duckdb, numpy as np, tensorhouse as th
@@ -206,4 +206,7 @@ def to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[str, Num
     return {c: column_to_numpy(table.column(c)) for c in wanted}
 
 
-__all__ = ["NumpyColumn", "column_to_numpy", "to_arrow_reader", "to_numpy", "to_table"]
+#: The public name (``th.to_numpy``); ``result_to_numpy`` says which of the to_numpy functions this is.
+to_numpy = result_to_numpy
+
+__all__ = ["NumpyColumn", "column_to_numpy", "result_to_numpy", "to_arrow_reader", "to_numpy", "to_table"]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tensorhouse.connector.results import to_numpy
+from tensorhouse.connector.results import result_to_numpy
 
 
 def result_to_torch(result: Any, columns: Sequence[str] | None = None) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def result_to_torch(result: Any, columns: Sequence[str] | None = None) -> dict[s
         return torch.from_numpy(a if a.flags.writeable else a.copy())
 
     out: dict[str, Any] = {}
-    for name, col in to_numpy(result, columns).items():
+    for name, col in result_to_numpy(result, columns).items():
         if isinstance(col, np.ndarray):
             out[name] = tensor(col)
         elif any(isinstance(v, np.ndarray) for v in col):
