@@ -42,6 +42,7 @@ from tensorhouse.format.dataset import Dataset, VersionInfo, create, open
 # lets the import system bind the name first, and the function then replaces it.
 from tensorhouse.loader import LoaderConfig, loader
 from tensorhouse.types import (
+    Arrow,
     BBox,
     Binary,
     ClassLabel,
@@ -89,6 +90,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ArgumentError",
+    "Arrow",
     "BBox",
     "Binary",
     "ClassLabel",
