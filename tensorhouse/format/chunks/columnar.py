@@ -32,7 +32,7 @@ Example:
     >>> to_column([decimal.Decimal("1.234")], pa.decimal128(15, 2), "price")
     Traceback (most recent call last):
     ...
-    tensorhouse.errors.SchemaError: column 'price', row 0: cannot store 1.234 as decimal128(15, 2): Rescaling Decimal value would cause data loss
+    tensorhouse.errors.SchemaError: column 'price', row 0: cannot store Decimal('1.234') (decimal128(4, 3)) as decimal128(15, 2): Rescaling Decimal value would cause data loss
 """
 
 from __future__ import annotations
