@@ -45,7 +45,7 @@ pytest: $(VENV)/.stamp-test
 
 # Every docstring example runs (memory:// or temporary paths, seconds).
 doctest: $(VENV)/.stamp-test
-	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules tensorhouse
+	$(BIN)/pytest -q --doctest-modules tensorhouse
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check tensorhouse tests benchmarks
