@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tensorhouse import types
+from tensorhouse import limits, types
 from tensorhouse.errors import (
     ArgumentError,
     CodecError,
@@ -67,6 +67,8 @@ _LAZY = {
     "sql": "tensorhouse.sql",
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
+    "ray": "tensorhouse.ray",
+    "index": "tensorhouse.index",
 }
 
 
@@ -76,6 +78,8 @@ _LAZY_ATTRS = {
     "to_numpy": ("tensorhouse.connector.results", "result_to_numpy"),
     "to_torch": ("tensorhouse.loader.tensors", "result_to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
+    "VectorSearchError": ("tensorhouse.index.errors", "VectorSearchError"),
+    "IndexNotFoundError": ("tensorhouse.index.errors", "IndexNotFoundError"),
 }
 
 
@@ -120,6 +124,7 @@ __all__ = [
     "VersionInfo",
     "VersionNotFoundError",
     "create",
+    "limits",
     "loader",
     "open",
     "types",

@@ -82,6 +82,13 @@ class ArgumentError(TensorhouseError, ValueError):
     """
 
 
+class RowNotFoundError(TensorhouseError, KeyError, IndexError):
+    """A row position or row id that the version does not hold (the message names it)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class CodecError(TensorhouseError, ValueError):
     """A sample could not be encoded or decoded (e.g. not a JPEG)."""
 
@@ -103,6 +110,7 @@ __all__ = [
     "ObjectExistsError",
     "ObjectNotFoundError",
     "RefExistsError",
+    "RowNotFoundError",
     "SchemaError",
     "StorageError",
     "TensorhouseError",

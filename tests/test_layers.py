@@ -17,6 +17,12 @@ BELOW = {
     "storage": {"storage", "errors", "limits"},
     "format": {"format", "storage", "errors", "types", "limits"},
 }
+#: Known upward imports, each with its reason (a new one fails until it is listed here).
+UPWARD = {
+    # Dataset.create_index / nearest / indexes / drop_index delegate, lazily, to the index
+    # package that builds on format/ (issue 18's API on the facade).
+    ("tensorhouse/format/dataset.py", "tensorhouse.index"),
+}
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
@@ -70,7 +76,8 @@ def test_layers_import_downward(layer: str) -> None:
     for p in sorted((PKG / layer).rglob("*.py")):
         for line, m in imports(p):
             parts = m.split(".")
-            if parts[0] == "tensorhouse" and len(parts) > 1 and parts[1] not in BELOW[layer]:
+            upward = parts[0] == "tensorhouse" and len(parts) > 1 and parts[1] not in BELOW[layer]
+            if upward and (where(p), ".".join(parts[:2])) not in UPWARD:
                 bad.append(f"{where(p)}:{line} imports {m}")
     assert not bad, f"{layer}/ imports from above it: {bad}"
 

@@ -2,7 +2,8 @@
 
 ``register`` puts a dataset under a table name on a ``SessionContext``;
 ``install`` adds the table function ``tensorhouse(uri [, at])`` for time
-travel in SQL, and the tensor UDFs when they are available.
+travel in SQL, ``nearest(uri, column, [..], k)`` for vector search
+(:mod:`tensorhouse.index.sql`), and the tensor UDFs when they are available.
 
 How DataFusion 55 treats a registered dataset (measured):
 
@@ -39,6 +40,8 @@ Example:
 from __future__ import annotations
 
 import importlib
+import threading
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -48,6 +51,11 @@ import pyarrow as pa
 
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
 from tensorhouse.format.dataset import Dataset
+
+# What register() put under each (context, name), weakly: vector search reuses the registration's
+# Dataset (with its storage options) instead of reopening it from the _rowid metadata.
+_LOCK = threading.Lock()
+_GIVEN: dict[tuple[int, str], weakref.ref[TensorhouseArrowDataset]] = {}
 
 
 def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *, version: int | None = None,
@@ -75,7 +83,19 @@ def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *
     if ctx.table_exist(name):
         ctx.deregister_table(name)
     ctx.register_dataset(name, table)
+    with _LOCK:
+        _GIVEN[(id(ctx), name)] = weakref.ref(table)
     return table
+
+
+def registered_table(ctx: datafusion.SessionContext, name: str) -> TensorhouseArrowDataset | None:
+    """What ``register(ctx, name, ...)`` last put under ``name``, while it is alive (else None).
+
+    Contexts are told apart by ``id``; check the result against the table's schema before trusting it.
+    """
+    with _LOCK:
+        ref = _GIVEN.get((id(ctx), name))
+    return ref() if ref is not None else None
 
 
 def _literal(arg: Any, position: int, fname: str) -> Any:
@@ -133,6 +153,10 @@ def install(ctx: datafusion.SessionContext, *, name: str = "tensorhouse",
     """
     fn = table_function(storage_options=storage_options, rowid=rowid, name=name)
     ctx.register_udtf(datafusion.udtf(fn, name))
+    # Vector search in SQL: nearest(uri, column, [..], k [, where [, version]]) (tensorhouse.index.sql).
+    from tensorhouse.index.sql import install as install_nearest
+
+    install_nearest(ctx, storage_options=storage_options)
     _register_udfs(ctx)
 
 
@@ -147,4 +171,4 @@ def _register_udfs(ctx: datafusion.SessionContext) -> None:
         hook(ctx)
 
 
-__all__ = ["install", "register", "table_function"]
+__all__ = ["install", "register", "registered_table", "table_function"]

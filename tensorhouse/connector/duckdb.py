@@ -90,6 +90,21 @@ def dataset_behind(rel: duckdb.DuckDBPyRelation) -> Dataset | None:
     return next(iter(found.values())) if len(found) == 1 else None
 
 
+def registered_table(con: duckdb.DuckDBPyConnection, name: str) -> TensorhouseArrowDataset | None:
+    """What ``register(con, name, ...)`` put under table ``name`` on ``con``, if it still holds it.
+
+    Example:
+        >>> import duckdb, tensorhouse as th
+        >>> ds = th.create("memory://doc-duck-registered-table", {"x": "int64"})
+        >>> con = duckdb.connect()
+        >>> _ = th.duckdb.register(con, "t", ds)
+        >>> th.duckdb.registered_table(con, "t").dataset.uri, th.duckdb.registered_table(con, "u")
+        ('memory://doc-duck-registered-table', None)
+    """
+    found = [t for n, t in _named_tables(con) if n == name]
+    return found[-1] if found else None
+
+
 def registered_datasets(con: duckdb.DuckDBPyConnection | None = None) -> list[Dataset]:
     """The tensorhouse datasets registered (or scanned) on ``con`` and still held by it; on any
     connection when ``con`` is None. One entry per (uri, branch, version).
@@ -191,4 +206,4 @@ def _check_name(name: str) -> None:
         raise ValueError(f"a table name is a non-empty string, got {name!r}")
 
 
-__all__ = ["column_types", "connect", "register", "registered_datasets", "scan"]
+__all__ = ["column_types", "connect", "register", "registered_datasets", "registered_table", "scan"]

@@ -18,6 +18,14 @@ its own, and the range is kept when any case survives. Chunks holding NaN
 are never pruned on that column: min/max leave NaN out and NaN compares
 greater than every number in DuckDB.
 
+Statistics are JSON in the log: integers, strings (a string column's min is
+a prefix of at most 64 characters, still a lower bound; a longer max is not
+kept), dates/times/timestamps/durations as their stored integers, decimals
+as text (:func:`tensorhouse.format.chunks.columnar.stat_scalar` turns them
+back into typed scalars). ``string_view``/``binary_view`` columns are
+filtered as their plain equivalents: Arrow has no view compare/filter
+kernels yet (a contract test in ``tests/test_tabular_types.py`` says when it has).
+
 Example:
     >>> import pyarrow as pa, pyarrow.compute as pc
     >>> schema = pa.schema([("a", pa.int64()), ("img", pa.binary())])
@@ -40,7 +48,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from tensorhouse.errors import SchemaError
-from tensorhouse.format.chunks.columnar import plain_type, unview
+from tensorhouse.format.chunks.columnar import plain_type, stat_scalar, unview
 from tensorhouse.types import ROWID
 
 #: Above this many case combinations for one range, fall back to one
@@ -130,7 +138,8 @@ class ColumnStats:
 
 
 def _lit(value: Any, t: pa.DataType) -> pc.Expression:
-    return pc.scalar(pa.scalar(value, type=t))
+    # Statistics are JSON: temporal values in their stored integer units, decimals as text.
+    return pc.scalar(stat_scalar(value, t))
 
 
 def column_cases(name: str, t: pa.DataType, stats: Mapping[str, Any] | None, rows: int) -> list[pc.Expression] | None:
@@ -153,7 +162,7 @@ def column_cases(name: str, t: pa.DataType, stats: Mapping[str, Any] | None, row
             if hi is not None:
                 up = field <= _lit(hi, t)
                 bound = up if bound is None else bound & up
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError, ArithmeticError):
             return None  # statistics that do not fit the type: know nothing
         if bound is None:
             return None  # both ends infinite

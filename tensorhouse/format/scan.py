@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from tensorhouse.errors import RowNotFoundError
 from tensorhouse.format.chunks import ChunkReader, SampleBatch, columnar, concat, take
-from tensorhouse.format.chunks.reader import gather
+from tensorhouse.format.chunks.reader import Expect, check_stats, gather
 from tensorhouse.format.chunks.samples import normalize, of_column, take_column
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
@@ -60,6 +61,8 @@ def build_column_index(snapshot: Snapshot, name: str) -> ColumnIndex:
 
 def null_batch(ctype: ColumnType, n: int) -> SampleBatch:
     """``n`` null samples of a type (rows written before the column existed)."""
+    if isinstance(ctype, Arrow):
+        return of_column(pa.nulls(n, ctype.arrow_type()))
     return normalize([None] * n, ctype, "?")
 
 
@@ -75,13 +78,14 @@ class SnapshotReader:
         self.snapshot = snapshot
         self.reader = reader
         self._indexes: dict[str, ColumnIndex] = {}
-        sizes = [f.num_rows for f in snapshot.fragments]
+        # Vectorised: a snapshot opened from a checkpoint builds no fragment object for this.
+        sizes = snapshot.fragment_rows()
         self.frag_starts = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.frag_starts[1:])
-        self.frag_ids = np.array([f.id for f in snapshot.fragments], dtype=np.int64)
+        self.frag_ids = snapshot.fragment_ids()
         self._deleted: dict[int, np.ndarray] = {}
         self._live: np.ndarray | None = None
-        self.has_deletions = any(f.deletion for f in snapshot.fragments)
+        self.has_deletions = snapshot.has_deletions
 
     @property
     def num_rows(self) -> int:
@@ -155,7 +159,7 @@ class SnapshotReader:
                 ok[sel] &= ~np.isin(offs[sel], dead)
         if not np.all(ok):
             bad = int(rowids[np.flatnonzero(~ok)[0]])
-            raise KeyError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
+            raise RowNotFoundError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
         return self.frag_starts[pos_c] + offs
 
     def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
@@ -203,7 +207,8 @@ class SnapshotReader:
             ref = idx.refs[c]
             if ref is not None:
                 local = row - int(idx.starts[c])
-                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size)
+                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size,
+                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
                 null = np.array([bool(h.nulls[local])]) if h.nulls is not None else np.zeros(1, bool)
                 return [view], np.asarray(h.shapes)[local : local + 1], null
         cidx = idx.locate(rows)
@@ -223,7 +228,8 @@ class SnapshotReader:
                 shapes[sel] = empty.shapes[0]
                 nulls[sel] = True
                 return
-            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size)
+            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size,
+                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
             for i, v in zip(sel.tolist(), got, strict=True):
                 views[i] = v
             shapes[sel] = np.asarray(h.shapes)[local]
@@ -242,10 +248,11 @@ class SnapshotReader:
         ref = idx.refs[c]
         if ref is None:
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
-        batch = self.reader.read_all(ref.path, ref.size)
-        if isinstance(ctype, Arrow):
-            # A columnar chunk: the "raw" section is one Parquet-encoded column.
-            return of_column(columnar.decode(batch.data, ctype.arrow_type(), len(batch)))
+        batch = self.reader.read_all(ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows))
+        if batch.column is not None and batch.column.type != ctype.arrow_type():
+            return of_column(columnar.cast(batch.column, ctype.arrow_type(), name))
+        if batch.column is None and ctype.is_scalar and ref.stats:  # read anyway: checking the stats costs one pass
+            check_stats(batch, ref.stats, dtype=ctype.storage_dtype, where=f"{self.reader.store.uri}/{ref.path}")
         return batch
 
     def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,

@@ -231,15 +231,16 @@ class Transaction:
     def append(self, data: Data) -> int:
         """Add rows; returns how many."""
         columns, n = to_columns(data, self.schema)
+        if not n:  # nothing to validate: empty columns have no dtype to check (an empty list is float64)
+            return 0
         batches = normalize_columns(columns, self.schema)
-        if n:
-            self.add_staged(stage_fragments(self.store, self.state.metadata, batches, n))
+        self.add_staged(stage_fragments(self.store, self.state.metadata, batches, n))
         return n
 
     def matching_rowids(self, where: str) -> np.ndarray:
         """Row ids of the live rows where the SQL predicate holds."""
         usable = {n: t.arrow_type() for n, t in self.schema.items() if pa.types.is_primitive(t.arrow_type())
-                  or pa.types.is_string(t.arrow_type())}  # fmt: skip
+                  or pa.types.is_string(t.arrow_type()) or (t.is_scalar and not _view(t.arrow_type()))}  # fmt: skip
         expr, used = parse_with_columns(where, usable)
         cols = [(n, self.schema[n]) for n in sorted(used)]
         out = []
@@ -460,3 +461,8 @@ class Transaction:
             self._on_commit(result.snapshot)
         self.committed_version = result.version
         return result.version
+
+
+def _view(t: pa.DataType) -> bool:
+    # Arrow's compute kernels cannot compare string_view/binary_view yet.
+    return bool(pa.types.is_string_view(t) or pa.types.is_binary_view(t))

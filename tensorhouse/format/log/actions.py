@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptLogError
 from tensorhouse.types import Schema
 
@@ -28,6 +29,21 @@ READABLE_COMMIT_FORMATS = (1, 2)
 READER_VERSION = 1
 WRITER_VERSION = 1
 MAX_FRAGMENT_ROWS = (1 << 32) - 1
+
+
+#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory): see tensorhouse.limits.
+MAX_ENTRY_BYTES = limits.Limits().max_log_entry_bytes
+
+
+def load_json(raw: bytes | str, where: str) -> Any:
+    """Parse one JSON document of the log (an entry, a hint, a checkpoint's state): the one place that does.
+
+    Raises CorruptLogError naming ``where`` for oversized, too deeply nested or
+    invalid input (including integers of more digits than Python converts);
+    the limits are ``max_log_entry_bytes`` and ``max_json_depth``.
+    """
+    return limits.parse_json(raw, where=where, what="log document (torn or corrupt?)", error=CorruptLogError,
+                             size_limit="max_log_entry_bytes")  # fmt: skip
 
 
 def document_crc(doc: Mapping[str, Any]) -> int:
@@ -52,7 +68,9 @@ def _str(d: Mapping[str, Any], key: str) -> str:
 def _check_path(path: str) -> str:
     """Data paths come from strangers' logs: relative, inside the dataset, no '..'."""
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
+    # NUL and ".tmp-" (names stores reserve for staged writes) would only fail later, in the store.
+    if (not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path
+            or "\x00" in path or parts[-1].startswith(".tmp-")):  # fmt: skip
         raise CorruptLogError(f"unsafe data path {path!r} in the log")
     return path
 
@@ -187,8 +205,12 @@ class Metadata:
         config = d.get("config", {})
         if not isinstance(config, Mapping):
             raise CorruptLogError("metadata config must be an object")
-        return Metadata(_str(d, "dataset_id"), schema, {k: _int(ids, k) for k in ids},
-                        _int(d, "next_field_id"), dict(config))  # fmt: skip
+        field_ids = {k: _int(ids, k) for k in ids}
+        next_id = _int(d, "next_field_id")
+        # Field ids are handed out from next_field_id: a duplicate or a higher one is a forged map.
+        if len(set(field_ids.values())) != len(field_ids) or any(v >= next_id for v in field_ids.values()):
+            raise CorruptLogError("metadata field_ids are not distinct ids below next_field_id")
+        return Metadata(_str(d, "dataset_id"), schema, field_ids, next_id, dict(config))
 
 
 @dataclass(frozen=True)
@@ -412,6 +434,14 @@ class Commit:
             raise CorruptLogError("commit message must be a string")
         return Commit(version, _str(d, "txn_id"), _int(d, "timestamp_ms"), _str(d, "operation"),
                       _int(d, "read_version", -1), tuple(decode_action(a) for a in actions), msg)  # fmt: skip
+
+
+def parse_entry(raw: bytes, version: int, where: str) -> Commit:
+    """Parse and validate the stored bytes of log entry ``version`` (``where`` names it in errors)."""
+    try:
+        return Commit.from_dict(load_json(raw, where), version)
+    except CorruptLogError as err:
+        raise CorruptLogError(f"{where}: {err}" if not str(err).startswith(where) else str(err)) from err
 
 
 #: Every stored action kind (the JSON key of an action).
