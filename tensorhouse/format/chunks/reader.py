@@ -81,7 +81,9 @@ class Expect:
     @staticmethod
     def of(column: str, ctype: Any, rows: int) -> Expect:
         """From a column type (anything with storage_dtype, sample_shape, sample_codec)."""
-        return Expect(column, ctype.storage_dtype, tuple(ctype.sample_shape), ctype.sample_codec, int(rows))
+        # An ``Arrow`` column's chunks are columnar (dtype "arrow"); its storage_dtype describes samples.
+        dtype = "arrow" if getattr(ctype, "kind", None) == "arrow" else ctype.storage_dtype
+        return Expect(column, dtype, tuple(ctype.sample_shape), ctype.sample_codec, int(rows))
 
     def check(self, h: ChunkHeader, where: str) -> None:
         bad = None
