@@ -44,7 +44,7 @@ class CommandError(click.ClickException):
 class _Group(click.Group):
     """The top-level group; ``ingest`` and its source modules load only when that command runs."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.ingest.commands", "ingest"),
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.cli_ingest", "ingest"),
                                                   "index": ("tensorhouse.index.commands", "index")}  # fmt: skip
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -32,7 +32,7 @@ from tensorhouse.errors import (
     UnsupportedError,
     VersionNotFoundError,
 )
-from tensorhouse.format import refs
+from tensorhouse.format import layout, refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
 from tensorhouse.format.input import Data, to_columns
@@ -553,7 +553,7 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
         ['caption', 'score']
     """
     sch = Schema.of(schema)
-    store = open_store(uri, storage_options)
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     log = Log(store, single_writer=single_writer, clock=clock)
     config: dict[str, Any] = {}
     if chunk_bytes is not None:
@@ -604,7 +604,7 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
         raise ValueError("give at most one of version=, timestamp=, tag=")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int | np.integer)):
         raise ArgumentError(f"open(version=...) takes an int version number, got {version!r}")
-    store = open_store(uri, storage_options)
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     if tag is not None:
         t = refs.read_tag(store, tag)
         if branch is not None and branch != t.branch:

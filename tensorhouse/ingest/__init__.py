@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from tensorhouse.ingest.arrow_source import arrow, csv, parquet
 from tensorhouse.ingest.coco import coco
+from tensorhouse.ingest.engine import IngestError, IngestInterrupted, IngestReport
 from tensorhouse.ingest.huggingface import huggingface
 from tensorhouse.ingest.imagefolder import imagefolder
-from tensorhouse.ingest.progress import IngestError, IngestInterrupted, IngestReport
 from tensorhouse.ingest.webdataset import webdataset
 
 __all__ = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tensorhouse.ingest.progress import IngestReport
+from tensorhouse.ingest.engine import IngestReport
 
 
 def huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | None = None, batch_rows: int = 4096,

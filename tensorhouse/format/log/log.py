@@ -30,6 +30,7 @@ from tensorhouse.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     StorageError,
+    TensorhouseError,
     VersionNotFoundError,
 )
 from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entry
@@ -81,8 +82,12 @@ class _UnusableHint(Exception):
     """The checkpoint a hint names cannot be read: open from a full listing instead."""
 
 
-class AlreadyCommitted(Exception):
-    """Raised by an action builder when its idempotent transaction is already in the log."""
+class AlreadyCommitted(TensorhouseError):
+    """Raised by an action builder when its idempotent transaction is already in the log.
+
+    A signal between the transaction and the log, caught in format/transaction.py;
+    under TensorhouseError so that nothing tensorhouse raises escapes the hierarchy.
+    """
 
     def __init__(self, version: int) -> None:
         self.version = version

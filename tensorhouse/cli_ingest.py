@@ -1,4 +1,4 @@
-"""The ``tensorhouse ingest ...`` commands (loaded by :mod:`tensorhouse.cli` only when used).
+"""The ``tensorhouse ingest ...`` commands (loaded by :mod:`tensorhouse.cli` only when used; CLI layer, above ingest/).
 
 Example:
     $ tensorhouse ingest imagefolder ~/imagenet/train data/imagenet-train
@@ -17,8 +17,8 @@ import tensorhouse as th
 from tensorhouse.cli import parse_types, storage_option
 from tensorhouse.ingest.arrow_source import csv, parquet
 from tensorhouse.ingest.coco import coco
+from tensorhouse.ingest.engine import IngestInterrupted, IngestReport
 from tensorhouse.ingest.imagefolder import imagefolder
-from tensorhouse.ingest.progress import IngestInterrupted, IngestReport
 from tensorhouse.ingest.webdataset import webdataset
 
 
