@@ -43,7 +43,6 @@ import pyarrow.compute as pc
 
 from tensorhouse.errors import CodecError, DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import open as open_dataset
-from tensorhouse.ingest.images import Validate, map_slices, prepare_image, read_file
 from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
@@ -55,6 +54,7 @@ from tensorhouse.ingest.engine import (
     fingerprint,
     run_batches,
 )
+from tensorhouse.ingest.images import Validate, map_slices, prepare_image, read_file
 from tensorhouse.types import ColumnType, Image, Schema, TypeLike, as_type
 
 #: Tabular rows are small: the byte limit usually decides a batch, this caps the count.
