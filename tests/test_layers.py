@@ -11,7 +11,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "tensorhouse"
 #: Top-level applications (not library layers): the CLI and the demo script.
-APPS = {"cli.py", "cli_ingest.py", "demo.py", "__main__.py", "__init__.py"}
+APPS = {"cli.py", "cli_ingest.py", "cli_index.py", "demo.py", "__main__.py", "__init__.py"}
 #: A layer may import only from layers below it (and itself); None: anything.
 BELOW = {
     "storage": {"storage", "errors", "limits"},
