@@ -22,6 +22,8 @@ UPWARD = {
     # Dataset.create_index / nearest / indexes / drop_index delegate, lazily, to the index
     # package that builds on format/ (issue 18's API on the facade).
     ("tensorhouse/format/dataset.py", "tensorhouse.index"),
+    # Dataset.to_pandas delegates, lazily, to the pandas adapter (pandas is an optional extra).
+    ("tensorhouse/format/dataset.py", "tensorhouse.interop"),
 }
 
 
