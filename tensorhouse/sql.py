@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tensorhouse.engines import engine_of
 from tensorhouse.udfs.kernels.errors import UDFArgumentError
 
 Metric = Literal["cosine", "l2", "dot"]
@@ -98,7 +99,7 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
     q = _query(query_vector)
     if metric == "cosine" and not np.any(q):
         raise UDFArgumentError("nearest: the query vector is all zeros; cosine similarity is undefined")
-    engine = type(con_or_ctx).__module__.split(".")[0].lstrip("_")
+    engine = engine_of(con_or_ctx)
     if engine in ("duckdb", "datafusion"):
         selected = _selected_names(con_or_ctx, engine, tbl, cols)
         if "score" in selected:

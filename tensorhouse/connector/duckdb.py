@@ -109,7 +109,10 @@ def rowid_relation(rel: duckdb.DuckDBPyRelation, heavy_of: Any) -> tuple[duckdb.
     companions, views = _catalog(rel)
     q, table = rowids.rowid_loader_query(rel.sql_query(), dialect="duckdb", companions=companions, views=views,
                                          output=list(rel.columns), heavy_of=heavy_of)  # fmt: skip
-    return rel.query("__tensorhouse_input", q.sql), q, table
+    out = rel.query("__tensorhouse_input", q.sql)
+    if out is None:  # a SELECT always gives a relation
+        raise rowids.LateMaterializationError(f"DuckDB returned no relation for {q.sql}")
+    return out, q, table
 
 
 def registered_datasets(con: duckdb.DuckDBPyConnection | None = None) -> list[Dataset]:

@@ -49,7 +49,7 @@ def _source_class() -> type | None:
     if not callable(getattr(duckdb.DuckDBPyConnection, "_register_arrow_source", None)):
         return None
 
-    class CountedDatasetSource(PyArrowDatasetSource):  # type: ignore[misc,valid-type]
+    class CountedDatasetSource(PyArrowDatasetSource):
         """DuckDB's own dataset source, plus the row count the optimizer needs."""
 
         def rows(self) -> int | None:

@@ -50,6 +50,7 @@ import pyarrow as pa
 
 from tensorhouse.connector.arrow_dataset import open_dataset, widen_float16
 from tensorhouse.connector.results import to_arrow_reader
+from tensorhouse.engines import engine_of
 from tensorhouse.errors import DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import Dataset, create
 from tensorhouse.types import ROWID, ColumnType, Schema, TypeLike, as_type, infer_from_arrow
@@ -187,6 +188,7 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
         raise ValueError(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
     if group_bytes <= 0:
         raise ValueError(f"group_bytes must be positive, got {group_bytes}")
+    hints = _hints(result)  # before the reader: a streaming DuckDB result keeps its connection busy
     reader = to_arrow_reader(result)
     try:
         existing: Dataset | None = None
@@ -197,7 +199,7 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
                 if mode == "append":
                     raise
         if existing is None:
-            target = resolve_schema(reader.schema, schema, hints=_hints(result))
+            target = resolve_schema(reader.schema, schema, hints=hints)
             ds = create(uri, target, storage_options=storage_options)
         else:
             ds = existing
@@ -225,7 +227,7 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
 
 
 def _hints(result: Any) -> dict[str, set[ColumnType]]:
-    if type(result).__module__.partition(".")[0] not in ("duckdb", "_duckdb"):
+    if engine_of(result) != "duckdb":
         return {}  # Arrow inputs and DataFusion results keep the types in field metadata
     from tensorhouse.connector.duckdb import column_types
 

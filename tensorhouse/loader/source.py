@@ -104,6 +104,18 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
             raise ValueError("cannot tell which tensorhouse dataset this DataFrame reads: pass dataset=ds")
         keep = _light(ds, names, columns)
         table = source.select(*[_quote(c) for c in keep]).to_arrow_table()
+    elif isinstance(source, pa.Table | pa.RecordBatch | pa.RecordBatchReader):
+        table = source.read_all() if isinstance(source, pa.RecordBatchReader) else pa.table(source)
+        names = table.column_names
+        _require_rowid(names)
+        ds = dataset or _dataset_from_metadata(table.schema)
+        if ds is None:
+            raise ValueError("cannot tell which tensorhouse dataset these row ids belong to: pass dataset=ds")
+        keep = _light(ds, names, columns)
+        table = table.select(keep)
+    else:
+        raise TypeError(f"cannot load from {type(source).__name__}: pass a tensorhouse Dataset, a DuckDB relation, "
+                        "a DataFusion DataFrame or an Arrow table with a _rowid column")  # fmt: skip
     wanted = list(columns) if columns is not None else names
     heavy = [c for c in wanted if is_heavy(ds, c)]
     light = {c: _to_numpy(table.column(c)) for c in table.column_names if c != ROWID and c in wanted}
