@@ -319,7 +319,8 @@ class TensorhouseArrowDataset(pads.Dataset):
                 ranges = self._plan(pinned, expr, s, e)
                 if ranges:
                     out.append(TensorhouseFragment(self, pinned, s, e, ranges))
-        return out
+        # One empty fragment rather than none: DataFusion's CREATE TABLE AS refuses zero partitions.
+        return out or [TensorhouseFragment(self, pinned, 0, 0, [])]
 
     def to_batches(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
                    batch_size: int | None = None, **_ignored: Any) -> Iterator[pa.RecordBatch]:  # fmt: skip
