@@ -154,7 +154,7 @@ class EngineParity:
 
     def test_loader_refuses_aggregates_clearly(self, data: dict[str, Any]) -> None:
         s = self.session("tensorhouse", data)
-        with pytest.raises(th.TensorhouseError, match="GROUP.*rowid=True"):
+        with pytest.raises(th.TensorhouseError, match=r"GROUP.*rowid=True"):
             th.loader(self.query(s, "SELECT label, count(*) AS n FROM pets GROUP BY label"), format="numpy")
 
     def register_dataset(self, session: Any, name: str, ds: th.Dataset) -> None:
