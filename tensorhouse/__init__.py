@@ -37,6 +37,7 @@ from tensorhouse.errors import (
 )
 from tensorhouse.format.dataset import Dataset, VersionInfo, create, open
 from tensorhouse.types import (
+    Arrow,
     BBox,
     Binary,
     ClassLabel,
@@ -84,6 +85,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Arrow",
     "BBox",
     "Binary",
     "ClassLabel",

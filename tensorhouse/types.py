@@ -142,6 +142,8 @@ class ColumnType:
                 return Json(compression=d.get("compression", "lz4"))
             if kind == "binary":
                 return Binary(compression=d.get("compression", "none"))
+            if kind == "arrow":
+                return Arrow(str(d["type"]))
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, SchemaError):
                 raise
@@ -381,6 +383,97 @@ class Binary(ColumnType):
         return {"kind": self.kind, "compression": self.compression}
 
 
+@dataclass(frozen=True)
+class Arrow(ColumnType):
+    """Values of any Arrow type, stored columnar and returned with that same type.
+
+    Dates, times, timestamps (any unit, with or without a time zone),
+    durations, exact decimals, every string and binary flavour, dictionary
+    columns, and lists, structs and maps of these: what Parquet and Delta
+    tables hold. Give the type as a name (``"date32"``, ``"timestamp[us,
+    tz=UTC]"``, ``"decimal(15,2)"``, ``"string"``, ``"list<date32>"``) or a
+    ``pyarrow.DataType``. Chunks are encoded with Parquet's encodings
+    (dictionary, run-length, bit-packing) and a compression codec picked by
+    measuring each chunk.
+
+    Example:
+        >>> th_type = Arrow("decimal(15,2)")
+        >>> th_type.arrow_type()
+        Decimal128Type(decimal128(15, 2))
+        >>> as_type("timestamp[us, tz=UTC]") == Arrow(pa.timestamp("us", tz="UTC"))
+        True
+    """
+
+    type: pa.DataType | str = "string"
+    kind: ClassVar[str] = "arrow"
+    storage_dtype: ClassVar[str] = "bytes"
+
+    def __post_init__(self) -> None:
+        from tensorhouse.arrow_types import parse_arrow_type
+
+        t = self.type if isinstance(self.type, pa.DataType) else parse_arrow_type(self.type)
+        check_arrow_storable(t)
+        object.__setattr__(self, "type", t)
+
+    @property
+    def is_scalar(self) -> bool:
+        """One orderable value per row: chunks keep min/max statistics for it (not for nested values)."""
+        return has_statistics(self.arrow_type())
+
+    def arrow_type(self) -> pa.DataType:
+        assert isinstance(self.type, pa.DataType)
+        return self.type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "type": str(self.type)}
+
+    def __repr__(self) -> str:
+        return f"Arrow({str(self.type)!r})"
+
+
+def _nested(t: pa.DataType) -> bool:
+    return bool(pa.types.is_nested(t))
+
+
+def has_statistics(t: pa.DataType) -> bool:
+    """Whether chunks of this Arrow type keep min/max (orderable, not nested, not a float: NaN)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return bool(
+        pa.types.is_integer(t) or pa.types.is_temporal(t) or pa.types.is_decimal(t) or pa.types.is_string(t)
+        or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_boolean(t)
+    )  # fmt: skip
+
+
+def check_arrow_storable(t: pa.DataType) -> None:
+    """SchemaError unless a column can hold values of ``t`` and give them back with that type."""
+    from tensorhouse.arrow_types import parse_arrow_type
+
+    bad = _unstorable(t)
+    if bad is not None:
+        raise SchemaError(f"Arrow type {t} cannot be stored ({bad}); store it as 'string', 'binary' or th.Json()")
+    try:
+        same = parse_arrow_type(str(t)) == t
+    except SchemaError:
+        same = False
+    if not same:
+        raise SchemaError(f"Arrow type {t} has no name tensorhouse can store (field metadata or odd field names?)")
+
+
+def _unstorable(t: pa.DataType) -> str | None:
+    if pa.types.is_null(t) or pa.types.is_union(t) or isinstance(t, pa.ExtensionType) \
+            or pa.types.is_run_end_encoded(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t) \
+            or pa.types.is_interval(t) or pa.types.is_fixed_size_binary(t):  # fmt: skip
+        return f"{t} is not supported"
+    if pa.types.is_dictionary(t):
+        return _unstorable(t.value_type)
+    for i in range(t.num_fields):
+        bad = _unstorable(t.field(i).type)
+        if bad is not None:
+            return bad
+    return None
+
+
 def ragged_arrow_type(value: pa.DataType, ndim: int) -> pa.DataType:
     """The storage layout of ``arrow.variable_shape_tensor``: flat data plus shape."""
     return pa.struct([
@@ -389,20 +482,44 @@ def ragged_arrow_type(value: pa.DataType, ndim: int) -> pa.DataType:
     ])  # fmt: skip
 
 
-TypeLike = ColumnType | str
+TypeLike = ColumnType | str | pa.DataType
 
 
 def as_type(t: TypeLike) -> ColumnType:
-    """Accept a ColumnType or a dtype name (``"int64"``) and return a ColumnType."""
+    """Accept a ColumnType, a dtype name (``"int64"``), an Arrow type name or a ``pa.DataType``.
+
+    Numeric names give :class:`Scalar`; other Arrow names (``"date32"``,
+    ``"timestamp[us, tz=UTC]"``, ``"decimal(15,2)"``, ``"string"``) give :class:`Arrow`.
+
+    Example:
+        >>> as_type("decimal(15,2)")
+        Arrow('decimal128(15, 2)')
+    """
     if isinstance(t, ColumnType):
         return t
     if isinstance(t, str):
-        return Scalar(t)
-    raise SchemaError(f"not a column type: {t!r}")
+        if t in NUMERIC_DTYPES or t in _NUMPY_ALIASES:
+            return Scalar(t)
+        return Arrow(t)
+    if isinstance(t, pa.DataType):
+        if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
+            return Scalar(str(t.to_pandas_dtype().__name__) if t != pa.float16() else "float16")
+        return Arrow(t)
+    if isinstance(t, np.dtype | type) and t is not str:
+        return Scalar(np.dtype(t).name)
+    raise SchemaError(f"not a column type: {t!r}; e.g. 'int64', 'date32', 'decimal(15,2)', th.Image('jpeg')")
+
+
+#: numpy spellings of numeric dtypes that stay scalars (``"f4"``, ``"double"``...).
+_NUMPY_ALIASES = frozenset({"f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "float", "double",
+                            "half", "single", "int", "uint", "b1", "?"})
 
 
 def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
     """Pick a tensorhouse type for a plain Arrow type (a query result, a Parquet file)."""
+    tabular = infer_tabular(t)
+    if tabular is not None:
+        return tabular
     if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
         return Scalar(t.to_pandas_dtype().__name__ if hasattr(t.to_pandas_dtype(), "__name__") else str(t))
     if pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -426,7 +543,23 @@ def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
         shape_t = t.field("shape").type
         if pa.types.is_fixed_size_list(shape_t):
             return Tensor(np.dtype(data_t.value_type.to_pandas_dtype()).name, (None,) * shape_t.list_size)
-    raise SchemaError(f"column {name!r}: no tensorhouse type for Arrow type {t}; pass schema=")
+    if _unstorable(t) is None:
+        return Arrow(t)  # lists and structs of tabular values: engines see the nested type itself
+    raise SchemaError(f"column {name!r}: no tensorhouse type for Arrow type {t} ({_unstorable(t)}); "
+                      f"pass e.g. {{{name!r}: 'string'}} or {{{name!r}: th.Binary()}}, or cast it first")
+
+
+def infer_tabular(t: pa.DataType) -> ColumnType | None:
+    """The :class:`Arrow` type for a tabular Arrow type (temporal, decimal, string flavours, dictionary), else None.
+
+    ``string`` and ``binary`` keep their historical types (``Text``, ``Binary``);
+    lists and structs are left to :func:`infer_from_arrow`'s tensor rules first.
+    """
+    if pa.types.is_temporal(t) or pa.types.is_decimal(t) or pa.types.is_dictionary(t) \
+            or pa.types.is_large_string(t) or pa.types.is_string_view(t) \
+            or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):  # fmt: skip
+        return Arrow(t) if _unstorable(t) is None else None
+    return None
 
 
 @dataclass(frozen=True)

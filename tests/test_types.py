@@ -77,8 +77,9 @@ def test_infer_from_plain_arrow() -> None:
     assert infer_from_arrow(pa.string()) == th.Text()
     assert infer_from_arrow(pa.list_(pa.float32(), 16)) == th.Tensor("float32", (16,))
     assert infer_from_arrow(pa.list_(pa.float64())) == th.Tensor("float64", (None,))
-    with pytest.raises(th.SchemaError):
-        infer_from_arrow(pa.map_(pa.string(), pa.int32()))
+    assert infer_from_arrow(pa.map_(pa.string(), pa.int32())) == th.Arrow("map<string, int32>")
+    with pytest.raises(th.SchemaError, match="'string'"):  # the error names a type that would work
+        infer_from_arrow(pa.dense_union([pa.field("a", pa.int32())]), "u")
 
 
 def test_schema_mapping() -> None:

@@ -40,6 +40,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from tensorhouse.errors import SchemaError
+from tensorhouse.format.chunks.columnar import plain_type, unview
 from tensorhouse.types import ROWID
 
 #: Above this many case combinations for one range, fall back to one
@@ -94,11 +95,24 @@ def referenced_columns(expr: pc.Expression, schema: pa.Schema) -> list[str]:
 
 
 def apply_filter(batch: pa.RecordBatch, expr: pc.Expression) -> pa.RecordBatch:
-    """Rows of ``batch`` where ``expr`` is TRUE (SQL semantics: NULL drops the row)."""
+    """Rows of ``batch`` where ``expr`` is TRUE (SQL semantics: NULL drops the row).
+
+    ``string_view``/``binary_view`` columns are filtered as their plain
+    equivalents (Arrow has few view kernels) and come back as views.
+    """
+    views = [i for i, f in enumerate(batch.schema) if plain_type(f.type) != f.type]
+    work = batch
+    if views:
+        arrays = [unview(c) if i in views else c for i, c in enumerate(batch.columns)]
+        work = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
     try:
-        return batch.filter(expr)
+        out = work.filter(expr)
     except _ERRORS as err:
         raise SchemaError(f"cannot evaluate filter {expr}: {err}") from err
+    if views:
+        arrays = [c.cast(batch.schema.field(i).type) if i in views else c for i, c in enumerate(out.columns)]
+        out = pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+    return out
 
 
 # -- pruning ---------------------------------------------------------------------

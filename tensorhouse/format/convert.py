@@ -41,6 +41,8 @@ def to_arrow(batch: SampleBatch, ctype: ColumnType) -> pa.Array:
     """The Arrow array for a batch, typed ``ctype.arrow_type()``."""
     n = len(batch)
     t = ctype.arrow_type()
+    if batch.column is not None:
+        return batch.column if batch.column.type == t else batch.column.cast(t)
     validity = _validity(batch)
     if ctype.storage_dtype in ("bytes", "str") or (isinstance(ctype, Image) and ctype.compression):
         offsets = batch.offsets - batch.offsets[0]
@@ -79,6 +81,8 @@ def to_numpy(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> C
     and ``None`` in lists. Images are decoded unless ``decode=False``.
     """
     n = len(batch)
+    if batch.column is not None:
+        return column_values(batch.column)
     if isinstance(ctype, Image) and ctype.compression:
         if not decode:
             return [None if batch.is_null(i) else bytes(batch.payload(i)) for i in range(n)]
@@ -104,6 +108,15 @@ def to_numpy(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> C
         out.append(np.frombuffer(batch.data, dtype=dtype, count=(e - s) // dtype.itemsize, offset=s)
                    .reshape(batch.shapes[i]))  # fmt: skip
     return out
+
+
+def column_values(arr: pa.Array) -> ColumnValues:
+    """An ``Arrow`` column's values for ``take``: numpy for dates, times, timestamps and durations
+    (``NaT`` for nulls), else Python objects (``Decimal``, ``str``, lists, dicts; ``None`` for nulls)."""
+    t = arr.type
+    if pa.types.is_temporal(t) and not pa.types.is_time(t):
+        return arr.to_numpy(zero_copy_only=False)
+    return arr.to_pylist()
 
 
 def payloads_to_images(views: list[memoryview | bytes], nulls: np.ndarray, codec: str, *,

@@ -27,17 +27,22 @@ from tensorhouse.errors import (
     DatasetExistsError,
     DatasetNotFoundError,
     SchemaError,
+    UnsupportedError,
     VersionNotFoundError,
 )
 from tensorhouse.format import refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
-from tensorhouse.format.input import Data
-from tensorhouse.format.log import Action, Commit, Log, Metadata, Snapshot, replay
+from tensorhouse.format.input import Data, to_columns
+from tensorhouse.format.log import Action, Commit, Log, Metadata, SetMetadata, Snapshot, replay
 from tensorhouse.format.log.actions import protocol
+from tensorhouse.format.log.log import Clock
+from tensorhouse.format.maintenance import compact, vacuum
 from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
+from tensorhouse.format.merge import merge_branch
 from tensorhouse.format.scan import SnapshotReader
 from tensorhouse.format.transaction import Transaction
+from tensorhouse.format.writer import StagedFragment, normalize_columns, stage_fragments
 from tensorhouse.storage import Store, open_store
 from tensorhouse.types import ROWID, Schema, TypeLike
 
@@ -124,8 +129,29 @@ class Dataset:
 
         With ``app_id``/``txn_version`` the commit is idempotent: a transaction whose
         (app_id, txn_version) was already committed (by anyone) commits nothing.
+        A transaction that staged nothing commits nothing either.
         """
-        return Transaction(self, message=message, app_id=app_id, txn_version=txn_version)
+        return Transaction(self._log, self._snapshot, store=self._store, message=message, app_id=app_id,
+                           txn_version=txn_version, on_commit=self._set_snapshot)  # fmt: skip
+
+    def stage(self, data: Data) -> list[StagedFragment]:
+        """Validate ``data`` and write its chunk files without committing; commit them with :meth:`commit_staged`.
+
+        The result is picklable and has a JSON form, so workers (Ray tasks,
+        other processes) can write chunks in parallel and hand the fragments to
+        one process that commits them all at once. Staged files that are never
+        committed are removed by ``vacuum`` once older than its retention.
+        """
+        columns, n = to_columns(data, self.schema)
+        batches = normalize_columns(columns, self.schema)
+        return stage_fragments(self._store, self._snapshot.metadata, batches, n) if n else []
+
+    def commit_staged(self, fragments: Sequence[StagedFragment], *, message: str | None = None,
+                      app_id: str | None = None, txn_version: int | None = None) -> int:  # fmt: skip
+        """Commit fragments written by :meth:`stage` (here or in any process) as one version; returns it."""
+        with self.transaction(message=message, app_id=app_id, txn_version=txn_version) as tx:
+            tx.add_staged(fragments)
+        return self.version
 
     def append(self, data: Data, *, message: str | None = None, app_id: str | None = None,
                txn_version: int | None = None) -> int:  # fmt: skip
@@ -224,27 +250,39 @@ class Dataset:
             raise VersionNotFoundError(f"{self.uri}: cannot branch from version {v}: it does not exist")
         refs.create_branch(self._store, name, self._branch, v)
         log = refs.branch_log(self._store, name, single_writer=self._log.single_writer)
+        log.clock = self._log.clock
         return Dataset(self._store, log.snapshot(), log=log, storage_options=self._storage_options, branch=name)
 
     def merge(self, branch: str, *, message: str | None = None) -> int:
         """Bring ``branch``'s changes into this branch as one commit (same conflict rules as writes)."""
-        from tensorhouse.format.merge import merge
-
-        return merge(self, branch, message=message)
+        source = refs.branch_log(self._store, branch, single_writer=self._log.single_writer)
+        if source.parent is None or source.parent[0].prefix != self._log.prefix:
+            raise UnsupportedError(f"{self.uri}: branch {branch!r} was not created from branch {self._branch!r}; "
+                                   "merge it into its own parent")  # fmt: skip
+        self.refresh()
+        with self.transaction(message=message or f"merge {branch}") as tx:
+            merge_branch(tx, source, name=branch)
+        return self.version
 
     # -- maintenance ---------------------------------------------------------------
     def vacuum(self, retention: timedelta = timedelta(days=7), *, dry_run: bool = False,
                force: bool = False) -> VacuumReport:  # fmt: skip
-        """Delete files no retained version, tag or branch references, older than ``retention``."""
-        from tensorhouse.format.maintenance import vacuum
+        """Delete files no retained version, tag or branch references, older than ``retention``.
 
-        return vacuum(self, retention, dry_run=dry_run, force=force)
+        Also deletes chunks staged by writes that never committed (crashed or
+        abandoned) once they are older than ``retention``.
+        """
+        return vacuum(self._store, retention, dry_run=dry_run, force=force, now=self._log.clock())
 
     def compact(self, *, target_rows: int = 1 << 20, message: str | None = None) -> CompactReport:
         """Merge runs of fragments smaller than ``target_rows`` live rows into bigger ones."""
-        from tensorhouse.format.maintenance import compact
-
-        return compact(self, target_rows=target_rows, message=message)
+        self.refresh()
+        before = len(self._snapshot.fragments)
+        with self.transaction(message=message) as tx:
+            rewritten = compact(tx, target_rows=target_rows)
+        if not tx.actions:
+            return CompactReport(None, before, before, 0)
+        return CompactReport(self.version, before, len(self._snapshot.fragments), rewritten)
 
     # -- reading -----------------------------------------------------------------
     def _resolve_columns(self, columns: Sequence[str] | None) -> list[str]:
@@ -369,8 +407,13 @@ class Dataset:
 
 
 def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options: Mapping[str, Any] | None = None,
-           exist_ok: bool = False, chunk_bytes: int | None = None, single_writer: bool = False) -> Dataset:  # fmt: skip
+           exist_ok: bool = False, chunk_bytes: int | None = None, single_writer: bool = False,
+           clock: Clock | None = None) -> Dataset:  # fmt: skip
     """Create an empty dataset at ``uri`` (a path, ``memory://name``, ``s3://bucket/prefix``).
+
+    ``clock`` (seconds since the epoch, like ``time.time``, the default) stamps
+    the commits made through the returned object; tests inject a fake one.
+    Commit timestamps always increase with versions, whatever the clock says.
 
     Concurrent creators race on version 0: exactly one wins; the others get
     DatasetExistsError (or, with ``exist_ok=True`` and the same schema, the dataset).
@@ -383,7 +426,7 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
     """
     sch = Schema.of(schema)
     store = open_store(uri, storage_options)
-    log = Log(store, single_writer=single_writer)
+    log = Log(store, single_writer=single_writer, clock=clock)
     config: dict[str, Any] = {}
     if chunk_bytes is not None:
         if chunk_bytes < 1024:
@@ -394,7 +437,7 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
     def build(snap: Snapshot | None, winners: Sequence[Commit]) -> list[Action]:
         if snap is not None:
             raise DatasetExistsError(f"a dataset already exists at {uri}")
-        return [protocol(), Action("metadata", meta)]
+        return [protocol(), SetMetadata(meta)]
 
     try:
         if log.versions():
@@ -403,7 +446,7 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
     except DatasetExistsError:
         if not exist_ok:
             raise
-        ds = open(uri, storage_options=storage_options, single_writer=single_writer)
+        ds = open(uri, storage_options=storage_options, single_writer=single_writer, clock=clock)
         if ds.schema != sch:
             raise DatasetExistsError(f"a dataset with a different schema exists at {uri}: {ds.schema}") from None
         return ds
@@ -412,8 +455,10 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
 
 def open(uri: str, *, version: int | None = None, timestamp: datetime | None = None, tag: str | None = None,
          branch: str | None = None, storage_options: Mapping[str, Any] | None = None,
-         single_writer: bool = False) -> Dataset:  # fmt: skip
+         single_writer: bool = False, clock: Clock | None = None) -> Dataset:  # fmt: skip
     """Open the dataset at ``uri``: latest version, or one ``version``, ``timestamp`` or ``tag``, on a ``branch``.
+
+    ``clock`` stamps the commits made through the returned object (see :func:`create`).
 
     ``timestamp`` picks the last version committed at or before it (a naive
     datetime is taken as UTC). Raises DatasetNotFoundError when there is no
@@ -438,6 +483,8 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     name = branch or refs.MAIN
     try:
         log = refs.branch_log(store, name, single_writer=single_writer)
+        if clock is not None:
+            log.clock = clock
         if timestamp is not None:
             ts = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
             version = log.version_at(int(ts.timestamp() * 1000))

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from tensorhouse.errors import ObjectNotFoundError
 from tensorhouse.format import refs
 from tensorhouse.format.chunks import concat, normalize
-from tensorhouse.format.log import Action, Snapshot, replay
-from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
-from tensorhouse.format.writer import write_fragments
-
-if TYPE_CHECKING:
-    from tensorhouse.format.dataset import Dataset
+from tensorhouse.format.log import Action, AddFragment, RemoveFragment, Snapshot, replay
+from tensorhouse.format.maintenance_types import VacuumReport
+from tensorhouse.format.transaction import Transaction
+from tensorhouse.format.writer import stage_fragments
+from tensorhouse.storage.base import Store
 
 #: Shorter retentions risk deleting the files of a write still in flight.
 MIN_SAFE_RETENTION = timedelta(hours=1)
-VACUUMED_PREFIXES = ("data/", "_deletions/")
+VACUUMED_PREFIXES = ("data/", "_deletions/", "_indexes/")
 
 
-def _files(snap: Snapshot) -> set[str]:
-    return {p for f in snap.fragments for p in f.files()}
-
-
-def vacuum(ds: Dataset, retention: timedelta, *, dry_run: bool, force: bool) -> VacuumReport:
+def vacuum(store: Store, retention: timedelta, *, dry_run: bool, force: bool, now: float) -> VacuumReport:
     """Delete data and deletion files that no retained version references and that are older than ``retention``.
 
     Retained: every branch's latest version, every tagged version, every branch's
@@ -37,8 +30,7 @@ def vacuum(ds: Dataset, retention: timedelta, *, dry_run: bool, force: bool) -> 
     if retention < MIN_SAFE_RETENTION and not force:
         raise ValueError(f"retention {retention} is shorter than {MIN_SAFE_RETENTION}: files of writes still in "
                          "progress could be deleted; pass force=True if no one else is writing")  # fmt: skip
-    store = ds.store
-    now_ms = time.time() * 1000
+    now_ms = now * 1000
     cutoff = now_ms - retention.total_seconds() * 1000
     tags = refs.list_tags(store)
     branches = refs.list_branches(store)
@@ -60,7 +52,7 @@ def vacuum(ds: Dataset, retention: timedelta, *, dry_run: bool, force: bool) -> 
             snap = replay(snap, [c])
             nxt = commits[i + 1].timestamp_ms if i + 1 < len(commits) else None
             if nxt is None or nxt >= cutoff or c.timestamp_ms >= cutoff or c.version in protected.get(b, ()):
-                keep |= _files(snap)
+                keep |= snap.files()
                 retained += 1
     victims = []
     freed = 0
@@ -81,15 +73,16 @@ def vacuum(ds: Dataset, retention: timedelta, *, dry_run: bool, force: bool) -> 
 MAX_GROUP_BYTES = 512 << 20
 
 
-def compact(ds: Dataset, *, target_rows: int, message: str | None) -> CompactReport:
-    """Rewrite runs of small fragments (and fragments with deleted rows) as fragments near ``target_rows``.
+def compact(tx: Transaction, *, target_rows: int) -> int:
+    """Stage into ``tx`` the rewrite of runs of small fragments (and fragments with deleted rows).
 
-    Visible data is unchanged; rewritten rows get new row ids (their fragment is new).
+    Each run becomes fragments near ``target_rows`` live rows. Visible data is
+    unchanged; rewritten rows get new row ids (their fragment is new). Returns
+    the number of rows rewritten (0: nothing staged).
     """
     if target_rows < 1:
         raise ValueError(f"target_rows must be positive, got {target_rows}")
-    ds.refresh()
-    snap = ds.snapshot
+    snap = tx.state
     groups: list[list[int]] = []
     current: list[int] = []
     rows = size = 0
@@ -108,9 +101,8 @@ def compact(ds: Dataset, *, target_rows: int, message: str | None) -> CompactRep
         groups.append(current)
     groups = [g for g in groups if len(g) > 1 or snap.fragments[g[0]].deletion is not None]
     if not groups:
-        return CompactReport(None, len(snap.fragments), len(snap.fragments), 0)
-    tx = ds.transaction(message=message)
-    reader = ds.reader
+        return 0
+    reader = tx.reader()
     actions: list[Action] = []
     next_id = snap.next_fragment_id
     rewritten = 0
@@ -123,16 +115,13 @@ def compact(ds: Dataset, *, target_rows: int, message: str | None) -> CompactRep
                      for b in reader.iter_batches([(name, ctype)], start=start, stop=stop)]  # fmt: skip
             batches[name] = concat(parts) if parts else normalize([], ctype, name)
             n = len(batches[name])
-        for i in g:
-            tx._touch(snap.fragments[i].id)
-            actions.append(Action("remove_fragment", {"id": snap.fragments[i].id}))
-        for p in write_fragments(ds.store, snap, batches, n):
-            actions.append(Action("add_fragment", p.with_id(next_id)))
+        actions += [RemoveFragment(snap.fragments[i].id) for i in g]
+        for p in stage_fragments(tx.store, snap.metadata, batches, n):
+            actions.append(AddFragment(p.with_id(next_id)))
             next_id += 1
         rewritten += n
-    tx._apply("compact", actions)
-    version = tx.commit()
-    return CompactReport(version, len(snap.fragments), len(ds.snapshot.fragments), rewritten)
+    tx.stage("compact", actions)
+    return rewritten
 
 
 __all__ = ["compact", "vacuum"]

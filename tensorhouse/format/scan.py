@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from tensorhouse.format.chunks import ChunkReader, SampleBatch, concat, take
+from tensorhouse.format.chunks import ChunkReader, SampleBatch, columnar, concat, take
 from tensorhouse.format.chunks.reader import gather
-from tensorhouse.format.chunks.samples import normalize
+from tensorhouse.format.chunks.samples import normalize, of_column, take_column
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
 from tensorhouse.format.log.snapshot import Snapshot
 from tensorhouse.format.threads import io_pool
-from tensorhouse.types import ROWID, ColumnType
+from tensorhouse.types import ROWID, Arrow, ColumnType
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,8 +160,31 @@ class SnapshotReader:
 
     def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
         """Samples at physical ``rows`` (any order), gathered with one copy in that order."""
+        if isinstance(ctype, Arrow):
+            return self._read_column_rows(name, ctype, np.asarray(rows, dtype=np.int64))
         views, shapes, nulls = self.read_views(name, ctype, rows)
         return gather(views, shapes, nulls)
+
+    def _read_column_rows(self, name: str, ctype: Arrow, rows: np.ndarray) -> SampleBatch:
+        """Rows of a columnar column: each chunk touched is decoded whole (it is one Parquet column)."""
+        idx = self.index(name)
+        cidx = idx.locate(rows)
+        parts: list[pa.Array] = []
+        order: list[np.ndarray] = []
+        for c in np.unique(cidx).tolist():
+            sel = np.flatnonzero(cidx == c)
+            chunk = self.read_chunk(name, ctype, c)
+            assert chunk.column is not None
+            parts.append(columnar.take(chunk.column, pa.array(rows[sel] - idx.starts[c])))
+            order.append(sel)
+        if not parts:
+            return of_column(pa.array([], type=ctype.arrow_type()))
+        arr = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+        if len(parts) > 1:
+            where = np.empty(len(rows), np.int64)
+            where[np.concatenate(order)] = np.arange(len(rows))
+            arr = columnar.take(arr, pa.array(where))
+        return of_column(arr)
 
     def read_views(self, name: str, ctype: ColumnType,
                    rows: np.ndarray) -> tuple[list[memoryview | bytes], np.ndarray, np.ndarray]:  # fmt: skip
@@ -219,7 +242,11 @@ class SnapshotReader:
         ref = idx.refs[c]
         if ref is None:
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
-        return self.reader.read_all(ref.path, ref.size)
+        batch = self.reader.read_all(ref.path, ref.size)
+        if isinstance(ctype, Arrow):
+            # A columnar chunk: the "raw" section is one Parquet-encoded column.
+            return of_column(columnar.decode(batch.data, ctype.arrow_type(), len(batch)))
+        return batch
 
     def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,
                      batch_size: int = 65536, with_rowid: bool = False,
@@ -257,7 +284,8 @@ class SnapshotReader:
             for cur in cursors:
                 batch = cur.rows(pos, end)
                 if keep is not None and not keep.all():
-                    batch = take(batch, np.flatnonzero(keep))
+                    rows_kept = np.flatnonzero(keep)
+                    batch = take_column(batch, rows_kept) if batch.column is not None else take(batch, rows_kept)
                 arrays.append(to_arrow(batch, cur.ctype))
             if with_rowid:
                 rows = np.arange(pos, end, dtype=np.int64)

@@ -1,4 +1,19 @@
-"""Write appended rows as chunk files: one fragment's worth of data, not yet committed."""
+"""Write rows as chunk files: fragments' worth of data, staged but not yet committed.
+
+This is the one place chunks are encoded and uploaded. Appends, updates,
+column additions and compaction all come through :func:`write_chunks` or
+:func:`stage_fragments`; what they return is committed later through a
+:class:`~tensorhouse.format.transaction.Transaction`, possibly by another
+process (a Ray driver commits the fragments its tasks staged).
+
+Example:
+    >>> import tensorhouse as th
+    >>> ds = th.create("memory://doc-stage", {"x": "int64"})
+    >>> staged = ds.stage({"x": [1, 2, 3]})       # chunk files written, nothing committed
+    >>> sent = [StagedFragment.from_dict(s.to_dict()) for s in staged]  # e.g. returned by a worker
+    >>> ds.commit_staged(sent), len(ds)
+    (1, 3)
+"""
 
 from __future__ import annotations
 
@@ -8,6 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from tensorhouse.errors import CorruptLogError, SchemaError
 from tensorhouse.format.chunks import (
     DEFAULT_CHUNK_BYTES,
     SampleBatch,
@@ -15,30 +31,64 @@ from tensorhouse.format.chunks import (
     normalize,
     split_points,
 )
-from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, Fragment
-from tensorhouse.format.log.snapshot import Snapshot
+from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, Fragment, Metadata
 from tensorhouse.format.threads import io_pool, pool
 from tensorhouse.storage.base import Store
 from tensorhouse.types import ColumnType, Schema
 
 
 @dataclass(frozen=True)
-class PendingFragment:
+class StagedFragment:
     """Chunks written for a fragment whose id is assigned at commit time.
 
     Ids are handed out by the committer so that a retry after losing a race
     only renumbers fragments; the uniquely named chunk files stay as they are.
+    ``dataset_id`` and ``field_ids`` let the committer check that the chunks
+    were written for this dataset and for columns it still has. The value is
+    picklable and has a JSON form (:meth:`to_dict`), so the process that writes
+    the chunks need not be the one that commits them.
     """
 
+    dataset_id: str
     num_rows: int
     columns: Mapping[int, tuple[ChunkRef, ...]]
 
     def with_id(self, fid: int) -> Fragment:
         return Fragment(fid, self.num_rows, self.columns)
 
+    def files(self) -> list[str]:
+        return [c.path for chunks in self.columns.values() for c in chunks]
 
-def chunk_bytes(snapshot: Snapshot, name: str) -> int:
-    cfg = snapshot.metadata.config
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset_id": self.dataset_id, **Fragment(0, self.num_rows, self.columns).to_dict()}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> StagedFragment:
+        """Parse (and validate, as a log entry is validated) a staged fragment's JSON form."""
+        dataset_id = d.get("dataset_id")
+        try:
+            if not isinstance(dataset_id, str):
+                raise CorruptLogError("dataset_id must be a string")
+            frag = Fragment.from_dict({**d, "id": 0})
+        except CorruptLogError as err:
+            raise SchemaError(f"not a staged fragment: {err}") from err
+        if frag.deletion is not None:
+            raise SchemaError("a staged fragment cannot carry deletions")
+        return StagedFragment(dataset_id, frag.num_rows, frag.columns)
+
+    def check(self, metadata: Metadata) -> None:
+        """Raise SchemaError unless these chunks fit ``metadata`` (same dataset, columns still there)."""
+        if self.dataset_id != metadata.dataset_id:
+            raise SchemaError(f"staged fragment belongs to dataset {self.dataset_id}, not {metadata.dataset_id}")
+        live = set(metadata.field_ids.values())
+        for fid in self.columns:
+            if fid not in live:
+                raise SchemaError(f"staged fragment has chunks of field {fid}, which this version no longer has "
+                                  "(the column was dropped after the chunks were written)")  # fmt: skip
+
+
+def chunk_bytes(metadata: Metadata, name: str) -> int:
+    cfg = metadata.config
     per_col = cfg.get("chunk_bytes_by_column", {})
     return int(per_col.get(name, cfg.get("chunk_bytes", DEFAULT_CHUNK_BYTES)))
 
@@ -48,8 +98,17 @@ def normalize_columns(columns: Mapping[str, Any], schema: Schema) -> dict[str, S
     return {name: normalize(columns[name], schema[name], name) for name in schema.names}
 
 
-def write_fragments(store: Store, snapshot: Snapshot, batches: Mapping[str, SampleBatch],
-                    num_rows: int) -> list[PendingFragment]:  # fmt: skip
+def write_chunks(store: Store, metadata: Metadata, name: str, batch: SampleBatch, *,
+                 split: bool = True) -> tuple[ChunkRef, ...]:  # fmt: skip
+    """Encode and upload one column's rows as chunks of the configured size (one chunk unless ``split``)."""
+    ctype = metadata.schema[name]
+    ranges = split_points(batch, chunk_bytes(metadata, name)) if split else [(0, len(batch))]
+    jobs = [pool().submit(_encode_and_upload, store, name, ctype, batch.slice(*r)) for r in ranges]
+    return tuple(_wait(f) for f in jobs)
+
+
+def stage_fragments(store: Store, metadata: Metadata, batches: Mapping[str, SampleBatch],
+                    num_rows: int) -> list[StagedFragment]:  # fmt: skip
     """Encode and upload the chunks of validated columns; one fragment per 2^32-1 rows.
 
     Every chunk of every column is encoded on the CPU pool and uploaded on the
@@ -62,23 +121,22 @@ def write_fragments(store: Store, snapshot: Snapshot, batches: Mapping[str, Samp
         jobs: dict[int, list[Future[tuple[ChunkRef, Future[None]]]]] = {}
         for name, batch in batches.items():
             part = batch.slice(start, stop) if (start, stop) != (0, len(batch)) else batch
-            ctype = snapshot.metadata.schema[name]
-            jobs[snapshot.metadata.field_ids[name]] = [
+            ctype = metadata.schema[name]
+            jobs[metadata.field_ids[name]] = [
                 pool().submit(_encode_and_upload, store, name, ctype, part.slice(*r))
-                for r in split_points(part, chunk_bytes(snapshot, name))
+                for r in split_points(part, chunk_bytes(metadata, name))
             ]
-        cols: dict[int, tuple[ChunkRef, ...]] = {}
-        for fid, futures in jobs.items():
-            refs = []
-            for f in futures:
-                ref, upload = f.result()
-                upload.result()  # raises the upload's error, if any, before anything is committed
-                refs.append(ref)
-            cols[fid] = tuple(refs)
-        out.append(PendingFragment(stop - start, cols))
+        cols = {fid: tuple(_wait(f) for f in futures) for fid, futures in jobs.items()}
+        out.append(StagedFragment(metadata.dataset_id, stop - start, cols))
         if num_rows == 0:
             break
     return out
+
+
+def _wait(job: Future[tuple[ChunkRef, Future[None]]]) -> ChunkRef:
+    ref, upload = job.result()
+    upload.result()  # raises the upload's error, if any, before anything is committed
+    return ref
 
 
 def _encode_and_upload(store: Store, name: str, ctype: ColumnType,

@@ -12,7 +12,8 @@ offset  size        field
 11      1   u8      sample codec  (0 none, 1 jpeg, 2 png)
 12      1   u8      dtype code    (index in DTYPES)
 13      1   u8      ndim
-14      1   u8      flags         (1 uniform shape, 2 has nulls, 4 fixed sample size)
+14      1   u8      flags         (1 uniform shape, 2 has nulls, 4 fixed sample size,
+                                   8 columnar: format 3, see below)
 15      1           reserved
 16      4   u32     num_samples
 20      8   u64     data_length   (stored bytes of the data section)
@@ -27,6 +28,11 @@ offset  size        field
 ..      ..          zero padding, so that the header length is a multiple of 64
 ..      4   u32     header_crc32 (of every header byte before it)
 ```
+
+A columnar chunk (flag 8, format 3; ``Arrow`` columns) has no shapes, offsets
+or null bitmap: its data section is one encoded column of ``num_samples``
+values (a Parquet file of one column and one row group, which carries its
+own encodings, compression, validity and checksums per page).
 
 The padding aligns the data section, so numeric samples are viewed in place
 (``np.frombuffer``) with their natural alignment.
@@ -52,11 +58,14 @@ from tensorhouse.types import NUMERIC_DTYPES
 
 MAGIC = b"THC1"
 FORMAT_VERSION = 2
+#: Columnar chunks (flag 8) are format 3; others are still written as format 2,
+#: so datasets without the new column types stay readable by older readers.
+COLUMNAR_VERSION = 3
 #: Versions this reader understands. Format 2 added flag 4: fixed-size samples
 #: store their size instead of an offset per sample (an int32 label column was
 #: 3x its values on disk with offsets).
-READABLE_VERSIONS = (1, 2)
-DTYPES: tuple[str, ...] = (*NUMERIC_DTYPES, "bytes", "str")
+READABLE_VERSIONS = (1, 2, 3)
+DTYPES: tuple[str, ...] = (*NUMERIC_DTYPES, "bytes", "str", "arrow")
 CHUNK_CODEC_IDS = {"none": 0, "lz4": 1, "zstd": 2}
 SAMPLE_CODEC_IDS = {None: 0, "jpeg": 1, "png": 2}
 _CHUNK_CODEC_NAMES = {v: k for k, v in CHUNK_CODEC_IDS.items()}
@@ -66,6 +75,7 @@ FIXED_SIZE = _FIXED.size  # 40
 FLAG_UNIFORM = 1
 FLAG_NULLS = 2
 FLAG_FIXED_SIZE = 4
+FLAG_COLUMNAR = 8
 #: Upper bounds that keep a corrupt header from asking for absurd allocations.
 MAX_SAMPLES = 1 << 26
 MAX_NDIM = 32
@@ -92,6 +102,7 @@ class ChunkHeader:
     block_crcs: np.ndarray  # uint32 [ceil(data_length / block_size)]
     nulls: np.ndarray | None  # bool [num_samples]
     uniform: bool
+    columnar: bool = False
 
     @property
     def file_length(self) -> int:
@@ -116,9 +127,25 @@ def encode_header(
     raw_length: int,
     block_size: int,
     block_crcs: np.ndarray,
+    columnar: bool = False,
 ) -> bytes:
-    """Serialise a header; ``shapes`` is int [n, ndim], ``offsets`` int [n + 1]."""
+    """Serialise a header; ``shapes`` is int [n, ndim], ``offsets`` int [n + 1].
+
+    ``columnar``: the data section is one encoded column of ``len(offsets) - 1``
+    values; shapes, offsets and nulls are not stored.
+    """
     n = len(offsets) - 1
+    if columnar:
+        parts = [b"", block_crcs.astype("<u4").tobytes()]
+        unpadded = FIXED_SIZE + sum(len(p) for p in parts) + 4
+        pad = -unpadded % ALIGN
+        parts.append(b"\0" * pad)
+        parts[0] = _FIXED.pack(
+            MAGIC, unpadded + pad, COLUMNAR_VERSION, CHUNK_CODEC_IDS[chunk_codec], SAMPLE_CODEC_IDS[None],
+            DTYPES.index("arrow"), 0, FLAG_COLUMNAR | FLAG_UNIFORM, n, data_length, raw_length, block_size,
+        )  # fmt: skip
+        head = b"".join(parts)
+        return head + struct.pack("<I", zlib.crc32(head))
     uniform = n > 0 and bool((shapes == shapes[0]).all()) if ndim else True
     flags = (FLAG_UNIFORM if uniform else 0) | (FLAG_NULLS if nulls is not None and nulls.any() else 0)
     sizes = np.diff(offsets)
@@ -167,6 +194,11 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
         raise CorruptChunkError(f"chunk format version {version} is not supported (this reader knows {READABLE_VERSIONS})")
     if flags & FLAG_FIXED_SIZE and version < 2:
         raise CorruptChunkError("chunk flag 4 (fixed sample size) in a format 1 header")
+    columnar = bool(flags & FLAG_COLUMNAR)
+    if columnar and (version < 3 or flags & (FLAG_FIXED_SIZE | FLAG_NULLS) or ndim):
+        raise CorruptChunkError(f"chunk flag 8 (columnar) with format {version}, flags {flags}, ndim {ndim}")
+    if (DTYPES[dt] == "arrow" if dt < len(DTYPES) else False) != columnar:
+        raise CorruptChunkError("chunk dtype 'arrow' and flag 8 (columnar) come together")
     if header_length > len(data) or header_length < FIXED_SIZE + 4:
         raise CorruptChunkError(f"chunk header length {header_length} does not fit the {len(data)} bytes read")
     (stored_crc,) = struct.unpack_from("<I", data, header_length - 4)
@@ -182,7 +214,8 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     n_shape = ndim if uniform else n * ndim
     n_blocks = -(-data_length // block_size)
     fixed = bool(flags & FLAG_FIXED_SIZE)
-    expected = FIXED_SIZE + 4 * n_shape + (8 if fixed else 8 * (n + 1)) + 4 * n_blocks
+    offsets_size = 0 if columnar else (8 if fixed else 8 * (n + 1))
+    expected = FIXED_SIZE + 4 * n_shape + offsets_size + 4 * n_blocks
     expected += (n + 7) // 8 if flags & FLAG_NULLS else 0
     expected += 4
     expected += -expected % ALIGN
@@ -191,7 +224,11 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     raw_shapes = np.frombuffer(data, dtype="<u4", count=n_shape, offset=pos).astype(np.int64)
     pos += 4 * n_shape
     shapes = np.broadcast_to(raw_shapes, (n, ndim)) if uniform else raw_shapes.reshape(n, ndim)
-    if fixed:
+    if columnar:
+        offsets = np.zeros(n + 1, dtype=np.int64)  # no per-sample payloads: the section is one column
+        if data_length != raw_length:
+            raise CorruptChunkError("columnar chunk with data_length != raw_length")
+    elif fixed:
         (size,) = struct.unpack_from("<Q", data, pos)
         if size * n != raw_length:
             raise CorruptChunkError(f"{n} samples of {size} bytes do not fill the {raw_length}-byte data section")
@@ -205,12 +242,12 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     nulls = None
     if flags & FLAG_NULLS:
         nulls = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=(n + 7) // 8, offset=pos), count=n).astype(bool)
-    if offsets[0] != 0 or offsets[-1] != raw_length or (n and bool((np.diff(offsets) < 0).any())):
+    if not columnar and (offsets[0] != 0 or offsets[-1] != raw_length or (n and bool((np.diff(offsets) < 0).any()))):
         raise CorruptChunkError("chunk sample offsets are not monotonic within the data section")
     if chunk_codec == "none" and data_length != raw_length:
         raise CorruptChunkError("uncompressed chunk with data_length != raw_length")
     dtype = DTYPES[dt]
-    if _SAMPLE_CODEC_NAMES[sc] is None and dtype not in ("bytes", "str") and n:
+    if _SAMPLE_CODEC_NAMES[sc] is None and dtype not in ("bytes", "str", "arrow") and n:
         # Numeric samples: every sample's byte length must equal its shape's.
         itemsize = np.dtype(dtype).itemsize
         if not np.array_equal(np.diff(offsets), shapes.prod(axis=1) * itemsize):
@@ -223,7 +260,7 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
         header_length=header_length, chunk_codec=chunk_codec, sample_codec=_SAMPLE_CODEC_NAMES[sc],
         dtype=dtype, ndim=ndim, num_samples=n, data_length=data_length, raw_length=raw_length,
         block_size=block_size, shapes=shapes, offsets=offsets, block_crcs=block_crcs, nulls=nulls,
-        uniform=uniform,
+        uniform=uniform, columnar=columnar,
     )  # fmt: skip
 
 

@@ -18,9 +18,10 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import CodecError, SchemaError
-from tensorhouse.format.chunks import codecs
+from tensorhouse.format.chunks import codecs, columnar
 from tensorhouse.format.threads import pool
 from tensorhouse.types import (
+    Arrow,
     BBox,
     ClassLabel,
     ColumnType,
@@ -39,22 +40,30 @@ class SampleBatch:
     columns with a codec, the encoded file; for text, UTF-8; for json, JSON text.
     A null fixed-shape sample holds zeros of the full shape, so fixed-shape data
     stays one regular array.
+
+    ``Arrow`` columns are held as an Arrow array instead (``column``); their
+    ``data`` is empty and ``offsets`` all zero (see :func:`of_column`).
     """
 
     data: bytes | memoryview
     offsets: np.ndarray  # int64 [n + 1]
     shapes: np.ndarray  # int64 [n, ndim]
     nulls: np.ndarray | None  # bool [n], None when no sample is null
+    column: pa.Array | None = None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     @property
     def nbytes(self) -> int:
+        if self.column is not None:
+            return int(self.column.nbytes)
         return int(self.offsets[-1] - self.offsets[0])
 
     def slice(self, start: int, stop: int) -> SampleBatch:
         """Rows ``[start, stop)`` as a batch of their own (data view, offsets rebased)."""
+        if self.column is not None:
+            return of_column(self.column.slice(start, stop - start))
         a, b = int(self.offsets[start]), int(self.offsets[stop])
         nulls = self.nulls[start:stop] if self.nulls is not None else None
         if nulls is not None and not nulls.any():
@@ -69,10 +78,24 @@ class SampleBatch:
         return self.nulls is not None and bool(self.nulls[i])
 
 
+def of_column(arr: pa.Array) -> SampleBatch:
+    """A batch holding an Arrow array (the rows of an ``Arrow`` column)."""
+    n = len(arr)
+    return SampleBatch(b"", np.zeros(n + 1, np.int64), np.zeros((n, 0), np.int64), None, arr)
+
+
+def take_column(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
+    """Rows of a column batch, in the given order."""
+    assert batch.column is not None
+    return of_column(columnar.take(batch.column, pa.array(np.asarray(rows, dtype=np.int64))))
+
+
 def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
     """One batch holding the rows of several, in order."""
     if len(batches) == 1:
         return batches[0]
+    if batches and batches[0].column is not None:
+        return of_column(pa.concat_arrays([b.column for b in batches if b.column is not None]))
     sizes = [b.nbytes for b in batches]
     starts = np.concatenate([[0], np.cumsum(sizes)])
     offsets = np.concatenate([b.offsets[:-1] - b.offsets[0] + s for b, s in zip(batches, starts, strict=False)]
@@ -132,6 +155,8 @@ def normalize(values: Any, ctype: ColumnType, column: str) -> SampleBatch:
 
     Raises SchemaError naming the column and row for a wrong dtype or shape.
     """
+    if isinstance(ctype, Arrow):
+        return of_column(columnar.to_column(values, ctype.arrow_type(), column))
     if isinstance(values, pa.ChunkedArray | pa.Array):
         values = _from_arrow(values, ctype, column)
     if ctype.storage_dtype in ("bytes", "str"):
@@ -224,7 +249,12 @@ def _normalize_bytes(values: Any, ctype: ColumnType, column: str) -> SampleBatch
         elif isinstance(ctype, Text):
             if not isinstance(v, str):
                 raise _err(column, row, f"expected str, got {type(v).__name__}")
-            parts.append(v.encode("utf-8", "surrogatepass"))
+            try:
+                parts.append(v.encode("utf-8"))
+            except UnicodeEncodeError as err:
+                raise _err(column, row, f"text is not valid Unicode ({err.reason} at character {err.start}, "
+                                        "e.g. a lone surrogate from os.fsdecode of a non-UTF-8 name): store "
+                                        "it as bytes in a th.Binary() column") from None  # fmt: skip
         else:
             if not isinstance(v, bytes | bytearray | memoryview):
                 raise _err(column, row, f"expected bytes, got {type(v).__name__}")

@@ -8,13 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from tensorhouse.format.chunks import codecs
+from tensorhouse.format.chunks import codecs, columnar
 from tensorhouse.format.chunks.header import block_checksums, choose_block_size, encode_header
 from tensorhouse.format.chunks.samples import SampleBatch
-from tensorhouse.types import ColumnType
+from tensorhouse.types import Arrow, ColumnType, Scalar
 
 #: Default target size of a chunk's raw data (DESIGN.md: 8-16 MiB).
 DEFAULT_CHUNK_BYTES = 12 << 20
+#: Scalar chunks are compressed when a sample of this many bytes shrinks below MAX_RATIO.
+SCALAR_SAMPLE_BYTES = 1 << 20
+MAX_RATIO = 0.8
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +37,11 @@ def split_points(batch: SampleBatch, target_bytes: int) -> list[tuple[int, int]]
     failing: one read still fetches it whole.
     """
     n = len(batch)
+    if batch.column is not None:
+        # An Arrow column: rows of about equal size, so split by the mean row size.
+        per_row = max(batch.nbytes / max(n, 1), 1.0)
+        rows = max(int(target_bytes // per_row), 1)
+        return [(a, min(a + rows, n)) for a in range(0, n, rows)] or [(0, 0)]
     offsets = batch.offsets
     out = []
     start = 0
@@ -47,6 +55,8 @@ def split_points(batch: SampleBatch, target_bytes: int) -> list[tuple[int, int]]
 
 def scalar_stats(batch: SampleBatch, ctype: ColumnType) -> dict[str, Any] | None:
     """min / max / null_count of a scalar chunk, for pruning; None for other columns."""
+    if batch.column is not None:
+        return columnar.column_stats(batch.column) if ctype.is_scalar else {"null_count": batch.column.null_count}
     if not ctype.is_scalar:
         return None
     values = np.frombuffer(batch.data, dtype=ctype.storage_dtype, count=len(batch))
@@ -69,13 +79,48 @@ def scalar_stats(batch: SampleBatch, ctype: ColumnType) -> dict[str, Any] | None
     return stats
 
 
-def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
-    """One chunk file holding every sample of ``batch``."""
-    raw = memoryview(batch.data)[int(batch.offsets[0]) : int(batch.offsets[-1])]
-    stored = codecs.compress(ctype.chunk_codec, raw) if ctype.chunk_codec != "none" else raw
-    block_size = choose_block_size(len(raw), len(batch))
+def scalar_codec(raw: memoryview) -> str:
+    """zstd for a scalar chunk whose first megabyte it shrinks below MAX_RATIO, else none (measured)."""
+    if len(raw) < 4096:
+        return "none"
+    sample = raw[:SCALAR_SAMPLE_BYTES]
+    return "zstd" if len(codecs.compress("zstd", sample)) < MAX_RATIO * len(sample) else "none"
+
+
+def encode_columnar(batch: SampleBatch) -> tuple[EncodedChunk, str]:
+    """A columnar chunk (format 3) for an ``Arrow`` column's batch."""
+    assert batch.column is not None
+    stored, codec = columnar.encode(batch.column)
+    block_size = choose_block_size(len(stored), len(batch))
     header = encode_header(
-        chunk_codec=ctype.chunk_codec,
+        chunk_codec="none", sample_codec=None, dtype="arrow", ndim=0, shapes=np.zeros((len(batch), 0), np.int64),
+        offsets=np.zeros(len(batch) + 1, np.int64), nulls=None, data_length=len(stored), raw_length=len(stored),
+        block_size=block_size, block_crcs=block_checksums(stored, block_size), columnar=True,
+    )  # fmt: skip
+    return EncodedChunk(b"".join((header, stored)), len(batch), len(header), None), codec
+
+
+def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
+    """One chunk file holding every sample of ``batch``.
+
+    ``Arrow`` columns get a columnar chunk; scalar columns a zstd data section
+    where measuring a sample says it pays; other columns their type's codec.
+    The log's statistics for the chunk name the codec (``"codec"``).
+    """
+    if batch.column is not None and isinstance(ctype, Arrow):
+        chunk, codec = encode_columnar(batch)
+        stats = scalar_stats(batch, ctype) or {}
+        stats["codec"] = f"parquet+{codec}"
+        return EncodedChunk(chunk.data, chunk.num_rows, chunk.header_length, stats)
+    raw = memoryview(batch.data)[int(batch.offsets[0]) : int(batch.offsets[-1])]
+    codec = scalar_codec(raw) if isinstance(ctype, Scalar) else ctype.chunk_codec
+    stored = codecs.compress(codec, raw) if codec != "none" else raw
+    block_size = choose_block_size(len(raw), len(batch))
+    stats = scalar_stats(batch, ctype)
+    if stats is not None and codec != "none":
+        stats["codec"] = codec
+    header = encode_header(
+        chunk_codec=codec,
         sample_codec=ctype.sample_codec,
         dtype=ctype.storage_dtype,
         ndim=batch.shapes.shape[1],
@@ -87,4 +132,4 @@ def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
         block_size=block_size,
         block_crcs=block_checksums(stored, block_size),
     )
-    return EncodedChunk(b"".join((header, stored)), len(batch), len(header), scalar_stats(batch, ctype))
+    return EncodedChunk(b"".join((header, stored)), len(batch), len(header), stats)

@@ -1,7 +1,47 @@
-"""The commit log: actions, snapshot replay, atomic commits."""
+"""The commit log: typed actions, snapshot replay, atomic commits."""
 
-from tensorhouse.format.log.actions import Action, ChunkRef, Commit, Fragment, Metadata
+from tensorhouse.format.log.actions import (
+    Action,
+    AddFragment,
+    AddIndex,
+    ChunkRef,
+    Commit,
+    DeletionRef,
+    DropIndex,
+    Fragment,
+    IndexEntry,
+    IndexFile,
+    Metadata,
+    Protocol,
+    RemoveFragment,
+    ReplaceFragment,
+    Restore,
+    SetMetadata,
+    Txn,
+)
 from tensorhouse.format.log.log import Log, entry_key
 from tensorhouse.format.log.snapshot import Snapshot, replay
 
-__all__ = ["Action", "ChunkRef", "Commit", "Fragment", "Log", "Metadata", "Snapshot", "entry_key", "replay"]
+__all__ = [
+    "Action",
+    "AddFragment",
+    "AddIndex",
+    "ChunkRef",
+    "Commit",
+    "DeletionRef",
+    "DropIndex",
+    "Fragment",
+    "IndexEntry",
+    "IndexFile",
+    "Log",
+    "Metadata",
+    "Protocol",
+    "RemoveFragment",
+    "ReplaceFragment",
+    "Restore",
+    "SetMetadata",
+    "Snapshot",
+    "Txn",
+    "entry_key",
+    "replay",
+]

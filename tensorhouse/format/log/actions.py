@@ -1,9 +1,12 @@
 """Log actions: the stored vocabulary of the commit log.
 
 A commit is one JSON document (``_log/<20-digit version>.json``) holding a
-list of actions; replaying them in order gives a version's state. Every
-document carries a format name and version; unknown fields are rejected
-rather than ignored, and every number read is range-checked.
+list of actions; replaying them in order gives a version's state. Each action
+kind is one frozen dataclass (``AddFragment``, ``RemoveFragment``,
+``SetMetadata``, ...); :func:`encode_action` and :func:`decode_action` are the
+only places that know their JSON form. Every document carries a format name
+and version; unknown action kinds are rejected rather than ignored, and every
+number read is range-checked.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from tensorhouse.errors import CorruptLogError
 from tensorhouse.types import Schema
 
 COMMIT_FORMAT = "tensorhouse.commit"
-COMMIT_FORMAT_VERSION = 1
+#: The commit document version written. 1: the first vocabulary; 2 adds the restore, add_index and
+#: drop_index actions. Readers accept every version up to this one (old logs and golden datasets).
+COMMIT_FORMAT_VERSION = 2
+READABLE_COMMIT_FORMATS = (1, 2)
 READER_VERSION = 1
 WRITER_VERSION = 1
 MAX_FRAGMENT_ROWS = (1 << 32) - 1
@@ -186,38 +192,182 @@ class Metadata:
 
 
 @dataclass(frozen=True)
-class Action:
-    """One tagged action: ``kind`` in KINDS, ``body`` its JSON payload (already validated)."""
+class IndexFile:
+    """One immutable file of a vector index (written once, never overwritten)."""
 
-    kind: str
-    body: Any
+    path: str
+    size: int
 
     def to_dict(self) -> dict[str, Any]:
-        body = self.body.to_dict() if hasattr(self.body, "to_dict") else self.body
-        return {self.kind: body}
+        return {"path": self.path, "size": self.size}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> IndexFile:
+        return IndexFile(_check_path(_str(d, "path")), _int(d, "size", 0))
 
 
-def protocol() -> Action:
-    return Action("protocol", {"min_reader_version": READER_VERSION, "min_writer_version": WRITER_VERSION})
+@dataclass(frozen=True)
+class IndexEntry:
+    """A named index over one column, as of one version: its files and the fragments it covers.
+
+    ``params`` is the index library's own settings (a JSON object), stored as given.
+    """
+
+    name: str
+    column: str
+    metric: str
+    kind: str
+    files: tuple[IndexFile, ...]
+    fragment_ids: tuple[int, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "column": self.column, "metric": self.metric, "kind": self.kind,
+                "files": [f.to_dict() for f in self.files], "fragment_ids": list(self.fragment_ids),
+                "params": dict(self.params)}  # fmt: skip
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> IndexEntry:
+        files = d.get("files")
+        fids = d.get("fragment_ids")
+        params = d.get("params", {})
+        if not isinstance(files, list) or not isinstance(fids, list) or not isinstance(params, Mapping):
+            raise CorruptLogError("an index entry needs a files list, a fragment_ids list and a params object")
+        if not all(isinstance(f, int) and not isinstance(f, bool) and 0 <= f < 1 << 31 for f in fids):
+            raise CorruptLogError("index fragment_ids must be fragment ids")
+        if not all(isinstance(f, Mapping) for f in files):
+            raise CorruptLogError("index files must be objects")
+        return IndexEntry(_str(d, "name"), _str(d, "column"), _str(d, "metric"), _str(d, "kind"),
+                          tuple(IndexFile.from_dict(f) for f in files), tuple(fids), dict(params))  # fmt: skip
 
 
-def parse_action(d: Any) -> Action:
+# -- actions: one frozen dataclass per kind ------------------------------------------
+@dataclass(frozen=True)
+class Protocol:
+    """The reader and writer versions a dataset needs (the first action of version 0)."""
+
+    min_reader_version: int = READER_VERSION
+    min_writer_version: int = WRITER_VERSION
+
+
+@dataclass(frozen=True)
+class SetMetadata:
+    """Replace the schema, field ids and settings (create and every schema change)."""
+
+    metadata: Metadata
+
+
+@dataclass(frozen=True)
+class AddFragment:
+    """A fragment whose id is not live: new rows, or rows a restore brings back."""
+
+    fragment: Fragment
+
+
+@dataclass(frozen=True)
+class ReplaceFragment:
+    """A new value of a live fragment, same id and row count: a delete (deletion vector) or an update (chunks)."""
+
+    fragment: Fragment
+
+
+@dataclass(frozen=True)
+class RemoveFragment:
+    """A live fragment leaves the dataset (every row deleted, or compacted into another)."""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class Txn:
+    """The idempotency record of an application: ``app_id`` committed its write number ``version``."""
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Marks a commit that restored the state of ``version`` (it conflicts with every concurrent commit)."""
+
+    version: int
+
+
+@dataclass(frozen=True)
+class AddIndex:
+    """Create or replace the index ``entry.name``."""
+
+    entry: IndexEntry
+
+
+@dataclass(frozen=True)
+class DropIndex:
+    """Drop the index ``name``."""
+
+    name: str
+
+
+Action = Protocol | SetMetadata | AddFragment | ReplaceFragment | RemoveFragment | Txn | Restore | AddIndex | DropIndex
+
+
+def protocol() -> Protocol:
+    return Protocol()
+
+
+def encode_action(a: Action) -> dict[str, Any]:
+    """The stored JSON form of an action: ``{kind: body}``."""
+    match a:
+        case Protocol(r, w):
+            return {"protocol": {"min_reader_version": r, "min_writer_version": w}}
+        case SetMetadata(m):
+            return {"metadata": m.to_dict()}
+        case AddFragment(f):
+            return {"add_fragment": f.to_dict()}
+        case ReplaceFragment(f):
+            return {"replace_fragment": f.to_dict()}
+        case RemoveFragment(fid):
+            return {"remove_fragment": {"id": fid}}
+        case Txn(app_id, version):
+            return {"txn": {"app_id": app_id, "version": version}}
+        case Restore(version):
+            return {"restore": {"version": version}}
+        case AddIndex(entry):
+            return {"add_index": entry.to_dict()}
+        case DropIndex(name):
+            return {"drop_index": {"name": name}}
+    raise TypeError(f"not a log action: {a!r}")
+
+
+def decode_action(d: Any) -> Action:
+    """Parse and validate one stored action (the inverse of :func:`encode_action`)."""
     if not isinstance(d, Mapping) or len(d) != 1:
         raise CorruptLogError(f"an action is an object with one key, got {d!r:.200}")
     ((kind, body),) = d.items()
-    if kind == "protocol":
-        if _int(body, "min_reader_version") > READER_VERSION:
-            raise CorruptLogError(f"dataset needs reader version {body['min_reader_version']}; "
-                                  f"this tensorhouse reads {READER_VERSION}: upgrade tensorhouse")  # fmt: skip
-        return Action(kind, dict(body))
-    if kind == "metadata":
-        return Action(kind, Metadata.from_dict(body))
-    if kind in ("add_fragment", "replace_fragment"):
-        return Action(kind, Fragment.from_dict(body))
-    if kind == "remove_fragment":
-        return Action(kind, {"id": _int(body, "id")})
-    if kind == "txn":
-        return Action(kind, {"app_id": _str(body, "app_id"), "version": _int(body, "version")})
+    if not isinstance(body, Mapping):
+        raise CorruptLogError(f"the body of a {kind!r} action must be an object")
+    match kind:
+        case "protocol":
+            reader = _int(body, "min_reader_version")
+            if reader > READER_VERSION:
+                raise CorruptLogError(f"dataset needs reader version {reader}; "
+                                      f"this tensorhouse reads {READER_VERSION}: upgrade tensorhouse")  # fmt: skip
+            return Protocol(reader, _int(body, "min_writer_version"))
+        case "metadata":
+            return SetMetadata(Metadata.from_dict(body))
+        case "add_fragment":
+            return AddFragment(Fragment.from_dict(body))
+        case "replace_fragment":
+            return ReplaceFragment(Fragment.from_dict(body))
+        case "remove_fragment":
+            return RemoveFragment(_int(body, "id"))
+        case "txn":
+            return Txn(_str(body, "app_id"), _int(body, "version"))
+        case "restore":
+            return Restore(_int(body, "version"))
+        case "add_index":
+            return AddIndex(IndexEntry.from_dict(body))
+        case "drop_index":
+            return DropIndex(_str(body, "name"))
     raise CorruptLogError(f"unknown action {kind!r} (written by a newer tensorhouse?)")
 
 
@@ -237,7 +387,7 @@ class Commit:
         doc = {"format": COMMIT_FORMAT, "format_version": COMMIT_FORMAT_VERSION, "version": self.version,
                "txn_id": self.txn_id, "timestamp_ms": self.timestamp_ms, "operation": self.operation,
                "read_version": self.read_version, "message": self.message,
-               "actions": [a.to_dict() for a in self.actions]}  # fmt: skip
+               "actions": [encode_action(a) for a in self.actions]}  # fmt: skip
         doc["crc32"] = document_crc(doc)
         return doc
 
@@ -245,8 +395,9 @@ class Commit:
     def from_dict(d: Any, expected_version: int) -> Commit:
         if not isinstance(d, Mapping) or d.get("format") != COMMIT_FORMAT:
             raise CorruptLogError("not a tensorhouse commit document")
-        if d.get("format_version") != COMMIT_FORMAT_VERSION:
-            raise CorruptLogError(f"commit format version {d.get('format_version')!r} is not supported")
+        if d.get("format_version") not in READABLE_COMMIT_FORMATS:
+            raise CorruptLogError(f"commit format version {d.get('format_version')!r} is not supported "
+                                  "(written by a newer tensorhouse?)")  # fmt: skip
         body = {k: v for k, v in d.items() if k != "crc32"}
         if d.get("crc32") != document_crc(body):
             raise CorruptLogError("commit checksum mismatch (corrupt entry)")
@@ -260,11 +411,9 @@ class Commit:
         if msg is not None and not isinstance(msg, str):
             raise CorruptLogError("commit message must be a string")
         return Commit(version, _str(d, "txn_id"), _int(d, "timestamp_ms"), _str(d, "operation"),
-                      _int(d, "read_version", -1), tuple(parse_action(a) for a in actions), msg)  # fmt: skip
+                      _int(d, "read_version", -1), tuple(decode_action(a) for a in actions), msg)  # fmt: skip
 
 
-#: Every action kind, and what it does to the replayed state:
-#: protocol, metadata (replace schema/config), add_fragment (a fragment id not
-#: live), replace_fragment (a live id: new deletion vector or chunks),
-#: remove_fragment (a live id), txn (idempotency record of an app id).
-KINDS = ("protocol", "metadata", "add_fragment", "replace_fragment", "remove_fragment", "txn")
+#: Every stored action kind (the JSON key of an action).
+KINDS = ("protocol", "metadata", "add_fragment", "replace_fragment", "remove_fragment", "txn", "restore",
+         "add_index", "drop_index")  # fmt: skip

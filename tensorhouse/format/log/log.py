@@ -71,11 +71,18 @@ class AlreadyCommitted(Exception):
 ActionBuilder = Callable[[Snapshot | None, Sequence[Commit]], list[Action]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class CommitResult:
+    """The outcome of :meth:`Log.commit`: the version and state now current, and whether this call wrote it."""
+
     version: int
     snapshot: Snapshot
     attempts: int
+    committed: bool = True
+
+
+#: A commit clock: seconds since the epoch, like ``time.time`` (the default).
+Clock = Callable[[], float]
 
 
 class Log:
@@ -87,11 +94,14 @@ class Log:
     """
 
     def __init__(self, store: Store, *, prefix: str = "", parent: tuple[Log, int] | None = None,
-                 single_writer: bool = False, checkpoint_interval: int | None = None) -> None:  # fmt: skip
+                 single_writer: bool = False, checkpoint_interval: int | None = None,
+                 clock: Clock | None = None) -> None:  # fmt: skip
         self.store = store
         self.prefix = prefix
         self.parent = parent
         self.single_writer = single_writer
+        #: Where commit timestamps come from (``time.time`` unless injected, e.g. by tests).
+        self.clock: Clock = clock or time.time
         # None: the module default, read at commit time (tests shrink it).
         self._checkpoint_interval = checkpoint_interval
 
@@ -246,8 +256,10 @@ class Log:
                message: str | None = None) -> CommitResult:  # fmt: skip
         """Atomically commit the actions ``build`` returns, retrying on collisions.
 
-        Raises AlreadyCommitted (from ``build``) for an idempotent no-op, and
-        CommitConflictError when a concurrent commit conflicts.
+        When ``build`` raises AlreadyCommitted (an idempotent write already in
+        the log) nothing is written and the result, with ``committed=False``,
+        holds the latest state. Raises CommitConflictError when a concurrent
+        commit conflicts.
         """
         if not self.store.supports_conditional_put and not self.single_writer:
             raise ConditionalPutUnsupportedError(
@@ -261,9 +273,14 @@ class Log:
         for attempt in range(1, MAX_RETRIES + 1):
             if time.monotonic() > deadline:
                 break
-            actions = build(snapshot, winners)
+            try:
+                actions = build(snapshot, winners)
+            except AlreadyCommitted:
+                assert snapshot is not None
+                latest = replay(snapshot, self.read_since(snapshot.version))
+                return CommitResult(latest.version, latest, attempt, committed=False)
             version = snapshot.version + 1 if snapshot else 0
-            now = int(time.time() * 1000)
+            now = int(self.clock() * 1000)
             # Timestamps increase with versions so that time travel by timestamp is well defined.
             ts = max(now, snapshot.timestamp_ms + 1) if snapshot else now
             entry = Commit(version, txn_id, ts, operation, snapshot.version if snapshot else -1,

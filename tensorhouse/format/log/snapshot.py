@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from tensorhouse.errors import CorruptLogError
-from tensorhouse.format.log.actions import Commit, Fragment, Metadata
+from tensorhouse.format.log.actions import (
+    AddFragment,
+    AddIndex,
+    Commit,
+    DropIndex,
+    Fragment,
+    IndexEntry,
+    Metadata,
+    Protocol,
+    RemoveFragment,
+    ReplaceFragment,
+    Restore,
+    SetMetadata,
+    Txn,
+)
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Replayed state: schema, live fragments in order, idempotency records."""
+    """Replayed state: schema, live fragments in order, idempotency records, indexes by name."""
 
     version: int
     timestamp_ms: int
@@ -20,6 +34,7 @@ class Snapshot:
     fragments: tuple[Fragment, ...]
     next_fragment_id: int
     txns: Mapping[str, int] = field(default_factory=dict)
+    indexes: Mapping[str, IndexEntry] = field(default_factory=dict)
 
     @property
     def num_rows(self) -> int:
@@ -32,11 +47,17 @@ class Snapshot:
                 return f
         raise KeyError(f"fragment {fid} is not in version {self.version}")
 
+    def files(self) -> set[str]:
+        """Every data, deletion and index file this version references."""
+        out = {p for f in self.fragments for p in f.files()}
+        out.update(f.path for e in self.indexes.values() for f in e.files)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        """The checkpoint form of this state."""
+        """The JSON checkpoint form of this state (checkpoint format 1)."""
         return {"version": self.version, "timestamp_ms": self.timestamp_ms, "metadata": self.metadata.to_dict(),
                 "fragments": [f.to_dict() for f in self.fragments], "next_fragment_id": self.next_fragment_id,
-                "txns": dict(self.txns)}  # fmt: skip
+                "txns": dict(self.txns), "indexes": [e.to_dict() for e in self.indexes.values()]}  # fmt: skip
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Snapshot:
@@ -45,8 +66,9 @@ class Snapshot:
             txns = d["txns"]
             if not isinstance(txns, Mapping) or not all(isinstance(v, int) for v in txns.values()):
                 raise CorruptLogError("checkpoint txns must map app ids to ints")
+            indexes = {e.name: e for e in (IndexEntry.from_dict(x) for x in d.get("indexes", []))}
             snap = Snapshot(int(d["version"]), int(d["timestamp_ms"]), Metadata.from_dict(d["metadata"]), frags,
-                            int(d["next_fragment_id"]), dict(txns))  # fmt: skip
+                            int(d["next_fragment_id"]), dict(txns), indexes)  # fmt: skip
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, CorruptLogError):
                 raise
@@ -55,12 +77,6 @@ class Snapshot:
         if ids != sorted(set(ids)) or (ids and ids[-1] >= snap.next_fragment_id):
             raise CorruptLogError("checkpoint fragments are not unique and ordered")
         return snap
-
-    def apply(self, commit: Commit) -> Snapshot:
-        """The snapshot after one more commit (validated: versions are contiguous)."""
-        if commit.version != self.version + 1:
-            raise CorruptLogError(f"commit {commit.version} does not follow version {self.version}")
-        return replay(self, [commit])
 
 
 def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
@@ -73,6 +89,7 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
     frags = {f.id: f for f in base.fragments} if base else {}
     next_id = base.next_fragment_id if base else 0
     txns = dict(base.txns) if base else {}
+    indexes = dict(base.indexes) if base else {}
     version = base.version if base else -1
     timestamp = base.timestamp_ms if base else 0
     for c in commits:
@@ -81,36 +98,38 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
         if version < 0 and c.version != 0:
             raise CorruptLogError(f"log starts at version {c.version}, not 0")
         for a in c.actions:
-            if a.kind == "metadata":
-                metadata = a.body
-            elif a.kind == "add_fragment":
-                f: Fragment = a.body
-                # An id below next_id may come back (restore re-adds the fragments
-                # of an older version, keeping their row ids), but never while live.
-                if f.id in frags:
-                    raise CorruptLogError(f"version {c.version}: adds fragment {f.id}, which is live")
-                frags[f.id] = f
-                next_id = max(next_id, f.id + 1)
-            elif a.kind == "replace_fragment":
-                f = a.body
-                old = frags.get(f.id)
-                if old is None or old.num_rows != f.num_rows:
-                    raise CorruptLogError(f"version {c.version}: replaces fragment {f.id}, which is not live "
-                                          "or has another row count")  # fmt: skip
-                frags[f.id] = f
-            elif a.kind == "remove_fragment":
-                if a.body["id"] not in frags:
-                    raise CorruptLogError(f"version {c.version}: removes unknown fragment {a.body['id']}")
-                del frags[a.body["id"]]
-            elif a.kind == "txn":
-                txns[a.body["app_id"]] = a.body["version"]
+            match a:
+                case SetMetadata(m):
+                    metadata = m
+                case AddFragment(f):
+                    # An id below next_id may come back (restore re-adds the fragments
+                    # of an older version, keeping their row ids), but never while live.
+                    if f.id in frags:
+                        raise CorruptLogError(f"version {c.version}: adds fragment {f.id}, which is live")
+                    frags[f.id] = f
+                    next_id = max(next_id, f.id + 1)
+                case ReplaceFragment(f):
+                    old = frags.get(f.id)
+                    if old is None or old.num_rows != f.num_rows:
+                        raise CorruptLogError(f"version {c.version}: replaces fragment {f.id}, which is not live "
+                                              "or has another row count")  # fmt: skip
+                    frags[f.id] = f
+                case RemoveFragment(fid):
+                    if fid not in frags:
+                        raise CorruptLogError(f"version {c.version}: removes unknown fragment {fid}")
+                    del frags[fid]
+                case Txn(app_id, v):
+                    txns[app_id] = v
+                case AddIndex(entry):
+                    indexes[entry.name] = entry
+                case DropIndex(name):
+                    if indexes.pop(name, None) is None:
+                        raise CorruptLogError(f"version {c.version}: drops unknown index {name!r}")
+                case Protocol() | Restore():
+                    pass
         if metadata is None:
             raise CorruptLogError(f"version {c.version}: no metadata action before it")
         version, timestamp = c.version, c.timestamp_ms
     if metadata is None or version < 0:
         raise CorruptLogError("empty log")
-    return Snapshot(version, timestamp, metadata, tuple(frags[k] for k in sorted(frags)), next_id, txns)
-
-
-def with_fragments(snapshot: Snapshot, fragments: tuple[Fragment, ...]) -> Snapshot:
-    return replace(snapshot, fragments=fragments)
+    return Snapshot(version, timestamp, metadata, tuple(frags[k] for k in sorted(frags)), next_id, txns, indexes)
