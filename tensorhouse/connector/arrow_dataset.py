@@ -273,7 +273,13 @@ class TensorhouseArrowDataset(pads.Dataset):
 
     def _combine(self, expr: pc.Expression | None) -> pc.Expression | None:
         if expr is not None:
-            check_filter(expr, self._schema, where=self._where())
+            if not isinstance(expr, pc.Expression):
+                check_filter(expr, self._schema, where=self._where())  # the typed error
+            try:
+                referenced_columns(expr, self._schema)  # validates too, and is cached per filter text
+            except SchemaError:
+                check_filter(expr, self._schema, where=self._where())  # the message naming this dataset
+                raise
         if self._filter is None:
             return expr
         return self._filter if expr is None else self._filter & expr
