@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ from tensorhouse.storage import LocalStore  # noqa: E402
 #: Where the built tables are cached (gitignored: ``/benchmarks/_data/``).
 DATA_DIR = ROOT / "benchmarks" / "_data"
 #: Bump when the way tables are built changes, so stale caches are rebuilt.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # 2: columnar tensorhouse checkpoints
 
 SYSTEMS = ("tensorhouse", "deltalake", "lance")
 REFERENCE = "tensorhouse"
@@ -176,6 +177,10 @@ class CountingStore(LocalStore):
     def list(self, prefix=""):  # type: ignore[no-untyped-def]
         self._count("list")
         return super().list(prefix)
+
+    def list_keys(self, prefix=""):  # type: ignore[no-untyped-def]
+        self._count("list")
+        return super().list_keys(prefix)
 
     def exists(self, key):  # type: ignore[no-untyped-def]
         self._count("exists")
@@ -353,6 +358,11 @@ class System:
         """The smallest version >= v with the most entries after the newest checkpoint (None: no checkpoints)."""
         return None
 
+    def timestamp_of(self, path: str, version: int) -> datetime: ...
+    def open_timestamp(self, path: str, ts: datetime) -> int: ...  # rows (or files) of that version
+    def history(self, path: str) -> int: ...  # versions listed
+    def s3_open_latest(self, uri: str, endpoint: str) -> int: ...
+
 
 class Tensorhouse(System):
     name = "tensorhouse"
@@ -392,6 +402,18 @@ class Tensorhouse(System):
     def next_worst_version(self, v: int) -> int | None:
         k = th_log.CHECKPOINT_INTERVAL
         return v + (k - 1 - v % k) % k  # v % k == k - 1: k - 1 entries after the checkpoint
+
+    def timestamp_of(self, path: str, version: int) -> datetime:
+        return th.open(path, version=version).history(limit=1)[0].timestamp
+
+    def open_timestamp(self, path: str, ts: datetime) -> int:
+        return len(th.open(path, timestamp=ts))
+
+    def history(self, path: str) -> int:
+        return len(th.open(path).history())
+
+    def s3_open_latest(self, uri: str, endpoint: str) -> int:
+        return len(th.open(uri, storage_options={"endpoint_url": endpoint, "key": "testing", "secret": "testing"}))
 
 
 class Delta(System):
@@ -443,6 +465,29 @@ class Delta(System):
         k = 100
         return v + (k - 2 - v % k) % k
 
+    def timestamp_of(self, path: str, version: int) -> datetime:
+        with open(os.path.join(path, "_delta_log", f"{version:020d}.json")) as f:
+            for line in f:
+                info = json.loads(line).get("commitInfo")
+                if info is not None:
+                    return datetime.fromtimestamp(info["timestamp"] / 1000, timezone.utc)
+        raise AssertionError(f"no commitInfo in version {version}")
+
+    def open_timestamp(self, path: str, ts: datetime) -> int:
+        dt = DeltaTable(path)
+        dt.load_as_version(ts)
+        return len(dt.file_uris())
+
+    def history(self, path: str) -> int:
+        return len(DeltaTable(path).history())
+
+    def s3_open_latest(self, uri: str, endpoint: str) -> int:
+        opts = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}  # fmt: skip
+        dt = DeltaTable(uri, storage_options=opts)
+        dt.version()
+        return len(dt.file_uris())
+
 
 class Lance(System):
     name = "lance"
@@ -475,6 +520,22 @@ class Lance(System):
 
     def checkpoints(self, path: str) -> list[int]:
         return []  # every Lance version is a full manifest
+
+    def timestamp_of(self, path: str, version: int) -> datetime:
+        found = [v["timestamp"] for v in lance.dataset(path).versions() if v["version"] == version]
+        return found[0].replace(tzinfo=timezone.utc)  # Lance reports naive UTC here (TZ=UTC)
+
+    def open_timestamp(self, path: str, ts: datetime) -> int:
+        # Lance compares naive datetimes and picks the last version strictly before ``asof``.
+        return lance.dataset(path, asof=ts.replace(tzinfo=None) + timedelta(microseconds=1)).count_rows()
+
+    def history(self, path: str) -> int:
+        return len(lance.dataset(path).versions())
+
+    def s3_open_latest(self, uri: str, endpoint: str) -> int:
+        opts = {"aws_endpoint": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                "aws_region": "us-east-1", "allow_http": "true"}  # fmt: skip
+        return lance.dataset(uri, storage_options=opts).count_rows()
 
 
 ALL = {s.name: s for s in (Tensorhouse(), Delta(), Lance())}
@@ -524,17 +585,140 @@ def dir_stats(path: str) -> tuple[int, int]:
     return files, nbytes
 
 
+# -- S3 (moto) ----------------------------------------------------------------------
+class Moto:
+    """A moto_server on a free port; every request it serves is in its log, which is how requests are counted.
+
+    Counting at the server treats the three systems alike: two of them are Rust
+    clients with no Python hook.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        import socket
+        import subprocess
+        import urllib.error
+        import urllib.request
+
+        os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_DEFAULT_REGION": "us-east-1"})  # fmt: skip
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.log_path = workdir / f"moto_{os.getpid()}.log"
+        exe = Path(sys.executable).parent / "moto_server"
+        with self.log_path.open("wb") as f:
+            self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=f,
+                                         stderr=subprocess.STDOUT)  # fmt: skip
+        atexit.register(self.close)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"moto_server did not start: {self.log_path.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        import boto3
+
+        self.client = boto3.client("s3", endpoint_url=self.endpoint)
+        self.client.create_bucket(Bucket="bench")
+
+    def upload(self, local: str, prefix: str) -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
+        files = [os.path.join(r, f) for r, _d, fs in os.walk(local) for f in fs]
+
+        def put(path: str) -> None:
+            key = f"{prefix}/{os.path.relpath(path, local)}"
+            with open(path, "rb") as fh:
+                self.client.put_object(Bucket="bench", Key=key, Body=fh.read())
+
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(put, files))
+        return len(files)
+
+    def mark(self) -> int:
+        return self.log_path.stat().st_size
+
+    def requests_since(self, mark: int) -> dict[str, int]:
+        """LIST / GET / HEAD / other requests served since ``mark``."""
+        with self.log_path.open("rb") as f:
+            f.seek(mark)
+            lines = f.read().decode(errors="replace").splitlines()
+        out = {"LIST": 0, "GET": 0, "HEAD": 0, "other": 0}
+        for line in lines:
+            if '"' not in line:
+                continue
+            req = line.split('"')[1].split(" ")
+            if len(req) < 2:
+                continue
+            method, target = req[0], req[1]
+            if method == "GET" and ("list-type=" in target or "prefix=" in target or "delimiter=" in target):
+                out["LIST"] += 1
+            elif method in ("GET", "HEAD"):
+                out[method] += 1
+            else:
+                out["other"] += 1
+        return out
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+
+
+def fmt_requests(r: dict[str, int]) -> str:
+    extra = f" + {r['HEAD']} HEAD" if r["HEAD"] else ""
+    extra += f" + {r['other']} other" if r["other"] else ""
+    return f"{r['LIST']} LIST + {r['GET']} GET{extra}"
+
+
+def bench_s3(n: int, systems: list[str], paths: dict[str, str], repeats: int) -> tuple[Row, dict[str, str]]:
+    """Open latest through moto S3: median time, and the requests of one cold open (counted at the server)."""
+    moto = Moto(DATA_DIR)
+    row = Row(f"open latest on S3 (moto), {n:,} commits")
+    requests: dict[str, str] = {}
+    try:
+        for s in systems:
+            t0 = time.perf_counter()
+            files = moto.upload(paths[s], s)
+            log(f"[s3] {s}: uploaded {files:,} files in {time.perf_counter() - t0:.1f} s")
+            uri = f"s3://bench/{s}"
+            sysm = ALL[s]
+            mark = moto.mark()
+            got = sysm.s3_open_latest(uri, moto.endpoint)
+            time.sleep(0.2)  # the server writes its log line after answering
+            requests[s] = fmt_requests(moto.requests_since(mark))
+            if got != n:
+                raise AssertionError(f"{s}: S3 open gave {got}, expected {n}")
+            row.timings[s] = time_repeat(lambda sysm=sysm, uri=uri: sysm.s3_open_latest(uri, moto.endpoint),
+                                         max(3, repeats // 3))  # fmt: skip
+            log(f"[s3] {s}: {row.timings[s].median * 1e3:.2f} ms, one open: {requests[s]}")
+    finally:
+        moto.close()
+        moto.log_path.unlink(missing_ok=True)
+    return row, requests
+
+
 # -- the benchmark ------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--commits", type=int, default=10_000, help="commits in the table (default 10,000)"
-    )
-    ap.add_argument(
-        "--smoke", action="store_true", help="200 commits and fewer repeats (< 1 minute)"
-    )
+    ap.add_argument("--sizes", default="1000,10000",
+                    help="commits per table, comma-separated (default 1,000 and 10,000)")  # fmt: skip
+    ap.add_argument("--commits", type=int, default=None, help="one size (overrides --sizes)")
+    ap.add_argument("--smoke", action="store_true", help="200 commits and fewer repeats (< 1 minute)")
+    ap.add_argument("--s3-size", type=int, default=None,
+                    help="the size opened through moto S3 (default: 10,000 if measured, else the largest)")
+    ap.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) measurement")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached tables")
     ap.add_argument("--repeats", type=int, default=None, help="repeats of each open measurement")
     ap.add_argument("--appends", type=int, default=50, help="timed appends per commit measurement")
@@ -549,11 +733,40 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # Scratch copies are removed at exit, also when stopped by SIGTERM (e.g. `timeout`).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    n = 200 if args.smoke else args.commits
+    sizes = [200] if args.smoke else ([args.commits] if args.commits else [int(x) for x in args.sizes.split(",")])
     repeats = args.repeats or (5 if args.smoke else 21)
     systems = [s for s in args.systems.split(",") if s]
     if REFERENCE not in systems:
         ap.error("tensorhouse must be one of --systems")
+    t_start = time.perf_counter()
+    opens: dict[int, Row] = {}
+    for n in sizes:
+        opens[n] = bench_size(n, args, repeats, list(systems))
+    if not args.no_s3:
+        n3 = args.s3_size or (10_000 if 10_000 in sizes else max(sizes))
+        paths = {s: str(table_dir(s, n3)) for s in systems}
+        for s in systems:
+            ensure_built(ALL[s], n3, False)
+        row, requests = bench_s3(n3, systems, paths, repeats)
+        print("## Open latest on S3 (moto_server on localhost; requests counted at the server, one cold open)\n")
+        print(markdown([row], systems))
+        print()
+        for s in systems:
+            print(f"- {s}: {requests.get(s, '-')} per open")
+        print()
+    print("## Summary: open latest, ratio peer / tensorhouse (> 1: tensorhouse faster)\n")
+    print("| commits | " + " | ".join(f"{s} / tensorhouse" for s in systems if s != REFERENCE) + " |")
+    print("|---|" + "---|" * (len(systems) - 1))
+    for n, r in opens.items():
+        ref = r.seconds(REFERENCE)
+        print(f"| {n:,} | " + " | ".join(f"{(r.seconds(s) or 0) / ref:.2f}x" if ref else "-"
+                                         for s in systems if s != REFERENCE) + " |")  # fmt: skip
+    print(f"\n_total run time {time.perf_counter() - t_start:.1f} s_")
+    return 0
+
+
+def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str]) -> Row:
+    """Every measurement on the N-commit tables; prints its report and returns the open-latest row."""
     t_start = time.perf_counter()
 
     print(f"# Commit-log benchmark: {n:,} one-row commits per table\n")
@@ -637,6 +850,23 @@ def main(argv: list[str] | None = None) -> int:
         log(f"[time travel] {s}: {r_tt.timings[s].median * 1e3:.2f} ms")
     ops_tt = count_th_ops(lambda: th.open(paths["tensorhouse"], version=1).__len__())
 
+    # time travel by timestamp: to the middle version, at the timestamp each system recorded for it
+    r_ts = Row("open by timestamp (middle version)")
+    for s in systems:
+        sysm, p = ALL[s], paths[s]
+        v = sysm.first_append_version + n // 2 - 1  # holds n // 2 rows / files
+        ts = sysm.timestamp_of(p, v)
+        got = sysm.open_timestamp(p, ts)
+        if got != n // 2:
+            raise AssertionError(f"{s}: timestamp of version {v} opened {got} rows/files, expected {n // 2}")
+        r_ts.timings[s] = time_repeat(lambda sysm=sysm, p=p, ts=ts: sysm.open_timestamp(p, ts), repeats)
+        log(f"[timestamp] {s}: {r_ts.timings[s].median * 1e3:.2f} ms")
+    r_hist = Row(f"history() of all {n:,} versions")
+    for s in systems:
+        sysm, p = ALL[s], paths[s]
+        r_hist.timings[s] = time_repeat(lambda sysm=sysm, p=p: sysm.history(p), max(3, repeats // 5))
+        log(f"[history] {s}: {r_hist.timings[s].median * 1e3:.2f} ms")
+
     # 3. commits, on scratch copies of the N-commit tables
     # Per-process scratch names: concurrent runs must not append to each other's copies.
     scratch = {s: str(DATA_DIR / f"log_{s}_{n}_scratch_{os.getpid()}") for s in systems}
@@ -718,7 +948,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.insert(1, r_worst)
     if r_app_nc.timings:
         r_app_nc.timings[REFERENCE] = r_app_h.timings[REFERENCE]
-    rows += [r_tt, r_app_h, r_app_p, *([r_app_nc] if r_app_nc.timings else []), build_row]
+    rows += [r_tt, r_ts, r_hist, r_app_h, r_app_p, *([r_app_nc] if r_app_nc.timings else []), build_row]
 
     # -- report
     print("## Results (median ms; ratio = peer / tensorhouse, > 1 means tensorhouse is faster)\n")
@@ -820,8 +1050,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch[s], ignore_errors=True)
     if "deltalake+ckpt" in paths:
         shutil.rmtree(paths["deltalake+ckpt"], ignore_errors=True)
-    print(f"_total run time {time.perf_counter() - t_start:.1f} s_")
-    return 0
+    print(f"_{n:,} commits: {time.perf_counter() - t_start:.1f} s_\n")
+    return r_open
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ _LAZY = {
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
+    "index": "tensorhouse.index",
 }
 
 
@@ -72,6 +73,8 @@ _LAZY_ATTRS = {
     "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
     "to_torch": ("tensorhouse.connector.results", "to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
+    "VectorSearchError": ("tensorhouse.index.errors", "VectorSearchError"),
+    "IndexNotFoundError": ("tensorhouse.index.errors", "IndexNotFoundError"),
 }
 
 

@@ -5,6 +5,7 @@ Example:
     $ tensorhouse create data/pets --schema '{"image": "image:jpeg", "label": "int64"}'
     $ tensorhouse ingest imagefolder ~/imagenet/train data/imagenet-train
     $ tensorhouse info data/imagenet-train
+    $ tensorhouse index create data/imagenet-train embedding --metric cosine
     $ tensorhouse sql "SELECT label, count(*) FROM t GROUP BY label" --dataset t=data/imagenet-train
 
 Exit codes: 0 success; 1 an error of ours (no dataset at the path, a
@@ -43,7 +44,8 @@ class CommandError(click.ClickException):
 class _Group(click.Group):
     """The top-level group; ``ingest`` and its source modules load only when that command runs."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.ingest.commands", "ingest")}
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.ingest.commands", "ingest"),
+                                                  "index": ("tensorhouse.index.commands", "index")}  # fmt: skip
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -83,6 +85,8 @@ def type_str(t: ColumnType) -> str:
         return f"tensor:{t.dtype}:{dims or 'scalar'}"
     if isinstance(t, th.Scalar):
         return t.dtype
+    if isinstance(t, th.Arrow):
+        return str(t.arrow_type())  # an Arrow type name, as --types accepts it
     return t.kind
 
 
@@ -146,7 +150,8 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 # -- types and schemas ---------------------------------------------------------------
-TYPE_FORMS = ("int64 (any numpy dtype), text, json, binary, image, image:jpeg, image:png, image:raw, "
+TYPE_FORMS = ("int64 (any numpy dtype), an Arrow type name (date32, timestamp[us, tz=UTC], decimal(15,2), "
+              "string, list<date32>, ...), text, json, binary, image, image:jpeg, image:png, image:raw, "
               "embedding:DIM, bbox, bbox:xyxy, bbox:xywh, or a stored type dict such as "
               '{"kind": "image", "compression": "jpeg"}')  # fmt: skip
 
@@ -172,6 +177,10 @@ def parse_type(value: Any, column: str) -> ColumnType:
             return as_type(name)
     except (th.SchemaError, ValueError, TypeError) as err:  # numpy says TypeError for an unknown dtype
         raise click.BadParameter(f"column {column!r}: {err}; use {TYPE_FORMS}") from None
+    try:  # an Arrow type name with a colon inside (struct<a: int64>)
+        return as_type(value.strip())
+    except th.SchemaError:
+        pass
     raise click.BadParameter(f"column {column!r}: unknown type {value!r}; use {TYPE_FORMS}")
 
 

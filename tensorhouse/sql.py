@@ -69,15 +69,21 @@ def _query(vector: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[float] | np.ndarray, *,
-            k: int = 10, where: str | None = None, metric: Metric = "cosine",
-            columns: Sequence[str] | None = None) -> pa.Table:  # fmt: skip
+            k: int = 10, where: str | None = None, metric: Metric | None = None,
+            columns: Sequence[str] | None = None, exact: bool = False) -> pa.Table:  # fmt: skip
     """The ``k`` rows of ``table`` whose ``column`` vector is closest to ``query_vector``, best first.
 
     ``metric``: ``"cosine"`` (score = cosine similarity, highest first),
     ``"dot"`` (inner product, highest first) or ``"l2"`` (Euclidean
-    distance, lowest first). ``where`` is a SQL condition added as it is
+    distance, lowest first); default: the column's index's metric, else
+    cosine. ``where`` is a SQL condition added as it is
     (write it yourself; never build it from untrusted input). ``columns``
     picks the columns returned besides ``score`` (default: all).
+
+    When ``table`` is a tensorhouse dataset registered by ``th.duckdb``/``th.datafusion`` and
+    the column has a vector index (``ds.create_index``), the index answers,
+    with ``where`` applied inside the search (:mod:`tensorhouse.index.sql`);
+    ``exact=True`` or no index: one brute-force query.
 
     Example:
         >>> import datafusion, pyarrow as pa, tensorhouse as th
@@ -87,7 +93,7 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
         >>> th.sql.nearest(ctx, "docs", "emb", [0.0, 1.0], k=2, columns=["id"]).column("id").to_pylist()
         [3, 2]
     """
-    if metric not in _DUCK:
+    if metric is not None and metric not in _DUCK:
         raise UDFArgumentError(f"nearest: unknown metric {metric!r}; expected 'cosine', 'l2' or 'dot'")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise UDFArgumentError(f"nearest: k must be a positive integer, got {k!r}")
@@ -97,14 +103,22 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
     col = _quote_name(column, "column")
     cols = "*" if columns is None else ", ".join(_quote_name(c, "column") for c in columns)
     q = _query(query_vector)
-    if metric == "cosine" and not np.any(q):
-        raise UDFArgumentError("nearest: the query vector is all zeros; cosine similarity is undefined")
     engine = engine_of(con_or_ctx)
     if engine in ("duckdb", "datafusion"):
         selected = _selected_names(con_or_ctx, engine, tbl, cols)
         if "score" in selected:
             raise UDFArgumentError(f"nearest: table {table!r} already has a column named 'score'; pass "
                                    "columns=[...] without it (the similarity is returned as 'score')")  # fmt: skip
+        if not exact:
+            from tensorhouse.index.sql import indexed_nearest
+
+            found = indexed_nearest(con_or_ctx, engine, table, column, q, k=k, where=where, metric=metric,
+                                    columns=columns, tbl_sql=tbl, cols_sql=cols)  # fmt: skip
+            if found is not None:
+                return found
+    metric = "cosine" if metric is None else metric
+    if metric == "cosine" and not np.any(q):
+        raise UDFArgumentError("nearest: the query vector is all zeros; cosine similarity is undefined")
     if engine == "duckdb":
         return _nearest_duckdb(con_or_ctx, tbl, col, q, k, where, metric, cols)
     if engine == "datafusion":

@@ -35,7 +35,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -412,6 +412,7 @@ class Arrow(ColumnType):
         from tensorhouse.arrow_types import parse_arrow_type
 
         t = self.type if isinstance(self.type, pa.DataType) else parse_arrow_type(self.type)
+        t = canonical_arrow_type(t)
         check_arrow_storable(t)
         object.__setattr__(self, "type", t)
 
@@ -431,8 +432,25 @@ class Arrow(ColumnType):
         return f"Arrow({str(self.type)!r})"
 
 
-def _nested(t: pa.DataType) -> bool:
-    return bool(pa.types.is_nested(t))
+def canonical_arrow_type(t: pa.DataType) -> pa.DataType:
+    """``t`` with the child field names Arrow uses by default (``item``; a map's ``entries``/``key``/``value``).
+
+    Parquet readers name list items ``element`` and map fields after the
+    column; the values are the same, and one spelling keeps types comparable.
+    """
+    if pa.types.is_map(t):
+        return pa.map_(canonical_arrow_type(t.key_type), t.item_field.with_type(
+            canonical_arrow_type(t.item_type)).with_name("value"), t.keys_sorted)  # fmt: skip
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        item = pa.field("item", canonical_arrow_type(t.value_type), nullable=t.value_field.nullable)
+        if pa.types.is_fixed_size_list(t):
+            return pa.list_(item, t.list_size)
+        return pa.large_list(item) if pa.types.is_large_list(t) else pa.list_(item)
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, canonical_arrow_type(f.type), nullable=f.nullable) for f in t])
+    if pa.types.is_dictionary(t):
+        return pa.dictionary(t.index_type, canonical_arrow_type(t.value_type), t.ordered)
+    return t
 
 
 def has_statistics(t: pa.DataType) -> bool:
@@ -482,7 +500,7 @@ def ragged_arrow_type(value: pa.DataType, ndim: int) -> pa.DataType:
     ])  # fmt: skip
 
 
-TypeLike = ColumnType | str | pa.DataType
+TypeLike: TypeAlias = ColumnType | str | pa.DataType
 
 
 def as_type(t: TypeLike) -> ColumnType:

@@ -12,7 +12,7 @@ import pytest
 import tensorhouse as th
 
 sys.path.insert(0, str(Path(__file__).parent / "golden"))
-from make_golden import SCHEMA, expected
+from make_golden import SCHEMA, TABULAR, expected, tabular
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -45,3 +45,25 @@ def test_v1_accepts_new_writes(v1: str) -> None:
     ds.append({k: v[:1] for k, v in {**expected(), "png": [np.zeros((2, 2, 3), np.uint8)],
                "ragged": [np.ones((1, 2), np.float32)], "boxes": [np.ones((1, 4), np.float32)]}.items()})  # fmt: skip
     assert len(th.open(v1)) == 4
+
+
+@pytest.fixture
+def v3(tmp_path: Path) -> str:
+    dst = tmp_path / "v3"
+    shutil.copytree(GOLDEN / "v3", dst)  # chunk formats 2 and 3: the v2 columns plus every tabular type
+    return str(dst)
+
+
+def test_v3_reads_every_tabular_type_value_for_value(v3: str) -> None:
+    ds = th.open(v3)
+    assert ds.version == 4 and len(ds) == 3
+    assert dict(ds.schema) == {**{k: th.types.as_type(v) for k, v in SCHEMA.items()}, **TABULAR}
+    want = tabular()
+    table = ds.to_table()
+    for name in TABULAR:
+        assert table.schema.field(name).type == want.schema.field(name).type, name
+        assert table.column(name).to_pylist() == want.column(name).to_pylist(), name
+    rows = expected()
+    for name in ("label", "score", "flag", "caption", "blob", "emb", "grid"):
+        assert table.column(name).to_pylist() == rows[name], name
+    assert len(th.open(v3, version=3)) == 2 and len(th.open(v3, tag="golden")) == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -95,18 +94,53 @@ def test_schema_evolution_keeps_old_versions(tmp_path: Path) -> None:
         ds.drop_column("nope")
 
 
+class FakeClock:
+    """A commit clock the test moves by hand (``th.create(..., clock=...)``): no sleeps, no flakiness."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += seconds
+        return datetime.fromtimestamp(self.now, timezone.utc)
+
+
 def test_time_travel_by_timestamp(tmp_path: Path) -> None:
-    ds = make(tmp_path, frags=1)
-    time.sleep(0.02)
-    mid = datetime.now(timezone.utc)
-    time.sleep(0.02)
-    ds.append({"label": [1], "score": [0.1], "name": ["x"], "emb": [np.zeros(4)]})
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    ds = th.create(str(tmp_path / "ds"), {"x": "int64"}, clock=clock)
+    created = clock.advance(0)
+    clock.advance(10)
+    ds.append({"x": [1]})
+    mid = clock.advance(10)
+    clock.advance(10)
+    ds.append({"x": [2]})
+    assert [h.timestamp for h in ds.history()] == [created, created + timedelta(seconds=10),
+                                                   created + timedelta(seconds=30)]  # fmt: skip
     assert th.open(ds.uri, timestamp=mid).version == 1
-    assert th.open(ds.uri, timestamp=datetime.now(timezone.utc)).version == 2
+    assert th.open(ds.uri, timestamp=mid - timedelta(seconds=10)).version == 1  # the commit's own millisecond
+    assert th.open(ds.uri, timestamp=mid - timedelta(seconds=10, milliseconds=1)).version == 0
+    assert th.open(ds.uri, timestamp=clock.advance(1)).version == 2
+    assert th.open(ds.uri, timestamp=mid.replace(tzinfo=None)).version == 1  # naive means UTC
     with pytest.raises(th.VersionNotFoundError, match="first commit is later"):
         th.open(ds.uri, timestamp=datetime(2001, 1, 1))
     with pytest.raises(ValueError):
         th.open(ds.uri, version=1, tag="x")
+
+
+def test_commit_timestamps_increase_even_when_the_clock_goes_back(tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    ds = th.create(str(tmp_path / "ds"), {"x": "int64"}, clock=clock)
+    clock.advance(-3600)  # an NTP step backwards
+    ds.append({"x": [1]})
+    stamps = [h.timestamp for h in ds.history()]
+    assert stamps[1] == stamps[0] + timedelta(milliseconds=1)
+    branch = ds.branch("b")  # a branch made from a handle commits with the same clock
+    clock.advance(7200)
+    branch.append({"x": [2]})
+    assert branch.history()[-1].timestamp == datetime.fromtimestamp(clock.now, timezone.utc)
 
 
 def test_tags(tmp_path: Path) -> None:

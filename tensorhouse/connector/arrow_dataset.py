@@ -74,7 +74,7 @@ from tensorhouse.connector.filters import (
     referenced_columns,
 )
 from tensorhouse.errors import SchemaError, UnsupportedError
-from tensorhouse.format.chunks.columnar import without_views
+from tensorhouse.format.chunks.columnar import engine_type
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.dataset import open as open_uri
 from tensorhouse.format.scan import SnapshotReader
@@ -111,7 +111,7 @@ def widen_float16(t: pa.DataType) -> pa.DataType:
 def engine_field(name: str, ctype: ColumnType) -> pa.Field:
     """The Arrow field engines see for a column (float16 widened), with the type in its metadata."""
     f = ctype.arrow_field(name)
-    return f.with_type(without_views(widen_float16(f.type)))
+    return f.with_type(engine_type(widen_float16(f.type)))
 
 
 def rowid_field(source: Mapping[str, Any] | None = None) -> pa.Field:

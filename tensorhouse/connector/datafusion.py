@@ -2,7 +2,8 @@
 
 ``register`` puts a dataset under a table name on a ``SessionContext``;
 ``install`` adds the table function ``tensorhouse(uri [, at])`` for time
-travel in SQL, and the tensor UDFs when they are available.
+travel in SQL, ``nearest(uri, column, [..], k)`` for vector search
+(:mod:`tensorhouse.index.sql`), and the tensor UDFs when they are available.
 
 How DataFusion 55 treats a registered dataset (measured):
 
@@ -146,6 +147,10 @@ def install(ctx: datafusion.SessionContext, *, name: str = "tensorhouse",
     """
     fn = table_function(storage_options=storage_options, rowid=rowid, name=name)
     ctx.register_udtf(datafusion.udtf(fn, name))
+    # Vector search in SQL: nearest(uri, column, [..], k [, where [, version]]) (tensorhouse.index.sql).
+    from tensorhouse.index.sql import install as install_nearest
+
+    install_nearest(ctx, storage_options=storage_options)
     _register_udfs(ctx)
 
 
@@ -188,6 +193,24 @@ def rowid_dataframe(df: datafusion.DataFrame, heavy_of: Callable[[Any], set[str]
     return ctx.sql(q.sql), q, table
 
 
+def companion_of(ctx: datafusion.SessionContext, name: str) -> str | None:
+    """The companion table (the same rows, with ``_rowid``) behind table ``name``, if tensorhouse registered it."""
+    from datafusion.unparser import Dialect, Unparser
+
+    try:
+        sql = Unparser(Dialect.default()).plan_to_sql(ctx.table(name).logical_plan())
+    except Exception:  # not a table, or a plan DataFusion cannot write as SQL
+        return None
+    found = [t for t in _companion_names(sql) if rowids.is_companion(t)]
+    return found[0] if len(found) == 1 else None
+
+
+def registered_table(ctx: datafusion.SessionContext, name: str) -> TensorhouseArrowDataset | None:
+    """What ``register(ctx, name, ...)`` put under table ``name``, if it is still registered."""
+    companion = companion_of(ctx, name)
+    return rowids.lookup(companion) if companion is not None else None
+
+
 _DIALECT = "postgres"  # closest to DataFusion's SQL among sqlglot's dialects (double-quoted identifiers)
 
 
@@ -198,4 +221,4 @@ def _companion_names(sql: str) -> list[str]:
     return sorted({t.name for t in sqlglot.parse_one(sql, read=_DIALECT).find_all(exp.Table)})
 
 
-__all__ = ["install", "register", "rowid_dataframe", "table_function"]
+__all__ = ["companion_of", "install", "register", "registered_table", "rowid_dataframe", "table_function"]

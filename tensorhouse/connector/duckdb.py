@@ -115,6 +115,21 @@ def rowid_relation(rel: duckdb.DuckDBPyRelation, heavy_of: Any) -> tuple[duckdb.
     return out, q, table
 
 
+def registered_table(con: duckdb.DuckDBPyConnection, name: str) -> TensorhouseArrowDataset | None:
+    """What ``register(con, name, ...)`` put under table ``name`` on ``con``, if it still holds it.
+
+    Example:
+        >>> import duckdb, tensorhouse as th
+        >>> ds = th.create("memory://doc-duck-registered-table", {"x": "int64"})
+        >>> con = duckdb.connect()
+        >>> _ = th.duckdb.register(con, "t", ds)
+        >>> th.duckdb.registered_table(con, "t").dataset.uri, th.duckdb.registered_table(con, "u")
+        ('memory://doc-duck-registered-table', None)
+    """
+    companion = _companion_behind(con, name)
+    return rowids.lookup(companion) if companion is not None else None
+
+
 def registered_datasets(con: duckdb.DuckDBPyConnection | None = None) -> list[Dataset]:
     """The tensorhouse datasets registered (or scanned) on ``con`` and still held by it.
     One entry per (uri, branch, version).
@@ -155,6 +170,11 @@ def _register_table(con: duckdb.DuckDBPyConnection, name: str, table: Tensorhous
         con.unregister(old)
         rowids.forget(old)
     return companion
+
+
+def companion_of(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The companion table (the same rows, with ``_rowid``) behind table ``name``, if tensorhouse registered it."""
+    return _companion_behind(con, name)
 
 
 def _companion_behind(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
@@ -243,4 +263,4 @@ def _check_name(name: str) -> None:
         raise ValueError(f"a table name is a non-empty string, got {name!r}")
 
 
-__all__ = ["column_types", "connect", "register", "registered_datasets", "scan"]
+__all__ = ["column_types", "connect", "register", "registered_datasets", "registered_table", "scan"]

@@ -40,7 +40,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from tensorhouse.errors import SchemaError
-from tensorhouse.format.chunks.columnar import plain_type, unview
+from tensorhouse.format.chunks.columnar import plain_type, stat_scalar, unview
 from tensorhouse.types import ROWID
 
 #: Above this many case combinations for one range, fall back to one
@@ -147,7 +147,8 @@ class ColumnStats:
 
 
 def _lit(value: Any, t: pa.DataType) -> pc.Expression:
-    return pc.scalar(pa.scalar(value, type=t))
+    # Statistics are JSON: temporal values in their stored integer units, decimals as text.
+    return pc.scalar(stat_scalar(value, t))
 
 
 def column_cases(name: str, t: pa.DataType, stats: Mapping[str, Any] | None, rows: int) -> list[pc.Expression] | None:
@@ -170,7 +171,7 @@ def column_cases(name: str, t: pa.DataType, stats: Mapping[str, Any] | None, row
             if hi is not None:
                 up = field <= _lit(hi, t)
                 bound = up if bound is None else bound & up
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, ValueError, ArithmeticError):
             return None  # statistics that do not fit the type: know nothing
         if bound is None:
             return None  # both ends infinite

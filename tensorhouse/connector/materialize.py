@@ -53,7 +53,16 @@ from tensorhouse.connector.results import to_arrow_reader
 from tensorhouse.engines import engine_of
 from tensorhouse.errors import DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import Dataset, create
-from tensorhouse.types import ROWID, ColumnType, Schema, TypeLike, as_type, infer_from_arrow
+from tensorhouse.types import (
+    ROWID,
+    Arrow,
+    ColumnType,
+    Scalar,
+    Schema,
+    TypeLike,
+    as_type,
+    infer_from_arrow,
+)
 
 Mode = Literal["create", "append", "overwrite"]
 #: Rows are committed in groups of about this many bytes.
@@ -80,7 +89,7 @@ def matches(ctype: ColumnType, t: pa.DataType) -> bool:
     return _plain(widen_float16(ctype.arrow_type())) == _plain(t) or _plain(ctype.arrow_type()) == _plain(t)
 
 
-def _infer(t: pa.DataType, name: str) -> ColumnType:
+def _infer(t: pa.DataType, name: str, *, engine: bool = False) -> ColumnType:
     from tensorhouse.types import Tensor
 
     if (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_fixed_size_list(t.value_type):
@@ -91,9 +100,9 @@ def _infer(t: pa.DataType, name: str) -> ColumnType:
             inner = inner.value_type
         base = infer_from_arrow(inner, name)
         return Tensor(base.storage_dtype, (None, *dims))
-    if pa.types.is_string_view(t):
-        t = pa.string()
-    elif pa.types.is_binary_view(t):
+    if engine and pa.types.is_string_view(t):
+        t = pa.string()  # an engine's VARCHAR, whatever its Arrow spelling: text, as from any engine
+    elif engine and pa.types.is_binary_view(t):
         t = pa.binary()
     try:
         return infer_from_arrow(t, name)
@@ -103,10 +112,12 @@ def _infer(t: pa.DataType, name: str) -> ColumnType:
 
 
 def resolve_schema(arrow_schema: pa.Schema, schema: Mapping[str, TypeLike] | Schema | None = None, *,
-                   hints: Mapping[str, set[ColumnType]] | None = None) -> Schema:  # fmt: skip
+                   hints: Mapping[str, set[ColumnType]] | None = None, engine: bool = False) -> Schema:  # fmt: skip
     """The tensorhouse schema for a result's Arrow schema (see the module notes for the rules).
 
     ``hints``: column name -> types of the datasets the result may come from.
+    ``engine``: the result comes from a SQL engine, whose ``string_view`` is just
+    how it spells VARCHAR (an Arrow table's own types are kept as they are).
     """
     given = dict(Schema.of(schema).columns) if isinstance(schema, Schema) else \
         {k: as_type(v) for k, v in (schema or {}).items()}  # fmt: skip
@@ -130,7 +141,7 @@ def resolve_schema(arrow_schema: pa.Schema, schema: Mapping[str, TypeLike] | Sch
                 cols[f.name] = meta
                 continue
         known = {t for t in (hints or {}).get(f.name, ()) if matches(t, f.type)}
-        cols[f.name] = known.pop() if len(known) == 1 else _infer(f.type, f.name)
+        cols[f.name] = known.pop() if len(known) == 1 else _infer(f.type, f.name, engine=engine)
     if not cols:
         raise SchemaError("the result has no columns to write")
     return Schema.of(cols)
@@ -142,7 +153,9 @@ def _conform(batch: pa.Table, schema: Schema) -> pa.Table:
     for name, ctype in schema.columns:
         col = batch.column(name)
         target = widen_float16(ctype.arrow_type())
-        if _plain(col.type) != _plain(target):
+        if isinstance(ctype, Scalar | Arrow):
+            pass  # cast by the format layer's one rule for every write path (columnar.cast)
+        elif _plain(col.type) != _plain(target):
             try:
                 col = col.cast(target)
             except pa.ArrowNotImplementedError:
@@ -199,7 +212,7 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
                 if mode == "append":
                     raise
         if existing is None:
-            target = resolve_schema(reader.schema, schema, hints=hints)
+            target = resolve_schema(reader.schema, schema, hints=hints, engine=_from_engine(result))
             ds = create(uri, target, storage_options=storage_options)
         else:
             ds = existing
@@ -224,6 +237,10 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
         return ds
     finally:
         reader.close()
+
+
+def _from_engine(result: Any) -> bool:
+    return engine_of(result) is not None
 
 
 def _hints(result: Any) -> dict[str, set[ColumnType]]:

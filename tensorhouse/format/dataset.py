@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,8 +34,20 @@ from tensorhouse.format import refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
 from tensorhouse.format.input import Data, to_columns
-from tensorhouse.format.log import Action, Commit, Log, Metadata, SetMetadata, Snapshot, replay
+from tensorhouse.format.log import (
+    Action,
+    AddFragment,
+    Commit,
+    Log,
+    Metadata,
+    RemoveFragment,
+    ReplaceFragment,
+    SetMetadata,
+    Snapshot,
+    replay,
+)
 from tensorhouse.format.log.actions import protocol
+from tensorhouse.format.log.fragments import fragment_arrays
 from tensorhouse.format.log.log import Clock
 from tensorhouse.format.maintenance import compact, vacuum
 from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
@@ -45,6 +57,9 @@ from tensorhouse.format.transaction import Transaction
 from tensorhouse.format.writer import StagedFragment, normalize_columns, stage_fragments
 from tensorhouse.storage import Store, open_store
 from tensorhouse.types import ROWID, Schema, TypeLike
+
+if TYPE_CHECKING:
+    from tensorhouse.index import IndexInfo
 
 
 @dataclass(frozen=True)
@@ -375,15 +390,33 @@ class Dataset:
         return pa.Table.from_batches(list(self.to_batches(names, with_rowid=with_rowid)), schema=schema)
 
     # -- versions ----------------------------------------------------------------
-    def history(self) -> list[VersionInfo]:
-        """Every version up to this one: when, what operation, how many rows."""
+    def history(self, *, limit: int | None = None) -> list[VersionInfo]:
+        """Versions up to this one, oldest first: when, what operation, how many rows.
+
+        With ``limit``, only the newest ``limit`` versions, reading only their
+        log entries (and the checkpoint before them), not the whole log.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        first = 0 if limit is None else max(0, self.version - limit + 1)
+        live: dict[int, int] = {}
+        if first > 0:
+            base = self._log.snapshot(first - 1)
+            ids, rows, deleted = fragment_arrays(base.fragments)
+            live = dict(zip(ids.tolist(), (rows - deleted).tolist(), strict=True))
+        total = sum(live.values())
         out = []
-        snap: Snapshot | None = None
-        for v in range(self.version + 1):
-            c = self._log.read(v)
-            snap = replay(snap, [c])
-            out.append(VersionInfo(v, datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
-                                   c.operation, c.message, snap.num_rows))  # fmt: skip
+        # Row counts follow the actions, without replaying whole snapshots.
+        for c in self._log.read_range(first, self.version + 1):
+            for a in c.actions:
+                match a:
+                    case AddFragment(f) | ReplaceFragment(f):
+                        total += f.num_live - live.get(f.id, 0)
+                        live[f.id] = f.num_live
+                    case RemoveFragment(fid):
+                        total -= live.pop(fid, 0)
+            out.append(VersionInfo(c.version, datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
+                                   c.operation, c.message, total))  # fmt: skip
         return out
 
     def versions(self) -> list[int]:
@@ -404,6 +437,65 @@ class Dataset:
         """A new Dataset object pinned to ``version`` of the same branch."""
         return Dataset(self._store, self._log.snapshot(version), log=self._log, storage_options=self._storage_options,
                        branch=self._branch)  # fmt: skip
+
+    # -- vector indexes (the logic lives in tensorhouse.index) -------------------------
+    @property
+    def indexes(self) -> list[IndexInfo]:
+        """The vector indexes of this version (name, column, metric, kind, size)."""
+        from tensorhouse.index import list_indexes
+
+        return list_indexes(self)
+
+    def create_index(self, column: str, *, name: str | None = None, metric: str = "cosine", kind: str = "ivf_flat",
+                     replace: bool = False, progress: bool | None = None, message: str | None = None,
+                     **params: Any) -> int:  # fmt: skip
+        """Build a vector index over ``column`` (an Embedding or 1-d float Tensor) and commit it; returns the version.
+
+        ``metric``: ``"cosine"``, ``"l2"`` or ``"dot"``. ``kind``: ``"ivf_flat"``
+        (default; params ``nlist``, ``nprobe``) or ``"hnsw"`` (``m``,
+        ``ef_construction``, ``ef_search``). Built with faiss on every core;
+        a progress bar shows on a terminal. See :mod:`tensorhouse.index`.
+        """
+        from tensorhouse.index import create_index
+
+        return create_index(self, column, name=name, metric=metric, kind=kind, replace=replace, progress=progress,
+                            message=message, **params)  # fmt: skip
+
+    def drop_index(self, name: str, *, message: str | None = None) -> int:
+        """Drop the index ``name`` from the new version on (older versions keep it). Returns the new version."""
+        from tensorhouse.index import drop_index
+
+        return drop_index(self, name, message=message)
+
+    def optimize_indexes(self, name: str | None = None, *, rebuild: bool = False,
+                         progress: bool | None = None) -> list[int]:  # fmt: skip
+        """Extend indexes with rows appended since they were built, or rebuild them after compaction.
+
+        Returns the versions committed (none when every index is up to date).
+        """
+        from tensorhouse.index import optimize_indexes
+
+        return optimize_indexes(self, name, rebuild=rebuild, progress=progress)
+
+    def nearest(self, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
+                metric: str | None = None, exact: bool = False, columns: Sequence[str] | None = None,
+                index: str | None = None, with_rowid: bool = False,
+                search_params: Mapping[str, int] | None = None) -> pa.Table:  # fmt: skip
+        """The ``k`` rows whose ``column`` vector is nearest ``query``, best first: columns plus ``score``.
+
+        Uses the column's index when there is one (rows appended since are
+        searched exactly; deleted rows never return), brute force with
+        ``exact=True`` or without an index. ``where`` (as in :meth:`delete`)
+        filters inside the search, so k rows come back when k match.
+        ``score``: cosine similarity, inner product (higher is nearer) or L2
+        distance (lower is nearer). ``with_rowid=True`` adds ``_rowid`` (for ``th.loader``).
+        ``search_params``: ``{"nprobe": 32}`` (ivf_flat) or ``{"ef_search": 128}`` (hnsw) trade
+        speed for recall in this query.
+        """
+        from tensorhouse.index import nearest
+
+        return nearest(self, column, query, k=k, where=where, metric=metric, exact=exact, columns=columns,
+                       index=index, with_rowid=with_rowid, search_params=search_params)  # fmt: skip
 
 
 def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options: Mapping[str, Any] | None = None,

@@ -17,9 +17,11 @@ Data: TypeAlias = Mapping[str, Any] | pa.Table | pa.RecordBatch | Sequence[Mappi
 def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     """Columns by name and the row count; every schema column present, no others.
 
-    Accepts a mapping of column -> values, a ``pa.Table``/``RecordBatch``, or a
+    Accepts a mapping of column -> values, a ``pa.Table``/``RecordBatch``, a
+    pandas or Polars DataFrame (anything with ``__arrow_c_stream__``), or a
     list of row dicts.
     """
+    data = _dataframe_to_arrow(data)
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
@@ -45,6 +47,17 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
         raise SchemaError(f"columns have different lengths: {lengths}")
     n = next(iter(lengths.values())) if lengths else 0
     return cols, n
+
+
+def _dataframe_to_arrow(data: Any) -> Any:
+    """A DataFrame as an Arrow table (its columns keep their types: datetimes, decimals, categoricals)."""
+    if isinstance(data, pa.Table | pa.RecordBatch | Mapping | Sequence):
+        return data
+    if type(data).__module__.partition(".")[0] == "pandas" and hasattr(data, "columns"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.table(data)
+    return data
 
 
 def _length(values: Any, name: str) -> int:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 
-from tensorhouse.errors import ObjectNotFoundError
+from tensorhouse.errors import ObjectNotFoundError, VersionNotFoundError
 from tensorhouse.format import refs
 from tensorhouse.format.chunks import concat, normalize
-from tensorhouse.format.log import Action, AddFragment, RemoveFragment, Snapshot, replay
+from tensorhouse.format.log import (
+    Action,
+    AddFragment,
+    AddIndex,
+    Log,
+    RemoveFragment,
+    ReplaceFragment,
+)
 from tensorhouse.format.maintenance_types import VacuumReport
 from tensorhouse.format.transaction import Transaction
 from tensorhouse.format.writer import stage_fragments
@@ -19,6 +26,37 @@ MIN_SAFE_RETENTION = timedelta(hours=1)
 VACUUMED_PREFIXES = ("data/", "_deletions/", "_indexes/")
 
 
+def _retained_files(lg: Log, cutoff_ms: int, protected: set[int]) -> tuple[set[str], int]:
+    """Files of the versions of ``lg`` that vacuum keeps, and how many versions those are.
+
+    Timestamps increase with versions, so the versions current at some point
+    since the cutoff are the one current at the cutoff (found by binary
+    search) and every later one: their files are that version's plus every file
+    a later commit adds. Older versions are read only where tagged or branched
+    from. Nothing before the checkpoint under the cutoff version is replayed.
+    """
+    latest = lg.latest_version()
+    try:
+        k = max(lg.version_at(cutoff_ms - 1), lg.first_version)
+    except VersionNotFoundError:  # every commit is newer than the cutoff
+        k = lg.first_version
+    if k > latest:  # a branch with no commit of its own: its base is protected on the parent
+        return set(), 0
+    base = lg.snapshot(k)
+    files = base.files()
+    for c in lg.read_range(k + 1, latest + 1):
+        for a in c.actions:
+            match a:
+                case AddFragment(f) | ReplaceFragment(f):
+                    files.update(f.files())
+                case AddIndex(entry):
+                    files.update(f.path for f in entry.files)
+    older = sorted(v for v in protected if lg.first_version <= v < k)
+    for v in older:
+        files |= lg.snapshot(v).files()
+    return files, latest - k + 1 + len(older)
+
+
 def vacuum(store: Store, retention: timedelta, *, dry_run: bool, force: bool, now: float) -> VacuumReport:
     """Delete data and deletion files that no retained version references and that are older than ``retention``.
 
@@ -26,6 +64,8 @@ def vacuum(store: Store, retention: timedelta, *, dry_run: bool, force: bool, no
     base version, and every version that was current at some point within the
     retention window. Files of an unfinished write are new, so the age check
     keeps them; that is why retentions under an hour need ``force=True``.
+    Staged files of writes that crashed before renaming them into place
+    (``.tmp-*`` on a local file system) go too, once older than ``retention``.
     """
     if retention < MIN_SAFE_RETENTION and not force:
         raise ValueError(f"retention {retention} is shorter than {MIN_SAFE_RETENTION}: files of writes still in "
@@ -45,15 +85,9 @@ def vacuum(store: Store, retention: timedelta, *, dry_run: bool, force: bool, no
     keep: set[str] = set()
     retained = 0
     for b, lg in logs.items():
-        snap: Snapshot | None = lg.parent[0].snapshot(lg.parent[1]) if lg.parent else None
-        own = [v for v in lg.versions() if v >= lg.first_version]
-        commits = [lg.read(v) for v in own]
-        for i, c in enumerate(commits):
-            snap = replay(snap, [c])
-            nxt = commits[i + 1].timestamp_ms if i + 1 < len(commits) else None
-            if nxt is None or nxt >= cutoff or c.timestamp_ms >= cutoff or c.version in protected.get(b, ()):
-                keep |= snap.files()
-                retained += 1
+        files, count = _retained_files(lg, int(cutoff), protected.get(b, set()))
+        keep |= files
+        retained += count
     victims = []
     freed = 0
     for prefix in VACUUMED_PREFIXES:
@@ -62,10 +96,16 @@ def vacuum(store: Store, retention: timedelta, *, dry_run: bool, force: bool, no
                 continue
             victims.append(info.key)
             freed += info.size
+    # Staged files of writes that crashed before their rename: never referenced, only old ones go.
+    staged = [i for i in store.list_staged() if i.mtime is not None and i.mtime * 1000 < cutoff]
+    freed += sum(i.size for i in staged)
     if not dry_run:
         for key in victims:
             with contextlib.suppress(ObjectNotFoundError):  # a concurrent vacuum got it first
                 store.delete(key)
+        for info in staged:
+            store.delete_staged(info.key)
+    victims += [i.key for i in staged]
     return VacuumReport(dry_run, tuple(victims), freed, len(keep), retained)
 
 

@@ -99,6 +99,10 @@ class _Parser:
             ftype = self.types.get(self.fields.get(id(other), ""))
             if ftype is not None and pa.types.is_floating(ftype):
                 return pc.scalar(pa.scalar(x.value, type=ftype))
+        if isinstance(x, _Lit):
+            ftype = self.types.get(self.fields.get(id(other), ""))
+            if ftype is not None and _cast_literal(ftype):
+                return pc.scalar(_as_column_type(x.value, ftype, self.text))
         return _expr(x)
 
     def peek(self, kind: str, value: Any = None) -> bool:
@@ -193,7 +197,9 @@ class _Parser:
                 values.append(self.literal())
             self.take("op", ")")
             ftype = self.types.get(self.fields.get(id(left), ""))
-            if ftype is not None and pa.types.is_floating(ftype):
+            if ftype is not None and _cast_literal(ftype):
+                e = _expr(left).isin(pa.array([_as_column_type(v, ftype, self.text) for v in values], type=ftype))
+            elif ftype is not None and pa.types.is_floating(ftype):
                 values = [pa.scalar(v, type=ftype) if isinstance(v, int | float) else v for v in values]
                 e = _expr(left).isin(pa.array(values, type=ftype))
             else:
@@ -246,6 +252,21 @@ class _Parser:
             self.i += 1
             return _Lit(None)
         return _Lit(self.literal())
+
+
+def _cast_literal(t: pa.DataType) -> bool:
+    """Column types whose SQL literals are written as text or numbers: ``d >= '2024-01-01'``, ``price = 1.5``."""
+    return bool(pa.types.is_temporal(t) or pa.types.is_decimal(t))
+
+
+def _as_column_type(value: Any, t: pa.DataType, text: str) -> pa.Scalar:
+    """A literal as the column's type, as SQL casts it (a date string to DATE, a number to DECIMAL)."""
+    if value is None or isinstance(value, bool):
+        return pa.scalar(value)
+    try:
+        return pa.scalar(str(value) if pa.types.is_decimal(t) else value).cast(t)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+        raise PredicateError(f"in predicate {text!r}: {value!r} is not a {t} value: {err}") from err
 
 
 class _Lit:

@@ -75,13 +75,14 @@ class SnapshotReader:
         self.snapshot = snapshot
         self.reader = reader
         self._indexes: dict[str, ColumnIndex] = {}
-        sizes = [f.num_rows for f in snapshot.fragments]
+        # Vectorised: a snapshot opened from a checkpoint builds no fragment object for this.
+        sizes = snapshot.fragment_rows()
         self.frag_starts = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.frag_starts[1:])
-        self.frag_ids = np.array([f.id for f in snapshot.fragments], dtype=np.int64)
+        self.frag_ids = snapshot.fragment_ids()
         self._deleted: dict[int, np.ndarray] = {}
         self._live: np.ndarray | None = None
-        self.has_deletions = any(f.deletion for f in snapshot.fragments)
+        self.has_deletions = snapshot.has_deletions
 
     @property
     def num_rows(self) -> int:
@@ -243,9 +244,8 @@ class SnapshotReader:
         if ref is None:
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
         batch = self.reader.read_all(ref.path, ref.size)
-        if isinstance(ctype, Arrow):
-            # A columnar chunk: the "raw" section is one Parquet-encoded column.
-            return of_column(columnar.decode(batch.data, ctype.arrow_type(), len(batch)))
+        if batch.column is not None and batch.column.type != ctype.arrow_type():
+            return of_column(columnar.cast(batch.column, ctype.arrow_type(), name))
         return batch
 
     def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,

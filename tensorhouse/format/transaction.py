@@ -239,7 +239,7 @@ class Transaction:
     def matching_rowids(self, where: str) -> np.ndarray:
         """Row ids of the live rows where the SQL predicate holds."""
         usable = {n: t.arrow_type() for n, t in self.schema.items() if pa.types.is_primitive(t.arrow_type())
-                  or pa.types.is_string(t.arrow_type())}  # fmt: skip
+                  or pa.types.is_string(t.arrow_type()) or (t.is_scalar and not _view(t.arrow_type()))}  # fmt: skip
         expr, used = parse_with_columns(where, usable)
         cols = [(n, self.schema[n]) for n in sorted(used)]
         out = []
@@ -460,3 +460,8 @@ class Transaction:
             self._on_commit(result.snapshot)
         self.committed_version = result.version
         return result.version
+
+
+def _view(t: pa.DataType) -> bool:
+    # Arrow's compute kernels cannot compare string_view/binary_view yet.
+    return bool(pa.types.is_string_view(t) or pa.types.is_binary_view(t))

@@ -58,7 +58,9 @@ from tensorhouse.ingest.progress import (
 from tensorhouse.types import ColumnType, Image, Schema, TypeLike, as_type
 
 #: Tabular rows are small: the byte limit usually decides a batch, this caps the count.
-ARROW_BATCH_ROWS = 65536
+#: A batch is one commit and one chunk per column: bigger batches compress better and
+#: cost fewer files and fsyncs (65,536 rows made TPC-H's lineitem 1,500 chunk files at SF1).
+ARROW_BATCH_ROWS = 1 << 20
 
 TypesArg = Mapping[str, TypeLike | Mapping[str, Any]] | None
 

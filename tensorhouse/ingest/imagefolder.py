@@ -122,12 +122,28 @@ def imagefolder(src: str, uri: str, *, image_format: Literal["auto", "jpeg", "pn
                        total_rows=len(files), workers=workers, storage_options=storage_options)  # fmt: skip
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _load(src: str, files: list[tuple[str, int, int]], fmt: Literal["jpeg", "png"], validate: Validate,
           quality: int, pool: ThreadPoolExecutor) -> Loaded:  # fmt: skip
     rels = [f[0] for f in files]
     paths = [os.path.join(src, r) for r in rels]
     images, errors, nbytes = load_images(paths, fmt, pool, validate=validate, quality=quality, names=rels,
                                          sizes=[f[2] for f in files], check_header=False)  # fmt: skip
+    # A file name that is not UTF-8 decodes (os.fsdecode) to lone surrogates, which no
+    # text column can hold and SQL engines cannot read: skip the row with its reason
+    # (IngestError with strict=True) rather than store a path nobody can query.
+    for i, r in enumerate(rels):
+        if images[i] is not None and not _utf8(r):
+            images[i] = None
+            errors.append(f"{os.fsencode(r)!r}: the file name is not valid UTF-8, so the path column cannot "
+                          "hold it; rename the file (e.g. with convmv) to ingest it")  # fmt: skip
 
     def build(images: list[bytes | None], errors: list[str]) -> Loaded:
         keep = [i for i, img in enumerate(images) if img is not None]

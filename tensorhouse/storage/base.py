@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,6 +76,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (recursive), sorted by key."""
+
+    def list_keys(self, prefix: str = "") -> builtins.list[str]:
+        """The keys ``list`` would return, sorted; backends override it to skip per-object metadata (a stat).
+
+        Like ``list``, a listing is not a snapshot: an object created while it
+        runs may be missing from it (readers of the log re-check gaps).
+        """
+        return [info.key for info in self.list(prefix)]
+
+    def list_staged(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        """Staged files of writes that never finished (a crash between writing and renaming), if the
+        backend stages writes at all. Their keys are only good for :meth:`delete_staged`."""
+        return []
+
+    def delete_staged(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Remove a staged file that :meth:`list_staged` returned."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

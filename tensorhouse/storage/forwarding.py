@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from tensorhouse.storage.base import ObjectInfo, Store
@@ -48,6 +49,14 @@ class ForwardingStore(Store):
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return self.inner.list(prefix)
+
+    # list_keys is not forwarded: the base class derives it from list(), so a wrapper
+    # that counts or filters list() sees every listing.
+    def list_staged(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        return self.inner.list_staged(prefix)
+
+    def delete_staged(self, key: str) -> None:
+        self.inner.delete_staged(key)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

@@ -167,6 +167,10 @@ class FsspecStore(Store):
     # -- reads -----------------------------------------------------------------
     def get(self, key: str) -> bytes:
         with self._errors("read", key):
+            if self.protocol in _CONDITIONAL_PUT_PROTOCOLS:
+                # s3fs otherwise sends a HEAD before every whole-object GET, to decide on
+                # a concurrent download that only pays above 50 MB (chunks are 8-16 MiB).
+                return bytes(self.fs.cat_file(self._path(key), max_concurrency=1))
             return bytes(self.fs.cat_file(self._path(key)))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
@@ -226,9 +230,15 @@ class FsspecStore(Store):
             check_key(directory)
         base = f"{self.root}/{directory}" if directory else self.root
         full_prefix = f"{self.root}/{prefix}"
+        partial = prefix.rpartition("/")[2]
         with self._errors("list", prefix):
             try:
-                found: dict[str, dict[str, Any]] = self.fs.find(base, detail=True)
+                if partial and self.protocol in ("s3", "s3a"):
+                    # S3 filters by key prefix on the server: listing the log from one
+                    # block of versions costs one request, not one per 1,000 entries.
+                    found: dict[str, dict[str, Any]] = self.fs.find(base, detail=True, prefix=partial)
+                else:
+                    found = self.fs.find(base, detail=True)
             except FileNotFoundError:
                 return []
         start = len(self.root) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from tensorhouse.storage.base import ObjectInfo, Store, check_key
@@ -53,6 +54,17 @@ class PrefixedStore(Store):
             ObjectInfo(info.key[n:], info.size, info.mtime)
             for info in self.parent.list(self.prefix + prefix)
         ]
+
+    def list_keys(self, prefix: str = "") -> builtins.list[str]:
+        n = len(self.prefix)
+        return [key[n:] for key in self.parent.list_keys(self.prefix + prefix)]
+
+    def list_staged(self, prefix: str = "") -> builtins.list[ObjectInfo]:
+        n = len(self.prefix)
+        return [ObjectInfo(i.key[n:], i.size, i.mtime) for i in self.parent.list_staged(self.prefix + prefix)]
+
+    def delete_staged(self, key: str) -> None:
+        self.parent.delete_staged(self._k(key))
 
     def delete(self, key: str) -> None:
         self.parent.delete(self._k(key))

@@ -27,8 +27,8 @@ _zstd_c: Any = None
 _zstd_d: Any = None
 
 
-def compress(codec: str, data: bytes | memoryview) -> bytes:
-    """Compress a chunk's data section."""
+def compress(codec: str, data: bytes | memoryview, *, level: int = 3) -> bytes:
+    """Compress a chunk's data section (``level``: zstd's; 1 is ~2x faster for a few percent)."""
     if codec == "none":
         return bytes(data)
     if codec == "lz4":
@@ -39,7 +39,7 @@ def compress(codec: str, data: bytes | memoryview) -> bytes:
         import zstandard
 
         # A fresh compressor per call: zstandard objects are not thread-safe.
-        return bytes(zstandard.ZstdCompressor(level=3).compress(data))
+        return bytes(zstandard.ZstdCompressor(level=level).compress(data))
     raise CodecError(f"unknown chunk codec {codec!r}")
 
 

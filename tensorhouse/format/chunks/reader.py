@@ -14,14 +14,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from tensorhouse.errors import CorruptChunkError
-from tensorhouse.format.chunks import codecs
+from tensorhouse.format.chunks import codecs, columnar
 from tensorhouse.format.chunks.header import (
     ChunkHeader,
     decode_header,
     header_length_hint,
     verify_blocks,
 )
-from tensorhouse.format.chunks.samples import SampleBatch
+from tensorhouse.format.chunks.samples import SampleBatch, of_column, take_column
 from tensorhouse.storage.base import Store
 
 #: Ranges closer than this are fetched in one read (a seek costs more than the gap).
@@ -151,6 +151,8 @@ class ChunkReader:
             else:
                 verify_blocks(h, 0, stored)
             raw = codecs.decompress(h.chunk_codec, stored, h.raw_length)
+            if h.columnar:  # one encoded column (format 3), decoded to the Arrow type it stores
+                return of_column(columnar.decode(raw, None, h.num_samples))
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         return SampleBatch(raw, h.offsets, np.asarray(h.shapes), h.nulls)
@@ -264,6 +266,8 @@ _MAPS_CAPACITY = 1024
 def take(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
     """Rows of an in-memory batch, in the given order."""
     rows = np.asarray(rows, dtype=np.int64)
+    if batch.column is not None:
+        return take_column(batch, rows)
     n = len(batch)
     if len(rows) == n and (n == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all()))):
         return batch

@@ -27,6 +27,7 @@ from tensorhouse.types import (
     ColumnType,
     Image,
     Json,
+    Scalar,
     Text,
     shape_matches,
 )
@@ -81,7 +82,8 @@ class SampleBatch:
 def of_column(arr: pa.Array) -> SampleBatch:
     """A batch holding an Arrow array (the rows of an ``Arrow`` column)."""
     n = len(arr)
-    return SampleBatch(b"", np.zeros(n + 1, np.int64), np.zeros((n, 0), np.int64), None, arr)
+    # Read-only zero-byte stand-ins: a column batch has no payload offsets or shapes.
+    return SampleBatch(b"", np.broadcast_to(np.int64(0), (n + 1,)), np.empty((n, 0), np.int64), None, arr)
 
 
 def take_column(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
@@ -95,7 +97,9 @@ def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
     if len(batches) == 1:
         return batches[0]
     if batches and batches[0].column is not None:
-        return of_column(pa.concat_arrays([b.column for b in batches if b.column is not None]))
+        t = batches[0].column.type
+        return of_column(pa.concat_arrays([b.column if b.column.type == t else b.column.cast(t)
+                                           for b in batches if b.column is not None]))
     sizes = [b.nbytes for b in batches]
     starts = np.concatenate([[0], np.cumsum(sizes)])
     offsets = np.concatenate([b.offsets[:-1] - b.offsets[0] + s for b, s in zip(batches, starts, strict=False)]
@@ -318,6 +322,9 @@ def _from_arrow(arr: pa.ChunkedArray | pa.Array, ctype: ColumnType, column: str)
     """Arrow column -> values ``normalize`` accepts (stacked numpy where the shape is fixed)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if isinstance(ctype, Scalar) and arr.type != ctype.arrow_type():
+        # The one casting rule of every write path: Arrow's safe cast, exact or an error naming the row.
+        arr = columnar.cast(arr, ctype.arrow_type(), column)
     if pa.types.is_fixed_size_list(arr.type) and arr.null_count == 0 and ctype.is_fixed_shape \
             and ctype.storage_dtype not in ("bytes", "str"):  # fmt: skip
         flat = arr

@@ -30,6 +30,23 @@ WRITER_VERSION = 1
 MAX_FRAGMENT_ROWS = (1 << 32) - 1
 
 
+#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory).
+MAX_ENTRY_BYTES = 256 << 20
+
+
+def load_json(raw: bytes | str, where: str) -> Any:
+    """Parse one JSON document of the log (an entry, a hint, a checkpoint's state): the one place that does.
+
+    Raises CorruptLogError naming ``where`` for oversized or invalid input.
+    """
+    if len(raw) > MAX_ENTRY_BYTES:
+        raise CorruptLogError(f"{where}: {len(raw)} bytes exceeds the limit of {MAX_ENTRY_BYTES}")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise CorruptLogError(f"{where}: not valid JSON (torn or corrupt): {err}") from err
+
+
 def document_crc(doc: Mapping[str, Any]) -> int:
     """crc32 of a document's canonical JSON: catches bit flips that still parse as JSON."""
     return zlib.crc32(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode())
@@ -412,6 +429,14 @@ class Commit:
             raise CorruptLogError("commit message must be a string")
         return Commit(version, _str(d, "txn_id"), _int(d, "timestamp_ms"), _str(d, "operation"),
                       _int(d, "read_version", -1), tuple(decode_action(a) for a in actions), msg)  # fmt: skip
+
+
+def parse_entry(raw: bytes, version: int, where: str) -> Commit:
+    """Parse and validate the stored bytes of log entry ``version`` (``where`` names it in errors)."""
+    try:
+        return Commit.from_dict(load_json(raw, where), version)
+    except CorruptLogError as err:
+        raise CorruptLogError(f"{where}: {err}" if not str(err).startswith(where) else str(err)) from err
 
 
 #: Every stored action kind (the JSON key of an action).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from tensorhouse.errors import CorruptLogError
 from tensorhouse.format.log.actions import (
@@ -22,6 +24,7 @@ from tensorhouse.format.log.actions import (
     SetMetadata,
     Txn,
 )
+from tensorhouse.format.log.fragments import FragmentColumns, fragment_arrays
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class Snapshot:
     version: int
     timestamp_ms: int
     metadata: Metadata
-    fragments: tuple[Fragment, ...]
+    fragments: Sequence[Fragment]
     next_fragment_id: int
     txns: Mapping[str, int] = field(default_factory=dict)
     indexes: Mapping[str, IndexEntry] = field(default_factory=dict)
@@ -39,12 +42,30 @@ class Snapshot:
     @property
     def num_rows(self) -> int:
         """Live rows (deleted rows excluded)."""
-        return sum(f.num_live for f in self.fragments)
+        _, rows, deleted = fragment_arrays(self.fragments)
+        return int(rows.sum() - deleted.sum())
+
+    @property
+    def has_deletions(self) -> bool:
+        return bool(fragment_arrays(self.fragments)[2].any())
+
+    def fragment_ids(self) -> np.ndarray:
+        """Ids of the live fragments, in order (no fragment is built from a checkpoint for this)."""
+        return fragment_arrays(self.fragments)[0]
+
+    def fragment_rows(self) -> np.ndarray:
+        """Row counts (deleted rows included) of the live fragments, in order."""
+        return fragment_arrays(self.fragments)[1]
 
     def fragment(self, fid: int) -> Fragment:
-        for f in self.fragments:
-            if f.id == fid:
-                return f
+        if isinstance(self.fragments, FragmentColumns):
+            found = self.fragments.lookup(fid)
+            if found is not None:
+                return found
+        else:
+            for f in self.fragments:
+                if f.id == fid:
+                    return f
         raise KeyError(f"fragment {fid} is not in version {self.version}")
 
     def files(self) -> set[str]:
@@ -86,7 +107,10 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
     commit cost ~100 ms when replaying 99 commits over 10,000 fragments.
     """
     metadata = base.metadata if base else None
-    frags = {f.id: f for f in base.fragments} if base else {}
+    lazy = base.fragments if base is not None and isinstance(base.fragments, FragmentColumns) else None
+    # Over a checkpoint's columns, commits become an overlay: no fragment of the checkpoint is built.
+    frags: MutableMapping[int, Fragment] = _Overlay(lazy) if lazy is not None else \
+        ({f.id: f for f in base.fragments} if base else {})  # fmt: skip
     next_id = base.next_fragment_id if base else 0
     txns = dict(base.txns) if base else {}
     indexes = dict(base.indexes) if base else {}
@@ -132,4 +156,38 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
         version, timestamp = c.version, c.timestamp_ms
     if metadata is None or version < 0:
         raise CorruptLogError("empty log")
-    return Snapshot(version, timestamp, metadata, tuple(frags[k] for k in sorted(frags)), next_id, txns, indexes)
+    fragments = frags.result() if isinstance(frags, _Overlay) else tuple(frags[k] for k in sorted(frags))
+    return Snapshot(version, timestamp, metadata, fragments, next_id, txns, indexes)
+
+
+class _Overlay(MutableMapping[int, Fragment]):
+    """Live fragments by id: a checkpoint's columns plus the changes of the commits replayed on them."""
+
+    def __init__(self, base: FragmentColumns) -> None:
+        self.base = base
+        self.changes: dict[int, Fragment | None] = {}
+
+    def __getitem__(self, fid: int) -> Fragment:
+        f = self.changes[fid] if fid in self.changes else self.base.lookup(fid)
+        if f is None:
+            raise KeyError(fid)
+        return f
+
+    def __contains__(self, fid: object) -> bool:
+        return isinstance(fid, int) and self.get(fid) is not None
+
+    def __setitem__(self, fid: int, f: Fragment) -> None:
+        self.changes[fid] = f
+
+    def __delitem__(self, fid: int) -> None:
+        self[fid]  # KeyError if not live
+        self.changes[fid] = None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (int(i) for i in self.result().ids())
+
+    def __len__(self) -> int:
+        return len(self.result())
+
+    def result(self) -> FragmentColumns:
+        return self.base.with_overlay(self.changes) if self.changes else self.base
