@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tensorhouse import types
+from tensorhouse import limits, types
 from tensorhouse.errors import (
     CodecError,
     CommitConflictError,
@@ -63,6 +63,7 @@ _LAZY = {
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
     "loader": "tensorhouse.loader",
+    "ray": "tensorhouse.ray",
     "index": "tensorhouse.index",
 }
 
@@ -117,6 +118,7 @@ __all__ = [
     "VersionInfo",
     "VersionNotFoundError",
     "create",
+    "limits",
     "open",
     "types",
 ]

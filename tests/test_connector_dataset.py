@@ -276,8 +276,9 @@ def test_bad_sources(tmp_path: Path, demo: Any) -> None:
         arrow_dataset(demo.uri, version=99)
     with pytest.raises(TypeError):
         arrow_dataset(42)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="pickled"):
-        __import__("pickle").dumps(arrow_dataset(demo.uri, rowid=True))
+    # Picklable since issue 13 (Ray tasks, spawn workers): by URI and version, reopened on first use.
+    again = __import__("pickle").loads(__import__("pickle").dumps(arrow_dataset(demo.uri)))
+    assert again.count_rows() == arrow_dataset(demo.uri).count_rows()
 
 
 def test_to_numpy_shapes_nulls_and_errors() -> None:

@@ -377,8 +377,24 @@ class TensorhouseArrowDataset(pads.Dataset):
     def _get_fragments(self, *args: Any, **kwargs: Any) -> Any:
         raise self._unsupported("_get_fragments")
 
+    # -- pickling (Ray tasks, spawn-started workers) ---------------------------------
+    def _options(self) -> dict[str, Any]:
+        return {"rowid": self._rowid, "filter": self._filter, "fragment_rows": self._fragment_rows,
+                "batch_bytes": self._batch_bytes}  # fmt: skip
+
     def __reduce__(self) -> Any:
-        raise TypeError("a TensorhouseArrowDataset cannot be pickled; pickle the dataset URI and version instead")
+        """Pickles by the Dataset's (uri, branch, version, storage options) and its options; the
+        receiving process reopens it lazily, on first use (see ``Dataset.__reduce__``)."""
+        return (_lazy_arrow_dataset, (self._ds, self._refresh, self._options()))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set yet: those of an unpickled, not yet reopened dataset.
+        lazy = self.__dict__.pop("_lazy", None)
+        if lazy is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        ds, refresh, options = lazy
+        TensorhouseArrowDataset.__init__(self, ds, refresh=refresh, **options)
+        return getattr(self, name)
 
     # -- scan internals -----------------------------------------------------------------
     def _batch_rows(self, pinned: _Pinned, names: Iterable[str], limit: int) -> int:
@@ -405,6 +421,20 @@ class TensorhouseFragment:
     @property
     def partition_expression(self) -> pc.Expression:
         return pc.scalar(True)
+
+    def __reduce__(self) -> Any:
+        """Pickles as its row range of a dataset pinned to this fragment's version (reopened lazily)."""
+        ds = self._owner.dataset
+        if ds.version != self._pinned.version:  # a refreshing owner has moved on since
+            ds = ds.checkout(self._pinned.version)
+        owner = _lazy_arrow_dataset(ds, False, self._owner._options())
+        return (_lazy_fragment, (owner, self.start, self.stop, self._ranges))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_pinned" and "_owner" in self.__dict__:  # unpickled: the owner pins the same version
+            self._pinned = self._owner._current()
+            return self._pinned
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def ranges(self) -> list[tuple[int, int]]:
@@ -468,6 +498,14 @@ class TensorhouseScanner:
         """The physical row ranges this scan reads after statistics pruning."""
         return list(self._ranges)
 
+    def __reduce__(self) -> Any:
+        """Pickles as the same scan of a dataset pinned to this scan's version (reopened on unpickling)."""
+        ds = self._owner.dataset
+        if ds.version != self._pinned.version:
+            ds = ds.checkout(self._pinned.version)
+        owner = _lazy_arrow_dataset(ds, False, self._owner._options())
+        return (_unpickle_scanner, (owner, self._columns, self._expr, self._ranges, self._batch_rows))
+
     def to_batches(self) -> Iterator[pa.RecordBatch]:
         return _scan(self._pinned, self._owner.schema, self.projected_schema, self._columns, self._needed,
                      self._expr, self._ranges, self._batch_rows)  # fmt: skip
@@ -522,6 +560,24 @@ def _scan(pinned: _Pinned, declared: pa.Schema, projected: pa.Schema, columns: l
                 yield batch
             else:
                 yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], schema=projected)
+
+
+def _lazy_arrow_dataset(ds: Dataset, refresh: bool, options: dict[str, Any]) -> TensorhouseArrowDataset:
+    out = TensorhouseArrowDataset.__new__(TensorhouseArrowDataset)
+    out.__dict__["_lazy"] = (ds, refresh, options)
+    return out
+
+
+def _lazy_fragment(owner: TensorhouseArrowDataset, start: int, stop: int,
+                   ranges: list[tuple[int, int]]) -> TensorhouseFragment:  # fmt: skip
+    frag = TensorhouseFragment.__new__(TensorhouseFragment)
+    frag.__dict__.update(_owner=owner, start=start, stop=stop, _ranges=ranges)
+    return frag
+
+
+def _unpickle_scanner(owner: TensorhouseArrowDataset, columns: list[str], expr: pc.Expression | None,
+                      ranges: list[tuple[int, int]], batch_rows: int) -> TensorhouseScanner:  # fmt: skip
+    return TensorhouseScanner(owner, owner._current(), columns, expr, ranges, batch_rows)
 
 
 def arrow_dataset(source: str | Dataset, *, version: int | None = None, tag: str | None = None,

@@ -24,8 +24,10 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import (
+    ArgumentError,
     DatasetExistsError,
     DatasetNotFoundError,
+    RowNotFoundError,
     SchemaError,
     UnsupportedError,
     VersionNotFoundError,
@@ -136,6 +138,27 @@ class Dataset:
         cols = ", ".join(f"{n}: {t!r}" for n, t in self.schema.columns)
         branch = f" branch={self._branch!r}" if self._branch != refs.MAIN else ""
         return f"<tensorhouse.Dataset {self.uri!r}{branch} version={self.version} rows={len(self)} [{cols}]>"
+
+    # -- pickling ----------------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by (uri, branch, version, storage options): no lock, store or snapshot travels.
+
+        The receiving process (a Ray task, a spawn-started DataLoader worker)
+        reopens the same version lazily, on first use. A ``memory://`` dataset
+        only reopens in a process that can see it (this one, or a fork).
+        """
+        return (_unpickle, (self.uri, self._branch, self.version, self._storage_options, self._log.single_writer))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set yet: those of an unpickled, not yet reopened dataset.
+        lazy = self.__dict__.get("_lazy")
+        if lazy is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        # A failed open (storage unreachable) leaves the object unopened: the next use tries again.
+        opened = _open_pinned(self.__dict__["_uri_pending"], **lazy)
+        del self.__dict__["_lazy"], self.__dict__["_uri_pending"]
+        self.__dict__.update(opened.__dict__)
+        return getattr(self, name)
 
     # -- writing -----------------------------------------------------------------
     def transaction(self, *, message: str | None = None, app_id: str | None = None,
@@ -314,7 +337,7 @@ class Dataset:
         if isinstance(indices, list) and len(indices) == 1 and isinstance(indices[0], int):
             i, n = indices[0], len(self)  # the common single-row case, without array checks
             if not -n <= i < n:
-                raise IndexError(f"row {i} is out of range for {n} rows")
+                raise RowNotFoundError(f"row {i} is out of range for {n} rows")
             return np.array([i + n if i < 0 else i], dtype=np.int64)
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu":
@@ -326,7 +349,7 @@ class Dataset:
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):
             bad = int(idx[(idx < -n) | (idx >= n)][0])
-            raise IndexError(f"row {bad} is out of range for {n} rows")
+            raise RowNotFoundError(f"row {bad} is out of range for {n} rows")
         return np.where(idx < 0, idx + n, idx)
 
     def take(self, indices: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None, *,
@@ -424,7 +447,8 @@ class Dataset:
         return self._log.versions()
 
     def latest_version(self) -> int:
-        return self._log.versions()[-1]
+        """The newest committed version of this branch (one listing from the checkpoint hint)."""
+        return self._log.latest_version()
 
     def refresh(self) -> Dataset:
         """Move this object to the latest committed version; returns self."""
@@ -566,6 +590,8 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     """
     if sum(x is not None for x in (version, timestamp, tag)) > 1:
         raise ValueError("give at most one of version=, timestamp=, tag=")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int | np.integer)):
+        raise ArgumentError(f"open(version=...) takes an int version number, got {version!r}")
     store = open_store(uri, storage_options)
     if tag is not None:
         t = refs.read_tag(store, tag)
@@ -584,3 +610,46 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     except DatasetNotFoundError:
         raise DatasetNotFoundError(f"no tensorhouse dataset at {uri}") from None
     return Dataset(store, snapshot, log=log, storage_options=storage_options, branch=name)
+
+
+#: Snapshots reopened by unpickling, per process: a Ray worker runs many read tasks of one
+#: version and should replay the log once. Versions never change, so entries never go stale.
+_REOPENED: dict[tuple[str, str, int, str, bool], tuple[Store, Log, Snapshot]] = {}
+_REOPENED_MAX = 16
+
+
+def reopen(uri: str, *, branch: str = refs.MAIN, version: int, storage_options: Mapping[str, Any] | None = None,
+           single_writer: bool = False) -> Dataset:  # fmt: skip
+    """A Dataset pinned to ``version`` of ``branch`` that opens on first use (what unpickling returns).
+
+    Example:
+        >>> import pickle, tensorhouse as th
+        >>> ds = th.create("memory://doc-pickle", {"x": "int64"})
+        >>> _ = ds.append({"x": [1, 2]})
+        >>> again = pickle.loads(pickle.dumps(ds))
+        >>> again.version, len(again)
+        (1, 2)
+    """
+    ds = Dataset.__new__(Dataset)
+    ds.__dict__["_uri_pending"] = uri
+    ds.__dict__["_lazy"] = {"branch": branch, "version": version, "storage_options": dict(storage_options or {}),
+                            "single_writer": single_writer}  # fmt: skip
+    return ds
+
+
+def _unpickle(uri: str, branch: str, version: int, storage_options: Mapping[str, Any], single_writer: bool) -> Dataset:
+    return reopen(uri, branch=branch, version=version, storage_options=storage_options, single_writer=single_writer)
+
+
+def _open_pinned(uri: str, *, branch: str, version: int, storage_options: Mapping[str, Any],
+                 single_writer: bool) -> Dataset:  # fmt: skip
+    key = (uri, branch, version, repr(sorted(storage_options.items())), single_writer)
+    hit = _REOPENED.get(key)
+    if hit is None:
+        ds = open(uri, version=version, branch=branch, storage_options=storage_options or None,
+                  single_writer=single_writer)  # fmt: skip
+        if len(_REOPENED) >= _REOPENED_MAX:
+            _REOPENED.pop(next(iter(_REOPENED)))
+        _REOPENED[key] = hit = (ds.store, ds._log, ds.snapshot)
+    store, log, snapshot = hit
+    return Dataset(store, snapshot, log=log, storage_options=storage_options, branch=branch)

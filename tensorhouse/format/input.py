@@ -29,10 +29,10 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     elif isinstance(data, Mapping):
         cols = dict(data)
     elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
-        names = set().union(*(row.keys() for row in data)) if data else set(schema.names)
         for i, row in enumerate(data):
             if not isinstance(row, Mapping):
                 raise SchemaError(f"row {i}: expected a dict of column -> value, got {type(row).__name__}")
+        names = set().union(*(row.keys() for row in data)) if data else set(schema.names)
         cols = {name: [row.get(name) for row in data] for name in names}
     else:
         raise SchemaError(f"cannot append {type(data).__name__}: pass a dict of columns, an Arrow table or a list of rows")

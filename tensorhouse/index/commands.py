@@ -21,7 +21,12 @@ from tensorhouse.index.vectors import METRICS
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def index() -> None:
-    """Vector indexes: create, list, drop, optimize. Each change is a new version of the dataset."""
+    """Vector indexes: create, list, drop, optimize. Each change is a new version of the dataset.
+
+    \b
+    Example:
+      tensorhouse index create data/pets embedding --metric cosine
+    """
 
 
 def _params(values: Sequence[str]) -> dict[str, int]:
@@ -63,7 +68,12 @@ def create(uri: str, column: str, name: str | None, metric: str, kind: str, para
 @click.argument("uri")
 @click.option("--version", type=int, default=None, help="List the indexes of this version (default: the latest).")
 def list_(uri: str, version: int | None) -> None:
-    """List the vector indexes of a version."""
+    """List the vector indexes of a version.
+
+    \b
+    Example:
+      tensorhouse index list data/pets --version 7
+    """
     ds = open_dataset(uri, version=version)
     rows = [[i.name, i.column, i.metric, i.kind, f"{i.num_vectors:,}", f"{i.size_bytes:,}"] for i in list_indexes(ds)]
     if not rows:
@@ -79,7 +89,12 @@ def list_(uri: str, version: int | None) -> None:
 @click.argument("uri")
 @click.argument("name")
 def drop(uri: str, name: str) -> None:
-    """Drop an index from the next version on (older versions keep it until vacuum)."""
+    """Drop an index from the next version on (older versions keep it until vacuum).
+
+    \b
+    Example:
+      tensorhouse index drop data/pets embedding_idx
+    """
     version = drop_index(open_dataset(uri), name)
     click.echo(f"dropped index {name!r} as version {version}")
 
@@ -89,7 +104,12 @@ def drop(uri: str, name: str) -> None:
 @click.option("--name", default=None, help="Only this index (default: all).")
 @click.option("--rebuild", is_flag=True, help="Rebuild even when extending would do.")
 def optimize(uri: str, name: str | None, rebuild: bool) -> None:
-    """Add rows appended since an index was built, or rebuild it after compaction."""
+    """Add rows appended since an index was built, or rebuild it after compaction.
+
+    \b
+    Example:
+      tensorhouse index optimize data/pets
+    """
     versions = optimize_indexes(open_dataset(uri), name, rebuild=rebuild)
     click.echo(f"committed version(s) {', '.join(map(str, versions))}" if versions else "indexes are up to date")
 

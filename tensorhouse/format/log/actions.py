@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptLogError
 from tensorhouse.types import Schema
 
@@ -30,21 +31,19 @@ WRITER_VERSION = 1
 MAX_FRAGMENT_ROWS = (1 << 32) - 1
 
 
-#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory).
-MAX_ENTRY_BYTES = 256 << 20
+#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory): see tensorhouse.limits.
+MAX_ENTRY_BYTES = limits.Limits().max_log_entry_bytes
 
 
 def load_json(raw: bytes | str, where: str) -> Any:
     """Parse one JSON document of the log (an entry, a hint, a checkpoint's state): the one place that does.
 
-    Raises CorruptLogError naming ``where`` for oversized or invalid input.
+    Raises CorruptLogError naming ``where`` for oversized, too deeply nested or
+    invalid input (including integers of more digits than Python converts);
+    the limits are ``max_log_entry_bytes`` and ``max_json_depth``.
     """
-    if len(raw) > MAX_ENTRY_BYTES:
-        raise CorruptLogError(f"{where}: {len(raw)} bytes exceeds the limit of {MAX_ENTRY_BYTES}")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CorruptLogError(f"{where}: not valid JSON (torn or corrupt): {err}") from err
+    return limits.parse_json(raw, where=where, what="log document (torn or corrupt?)", error=CorruptLogError,
+                             size_limit="max_log_entry_bytes")  # fmt: skip
 
 
 def document_crc(doc: Mapping[str, Any]) -> int:
@@ -69,7 +68,9 @@ def _str(d: Mapping[str, Any], key: str) -> str:
 def _check_path(path: str) -> str:
     """Data paths come from strangers' logs: relative, inside the dataset, no '..'."""
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
+    # NUL and ".tmp-" (names stores reserve for staged writes) would only fail later, in the store.
+    if (not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path
+            or "\x00" in path or parts[-1].startswith(".tmp-")):  # fmt: skip
         raise CorruptLogError(f"unsafe data path {path!r} in the log")
     return path
 
@@ -204,8 +205,12 @@ class Metadata:
         config = d.get("config", {})
         if not isinstance(config, Mapping):
             raise CorruptLogError("metadata config must be an object")
-        return Metadata(_str(d, "dataset_id"), schema, {k: _int(ids, k) for k in ids},
-                        _int(d, "next_field_id"), dict(config))  # fmt: skip
+        field_ids = {k: _int(ids, k) for k in ids}
+        next_id = _int(d, "next_field_id")
+        # Field ids are handed out from next_field_id: a duplicate or a higher one is a forged map.
+        if len(set(field_ids.values())) != len(field_ids) or any(v >= next_id for v in field_ids.values()):
+            raise CorruptLogError("metadata field_ids are not distinct ids below next_field_id")
+        return Metadata(_str(d, "dataset_id"), schema, field_ids, next_id, dict(config))
 
 
 @dataclass(frozen=True)

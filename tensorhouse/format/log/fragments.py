@@ -185,6 +185,8 @@ class FragmentColumns(Sequence[Fragment]):
         self._cols = cols
         self._overlay = dict(overlay or {})
         self._cache: dict[int, Fragment] = {}
+        self._rows: np.ndarray | None = None
+        self._deleted: np.ndarray | None = None
         if not self._overlay:
             self._ids = cols.ids
             self._src = np.arange(len(cols.ids))
@@ -223,10 +225,14 @@ class FragmentColumns(Sequence[Fragment]):
         return self._ids
 
     def row_counts(self) -> np.ndarray:
-        return self._gather(self._cols.num_rows, lambda f: f.num_rows)
+        if self._rows is None:
+            self._rows = self._gather(self._cols.num_rows, lambda f: f.num_rows)
+        return self._rows
 
     def deleted_counts(self) -> np.ndarray:
-        return self._gather(self._cols.num_deleted, lambda f: f.num_deleted)
+        if self._deleted is None:
+            self._deleted = self._gather(self._cols.num_deleted, lambda f: f.num_deleted)
+        return self._deleted
 
     def _gather(self, column: np.ndarray, value: Callable[[Fragment], int]) -> np.ndarray:
         out = np.zeros(len(self._ids), dtype=np.int64)
