@@ -181,6 +181,47 @@ def mutate_json(path: Path, m: Any, reseal: str) -> None:
         path.write_text(dumps(doc))
 
 
+def mutate_checkpoint(root: Path, path: Path, m: Any) -> None:
+    """Columnar checkpoints (an xxh3-sealed Arrow IPC file + a hint naming its size and digest).
+
+    ``bytes``: raw damage. ``body``: damage to the Arrow IPC body, resealed (digest, length and
+    hint recomputed, as an attacker would). ``crafted``: one leaf of the state JSON replaced, resealed.
+    """
+    import pyarrow as pa
+    import xxhash
+
+    from tensorhouse.format.log import checkpoint as ck
+
+    kind, arg = m
+    raw = path.read_bytes()
+    if kind == "bytes" or raw[:8] != ck.MAGIC:
+        path.write_bytes(mutate_bytes(raw, arg) if kind != "crafted" else raw)
+        return
+    body = raw[ck.HEADER.size :]
+    if kind == "body":
+        body = mutate_bytes(body, arg)
+    else:
+        table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
+        meta = dict(table.schema.metadata or {})
+        state = json.loads(meta[ck.STATE_KEY.encode() if isinstance(ck.STATE_KEY, str) else ck.STATE_KEY])
+        paths = leaf_paths(state)
+        where, value = arg
+        if paths:
+            set_path(state, paths[where % len(paths)], value)
+        key = ck.STATE_KEY.encode() if isinstance(ck.STATE_KEY, str) else ck.STATE_KEY
+        meta[key] = dumps(state).encode()
+        sink = pa.BufferOutputStream()
+        table = table.replace_schema_metadata(meta)
+        with pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        body = sink.getvalue().to_pybytes()
+    sealed = ck.HEADER.pack(ck.MAGIC, xxhash.xxh3_64_intdigest(body), len(body)) + body
+    path.write_bytes(sealed)
+    version = int(path.name.split(".")[0])
+    (root / "_log" / "_last_checkpoint").write_text(json.dumps(
+        {"version": version, "size": len(sealed), "xxh3": xxhash.xxh3_64_intdigest(body)}))
+
+
 HEADER_FIELDS = ("header_length", "version", "cc", "sc", "dt", "ndim", "flags", "n", "data_length", "raw_length",
                  "block_size")  # fmt: skip
 header_mutation = st.one_of(
@@ -264,11 +305,11 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
             c.check(root)
     elif kind == "checkpoint":
         @cfg
-        @given(json_mutation)
+        @given(st.one_of(json_mutation, st.tuples(st.just("body"), byte_mutation)))
         def prop(m: Any) -> None:
             assert c is not None
             root = c.copy()
-            mutate_json(pick(list((root / "_log").glob("*.checkpoint")), 0), m, "checkpoint")
+            mutate_checkpoint(root, pick(list((root / "_log").glob("*.checkpoint")), 0), m)
             c.check(root)
     elif kind == "tag":
         @cfg

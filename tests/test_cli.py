@@ -77,7 +77,7 @@ def test_help_of_every_command_has_an_example() -> None:
     assert isinstance(index, click.Group)
     commands = [[c] for c in cli.list_commands(ctx) if c not in ("ingest", "index")] + \
         [["ingest", c] for c in ingest.commands] + [["index", c] for c in index.commands]  # fmt: skip
-    assert len(commands) == 20  # 11 commands (serve included) + 5 ingest sources + 4 index commands
+    assert len(commands) == 21  # 12 commands (serve, export included) + 5 ingest sources + 4 index commands
     for cmd in commands:
         out = CliRunner().invoke(cli, [*cmd, "--help"])
         assert out.exit_code == 0, (cmd, out.output)

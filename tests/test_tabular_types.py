@@ -412,3 +412,13 @@ def test_contract_arrow_compute_has_no_view_kernels() -> None:
         pc.equal(pa.array(["a"], pa.string_view()), "a")
     with pytest.raises(pa.ArrowNotImplementedError):
         pa.array(["a"], pa.string_view()).filter(pa.array([True]))
+
+
+def test_a_columnar_chunk_claiming_too_much_is_refused(tmp_path: Path) -> None:
+    from tensorhouse import limits
+
+    ds = th.create(str(tmp_path / "x"), {"s": "string"})
+    ds.append({"s": [f"{i:0100d}" for i in range(1000)]})
+    with limits.override(max_chunk_decompressed_bytes=10_000), pytest.raises(CorruptChunkError, match="max_chunk"):
+        th.open(str(tmp_path / "x")).to_table()
+    assert th.open(str(tmp_path / "x")).to_table().num_rows == 1000

@@ -32,7 +32,7 @@ from tensorhouse.errors import (
     UnsupportedError,
     VersionNotFoundError,
 )
-from tensorhouse.format import refs
+from tensorhouse.format import layout, refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
 from tensorhouse.format.input import Data, to_columns
@@ -412,6 +412,18 @@ class Dataset:
             schema = schema.append(pa.field(ROWID, pa.int64(), nullable=False))
         return pa.Table.from_batches(list(self.to_batches(names, with_rowid=with_rowid)), schema=schema)
 
+    def to_pandas(self, columns: Sequence[str] | None = None, *, rows: Sequence[int] | np.ndarray | None = None,
+                  decode: bool = False, with_rowid: bool = False) -> Any:  # fmt: skip
+        """The rows (all, or the positions ``rows`` in that order) as a ``pandas.DataFrame``.
+
+        Class labels become categoricals of their names, tensors and embeddings
+        object columns of numpy arrays, images encoded bytes (arrays with
+        ``decode=True``). Details: ``tensorhouse.interop.pandas``.
+        """
+        from tensorhouse.interop.pandas import to_pandas  # pandas is optional: imported on use
+
+        return to_pandas(self, columns, rows=rows, decode=decode, with_rowid=with_rowid)
+
     # -- versions ----------------------------------------------------------------
     def history(self, *, limit: int | None = None) -> list[VersionInfo]:
         """Versions up to this one, oldest first: when, what operation, how many rows.
@@ -541,7 +553,7 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
         ['caption', 'score']
     """
     sch = Schema.of(schema)
-    store = open_store(uri, storage_options)
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     log = Log(store, single_writer=single_writer, clock=clock)
     config: dict[str, Any] = {}
     if chunk_bytes is not None:
@@ -592,7 +604,7 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
         raise ValueError("give at most one of version=, timestamp=, tag=")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int | np.integer)):
         raise ArgumentError(f"open(version=...) takes an int version number, got {version!r}")
-    store = open_store(uri, storage_options)
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     if tag is not None:
         t = refs.read_tag(store, tag)
         if branch is not None and branch != t.branch:

@@ -43,8 +43,7 @@ import pyarrow.compute as pc
 
 from tensorhouse.errors import CodecError, DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import open as open_dataset
-from tensorhouse.ingest.images import Validate, map_slices, prepare_image, read_file
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,
@@ -55,6 +54,7 @@ from tensorhouse.ingest.progress import (
     fingerprint,
     run_batches,
 )
+from tensorhouse.ingest.images import Validate, map_slices, prepare_image, read_file
 from tensorhouse.types import ColumnType, Image, Schema, TypeLike, as_type
 
 #: Tabular rows are small: the byte limit usually decides a batch, this caps the count.

@@ -117,7 +117,7 @@ class LocalStore(Store):
 
     def _open(self, key: str) -> tuple[int, int]:
         """An fd of ``key`` checked to be a regular file inside the root, and its size."""
-        path = self._path(key)
+        path = self._path(key)  # ValueError for an invalid key (the log's parsers refuse those first)
         try:
             fd = os.open(path, _O_READ)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:

@@ -96,7 +96,7 @@ _LOCKDOWN = ("SET enable_external_access = false", "SET python_enable_replacemen
              "SET allow_community_extensions = false", "SET lock_configuration = true")  # fmt: skip
 
 
-class ApiError(Exception):
+class ApiError(TensorhouseError):
     """An error the API reports to the client: an HTTP status and a message."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -23,9 +23,12 @@ from tensorhouse.types import Schema
 
 COMMIT_FORMAT = "tensorhouse.commit"
 #: The commit document version written. 1: the first vocabulary; 2 adds the restore, add_index and
-#: drop_index actions. Readers accept every version up to this one (old logs and golden datasets).
-COMMIT_FORMAT_VERSION = 2
-READABLE_COMMIT_FORMATS = (1, 2)
+#: drop_index actions; 3 moves the crc32 first and computes it over the raw bytes of the rest
+#: (no re-serialisation to check it). Readers accept every version up to this one.
+COMMIT_FORMAT_VERSION = 3
+READABLE_COMMIT_FORMATS = (1, 2, 3)
+#: How a format 3 entry starts: its crc32 covers ``b"{" + everything after the first comma``.
+RAW_CRC_PREFIX = b'{"crc32":'
 READER_VERSION = 1
 WRITER_VERSION = 1
 MAX_FRAGMENT_ROWS = (1 << 32) - 1
@@ -405,6 +408,13 @@ class Commit:
     actions: tuple[Action, ...]
     message: str | None = None
 
+    def to_bytes(self) -> bytes:
+        """The stored form: ``{"crc32":<crc of the rest>,`` then the document's other fields."""
+        doc = self.to_dict()
+        doc.pop("crc32")
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        return RAW_CRC_PREFIX + str(zlib.crc32(body)).encode() + b"," + body[1:]
+
     def to_dict(self) -> dict[str, Any]:
         doc = {"format": COMMIT_FORMAT, "format_version": COMMIT_FORMAT_VERSION, "version": self.version,
                "txn_id": self.txn_id, "timestamp_ms": self.timestamp_ms, "operation": self.operation,
@@ -414,14 +424,14 @@ class Commit:
         return doc
 
     @staticmethod
-    def from_dict(d: Any, expected_version: int) -> Commit:
+    def from_dict(d: Any, expected_version: int, *, checked: bool = False) -> Commit:
+        """Validate a parsed entry; ``checked``: its raw bytes already passed their crc32."""
         if not isinstance(d, Mapping) or d.get("format") != COMMIT_FORMAT:
             raise CorruptLogError("not a tensorhouse commit document")
         if d.get("format_version") not in READABLE_COMMIT_FORMATS:
             raise CorruptLogError(f"commit format version {d.get('format_version')!r} is not supported "
                                   "(written by a newer tensorhouse?)")  # fmt: skip
-        body = {k: v for k, v in d.items() if k != "crc32"}
-        if d.get("crc32") != document_crc(body):
+        if not checked and d.get("crc32") != document_crc({k: v for k, v in d.items() if k != "crc32"}):
             raise CorruptLogError("commit checksum mismatch (corrupt entry)")
         version = _int(d, "version")
         if version != expected_version:
@@ -439,7 +449,14 @@ class Commit:
 def parse_entry(raw: bytes, version: int, where: str) -> Commit:
     """Parse and validate the stored bytes of log entry ``version`` (``where`` names it in errors)."""
     try:
-        return Commit.from_dict(load_json(raw, where), version)
+        checked = False
+        if raw.startswith(RAW_CRC_PREFIX):  # format 3: check the raw bytes, no re-serialisation
+            comma = raw.find(b",", len(RAW_CRC_PREFIX))
+            digits = raw[len(RAW_CRC_PREFIX) : comma]
+            if comma < 0 or not digits.isdigit() or zlib.crc32(b"{" + raw[comma + 1 :]) != int(digits):
+                raise CorruptLogError("commit checksum mismatch (corrupt entry)")
+            checked = True
+        return Commit.from_dict(load_json(raw, where), version, checked=checked)
     except CorruptLogError as err:
         raise CorruptLogError(f"{where}: {err}" if not str(err).startswith(where) else str(err)) from err
 

@@ -30,6 +30,7 @@ from tensorhouse.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     StorageError,
+    TensorhouseError,
     VersionNotFoundError,
 )
 from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entry
@@ -81,8 +82,12 @@ class _UnusableHint(Exception):
     """The checkpoint a hint names cannot be read: open from a full listing instead."""
 
 
-class AlreadyCommitted(Exception):
-    """Raised by an action builder when its idempotent transaction is already in the log."""
+class AlreadyCommitted(TensorhouseError):
+    """Raised by an action builder when its idempotent transaction is already in the log.
+
+    A signal between the transaction and the log, caught in format/transaction.py;
+    under TensorhouseError so that nothing tensorhouse raises escapes the hierarchy.
+    """
 
     def __init__(self, version: int) -> None:
         self.version = version
@@ -373,7 +378,7 @@ class Log:
             ts = max(now, snapshot.timestamp_ms + 1) if snapshot else now
             entry = Commit(version, txn_id, ts, operation, snapshot.version if snapshot else -1,
                            tuple(actions), message)  # fmt: skip
-            data = json.dumps(entry.to_dict(), separators=(",", ":")).encode()
+            data = entry.to_bytes()
             try:
                 self._put(self.entry_key(version), data)
             except ObjectExistsError:
@@ -415,6 +420,10 @@ class Log:
             self._put(key, data)
         except ObjectExistsError:  # someone else wrote the same state: the hint must describe their bytes
             data = self.store.get(key)
+        current = self._read_hint()
+        if current is not None and current.version > snap.version and self.store.exists(
+                self.checkpoint_key(current.version)):  # fmt: skip
+            return  # an older checkpoint (written on demand from an old handle) must not pull the hint back
         hint = {"version": snap.version, "size": len(data), "xxh3": checkpoint_digest(data)}
         self.store.put(self.hint_key, json.dumps(hint).encode())
 
