@@ -1,39 +1,71 @@
 # The project's own install steps: a fresh machine needs nothing but python3.
+#   make demo         the demo: the library with every integration (.[all])
+#   make test         lint, format check, types, the test suite and the docstring examples (.[all,dev])
+#   make bench-smoke  every benchmarks/bench_*.py --smoke, against its peers (.[all,dev,bench])
+#   make bench        every benchmark at full size (long; peers as above)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/pip install -q
 
-.PHONY: install demo test lint typecheck bench bench-smoke clean
+.PHONY: install demo test pytest doctest lint typecheck bench bench-smoke clean
 
 # torch is pinned to the CPU wheel that lies on this machine's disk and is
 # installed before the extras, so that the `torch>=2.1` range in the extras is
 # already satisfied and never pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(VENV)/.stamp-venv:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all,dev,bench]'
-	touch $(STAMP)
+	$(PIP) torch==2.13.0
+	touch $@
 
-install: $(STAMP)
+# One stamp per job: each installs only what its job needs, on top of the same venv.
+$(VENV)/.stamp-demo: pyproject.toml $(VENV)/.stamp-venv
+	$(PIP) -e '.[all]'
+	touch $@
 
-demo: install
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-venv
+	$(PIP) -e '.[all,dev]'
+	touch $@
+
+# The benchmarks also use the test tools (moto for S3, deltalake for the commit log).
+$(VENV)/.stamp-bench: pyproject.toml $(VENV)/.stamp-venv
+	$(PIP) -e '.[all,dev,bench]'
+	touch $@
+
+install: $(VENV)/.stamp-demo
+
+demo: $(VENV)/.stamp-demo
 	$(BIN)/tensorhouse demo
 
-test: install lint typecheck
+# pytest exits 5 when it collects nothing: that fails the target too (never hidden).
+test: lint typecheck pytest doctest
+
+pytest: $(VENV)/.stamp-test
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-lint: install
-	$(BIN)/ruff check tensorhouse tests benchmarks
+# Every docstring example runs (memory:// or temporary paths, seconds).
+doctest: $(VENV)/.stamp-test
+	$(BIN)/pytest -q --doctest-modules tensorhouse
 
-typecheck: install
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check tensorhouse tests benchmarks
+	$(BIN)/ruff format --check tensorhouse tests benchmarks
+
+typecheck: $(VENV)/.stamp-test
 	$(BIN)/mypy
 
-bench: install
-	$(BIN)/python benchmarks/bench_format.py
+# Each benchmark runs even when one before it failed; the target fails if any did.
+bench-smoke: $(VENV)/.stamp-bench
+	@status=0; for f in benchmarks/bench_*.py; do \
+	  echo "== $$f --smoke"; start=$$(date +%s); \
+	  $(BIN)/python $$f --smoke || { echo "FAILED: $$f --smoke"; status=1; }; \
+	  echo "== $$f: $$(( $$(date +%s) - start )) s"; \
+	done; exit $$status
 
-bench-smoke: install
-	$(BIN)/python benchmarks/bench_format.py --smoke
+bench: $(VENV)/.stamp-bench
+	@status=0; for f in benchmarks/bench_*.py; do \
+	  echo "== $$f"; $(BIN)/python $$f $(BENCH_ARGS) || { echo "FAILED: $$f"; status=1; }; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

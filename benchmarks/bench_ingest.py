@@ -62,7 +62,7 @@ from benchmarks.common import (  # noqa: E402
     target_table,
     tree_bytes,
 )
-from tensorhouse.ingest.progress import default_workers  # noqa: E402
+from tensorhouse.ingest.engine import default_workers  # noqa: E402
 from tensorhouse.synth import scene  # noqa: E402
 
 SYSTEMS = ("tensorhouse", "deeplake", "lance", "webdataset", "parquet")

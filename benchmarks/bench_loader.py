@@ -900,9 +900,9 @@ def profile_th(ds: Any, label: str, n_rows: int, *, shuffle: bool = True, epochs
     whole column per batch, the consumer's wait for each batch and its torch conversion.
     """
     import tensorhouse as th
-    import tensorhouse.loader.materialize as M
-    import tensorhouse.loader.torch_adapter as TA
     from tensorhouse.format.scan import SnapshotReader
+    from tensorhouse.loader import batch_columns as M
+    from tensorhouse.loader import torch_adapter as TA
 
     lock = threading.Lock()
     wall: defaultdict[str, float] = defaultdict(float)
@@ -931,7 +931,7 @@ def profile_th(ds: Any, label: str, n_rows: int, *, shuffle: bool = True, epochs
     orig_decode = M.decode_image
     orig_parallel = M.Materializer._parallel
     orig_column = M.Materializer.column
-    orig_to_torch = TA.to_torch
+    orig_to_torch = TA.batch_to_tensors
 
     def read_chunk(self: Any, *a: Any, **k: Any) -> Any:
         t, c = time.perf_counter(), time.thread_time()
@@ -981,7 +981,7 @@ def profile_th(ds: Any, label: str, n_rows: int, *, shuffle: bool = True, epochs
 
     M.Materializer._parallel = parallel  # type: ignore[method-assign]
     M.Materializer.column = timed("column total (one per batch)", orig_column)  # type: ignore[method-assign]
-    TA.to_torch = timed("to_torch (consumer thread)", orig_to_torch)
+    TA.batch_to_tensors = timed("to_torch (consumer thread)", orig_to_torch)
     lines = []
     try:
         ld = th.loader(ds, batch_size=BATCH, shuffle=shuffle, columns=["image", "label"])
@@ -1038,7 +1038,7 @@ def profile_th(ds: Any, label: str, n_rows: int, *, shuffle: bool = True, epochs
         M.decode_image = orig_decode
         M.Materializer._parallel = orig_parallel  # type: ignore[method-assign]
         M.Materializer.column = orig_column  # type: ignore[method-assign]
-        TA.to_torch = orig_to_torch
+        TA.batch_to_tensors = orig_to_torch
     return "\n".join(lines)
 
 

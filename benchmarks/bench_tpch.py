@@ -175,11 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     th_dir, pq_dir = work / "tensorhouse", work / "parquet"
 
     # 1. ingest (from the generated files), then from memory; 2. sizes
-    def reset() -> None:
-        for d in (th_dir, pq_dir):
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-
+    th_dir.mkdir(parents=True, exist_ok=True)
     ingest: dict[str, list[float]] = {"th.ingest.parquet": [], "pq.read+write": [], "th.write": [],
                                       "pq.write_table": []}  # fmt: skip
     tables = {t: pq.read_table(src / f"{t}.parquet") for t in TABLES}

@@ -18,8 +18,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tensorhouse import types
+from tensorhouse import limits, types
 from tensorhouse.errors import (
+    ArgumentError,
     CodecError,
     CommitConflictError,
     ConditionalPutUnsupportedError,
@@ -36,6 +37,10 @@ from tensorhouse.errors import (
     VersionNotFoundError,
 )
 from tensorhouse.format.dataset import Dataset, VersionInfo, create, open
+
+# `th.loader` is the function: importing the subpackage here (its __init__ is light)
+# lets the import system bind the name first, and the function then replaces it.
+from tensorhouse.loader import LoaderConfig, loader
 from tensorhouse.types import (
     Arrow,
     BBox,
@@ -62,20 +67,23 @@ _LAZY = {
     "sql": "tensorhouse.sql",
     "connector": "tensorhouse.connector",
     "ingest": "tensorhouse.ingest",
-    "loader": "tensorhouse.loader",
     "ray": "tensorhouse.ray",
     "index": "tensorhouse.index",
+    "polars": "tensorhouse.interop.polars",
+    "daft": "tensorhouse.interop.daft",
 }
 
 
 # Functions of lazily loaded modules: name -> (module, attribute).
 _LAZY_ATTRS = {
     "write": ("tensorhouse.connector.materialize", "write"),
-    "to_numpy": ("tensorhouse.connector.results", "to_numpy"),
-    "to_torch": ("tensorhouse.connector.results", "to_torch"),
+    "to_numpy": ("tensorhouse.connector.results", "result_to_numpy"),
+    "to_torch": ("tensorhouse.loader.tensors", "result_to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),
     "VectorSearchError": ("tensorhouse.index.errors", "VectorSearchError"),
     "IndexNotFoundError": ("tensorhouse.index.errors", "IndexNotFoundError"),
+    "export": ("tensorhouse.interop.export", "export"),
+    "to_huggingface": ("tensorhouse.interop.huggingface", "to_huggingface"),
 }
 
 
@@ -89,6 +97,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ArgumentError",
     "Arrow",
     "BBox",
     "Binary",
@@ -106,6 +115,7 @@ __all__ = [
     "Embedding",
     "Image",
     "Json",
+    "LoaderConfig",
     "RefExistsError",
     "Scalar",
     "Schema",
@@ -118,6 +128,8 @@ __all__ = [
     "VersionInfo",
     "VersionNotFoundError",
     "create",
+    "limits",
+    "loader",
     "open",
     "types",
 ]

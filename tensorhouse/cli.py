@@ -44,7 +44,7 @@ class CommandError(click.ClickException):
 class _Group(click.Group):
     """The top-level group; ``ingest`` and its source modules load only when that command runs."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.ingest.commands", "ingest"),
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.cli_ingest", "ingest"),
                                                   "index": ("tensorhouse.index.commands", "index")}  # fmt: skip
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -58,6 +58,40 @@ class _Group(click.Group):
         return super().get_command(ctx, name)
 
 
+STORAGE_HELP = (
+    "Option for the storage backend (fsspec/s3fs), as KEY=VALUE; repeatable. VALUE is read as JSON when it "
+    "parses (true, 3, {\"k\": \"v\"}), else as text. Example: --storage-option endpoint_url=http://localhost:9000 "
+    "--storage-option anon=false. Without options, S3 credentials come from the environment as for boto: "
+    "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_DEFAULT_REGION (or AWS_REGION) "
+    "and AWS_ENDPOINT_URL (an S3-compatible server such as MinIO)."
+)
+
+
+def parse_storage_options(values: Sequence[str], param_hint: str = "--storage-option") -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: value}``; values parsed as JSON where they parse."""
+    out: dict[str, Any] = {}
+    for v in values:
+        key, sep, raw = v.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {v!r}", param_hint=param_hint)
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def storage_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The repeatable ``--storage-option KEY=VALUE`` option; the command receives ``storage_options: dict``."""
+
+    def convert(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> dict[str, Any]:
+        return parse_storage_options(value)
+
+    return click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                        callback=convert, help=STORAGE_HELP)(f)  # fmt: skip
+
+
 @click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(th.__version__, prog_name="tensorhouse")
 def cli() -> None:
@@ -65,6 +99,14 @@ def cli() -> None:
 
     Every command takes a dataset URI: a local path, memory://name (only
     useful inside one process), or s3://bucket/prefix.
+
+    \b
+    Object storage: pass backend options with --storage-option KEY=VALUE
+    (repeatable, on every command), e.g.
+      --storage-option endpoint_url=http://localhost:9000 --storage-option anon=false
+    Otherwise S3 credentials and settings come from the environment:
+      AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE,
+      AWS_DEFAULT_REGION (or AWS_REGION), AWS_ENDPOINT_URL (MinIO, moto, ...).
     """
 
 
@@ -221,7 +263,8 @@ def demo(path: str, rows: int) -> None:
 @click.option("--schema", "schema_json", required=True, metavar="JSON",
               help="Column name -> type, as JSON: a stored type dict or a short form (see below).")
 @click.option("--exist-ok", is_flag=True, help="Succeed if a dataset with the same schema is already there.")
-def create(uri: str, schema_json: str, exist_ok: bool) -> None:
+@storage_option
+def create(uri: str, schema_json: str, exist_ok: bool, storage_options: dict[str, Any]) -> None:
     """Create an empty dataset at URI with the given schema.
 
     Types are stored type dicts ({"kind": "image", "compression": "jpeg"},
@@ -236,7 +279,7 @@ def create(uri: str, schema_json: str, exist_ok: bool) -> None:
     """
     types = parse_types(schema_json, "--schema")
     assert types is not None
-    ds = th.create(uri, types, exist_ok=exist_ok)
+    ds = th.create(uri, types, exist_ok=exist_ok, storage_options=storage_options)
     click.echo(f"created {ds.uri} (version {ds.version})")
     for name, t in ds.schema.items():
         click.echo(f"  {name:<16} {type_str(t)}")
@@ -255,12 +298,13 @@ def _chunk_bytes(ds: th.Dataset) -> int:
 @click.argument("uri")
 @click.option("--version", "version", type=int, default=None, help="Show this version instead of the latest.")
 @click.option("--branch", default=None, help="Show this branch (default: main).")
-def info(uri: str, version: int | None, branch: str | None) -> None:
+@storage_option
+def info(uri: str, version: int | None, branch: str | None, storage_options: dict[str, Any]) -> None:
     """Show a dataset's schema, row count, size, versions, tags and branches.
 
     Example: tensorhouse info data/demo
     """
-    ds = th.open(uri, version=version, branch=branch)
+    ds = th.open(uri, version=version, branch=branch, storage_options=storage_options)
     on_disk = sum(o.size for o in ds.store.list("data/"))
     versions = ds.versions()
     click.echo(f"dataset   {ds.uri}" + (f"  (branch {ds.branch_name})" if ds.branch_name != "main" else ""))
@@ -281,12 +325,13 @@ def info(uri: str, version: int | None, branch: str | None) -> None:
 @cli.command()
 @click.argument("uri")
 @click.option("--branch", default=None, help="History of this branch (default: main).")
-def log(uri: str, branch: str | None) -> None:
+@storage_option
+def log(uri: str, branch: str | None, storage_options: dict[str, Any]) -> None:
     """Show a dataset's history: version, time (UTC), operation, rows, message.
 
     Example: tensorhouse log data/demo
     """
-    ds = th.open(uri, branch=branch)
+    ds = th.open(uri, branch=branch, storage_options=storage_options)
     rows = [[h.version, f"{h.timestamp:%Y-%m-%d %H:%M:%S}", h.operation, h.num_rows, h.message or ""]
             for h in ds.history()]  # fmt: skip
     print_table(["version", "time", "operation", "rows", "message"], rows)
@@ -298,7 +343,9 @@ def log(uri: str, branch: str | None) -> None:
 @click.option("--version", type=int, default=None, help="Version to tag (default: the latest).")
 @click.option("--delete", "delete", metavar="NAME", default=None, help="Delete this tag.")
 @click.option("--list", "list_", is_flag=True, help="List the tags (also what no NAME does).")
-def tag(uri: str, name: str | None, version: int | None, delete: str | None, list_: bool) -> None:
+@storage_option
+def tag(uri: str, name: str | None, version: int | None, delete: str | None, list_: bool,
+        storage_options: dict[str, Any]) -> None:  # fmt: skip
     """Name a version, delete a tag, or list the tags. Tagged versions survive vacuum.
 
     \b
@@ -312,7 +359,7 @@ def tag(uri: str, name: str | None, version: int | None, delete: str | None, lis
         raise click.UsageError("give one of NAME, --delete NAME or --list")
     if version is not None and name is None:
         raise click.UsageError("--version needs a tag NAME")
-    ds = th.open(uri)
+    ds = th.open(uri, storage_options=storage_options)
     if name is not None:
         ds.tag(name, version)
         click.echo(f"tagged version {ds.version if version is None else version} as {name!r}")
@@ -331,7 +378,8 @@ def tag(uri: str, name: str | None, version: int | None, delete: str | None, lis
 @click.argument("name", required=False)
 @click.option("--version", type=int, default=None, help="Version of main to branch from (default: the latest).")
 @click.option("--list", "list_", is_flag=True, help="List the branches (also what no NAME does).")
-def branch(uri: str, name: str | None, version: int | None, list_: bool) -> None:
+@storage_option
+def branch(uri: str, name: str | None, version: int | None, list_: bool, storage_options: dict[str, Any]) -> None:
     """Create a branch from a version of main, or list the branches.
 
     Writes to a branch (th.open(uri, branch=NAME)) never change main.
@@ -345,7 +393,7 @@ def branch(uri: str, name: str | None, version: int | None, list_: bool) -> None
         raise click.UsageError("give NAME or --list, not both")
     if version is not None and name is None:
         raise click.UsageError("--version needs a branch NAME")
-    ds = th.open(uri)
+    ds = th.open(uri, storage_options=storage_options)
     if name is not None:
         created = ds.branch(name, version)
         click.echo(f"created branch {name!r} at version {created.version}")
@@ -357,12 +405,13 @@ def branch(uri: str, name: str | None, version: int | None, list_: bool) -> None
 @cli.command()
 @click.argument("uri")
 @click.argument("version", type=int)
-def restore(uri: str, version: int) -> None:
+@storage_option
+def restore(uri: str, version: int, storage_options: dict[str, Any]) -> None:
     """Commit a new version whose rows and schema equal VERSION (history is kept).
 
     Example: tensorhouse restore data/pets 3
     """
-    ds = th.open(uri)
+    ds = th.open(uri, storage_options=storage_options)
     new = ds.restore(version)
     click.echo(f"restored version {version} as version {new} ({len(ds):,} rows)")
 
@@ -373,14 +422,15 @@ def restore(uri: str, version: int) -> None:
               help="Keep files that versions of the last N hours need.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @click.option("--force", is_flag=True, help="Allow a retention under the safe minimum (may break concurrent readers).")
-def vacuum(uri: str, retention_hours: float, dry_run: bool, force: bool) -> None:
+@storage_option
+def vacuum(uri: str, retention_hours: float, dry_run: bool, force: bool, storage_options: dict[str, Any]) -> None:
     """Delete data files that no retained version, tag or branch needs.
 
     \b
     Example:
       tensorhouse vacuum data/pets --retention-hours 24 --dry-run
     """
-    ds = th.open(uri)
+    ds = th.open(uri, storage_options=storage_options)
     report = ds.vacuum(timedelta(hours=retention_hours), dry_run=dry_run, force=force)
     click.echo(str(report))
     if dry_run:
@@ -394,12 +444,13 @@ def vacuum(uri: str, retention_hours: float, dry_run: bool, force: bool) -> None
 @click.argument("uri")
 @click.option("--target-rows", type=int, default=1 << 20, show_default=True,
               help="Merge runs of fragments smaller than this many rows.")
-def compact(uri: str, target_rows: int) -> None:
+@storage_option
+def compact(uri: str, target_rows: int, storage_options: dict[str, Any]) -> None:
     """Merge small fragments (e.g. from many small appends) into bigger ones, as one commit.
 
     Example: tensorhouse compact data/pets --target-rows 100000
     """
-    ds = th.open(uri)
+    ds = th.open(uri, storage_options=storage_options)
     click.echo(str(ds.compact(target_rows=target_rows)))
 
 
@@ -412,8 +463,9 @@ def compact(uri: str, target_rows: int) -> None:
 @click.option("--tag", default=None, help="Open the version with this tag.")
 @click.option("--branch", default=None, help="Open this branch.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@storage_option
 def serve(uri: str, host: str, port: int, version: int | None, tag: str | None, branch: str | None,
-          open_browser: bool) -> None:  # fmt: skip
+          open_browser: bool, storage_options: dict[str, Any]) -> None:  # fmt: skip
     """Browse a dataset in a web page: image grid with boxes and labels, SQL filter, versions.
 
     The page's SQL is read-only (one SELECT; no file access). Stop with Ctrl-C.
@@ -422,7 +474,8 @@ def serve(uri: str, host: str, port: int, version: int | None, tag: str | None, 
     """
     from tensorhouse.viewer import serve as run_server
 
-    run_server(uri, host=host, port=port, version=version, tag=tag, branch=branch, open_browser=open_browser)
+    run_server(uri, host=host, port=port, version=version, tag=tag, branch=branch, open_browser=open_browser,
+               storage_options=storage_options)  # fmt: skip
 
 
 # -- sql ----------------------------------------------------------------------------
@@ -436,30 +489,44 @@ def _parse_datasets(values: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _write_output(result: Any, output: str, mode: str) -> str:
+def check_output(output: str) -> str | None:
+    """The file format of an ``--output`` (None: a dataset URI); refuses formats we cannot write, up front."""
+    from tensorhouse.interop.export import format_of
+
+    try:
+        return format_of(output)
+    except th.UnsupportedError as err:
+        raise click.BadParameter(str(err), param_hint="--output") from None
+
+
+def _write_output(result: Any, output: str, mode: str, storage_options: dict[str, Any]) -> str:
     from tensorhouse.connector.results import to_arrow_reader
+    from tensorhouse.interop.export import write_file
 
-    lower = output.lower()
-    if lower.endswith((".parquet", ".csv")):
-        reader = to_arrow_reader(result)
-        rows = 0
-        if lower.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            with pq.ParquetWriter(output, reader.schema) as w:
-                for b in reader:
-                    w.write_batch(b)
-                    rows += b.num_rows
-        else:
-            import pyarrow.csv as pacsv
-
-            with pacsv.CSVWriter(output, reader.schema) as w:
-                for b in reader:
-                    w.write_batch(b)
-                    rows += b.num_rows
+    fmt = check_output(output)
+    if fmt is not None:
+        # Checked against the result's columns before a byte is written; written under a temporary name.
+        rows = write_file(to_arrow_reader(result), output, format=fmt, storage_options=storage_options)  # type: ignore[arg-type]
         return f"wrote {rows:,} rows to {output}"
-    ds = th.write(output, result, mode=mode)
-    return f"wrote {len(ds):,} rows to dataset {ds.uri} (version {ds.version})"
+    prior: th.Dataset | None = None
+    if mode != "create":
+        try:
+            prior = th.open(output, storage_options=storage_options)
+        except th.DatasetNotFoundError:
+            prior = None
+    ds = th.write(output, result, mode=mode, storage_options=storage_options)
+    if prior is not None and ds.version == prior.version:
+        return f"wrote 0 rows to dataset {ds.uri} (the result was empty; still version {ds.version})"
+    if prior is None:
+        return f"wrote {len(ds):,} rows to dataset {ds.uri} (version {ds.version})"
+    # One commit: the rows it added are the new count less what the version before it kept.
+    before = len(th.open(output, version=ds.version - 1, storage_options=storage_options))
+    if mode == "append":
+        added = len(ds) - before
+        return f"appended {added:,} rows to dataset {ds.uri} (version {ds.version}, {len(ds):,} rows in all)"
+    added = len(ds) - before + len(prior)
+    return (f"wrote {added:,} rows to dataset {ds.uri}, replacing its {len(prior):,} rows "
+            f"(version {ds.version})")  # fmt: skip
 
 
 @cli.command()
@@ -468,11 +535,15 @@ def _write_output(result: Any, output: str, mode: str) -> str:
               help="Register the dataset at URI as table NAME (repeatable).")
 @click.option("--engine", type=click.Choice(["duckdb", "datafusion"]), default="duckdb", show_default=True)
 @click.option("--output", "-o", default=None,
-              help="Write the whole result to a .parquet or .csv file, or to a dataset URI, instead of printing.")
+              help="Write the whole result to a .parquet, .arrow or .csv file, or to a dataset URI (a path "
+              "without a file extension), instead of printing. Checked before the query runs; a failed write "
+              "leaves no file.")
 @click.option("--mode", type=click.Choice(["create", "append", "overwrite"]), default="create", show_default=True,
               help="With --output URI: create a new dataset, append to one, or overwrite its rows.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows to print.")
-def sql(query: str, datasets: Sequence[str], engine: str, output: str | None, mode: str, limit: int) -> None:
+@storage_option
+def sql(query: str, datasets: Sequence[str], engine: str, output: str | None, mode: str, limit: int,
+        storage_options: dict[str, Any]) -> None:  # fmt: skip
     """Run a SQL query over datasets with DuckDB or DataFusion; print it or write it out.
 
     Images print as <jpeg 17.2 KB>; long values are truncated.
@@ -486,8 +557,10 @@ def sql(query: str, datasets: Sequence[str], engine: str, output: str | None, mo
     if limit < 0:
         raise click.BadParameter("must be >= 0", param_hint="--limit")
     tables = _parse_datasets(datasets)
+    if output is not None:
+        check_output(output)  # before the query runs: an unknown format writes nothing
     try:
-        _run_sql(query, tables, engine, output, mode, limit)
+        _run_sql(query, tables, engine, output, mode, limit, storage_options)
     except (th.TensorhouseError, click.ClickException):
         raise
     except Exception as err:  # the engines' own errors: a bad query, an unknown table
@@ -495,7 +568,7 @@ def sql(query: str, datasets: Sequence[str], engine: str, output: str | None, mo
 
 
 def _run_sql(query: str, tables: Sequence[tuple[str, str]], engine: str, output: str | None, mode: str,
-             limit: int) -> None:  # fmt: skip
+             limit: int, storage_options: dict[str, Any]) -> None:  # fmt: skip
     result: Any
     limited: Callable[[int], Any]
     if engine == "duckdb":
@@ -503,7 +576,7 @@ def _run_sql(query: str, tables: Sequence[tuple[str, str]], engine: str, output:
 
         con = duckdb.connect()
         for name, uri in tables:
-            th.duckdb.register(con, name, uri)
+            th.duckdb.register(con, name, uri, storage_options=storage_options)
         result = con.sql(query)
         if result is None:  # a statement without a result (SET, CREATE VIEW, ...)
             click.echo("ok")
@@ -514,11 +587,11 @@ def _run_sql(query: str, tables: Sequence[tuple[str, str]], engine: str, output:
 
         ctx = datafusion.SessionContext()
         for name, uri in tables:
-            th.datafusion.register(ctx, name, uri)
+            th.datafusion.register(ctx, name, uri, storage_options=storage_options)
         result = ctx.sql(query)
         limited = result.limit
     if output is not None:
-        click.echo(_write_output(result, output, mode))
+        click.echo(_write_output(result, output, mode, storage_options))
         return
     from tensorhouse.connector.results import to_table
 
@@ -529,6 +602,47 @@ def _run_sql(query: str, tables: Sequence[tuple[str, str]], engine: str, output:
     n = shown.num_rows
     more = "; more not shown, raise --limit" if table.num_rows > limit else ""
     click.echo(f"({n} row{'s' if n != 1 else ''}{more})")
+
+
+@cli.command("export")
+@click.argument("uri")
+@click.argument("dest")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "arrow", "csv"]), default=None,
+              help="File format (default: from DEST's extension; a directory: parquet).")
+@click.option("--columns", default=None, help="Comma-separated columns to export (default: all).")
+@click.option("--partition-by", default=None, metavar="COLS",
+              help="Comma-separated columns: a Hive-partitioned directory (label=0/part-0.parquet).")
+@click.option("--version", type=int, default=None, help="Export this version (default: the latest).")
+@click.option("--tag", default=None, help="Export the version with this tag.")
+@click.option("--branch", default=None, help="Export this branch.")
+@click.option("--max-rows-per-file", type=int, default=None, help="Split a directory's files at this many rows.")
+@click.option("--overwrite", is_flag=True, help="Replace what is at DEST.")
+@storage_option
+def export_(uri: str, dest: str, fmt: str | None, columns: str | None, partition_by: str | None,
+            version: int | None, tag: str | None, branch: str | None, max_rows_per_file: int | None,
+            overwrite: bool, storage_options: dict[str, Any]) -> None:  # fmt: skip
+    """Export a dataset to Parquet, Arrow IPC or CSV files, streaming, types kept in the field metadata.
+
+    DEST ending in .parquet, .arrow or .csv (without --partition-by) is one
+    file; otherwise a directory. Files are written under a temporary name
+    and renamed when complete. `tensorhouse ingest parquet` (or
+    th.ingest.parquet) restores images, class labels, boxes and embeddings.
+    --storage-option applies to URI and DEST.
+
+    \b
+    Examples:
+      tensorhouse export data/pets pets.parquet
+      tensorhouse export data/pets out/pets --partition-by label --columns label,image,boxes
+      tensorhouse export data/pets labels.csv --columns label,caption --version 3
+    """
+    from tensorhouse.interop.export import export
+
+    cols = [c.strip() for c in columns.split(",")] if columns else None
+    parts = [c.strip() for c in partition_by.split(",")] if partition_by else None
+    report = export(uri, dest, format=fmt, columns=cols, partition_by=parts, version=version, tag=tag,  # type: ignore[arg-type]
+                    branch=branch, storage_options=storage_options, dest_storage_options=storage_options,
+                    overwrite=overwrite, max_rows_per_file=max_rows_per_file)  # fmt: skip
+    click.echo(str(report))
 
 
 def main() -> None:

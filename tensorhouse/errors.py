@@ -74,6 +74,21 @@ class CommitConflictError(TensorhouseError):
     """A concurrent commit conflicts with this one and retrying cannot help."""
 
 
+class ArgumentError(TensorhouseError, ValueError):
+    """A function got an argument it cannot use; the message names the function and the argument.
+
+    ``th.sql.nearest`` raises it; the tensor UDFs raise its subclass
+    :class:`~tensorhouse.udfs.kernels.errors.UDFArgumentError`.
+    """
+
+
+class RowNotFoundError(TensorhouseError, KeyError, IndexError):
+    """A row position or row id that the version does not hold (the message names it)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class CodecError(TensorhouseError, ValueError):
     """A sample could not be encoded or decoded (e.g. not a JPEG)."""
 
@@ -83,6 +98,7 @@ class UnsupportedError(TensorhouseError, NotImplementedError):
 
 
 __all__ = [
+    "ArgumentError",
     "CodecError",
     "CommitConflictError",
     "ConditionalPutUnsupportedError",
@@ -94,6 +110,7 @@ __all__ = [
     "ObjectExistsError",
     "ObjectNotFoundError",
     "RefExistsError",
+    "RowNotFoundError",
     "SchemaError",
     "StorageError",
     "TensorhouseError",

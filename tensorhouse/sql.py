@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tensorhouse.udfs.kernels.errors import UDFArgumentError
+from tensorhouse.errors import ArgumentError
 
 Metric = Literal["cosine", "l2", "dot"]
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -54,16 +54,16 @@ def _quote_name(name: str, what: str) -> str:
     """``schema.table`` or ``column`` as a quoted identifier; anything but identifiers is refused."""
     parts = name.split(".") if isinstance(name, str) else [name]
     if not parts or not all(isinstance(p, str) and _IDENT.fullmatch(p) for p in parts):
-        raise UDFArgumentError(f"nearest: {what} {name!r} is not an identifier (letters, digits, '_')")
+        raise ArgumentError(f"nearest: {what} {name!r} is not an identifier (letters, digits, '_')")
     return ".".join(f'"{p}"' for p in parts)
 
 
 def _query(vector: Sequence[float] | np.ndarray) -> np.ndarray:
     q = np.asarray(vector, dtype=np.float64)
     if q.ndim != 1 or len(q) == 0:
-        raise UDFArgumentError(f"nearest: the query vector must be 1-d and non-empty, got shape {q.shape}")
+        raise ArgumentError(f"nearest: the query vector must be 1-d and non-empty, got shape {q.shape}")
     if not np.isfinite(q).all():
-        raise UDFArgumentError("nearest: the query vector has NaN or infinite values")
+        raise ArgumentError("nearest: the query vector has NaN or infinite values")
     return q
 
 
@@ -93,11 +93,11 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
         [3, 2]
     """
     if metric is not None and metric not in _DUCK:
-        raise UDFArgumentError(f"nearest: unknown metric {metric!r}; expected 'cosine', 'l2' or 'dot'")
+        raise ArgumentError(f"nearest: unknown metric {metric!r}; expected 'cosine', 'l2' or 'dot'")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise UDFArgumentError(f"nearest: k must be a positive integer, got {k!r}")
+        raise ArgumentError(f"nearest: k must be a positive integer, got {k!r}")
     if where is not None and not isinstance(where, str):
-        raise UDFArgumentError(f"nearest: where must be a SQL condition string, got {type(where).__name__}")
+        raise ArgumentError(f"nearest: where must be a SQL condition string, got {type(where).__name__}")
     tbl = _quote_name(table, "table")
     col = _quote_name(column, "column")
     cols = "*" if columns is None else ", ".join(_quote_name(c, "column") for c in columns)
@@ -106,7 +106,7 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
     if engine in ("duckdb", "datafusion"):
         selected = _selected_names(con_or_ctx, engine, tbl, cols)
         if "score" in selected:
-            raise UDFArgumentError(f"nearest: table {table!r} already has a column named 'score'; pass "
+            raise ArgumentError(f"nearest: table {table!r} already has a column named 'score'; pass "
                                    "columns=[...] without it (the similarity is returned as 'score')")  # fmt: skip
         if not exact:
             from tensorhouse.index.sql import indexed_nearest
@@ -117,7 +117,7 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
                 return found
     metric = "cosine" if metric is None else metric
     if metric == "cosine" and not np.any(q):
-        raise UDFArgumentError("nearest: the query vector is all zeros; cosine similarity is undefined")
+        raise ArgumentError("nearest: the query vector is all zeros; cosine similarity is undefined")
     if engine == "duckdb":
         return _nearest_duckdb(con_or_ctx, tbl, col, q, k, where, metric, cols)
     if engine == "datafusion":
@@ -138,10 +138,10 @@ def _nearest_duckdb(con: Any, tbl: str, col: str, q: np.ndarray, k: int, where: 
     spelled = str(types[0]).upper()
     m = _DUCK_ARRAY.match(spelled)
     if m is None:
-        raise UDFArgumentError(f"nearest: column {col} has type {spelled}; expected a vector (FLOAT[n] or FLOAT[])")
+        raise ArgumentError(f"nearest: column {col} has type {spelled}; expected a vector (FLOAT[n] or FLOAT[])")
     dim = int(m.group(2)) if m.group(2) else len(q)
     if dim != len(q):
-        raise UDFArgumentError(f"nearest: the query vector has length {len(q)} but column {col} is {spelled}")
+        raise ArgumentError(f"nearest: the query vector has length {len(q)} but column {col} is {spelled}")
     # Compare in the column's own precision; a list column is cast to an array of the query's length.
     elem = "DOUBLE" if m.group(1) == "DOUBLE" else "FLOAT"
     target = f"{elem}[{dim}]"
@@ -172,13 +172,13 @@ def _nearest_datafusion(ctx: Any, table: str, tbl: str, column: str, col: str, q
 
     schema = ctx.table(table).schema()
     if column not in schema.names:
-        raise UDFArgumentError(f"nearest: table {table!r} has no column {column!r}")
+        raise ArgumentError(f"nearest: table {table!r} has no column {column!r}")
     ctype = schema.field(column).type
     storage = ctype.storage_type if isinstance(ctype, pa.BaseExtensionType) else ctype
     if not (pa.types.is_fixed_size_list(storage) or pa.types.is_list(storage) or pa.types.is_large_list(storage)):
-        raise UDFArgumentError(f"nearest: column {column!r} has type {ctype}; expected a vector")
+        raise ArgumentError(f"nearest: column {column!r} has type {ctype}; expected a vector")
     if pa.types.is_fixed_size_list(storage) and storage.list_size != len(q):
-        raise UDFArgumentError(f"nearest: the query vector has length {len(q)} but column {column!r} is {ctype}")
+        raise ArgumentError(f"nearest: the query vector has length {len(q)} but column {column!r} is {ctype}")
     query = q.astype(np.float32) if storage.value_type == pa.float32() else q
 
     def score(vectors: pa.Array) -> pa.Array:

@@ -534,33 +534,103 @@ _NUMPY_ALIASES = frozenset({"f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2"
 
 
 def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
-    """Pick a tensorhouse type for a plain Arrow type (a query result, a Parquet file)."""
+    """Pick a tensorhouse type for a plain Arrow type (a query result, a Parquet file, a DataFrame).
+
+    Decided from the type alone, never from the values, so a column whose first
+    rows are empty or null gets the same type as any other:
+
+    - fixed-size lists (nested for N-d) of numbers: ``Tensor(dtype, shape)``; one level of
+      floats: ``Embedding(n, dtype)``;
+    - a list (or large list) of 4-vectors of float32: ``BBox()``; of other fixed-size lists:
+      ``Tensor(dtype, (None, *dims))``; of numbers: ``Tensor(dtype, (None,))``; lists of lists
+      of numbers: a ragged tensor with that many dimensions;
+    - tensor extension types (Arrow's canonical ``arrow.fixed_shape_tensor``, Ray's
+      ``ray.data.arrow_tensor``/``_v2`` and ``ray.data.arrow_variable_shaped_tensor``): the
+      tensor they describe;
+    - ``struct<data: list, shape: fixed_size_list<int>>``: a ragged tensor;
+    - temporal, decimal, dictionary and other string flavours, and lists and structs of
+      tabular values: :class:`Arrow` (see :func:`infer_tabular`).
+
+    Example:
+        >>> infer_from_arrow(pa.large_list(pa.list_(pa.float32(), 4)))
+        BBox(format='xyxy')
+        >>> infer_from_arrow(pa.fixed_shape_tensor(pa.uint8(), (2, 3)))
+        Tensor(dtype='uint8', shape=(2, 3), compression='none')
+    """
+
+    def numeric(x: pa.DataType) -> bool:
+        return bool(pa.types.is_integer(x) or pa.types.is_floating(x) or pa.types.is_boolean(x))
+
+    def dtype_of(x: pa.DataType) -> str:
+        return str(np.dtype(x.to_pandas_dtype()).name)
+
+    def is_list(x: pa.DataType) -> bool:
+        return bool(pa.types.is_list(x) or pa.types.is_large_list(x) or pa.types.is_list_view(x)
+                    or pa.types.is_large_list_view(x))  # fmt: skip
+
+    def fixed_dims(x: pa.DataType) -> tuple[list[int], pa.DataType]:
+        dims: list[int] = []
+        while pa.types.is_fixed_size_list(x):
+            dims.append(x.list_size)
+            x = x.value_type
+        return dims, x
+
+    def leaf(x: pa.DataType) -> pa.DataType:
+        while is_list(x) or pa.types.is_fixed_size_list(x):
+            x = x.value_type
+        return x
+
+    if isinstance(t, pa.BaseExtensionType):
+        ext = t.extension_name
+        if ext == "arrow.fixed_shape_tensor":
+            perm = getattr(t, "permutation", None)
+            if perm is not None and list(perm) != sorted(perm):
+                raise SchemaError(f"column {name!r}: a fixed_shape_tensor with a permutation {list(perm)} is not "
+                                  "supported; make it row-major (permutation=None) first")  # fmt: skip
+            return Tensor(dtype_of(t.value_type), tuple(int(d) for d in t.shape))
+        if ext in ("ray.data.arrow_tensor", "ray.data.arrow_tensor_v2") and hasattr(t, "shape"):
+            return Tensor(dtype_of(leaf(t.storage_type)), tuple(int(d) for d in t.shape))
+        if ext in ("ray.data.arrow_variable_shaped_tensor", "arrow.variable_shape_tensor"):
+            data_t = t.storage_type.field("data").type
+            ndim = getattr(t, "ndim", None)
+            if ndim is None:
+                shape_t = t.storage_type.field("shape").type
+                ndim = shape_t.list_size if pa.types.is_fixed_size_list(shape_t) else None
+            if ndim is None:
+                raise SchemaError(f"column {name!r}: extension type {ext} without a known ndim; pass schema=")
+            return Tensor(dtype_of(leaf(data_t)), (None,) * int(ndim))
+        return infer_from_arrow(t.storage_type, name)
     tabular = infer_tabular(t)
     if tabular is not None:
         return tabular
-    if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
-        return Scalar(t.to_pandas_dtype().__name__ if hasattr(t.to_pandas_dtype(), "__name__") else str(t))
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+    if numeric(t):
+        return Scalar(dtype_of(t))
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return Text()
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         return Binary()
     if pa.types.is_fixed_size_list(t):
-        shape: list[int] = []
-        inner: pa.DataType = t
-        while pa.types.is_fixed_size_list(inner):
-            shape.append(inner.list_size)
-            inner = inner.value_type
-        if pa.types.is_integer(inner) or pa.types.is_floating(inner) or pa.types.is_boolean(inner):
-            return Tensor(np.dtype(inner.to_pandas_dtype()).name, tuple(shape))
-    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
-        pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
-    ):
-        return Tensor(np.dtype(t.value_type.to_pandas_dtype()).name, (None,))
+        dims, inner = fixed_dims(t)
+        if len(dims) == 1 and pa.types.is_floating(inner):
+            return Embedding(dims[0], dtype=dtype_of(inner))
+        if numeric(inner):
+            return Tensor(dtype_of(inner), tuple(dims))
+    if is_list(t):
+        dims, inner = fixed_dims(t.value_type)
+        if dims == [4] and pa.types.is_float32(inner):
+            return BBox()
+        if dims and numeric(inner):
+            return Tensor(dtype_of(inner), (None, *dims))
+        depth, x = 1, t.value_type
+        while is_list(x):
+            depth, x = depth + 1, x.value_type
+        if numeric(x):
+            return Tensor(dtype_of(x), (None,) * depth)
     if pa.types.is_struct(t) and {f.name for f in t} == {"data", "shape"}:
         data_t = t.field("data").type
         shape_t = t.field("shape").type
-        if pa.types.is_fixed_size_list(shape_t):
-            return Tensor(np.dtype(data_t.value_type.to_pandas_dtype()).name, (None,) * shape_t.list_size)
+        if pa.types.is_fixed_size_list(shape_t) and is_list(data_t) and numeric(data_t.value_type):
+            return Tensor(dtype_of(data_t.value_type), (None,) * shape_t.list_size)
     if _unstorable(t) is None:
         return Arrow(t)  # lists and structs of tabular values: engines see the nested type itself
     raise SchemaError(f"column {name!r}: no tensorhouse type for Arrow type {t} ({_unstorable(t)}); "

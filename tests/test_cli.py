@@ -73,8 +73,11 @@ def test_help_of_every_command_has_an_example() -> None:
     ctx = click.Context(cli)
     ingest = cli.get_command(ctx, "ingest")
     assert isinstance(ingest, click.Group)
-    commands = [[c] for c in cli.list_commands(ctx) if c != "ingest"] + [["ingest", c] for c in ingest.commands]
-    assert len(commands) == 16  # 11 commands (serve included) + 5 ingest sources
+    index = cli.get_command(ctx, "index")
+    assert isinstance(index, click.Group)
+    commands = [[c] for c in cli.list_commands(ctx) if c not in ("ingest", "index")] + \
+        [["ingest", c] for c in ingest.commands] + [["index", c] for c in index.commands]  # fmt: skip
+    assert len(commands) == 21  # 12 commands (serve, export included) + 5 ingest sources + 4 index commands
     for cmd in commands:
         out = CliRunner().invoke(cli, [*cmd, "--help"])
         assert out.exit_code == 0, (cmd, out.output)

@@ -294,3 +294,12 @@ def test_the_index_with_the_asked_metric_is_used(ds_x: tuple[th.Dataset, np.ndar
     assert ds.nearest("emb", q, k=5, metric="cosine").column("id").to_pylist() == exact_ids(x, q, 5, "cosine")
     with pytest.raises(VectorSearchError, match="metric='dot' does not match"):
         ds.nearest("emb", q, metric="dot")
+
+
+def test_zero_vectors_are_never_cosine_neighbours(tmp_path: Any) -> None:
+    ds = th.create(str(tmp_path / "z"), {"id": "int64", "emb": th.Embedding(2)})
+    ds.append({"id": [0, 1, 2], "emb": [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]})
+    ds.create_index("emb", progress=False)
+    assert ds.indexes[0].num_vectors == 2
+    for exact in (False, True):
+        assert ds.nearest("emb", [1.0, 0.1], k=5, exact=exact).column("id").to_pylist() == [1, 2]

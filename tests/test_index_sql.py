@@ -146,3 +146,20 @@ def test_cli_index_create_list_drop(indexed: tuple[th.Dataset, np.ndarray]) -> N
     assert [i.name for i in th.open(ds.uri).indexes] == ["emb_idx"]
     assert "index" in cli.list_commands(None)  # type: ignore[arg-type]
     assert json.loads(json.dumps(th.open(ds.uri).indexes[0].params)) == {}
+
+
+@pytest.mark.s3
+def test_sql_nearest_on_s3_uses_the_registration_and_its_credentials(s3_uri: tuple[str, dict[str, Any]]) -> None:
+    from tensorhouse.index.sql import dataset_behind
+
+    uri, opts = s3_uri
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((500, DIM)).astype(np.float32)
+    ds = th.create(uri, {"id": "int64", "emb": th.Embedding(DIM)}, storage_options=opts)
+    ds.append({"id": np.arange(500), "emb": x})
+    ds.create_index("emb", progress=False)
+    for kind in ("duckdb", "datafusion"):
+        conn = engine(kind, "docs", ds)
+        behind = dataset_behind(conn, kind, "docs")
+        assert behind is not None and behind.storage_options == opts and behind.indexes
+        assert th.sql.nearest(conn, "docs", "emb", x[42], k=1, columns=["id"]).column("id").to_pylist() == [42]

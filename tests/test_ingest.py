@@ -181,7 +181,7 @@ def test_keyboard_interrupt_keeps_last_commit(tmp_path: Path, monkeypatch: pytes
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mod, "load_images", interrupted)
-    monkeypatch.setattr(importlib.import_module("tensorhouse.ingest.progress"), "WRITE_AHEAD", 1)
+    monkeypatch.setattr(importlib.import_module("tensorhouse.ingest.engine"), "WRITE_AHEAD", 1)
     uri = str(tmp_path / "ds")
     with pytest.raises(IngestInterrupted) as info:
         th.ingest.imagefolder(str(tmp_path / "src"), uri, batch_rows=2, progress=False)

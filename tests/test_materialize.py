@@ -78,7 +78,7 @@ def test_arrow_inputs_and_modes(tmp_path: Path) -> None:
     emb = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(8, dtype=np.float32)), 4)
     table = pa.table({"x": pa.array([1, 2], pa.int64()), "emb": emb})
     ds = th.write(uri, table)
-    assert ds.schema["emb"] == th.Tensor("float32", (4,)) and ds.version == 1
+    assert ds.schema["emb"] == th.Embedding(4) and ds.version == 1  # a float vector: an embedding
     with pytest.raises(th.DatasetExistsError):
         th.write(uri, table)
     ds = th.write(uri, table.to_reader(), mode="append")

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tensorhouse.errors import ObjectExistsError, ObjectNotFoundError, StorageError
+from tensorhouse.format.layout import is_immutable
 from tensorhouse.storage import (
     CachedStore,
     FsspecStore,
@@ -30,7 +31,6 @@ from tensorhouse.storage import (
     Store,
     open_store,
 )
-from tensorhouse.storage.cache import is_immutable
 
 S3Uri = tuple[str, dict[str, Any]]
 
@@ -467,13 +467,13 @@ class TestCachedS3Store(StoreContract):
 
     @pytest.fixture
     def store(self, s3_uri: S3Uri, tmp_path: Path) -> CachedStore:
-        return CachedStore(FsspecStore(*s3_uri), str(tmp_path / "cache"))
+        return CachedStore(FsspecStore(*s3_uri), str(tmp_path / "cache"), cacheable=is_immutable)
 
 
 class TestCachedLocalStore(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> CachedStore:
-        return CachedStore(LocalStore(str(tmp_path / "ds")), str(tmp_path / "cache"))
+        return CachedStore(LocalStore(str(tmp_path / "ds")), str(tmp_path / "cache"), cacheable=is_immutable)
 
 
 class TestPrefixedLocalStore(StoreContract):
@@ -522,7 +522,7 @@ class TestCachedStoreBehaviour:
 
     @pytest.fixture
     def store(self, remote: CountingStore, cache_dir: Path) -> CachedStore:
-        return CachedStore(remote, str(cache_dir), max_bytes=1000)
+        return CachedStore(remote, str(cache_dir), max_bytes=1000, cacheable=is_immutable)
 
     def test_immutable_objects_are_read_once(
         self, store: CachedStore, remote: CountingStore
@@ -626,7 +626,7 @@ class TestCachedStoreBehaviour:
         for n in range(3):
             remote.inner.put(f"data/{n}", bytes(300))
             store.get(f"data/{n}")
-        again = CachedStore(remote, str(cache_dir), max_bytes=700)
+        again = CachedStore(remote, str(cache_dir), max_bytes=700, cacheable=is_immutable)
         before = remote.reads()
         assert again.get("data/2") == bytes(300)
         assert remote.reads() == before
@@ -652,7 +652,7 @@ class TestCachedStoreBehaviour:
 
     def test_pickles(self, store: CachedStore, remote: CountingStore) -> None:
         remote.inner.put("data/x", b"x")
-        copy = pickle.loads(pickle.dumps(CachedStore(remote.inner, store.cache_dir)))
+        copy = pickle.loads(pickle.dumps(CachedStore(remote.inner, store.cache_dir, cacheable=is_immutable)))
         assert copy.get("data/x") == b"x"
 
 
@@ -682,11 +682,13 @@ class TestOpenStore:
         uri, options = s3_uri
         plain = open_store(uri, options)
         assert isinstance(plain, FsspecStore)
-        cached = open_store(uri, {**options, "cache_dir": str(tmp_path / "c1")})
+        with pytest.raises(ValueError, match="needs cacheable="):
+            open_store(uri, {**options, "cache_dir": str(tmp_path / "c0")})
+        cached = open_store(uri, {**options, "cache_dir": str(tmp_path / "c1")}, cacheable=is_immutable)
         assert isinstance(cached, CachedStore)
         assert isinstance(cached.inner, FsspecStore)
         assert cached.cache_dir == str(tmp_path / "c1")
-        by_keyword = open_store(uri, options, cache_dir=str(tmp_path / "c2"))
+        by_keyword = open_store(uri, options, cache_dir=str(tmp_path / "c2"), cacheable=is_immutable)
         assert isinstance(by_keyword, CachedStore)
         cached.put("data/x", b"1")
         assert by_keyword.get("data/x") == b"1"

@@ -391,3 +391,34 @@ def test_delete_and_update_where_on_tabular_columns() -> None:
     got = th.open("memory://tab-where").to_table()
     assert got.column("p").to_pylist() == [D("1.25"), D("9.99"), D("3.75")]
     assert got.column("d").to_pylist()[1] == datetime.date(1999, 12, 31) and got.column("k").to_pylist() == ["x", "y", "x"]
+
+
+def test_added_tabular_column_reads_null_for_older_rows() -> None:
+    ds = th.create("memory://tab-add", {"x": "int64"})
+    ds.append({"x": [1, 2]})
+    ds.add_column("when", "timestamp[ms, tz=UTC]")
+    ds.append({"x": [3], "when": [datetime.datetime(2024, 5, 1, tzinfo=UTC)]})
+    got = th.open("memory://tab-add").to_table()
+    assert got.column("when").type == pa.timestamp("ms", tz="UTC")
+    assert got.column("when").to_pylist() == [None, None, datetime.datetime(2024, 5, 1, tzinfo=UTC)]
+
+
+def test_contract_arrow_compute_has_no_view_kernels() -> None:
+    """Why engines see view columns as plain strings (columnar.engine_type) and filters unview them.
+
+    When this fails, pyarrow compares string_view natively: the workaround can go.
+    """
+    with pytest.raises(pa.ArrowNotImplementedError):
+        pc.equal(pa.array(["a"], pa.string_view()), "a")
+    with pytest.raises(pa.ArrowNotImplementedError):
+        pa.array(["a"], pa.string_view()).filter(pa.array([True]))
+
+
+def test_a_columnar_chunk_claiming_too_much_is_refused(tmp_path: Path) -> None:
+    from tensorhouse import limits
+
+    ds = th.create(str(tmp_path / "x"), {"s": "string"})
+    ds.append({"s": [f"{i:0100d}" for i in range(1000)]})
+    with limits.override(max_chunk_decompressed_bytes=10_000), pytest.raises(CorruptChunkError, match="max_chunk"):
+        th.open(str(tmp_path / "x")).to_table()
+    assert th.open(str(tmp_path / "x")).to_table().num_rows == 1000

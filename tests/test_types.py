@@ -75,7 +75,8 @@ def test_malformed_stored_types_raise() -> None:
 def test_infer_from_plain_arrow() -> None:
     assert infer_from_arrow(pa.int32()) == as_type("int32")
     assert infer_from_arrow(pa.string()) == th.Text()
-    assert infer_from_arrow(pa.list_(pa.float32(), 16)) == th.Tensor("float32", (16,))
+    assert infer_from_arrow(pa.list_(pa.float32(), 16)) == th.Embedding(16)
+    assert infer_from_arrow(pa.list_(pa.int16(), 16)) == th.Tensor("int16", (16,))
     assert infer_from_arrow(pa.list_(pa.float64())) == th.Tensor("float64", (None,))
     assert infer_from_arrow(pa.map_(pa.string(), pa.int32())) == th.Arrow("map<string, int32>")
     with pytest.raises(th.SchemaError, match="'string'"):  # the error names a type that would work

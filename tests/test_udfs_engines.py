@@ -40,7 +40,6 @@ from tensorhouse.format.chunks.codecs import encode_image
 from tensorhouse.udfs import datafusion as udf_df
 from tensorhouse.udfs.catalog import BY_NAME, CATALOG, markdown_table
 from tensorhouse.udfs.duckdb import sql_type
-from tensorhouse.udfs.kernels.errors import UDFArgumentError
 
 ENGINES = ["duckdb", "datafusion"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "sql_examples"
@@ -366,11 +365,11 @@ def test_nearest_validates_names_and_lengths(kind: str) -> None:
     e = engine(kind)
     e.query("SELECT 1", {"docs": tbl})
     conn = e.con if kind == "duckdb" else e.ctx
-    with pytest.raises(UDFArgumentError, match="table 'docs; DROP' is not an identifier"):
+    with pytest.raises(th.ArgumentError, match="table 'docs; DROP' is not an identifier"):
         th.sql.nearest(conn, "docs; DROP", "emb", [1.0] * 8)
-    with pytest.raises(UDFArgumentError, match="query vector has length 3 but column"):
+    with pytest.raises(th.ArgumentError, match="query vector has length 3 but column"):
         th.sql.nearest(conn, "docs", "emb", [1.0, 2.0, 3.0])
-    with pytest.raises(UDFArgumentError, match="all zeros"):
+    with pytest.raises(th.ArgumentError, match="all zeros"):
         th.sql.nearest(conn, "docs", "emb", [0.0] * 8)
     assert th.sql.nearest(conn, "docs", "emb", [1.0] * 8, k=3).column_names == ["id", "grp", "emb", "score"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -171,7 +170,10 @@ def test_captions_are_text_not_html(driver: Any, server: Any) -> None:
     assert driver.find_element(By.CSS_SELECTOR, "#grid .card .caption").text == XSS
     driver.find_element(By.CSS_SELECTOR, "#grid .card").click()
     wait(driver, lambda d: XSS in d.find_element(By.ID, "detail-body").text, "the caption in the detail view")
-    time.sleep(0.2)  # give an injected handler the chance to run
+    # An injected onerror handler runs when its image fails to load: once every image has
+    # finished (loaded or failed), any handler has run. A condition, not a guessed delay.
+    wait(driver, lambda d: d.execute_script("return Array.from(document.images).every(i => i.complete)"),
+         "every image to finish loading")
     assert driver.execute_script("return window.__xss === undefined && !document.querySelector('img[onerror], "
                                  "#grid script, #detail script')")  # fmt: skip
 

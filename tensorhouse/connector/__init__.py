@@ -5,7 +5,8 @@
   statistics pushdown (what both engines scan).
 - ``th.duckdb`` (:mod:`tensorhouse.connector.duckdb`) and ``th.datafusion``
   (:mod:`tensorhouse.connector.datafusion`): register datasets as tables.
-- :func:`to_numpy` / :func:`to_torch`: a query result as arrays with their shapes.
+- :func:`to_numpy`: a query result as arrays with their shapes (``th.to_torch``, the
+  same as tensors, lives in :mod:`tensorhouse.loader.tensors`: only the loader imports torch).
 - :func:`write` (``th.write``): a query result into a new or existing dataset.
 
 The engine modules import their engine; this package does not, so it loads
@@ -21,6 +22,6 @@ from __future__ import annotations
 
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
 from tensorhouse.connector.materialize import write
-from tensorhouse.connector.results import to_numpy, to_torch
+from tensorhouse.connector.results import to_numpy
 
-__all__ = ["TensorhouseArrowDataset", "arrow_dataset", "to_numpy", "to_torch", "write"]
+__all__ = ["TensorhouseArrowDataset", "arrow_dataset", "to_numpy", "write"]

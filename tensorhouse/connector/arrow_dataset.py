@@ -70,8 +70,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
+from tensorhouse.connector.arrow_guard import ALTERNATIVES, NativeGuard
 from tensorhouse.connector.filters import (
     ColumnStats,
     apply_filter,
@@ -184,7 +184,7 @@ def _pin(ds: Dataset) -> _Pinned:
 
 
 # -- the dataset ---------------------------------------------------------------------
-class TensorhouseArrowDataset(pads.Dataset):
+class TensorhouseArrowDataset(NativeGuard):
     """A ``pyarrow.dataset.Dataset`` over a tensorhouse dataset, for DuckDB and DataFusion.
 
     ``rowid``: declare ``_rowid`` first (see the module notes). ``refresh``:
@@ -220,6 +220,8 @@ class TensorhouseArrowDataset(pads.Dataset):
         if filter is not None:
             check_filter(filter, self._schema, where=self._where())
         self._filter = filter
+        # A C++ dataset that refuses scans, so pyarrow's native paths raise instead of crashing.
+        self.guard_native(self._schema, self._where())
 
     # -- description ------------------------------------------------------------------
     @property
@@ -371,7 +373,13 @@ class TensorhouseArrowDataset(pads.Dataset):
         raise self._unsupported("sort_by")
 
     def replace_schema(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._unsupported("replace_schema")
+        raise UnsupportedError(f"replace_schema (which pyarrow.dataset.dataset([...]) calls to union datasets) is "
+                               f"not supported on the tensorhouse dataset {self._where()}; {ALTERNATIVES}")  # fmt: skip
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """A full scan as an Arrow C stream: ``pa.table(ad)``, ``pyarrow.dataset.write_dataset(ad, ...)``,
+        Polars and other Arrow consumers read it lazily, batch by batch."""
+        return self.scanner().to_reader().__arrow_c_stream__(requested_schema)
 
     def _get_fragments(self, *args: Any, **kwargs: Any) -> Any:
         raise self._unsupported("_get_fragments")
@@ -513,6 +521,10 @@ class TensorhouseScanner:
         # from_batches pulls one batch at a time; Scanner.from_batches would read ahead.
         return pa.RecordBatchReader.from_batches(self.projected_schema, self.to_batches())
 
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """This scan as an Arrow C stream (``pyarrow.dataset.write_dataset(scanner, ...)``, ``pa.table``)."""
+        return self.to_reader().__arrow_c_stream__(requested_schema)
+
     def to_table(self) -> pa.Table:
         return pa.Table.from_batches(list(self.to_batches()), schema=self.projected_schema)
 
@@ -564,6 +576,9 @@ def _scan(pinned: _Pinned, declared: pa.Schema, projected: pa.Schema, columns: l
 def _lazy_arrow_dataset(ds: Dataset, refresh: bool, options: dict[str, Any]) -> TensorhouseArrowDataset:
     out = TensorhouseArrowDataset.__new__(TensorhouseArrowDataset)
     out.__dict__["_lazy"] = (ds, refresh, options)
+    # Not opened yet, so no schema: a refusing C++ object of none until __init__ installs the real one,
+    # so that pyarrow's native paths raise on it too instead of crashing on a null pointer.
+    out.guard_native(pa.schema([]), "(an unpickled dataset, not opened yet)")
     return out
 
 

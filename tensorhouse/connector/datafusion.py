@@ -40,6 +40,8 @@ Example:
 from __future__ import annotations
 
 import importlib
+import threading
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -49,6 +51,11 @@ import pyarrow as pa
 
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
 from tensorhouse.format.dataset import Dataset
+
+# What register() put under each (context, name), weakly: vector search reuses the registration's
+# Dataset (with its storage options) instead of reopening it from the _rowid metadata.
+_LOCK = threading.Lock()
+_GIVEN: dict[tuple[int, str], weakref.ref[TensorhouseArrowDataset]] = {}
 
 
 def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *, version: int | None = None,
@@ -76,7 +83,19 @@ def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *
     if ctx.table_exist(name):
         ctx.deregister_table(name)
     ctx.register_dataset(name, table)
+    with _LOCK:
+        _GIVEN[(id(ctx), name)] = weakref.ref(table)
     return table
+
+
+def registered_table(ctx: datafusion.SessionContext, name: str) -> TensorhouseArrowDataset | None:
+    """What ``register(ctx, name, ...)`` last put under ``name``, while it is alive (else None).
+
+    Contexts are told apart by ``id``; check the result against the table's schema before trusting it.
+    """
+    with _LOCK:
+        ref = _GIVEN.get((id(ctx), name))
+    return ref() if ref is not None else None
 
 
 def _literal(arg: Any, position: int, fname: str) -> Any:
@@ -152,4 +171,4 @@ def _register_udfs(ctx: datafusion.SessionContext) -> None:
         hook(ctx)
 
 
-__all__ = ["install", "register", "table_function"]
+__all__ = ["install", "register", "registered_table", "table_function"]

@@ -18,6 +18,14 @@ its own, and the range is kept when any case survives. Chunks holding NaN
 are never pruned on that column: min/max leave NaN out and NaN compares
 greater than every number in DuckDB.
 
+Statistics are JSON in the log: integers, strings (a string column's min is
+a prefix of at most 64 characters, still a lower bound; a longer max is not
+kept), dates/times/timestamps/durations as their stored integers, decimals
+as text (:func:`tensorhouse.format.chunks.columnar.stat_scalar` turns them
+back into typed scalars). ``string_view``/``binary_view`` columns are
+filtered as their plain equivalents: Arrow has no view compare/filter
+kernels yet (a contract test in ``tests/test_tabular_types.py`` says when it has).
+
 Example:
     >>> import pyarrow as pa, pyarrow.compute as pc
     >>> schema = pa.schema([("a", pa.int64()), ("img", pa.binary())])

@@ -52,6 +52,7 @@ from tensorhouse.connector.arrow_dataset import open_dataset, widen_float16
 from tensorhouse.connector.results import to_arrow_reader
 from tensorhouse.errors import DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import Dataset, create
+from tensorhouse.format.foreign import dataframe_to_arrow, is_dataframe
 from tensorhouse.types import (
     ROWID,
     Arrow,
@@ -89,16 +90,7 @@ def matches(ctype: ColumnType, t: pa.DataType) -> bool:
 
 
 def _infer(t: pa.DataType, name: str, *, engine: bool = False) -> ColumnType:
-    from tensorhouse.types import Tensor
-
-    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_fixed_size_list(t.value_type):
-        dims = []
-        inner: pa.DataType = t.value_type
-        while pa.types.is_fixed_size_list(inner):
-            dims.append(inner.list_size)
-            inner = inner.value_type
-        base = infer_from_arrow(inner, name)
-        return Tensor(base.storage_dtype, (None, *dims))
+    # From the Arrow type alone (types.infer_from_arrow): boxes, embeddings, tensor extensions, large lists.
     if engine and pa.types.is_string_view(t):
         t = pa.string()  # an engine's VARCHAR, whatever its Arrow spelling: text, as from any engine
     elif engine and pa.types.is_binary_view(t):
@@ -154,6 +146,8 @@ def _conform(batch: pa.Table, schema: Schema) -> pa.Table:
         target = widen_float16(ctype.arrow_type())
         if isinstance(ctype, Scalar | Arrow):
             pass  # cast by the format layer's one rule for every write path (columnar.cast)
+        elif isinstance(col.type, pa.BaseExtensionType):
+            pass  # tensor extension columns are reshaped by the write itself (format.foreign), not cast
         elif _plain(col.type) != _plain(target):
             try:
                 col = col.cast(target)
@@ -183,7 +177,8 @@ def _groups(reader: pa.RecordBatchReader, group_bytes: int) -> Iterator[pa.Table
 def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, TypeLike] | Schema | None = None,
           storage_options: Mapping[str, Any] | None = None, message: str | None = None,
           group_bytes: int = GROUP_BYTES) -> Dataset:  # fmt: skip
-    """Write a query result (DuckDB relation, DataFusion DataFrame, Arrow table/reader/batches) to ``uri``.
+    """Write a query result (DuckDB relation, DataFusion DataFrame, Arrow table/reader/batches, pandas or
+    Polars DataFrame) to ``uri``.
 
     ``mode``: ``"create"`` a new dataset (DatasetExistsError if one is there),
     ``"append"`` to an existing one (same columns), ``"overwrite"`` an existing
@@ -200,6 +195,8 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
         raise ValueError(f"mode must be 'create', 'append' or 'overwrite', got {mode!r}")
     if group_bytes <= 0:
         raise ValueError(f"group_bytes must be positive, got {group_bytes}")
+    if is_dataframe(result):  # pandas / Polars: typed Arrow columns (format.foreign)
+        result = dataframe_to_arrow(result)
     reader = to_arrow_reader(result)
     try:
         existing: Dataset | None = None

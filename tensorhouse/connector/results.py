@@ -21,7 +21,7 @@ buffers when the result is one chunk (read-only arrays).
 Example:
     >>> import pyarrow as pa
     >>> t = pa.table({"emb": pa.FixedSizeListArray.from_arrays(pa.array([1, 2, 3, 4], pa.float32()), 2)})
-    >>> to_numpy(t)["emb"].shape
+    >>> result_to_numpy(t)["emb"].shape
     (2, 2)
 """
 
@@ -181,8 +181,8 @@ def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> NumpyColumn:
     return rows
 
 
-def to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[str, NumpyColumn]:
-    """A query result as column -> numpy array (or list per row for ragged and byte columns).
+def result_to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[str, NumpyColumn]:
+    """A query result as column -> numpy array (or list per row for ragged and byte columns): ``th.to_numpy``.
 
     Example:
         >>> import duckdb, numpy as np, tensorhouse as th
@@ -206,31 +206,7 @@ def to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[str, Num
     return {c: column_to_numpy(table.column(c)) for c in wanted}
 
 
-def to_torch(result: Any, columns: Sequence[str] | None = None) -> dict[str, Any]:
-    """Like :func:`to_numpy`, with numeric arrays as ``torch.Tensor`` (ragged columns: lists of tensors).
+#: The public name (``th.to_numpy``); ``result_to_numpy`` says which of the to_numpy functions this is.
+to_numpy = result_to_numpy
 
-    Byte and string columns stay Python lists. Read-only (zero-copy) arrays are
-    copied, since torch tensors are writable.
-
-    Example:
-        >>> import pyarrow as pa
-        >>> to_torch(pa.table({"x": pa.array([1.5, 2.5], pa.float32())}))["x"].dtype
-        torch.float32
-    """
-    import torch  # the loader's dependency; imported only when asked for tensors
-
-    def tensor(a: np.ndarray) -> Any:
-        return torch.from_numpy(a if a.flags.writeable else a.copy())
-
-    out: dict[str, Any] = {}
-    for name, col in to_numpy(result, columns).items():
-        if isinstance(col, np.ndarray):
-            out[name] = tensor(col)
-        elif any(isinstance(v, np.ndarray) for v in col):
-            out[name] = [None if v is None else tensor(v) for v in col]
-        else:
-            out[name] = col
-    return out
-
-
-__all__ = ["NumpyColumn", "column_to_numpy", "to_arrow_reader", "to_numpy", "to_table", "to_torch"]
+__all__ = ["NumpyColumn", "column_to_numpy", "result_to_numpy", "to_arrow_reader", "to_numpy", "to_table"]

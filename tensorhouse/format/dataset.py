@@ -24,13 +24,15 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import (
+    ArgumentError,
     DatasetExistsError,
     DatasetNotFoundError,
+    RowNotFoundError,
     SchemaError,
     UnsupportedError,
     VersionNotFoundError,
 )
-from tensorhouse.format import refs
+from tensorhouse.format import layout, refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
 from tensorhouse.format.input import Data, to_columns
@@ -335,7 +337,7 @@ class Dataset:
         if isinstance(indices, list) and len(indices) == 1 and isinstance(indices[0], int):
             i, n = indices[0], len(self)  # the common single-row case, without array checks
             if not -n <= i < n:
-                raise IndexError(f"row {i} is out of range for {n} rows")
+                raise RowNotFoundError(f"row {i} is out of range for {n} rows")
             return np.array([i + n if i < 0 else i], dtype=np.int64)
         idx = np.asarray(indices)
         if idx.dtype.kind not in "iu":
@@ -347,7 +349,7 @@ class Dataset:
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):
             bad = int(idx[(idx < -n) | (idx >= n)][0])
-            raise IndexError(f"row {bad} is out of range for {n} rows")
+            raise RowNotFoundError(f"row {bad} is out of range for {n} rows")
         return np.where(idx < 0, idx + n, idx)
 
     def take(self, indices: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None, *,
@@ -410,6 +412,18 @@ class Dataset:
             schema = schema.append(pa.field(ROWID, pa.int64(), nullable=False))
         return pa.Table.from_batches(list(self.to_batches(names, with_rowid=with_rowid)), schema=schema)
 
+    def to_pandas(self, columns: Sequence[str] | None = None, *, rows: Sequence[int] | np.ndarray | None = None,
+                  decode: bool = False, with_rowid: bool = False) -> Any:  # fmt: skip
+        """The rows (all, or the positions ``rows`` in that order) as a ``pandas.DataFrame``.
+
+        Class labels become categoricals of their names, tensors and embeddings
+        object columns of numpy arrays, images encoded bytes (arrays with
+        ``decode=True``). Details: ``tensorhouse.interop.pandas``.
+        """
+        from tensorhouse.interop.pandas import to_pandas  # pandas is optional: imported on use
+
+        return to_pandas(self, columns, rows=rows, decode=decode, with_rowid=with_rowid)
+
     # -- versions ----------------------------------------------------------------
     def history(self, *, limit: int | None = None) -> list[VersionInfo]:
         """Versions up to this one, oldest first: when, what operation, how many rows.
@@ -445,7 +459,8 @@ class Dataset:
         return self._log.versions()
 
     def latest_version(self) -> int:
-        return self._log.versions()[-1]
+        """The newest committed version of this branch (one listing from the checkpoint hint)."""
+        return self._log.latest_version()
 
     def refresh(self) -> Dataset:
         """Move this object to the latest committed version; returns self."""
@@ -538,7 +553,7 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
         ['caption', 'score']
     """
     sch = Schema.of(schema)
-    store = open_store(uri, storage_options)
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     log = Log(store, single_writer=single_writer, clock=clock)
     config: dict[str, Any] = {}
     if chunk_bytes is not None:
@@ -587,7 +602,9 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     """
     if sum(x is not None for x in (version, timestamp, tag)) > 1:
         raise ValueError("give at most one of version=, timestamp=, tag=")
-    store = open_store(uri, storage_options)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int | np.integer)):
+        raise ArgumentError(f"open(version=...) takes an int version number, got {version!r}")
+    store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     if tag is not None:
         t = refs.read_tag(store, tag)
         if branch is not None and branch != t.branch:

@@ -14,6 +14,7 @@ import zlib
 
 import numpy as np
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptDataError
 from tensorhouse.format.log.actions import DeletionRef
 from tensorhouse.storage.base import Store
@@ -35,8 +36,14 @@ def write(store: Store, offsets: np.ndarray) -> DeletionRef:
 
 def read(store: Store, ref: DeletionRef, num_rows: int) -> np.ndarray:
     """The deleted offsets (int64, sorted), validated against the fragment's row count."""
-    data = store.get(ref.path)
     where = f"{store.uri}/{ref.path}"
+    # The log's size is checked before reading: a 1 GiB or sparse 64 GiB file is refused unread.
+    limits.check("max_deletion_vector_bytes", ref.size, what=f"{where}: deletion vector of {ref.size} bytes",
+                 error=CorruptDataError)  # fmt: skip
+    if ref.size != _HEAD.size + 4 * ref.count:
+        raise CorruptDataError(f"{where}: the log says {ref.count} deleted rows in {ref.size} bytes")
+    data = limits.read_bounded(store, ref.path, "max_deletion_vector_bytes", what="deletion vector",
+                               error=CorruptDataError)  # fmt: skip
     if len(data) != ref.size or len(data) < _HEAD.size:
         raise CorruptDataError(f"{where}: deletion vector of {len(data)} bytes, the log says {ref.size}")
     magic, version, _, count, crc = _HEAD.unpack_from(data, 0)

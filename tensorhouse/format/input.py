@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import SchemaError
+from tensorhouse.format.foreign import arrow_values, dataframe_columns, is_dataframe
 from tensorhouse.types import Schema
 
 Data: TypeAlias = Mapping[str, Any] | pa.Table | pa.RecordBatch | Sequence[Mapping[str, Any]]
@@ -21,7 +22,13 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     pandas or Polars DataFrame (anything with ``__arrow_c_stream__``), or a
     list of row dicts.
     """
-    data = _dataframe_to_arrow(data)
+    if is_dataframe(data):
+        try:
+            data = _dataframe_to_arrow(data)  # typed Arrow columns: datetimes, decimals, categoricals
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            data = dataframe_columns(data)  # object columns of n-d arrays (boxes, images): format.foreign
+    else:
+        data = _dataframe_to_arrow(data)
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
@@ -29,10 +36,10 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     elif isinstance(data, Mapping):
         cols = dict(data)
     elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
-        names = set().union(*(row.keys() for row in data)) if data else set(schema.names)
         for i, row in enumerate(data):
             if not isinstance(row, Mapping):
                 raise SchemaError(f"row {i}: expected a dict of column -> value, got {type(row).__name__}")
+        names = set().union(*(row.keys() for row in data)) if data else set(schema.names)
         cols = {name: [row.get(name) for row in data] for name in names}
     else:
         raise SchemaError(f"cannot append {type(data).__name__}: pass a dict of columns, an Arrow table or a list of rows")
@@ -42,6 +49,8 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     missing = [c for c in schema.names if c not in cols]
     if missing:
         raise SchemaError(f"missing column(s) {missing}: every append gives every column (use None for nulls)")
+    # Arrow columns shaped from their type (tensor extensions, empty rows of boxes): format.foreign.
+    cols = {n: arrow_values(v, schema[n]) if isinstance(v, pa.Array | pa.ChunkedArray) else v for n, v in cols.items()}
     lengths = {name: _length(v, name) for name, v in cols.items()}
     if len(set(lengths.values())) > 1:
         raise SchemaError(f"columns have different lengths: {lengths}")

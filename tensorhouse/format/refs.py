@@ -15,10 +15,13 @@ version number should mean a change of data.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import TypeGuard
 
+from tensorhouse import limits
 from tensorhouse.errors import (
     CorruptLogError,
     ObjectExistsError,
@@ -28,6 +31,8 @@ from tensorhouse.errors import (
 )
 from tensorhouse.format.log.log import Log
 from tensorhouse.storage.base import Store
+
+log = logging.getLogger("tensorhouse.refs")
 
 MAIN = "main"
 TAG_DIR = "_refs/tags/"
@@ -49,13 +54,15 @@ class Tag:
     created_ms: int
 
 
+def _valid_int(v: object) -> TypeGuard[int]:
+    """A JSON integer, not a bool (``True`` is an int to Python: ``"version": true`` is not version 1)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def _load(store: Store, key: str, what: str) -> dict[str, object]:
-    try:
-        doc = json.loads(store.get(key))
-    except ObjectNotFoundError:
-        raise
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptLogError(f"{store.uri}/{key}: unreadable {what}: {err}") from err
+    # Bounded (a tag symlinked to /dev/zero, a huge file) and depth-limited: see tensorhouse.limits.
+    raw = limits.read_bounded(store, key, "max_ref_bytes", what=what, error=CorruptLogError)
+    doc = limits.parse_json(raw, where=f"{store.uri}/{key}", what=what, error=CorruptLogError)
     if not isinstance(doc, dict):
         raise CorruptLogError(f"{store.uri}/{key}: {what} is not an object")
     return doc
@@ -80,7 +87,8 @@ def read_tag(store: Store, name: str) -> Tag:
     except ObjectNotFoundError:
         raise VersionNotFoundError(f"{store.uri}: no tag {name!r}") from None
     branch, version, created = doc.get("branch"), doc.get("version"), doc.get("created_ms", 0)
-    if not isinstance(branch, str) or not isinstance(version, int) or version < 0 or not isinstance(created, int):
+    if (not isinstance(branch, str) or not _NAME.match(branch) or ".." in branch or not _valid_int(version)
+            or not _valid_int(created)):  # fmt: skip
         raise CorruptLogError(f"{store.uri}: tag {name!r} is malformed")
     return Tag(name, branch, version, created)
 
@@ -90,6 +98,10 @@ def list_tags(store: Store) -> dict[str, Tag]:
     for info in store.list(TAG_DIR):
         name = info.key[len(TAG_DIR) :]
         if name.endswith(".json") and "/" not in name:
+            if not _NAME.match(name[:-5]) or ".." in name[:-5]:
+                # Not a name create_tag writes: a stray file, not a tag (and not a reason to fail).
+                log.warning("%s: ignoring %r in %s: not a valid tag name", store.uri, name, TAG_DIR)
+                continue
             out[name[:-5]] = read_tag(store, name[:-5])
     return out
 
@@ -129,7 +141,7 @@ def branch_log(store: Store, name: str, *, single_writer: bool = False, _depth: 
     except ObjectNotFoundError:
         raise VersionNotFoundError(f"{store.uri}: no branch {name!r} (branches: {list_branches(store)})") from None
     parent, base = doc.get("parent"), doc.get("base_version")
-    if not isinstance(parent, str) or not isinstance(base, int) or base < 0:
+    if not isinstance(parent, str) or not _valid_int(base):
         raise CorruptLogError(f"{store.uri}: branch {name!r} is malformed")
     parent_log = branch_log(store, parent, single_writer=single_writer, _depth=_depth + 1)
     return Log(store, prefix=f"{BRANCH_DIR}{name}/", parent=(parent_log, base), single_writer=single_writer)

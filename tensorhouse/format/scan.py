@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from tensorhouse.errors import RowNotFoundError
 from tensorhouse.format.chunks import ChunkReader, SampleBatch, columnar, concat, take
-from tensorhouse.format.chunks.reader import gather
+from tensorhouse.format.chunks.reader import Expect, check_stats, gather
 from tensorhouse.format.chunks.samples import normalize, of_column, take_column
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
@@ -60,6 +61,8 @@ def build_column_index(snapshot: Snapshot, name: str) -> ColumnIndex:
 
 def null_batch(ctype: ColumnType, n: int) -> SampleBatch:
     """``n`` null samples of a type (rows written before the column existed)."""
+    if isinstance(ctype, Arrow):
+        return of_column(pa.nulls(n, ctype.arrow_type()))
     return normalize([None] * n, ctype, "?")
 
 
@@ -156,7 +159,7 @@ class SnapshotReader:
                 ok[sel] &= ~np.isin(offs[sel], dead)
         if not np.all(ok):
             bad = int(rowids[np.flatnonzero(~ok)[0]])
-            raise KeyError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
+            raise RowNotFoundError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
         return self.frag_starts[pos_c] + offs
 
     def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
@@ -204,7 +207,8 @@ class SnapshotReader:
             ref = idx.refs[c]
             if ref is not None:
                 local = row - int(idx.starts[c])
-                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size)
+                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size,
+                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
                 null = np.array([bool(h.nulls[local])]) if h.nulls is not None else np.zeros(1, bool)
                 return [view], np.asarray(h.shapes)[local : local + 1], null
         cidx = idx.locate(rows)
@@ -224,7 +228,8 @@ class SnapshotReader:
                 shapes[sel] = empty.shapes[0]
                 nulls[sel] = True
                 return
-            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size)
+            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size,
+                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
             for i, v in zip(sel.tolist(), got, strict=True):
                 views[i] = v
             shapes[sel] = np.asarray(h.shapes)[local]
@@ -243,9 +248,11 @@ class SnapshotReader:
         ref = idx.refs[c]
         if ref is None:
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
-        batch = self.reader.read_all(ref.path, ref.size)
+        batch = self.reader.read_all(ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows))
         if batch.column is not None and batch.column.type != ctype.arrow_type():
             return of_column(columnar.cast(batch.column, ctype.arrow_type(), name))
+        if batch.column is None and ctype.is_scalar and ref.stats:  # read anyway: checking the stats costs one pass
+            check_stats(batch, ref.stats, dtype=ctype.storage_dtype, where=f"{self.reader.store.uri}/{ref.path}")
         return batch
 
     def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,

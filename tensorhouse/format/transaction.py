@@ -231,9 +231,10 @@ class Transaction:
     def append(self, data: Data) -> int:
         """Add rows; returns how many."""
         columns, n = to_columns(data, self.schema)
+        if not n:  # nothing to validate: empty columns have no dtype to check (an empty list is float64)
+            return 0
         batches = normalize_columns(columns, self.schema)
-        if n:
-            self.add_staged(stage_fragments(self.store, self.state.metadata, batches, n))
+        self.add_staged(stage_fragments(self.store, self.state.metadata, batches, n))
         return n
 
     def matching_rowids(self, where: str) -> np.ndarray:

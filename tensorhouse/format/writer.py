@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from tensorhouse.errors import CorruptLogError, SchemaError
+from tensorhouse.errors import CorruptLogError, SchemaError, TensorhouseError
 from tensorhouse.format.chunks import (
     DEFAULT_CHUNK_BYTES,
     SampleBatch,
@@ -33,6 +33,7 @@ from tensorhouse.format.chunks import (
 )
 from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, Fragment, Metadata
 from tensorhouse.format.threads import io_pool, pool
+from tensorhouse.format.validate import check_batch
 from tensorhouse.storage.base import Store
 from tensorhouse.types import ColumnType, Schema
 
@@ -95,7 +96,20 @@ def chunk_bytes(metadata: Metadata, name: str) -> int:
 
 def normalize_columns(columns: Mapping[str, Any], schema: Schema) -> dict[str, SampleBatch]:
     """Validate every column before anything is written, so bad input writes nothing."""
-    return {name: normalize(columns[name], schema[name], name) for name in schema.names}
+    batches = {name: _normalize(columns[name], schema[name], name) for name in schema.names}
+    for name, batch in batches.items():
+        check_batch(batch, schema[name], name)  # values no later read could serve (tensorhouse.limits)
+    return batches
+
+
+def _normalize(values: Any, ctype: ColumnType, name: str) -> SampleBatch:
+    """normalize(), with numpy's and Python's own errors for malformed values turned into SchemaError."""
+    try:
+        return normalize(values, ctype, name)
+    except TensorhouseError:
+        raise
+    except (ValueError, TypeError, OverflowError, AttributeError, IndexError) as err:  # e.g. ragged nested lists
+        raise SchemaError(f"column {name!r}: values do not fit a {type(ctype).__name__} column: {err}") from err
 
 
 def write_chunks(store: Store, metadata: Metadata, name: str, batch: SampleBatch, *,

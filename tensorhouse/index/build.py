@@ -68,9 +68,12 @@ def _progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
-def _collect(ds: Dataset, column: str, dim: int, fragment_ids: set[int] | None, progress: bool,
-             ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, tuple[str, ...]]]]:  # fmt: skip
-    """Vectors and row ids of the live rows of the dataset's fragments (all, or ``fragment_ids``)."""
+def _collect(ds: Dataset, column: str, dim: int, fragment_ids: set[int] | None, progress: bool, *,
+             metric: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, tuple[str, ...]]]]:  # fmt: skip
+    """Vectors and row ids of the live rows of the dataset's fragments (all, or ``fragment_ids``).
+
+    For cosine, zero vectors are left out: their cosine is undefined, and exact search never returns them.
+    """
     from tqdm.auto import tqdm
 
     snap = ds.snapshot
@@ -86,6 +89,10 @@ def _collect(ds: Dataset, column: str, dim: int, fragment_ids: set[int] | None, 
         for i, f in todo:
             n = 0
             for rowids, m in iter_vectors(ds, column, dim, start=int(starts[i]), stop=int(starts[i + 1])):
+                if metric == "cosine":
+                    nonzero = np.any(m != 0, axis=1)
+                    if not nonzero.all():
+                        rowids, m = rowids[nonzero], m[nonzero]
                 vecs.append(m)
                 ids.append(rowids)
                 n += len(rowids)
@@ -135,7 +142,7 @@ def create_index(ds: Dataset, column: str, *, name: str | None = None, metric: s
 
 def _build(ds: Dataset, name: str, column: str, dim: int, metric: str, kind: str, given: Mapping[str, int],
            progress: bool, message: str | None) -> int:  # fmt: skip
-    x, rowids, frags = _collect(ds, column, dim, None, progress)
+    x, rowids, frags = _collect(ds, column, dim, None, progress, metric=metric)
     if len(x) == 0:
         raise VectorSearchError(f"column={column!r} of {ds.uri} has no vectors to index (no rows, or all NULL)")
     built = ann.build(x, metric=metric, kind=kind, params=given, progress=progress, desc=f"index {name}")
@@ -198,7 +205,7 @@ def _optimize_one(ds: Dataset, entry: IndexEntry, rebuild: bool, progress: bool)
                       f"rebuild index {entry.name}")  # fmt: skip
     if not new:
         return None
-    x, rowids, frags = _collect(ds, column, dim, new, progress)
+    x, rowids, frags = _collect(ds, column, dim, new, progress, metric=entry.metric)
     # A copy: the loaded index is shared by searches of the version that still uses it.
     index = ann.load(ann.save(loaded.index))
     if len(x):

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from tensorhouse.cli import storage_option
 from tensorhouse.format.dataset import open as open_dataset
 from tensorhouse.index.ann import KINDS
 from tensorhouse.index.build import create_index, drop_index, list_indexes, optimize_indexes
@@ -21,7 +22,12 @@ from tensorhouse.index.vectors import METRICS
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def index() -> None:
-    """Vector indexes: create, list, drop, optimize. Each change is a new version of the dataset."""
+    """Vector indexes: create, list, drop, optimize. Each change is a new version of the dataset.
+
+    \b
+    Example:
+      tensorhouse index create data/pets embedding --metric cosine
+    """
 
 
 def _params(values: Sequence[str]) -> dict[str, int]:
@@ -43,15 +49,16 @@ def _params(values: Sequence[str]) -> dict[str, int]:
 @click.option("--param", "params", multiple=True, metavar="NAME=INT",
               help="Index setting, repeatable: nlist, nprobe (ivf_flat); m, ef_construction, ef_search (hnsw).")
 @click.option("--replace", is_flag=True, help="Rebuild an index of the same name.")
+@storage_option
 def create(uri: str, column: str, name: str | None, metric: str, kind: str, params: Sequence[str],
-           replace: bool) -> None:  # fmt: skip
+           replace: bool, storage_options: dict[str, Any]) -> None:  # fmt: skip
     """Build a vector index over COLUMN (an embedding) and commit it.
 
     \b
     Example:
       tensorhouse index create data/pets embedding --metric cosine
     """
-    ds = open_dataset(uri)
+    ds = open_dataset(uri, storage_options=storage_options)
     settings: dict[str, Any] = _params(params)
     version = create_index(ds, column, name=name, metric=metric, kind=kind, replace=replace, **settings)
     made = next(i for i in list_indexes(ds) if i.name == (name or f"{column}_idx"))
@@ -62,9 +69,15 @@ def create(uri: str, column: str, name: str | None, metric: str, kind: str, para
 @index.command("list")
 @click.argument("uri")
 @click.option("--version", type=int, default=None, help="List the indexes of this version (default: the latest).")
-def list_(uri: str, version: int | None) -> None:
-    """List the vector indexes of a version."""
-    ds = open_dataset(uri, version=version)
+@storage_option
+def list_(uri: str, version: int | None, storage_options: dict[str, Any]) -> None:
+    """List the vector indexes of a version.
+
+    \b
+    Example:
+      tensorhouse index list data/pets --version 7
+    """
+    ds = open_dataset(uri, version=version, storage_options=storage_options)
     rows = [[i.name, i.column, i.metric, i.kind, f"{i.num_vectors:,}", f"{i.size_bytes:,}"] for i in list_indexes(ds)]
     if not rows:
         click.echo(f"no indexes in version {ds.version}")
@@ -78,9 +91,15 @@ def list_(uri: str, version: int | None) -> None:
 @index.command("drop")
 @click.argument("uri")
 @click.argument("name")
-def drop(uri: str, name: str) -> None:
-    """Drop an index from the next version on (older versions keep it until vacuum)."""
-    version = drop_index(open_dataset(uri), name)
+@storage_option
+def drop(uri: str, name: str, storage_options: dict[str, Any]) -> None:
+    """Drop an index from the next version on (older versions keep it until vacuum).
+
+    \b
+    Example:
+      tensorhouse index drop data/pets embedding_idx
+    """
+    version = drop_index(open_dataset(uri, storage_options=storage_options), name)
     click.echo(f"dropped index {name!r} as version {version}")
 
 
@@ -88,9 +107,15 @@ def drop(uri: str, name: str) -> None:
 @click.argument("uri")
 @click.option("--name", default=None, help="Only this index (default: all).")
 @click.option("--rebuild", is_flag=True, help="Rebuild even when extending would do.")
-def optimize(uri: str, name: str | None, rebuild: bool) -> None:
-    """Add rows appended since an index was built, or rebuild it after compaction."""
-    versions = optimize_indexes(open_dataset(uri), name, rebuild=rebuild)
+@storage_option
+def optimize(uri: str, name: str | None, rebuild: bool, storage_options: dict[str, Any]) -> None:
+    """Add rows appended since an index was built, or rebuild it after compaction.
+
+    \b
+    Example:
+      tensorhouse index optimize data/pets
+    """
+    versions = optimize_indexes(open_dataset(uri, storage_options=storage_options), name, rebuild=rebuild)
     click.echo(f"committed version(s) {', '.join(map(str, versions))}" if versions else "indexes are up to date")
 
 

@@ -1,8 +1,9 @@
 """Errors of vector search: bad arguments, unknown indexes, missing library.
 
-:class:`VectorSearchError` subclasses the UDF argument error that
-``th.sql.nearest`` has always raised, so ``except UDFArgumentError`` (and
-``except ValueError``) around a search keeps working whichever path ran.
+:class:`VectorSearchError` subclasses the argument error that
+``th.sql.nearest`` raises (:class:`tensorhouse.ArgumentError`), so
+``except th.ArgumentError`` (and ``except ValueError``) around a search works
+whichever path ran.
 
 Example:
     >>> from tensorhouse.index.errors import VectorSearchError
@@ -12,11 +13,10 @@ Example:
 
 from __future__ import annotations
 
-from tensorhouse.errors import TensorhouseError, UnsupportedError
-from tensorhouse.udfs.kernels.errors import UDFArgumentError
+from tensorhouse.errors import ArgumentError, TensorhouseError, UnsupportedError
 
 
-class VectorSearchError(UDFArgumentError):
+class VectorSearchError(ArgumentError):
     """A search or index argument that cannot be used: wrong dimension, NaN query, k <= 0,
     a column that is not a vector, a metric that does not match the index."""
 

@@ -113,6 +113,11 @@ def column_index(ds: Dataset, column: str, name: str | None, metric: str | None 
     return same[0] if same else found[0] if found else None
 
 
+_PARSED_LOCK = threading.Lock()
+#: Parsed predicates by (text, schema): parsing type-checks on Arrow (~ms), a repeated query needn't.
+_PARSED: OrderedDict[tuple[str, Any], tuple[Any, list[str]]] = OrderedDict()
+
+
 class _Filter:
     """A ``where=`` predicate over the dataset's columns, evaluated on Arrow batches."""
 
@@ -125,9 +130,18 @@ class _Filter:
             return
         if not isinstance(where, str):
             raise VectorSearchError(f"where: must be a SQL condition string, got {type(where).__name__}")
-        types = {n: t.arrow_type() for n, t in ds.schema.columns}
-        self.expr, used = parse_with_columns(where, types)
-        self.columns = [n for n in ds.columns if n in used]
+        key = (where, ds.schema)
+        with _PARSED_LOCK:
+            hit = _PARSED.get(key)
+        if hit is None:
+            types = {n: t.arrow_type() for n, t in ds.schema.columns}
+            expr, used = parse_with_columns(where, types)
+            hit = (expr, [n for n in ds.columns if n in used])
+            with _PARSED_LOCK:
+                _PARSED[key] = hit
+                while len(_PARSED) > 64:
+                    _PARSED.popitem(last=False)
+        self.expr, self.columns = hit[0], list(hit[1])
 
     @staticmethod
     def of_rowids(rowids: np.ndarray) -> _Filter:

@@ -58,6 +58,14 @@ def _datafusion_dataset(ctx: Any, table: str) -> Dataset | None:
     if not raw:
         return None
     src = json.loads(raw)
+    from tensorhouse.connector import datafusion as thdf
+
+    registered = thdf.registered_table(ctx, table)
+    same = registered is not None and ROWID in registered.schema.names and \
+        registered.schema.field(ROWID).metadata == schema.field(ROWID).metadata  # fmt: skip
+    if registered is not None and same:
+        registered.count_rows()  # a refreshing registration moves to the latest version here, as a query would
+        return registered.dataset  # keeps the registration's storage options (S3 credentials)
     try:
         return open_dataset(src["uri"], version=src.get("version"), branch=src.get("branch"))
     except (TensorhouseError, OSError):  # e.g. S3 without the registration's credentials: brute force

@@ -1,4 +1,5 @@
-"""Ingest existing data into tensorhouse datasets: image folders, COCO, Parquet/CSV/Arrow, WebDataset.
+"""Ingest existing data into tensorhouse datasets: image folders, COCO, Parquet/CSV/Arrow, WebDataset,
+Hugging Face datasets.
 
 Every source is read in batches (``batch_rows`` rows or about ``batch_bytes``
 of input, whichever comes first); each batch is one commit, appended with
@@ -21,8 +22,9 @@ from __future__ import annotations
 
 from tensorhouse.ingest.arrow_source import arrow, csv, parquet
 from tensorhouse.ingest.coco import coco
+from tensorhouse.ingest.engine import IngestError, IngestInterrupted, IngestReport
+from tensorhouse.ingest.huggingface import huggingface
 from tensorhouse.ingest.imagefolder import imagefolder
-from tensorhouse.ingest.progress import IngestError, IngestInterrupted, IngestReport
 from tensorhouse.ingest.webdataset import webdataset
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "arrow",
     "coco",
     "csv",
+    "huggingface",
     "imagefolder",
     "parquet",
     "webdataset",

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 from tensorhouse.errors import CodecError, DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import open as open_dataset
 from tensorhouse.ingest.images import Validate, map_slices, prepare_image, read_file
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,

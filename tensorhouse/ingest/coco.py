@@ -45,15 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tensorhouse.ingest.images import (
-    Validate,
-    choose_format,
-    file_size,
-    load_images,
-    recheck_images,
-    split_batches,
-)
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,
@@ -63,6 +55,14 @@ from tensorhouse.ingest.progress import (
     check_batch_limits,
     fingerprint,
     run_batches,
+)
+from tensorhouse.ingest.images import (
+    Validate,
+    choose_format,
+    file_size,
+    load_images,
+    recheck_images,
+    split_batches,
 )
 from tensorhouse.types import BBox, Image, Json, Schema, Tensor
 
@@ -193,9 +193,17 @@ def coco(annotations: str, images_dir: str, uri: str, *, image_format: Literal["
     or raises IngestError with ``strict=True``.
 
     Example:
-        >>> import tensorhouse as th
-        >>> th.ingest.coco("coco/annotations/instances_val2017.json", "coco/val2017",
-        ...                "data/coco-val")  # doctest: +SKIP
+        >>> import json, os, tempfile, numpy as np, simplejpeg, tensorhouse as th
+        >>> root = tempfile.mkdtemp()  # as coco/annotations/instances_val2017.json + coco/val2017/
+        >>> os.makedirs(f"{root}/images")
+        >>> with open(f"{root}/images/1.jpg", "wb") as f:
+        ...     _ = f.write(simplejpeg.encode_jpeg(np.zeros((16, 16, 3), np.uint8)))
+        >>> with open(f"{root}/instances.json", "w") as f:
+        ...     json.dump({"images": [{"id": 1, "file_name": "1.jpg", "width": 16, "height": 16}],
+        ...                "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [1, 2, 5, 5]}],
+        ...                "categories": [{"id": 3, "name": "cat"}]}, f)
+        >>> th.ingest.coco(f"{root}/instances.json", f"{root}/images", f"{root}/coco", progress=False).rows
+        1
     """
     check_batch_limits(batch_rows, batch_bytes)
     entries, digest = read_coco(annotations)

@@ -33,15 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tensorhouse.ingest.images import (
-    IMAGE_EXTENSIONS,
-    Validate,
-    choose_format,
-    load_images,
-    recheck_images,
-    split_batches,
-)
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,
@@ -51,6 +43,14 @@ from tensorhouse.ingest.progress import (
     check_batch_limits,
     fingerprint,
     run_batches,
+)
+from tensorhouse.ingest.images import (
+    IMAGE_EXTENSIONS,
+    Validate,
+    choose_format,
+    load_images,
+    recheck_images,
+    split_batches,
 )
 from tensorhouse.types import ClassLabel, Image, Schema, Text
 
@@ -101,8 +101,15 @@ def imagefolder(src: str, uri: str, *, image_format: Literal["auto", "jpeg", "pn
     ``progress``: a tqdm bar (rows/s, MB/s); ``None`` shows it on a terminal.
 
     Example:
-        >>> import tensorhouse as th
-        >>> th.ingest.imagefolder("data/imagenet/train", "data/imagenet-train")  # doctest: +SKIP
+        >>> import os, tempfile, numpy as np, simplejpeg, tensorhouse as th
+        >>> root = tempfile.mkdtemp()  # raw/<class>/<file>.jpg, as ImageNet's train folder
+        >>> for label in ("cat", "dog"):
+        ...     os.makedirs(f"{root}/raw/{label}")
+        ...     with open(f"{root}/raw/{label}/0.jpg", "wb") as f:
+        ...         _ = f.write(simplejpeg.encode_jpeg(np.zeros((8, 8, 3), np.uint8)))
+        >>> report = th.ingest.imagefolder(f"{root}/raw", f"{root}/pets", progress=False)
+        >>> report.rows, th.open(f"{root}/pets").schema["label"].classes
+        (2, ('cat', 'dog'))
     """
     check_batch_limits(batch_rows, batch_bytes)
     classes, files = scan_folder(src)

@@ -60,8 +60,7 @@ import numpy as np
 from tensorhouse.errors import CodecError, DatasetNotFoundError
 from tensorhouse.format.dataset import open as open_dataset
 from tensorhouse.ingest.arrow_source import TypesArg, column_type, expand_paths
-from tensorhouse.ingest.images import Validate, map_slices, prepare_image
-from tensorhouse.ingest.progress import (
+from tensorhouse.ingest.engine import (
     BATCH_BYTES,
     BATCH_ROWS,
     IngestError,
@@ -72,6 +71,7 @@ from tensorhouse.ingest.progress import (
     fingerprint,
     run_batches,
 )
+from tensorhouse.ingest.images import Validate, map_slices, prepare_image
 from tensorhouse.types import (
     BBox,
     Binary,
@@ -247,8 +247,17 @@ def webdataset(shards: str | Sequence[str], uri: str, *, types: TypesArg = None,
     Appending to an existing dataset uses its schema.
 
     Example:
-        >>> import tensorhouse as th
-        >>> th.ingest.webdataset("shards/train-{000000..000146}.tar", "data/train")  # doctest: +SKIP
+        >>> import io, tarfile, tempfile, tensorhouse as th
+        >>> root = tempfile.mkdtemp()
+        >>> for shard in range(2):  # shards/train-000000.tar, -000001.tar: <key>.cls, <key>.txt per sample
+        ...     with tarfile.open(f"{root}/train-{shard:06d}.tar", "w") as tar:
+        ...         for i in range(3):
+        ...             for ext, data in (("cls", str(i % 2)), ("txt", f"sample {shard}-{i}")):
+        ...                 info = tarfile.TarInfo(f"{shard}{i:04d}.{ext}")
+        ...                 info.size = len(data)
+        ...                 tar.addfile(info, io.BytesIO(data.encode()))
+        >>> th.ingest.webdataset(root + "/train-{000000..000001}.tar", f"{root}/train", progress=False).rows
+        6
     """
     check_batch_limits(batch_rows, batch_bytes)
     if infer_samples <= 0:

@@ -4,25 +4,29 @@ Example:
     >>> import numpy as np, tensorhouse as th
     >>> ds = th.create("memory://doc-loader", {"x": th.Embedding(2), "y": "int64"})
     >>> _ = ds.append({"x": np.ones((10, 2), "float32"), "y": np.arange(10)})
-    >>> batches = list(th.loader(ds, batch_size=4, format="numpy", reuse_buffers=False))
+    >>> batches = list(th.loader(ds, batch_size=4, format="numpy"))
     >>> [len(b["y"]) for b in batches], batches[0]["x"].shape
     ([4, 4, 2], (4, 2))
+    >>> cfg = th.LoaderConfig(batch_size=5, format="numpy")   # options as one value
+    >>> ys = [b["y"].tolist() for b in th.loader(ds, cfg, shuffle=True, seed=1)]
+    >>> len(ys), sorted(sum(ys, [])) == list(range(10))
+    (2, True)
 
-``th.loader`` is this module, made callable, so ``th.loader(...)`` and
-``from tensorhouse.loader import loader`` both work.
+``th.loader`` is the function :func:`loader` of this package: ``tensorhouse``
+imports it at start-up, which is why this package's ``__init__`` stays light
+(the reading machinery, pyarrow's datasets and torch load on the first call).
 """
 
 from __future__ import annotations
 
 import sys
-import types
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from tensorhouse.format.dataset import Dataset
-from tensorhouse.loader.core import Loader, OutputFormat, default_collate
-from tensorhouse.loader.plan import ShuffleMode
-from tensorhouse.loader.source import ROWID_DATASET_KEY, Selection, select
+from tensorhouse.loader.config import LoaderConfig, OutputFormat, ShuffleMode
+
+if TYPE_CHECKING:
+    from tensorhouse.format.dataset import Dataset
 
 
 def _distributed_defaults(fmt: str) -> tuple[int, int]:
@@ -37,32 +41,19 @@ def _distributed_defaults(fmt: str) -> tuple[int, int]:
 
 def loader(
     source: Any,
+    config: LoaderConfig | None = None,
     *,
-    batch_size: int = 64,
-    shuffle: bool = False,
-    seed: int = 0,
     columns: Sequence[str] | None = None,
     dataset: Dataset | None = None,
-    shuffle_mode: ShuffleMode = "chunk",
-    buffer_chunks: int = 4,
-    drop_last: bool = False,
-    rank: int | None = None,
-    world_size: int | None = None,
-    prefetch: int = 2,
-    num_threads: int | None = None,
-    reuse_buffers: bool = True,
-    decode: bool = True,
-    pad: bool = False,
-    cache_bytes: int = 512 << 20,
-    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    collate: Callable[[list[dict[str, Any]]], Any] | None = None,
-    batch_transform: Callable[[dict[str, Any]], Any] | None = None,
-    format: OutputFormat = "torch",
-    device: str | None = None,
-    pin_memory: bool = False,
-    gpu_decode: bool | None = None,
+    **options: Any,
 ) -> Any:
     """Batches of a Dataset or of a query (DuckDB relation, DataFusion DataFrame, Arrow table with ``_rowid``).
+
+    ``columns`` picks the columns to load (default: all of the dataset, or the query's);
+    ``dataset`` names the dataset behind a query when the loader cannot tell. Every other
+    option is a field of :class:`LoaderConfig` (batch_size, shuffle, seed, shuffle_mode,
+    rank, world_size, prefetch, reuse_buffers, format, device, ...), given as keywords,
+    as a ``config``, or both (keywords win). Highlights:
 
     - ``shuffle_mode="chunk"`` (default) shuffles chunk order and rows within a window
       of ``buffer_chunks`` chunks: few reads per batch, fast on object storage;
@@ -74,44 +65,60 @@ def loader(
     - ``format="numpy"`` never imports torch. ``device="cuda"`` moves batches to the GPU and
       decodes JPEG there when torchvision is available (``gpu_decode=False`` keeps decoding
       on CPU threads; ``True`` requires it).
-    - Buffers are reused: a batch is valid until ``prefetch + 1`` more are taken
-      (``reuse_buffers=False`` allocates fresh ones).
+    - Batch buffers are reused, but never while a batch that uses one is still referenced:
+      keeping batches (``list(loader)``) is safe.
     """
-    if format not in ("torch", "numpy"):
-        raise ValueError(f"format must be 'torch' or 'numpy', got {format!r}")
+    cfg = (config or LoaderConfig()).with_options(**options)
+    r0, w0 = _distributed_defaults(cfg.format)
+    cfg = cfg.with_options(rank=r0 if cfg.rank is None else cfg.rank,
+                           world_size=w0 if cfg.world_size is None else cfg.world_size)  # fmt: skip
+    from tensorhouse.loader.core import Loader
+    from tensorhouse.loader.source import select
+
     sel = select(source, columns=columns, dataset=dataset)
-    r0, w0 = _distributed_defaults(format)
-    core_kwargs: dict[str, Any] = dict(
-        batch_size=batch_size, shuffle=shuffle, seed=seed, shuffle_mode=shuffle_mode, buffer_chunks=buffer_chunks,
-        drop_last=drop_last, rank=r0 if rank is None else rank, world_size=w0 if world_size is None else world_size,
-        prefetch=prefetch, num_threads=num_threads, reuse_buffers=reuse_buffers, decode=decode, pad=pad,
-        cache_bytes=cache_bytes, transform=transform, collate=collate, batch_transform=batch_transform,
-    )  # fmt: skip
-    if format == "numpy":
-        if device is not None or pin_memory:
-            raise ValueError("device= and pin_memory= need format='torch'")
-        return Loader(sel, **core_kwargs)
+    if cfg.format == "numpy":
+        return Loader(sel, cfg)
     import torch
 
     from tensorhouse.loader import torch_adapter
 
-    dev = torch.device(device) if device is not None else None
+    dev = torch.device(cfg.device) if cfg.device is not None else None
     gpu_cols: list[str] = []
-    usable = torch_adapter.gpu_jpeg_available(dev) and decode and transform is None and collate is None
-    if gpu_decode and not usable:
+    usable = (torch_adapter.gpu_jpeg_available(dev) and cfg.decode and cfg.transform is None
+              and cfg.collate is None)  # fmt: skip
+    if cfg.gpu_decode and not usable:
         raise ValueError("gpu_decode=True needs device='cuda', a working torchvision, decode=True and no transform/collate")
-    if usable and gpu_decode is not False:
+    if usable and cfg.gpu_decode is not False:
         gpu_cols = [c for c in sel.heavy if getattr(sel.dataset.schema[c], "compression", None) == "jpeg"]
-    core = Loader(sel, **core_kwargs)
-    core.raw_columns = set(gpu_cols)
-    return torch_adapter.TorchLoader(core, device=dev, pin_memory=pin_memory, gpu_decode_columns=gpu_cols)
+    return torch_adapter.TorchLoader(Loader(sel, cfg), device=dev, pin_memory=cfg.pin_memory,
+                                     gpu_decode_columns=gpu_cols)  # fmt: skip
 
 
-class _CallableModule(types.ModuleType):
-    def __call__(self, source: Any, **kwargs: Any) -> Any:
-        return loader(source, **kwargs)
+# The reading machinery loads with the first loader, not with `import tensorhouse`.
+_LAZY = {
+    "Loader": ("tensorhouse.loader.core", "Loader"),
+    "default_collate": ("tensorhouse.loader.core", "default_collate"),
+    "Selection": ("tensorhouse.loader.source", "Selection"),
+    "ROWID_DATASET_KEY": ("tensorhouse.loader.source", "ROWID_DATASET_KEY"),
+}
 
 
-sys.modules[__name__].__class__ = _CallableModule
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-__all__ = ["ROWID_DATASET_KEY", "Loader", "Selection", "default_collate", "loader"]
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'tensorhouse.loader' has no attribute {name!r}")
+
+
+__all__ = [
+    "ROWID_DATASET_KEY",
+    "Loader",
+    "LoaderConfig",
+    "OutputFormat",
+    "Selection",
+    "ShuffleMode",
+    "default_collate",
+    "loader",
+]

@@ -9,11 +9,9 @@ not divide, as torch's DistributedSampler does; ``drop_last`` truncates).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-ShuffleMode = Literal["chunk", "full"]
+from tensorhouse.loader.config import ShuffleMode
 
 
 def epoch_order(chunk_of_row: np.ndarray, *, shuffle: bool, mode: ShuffleMode, seed: int, epoch: int,

@@ -27,6 +27,7 @@ import pyarrow as pa
 from tensorhouse.connector.arrow_dataset import ROWID_DATASET_KEY  # the connector writes it
 from tensorhouse.errors import SchemaError
 from tensorhouse.format.dataset import Dataset
+from tensorhouse.format.dataset import open as open_dataset
 from tensorhouse.types import ROWID
 
 
@@ -59,11 +60,9 @@ def _dataset_from_metadata(schema: pa.Schema) -> Dataset | None:
     raw = meta.get(ROWID_DATASET_KEY)
     if not raw:
         return None
-    import tensorhouse as th
-
     info = json.loads(raw)
     # Credentials never travel in metadata: S3 users pass dataset= (with storage_options).
-    return th.open(info["uri"], version=info.get("version"), branch=info.get("branch"))
+    return open_dataset(info["uri"], version=info.get("version"), branch=info.get("branch"))
 
 
 def _dataset_from_registry(rel: Any) -> Dataset | None:

@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from tensorhouse.loader.core import Loader
+from tensorhouse.loader.core import BatchHooks, Loader
 
 
-def to_torch(value: Any, *, pin: bool, device: torch.device | None) -> Any:
-    """numpy -> torch without copying; lists and tuples recurse; strings stay as they are."""
+def batch_to_tensors(value: Any, *, pin: bool, device: torch.device | None) -> Any:
+    """A numpy batch -> torch without copying; lists, tuples and dicts recurse; strings stay as they are."""
     if isinstance(value, np.ndarray):
         if value.dtype == object:
-            return [to_torch(v, pin=pin, device=device) for v in value]
+            return [batch_to_tensors(v, pin=pin, device=device) for v in value]
         t = torch.from_numpy(value)
         if pin:
             t = t.pin_memory()
@@ -28,11 +28,11 @@ def to_torch(value: Any, *, pin: bool, device: torch.device | None) -> Any:
     if isinstance(value, np.generic):
         return torch.as_tensor(value)
     if isinstance(value, list):
-        return [to_torch(v, pin=pin, device=device) for v in value]
+        return [batch_to_tensors(v, pin=pin, device=device) for v in value]
     if isinstance(value, tuple):
-        return tuple(to_torch(v, pin=pin, device=device) for v in value)
+        return tuple(batch_to_tensors(v, pin=pin, device=device) for v in value)
     if isinstance(value, dict):
-        return {k: to_torch(v, pin=pin, device=device) for k, v in value.items()}
+        return {k: batch_to_tensors(v, pin=pin, device=device) for k, v in value.items()}
     return value
 
 
@@ -51,6 +51,13 @@ class TorchLoader(IterableDataset):
     """Batches as torch tensors. Iterate it directly, or inside ``DataLoader(loader, batch_size=None, num_workers=N)``.
 
     Inside a DataLoader each worker yields a disjoint part of this rank's shard.
+    ``set_epoch`` reaches the workers, persistent ones included: the epoch lives
+    in a shared-memory tensor that every worker's copy reads when an epoch starts.
+    A loader built inside a worker (torch's recipe: ``rank=info.id,
+    world_size=info.num_workers``) is that worker's share already and is not
+    split again; built there without a split, every worker would yield every
+    row, so that is refused.
+
     With a CUDA device the copy to the GPU (and JPEG decoding, when torchvision
     can) happens in the prefetch threads, each on its own CUDA stream, from
     pinned batch buffers, so the training loop only receives ready GPU tensors.
@@ -63,9 +70,28 @@ class TorchLoader(IterableDataset):
         self.pin_memory = pin_memory and torch.cuda.is_available()
         self.gpu_decode_columns = gpu_decode_columns
         self._streams = threading.local()
+        info = get_worker_info()
+        #: Built inside a DataLoader worker: the caller split the rows by worker already.
+        self.built_in_worker = info is not None
+        if info is not None and info.num_workers > 1 and core.world_size == 1:
+            raise ValueError(
+                f"th.loader was built inside DataLoader worker {info.id} of {info.num_workers} without a split, "
+                "so every worker would yield every row: pass rank=info.id, world_size=info.num_workers "
+                "(from torch.utils.data.get_worker_info()), or build the loader outside and pass it to "
+                "DataLoader(loader, batch_size=None, num_workers=N), which splits it"
+            )
+        # Shared memory: DataLoader pickles it (fork or spawn) as a handle to the same
+        # storage, so set_epoch in the main process reaches persistent workers.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch for this loader and for every DataLoader worker's copy of it."""
+        self._epoch.fill_(int(epoch))
         self.core.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -95,7 +121,7 @@ class TorchLoader(IterableDataset):
         stream = self._stream()
         with torch.cuda.stream(stream):
             raw = {name: batch.pop(name) for name in self.gpu_decode_columns} if isinstance(batch, dict) else {}
-            out = to_torch(batch, pin=False, device=self.device)
+            out = batch_to_tensors(batch, pin=False, device=self.device)
             for name, payloads in raw.items():
                 out[name] = gpu_decode(payloads, self.device)
         stream.synchronize()  # releases the GIL; the consumer gets finished tensors
@@ -103,23 +129,26 @@ class TorchLoader(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        split = info is not None and not self.built_in_worker
+        worker, workers = (info.id, info.num_workers) if split and info is not None else (0, 1)
         on_gpu = self.device is not None and self.device.type == "cuda" and info is None
         pin = self.pin_memory or on_gpu
-        if on_gpu:
-            self.core.post = self._to_device
-        else:
-            self.core.post = lambda b: to_torch(b, pin=self.pin_memory and info is None, device=None)
-        if pin:
-            self.core.allocator = lambda shape, dtype: torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)],
-                                                                   pin_memory=True).numpy()  # fmt: skip
-        if self.gpu_decode_columns and on_gpu:
-            self.core.raw_columns = set(self.gpu_decode_columns)
-        else:
-            self.core.raw_columns = set()
-        for batch in self.core.iter_batches(worker=worker, num_workers=workers):
+        pin_here = self.pin_memory and info is None
+
+        def post(b: Any) -> Any:
+            return batch_to_tensors(b, pin=pin_here, device=None)
+
+        def pinned(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+            return torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], pin_memory=True).numpy()
+
+        hooks = BatchHooks(
+            post=self._to_device if on_gpu else post,
+            allocator=pinned if pin else None,
+            raw_columns=frozenset(self.gpu_decode_columns) if on_gpu else frozenset(),
+        )
+        for batch in self.core.iter_batches(worker=worker, num_workers=workers, epoch=self.epoch, hooks=hooks):
             if self.device is not None and not on_gpu:
-                batch = to_torch(batch, pin=False, device=self.device)
+                batch = batch_to_tensors(batch, pin=False, device=self.device)
             yield batch
 
 

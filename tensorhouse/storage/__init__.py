@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tensorhouse.storage.base import ObjectInfo, Store
@@ -27,6 +27,7 @@ def open_store(
     storage_options: Mapping[str, Any] | None = None,
     *,
     cache_dir: str | None = None,
+    cacheable: Callable[[str], bool] | None = None,
 ) -> Store:
     """Open the store rooted at ``uri``.
 
@@ -34,7 +35,10 @@ def open_store(
     :class:`LocalStore`, and any other protocol (``s3://``, ``gs://``, ...) an
     :class:`FsspecStore` configured by ``storage_options``. A remote store is
     wrapped in a :class:`CachedStore` when ``cache_dir`` is given, either as
-    an argument or as the ``"cache_dir"`` storage option.
+    an argument or as the ``"cache_dir"`` storage option; ``cacheable(key)``
+    then says which keys are never rewritten and may be served from it (the
+    storage layer knows no key layout: datasets pass
+    :func:`tensorhouse.format.layout.is_immutable`).
 
     Example:
         >>> from tensorhouse.storage import open_store
@@ -43,6 +47,7 @@ def open_store(
         >>> store = open_store(  # doctest: +SKIP
         ...     "s3://bucket/ds",
         ...     {"endpoint_url": "http://localhost:9000", "cache_dir": "/tmp/th-cache"},
+        ...     cacheable=lambda key: key.startswith("data/"),
         ... )
     """
     options = dict(storage_options or {})
@@ -60,7 +65,11 @@ def open_store(
         return MemoryStore(rest) if protocol == "memory" else LocalStore(uri)
     store: Store = FsspecStore(uri, options)
     if cache_dir is not None:
-        store = CachedStore(store, cache_dir)
+        if cacheable is None:
+            raise ValueError(
+                f"cache_dir={cache_dir!r} needs cacheable=: which keys of {uri!r} are never rewritten"
+            )
+        store = CachedStore(store, cache_dir, cacheable=cacheable)
     return store
 
 

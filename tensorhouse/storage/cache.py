@@ -1,9 +1,10 @@
 """A read-through local disk cache for remote stores.
 
-Only objects that the format never rewrites are cached, so a cached copy can
-never be stale and no request is needed to validate it: data files,
-deletion files, numbered log entries and checkpoints. Pointers that move
-(``_last_checkpoint``, ``_refs/``), listings and existence checks always go to
+Only objects that are never rewritten are cached, so a cached copy can never
+be stale and no request is needed to validate it. Which keys those are is the
+format's knowledge (data files, deletion files, numbered log entries and
+checkpoints; see :mod:`tensorhouse.format.layout`): the caller passes it in as
+``cacheable``. Every other key, listings and existence checks always go to
 the remote store.
 """
 
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tensorhouse.storage.base import ObjectInfo, Store, check_key
@@ -25,22 +26,16 @@ from tensorhouse.storage.local import TMP_PREFIX, check_range, pread_exact, unli
 
 _log = logging.getLogger(__name__)
 
-_IMMUTABLE = re.compile(
-    r"(?:_branches/[^/]+/)*"  # a branch's folder holds the same layout
-    r"(?:data/.+|_deletions/.+|_log/\d{20}\.json|(?:[^/]+/)*[^/]+\.checkpoint)"
-)
 _CACHE_NAME = re.compile(r"[0-9a-f]{64}")
 # Staged files older than this were left by a crashed process, not one still writing.
 _STALE_TMP_S = 3600.0
 
 
-def is_immutable(key: str) -> bool:
-    """Whether the project's rules forbid ever rewriting ``key`` (so it may be cached)."""
-    return _IMMUTABLE.fullmatch(key) is not None and "_refs" not in key.split("/")
-
-
 class CachedStore(Store):
-    """Serves immutable objects of ``inner`` from files under ``cache_dir``.
+    """Serves the objects of ``inner`` that are never rewritten from files under ``cache_dir``.
+
+    ``cacheable(key)`` says which keys are never rewritten (for datasets,
+    :func:`tensorhouse.format.layout.is_immutable`); all other keys pass through.
 
     A whole-object ``get`` fills the cache; ranged reads are served from the
     cache when the object is there and otherwise passed through, so reading a
@@ -54,13 +49,19 @@ class CachedStore(Store):
         >>> from tensorhouse.storage import CachedStore, MemoryStore
         >>> remote = MemoryStore("cache-example")
         >>> remote.put("data/a.bin", b"abc")
-        >>> store = CachedStore(remote, tempfile.mkdtemp(), max_bytes=1 << 20)
+        >>> store = CachedStore(remote, tempfile.mkdtemp(), max_bytes=1 << 20,
+        ...                     cacheable=lambda key: key.startswith("data/"))
         >>> store.get("data/a.bin")  # fetched once, then read from disk
         b'abc'
     """
 
     def __init__(
-        self, inner: Store, cache_dir: str | os.PathLike[str], max_bytes: int = 2 << 30
+        self,
+        inner: Store,
+        cache_dir: str | os.PathLike[str],
+        max_bytes: int = 2 << 30,
+        *,
+        cacheable: Callable[[str], bool],
     ) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
@@ -70,6 +71,7 @@ class CachedStore(Store):
         self.is_local = inner.is_local
         self.cache_dir = os.path.abspath(os.fspath(cache_dir))
         self.max_bytes = max_bytes
+        self.cacheable = cacheable
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._lru: OrderedDict[str, int] = OrderedDict()  # cache file -> size, oldest first
@@ -79,7 +81,7 @@ class CachedStore(Store):
         self._scan()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (CachedStore, (self.inner, self.cache_dir, self.max_bytes))
+        return (_rebuild, (self.inner, self.cache_dir, self.max_bytes, self.cacheable))
 
     # -- bookkeeping -------------------------------------------------------------
     def _guard(self) -> threading.Lock:
@@ -167,7 +169,7 @@ class CachedStore(Store):
 
     # -- reads -----------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        if not is_immutable(check_key(key)):
+        if not self.cacheable(check_key(key)):
             return self.inner.get(key)
         path = self._cache_path(key)
         try:
@@ -184,7 +186,7 @@ class CachedStore(Store):
         return self.get_ranges(key, [(start, length)])[0]
 
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        if not is_immutable(check_key(key)):
+        if not self.cacheable(check_key(key)):
             return self.inner.get_ranges(key, ranges)
         for start, length in ranges:
             check_range(start, length)
@@ -202,7 +204,7 @@ class CachedStore(Store):
         return out
 
     def size(self, key: str) -> int:
-        if is_immutable(check_key(key)):
+        if self.cacheable(check_key(key)):
             try:
                 return os.stat(self._cache_path(key)).st_size
             except FileNotFoundError:
@@ -221,21 +223,25 @@ class CachedStore(Store):
     # copy, in case an "immutable" key was deleted and written again.
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self.inner.put(key, data)
-        if is_immutable(key):
+        if self.cacheable(key):
             self._forget(key)
 
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self.inner.put_if_absent(key, data)
-        if is_immutable(key):
+        if self.cacheable(key):
             self._forget(key)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
-        if is_immutable(key):
+        if self.cacheable(key):
             self._forget(key)
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _rebuild(inner: Store, cache_dir: str, max_bytes: int, cacheable: Callable[[str], bool]) -> CachedStore:
+    return CachedStore(inner, cache_dir, max_bytes, cacheable=cacheable)
 
 
 def _scandir(path: str) -> list[os.DirEntry[str]]:

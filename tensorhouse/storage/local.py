@@ -3,6 +3,14 @@
 fsspec's local file system adds a layer of Python per call and hides the
 primitives we need for safe commits (``os.link``, ``fsync``); plain ``os`` is
 both faster and simpler here.
+
+Containment: a dataset may come from a stranger (an unpacked archive, a
+shared folder). Every file the store opens must be a regular file inside the
+root: the last path component is opened with ``O_NOFOLLOW`` (a symlinked
+chunk is refused), the opened file's real path must lie under the root's real
+path (a symlinked ``data/`` directory is refused), and ``fstat`` must say
+"regular file" (a FIFO, socket or device is refused, and ``O_NONBLOCK`` keeps
+opening a FIFO from blocking). Listings do not follow symlinks either.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ TMP_PREFIX = ".tmp-"
 # Windows cannot open a directory to fsync it; elsewhere the fsync makes a new
 # directory entry (a rename or link) survive a crash.
 _FSYNC_DIRS = os.name == "posix"
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+#: Linux names an open file's real path here: one readlink, no race with a swapped symlink.
+_PROC_FD = "/proc/self/fd/" if os.path.isdir("/proc/self/fd") else None
 
 
 def check_range(start: int, length: int) -> None:
@@ -87,6 +98,8 @@ class LocalStore(Store):
         self.uri = os.fspath(root)
         path = self.uri[len("file://") :] if self.uri.startswith("file://") else self.uri
         self.root = os.path.abspath(path)
+        # The real root, resolved once: a dataset root that is itself a symlink is fine.
+        self._real_root = os.path.realpath(self.root)
 
     # -- helpers ---------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -94,6 +107,45 @@ class LocalStore(Store):
         if key.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
             raise ValueError(f"invalid store key {key!r}: {TMP_PREFIX!r} names are reserved")
         return os.path.join(self.root, *key.split("/"))
+
+    def _inside(self, real: str) -> bool:
+        return real == self._real_root or real.startswith(self._real_root.rstrip(os.sep) + os.sep)
+
+    def _escape(self, key: str, why: str) -> StorageError:
+        return StorageError(f"refusing to read {key!r} in {self.uri!r}: {why} (a dataset's files must be "
+                            "regular files inside its folder; see SECURITY.md)")  # fmt: skip
+
+    def _open(self, key: str) -> tuple[int, int]:
+        """An fd of ``key`` checked to be a regular file inside the root, and its size."""
+        path = self._path(key)  # ValueError for an invalid key (the log's parsers refuse those first)
+        try:
+            fd = os.open(path, _O_READ)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
+            raise self._not_found(key) from err
+        except OSError as err:
+            if os.path.islink(path):  # ELOOP from O_NOFOLLOW
+                raise self._escape(key, "it is a symbolic link") from err
+            raise self._failed("read", key, err) from err
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise self._not_found(key)
+            if not stat.S_ISREG(st.st_mode):
+                raise self._escape(key, "it is not a regular file (a FIFO, socket or device)")
+            real = os.readlink(f"{_PROC_FD}{fd}") if _PROC_FD else os.path.realpath(path)
+            if not self._inside(real):
+                raise self._escape(key, f"it resolves to {real!r}, outside the dataset")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st.st_size
+
+    def _check_dir(self, directory: str, key: str) -> None:
+        """Refuse to write or delete through a symlinked directory that leaves the root."""
+        real = os.path.realpath(directory)
+        if not self._inside(real):
+            raise StorageError(f"refusing to write {key!r} in {self.uri!r}: its folder resolves to {real!r}, "
+                               "outside the dataset")  # fmt: skip
 
     def _not_found(self, key: str) -> ObjectNotFoundError:
         return ObjectNotFoundError(f"no object {key!r} in {self.uri!r}")
@@ -105,6 +157,7 @@ class LocalStore(Store):
         """Write ``data`` durably to a fresh temp file beside ``path``; return its name."""
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
+        self._check_dir(directory, os.path.relpath(path, self.root))
         tmp = os.path.join(directory, TMP_PREFIX + uuid.uuid4().hex)
         try:
             with open(tmp, "xb") as f:
@@ -118,27 +171,25 @@ class LocalStore(Store):
 
     # -- reads -----------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        path = self._path(key)
+        fd, size = self._open(key)
         try:
-            with open(path, "rb") as f:
-                return f.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
-            raise self._not_found(key) from err
+            return pread_exact(fd, 0, size)
         except OSError as err:
             raise self._failed("read", key, err) from err
+        finally:
+            os.close(fd)
 
     def map(self, key: str) -> memoryview | None:
-        path = self._path(key)
+        fd, size = self._open(key)
         try:
-            with open(path, "rb") as f:
-                if os.fstat(f.fileno()).st_size == 0:
-                    return memoryview(b"")
-                # The mapping outlives the file object (and a later unlink): Linux keeps the pages.
-                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as err:
-            raise self._not_found(key) from err
+            if size == 0:
+                return memoryview(b"")
+            # The mapping outlives the fd (and a later unlink): Linux keeps the pages.
+            return memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
         except OSError as err:
             raise self._failed("map", key, err) from err
+        finally:
+            os.close(fd)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         return self.get_ranges(key, [(start, length)])[0]
@@ -146,35 +197,26 @@ class LocalStore(Store):
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         for start, length in ranges:
             check_range(start, length)
-        path = self._path(key)
+        fd, size = self._open(key)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError) as err:
-            raise self._not_found(key) from err
-        except OSError as err:
-            raise self._failed("read", key, err) from err
-        try:
-            return [pread_exact(fd, start, length) for start, length in ranges]
-        except IsADirectoryError as err:  # os.open succeeds on a directory; pread fails
-            raise self._not_found(key) from err
+            # Clamped to the file's size: a range far past the end allocates nothing.
+            return [pread_exact(fd, start, max(0, min(length, size - start))) for start, length in ranges]
         except OSError as err:
             raise self._failed("read", key, err) from err
         finally:
             os.close(fd)
 
     def exists(self, key: str) -> bool:
-        return os.path.isfile(self._path(key))
+        try:
+            st = os.lstat(self._path(key))
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode)
 
     def size(self, key: str) -> int:
-        try:
-            st = os.stat(self._path(key))
-        except (FileNotFoundError, NotADirectoryError) as err:
-            raise self._not_found(key) from err
-        except OSError as err:
-            raise self._failed("stat", key, err) from err
-        if not stat.S_ISREG(st.st_mode):
-            raise self._not_found(key)
-        return st.st_size
+        fd, size = self._open(key)
+        os.close(fd)
+        return size
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         # Start the walk at the deepest directory the prefix names; the rest of
@@ -250,6 +292,7 @@ class LocalStore(Store):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
+        self._check_dir(os.path.dirname(path), key)
         try:
             os.remove(path)
         # A missing key or a "directory" (no object either) is nothing to delete.
@@ -270,10 +313,11 @@ def _walk(directory: str, key_base: str, partial: str) -> Iterator[ObjectInfo]:
             continue
         key = key_base + entry.name
         try:
-            if entry.is_dir():
+            # Symlinks are not followed: they are neither listed nor walked into.
+            if entry.is_dir(follow_symlinks=False):
                 yield from _walk(entry.path, key + "/", "")
-            elif entry.is_file():
-                st = entry.stat()
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
                 yield ObjectInfo(key, st.st_size, st.st_mtime)
         except FileNotFoundError:  # deleted while we listed
             continue

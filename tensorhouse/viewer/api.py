@@ -5,8 +5,13 @@ with plain dicts; :mod:`tensorhouse.viewer.server` puts them on HTTP.
 
 Queries run in one in-memory DuckDB database whose configuration is locked
 before any user SQL runs: external access (files, URLs, extensions, ATTACH,
-COPY) and Python replacement scans are off, and only a single ``SELECT`` is
-accepted. Datasets are registered Arrow datasets (``th.duckdb.register``),
+COPY) and Python replacement scans are off, there is no temp directory
+(DuckDB otherwise keeps its temp directory readable even with external access
+off), memory and threads are limited (``viewer_memory_limit_bytes``,
+``viewer_threads`` in :mod:`tensorhouse.limits`), and only a single
+``SELECT`` is accepted. Tensor UDFs run under ``viewer_max_udf_output_bytes``:
+a call that would return more (``image_resize(img, 8192, 8192)``, a JPEG
+claiming 32000x32000 pixels) is refused before it allocates. Datasets are registered Arrow datasets (``th.duckdb.register``),
 which still scan with external access off. Requests borrow cursors from a
 pool per set of registered versions; a query past ``query_timeout_s`` is
 interrupted. Pages are ``LIMIT``/``OFFSET`` over ``_rowid`` (DuckDB reads only
@@ -48,6 +53,7 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("the viewer needs duckdb: pip install 'tensorhouse[duckdb]'") from err
 
+from tensorhouse import limits
 from tensorhouse.errors import TensorhouseError, VersionNotFoundError
 from tensorhouse.format import refs
 from tensorhouse.format.chunks.codecs import image_header_shape
@@ -79,6 +85,7 @@ MAX_SQL_CHARS = 20_000
 MAX_VECTOR = 4096  # longest 1-d tensor a grid page carries (as a sparkline)
 SPARK_POINTS = 64
 GRID_TEXT = 300
+MAX_GRID_ITEMS = 64
 DETAIL_TEXT = 20_000
 DETAIL_VALUES = 1000
 MAX_EXTRAS = 32
@@ -89,7 +96,7 @@ _LOCKDOWN = ("SET enable_external_access = false", "SET python_enable_replacemen
              "SET allow_community_extensions = false", "SET lock_configuration = true")  # fmt: skip
 
 
-class ApiError(Exception):
+class ApiError(TensorhouseError):
     """An error the API reports to the client: an HTTP status and a message."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -269,6 +276,20 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _truncated(name: str, sql_type: str) -> str:
+    """An extra column cut, inside DuckDB, to what a grid cell shows anyway.
+
+    Without this, ``SELECT _rowid, repeat('x', 20000000) FROM ds`` makes every
+    row of a page a 20 MB Python string (measured: 9.7 GB for one request).
+    """
+    q = quote_ident(name)
+    if sql_type == "VARCHAR":
+        return f"left({q}, {GRID_TEXT + 1}) AS {q}"
+    if sql_type.endswith("[]"):
+        return f"{q}[1:{MAX_GRID_ITEMS}] AS {q}"
+    return q
+
+
 def single_select(sql: str) -> str:
     """``sql`` if it is exactly one SELECT statement (trailing ``;`` removed), else ApiError 400.
 
@@ -301,6 +322,40 @@ def check_where(where: str) -> str:
     return where
 
 
+def register_limited_udfs(db: duckdb.DuckDBPyConnection, max_output_bytes: int) -> list[str]:
+    """The tensor UDFs, each call run under ``max_udf_output_bytes = max_output_bytes``.
+
+    Kernels that can expand their input (decode, resize) check the limit before
+    allocating; every result is checked again after (a catch-all for the rest).
+    """
+    import duckdb.func
+
+    from tensorhouse.udfs.catalog import CATALOG
+    from tensorhouse.udfs.duckdb import sql_type
+    from tensorhouse.udfs.kernels.errors import UDFArgumentError
+
+    cap = min(max_output_bytes, limits.current().max_udf_output_bytes)
+
+    def wrap(udf: Any) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            # A thread-local override: DuckDB calls Python UDFs on the thread that runs them.
+            with limits.override(max_udf_output_bytes=cap):
+                out = udf(*args)
+            limits.check("max_udf_output_bytes", out.nbytes, what=f"{udf.name}: a result of {out.nbytes} bytes",
+                         error=UDFArgumentError)  # fmt: skip
+            return out
+
+        call.__name__ = udf.name
+        return call
+
+    names = []
+    for udf in CATALOG:
+        db.create_function(udf.name, wrap(udf), None, duckdb.sqltype(sql_type(udf.returns)),
+                           type=duckdb.func.ARROW, null_handling=duckdb.func.SPECIAL)  # fmt: skip
+        names.append(udf.name)
+    return names
+
+
 class _Sessions:
     """DuckDB cursors with datasets registered, pooled per set of tables, on one locked database."""
 
@@ -310,12 +365,14 @@ class _Sessions:
 
         self._register = th_duckdb.register
         self.timeout_s = timeout_s
-        self._db = duckdb.connect()
+        lim = limits.current()
+        # Set at connect: temp_directory '' turns spilling off, which is what removes the
+        # temp directory from the directories DuckDB lets queries read with external access off.
+        self._db = duckdb.connect(config={"temp_directory": "", "memory_limit": f"{lim.viewer_memory_limit_bytes}B",
+                                          "threads": max(1, lim.viewer_threads)})  # fmt: skip
         if udfs:
             try:
-                from tensorhouse import udfs as th_udfs
-
-                th_udfs.register(self._db)
+                register_limited_udfs(self._db, lim.viewer_max_udf_output_bytes)
             except Exception as err:  # the viewer works without them
                 log.warning("tensor UDFs not available in the viewer: %s", err)
         for stmt in _LOCKDOWN:
@@ -482,7 +539,8 @@ class ViewerAPI:
                 raise ApiError(400, "the query must return the _rowid column, e.g. SELECT _rowid, label FROM ds")
             # Dataset columns are shown from the dataset; BLOBs would make DuckDB read every image up to the page.
             extras = [c for c, t in cols if c != ROWID and c not in ds.schema and t != "BLOB"][:MAX_EXTRAS]
-            projection = ", ".join(quote_ident(c) for c in [ROWID, *extras])
+            types = dict(cols)
+            projection = ", ".join([quote_ident(ROWID), *(_truncated(c, types[c]) for c in extras)])
             page_sql = f"SELECT {projection} FROM (\n{body}\n) AS q LIMIT {limit} OFFSET {offset}"
             count_sql = f"SELECT count(*) FROM (\n{body}\n) AS q"
         else:
@@ -495,7 +553,7 @@ class ViewerAPI:
         if any(not isinstance(r, int) for r in rowids):
             raise ApiError(400, "_rowid must be the dataset's integer row ids (not NULL)")
         cells = self._cells(ds, rowids)
-        rows = [{"_rowid": r[0], "cells": c, "extra": {n: jsonable(v, max_items=64, max_chars=GRID_TEXT)
+        rows = [{"_rowid": r[0], "cells": c, "extra": {n: jsonable(v, max_items=MAX_GRID_ITEMS, max_chars=GRID_TEXT)
                                                       for n, v in zip(extras, r[1:], strict=True)}}
                 for r, c in zip(data, cells, strict=True)]  # fmt: skip
         return {"version": ds.version, "branch": ds.branch_name, "offset": offset, "limit": limit, "total": total,

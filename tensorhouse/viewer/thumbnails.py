@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tensorhouse import limits
+from tensorhouse.errors import CodecError
 from tensorhouse.format.chunks.codecs import decode_image
 
 #: What a thumbnail job loads: the stored image (encoded bytes, or raw HxWxC pixels) and its codec.
@@ -59,7 +61,9 @@ def _decode(data: bytes | np.ndarray, codec: str | None, tw: int, th: int) -> np
     if codec == "jpeg":
         import simplejpeg
 
-        _h, _w, cs, _ = simplejpeg.decode_jpeg_header(data)
+        h, w, cs, _ = simplejpeg.decode_jpeg_header(data)
+        # A stranger's dataset may hold a JPEG claiming any size: refuse before decoding.
+        limits.check("max_image_pixels", int(h) * int(w), what=f"a JPEG of {h}x{w} pixels", error=CodecError)
         img = simplejpeg.decode_jpeg(data, colorspace="GRAY" if cs == "Gray" else "RGB",
                                      min_height=th, min_width=tw)  # fmt: skip
         return img if img.ndim == 3 else img[:, :, None]

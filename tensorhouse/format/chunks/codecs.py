@@ -44,7 +44,14 @@ def compress(codec: str, data: bytes | memoryview, *, level: int = 3) -> bytes:
 
 
 def decompress(codec: str, data: bytes | memoryview, raw_length: int) -> bytes | memoryview:
-    """Decompress a data section; its size must equal ``raw_length`` exactly."""
+    """Decompress a data section; its size must equal ``raw_length`` exactly.
+
+    ``raw_length`` comes from a stranger's header: it is checked against the
+    limits (absolute, and relative to the stored size) before any allocation.
+    """
+    from tensorhouse.format.chunks.header import check_expansion
+
+    check_expansion(codec, len(data), raw_length)
     try:
         if codec == "none":
             out: bytes | memoryview = data
@@ -134,7 +141,16 @@ def image_header_shape(codec: str, data: bytes | bytearray | memoryview) -> tupl
 
 
 def decode_image(codec: str, data: bytes | memoryview, out: np.ndarray | None = None) -> np.ndarray:
-    """Decode an encoded image to uint8 HxWxC, into ``out`` when given (must match the shape)."""
+    """Decode an encoded image to uint8 HxWxC, into ``out`` when given (must match the shape).
+
+    An image whose header claims more than ``max_image_pixels`` (tensorhouse.limits)
+    is refused before decoding: a stored image of a stranger's dataset can claim any size.
+    """
+    if out is None:
+        from tensorhouse import limits
+
+        h, w, _c = image_header_shape(codec, data)
+        limits.check("max_image_pixels", h * w, what=f"{codec} image of {h}x{w} pixels", error=CodecError)
     if codec == "jpeg":
         import simplejpeg
 

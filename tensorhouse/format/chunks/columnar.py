@@ -32,7 +32,7 @@ Example:
     >>> to_column([decimal.Decimal("1.234")], pa.decimal128(15, 2), "price")
     Traceback (most recent call last):
     ...
-    tensorhouse.errors.SchemaError: column 'price', row 0: cannot store 1.234 as decimal128(15, 2): Rescaling Decimal value would cause data loss
+    tensorhouse.errors.SchemaError: column 'price', row 0: cannot store Decimal('1.234') (decimal128(4, 3)) as decimal128(15, 2): Rescaling Decimal value would cause data loss
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptChunkError, SchemaError
 
 #: Codecs measured for each chunk, cheapest to decode first.
@@ -363,7 +364,15 @@ def decode(data: bytes | memoryview, t: pa.DataType | None, num_rows: int) -> pa
 
     try:
         f = pq.ParquetFile(pa.BufferReader(pa.py_buffer(data)))
-        if len(f.schema_arrow) != 1 or f.metadata.num_rows != num_rows:
+        md = f.metadata
+        claimed = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+        # A stranger's footer must not make the decoder allocate without bound (tensorhouse.limits).
+        limits.check("max_chunk_decompressed_bytes", claimed, what=f"columnar chunk of {claimed} bytes decoded",
+                     error=CorruptChunkError)  # fmt: skip
+        if claimed > limits.current().compression_ratio_floor:
+            limits.check("max_compression_ratio", claimed // max(len(data), 1),
+                         what=f"columnar chunk of {len(data)} bytes claiming {claimed}", error=CorruptChunkError)  # fmt: skip
+        if len(f.schema_arrow) != 1 or md.num_rows != num_rows:
             raise CorruptChunkError(f"columnar chunk holds {len(f.schema_arrow)} columns of "
                                     f"{f.metadata.num_rows} rows, the header says 1 of {num_rows}")  # fmt: skip
         col = f.read(use_threads=False).column(0)

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptChunkError
 from tensorhouse.types import NUMERIC_DTYPES
 
@@ -76,8 +77,15 @@ FLAG_UNIFORM = 1
 FLAG_NULLS = 2
 FLAG_FIXED_SIZE = 4
 FLAG_COLUMNAR = 8
-#: Upper bounds that keep a corrupt header from asking for absurd allocations.
-MAX_SAMPLES = 1 << 26
+#: Upper bounds that keep a corrupt header from asking for absurd allocations
+#: (the configurable ones are in :mod:`tensorhouse.limits`). The writer never
+#: puts more samples than this in one chunk; readers refuse more than
+#: ``max_chunk_samples`` (the same by default: a fixed-size header claiming
+#: more would make the reader build an offset array of 8 bytes per claimed
+#: sample; raise it to read chunks written before the cap with a large chunk_bytes).
+MAX_SAMPLES = 1 << 24
+#: Largest product of a sample's dimensions (it must fit an int64 without overflow).
+MAX_ELEMENTS = 1 << 62
 MAX_NDIM = 32
 ALIGN = 64
 MIN_BLOCK = 512
@@ -179,7 +187,25 @@ def header_length_hint(data: bytes | memoryview) -> int:
     if len(data) < 8 or bytes(data[:4]) != MAGIC:
         raise CorruptChunkError("not a tensorhouse chunk (bad magic bytes)")
     (length,) = struct.unpack_from("<I", data, 4)
+    check_header_length(int(length))
     return int(length)
+
+
+def check_header_length(length: int) -> None:
+    """Refuse a header length over ``max_chunk_header_bytes`` before reading that many bytes."""
+    limits.check("max_chunk_header_bytes", length, what=f"chunk header of {length} bytes", error=CorruptChunkError)
+
+
+def check_expansion(codec: str, data_length: int, raw_length: int) -> None:
+    """Refuse a data section that would decompress to more than the limits allow, before allocating it."""
+    lim = limits.current()
+    limits.check("max_chunk_decompressed_bytes", raw_length, what=f"chunk data section of {raw_length} bytes",
+                 error=CorruptChunkError)  # fmt: skip
+    if codec != "none" and raw_length > lim.compression_ratio_floor and raw_length > lim.max_compression_ratio * max(data_length, 1):
+        ratio = raw_length // max(data_length, 1)
+        raise limits.exceeded("max_compression_ratio", ratio,
+                              what=f"{codec} chunk of {data_length} stored bytes claiming {raw_length} decompressed",
+                              error=CorruptChunkError)  # fmt: skip
 
 
 def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -> ChunkHeader:
@@ -194,6 +220,7 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
         raise CorruptChunkError(f"chunk format version {version} is not supported (this reader knows {READABLE_VERSIONS})")
     if flags & FLAG_FIXED_SIZE and version < 2:
         raise CorruptChunkError("chunk flag 4 (fixed sample size) in a format 1 header")
+    check_header_length(header_length)
     columnar = bool(flags & FLAG_COLUMNAR)
     if columnar and (version < 3 or flags & (FLAG_FIXED_SIZE | FLAG_NULLS) or ndim):
         raise CorruptChunkError(f"chunk flag 8 (columnar) with format {version}, flags {flags}, ndim {ndim}")
@@ -206,9 +233,11 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
         raise CorruptChunkError("chunk header checksum mismatch")
     if cc not in _CHUNK_CODEC_NAMES or sc not in _SAMPLE_CODEC_NAMES or dt >= len(DTYPES):
         raise CorruptChunkError(f"chunk header names an unknown codec or dtype ({cc}, {sc}, {dt})")
-    if ndim > MAX_NDIM or n > MAX_SAMPLES or not (MIN_BLOCK <= block_size <= MAX_BLOCK):
+    limits.check("max_chunk_samples", n, what=f"chunk header claiming {n} samples", error=CorruptChunkError)
+    if ndim > MAX_NDIM or not (MIN_BLOCK <= block_size <= MAX_BLOCK):
         raise CorruptChunkError(f"chunk header out of bounds (ndim {ndim}, {n} samples, block {block_size})")
     chunk_codec = _CHUNK_CODEC_NAMES[cc]
+    check_expansion(chunk_codec, data_length, raw_length)
     uniform = bool(flags & FLAG_UNIFORM)
     pos = FIXED_SIZE
     n_shape = ndim if uniform else n * ndim
@@ -224,6 +253,9 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     raw_shapes = np.frombuffer(data, dtype="<u4", count=n_shape, offset=pos).astype(np.int64)
     pos += 4 * n_shape
     shapes = np.broadcast_to(raw_shapes, (n, ndim)) if uniform else raw_shapes.reshape(n, ndim)
+    # In floating point: an int64 product of 65536^4 wraps to 0 and would pass the size check below.
+    if ndim and n and float(np.prod(raw_shapes.reshape(-1, ndim).astype(np.float64), axis=1).max()) > MAX_ELEMENTS:
+        raise CorruptChunkError(f"chunk sample shape {raw_shapes.reshape(-1, ndim)[0].tolist()} is too large")
     if columnar:
         offsets = np.zeros(n + 1, dtype=np.int64)  # no per-sample payloads: the section is one column
         if data_length != raw_length:

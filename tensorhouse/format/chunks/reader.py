@@ -7,16 +7,21 @@ one. Several samples of one chunk are fetched with coalesced ranges.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptChunkError
 from tensorhouse.format.chunks import codecs, columnar
 from tensorhouse.format.chunks.header import (
     ChunkHeader,
+    check_header_length,
     decode_header,
     header_length_hint,
     verify_blocks,
@@ -54,6 +59,85 @@ class HeaderCache:
 
 
 _HEADERS = HeaderCache()
+#: Text chunks whose samples were checked to be UTF-8 in this process.
+_TEXT_OK = HeaderCache()
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What the log and the schema say a chunk holds; checked against its header for free.
+
+    A checksummed but crafted dataset can point a float32 column at an int32
+    chunk, or claim fewer rows than the chunk holds: without this check the
+    reader would reinterpret bits or return part of the rows silently.
+    """
+
+    column: str
+    dtype: str
+    shape: tuple[int | None, ...]
+    sample_codec: str | None
+    rows: int
+
+    @staticmethod
+    def of(column: str, ctype: Any, rows: int) -> Expect:
+        """From a column type (anything with storage_dtype, sample_shape, sample_codec)."""
+        # An ``Arrow`` column's chunks are columnar (dtype "arrow"); its storage_dtype describes samples.
+        dtype = "arrow" if getattr(ctype, "kind", None) == "arrow" else ctype.storage_dtype
+        return Expect(column, dtype, tuple(ctype.sample_shape), ctype.sample_codec, int(rows))
+
+    def check(self, h: ChunkHeader, where: str) -> None:
+        bad = None
+        if h.num_samples != self.rows:
+            bad = f"holds {h.num_samples} rows, the log says {self.rows}"
+        elif h.dtype != self.dtype:
+            bad = f"holds {h.dtype} samples, the column stores {self.dtype}"
+        elif h.sample_codec != self.sample_codec:
+            bad = f"holds samples encoded as {h.sample_codec}, the column's codec is {self.sample_codec}"
+        elif h.ndim != len(self.shape):
+            bad = f"holds {h.ndim}-d samples, the column's samples are {len(self.shape)}-d"
+        elif h.num_samples:
+            fixed = [(i, d) for i, d in enumerate(self.shape) if d is not None]
+            shapes = np.asarray(h.shapes[:1]) if h.uniform else np.asarray(h.shapes)
+            if h.nulls is not None:  # a null sample's shape is all zeros: only values must fit
+                shapes = shapes[:0] if h.uniform and h.nulls.all() else shapes if h.uniform else shapes[~h.nulls]
+            for i, d in fixed:
+                if bool((shapes[:, i] != d).any()):
+                    bad = f"holds samples of shape {shapes[0].tolist()}, the column's is {list(self.shape)}"
+                    break
+            if bad is None and self.sample_codec is not None and len(shapes) and shapes.shape[1] >= 2:
+                # Decoding allocates H x W x C from these shapes before the codec sees a byte.
+                pixels = shapes[:, 0].astype(np.float64) * shapes[:, 1]
+                worst = int(pixels.argmax())
+                limits.check("max_image_pixels", int(pixels[worst]),
+                             what=f"{where} (column {self.column!r}): an image of {shapes[worst, 0]}x"
+                                  f"{shapes[worst, 1]} pixels", error=CorruptChunkError)  # fmt: skip
+        if bad is not None:
+            raise CorruptChunkError(f"{where} (column {self.column!r}) {bad}")
+
+
+def check_stats(batch: SampleBatch, stats: Mapping[str, Any] | None, *, dtype: str, where: str) -> None:
+    """The log's min/max of a scalar chunk must cover the values read (forged stats prune wrongly)."""
+    if not stats or dtype in ("bytes", "str", "arrow") or len(batch) == 0 or np.asarray(batch.shapes).shape[1] != 0:
+        return
+    lo, hi = stats.get("min"), stats.get("max")
+    if lo is None and hi is None:
+        return
+    values = np.frombuffer(batch.data, dtype=dtype, count=len(batch), offset=int(batch.offsets[0]))
+    if batch.nulls is not None:
+        values = values[~batch.nulls]
+    if values.dtype.kind == "f":
+        values = values[~np.isnan(values)]
+    if not len(values):
+        return
+    vmin, vmax = values.min().item(), values.max().item()
+    try:
+        below = lo is not None and not (isinstance(vmin, float) and math.isinf(vmin)) and vmin < lo
+        above = hi is not None and not (isinstance(vmax, float) and math.isinf(vmax)) and vmax > hi
+    except TypeError:  # a stats value of the wrong kind (a string for a number)
+        below = above = True
+    if below or above:
+        raise CorruptChunkError(f"{where}: the log's statistics (min {lo!r}, max {hi!r}) do not cover the chunk's "
+                                f"values (min {vmin!r}, max {vmax!r}); the log is corrupt or forged")  # fmt: skip
 
 
 class ChunkReader:
@@ -67,11 +151,19 @@ class ChunkReader:
         self.store = store
         self.headers = headers or _HEADERS
 
-    def header(self, path: str, header_length: int | None, size: int | None) -> ChunkHeader:
+    def header(self, path: str, header_length: int | None, size: int | None,
+               expect: Expect | None = None) -> ChunkHeader:  # fmt: skip
         key = (self.store.uri, path)
         h = self.headers.get(key)
         if h is not None:
+            if expect is not None:
+                expect.check(h, f"{self.store.uri}/{path}")
             return h
+        if header_length is not None:
+            try:
+                check_header_length(header_length)
+            except CorruptChunkError as err:
+                raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         if header_length is None:
             probe = self.store.get_range(path, 0, HEADER_PROBE)
             header_length = header_length_hint(probe)
@@ -79,6 +171,8 @@ class ChunkReader:
         else:
             data = self.store.get_range(path, 0, header_length)
         h = self._parse(path, data, size)
+        if expect is not None:
+            expect.check(h, f"{self.store.uri}/{path}")
         self.headers.put(key, h)
         return h
 
@@ -130,8 +224,13 @@ class ChunkReader:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         m.verified[todo] = True
 
-    def read_all(self, path: str, size: int | None = None) -> SampleBatch:
+    def read_all(self, path: str, size: int | None = None, *, expect: Expect | None = None) -> SampleBatch:
         """Every sample of a chunk, read with one request (or mapped, locally) and verified."""
+        if size is not None and expect is not None:
+            # Known header (cached): refuse a mismatch before reading the data at all.
+            cached = self.headers.get((self.store.uri, path))
+            if cached is not None:
+                expect.check(cached, f"{self.store.uri}/{path}")
         m = self._mapped(path, size)
         blob: bytes | memoryview = m.view if m is not None else self.store.get(path)
         if size is not None and len(blob) != size:
@@ -144,6 +243,8 @@ class ChunkReader:
             except CorruptChunkError as err:
                 raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
             self.headers.put((self.store.uri, path), h)
+        if expect is not None:
+            expect.check(h, f"{self.store.uri}/{path}")
         stored = view[h.header_length :]
         try:
             if m is not None:
@@ -155,19 +256,41 @@ class ChunkReader:
                 return of_column(columnar.decode(raw, None, h.num_samples))
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
+        if h.dtype == "str":
+            self._check_text(path, raw, h)
         return SampleBatch(raw, h.offsets, np.asarray(h.shapes), h.nulls)
 
+    def _check_text(self, path: str, raw: bytes | memoryview, h: ChunkHeader) -> None:
+        """A whole text chunk is UTF-8, checked once per process (chunk files are immutable)."""
+        key = (self.store.uri, path)
+        if _TEXT_OK.get(key) is None:
+            check_utf8(raw, h.offsets, f"{self.store.uri}/{path}")
+            _TEXT_OK.put(key, h)
+
     def read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
-                      size: int | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
+                      size: int | None = None, expect: Expect | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
+        views, h = self._read_payloads(path, rows, header_length=header_length, size=size, expect=expect)
+        if h.dtype == "str" and _TEXT_OK.get((self.store.uri, path)) is None:
+            m = self._mapped(path, size)
+            if m is not None:  # local: check the whole chunk once
+                self._check_text(path, m.view[h.header_length : h.header_length + h.raw_length], h)
+            else:  # remote, uncompressed (read_all checked compressed ones whole): just these samples
+                for v in views:
+                    check_utf8(v, np.array([0, len(v)]), f"{self.store.uri}/{path}")
+        return views, h
+
+    def _read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
+                       size: int | None = None, expect: Expect | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
         """Views of the stored payloads of ``rows`` (chunk-local, any order), verified, and the header.
 
         Locally: slices of the mapped file, no system call once mapped. Elsewhere:
         coalesced range reads of the checksum blocks around the samples.
         """
-        h = self.header(path, header_length, size)
+        h = self.header(path, header_length, size, expect)
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= h.num_samples):
-            raise IndexError(f"{path}: row out of range for a chunk of {h.num_samples} samples")
+            # The caller computed the rows from the log: a chunk with fewer samples is corrupt.
+            raise CorruptChunkError(f"{self.store.uri}/{path}: row out of range for a chunk of {h.num_samples} samples")
         starts = h.offsets[rows]
         ends = h.offsets[rows + 1]
         if h.chunk_codec != "none":
@@ -213,11 +336,11 @@ class ChunkReader:
                 zip(which.tolist(), starts.tolist(), ends.tolist(), bases.tolist(), strict=True)], h  # fmt: skip
 
     def read_one(self, path: str, row: int, *, header_length: int | None = None,
-                 size: int | None = None) -> tuple[memoryview, ChunkHeader]:  # fmt: skip
+                 size: int | None = None, expect: Expect | None = None) -> tuple[memoryview, ChunkHeader]:  # fmt: skip
         """One sample's stored payload: the lean path of single-row reads (plain ints, no arrays)."""
-        h = self.header(path, header_length, size)
+        h = self.header(path, header_length, size, expect)
         if not 0 <= row < h.num_samples:
-            raise IndexError(f"{path}: row {row} out of range for a chunk of {h.num_samples} samples")
+            raise CorruptChunkError(f"{self.store.uri}/{path}: row {row} out of range for a chunk of {h.num_samples} samples")
         m = self._mapped(path, size) if h.chunk_codec == "none" else None
         if m is None:
             views, h = self.read_payloads(path, np.array([row]), header_length=header_length, size=size)
@@ -227,6 +350,8 @@ class ChunkReader:
         last = min(max(-(-e // bs), s // bs + 1), len(h.block_crcs))
         if m.verified is None or not all(m.verified[b] for b in range(s // bs, last)):
             self._verify_mapped(m, h, np.arange(s // bs, last), path)
+        if h.dtype == "str":
+            self._check_text(path, m.view[h.header_length : h.header_length + h.raw_length], h)
         return m.view[h.header_length + s : h.header_length + e], h
 
     def read_rows(self, path: str, rows: Sequence[int] | np.ndarray, *, header_length: int | None = None,
@@ -235,6 +360,21 @@ class ChunkReader:
         rows = np.asarray(rows, dtype=np.int64)
         views, h = self.read_payloads(path, rows, header_length=header_length, size=size)
         return gather(views, np.asarray(h.shapes)[rows], h.nulls[rows] if h.nulls is not None else None)
+
+
+def check_utf8(data: bytes | memoryview, offsets: np.ndarray, where: str) -> None:
+    """Text samples must be UTF-8: a crafted (resealed) chunk would otherwise fail later, in user code."""
+    import pyarrow as pa
+
+    try:
+        pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(np.ascontiguousarray(offsets, np.int64)),
+                                         pa.py_buffer(data)).validate(full=True)  # fmt: skip
+    except (pa.ArrowInvalid, ValueError) as err:
+        # Chunks written before lone surrogates were refused hold them "surrogatepass"-encoded: still readable.
+        try:
+            bytes(data).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise CorruptChunkError(f"{where}: a text sample is not valid UTF-8 ({err})") from err
 
 
 def gather(views: Sequence[memoryview | bytes], shapes: np.ndarray, nulls: np.ndarray | None) -> SampleBatch:

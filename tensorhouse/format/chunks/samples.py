@@ -267,6 +267,9 @@ def _normalize_bytes(values: Any, ctype: ColumnType, column: str) -> SampleBatch
                 parts.append(json.dumps(v, ensure_ascii=False, allow_nan=False).encode())
             except (TypeError, ValueError) as err:
                 raise _err(column, row, f"value is not JSON-serialisable: {err}") from err
+            except RecursionError as err:  # nested deeper than Python can serialise
+                raise _err(column, row, "value is nested too deeply to store as JSON (deeper than Python's "
+                           "recursion limit)") from err
         elif isinstance(ctype, Text):
             if not isinstance(v, str):
                 raise _err(column, row, f"expected str, got {type(v).__name__}")

@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 
 from tensorhouse.format.chunks import codecs, columnar
-from tensorhouse.format.chunks.header import block_checksums, choose_block_size, encode_header
+from tensorhouse.format.chunks.header import (
+    MAX_SAMPLES,
+    block_checksums,
+    choose_block_size,
+    encode_header,
+)
 from tensorhouse.format.chunks.samples import SampleBatch
 from tensorhouse.types import Arrow, ColumnType, Scalar
 
@@ -47,7 +52,8 @@ def split_points(batch: SampleBatch, target_bytes: int) -> list[tuple[int, int]]
     start = 0
     while start < n:
         stop = int(np.searchsorted(offsets, offsets[start] + target_bytes, side="right")) - 1
-        stop = min(max(stop, start + 1), n)
+        # Readers refuse chunks of more than MAX_SAMPLES samples (see header.py).
+        stop = min(max(stop, start + 1), n, start + MAX_SAMPLES)
         out.append((start, stop))
         start = stop
     return out

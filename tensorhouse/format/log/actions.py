@@ -17,34 +17,36 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tensorhouse import limits
 from tensorhouse.errors import CorruptLogError
 from tensorhouse.types import Schema
 
 COMMIT_FORMAT = "tensorhouse.commit"
 #: The commit document version written. 1: the first vocabulary; 2 adds the restore, add_index and
-#: drop_index actions. Readers accept every version up to this one (old logs and golden datasets).
-COMMIT_FORMAT_VERSION = 2
-READABLE_COMMIT_FORMATS = (1, 2)
+#: drop_index actions; 3 moves the crc32 first and computes it over the raw bytes of the rest
+#: (no re-serialisation to check it). Readers accept every version up to this one.
+COMMIT_FORMAT_VERSION = 3
+READABLE_COMMIT_FORMATS = (1, 2, 3)
+#: How a format 3 entry starts: its crc32 covers ``b"{" + everything after the first comma``.
+RAW_CRC_PREFIX = b'{"crc32":'
 READER_VERSION = 1
 WRITER_VERSION = 1
 MAX_FRAGMENT_ROWS = (1 << 32) - 1
 
 
-#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory).
-MAX_ENTRY_BYTES = 256 << 20
+#: Largest JSON document we agree to parse (a stranger's log must not exhaust memory): see tensorhouse.limits.
+MAX_ENTRY_BYTES = limits.Limits().max_log_entry_bytes
 
 
 def load_json(raw: bytes | str, where: str) -> Any:
     """Parse one JSON document of the log (an entry, a hint, a checkpoint's state): the one place that does.
 
-    Raises CorruptLogError naming ``where`` for oversized or invalid input.
+    Raises CorruptLogError naming ``where`` for oversized, too deeply nested or
+    invalid input (including integers of more digits than Python converts);
+    the limits are ``max_log_entry_bytes`` and ``max_json_depth``.
     """
-    if len(raw) > MAX_ENTRY_BYTES:
-        raise CorruptLogError(f"{where}: {len(raw)} bytes exceeds the limit of {MAX_ENTRY_BYTES}")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CorruptLogError(f"{where}: not valid JSON (torn or corrupt): {err}") from err
+    return limits.parse_json(raw, where=where, what="log document (torn or corrupt?)", error=CorruptLogError,
+                             size_limit="max_log_entry_bytes")  # fmt: skip
 
 
 def document_crc(doc: Mapping[str, Any]) -> int:
@@ -69,7 +71,9 @@ def _str(d: Mapping[str, Any], key: str) -> str:
 def _check_path(path: str) -> str:
     """Data paths come from strangers' logs: relative, inside the dataset, no '..'."""
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
+    # NUL and ".tmp-" (names stores reserve for staged writes) would only fail later, in the store.
+    if (not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path
+            or "\x00" in path or parts[-1].startswith(".tmp-")):  # fmt: skip
         raise CorruptLogError(f"unsafe data path {path!r} in the log")
     return path
 
@@ -204,8 +208,12 @@ class Metadata:
         config = d.get("config", {})
         if not isinstance(config, Mapping):
             raise CorruptLogError("metadata config must be an object")
-        return Metadata(_str(d, "dataset_id"), schema, {k: _int(ids, k) for k in ids},
-                        _int(d, "next_field_id"), dict(config))  # fmt: skip
+        field_ids = {k: _int(ids, k) for k in ids}
+        next_id = _int(d, "next_field_id")
+        # Field ids are handed out from next_field_id: a duplicate or a higher one is a forged map.
+        if len(set(field_ids.values())) != len(field_ids) or any(v >= next_id for v in field_ids.values()):
+            raise CorruptLogError("metadata field_ids are not distinct ids below next_field_id")
+        return Metadata(_str(d, "dataset_id"), schema, field_ids, next_id, dict(config))
 
 
 @dataclass(frozen=True)
@@ -400,6 +408,13 @@ class Commit:
     actions: tuple[Action, ...]
     message: str | None = None
 
+    def to_bytes(self) -> bytes:
+        """The stored form: ``{"crc32":<crc of the rest>,`` then the document's other fields."""
+        doc = self.to_dict()
+        doc.pop("crc32")
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        return RAW_CRC_PREFIX + str(zlib.crc32(body)).encode() + b"," + body[1:]
+
     def to_dict(self) -> dict[str, Any]:
         doc = {"format": COMMIT_FORMAT, "format_version": COMMIT_FORMAT_VERSION, "version": self.version,
                "txn_id": self.txn_id, "timestamp_ms": self.timestamp_ms, "operation": self.operation,
@@ -409,14 +424,14 @@ class Commit:
         return doc
 
     @staticmethod
-    def from_dict(d: Any, expected_version: int) -> Commit:
+    def from_dict(d: Any, expected_version: int, *, checked: bool = False) -> Commit:
+        """Validate a parsed entry; ``checked``: its raw bytes already passed their crc32."""
         if not isinstance(d, Mapping) or d.get("format") != COMMIT_FORMAT:
             raise CorruptLogError("not a tensorhouse commit document")
         if d.get("format_version") not in READABLE_COMMIT_FORMATS:
             raise CorruptLogError(f"commit format version {d.get('format_version')!r} is not supported "
                                   "(written by a newer tensorhouse?)")  # fmt: skip
-        body = {k: v for k, v in d.items() if k != "crc32"}
-        if d.get("crc32") != document_crc(body):
+        if not checked and d.get("crc32") != document_crc({k: v for k, v in d.items() if k != "crc32"}):
             raise CorruptLogError("commit checksum mismatch (corrupt entry)")
         version = _int(d, "version")
         if version != expected_version:
@@ -434,7 +449,14 @@ class Commit:
 def parse_entry(raw: bytes, version: int, where: str) -> Commit:
     """Parse and validate the stored bytes of log entry ``version`` (``where`` names it in errors)."""
     try:
-        return Commit.from_dict(load_json(raw, where), version)
+        checked = False
+        if raw.startswith(RAW_CRC_PREFIX):  # format 3: check the raw bytes, no re-serialisation
+            comma = raw.find(b",", len(RAW_CRC_PREFIX))
+            digits = raw[len(RAW_CRC_PREFIX) : comma]
+            if comma < 0 or not digits.isdigit() or zlib.crc32(b"{" + raw[comma + 1 :]) != int(digits):
+                raise CorruptLogError("commit checksum mismatch (corrupt entry)")
+            checked = True
+        return Commit.from_dict(load_json(raw, where), version, checked=checked)
     except CorruptLogError as err:
         raise CorruptLogError(f"{where}: {err}" if not str(err).startswith(where) else str(err)) from err
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from tensorhouse.errors import CorruptLogError
@@ -70,7 +71,9 @@ def parse_checkpoint(raw: bytes, where: str) -> Snapshot:
         raise CorruptLogError(f"{where}: checkpoint checksum mismatch (torn or corrupt)")
     try:
         table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
+        # Full validation: a resealed body can carry offsets past its buffers, which Arrow would read out of bounds.
+        table.validate(full=True)
+    except (pa.ArrowException, OSError) as err:
         raise CorruptLogError(f"{where}: unreadable checkpoint: {err}") from err
     state_raw = (table.schema.metadata or {}).get(STATE_KEY)
     if state_raw is None:
@@ -80,11 +83,27 @@ def parse_checkpoint(raw: bytes, where: str) -> Snapshot:
         if not isinstance(state, Mapping):
             raise CorruptLogError("checkpoint state must be an object")
         next_id = _int(state, "next_fragment_id")
+        metadata = Metadata.from_dict(state["metadata"])
+        _check_field_ids(table, metadata.next_field_id)
         fragments = FragmentColumns.from_table(table.replace_schema_metadata(None), next_fragment_id=next_id)
-        return Snapshot(_int(state, "version"), _int(state, "timestamp_ms"), Metadata.from_dict(state["metadata"]),
+        return Snapshot(_int(state, "version"), _int(state, "timestamp_ms"), metadata,
                         fragments, next_id, _txns(state.get("txns")), _indexes(state.get("indexes", [])))  # fmt: skip
     except (CorruptLogError, KeyError, TypeError, ValueError) as err:
         raise CorruptLogError(f"{where}: malformed checkpoint: {err}") from err
+
+
+def _check_field_ids(table: pa.Table, next_field_id: int) -> None:
+    """Chunk field ids are handed out below next_field_id: a higher one would read as a column of nulls."""
+    if "chunks" not in table.column_names or not table.num_rows:
+        return
+    try:
+        fields = pc.list_flatten(table.column("chunks")).combine_chunks().field("field")
+    except (pa.ArrowException, KeyError) as err:
+        raise CorruptLogError(f"checkpoint chunks are malformed: {err}") from err
+    bounds = pc.min_max(fields).as_py()  # {"min": None, "max": None} when empty or all null
+    top, low = bounds["max"], bounds["min"]
+    if top is not None and low is not None and (top >= next_field_id or low < 0):
+        raise CorruptLogError(f"checkpoint chunk field ids outside 0..{next_field_id - 1}")
 
 
 def _int(d: Mapping[str, Any], key: str) -> int:

@@ -82,8 +82,8 @@ def _unsafe_paths(paths: pa.Array) -> None:
     raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
     starts, ends = offsets[:-1] - offsets[0], offsets[1:] - offsets[0]
     nonempty = ends > starts
-    if not nonempty.all() or (raw == ord("\\")).any():
-        raise CorruptLogError("a stored path is empty or has a backslash")
+    if not nonempty.all() or (raw == ord("\\")).any() or (raw == 0).any():
+        raise CorruptLogError("a stored path is empty or has a backslash or a NUL")
     if (raw[starts] == ord("/")).any() or (raw[ends - 1] == ord("/")).any():
         raise CorruptLogError("a stored path is absolute or ends with '/'")
     slash, dot = raw[:-1] == ord("/"), raw[1:] == ord(".")
@@ -93,7 +93,8 @@ def _unsafe_paths(paths: pa.Array) -> None:
     suspects = set(owners[pairs + 1 < ends[owners]].tolist()) | set(np.flatnonzero(raw[starts] == ord(".")).tolist())
     for i in sorted(suspects):
         path = paths[i].as_py()
-        if any(part in ("", ".", "..") for part in path.split("/")):
+        # ".tmp-" names are stores' staged writes (every such name is a suspect: it follows "/" or starts the path).
+        if any(part in ("", ".", "..") for part in path.split("/")) or path.rsplit("/", 1)[-1].startswith(".tmp-"):
             raise CorruptLogError(f"unsafe data path {path!r} in a checkpoint")
 
 
@@ -185,6 +186,8 @@ class FragmentColumns(Sequence[Fragment]):
         self._cols = cols
         self._overlay = dict(overlay or {})
         self._cache: dict[int, Fragment] = {}
+        self._rows: np.ndarray | None = None
+        self._deleted: np.ndarray | None = None
         if not self._overlay:
             self._ids = cols.ids
             self._src = np.arange(len(cols.ids))
@@ -223,10 +226,14 @@ class FragmentColumns(Sequence[Fragment]):
         return self._ids
 
     def row_counts(self) -> np.ndarray:
-        return self._gather(self._cols.num_rows, lambda f: f.num_rows)
+        if self._rows is None:
+            self._rows = self._gather(self._cols.num_rows, lambda f: f.num_rows)
+        return self._rows
 
     def deleted_counts(self) -> np.ndarray:
-        return self._gather(self._cols.num_deleted, lambda f: f.num_deleted)
+        if self._deleted is None:
+            self._deleted = self._gather(self._cols.num_deleted, lambda f: f.num_deleted)
+        return self._deleted
 
     def _gather(self, column: np.ndarray, value: Callable[[Fragment], int]) -> np.ndarray:
         out = np.zeros(len(self._ids), dtype=np.int64)

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from tensorhouse import limits
 from tensorhouse.errors import (
     CommitConflictError,
     ConditionalPutUnsupportedError,
@@ -29,6 +30,7 @@ from tensorhouse.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     StorageError,
+    TensorhouseError,
     VersionNotFoundError,
 )
 from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entry
@@ -80,8 +82,12 @@ class _UnusableHint(Exception):
     """The checkpoint a hint names cannot be read: open from a full listing instead."""
 
 
-class AlreadyCommitted(Exception):
-    """Raised by an action builder when its idempotent transaction is already in the log."""
+class AlreadyCommitted(TensorhouseError):
+    """Raised by an action builder when its idempotent transaction is already in the log.
+
+    A signal between the transaction and the log, caught in format/transaction.py;
+    under TensorhouseError so that nothing tensorhouse raises escapes the hierarchy.
+    """
 
     def __init__(self, version: int) -> None:
         self.version = version
@@ -209,8 +215,9 @@ class Log:
 
     def _read_hint(self) -> _Hint | None:
         try:
-            raw = self.store.get(self.hint_key)
-        except (ObjectNotFoundError, StorageError):
+            raw = limits.read_bounded(self.store, self.hint_key, "max_ref_bytes", what="checkpoint hint",
+                                      error=CorruptLogError)  # fmt: skip
+        except (ObjectNotFoundError, StorageError, CorruptLogError):
             return None
         try:
             doc = load_json(raw, f"{self.store.uri}/{self.hint_key}")
@@ -237,11 +244,19 @@ class Log:
         if self.parent and version <= self.parent[1]:
             return self.parent[0].read(version)
         key = self.entry_key(version)
+        where = f"{self.store.uri}/{key}"
         try:
-            raw = self.store.get(key)
+            # Size-checked before reading, depth- and digit-limited parse (tensorhouse.limits).
+            raw = limits.read_bounded(self.store, key, "max_log_entry_bytes", what="log entry", error=CorruptLogError)
         except ObjectNotFoundError as err:
             raise VersionNotFoundError(f"{self.store.uri}: version {version} does not exist") from err
-        return parse_entry(raw, version, f"{self.store.uri}/{key}")
+        try:
+            return parse_entry(raw, version, where)
+        except CorruptLogError:
+            raise
+        except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as err:
+            # A crafted entry (valid crc) of the wrong shape, e.g. a number where an object belongs.
+            raise CorruptLogError(f"{where}: malformed entry: {err!r}") from err
 
     def read_range(self, start: int, stop: int) -> list[Commit]:
         """Entries ``start`` to ``stop - 1``, read in parallel."""
@@ -255,11 +270,17 @@ class Log:
     def read_checkpoint(self, version: int, *, hint: _Hint | None = None) -> Snapshot:
         """The checkpoint of ``version``; with ``hint``, its bytes must also match the hint's size and checksum."""
         key = self.checkpoint_key(version)
-        raw = self.store.get(key)
+        # Size-checked before reading (tensorhouse.limits); its JSON parts go through load_json's limits.
+        raw = limits.read_bounded(self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError)
         where = f"{self.store.uri}/{key}"
         if hint is not None and (len(raw) != hint.size or checkpoint_digest(raw) != hint.digest):
             raise CorruptLogError(f"{where}: does not match its _last_checkpoint hint")
-        snap = parse_checkpoint(raw, where)
+        try:
+            snap = parse_checkpoint(raw, where)
+        except CorruptLogError:
+            raise
+        except (AttributeError, TypeError, KeyError, ValueError, RecursionError, OSError) as err:
+            raise CorruptLogError(f"{where}: malformed checkpoint: {err!r}") from err
         if snap.version != version:
             raise CorruptLogError(f"{where}: checkpoint says version {snap.version}")
         return snap
@@ -357,7 +378,7 @@ class Log:
             ts = max(now, snapshot.timestamp_ms + 1) if snapshot else now
             entry = Commit(version, txn_id, ts, operation, snapshot.version if snapshot else -1,
                            tuple(actions), message)  # fmt: skip
-            data = json.dumps(entry.to_dict(), separators=(",", ":")).encode()
+            data = entry.to_bytes()
             try:
                 self._put(self.entry_key(version), data)
             except ObjectExistsError:
@@ -399,6 +420,10 @@ class Log:
             self._put(key, data)
         except ObjectExistsError:  # someone else wrote the same state: the hint must describe their bytes
             data = self.store.get(key)
+        current = self._read_hint()
+        if current is not None and current.version > snap.version and self.store.exists(
+                self.checkpoint_key(current.version)):  # fmt: skip
+            return  # an older checkpoint (written on demand from an old handle) must not pull the hint back
         hint = {"version": snap.version, "size": len(data), "xxh3": checkpoint_digest(data)}
         self.store.put(self.hint_key, json.dumps(hint).encode())
 

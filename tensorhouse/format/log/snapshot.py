@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,23 +40,31 @@ class Snapshot:
     txns: Mapping[str, int] = field(default_factory=dict)
     indexes: Mapping[str, IndexEntry] = field(default_factory=dict)
 
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # A snapshot is immutable: (ids, rows, deleted rows) of its fragments are computed once.
+        arrays = fragment_arrays(self.fragments)
+        for a in arrays:
+            a.flags.writeable = False
+        return arrays
+
     @property
     def num_rows(self) -> int:
         """Live rows (deleted rows excluded)."""
-        _, rows, deleted = fragment_arrays(self.fragments)
+        _, rows, deleted = self._arrays
         return int(rows.sum() - deleted.sum())
 
     @property
     def has_deletions(self) -> bool:
-        return bool(fragment_arrays(self.fragments)[2].any())
+        return bool(self._arrays[2].any())
 
     def fragment_ids(self) -> np.ndarray:
         """Ids of the live fragments, in order (no fragment is built from a checkpoint for this)."""
-        return fragment_arrays(self.fragments)[0]
+        return self._arrays[0]
 
     def fragment_rows(self) -> np.ndarray:
         """Row counts (deleted rows included) of the live fragments, in order."""
-        return fragment_arrays(self.fragments)[1]
+        return self._arrays[1]
 
     def fragment(self, fid: int) -> Fragment:
         if isinstance(self.fragments, FragmentColumns):
@@ -83,6 +92,8 @@ class Snapshot:
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Snapshot:
         try:
+            if not isinstance(d["fragments"], list):  # a string iterates too: '' would read as no fragments
+                raise CorruptLogError("checkpoint fragments must be a list")
             frags = tuple(Fragment.from_dict(f) for f in d["fragments"])
             txns = d["txns"]
             if not isinstance(txns, Mapping) or not all(isinstance(v, int) for v in txns.values()):

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tensorhouse.errors import TensorhouseError
+from tensorhouse.errors import ArgumentError
 
 
-class UDFArgumentError(TensorhouseError, ValueError):
+class UDFArgumentError(ArgumentError):
     """A tensor UDF got an argument it cannot use (bad slice, wrong shape, not an image...)."""
 
 

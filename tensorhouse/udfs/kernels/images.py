@@ -34,9 +34,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from tensorhouse import limits
 from tensorhouse.errors import CodecError
 from tensorhouse.format.chunks import codecs
-from tensorhouse.udfs.kernels.errors import arg_error, row_error
+from tensorhouse.udfs.kernels.errors import UDFArgumentError, arg_error, row_error
 from tensorhouse.udfs.kernels.tensors import (
     IMAGE,
     TensorBatch,
@@ -68,21 +69,37 @@ def decode_batch(arr: pa.Array | pa.ChunkedArray, fn: str = "decode_image", pos:
     # pa.Buffer exports signed chars; simplejpeg wants unsigned bytes.
     data = memoryview(arr.buffers()[2]).cast("B") if arr.buffers()[2] is not None else memoryview(b"")
 
-    def one(i: int) -> np.ndarray:
+    def codec_of(i: int) -> tuple[str, memoryview]:
         blob = data[int(offsets[i]) : int(offsets[i + 1])]
         head = bytes(blob[:8])
         if head.startswith(codecs.JPEG_MAGIC):
-            codec = "jpeg"
-        elif head.startswith(codecs.PNG_MAGIC):
-            codec = "png"
-        else:
-            raise row_error(fn, pos, i, f"is not a JPEG or PNG image (starts with {head[:4]!r})")
+            return "jpeg", blob
+        if head.startswith(codecs.PNG_MAGIC):
+            return "png", blob
+        raise row_error(fn, pos, i, f"is not a JPEG or PNG image (starts with {head[:4]!r})")
+
+    def one(i: int) -> np.ndarray:
+        codec, blob = codec_of(i)
         try:
             return codecs.decode_image(codec, blob)
         except CodecError as err:
             raise row_error(fn, pos, i, f"is a corrupt {codec.upper()} image: {err}") from err
 
     rows = np.flatnonzero(valid).tolist()
+    # Headers first (microseconds each): a 634-byte JPEG can claim 32000x32000 pixels, so the
+    # decoded size is checked against the limits before anything is allocated.
+    total = 0
+    for i in rows:
+        codec, blob = codec_of(i)
+        try:
+            h, w, c = codecs.image_header_shape(codec, blob)
+        except CodecError as err:
+            raise row_error(fn, pos, i, f"is a corrupt {codec.upper()} image: {err}") from err
+        limits.check("max_image_pixels", h * w, what=f"{fn}: row {i} is an image of {h}x{w} pixels",
+                     error=UDFArgumentError)  # fmt: skip
+        total += h * w * max(c, 3)
+    limits.check("max_udf_output_bytes", total, what=f"{fn}: bytes needed to decode {len(rows)} images",
+                 error=UDFArgumentError)  # fmt: skip
     if len(rows) > 2:
         from tensorhouse.format.threads import pool
 
@@ -179,6 +196,11 @@ def image_resize(imgs: pa.Array | pa.ChunkedArray, height: int, width: int) -> p
     fn = "image_resize"
     h, w = _size(height, fn, 2), _size(width, fn, 3)
     tb = images(imgs, fn)
+    # The result, and the float32 rows resizing goes through (4 bytes a value), checked before allocating.
+    channels = int(tb.shapes[tb.valid, 2].sum()) if tb.n and tb.shapes.shape[1] == 3 else 0
+    limits.check("max_udf_output_bytes", 5 * h * w * channels,
+                 what=f"{fn}: bytes needed to resize {int(tb.valid.sum())} images to {h}x{w}",
+                 error=UDFArgumentError)  # fmt: skip
 
     def apply(stack: np.ndarray, shape: tuple[int, ...], first_row: int) -> np.ndarray:
         if shape[0] == 0 or shape[1] == 0:

@@ -10,6 +10,7 @@ and memcpy release the GIL, so the threads run in parallel.
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -87,6 +88,11 @@ class BufferRing:
 
     ``allocator`` makes a new buffer (the torch side passes one of pinned memory,
     so copies to the GPU are asynchronous and run at full PCIe speed).
+
+    A buffer is reused only when nothing outside the ring still refers to it:
+    a batch the caller kept (``list(loader)``, a tensor made from it, a view of
+    it) holds a reference, and then a fresh buffer replaces it in the ring, so
+    kept batches never change under the caller. ``fresh`` counts those.
     """
 
     def __init__(self, slots: int, allocator: Callable[[tuple[int, ...], np.dtype[Any]], np.ndarray] | None = None) -> None:
@@ -94,14 +100,23 @@ class BufferRing:
         self.slots = slots
         self._bufs: dict[tuple[str, int], np.ndarray] = {}
         self._lock = threading.Lock()
+        self.fresh = 0
 
     def get(self, name: str, slot: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
         key = (name, slot % self.slots)
         with self._lock:
             buf = self._bufs.get(key)
-            if buf is None or buf.shape != shape or buf.dtype != dtype:
-                buf = self._bufs[key] = self.allocator(shape, dtype)
+            # The ring's dict, the local name and getrefcount's argument make 3: any more
+            # and a batch handed out earlier still uses this buffer.
+            if buf is not None and buf.shape == shape and buf.dtype == dtype:
+                if sys.getrefcount(buf) <= _RING_REFS:
+                    return buf
+                self.fresh += 1
+            buf = self._bufs[key] = self.allocator(shape, dtype)
             return buf
+
+
+_RING_REFS = 3
 
 
 class Materializer:

@@ -1,4 +1,4 @@
-"""The ``tensorhouse ingest ...`` commands (loaded by :mod:`tensorhouse.cli` only when used).
+"""The ``tensorhouse ingest ...`` commands (loaded by :mod:`tensorhouse.cli` only when used; CLI layer, above ingest/).
 
 Example:
     $ tensorhouse ingest imagefolder ~/imagenet/train data/imagenet-train
@@ -14,11 +14,11 @@ from typing import Any
 import click
 
 import tensorhouse as th
-from tensorhouse.cli import parse_types
+from tensorhouse.cli import parse_types, storage_option
 from tensorhouse.ingest.arrow_source import csv, parquet
 from tensorhouse.ingest.coco import coco
+from tensorhouse.ingest.engine import IngestInterrupted, IngestReport
 from tensorhouse.ingest.imagefolder import imagefolder
-from tensorhouse.ingest.progress import IngestInterrupted, IngestReport
 from tensorhouse.ingest.webdataset import webdataset
 
 
@@ -47,7 +47,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for opt in reversed(options):
         f = opt(f)
-    return f
+    return storage_option(f)  # the destination dataset's --storage-option KEY=VALUE
 
 
 def _run_ingest(uri: str, fn: Callable[..., Any], *args: Any, batch_rows: int | None, batch_mb: float,
