@@ -6,12 +6,13 @@ row; fixed-shape numeric data is not copied.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from tensorhouse import limits
+from tensorhouse.errors import CorruptChunkError
 from tensorhouse.format.chunks import codecs
 from tensorhouse.format.chunks.samples import SampleBatch
 from tensorhouse.format.threads import pool
@@ -88,7 +89,10 @@ def to_numpy(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> C
             return [None if batch.is_null(i) else bytes(batch.payload(i)) for i in range(n)]
         return decode_images(batch, ctype.compression)
     if isinstance(ctype, Json):
-        return [None if batch.is_null(i) else json.loads(bytes(batch.payload(i))) for i in range(n)]
+        # Stored JSON comes from strangers too: depth and size limits, CorruptChunkError on bad text.
+        return [None if batch.is_null(i) else limits.parse_json(bytes(batch.payload(i)), where=f"row {i} of a chunk",
+                                                                 what="JSON value", error=CorruptChunkError)
+                for i in range(n)]  # fmt: skip
     if isinstance(ctype, Text):
         return [None if batch.is_null(i) else bytes(batch.payload(i)).decode("utf-8", "surrogatepass")
                 for i in range(n)]  # fmt: skip
