@@ -207,9 +207,23 @@ def _log_entries(uri: Path) -> int:
     return len([p for p in (uri / "_log").glob("*.json")]) if (uri / "_log").exists() else 0
 
 
+# Fault injection: every put-if-absent commit (os.link of the staged file) takes 50 ms longer,
+# so the 80 one-row commits take seconds however fast or loaded the machine is.
+_SLOW_COMMITS = """
+import os, time
+_link = os.link
+def _slow_link(*args, **kwargs):
+    _link(*args, **kwargs)
+    time.sleep(0.05)
+os.link = _slow_link
+from tensorhouse.cli import main
+main()
+"""
+
+
 def _slow_ingest(tmp_path: Path, uri: Path) -> subprocess.Popen[str]:
-    """An ingest of many one-row batches (one commit each), so a signal lands mid-way."""
-    return subprocess.Popen([sys.executable, "-m", "tensorhouse", "ingest", "imagefolder", str(tmp_path / "src"),
+    """An ingest of many one-row batches (one slowed commit each), so a signal lands mid-way."""
+    return subprocess.Popen([sys.executable, "-c", _SLOW_COMMITS, "ingest", "imagefolder", str(tmp_path / "src"),
                              str(uri), "--batch-rows", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=ENV)  # fmt: skip
 
