@@ -2,7 +2,8 @@
 
 Data (``--rows``, 1M by default; generated once with a seeded numpy and cached
 under ``benchmarks/_data/sql_<N>/``): ``id`` int64 (sorted), ``label`` int32
-(0..999), ``score`` float32, ``embedding`` float32[128], written to
+(0..999), ``score`` float32, ``tag`` string (``t0000``..``t9999``, random),
+``embedding`` float32[128], written to
 tensorhouse (1 MiB chunks, so chunk statistics prune), to Parquet (row
 groups of 64k rows) and to Lance; plus a small Parquet ``meta`` table
 (label -> name, grp) for a join.
@@ -12,7 +13,14 @@ Queries, each on DuckDB and DataFusion over each of the three formats:
 1. ``count(*) WHERE id < 10000 AND label = 7`` (selective filter);
 2. ``label, count(*), avg(score) GROUP BY label``;
 3. top-10 cosine against a fixed query vector;
-4. a join with ``meta`` grouped by ``meta.grp``.
+4. a join with ``meta`` grouped by ``meta.grp``;
+5.-7. string equality, ``IN`` and prefix ``LIKE`` on ``tag``.
+
+Peak memory: each of DuckDB-over-tensorhouse and DuckDB-over-Parquet runs the
+group-by and the join once in a fresh process; reported is that process's
+peak RSS during the query (``VmHWM`` after resetting it once imports and
+registration are done) and its growth over the RSS before the query
+(``--no-memory`` skips it).
 
 Reported: median ms of 5 interleaved repeats (after 1 warm-up), each time as
 a ratio of DuckDB-on-Parquet's, and the bytes tensorhouse reads per query
@@ -21,7 +29,7 @@ memory-mapped), measured on a fresh handle so no cache hides a read.
 
 Targets: DuckDB over tensorhouse within 1.3x of DuckDB over Parquet on each
 query and faster than DuckDB over Lance; scalar-only queries read < 1% of the
-dataset's bytes.
+dataset's bytes; peak RSS within 1.5x of Parquet's.
 
 Usage::
 
@@ -62,7 +70,7 @@ from tensorhouse.storage.base import Store  # noqa: E402
 
 DIM = 128
 SEED = 0
-GEN_VERSION = 1
+GEN_VERSION = 2
 REFERENCE = "duckdb/parquet"
 SYSTEMS = ["duckdb/th", "duckdb/parquet", "duckdb/lance", "df/th", "df/parquet", "df/lance"]
 
@@ -83,6 +91,10 @@ class CountingStore(ForwardingStore):
         super().__init__(inner, f"{inner.uri}#{tag}" if tag else None)
         self.bytes_read = 0
         self._lock = threading.Lock()
+
+    def _add(self, n: int) -> None:
+        with self._lock:  # engines scan on several threads
+            self.bytes_read += n
 
     def get(self, key: str) -> bytes:
         data = self.inner.get(key)
@@ -127,13 +139,15 @@ def make_data(rows: int) -> Path:
     ids = np.arange(rows, dtype=np.int64)
     labels = rng.integers(0, 1000, size=rows, dtype=np.int32)
     scores = rng.random(rows, dtype=np.float32)
+    tags = np.char.add("t", np.char.zfill(rng.integers(0, 10_000, size=rows).astype(str), 4))
     emb = rng.standard_normal((rows, DIM), dtype=np.float32)
     emb_arrow = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM)
-    table = pa.table({"id": ids, "label": labels, "score": scores, "embedding": emb_arrow})
+    table = pa.table({"id": ids, "label": labels, "score": scores, "tag": pa.array(tags.tolist()),
+                      "embedding": emb_arrow})  # fmt: skip
 
-    ds = th.create(str(d / "th"), {"id": "int64", "label": "int32", "score": "float32",
+    ds = th.create(str(d / "th"), {"id": "int64", "label": "int32", "score": "float32", "tag": th.Text(),
                                    "embedding": th.Embedding(DIM)}, chunk_bytes=1 << 20)  # fmt: skip
-    ds.append({"id": ids, "label": labels, "score": scores, "embedding": emb})
+    ds.append(table)
     pq.write_table(table, d / "t.parquet", row_group_size=65536)
     lance.write_dataset(table, str(d / "lance"))
     meta = pa.table({
@@ -154,27 +168,30 @@ Q_JOIN = "SELECT m.grp, count(*) FROM t JOIN meta m USING (label) GROUP BY m.grp
 # Parquet stores the FixedSizeList as a LIST, which DuckDB reads as FLOAT[]: cast (a no-op for the others).
 Q_COS_DUCK = ("SELECT id, array_cosine_similarity(embedding::FLOAT[128], $q::FLOAT[128]) AS s FROM t "
               "ORDER BY s DESC LIMIT 10")  # fmt: skip
-QUERIES = ["1 filter id<10000 & label=7", "2 group by label", "3 top-10 cosine", "4 join meta"]
-SCALAR_ONLY = {QUERIES[0], QUERIES[1], QUERIES[3]}
+Q_STR_EQ = "SELECT count(*) FROM t WHERE tag = 't0042'"
+Q_STR_IN = "SELECT count(*) FROM t WHERE tag IN ('t0042', 't0777', 't9999')"
+Q_LIKE = "SELECT count(*) FROM t WHERE tag LIKE 't004%'"
+QUERIES = ["1 filter id<10000 & label=7", "2 group by label", "3 top-10 cosine", "4 join meta",
+           "5 tag = const", "6 tag IN (3)", "7 tag LIKE prefix"]  # fmt: skip
+PLAIN = {QUERIES[0]: Q_FILTER, QUERIES[1]: Q_GROUP, QUERIES[3]: Q_JOIN, QUERIES[4]: Q_STR_EQ,
+         QUERIES[5]: Q_STR_IN, QUERIES[6]: Q_LIKE}  # fmt: skip
+SCALAR_ONLY = set(PLAIN)
+#: Queries whose peak memory is measured (in fresh processes).
+MEMORY_QUERIES = [QUERIES[1], QUERIES[3]]
 
 
 def duck_fns(con: duckdb.DuckDBPyConnection, q: np.ndarray) -> dict[str, Callable[[], Any]]:
     qlist = q.tolist()
-    return {
-        QUERIES[0]: lambda: con.sql(Q_FILTER).fetchall(),
-        QUERIES[1]: lambda: con.sql(Q_GROUP).fetchall(),
-        QUERIES[2]: lambda: con.execute(Q_COS_DUCK, {"q": qlist}).fetchall(),
-        QUERIES[3]: lambda: con.sql(Q_JOIN).fetchall(),
-    }
+    out: dict[str, Callable[[], Any]] = {name: (lambda sql=sql: con.sql(sql).fetchall()) for name, sql in PLAIN.items()}
+    out[QUERIES[2]] = lambda: con.execute(Q_COS_DUCK, {"q": qlist}).fetchall()
+    return {k: out[k] for k in QUERIES}
 
 
 def df_fns(ctx: datafusion.SessionContext, q: np.ndarray) -> dict[str, Callable[[], Any]]:
-    return {
-        QUERIES[0]: lambda: ctx.sql(Q_FILTER).to_arrow_table(),
-        QUERIES[1]: lambda: ctx.sql(Q_GROUP).to_arrow_table(),
-        QUERIES[2]: lambda: th.sql.nearest(ctx, "t", "embedding", q, k=10, columns=["id"]),
-        QUERIES[3]: lambda: ctx.sql(Q_JOIN).to_arrow_table(),
-    }
+    out: dict[str, Callable[[], Any]] = {name: (lambda sql=sql: ctx.sql(sql).to_arrow_table())
+                                         for name, sql in PLAIN.items()}  # fmt: skip
+    out[QUERIES[2]] = lambda: th.sql.nearest(ctx, "t", "embedding", q, k=10, columns=["id"])
+    return {k: out[k] for k in QUERIES}
 
 
 def duck_con(d: Path, kind: str, dataset: Dataset | None = None) -> duckdb.DuckDBPyConnection:
@@ -206,7 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (20k rows, 2 repeats)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
+    ap.add_argument("--memory-child", nargs=3, metavar=("DIR", "KIND", "QUERY"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_child:
+        return memory_child(*args.memory_child)
     rows = 20_000 if args.smoke else args.rows
     repeats = 2 if args.smoke else args.repeats
 
@@ -252,9 +273,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             notes.append(f"WARNING: {qname}: the counted run returned a different result")
 
     print(report(timings, systems, bytes_read, total, rows, repeats))
+    if not args.no_memory:
+        print(memory_report(d))
     for n in notes:
         print(f"\n- {n}")
     return 0
+
+
+# -- peak memory, one fresh process per (system, query) ------------------------------------
+def memory_child(d: str, kind: str, qname: str) -> int:
+    con = duck_con(Path(d), kind)
+    con.sql("SELECT 1").fetchall()
+    base = _status("VmRSS")
+    # Reset the high-water mark (Linux: clear_refs 5) so imports do not count, only the query.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    con.sql(PLAIN[qname]).fetchall()
+    print(json.dumps({"peak": _status("VmHWM"), "base": base}))
+    return 0
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def memory_report(d: Path) -> str:
+    import subprocess
+
+    lines = ["", "### Peak RSS of one query in a fresh process (DuckDB)", "",
+             "| query | th peak MB | parquet peak MB | th growth MB | parquet growth MB | peak ratio | target <= 1.5x |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for qname in MEMORY_QUERIES:
+        got = {}
+        for kind in ("th", "parquet"):
+            out = subprocess.run([sys.executable, __file__, "--memory-child", str(d), kind, qname],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            got[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = got["th"]["peak"] / got["parquet"]["peak"]
+        cells = [f"{got[k]['peak'] / 1e6:,.0f}" for k in ("th", "parquet")]
+        cells += [f"{(got[k]['peak'] - got[k]['base']) / 1e6:,.0f}" for k in ("th", "parquet")]
+        lines.append(f"| {qname} | " + " | ".join(cells) + f" | {r:.2f}x | {'met' if r <= 1.5 else 'MISSED'} |")
+    return "\n".join(lines)
 
 
 def _first_int(res: Any) -> int:

@@ -1,7 +1,7 @@
 -- Time travel: rows added since version 1, found by comparing stable row ids of two registered versions.
--- Register pets_v1 with th.duckdb.register(con, "pets_v1", uri, version=1) (DataFusion: same, or
--- FROM tensorhouse('uri', 1) after th.datafusion.install(ctx)).
--- tables: pets, pets_v1 (version 1)
+-- Row ids are opt-in: register both with rowid=True, pets_v1 with th.duckdb.register(con, "pets_v1", uri,
+-- version=1, rowid=True) (DataFusion: same, or FROM tensorhouse('uri', 1) after th.datafusion.install(ctx, rowid=True)).
+-- tables: pets (rowid=True), pets_v1 (version 1, rowid=True)
 -- engines: duckdb, datafusion
 SELECT label, count(*) AS added
 FROM pets

@@ -1,5 +1,6 @@
 -- Time travel: which rows of version 2 are gone now (deleted since), by row id.
--- tables: pets, pets_v2 (version 2)
+-- Both registered with rowid=True (row ids are opt-in).
+-- tables: pets (rowid=True), pets_v2 (version 2, rowid=True)
 -- engines: duckdb, datafusion
 SELECT v.id
 FROM pets_v2 AS v

@@ -1,6 +1,7 @@
--- Late materialization: select row ids and light columns only; the loader fetches images by _rowid.
--- _rowid (fragment_id << 32 | offset) is computed, so this query reads only label and score chunks.
--- tables: pets
+-- Row ids in SQL: a table registered with rowid=True has a _rowid column (fragment_id << 32 | offset), computed,
+-- so this query reads only label and score chunks. (The loader needs no _rowid: th.loader(con.sql("SELECT image,
+-- label FROM pets WHERE ...")) adds it itself and fetches images by row id.)
+-- tables: pets (rowid=True)
 -- engines: duckdb, datafusion
 SELECT _rowid, label
 FROM pets

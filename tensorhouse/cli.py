@@ -45,7 +45,7 @@ class _Group(click.Group):
     """The top-level group; ``ingest`` and its source modules load only when that command runs."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.cli_ingest", "ingest"),
-                                                  "index": ("tensorhouse.index.commands", "index")}  # fmt: skip
+                                                  "index": ("tensorhouse.cli_index", "index")}  # fmt: skip
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

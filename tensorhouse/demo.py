@@ -158,7 +158,8 @@ def run(path: str = "data/demo", *, rows: int = 512, seed: int = 0) -> None:
 
 def train(con: Any, ds: th.Dataset, meta_path: str) -> None:
     """One loader epoch over the training split into a tiny CNN; prints the loader's and the loop's rates."""
-    rel = con.sql(f"SELECT s._rowid, s.image, s.categories.data[1] - 1 AS label FROM scenes s "
+    # No _rowid needed: the loader adds it to the query and reads the images by row id.
+    rel = con.sql(f"SELECT s.image, s.categories.data[1] - 1 AS label FROM scenes s "
                   f"JOIN read_parquet('{meta_path}') m USING (image_id) WHERE m.split = 'train' "
                   f"AND len(s.categories.data) > 0")  # fmt: skip
     print(f"   query: {rel.sql_query()[:100]}...")

@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tensorhouse.engines import engine_of
 from tensorhouse.errors import ArgumentError
 
 Metric = Literal["cosine", "l2", "dot"]
@@ -79,7 +80,7 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
     (write it yourself; never build it from untrusted input). ``columns``
     picks the columns returned besides ``score`` (default: all).
 
-    When ``table`` is a tensorhouse dataset registered with ``_rowid`` and
+    When ``table`` is a tensorhouse dataset registered by ``th.duckdb``/``th.datafusion`` and
     the column has a vector index (``ds.create_index``), the index answers,
     with ``where`` applied inside the search (:mod:`tensorhouse.index.sql`);
     ``exact=True`` or no index: one brute-force query.
@@ -102,7 +103,7 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
     col = _quote_name(column, "column")
     cols = "*" if columns is None else ", ".join(_quote_name(c, "column") for c in columns)
     q = _query(query_vector)
-    engine = type(con_or_ctx).__module__.split(".")[0].lstrip("_")
+    engine = engine_of(con_or_ctx)
     if engine in ("duckdb", "datafusion"):
         selected = _selected_names(con_or_ctx, engine, tbl, cols)
         if "score" in selected:

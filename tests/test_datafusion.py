@@ -28,7 +28,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def ctx(demo: Any) -> datafusion.SessionContext:
     c = datafusion.SessionContext()
     th.datafusion.register(c, "pets", demo.uri)
+    th.datafusion.register(c, "pets_ids", demo.uri, rowid=True)
     th.datafusion.install(c)
+    th.datafusion.install(c, name="tensorhouse_ids", rowid=True)
     return c
 
 
@@ -42,14 +44,15 @@ def test_group_by_label_matches_numpy(ctx: datafusion.SessionContext, demo: Any)
 
 def test_star_and_rowid(ctx: datafusion.SessionContext, demo: Any) -> None:
     cols = th.open(demo.uri).columns
-    assert ctx.sql("SELECT * FROM pets").schema().names == ["_rowid", *cols]
-    assert ctx.sql("SELECT * EXCLUDE (_rowid) FROM pets").schema().names == cols
-    got = ctx.sql("SELECT _rowid, label FROM pets ORDER BY _rowid").to_pydict()
-    assert got["_rowid"] == demo.rows()["_rowid"].tolist()
-    th.datafusion.register(ctx, "bare", demo.uri, rowid=False)
-    assert ctx.sql("SELECT * FROM bare").schema().names == cols
+    assert ctx.sql("SELECT * FROM pets").schema().names == cols
     with pytest.raises(Exception, match="_rowid"):
-        ctx.sql("SELECT _rowid FROM bare").collect()
+        ctx.sql("SELECT _rowid FROM pets").collect()
+    assert ctx.sql(f"SELECT * FROM tensorhouse('{demo.uri}')").schema().names == cols
+    # opt-in: rowid=True shows _rowid first
+    assert ctx.sql("SELECT * FROM pets_ids").schema().names == ["_rowid", *cols]
+    assert ctx.sql("SELECT * EXCLUDE (_rowid) FROM pets_ids").schema().names == cols
+    got = ctx.sql("SELECT _rowid, label FROM pets_ids ORDER BY _rowid").to_pydict()
+    assert got["_rowid"] == demo.rows()["_rowid"].tolist()
 
 
 def test_fragments_are_partitions_and_pruned(demo: Any) -> None:
@@ -76,7 +79,7 @@ def test_metadata_survives(ctx: datafusion.SessionContext) -> None:
 
 def test_tensor_types_and_cosine_distance(ctx: datafusion.SessionContext, demo: Any) -> None:
     out = th.to_numpy(ctx.sql("SELECT embedding, mask, boxes, depth, image, array_length(boxes) AS nb "
-                              "FROM pets ORDER BY _rowid"))  # fmt: skip
+                              "FROM pets_ids ORDER BY _rowid"))  # fmt: skip
     rows = demo.rows()
     np.testing.assert_array_equal(out["embedding"], rows["embedding"])
     np.testing.assert_array_equal(out["mask"], rows["mask"])
@@ -106,8 +109,8 @@ def test_table_function_time_travel(ctx: datafusion.SessionContext, demo: Any, t
     assert ctx.sql(count.format(uri=demo.uri, rest=", 1")).to_pydict() == {"n": [150]}
     assert ctx.sql(count.format(uri=demo.uri, rest=", NULL")).to_pydict() == {"n": [180]}
     assert ctx.sql(count.format(uri=demo.uri, rest="")).to_pydict() == {"n": [180]}
-    got = ctx.sql(f"SELECT count(*) AS n FROM tensorhouse('{demo.uri}', 2) "
-                  "WHERE _rowid NOT IN (SELECT _rowid FROM pets)").to_pydict()  # fmt: skip
+    got = ctx.sql(f"SELECT count(*) AS n FROM tensorhouse_ids('{demo.uri}', 2) "
+                  "WHERE _rowid NOT IN (SELECT _rowid FROM pets_ids)").to_pydict()  # fmt: skip
     assert got == {"n": [20]}
     uri = str(tmp_path / "tt")
     ds = th.create(uri, {"x": "int64"})
@@ -176,8 +179,8 @@ def test_rowid_metadata_names_the_dataset(ctx: datafusion.SessionContext, demo: 
 
     from tensorhouse.connector.arrow_dataset import ROWID_DATASET_KEY
 
-    field = ctx.sql("SELECT _rowid, label FROM pets WHERE id < 3").schema().field("_rowid")
+    field = ctx.sql("SELECT _rowid, label FROM pets_ids WHERE id < 3").schema().field("_rowid")
     info = json.loads(field.metadata[ROWID_DATASET_KEY])
     assert info == {"uri": demo.uri, "version": 3, "branch": "main"}
-    live = th.datafusion.register(ctx, "live", demo.uri, refresh=True)
+    live = th.datafusion.register(ctx, "live", demo.uri, refresh=True, rowid=True)
     assert json.loads(live.schema.field("_rowid").metadata[ROWID_DATASET_KEY])["version"] is None

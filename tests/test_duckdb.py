@@ -26,6 +26,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def con(demo: Any) -> Any:
     c = duckdb.connect()
     th.duckdb.register(c, "pets", demo.uri)
+    th.duckdb.register(c, "pets_ids", demo.uri, rowid=True)
     yield c
     c.close()
 
@@ -41,21 +42,22 @@ def test_group_by_label_matches_numpy(con: Any, demo: Any) -> None:
 
 def test_star_and_rowid(con: Any, demo: Any) -> None:
     cols = th.open(demo.uri).columns
-    assert con.sql("SELECT * FROM pets").columns == ["_rowid", *cols]
-    assert con.sql("SELECT * EXCLUDE (_rowid) FROM pets").columns == cols
-    got = con.sql("SELECT _rowid, label FROM pets ORDER BY _rowid").fetchall()
+    assert con.sql("SELECT * FROM pets").columns == cols
+    assert [r[0] for r in con.sql("DESCRIBE pets").fetchall()] == cols
+    with pytest.raises(duckdb.BinderException, match="_rowid"):
+        con.sql("SELECT _rowid FROM pets")
+    # opt-in: rowid=True shows _rowid first
+    assert con.sql("SELECT * FROM pets_ids").columns == ["_rowid", *cols]
+    assert con.sql("SELECT * EXCLUDE (_rowid) FROM pets_ids").columns == cols
+    got = con.sql("SELECT _rowid, label FROM pets_ids ORDER BY _rowid").fetchall()
     rows = demo.rows()
     assert got == list(zip(rows["_rowid"].tolist(), rows["label"].tolist(), strict=True))
-    th.duckdb.register(con, "bare", demo.uri, rowid=False)
-    assert con.sql("SELECT * FROM bare").columns == cols
-    with pytest.raises(duckdb.BinderException, match="_rowid"):
-        con.sql("SELECT _rowid FROM bare")
 
 
 def test_count_star_reads_no_chunk(demo: Any) -> None:
     ds, store = counted(th.open(demo.uri))
     c = duckdb.connect()
-    c.register("pets", TensorhouseArrowDataset(ds))
+    th.duckdb.register(c, "pets", ds)
     assert c.sql("SELECT count(*) FROM pets").fetchall() == [(180,)]
     assert set(store.reads) <= {"_deletions"}  # DuckDB asks for column 0: _rowid, computed
 
@@ -87,7 +89,7 @@ def test_tensor_types(con: Any, demo: Any) -> None:
     rel = con.sql("SELECT embedding, mask, boxes, depth, image FROM pets")
     assert [str(t) for t in rel.types] == [f"FLOAT[{EMB_DIM}]", "UTINYINT[4][4]", "FLOAT[4][]",
                                            'STRUCT("data" FLOAT[], shape INTEGER[2])', "BLOB"]  # fmt: skip
-    out = th.to_numpy(con.sql("SELECT embedding, mask, boxes, depth, image, len(boxes) AS nb FROM pets ORDER BY _rowid"))
+    out = th.to_numpy(con.sql("SELECT embedding, mask, boxes, depth, image, len(boxes) AS nb FROM pets_ids ORDER BY _rowid"))
     rows = demo.rows()
     np.testing.assert_array_equal(out["embedding"], rows["embedding"])
     assert out["mask"].shape == (180, 4, 4) and out["mask"].dtype == np.uint8
@@ -126,8 +128,8 @@ def test_float16_dataset(tmp_path: Path) -> None:
 
 def test_time_travel(con: Any, demo: Any, tmp_path: Path) -> None:
     assert th.duckdb.scan(con, demo.uri, version=1).aggregate("count(*)").fetchall() == [(150,)]
-    th.duckdb.register(con, "pets_v2", demo.uri, version=2)
-    got = con.sql("SELECT count(*) FROM pets_v2 WHERE _rowid NOT IN (SELECT _rowid FROM pets)").fetchall()
+    th.duckdb.register(con, "pets_v2", demo.uri, version=2, rowid=True)
+    got = con.sql("SELECT count(*) FROM pets_v2 WHERE _rowid NOT IN (SELECT _rowid FROM pets_ids)").fetchall()
     assert got == [(20,)]  # the deleted tenth ids
     uri = str(tmp_path / "tt")
     ds = th.create(uri, {"x": "int64"})
@@ -169,7 +171,7 @@ def test_join_parquet_and_delta(con: Any, demo: Any) -> None:
 def test_to_torch(con: Any, demo: Any) -> None:
     import torch
 
-    out = th.to_torch(con.sql("SELECT label, embedding, depth, caption FROM pets ORDER BY _rowid"))
+    out = th.to_torch(con.sql("SELECT label, embedding, depth, caption FROM pets_ids ORDER BY _rowid"))
     assert out["embedding"].shape == (180, EMB_DIM) and out["embedding"].dtype == torch.float32
     assert out["label"].dtype == torch.int32
     assert isinstance(out["depth"][0], torch.Tensor) and out["depth"][0].shape[1] == 3
@@ -208,3 +210,30 @@ def test_registered_datasets(demo: Any) -> None:
 
     gc.collect()
     assert [d.version for d in th.duckdb.registered_datasets(c)] == [3]
+
+
+def test_duckdb_private_source_contract(tmp_path: Path) -> None:
+    """connector/duckdb_source.py uses two DuckDB internals; this fails loudly when a version changes them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tensorhouse.connector import duckdb_source
+
+    version = tuple(int(x) for x in duckdb.__version__.split(".")[:2])
+    assert version in duckdb_source.TESTED_VERSIONS, (
+        f"DuckDB {duckdb.__version__}: re-check duckdb._sources.pyarrow.PyArrowDatasetSource and "
+        "DuckDBPyConnection._register_arrow_source, then add the version to TESTED_VERSIONS")
+    assert duckdb_source.supported()
+    n = 20_000
+    ds = th.create(str(tmp_path / "big"), {"id": "int64", "v": "float32"})
+    ds.append({"id": np.arange(n), "v": np.ones(n, np.float32)})
+    pq.write_table(pa.table({"id": np.arange(0, n, 100)}), str(tmp_path / "small.parquet"))
+    con = duckdb.connect()
+    th.duckdb.register(con, "big", ds)
+    plan = con.sql("EXPLAIN SELECT count(*) FROM big").fetchall()[0][1].replace(",", "")
+    assert f"~{n} rows" in plan  # the row count reached the optimizer
+    q = f"SELECT count(*) FROM big b JOIN '{tmp_path / 'small.parquet'}' s ON b.id = s.id"
+    assert con.sql(q).fetchall() == [(n // 100,)]
+    explained = con.sql("EXPLAIN " + q).fetchall()[0][1]
+    # The probe (left) side of the hash join is the big tensorhouse scan, the build (right) side the small file.
+    assert explained.index("PYTHON_ARROW_SCAN") < explained.index("PARQUET_SCAN")

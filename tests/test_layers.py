@@ -11,7 +11,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "tensorhouse"
 #: Top-level applications (not library layers): the CLI and the demo script.
-APPS = {"cli.py", "cli_ingest.py", "demo.py", "__main__.py", "__init__.py"}
+APPS = {"cli.py", "cli_ingest.py", "cli_index.py", "demo.py", "__main__.py", "__init__.py"}
 #: A layer may import only from layers below it (and itself); None: anything.
 BELOW = {
     "storage": {"storage", "errors", "limits"},
@@ -22,6 +22,8 @@ UPWARD = {
     # Dataset.create_index / nearest / indexes / drop_index delegate, lazily, to the index
     # package that builds on format/ (issue 18's API on the facade).
     ("tensorhouse/format/dataset.py", "tensorhouse.index"),
+    # Dataset.to_pandas delegates, lazily, to the pandas adapter (pandas is an optional extra).
+    ("tensorhouse/format/dataset.py", "tensorhouse.interop"),
 }
 
 

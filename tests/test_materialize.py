@@ -25,6 +25,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def con(demo: Any) -> Any:
     c = duckdb.connect()
     th.duckdb.register(c, "pets", demo.uri)
+    th.duckdb.register(c, "pets_ids", demo.uri, rowid=True)
     yield c
     c.close()
 
@@ -36,7 +37,7 @@ def expected_types() -> dict[str, th.ColumnType]:
 
 
 def test_duckdb_result_keeps_tensor_types(con: Any, demo: Any, tmp_path: Path) -> None:
-    rel = con.sql("SELECT * FROM pets WHERE label = 1 ORDER BY _rowid")
+    rel = con.sql("SELECT * FROM pets WHERE label = 1 ORDER BY id")
     out = th.write(str(tmp_path / "cats"), rel)
     assert dict(out.schema.columns) == expected_types()  # by name: DuckDB drops field metadata
     rows = demo.rows()
@@ -99,7 +100,7 @@ def test_one_commit_for_many_groups(con: Any, tmp_path: Path) -> None:
 
 
 def test_rowid_is_dropped_and_empty_results(con: Any, tmp_path: Path) -> None:
-    out = th.write(str(tmp_path / "ids"), con.sql("SELECT _rowid, id FROM pets WHERE id < 3"))
+    out = th.write(str(tmp_path / "ids"), con.sql("SELECT _rowid, id FROM pets_ids WHERE id < 3"))
     assert out.columns == ["id"]
     empty = th.write(str(tmp_path / "empty"), con.sql("SELECT id, embedding FROM pets WHERE id < 0"))
     assert empty.version == 0 and len(empty) == 0 and empty.schema["embedding"] == th.Embedding(EMB_DIM)

@@ -93,7 +93,7 @@ def test_writes_on_an_unpickled_dataset_commit(tmp_path: Path) -> None:
 def test_arrow_dataset_fragments_and_scanners_pickle(tmp_path: Path) -> None:
     uri = str(tmp_path / "d")
     _make(uri)
-    a = arrow_dataset(uri, version=2).filter(pc.field("x") >= 5)
+    a = arrow_dataset(uri, version=2, rowid=True).filter(pc.field("x") >= 5)
     back = pickle.loads(pickle.dumps(a))
     assert back.version == 2
     assert back.to_table(columns=["x"]).column("x").to_pylist() == list(range(5, 20))

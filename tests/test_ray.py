@@ -252,6 +252,17 @@ def test_two_concurrent_write_jobs_both_commit(tmp_path: Path) -> None:
     assert sorted(ids) == list(range(40))
 
 
+def test_a_rerun_job_with_the_same_app_id_commits_nothing(tmp_path: Path) -> None:
+    src = make(str(tmp_path / "src"), fragments=1)
+    out = str(tmp_path / "out")
+    first = th.ray.write(th.ray.read(src.uri), out, app_id="nightly", txn_version=7)
+    again = th.ray.write(th.ray.read(src.uri), out, app_id="nightly", txn_version=7)  # the driver crashed, re-run
+    assert first == again == 1 and len(th.open(out)) == 20
+    assert th.ray.write(th.ray.read(src.uri), out, app_id="nightly", txn_version=8) == 2
+    with pytest.raises(ValueError, match="both"):
+        th.ray.write(th.ray.read(src.uri), out, app_id="nightly")
+
+
 def test_memory_datasets_within_one_process() -> None:
     make("memory://ray-mem-src", fragments=2)
     rds = th.ray.read("memory://ray-mem-src", filter="id < 30")

@@ -28,8 +28,15 @@ def header(path: Path) -> tuple[list[str], list[str]]:
     tables = re.search(r"^-- tables: (.+)$", text, re.M)
     engines = re.search(r"^-- engines: (.+)$", text, re.M)
     assert tables and engines, f"{path.name}: needs '-- tables:' and '-- engines:' header lines"
-    names = [re.sub(r"\(.*?\)", "", t).strip() for t in tables.group(1).split(",")]
+    names = [re.sub(r"\(.*?\)", "", t).strip() for t in re.split(r",(?![^(]*\))", tables.group(1))]
     return names, [e.strip() for e in engines.group(1).split(",")]
+
+
+def with_rowid(path: Path) -> set[str]:
+    """Tables the example registers with ``rowid=True`` (annotated ``(... rowid=True)``)."""
+    line = re.search(r"^-- tables: (.+)$", path.read_text(), re.M)
+    assert line
+    return {re.sub(r"\(.*?\)", "", t).strip() for t in re.split(r",(?![^(]*\))", line.group(1)) if "rowid=True" in t}
 
 
 def sql_of(path: Path) -> str:
@@ -145,7 +152,7 @@ EXPECTED: dict[str, Callable[[Demo], pd.DataFrame]] = {
 
 
 # -- engines ---------------------------------------------------------------------------
-def run_duckdb(demo: Demo, sql: str, tables: list[str]) -> pd.DataFrame:
+def run_duckdb(demo: Demo, sql: str, tables: list[str], rowid: set[str]) -> pd.DataFrame:
     con = duckdb.connect()
     try:
         for t in tables:
@@ -154,13 +161,14 @@ def run_duckdb(demo: Demo, sql: str, tables: list[str]) -> pd.DataFrame:
             elif t == "owners":
                 con.register("owners", DeltaTable(demo.owners_path).to_pyarrow_dataset())
             else:
-                th.duckdb.register(con, t, demo.uri, version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t])
+                th.duckdb.register(con, t, demo.uri, version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t],
+                                   rowid=t in rowid)  # fmt: skip
         return con.sql(sql).to_arrow_table().to_pandas()
     finally:
         con.close()
 
 
-def run_datafusion(demo: Demo, sql: str, tables: list[str]) -> pd.DataFrame:
+def run_datafusion(demo: Demo, sql: str, tables: list[str], rowid: set[str]) -> pd.DataFrame:
     ctx = datafusion.SessionContext()
     for t in tables:
         if t == "meta":
@@ -168,11 +176,12 @@ def run_datafusion(demo: Demo, sql: str, tables: list[str]) -> pd.DataFrame:
         elif t == "owners":
             ctx.register_dataset("owners", DeltaTable(demo.owners_path).to_pyarrow_dataset())
         else:
-            th.datafusion.register(ctx, t, demo.uri, version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t])
+            th.datafusion.register(ctx, t, demo.uri, version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t],
+                                   rowid=t in rowid)  # fmt: skip
     return ctx.sql(sql).to_pandas()
 
 
-RUNNERS: dict[str, Callable[[Demo, str, list[str]], pd.DataFrame]] = {"duckdb": run_duckdb, "datafusion": run_datafusion}
+RUNNERS: dict[str, Callable[[Demo, str, list[str], set[str]], pd.DataFrame]] = {"duckdb": run_duckdb, "datafusion": run_datafusion}
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +205,7 @@ CASES = [(f, e) for f in FILES for e in header(f)[1]]
 @pytest.mark.parametrize(("path", "engine"), CASES, ids=[f"{f.stem}-{e}" for f, e in CASES])
 def test_example(demo: Demo, path: Path, engine: str) -> None:
     tables, _ = header(path)
-    got = RUNNERS[engine](demo, sql_of(path), tables)
+    got = RUNNERS[engine](demo, sql_of(path), tables, with_rowid(path))
     want = EXPECTED[path.stem](demo)
     assert list(got.columns) == list(want.columns)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True),
@@ -205,8 +214,8 @@ def test_example(demo: Demo, path: Path, engine: str) -> None:
 
 def test_time_travel_through_the_table_function(demo: Demo) -> None:
     ctx = datafusion.SessionContext()
-    th.datafusion.register(ctx, "pets", demo.uri)
-    th.datafusion.install(ctx)
+    th.datafusion.register(ctx, "pets", demo.uri, rowid=True)
+    th.datafusion.install(ctx, rowid=True)
     sql = sql_of(EXAMPLES / "04_time_travel_added.sql").replace("pets_v1", f"tensorhouse('{demo.uri}', 1)")
     pd.testing.assert_frame_equal(ctx.sql(sql).to_pandas(), EXPECTED["04_time_travel_added"](demo), check_dtype=False)
 

@@ -86,7 +86,7 @@ def client(demo: str) -> Iterator[Client]:
 
 def table(uri: str, sql: str, **ref: Any) -> list[tuple[Any, ...]]:
     con = duckdb.connect()
-    th.duckdb.register(con, "ds", uri, **ref)
+    th.duckdb.register(con, "ds", uri, rowid=True, **ref)
     return con.sql(sql).fetchall()
 
 

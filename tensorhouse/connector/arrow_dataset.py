@@ -22,19 +22,11 @@ are produced lazily (``RecordBatchReader.from_batches`` over a generator), so
 an engine that stops pulling after a LIMIT stops the reads too.
 
 **The row id column.** ``_rowid`` (int64, ``fragment_id << 32 | offset``)
-costs no I/O. Neither engine can hide a column from ``SELECT *`` and still
-let a query name it: DuckDB's virtual columns exist only for its native
-tables and file readers and do not pass through views; DataFusion 55 has no
-system/metadata columns (its proposals, apache/datafusion#14057 and #14362,
-were closed unmerged). So a registration chooses:
-
-- ``rowid=True`` (default): ``_rowid`` is declared **first**.
-  ``SELECT _rowid, label FROM pets`` works in both engines and ``SELECT *``
-  shows ``_rowid`` as its first column; write ``SELECT * EXCLUDE (_rowid)``
-  (both engines) for the dataset's columns only. First, because DuckDB's
-  ``count(*)`` reads column 0, and ``_rowid`` is free where an image is not.
-- ``rowid=False``: ``SELECT *`` is exactly the dataset's columns and
-  ``_rowid`` cannot be selected.
+costs no I/O. With ``rowid=True`` it is declared **first** (DuckDB's
+``count(*)`` reads column 0, and ``_rowid`` is free where an image is not);
+by default (``rowid=False``) the schema is exactly the dataset's columns.
+The engine connectors register the ``rowid=True`` form under a companion
+name and show the user a view without it (see ``connector/rowids.py``).
 
 The ``_rowid`` field's metadata (``ROWID_DATASET_KEY``) names the dataset
 (URI, version, branch), so a DataFusion result, which keeps field metadata,
@@ -53,6 +45,8 @@ Example:
     >>> _ = ds.append({"label": [0, 1, 1], "emb": np.ones((3, 2), "float32")})
     >>> pets = TensorhouseArrowDataset(ds)
     >>> pets.schema.names
+    ['label', 'emb']
+    >>> TensorhouseArrowDataset(ds, rowid=True).schema.names
     ['_rowid', 'label', 'emb']
     >>> pets.to_table(columns=["label"], filter=pc.field("label") == 1).num_rows
     2
@@ -126,7 +120,7 @@ def rowid_field(source: Mapping[str, Any] | None = None) -> pa.Field:
     return pa.field(ROWID, pa.int64(), nullable=False, metadata=meta)
 
 
-def engine_schema(schema: Schema, *, rowid: bool = True, source: Mapping[str, Any] | None = None) -> pa.Schema:
+def engine_schema(schema: Schema, *, rowid: bool = False, source: Mapping[str, Any] | None = None) -> pa.Schema:
     """The Arrow schema a registration declares: ``_rowid`` first when ``rowid``, then the columns."""
     fields = [engine_field(n, t) for n, t in schema.columns]
     return pa.schema(([rowid_field(source)] if rowid else []) + fields)
@@ -187,7 +181,7 @@ def _pin(ds: Dataset) -> _Pinned:
 class TensorhouseArrowDataset(NativeGuard):
     """A ``pyarrow.dataset.Dataset`` over a tensorhouse dataset, for DuckDB and DataFusion.
 
-    ``rowid``: declare ``_rowid`` first (see the module notes). ``refresh``:
+    ``rowid``: declare ``_rowid`` first (see the module notes); off by default. ``refresh``:
     re-read the latest version at the start of every scan (a registration that
     sees new commits; the schema must not change). ``filter``: applied to
     every scan (what :meth:`filter` builds).
@@ -200,7 +194,7 @@ class TensorhouseArrowDataset(NativeGuard):
         2
     """
 
-    def __init__(self, dataset: Dataset, *, rowid: bool = True, refresh: bool = False,
+    def __init__(self, dataset: Dataset, *, rowid: bool = False, refresh: bool = False,
                  filter: pc.Expression | None = None, fragment_rows: int = FRAGMENT_ROWS,
                  batch_bytes: int = BATCH_BYTES) -> None:  # fmt: skip
         # pyarrow's Dataset constructor is deliberately not called: nothing native backs this object.
@@ -281,7 +275,13 @@ class TensorhouseArrowDataset(NativeGuard):
 
     def _combine(self, expr: pc.Expression | None) -> pc.Expression | None:
         if expr is not None:
-            check_filter(expr, self._schema, where=self._where())
+            if not isinstance(expr, pc.Expression):
+                check_filter(expr, self._schema, where=self._where())  # the typed error
+            try:
+                referenced_columns(expr, self._schema)  # validates too, and is cached per filter text
+            except SchemaError:
+                check_filter(expr, self._schema, where=self._where())  # the message naming this dataset
+                raise
         if self._filter is None:
             return expr
         return self._filter if expr is None else self._filter & expr
@@ -328,7 +328,8 @@ class TensorhouseArrowDataset(NativeGuard):
                 ranges = self._plan(pinned, expr, s, e)
                 if ranges:
                     out.append(TensorhouseFragment(self, pinned, s, e, ranges))
-        return out
+        # One empty fragment rather than none: DataFusion's CREATE TABLE AS refuses zero partitions.
+        return out or [TensorhouseFragment(self, pinned, 0, 0, [])]
 
     def to_batches(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
                    batch_size: int | None = None, **_ignored: Any) -> Iterator[pa.RecordBatch]:  # fmt: skip
@@ -596,7 +597,7 @@ def _unpickle_scanner(owner: TensorhouseArrowDataset, columns: list[str], expr: 
 
 def arrow_dataset(source: str | Dataset, *, version: int | None = None, tag: str | None = None,
                   timestamp: datetime | None = None, branch: str | None = None,
-                  storage_options: Mapping[str, Any] | None = None, rowid: bool = True,
+                  storage_options: Mapping[str, Any] | None = None, rowid: bool = False,
                   refresh: bool = False) -> TensorhouseArrowDataset:  # fmt: skip
     """Open a dataset (URI or Dataset) as a :class:`TensorhouseArrowDataset`.
 

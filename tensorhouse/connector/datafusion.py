@@ -13,9 +13,12 @@ How DataFusion 55 treats a registered dataset (measured):
   filter out are not returned at all.
 - Field metadata survives DataFusion for columns selected as they are, so
   ``th.write`` of a DataFusion result keeps tensorhouse types exactly.
-- ``_rowid`` cannot be hidden from ``SELECT *`` (DataFusion has no system
-  columns); it is declared first. ``SELECT * EXCLUDE (_rowid)`` gives the
-  dataset's columns; ``rowid=False`` leaves it out.
+- A table shows exactly the dataset's columns: it is a view over a
+  companion registration that also has ``_rowid`` (DataFusion has no system
+  columns; see :mod:`tensorhouse.connector.rowids`). ``rowid=True`` shows
+  ``_rowid`` as the first column. The loader finds the companion in a
+  DataFrame's logical plan (views are inlined there) and rewrites the plan's
+  SQL (DataFusion's own unparser, then sqlglot) to add ``_rowid``.
 - The table function takes **positional** arguments only: DataFusion's SQL
   planner rejects named arguments (``version => 3``) for Python table
   functions with "Unsupported function argument type". The second argument
@@ -40,8 +43,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import threading
-import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -49,22 +50,20 @@ from typing import Any
 import datafusion
 import pyarrow as pa
 
+from tensorhouse.connector import rowids
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
 from tensorhouse.format.dataset import Dataset
-
-# What register() put under each (context, name), weakly: vector search reuses the registration's
-# Dataset (with its storage options) instead of reopening it from the _rowid metadata.
-_LOCK = threading.Lock()
-_GIVEN: dict[tuple[int, str], weakref.ref[TensorhouseArrowDataset]] = {}
+from tensorhouse.types import ROWID
 
 
 def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *, version: int | None = None,
              tag: str | None = None, timestamp: datetime | None = None, branch: str | None = None,
              storage_options: Mapping[str, Any] | None = None, refresh: bool = False,
-             rowid: bool = True) -> TensorhouseArrowDataset:  # fmt: skip
+             rowid: bool = False) -> TensorhouseArrowDataset:  # fmt: skip
     """Register a dataset (URI or open Dataset) as table ``name`` on ``ctx``; returns the Arrow dataset.
 
-    A name already registered is replaced. ``refresh=True`` makes every query
+    The table has exactly the dataset's columns; ``rowid=True`` adds
+    ``_rowid`` (int64, stable row ids) first. A name already registered is replaced. ``refresh=True`` makes every query
     read the latest committed version instead of the one opened here.
 
     Example:
@@ -79,23 +78,18 @@ def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *
     if not isinstance(name, str) or not name:
         raise ValueError(f"a table name is a non-empty string, got {name!r}")
     table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                          storage_options=storage_options, rowid=rowid, refresh=refresh)  # fmt: skip
+                          storage_options=storage_options, rowid=True, refresh=refresh)  # fmt: skip
+    companion = rowids.companion_name(name)
+    ctx.register_dataset(companion, table)
+    rowids.remember(companion, table, owner=ctx)
     if ctx.table_exist(name):
         ctx.deregister_table(name)
-    ctx.register_dataset(name, table)
-    with _LOCK:
-        _GIVEN[(id(ctx), name)] = weakref.ref(table)
+    ctx.sql(f"CREATE VIEW {_quote(name)} AS {rowids.view_sql(companion, rowid=rowid)}").collect()
     return table
 
 
-def registered_table(ctx: datafusion.SessionContext, name: str) -> TensorhouseArrowDataset | None:
-    """What ``register(ctx, name, ...)`` last put under ``name``, while it is alive (else None).
-
-    Contexts are told apart by ``id``; check the result against the table's schema before trusting it.
-    """
-    with _LOCK:
-        ref = _GIVEN.get((id(ctx), name))
-    return ref() if ref is not None else None
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _literal(arg: Any, position: int, fname: str) -> Any:
@@ -106,7 +100,7 @@ def _literal(arg: Any, position: int, fname: str) -> Any:
     return value.as_py() if isinstance(value, pa.Scalar) else value
 
 
-def table_function(*, storage_options: Mapping[str, Any] | None = None, rowid: bool = True,
+def table_function(*, storage_options: Mapping[str, Any] | None = None, rowid: bool = False,
                    name: str = "tensorhouse") -> Callable[..., TensorhouseArrowDataset]:  # fmt: skip
     """The body of the ``tensorhouse(uri [, at [, branch]])`` table function (see the module notes)."""
 
@@ -138,7 +132,7 @@ def table_function(*, storage_options: Mapping[str, Any] | None = None, rowid: b
 
 
 def install(ctx: datafusion.SessionContext, *, name: str = "tensorhouse",
-            storage_options: Mapping[str, Any] | None = None, rowid: bool = True) -> None:  # fmt: skip
+            storage_options: Mapping[str, Any] | None = None, rowid: bool = False) -> None:  # fmt: skip
     """Register the ``tensorhouse(...)`` table function on ``ctx``, and the tensor UDFs if installed.
 
     Example:
@@ -171,4 +165,60 @@ def _register_udfs(ctx: datafusion.SessionContext) -> None:
         hook(ctx)
 
 
-__all__ = ["install", "register", "registered_table", "table_function"]
+
+
+def rowid_dataframe(df: datafusion.DataFrame, heavy_of: Callable[[Any], set[str]]) -> tuple[datafusion.DataFrame, Any, Any]:
+    """``df`` rewritten to return ``_rowid`` and its light columns (see :func:`.rowids.rowid_query`).
+
+    DataFusion inlines views into the logical plan, so the plan's SQL (from
+    DataFusion's own unparser) names the companion table directly; the
+    rewritten SQL runs on the SessionContext the companion was registered
+    on. Returns (the new DataFrame, the rewrite, the Arrow dataset read).
+    """
+    from datafusion.unparser import Dialect, Unparser
+
+    try:
+        sql = Unparser(Dialect.default()).plan_to_sql(df.logical_plan())
+    except Exception as err:  # DataFusion raises its own exception types
+        raise rowids.LateMaterializationError(
+            f"DataFusion cannot write this DataFrame's plan back as SQL ({err}); select {ROWID} from a table "
+            "registered with rowid=True") from None  # fmt: skip
+    read = rowids.tables_in(sql, dialect=_DIALECT)
+    companions = [t for t in _companion_names(sql) if t.lower() in read and rowids.is_companion(t)]
+    q, table = rowids.rowid_loader_query(sql, dialect=_DIALECT, companions=companions, views={},
+                                         output=df.schema().names, heavy_of=heavy_of)  # fmt: skip
+    ctx = rowids.owner_of(q.companion)
+    if ctx is None:
+        raise rowids.LateMaterializationError(f"the SessionContext of {q.companion} is gone")
+    return ctx.sql(q.sql), q, table
+
+
+def companion_of(ctx: datafusion.SessionContext, name: str) -> str | None:
+    """The companion table (the same rows, with ``_rowid``) behind table ``name``, if tensorhouse registered it."""
+    from datafusion.unparser import Dialect, Unparser
+
+    try:
+        sql = Unparser(Dialect.default()).plan_to_sql(ctx.table(name).logical_plan())
+    except Exception:  # not a table, or a plan DataFusion cannot write as SQL
+        return None
+    found = [t for t in _companion_names(sql) if rowids.is_companion(t)]
+    return found[0] if len(found) == 1 else None
+
+
+def registered_table(ctx: datafusion.SessionContext, name: str) -> TensorhouseArrowDataset | None:
+    """What ``register(ctx, name, ...)`` put under table ``name``, if it is still registered."""
+    companion = companion_of(ctx, name)
+    return rowids.lookup(companion) if companion is not None else None
+
+
+_DIALECT = "postgres"  # closest to DataFusion's SQL among sqlglot's dialects (double-quoted identifiers)
+
+
+def _companion_names(sql: str) -> list[str]:
+    import sqlglot
+    from sqlglot import exp
+
+    return sorted({t.name for t in sqlglot.parse_one(sql, read=_DIALECT).find_all(exp.Table)})
+
+
+__all__ = ["companion_of", "install", "register", "registered_table", "rowid_dataframe", "table_function"]

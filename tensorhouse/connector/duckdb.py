@@ -14,14 +14,18 @@ How DuckDB 2.0 treats a registered dataset (measured):
 - Time travel in SQL: register one name per version (``pets_v1``,
   ``pets_v3``); DuckDB has no public way to register a Python table
   function. From Python, ``scan(con, uri, version=3)`` gives a relation.
-- ``_rowid``: declared first, so ``SELECT *`` shows it (DuckDB cannot hide a
-  column of a Python source) and ``count(*)``, which DuckDB answers from
-  column 0, reads nothing. ``SELECT * EXCLUDE (_rowid)`` gives the dataset's
-  columns; ``rowid=False`` leaves it out of the table.
+- A table shows exactly the dataset's columns (``SELECT *``, ``NATURAL
+  JOIN``, ``UNION``, ``INSERT ... SELECT *`` behave as on a native table). It
+  is a view over a companion registration that also has ``_rowid`` (see
+  :mod:`tensorhouse.connector.rowids`); ``rowid=True`` shows ``_rowid`` as the
+  table's first column for those who want row ids in SQL.
+- The companion is registered with the dataset's row count, so DuckDB's join
+  order builds hash tables on the small side (:mod:`.duckdb_source`).
 - Field metadata (the tensorhouse type) does not survive DuckDB: its
-  results carry plain Arrow types. The datasets registered on a connection
-  are remembered (``registered_datasets``), so ``th.write`` recovers column
-  types by name and the loader finds the dataset behind ``_rowid``.
+  results carry plain Arrow types. The registered tables are found again
+  from a query (its connection's catalog lists the companions), so
+  ``th.write`` recovers column types by name and the loader finds the
+  dataset behind a query without ``_rowid``.
 - Filters DuckDB pushes (comparisons with constants, IN, IS NULL, AND/OR/NOT)
   prune chunks by their min/max statistics and are then applied exactly.
 
@@ -39,55 +43,76 @@ Example:
 
 from __future__ import annotations
 
-import re
-import threading
-import weakref
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import duckdb
 
+from tensorhouse.connector import rowids
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
+from tensorhouse.connector.duckdb_source import register_counted
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.types import ColumnType
 
-# Datasets given to DuckDB, by connection, for th.write to recover column types
-# that DuckDB drops. Weak: an entry lives as long as DuckDB holds the dataset.
-_LOCK = threading.Lock()
-_GIVEN: list[tuple[int, str | None, weakref.ref[TensorhouseArrowDataset]]] = []
+_VIEWS_SQL = "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal"
 
 
-def _remember(con: duckdb.DuckDBPyConnection, table: TensorhouseArrowDataset, name: str | None = None) -> None:
-    with _LOCK:
-        _GIVEN[:] = [(c, n, r) for c, n, r in _GIVEN if r() is not None and not (c == id(con) and n == name and name)]
-        _GIVEN.append((id(con), name, weakref.ref(table)))
+def _catalog(con_or_rel: Any) -> tuple[list[str], dict[str, str]]:
+    """(companions, other views -> their SQL) on the connection of a connection or a relation.
+
+    A relation runs SQL on its own connection through ``rel.query``: no private attribute needed.
+    """
+    try:
+        if isinstance(con_or_rel, duckdb.DuckDBPyConnection):
+            rows = con_or_rel.execute(_VIEWS_SQL).fetchall()
+        else:
+            rows = con_or_rel.query("__tensorhouse_probe", _VIEWS_SQL).fetchall()
+    except duckdb.Error:
+        return [], {}
+    companions = [n for n, _ in rows if rowids.is_companion(n)]
+    views = {n: sql for n, sql in rows if not n.startswith(rowids.COMPANION_PREFIX)}
+    return companions, views
 
 
-def _named_tables(con: Any) -> list[tuple[str | None, TensorhouseArrowDataset]]:
-    with _LOCK:
-        refs = [(n, r()) for c, n, r in _GIVEN if con is None or c == id(con)]
-    return [(n, t) for n, t in refs if t is not None]
-
-
-def _tables(con: Any) -> list[TensorhouseArrowDataset]:
-    return [t for _, t in _named_tables(con)]
+def _tables(con_or_rel: Any) -> list[TensorhouseArrowDataset]:
+    companions, _ = _catalog(con_or_rel)
+    return [t for c in companions if (t := rowids.lookup(c)) is not None]
 
 
 def dataset_behind(rel: duckdb.DuckDBPyRelation) -> Dataset | None:
     """The dataset a query reads, when the registered tables it names resolve to exactly one.
 
-    Used by the loader to read tensors by row id. Matching is by the names the
-    query text mentions, so a connection may hold several datasets.
+    The tables are found from the query's connection catalog and its SQL,
+    parsed with sqlglot (no private attribute, no regular expression).
     """
-    entries = _named_tables(getattr(rel, "_con", None))  # DuckDB names a relation's connection only privately
+    companions, views = _catalog(rel)
     try:
-        text = rel.sql_query()
+        read = rowids.tables_in(rel.sql_query(), dialect="duckdb")
     except duckdb.Error:
-        text = ""
-    mentioned = [t for n, t in entries if n and re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", text, re.IGNORECASE)]
-    found = {(t.dataset.uri, t.dataset.branch_name, t.dataset.version): t.dataset for t in (mentioned or [t for _, t in entries])}
+        read = set()
+    mentioned = {c for c in companions if c.lower() in read}
+    for view, text in views.items():
+        if view.lower() in read:
+            mentioned |= {c for c in companions if c.lower() in rowids.tables_in(text, dialect="duckdb")}
+    tables = [t for c in (mentioned or companions) if (t := rowids.lookup(c)) is not None]
+    found = {(t.dataset.uri, t.dataset.branch_name, t.dataset.version): t.dataset for t in tables}
     return next(iter(found.values())) if len(found) == 1 else None
+
+
+def rowid_relation(rel: duckdb.DuckDBPyRelation, heavy_of: Any) -> tuple[duckdb.DuckDBPyRelation, Any, Any]:
+    """``rel`` rewritten to return ``_rowid`` and its light columns (see :func:`.rowids.rowid_query`).
+
+    Returns (the new relation, the rewrite, the Arrow dataset read). Raises
+    :class:`~tensorhouse.connector.rowids.LateMaterializationError` when it cannot.
+    """
+    companions, views = _catalog(rel)
+    q, table = rowids.rowid_loader_query(rel.sql_query(), dialect="duckdb", companions=companions, views=views,
+                                         output=list(rel.columns), heavy_of=heavy_of)  # fmt: skip
+    out = rel.query("__tensorhouse_input", q.sql)
+    if out is None:  # a SELECT always gives a relation
+        raise rowids.LateMaterializationError(f"DuckDB returned no relation for {q.sql}")
+    return out, q, table
 
 
 def registered_table(con: duckdb.DuckDBPyConnection, name: str) -> TensorhouseArrowDataset | None:
@@ -101,13 +126,13 @@ def registered_table(con: duckdb.DuckDBPyConnection, name: str) -> TensorhouseAr
         >>> th.duckdb.registered_table(con, "t").dataset.uri, th.duckdb.registered_table(con, "u")
         ('memory://doc-duck-registered-table', None)
     """
-    found = [t for n, t in _named_tables(con) if n == name]
-    return found[-1] if found else None
+    companion = _companion_behind(con, name)
+    return rowids.lookup(companion) if companion is not None else None
 
 
 def registered_datasets(con: duckdb.DuckDBPyConnection | None = None) -> list[Dataset]:
-    """The tensorhouse datasets registered (or scanned) on ``con`` and still held by it; on any
-    connection when ``con`` is None. One entry per (uri, branch, version).
+    """The tensorhouse datasets registered (or scanned) on ``con`` and still held by it.
+    One entry per (uri, branch, version).
 
     Example:
         >>> import duckdb, tensorhouse as th
@@ -118,33 +143,64 @@ def registered_datasets(con: duckdb.DuckDBPyConnection | None = None) -> list[Da
         ['memory://doc-duck-registered']
     """
     out: dict[tuple[str, str | None, int], Dataset] = {}
-    for t in _tables(con):
+    for t in _tables(con) if con is not None else []:
         d = t.dataset
         out.setdefault((d.uri, getattr(d, "branch_name", None), d.version), d)
     return list(out.values())
 
 
 def column_types(result: Any) -> dict[str, set[ColumnType]]:
-    """Column name -> types of the tensorhouse datasets registered on the connection of ``result``.
-
-    A relation names its connection only through a private attribute; where
-    that is missing, every dataset currently registered on any connection counts.
-    """
+    """Column name -> types of the tensorhouse datasets registered on the connection of ``result``."""
     out: dict[str, set[ColumnType]] = {}
-    for t in _tables(getattr(result, "_con", None)):
+    for t in _tables(result):
         for name, ctype in t.dataset.schema.columns:
             out.setdefault(name, set()).add(ctype)
     return out
 
 
+def _register_table(con: duckdb.DuckDBPyConnection, name: str, table: TensorhouseArrowDataset,
+                    rowid: bool) -> str:  # fmt: skip
+    """The companion (with ``_rowid``) under a fresh name, and ``name`` as a view over it."""
+    companion = rowids.companion_name(name)
+    register_counted(con, companion, table)
+    rowids.remember(companion, table)
+    old = _companion_behind(con, name)
+    con.execute(f'CREATE OR REPLACE TEMP VIEW {_quote(name)} AS {rowids.view_sql(companion, rowid=rowid)}')
+    if old is not None:  # the name now reads the new companion; the old one only held memory
+        con.unregister(old)
+        rowids.forget(old)
+    return companion
+
+
+def companion_of(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """The companion table (the same rows, with ``_rowid``) behind table ``name``, if tensorhouse registered it."""
+    return _companion_behind(con, name)
+
+
+def _companion_behind(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    companions, views = _catalog(con)
+    text = views.get(name)
+    if text is None:
+        return None
+    read = rowids.tables_in(text, dialect="duckdb")
+    hits = [c for c in companions if c.lower() in read]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def register(con: duckdb.DuckDBPyConnection, name: str, source: str | Dataset, *, version: int | None = None,
              tag: str | None = None, timestamp: datetime | None = None, branch: str | None = None,
              storage_options: Mapping[str, Any] | None = None, refresh: bool = False,
-             rowid: bool = True) -> TensorhouseArrowDataset:  # fmt: skip
+             rowid: bool = False) -> TensorhouseArrowDataset:  # fmt: skip
     """Register a dataset (URI or open Dataset) as table ``name`` on ``con``; returns the Arrow dataset.
 
-    A name already registered is replaced. ``refresh=True`` makes every query
-    read the latest committed version instead of the one opened here.
+    The table has exactly the dataset's columns; ``rowid=True`` adds ``_rowid``
+    (int64, stable row ids) as its first column. A name already registered is
+    replaced. ``refresh=True`` makes every query read the latest committed
+    version instead of the one opened here.
 
     Example:
         >>> import duckdb, tensorhouse as th
@@ -158,15 +214,14 @@ def register(con: duckdb.DuckDBPyConnection, name: str, source: str | Dataset, *
     """
     _check_name(name)
     table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                          storage_options=storage_options, rowid=rowid, refresh=refresh)  # fmt: skip
-    con.register(name, table)
-    _remember(con, table, name)
+                          storage_options=storage_options, rowid=True, refresh=refresh)  # fmt: skip
+    _register_table(con, name, table, rowid)
     return table
 
 
 def scan(con: duckdb.DuckDBPyConnection, source: str | Dataset, *, version: int | None = None,
          tag: str | None = None, timestamp: datetime | None = None, branch: str | None = None,
-         storage_options: Mapping[str, Any] | None = None, rowid: bool = True) -> duckdb.DuckDBPyRelation:  # fmt: skip
+         storage_options: Mapping[str, Any] | None = None, rowid: bool = False) -> duckdb.DuckDBPyRelation:  # fmt: skip
     """A relation over one version of a dataset, for a query without a registered name.
 
     Example:
@@ -178,14 +233,16 @@ def scan(con: duckdb.DuckDBPyConnection, source: str | Dataset, *, version: int 
         [(3,)]
     """
     table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                          storage_options=storage_options, rowid=rowid)  # fmt: skip
-    _remember(con, table)
-    return con.from_arrow(table)
+                          storage_options=storage_options, rowid=True)  # fmt: skip
+    companion = rowids.companion_name("scan")
+    register_counted(con, companion, table)
+    rowids.remember(companion, table)
+    return con.sql(rowids.view_sql(companion, rowid=rowid))
 
 
 def connect(database: str = ":memory:", *, tables: Mapping[str, str | Dataset] | None = None,
             storage_options: Mapping[str, Any] | None = None, refresh: bool = False,
-            rowid: bool = True) -> duckdb.DuckDBPyConnection:  # fmt: skip
+            rowid: bool = False) -> duckdb.DuckDBPyConnection:  # fmt: skip
     """A new DuckDB connection with ``tables`` (name -> URI or Dataset) registered.
 
     Example:

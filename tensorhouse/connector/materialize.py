@@ -50,6 +50,7 @@ import pyarrow as pa
 
 from tensorhouse.connector.arrow_dataset import open_dataset, widen_float16
 from tensorhouse.connector.results import to_arrow_reader
+from tensorhouse.engines import engine_of
 from tensorhouse.errors import DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import Dataset, create
 from tensorhouse.format.foreign import dataframe_to_arrow, is_dataframe
@@ -197,6 +198,7 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
         raise ValueError(f"group_bytes must be positive, got {group_bytes}")
     if is_dataframe(result):  # pandas / Polars: typed Arrow columns (format.foreign)
         result = dataframe_to_arrow(result)
+    hints = _hints(result)  # before the reader: a streaming DuckDB result keeps its connection busy
     reader = to_arrow_reader(result)
     try:
         existing: Dataset | None = None
@@ -207,7 +209,7 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
                 if mode == "append":
                     raise
         if existing is None:
-            target = resolve_schema(reader.schema, schema, hints=_hints(result), engine=_from_engine(result))
+            target = resolve_schema(reader.schema, schema, hints=hints, engine=_from_engine(result))
             ds = create(uri, target, storage_options=storage_options)
         else:
             ds = existing
@@ -235,11 +237,11 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
 
 
 def _from_engine(result: Any) -> bool:
-    return type(result).__module__.partition(".")[0] in ("duckdb", "_duckdb", "datafusion")
+    return engine_of(result) is not None
 
 
 def _hints(result: Any) -> dict[str, set[ColumnType]]:
-    if type(result).__module__.partition(".")[0] not in ("duckdb", "_duckdb"):
+    if engine_of(result) != "duckdb":
         return {}  # Arrow inputs and DataFusion results keep the types in field metadata
     from tensorhouse.connector.duckdb import column_types
 

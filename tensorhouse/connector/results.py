@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tensorhouse.engines import engine_of
 from tensorhouse.errors import SchemaError
 
 #: One column of :func:`to_numpy`: a stacked array, or a list with one item per row.
@@ -53,8 +54,7 @@ def to_arrow_reader(result: Any, *, batch_rows: int = 65536) -> pa.RecordBatchRe
         return result.to_reader()
     if isinstance(result, pa.RecordBatch):
         return pa.RecordBatchReader.from_batches(result.schema, [result])
-    module = type(result).__module__.partition(".")[0]
-    if module in ("duckdb", "_duckdb") and hasattr(result, "to_arrow_reader"):
+    if engine_of(result) == "duckdb" and hasattr(result, "to_arrow_reader"):
         reader = result.to_arrow_reader(batch_rows)
         if reader is None:
             raise ValueError("the DuckDB statement returned no result set")

@@ -295,10 +295,10 @@ class SnapshotReader:
                     batch = take_column(batch, rows_kept) if batch.column is not None else take(batch, rows_kept)
                 arrays.append(to_arrow(batch, cur.ctype))
             if with_rowid:
-                rows = np.arange(pos, end, dtype=np.int64)
-                if keep is not None:
-                    rows = rows[keep]
-                arrays.append(pa.array(self.rowids(rows)))
+                # One fragment per batch: ids are a range (no per-row search; count(*) reads them).
+                base = (int(self.frag_ids[f]) << 32) - int(self.frag_starts[f])
+                ids = np.arange(pos + base, end + base, dtype=np.int64)
+                arrays.append(pa.array(ids[keep] if keep is not None else ids))
             if arrays:
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
             else:  # no columns asked (count(*)): rows without columns

@@ -2,14 +2,14 @@
 table function ``nearest(uri, column, query, k [, where [, version]])``.
 
 ``th.sql.nearest(con_or_ctx, table, ...)`` finds the tensorhouse dataset
-behind ``table`` (DuckDB: the connector's record of ``th.duckdb.register``;
-DataFusion: the ``_rowid`` field's metadata) and, when the column has an
+behind ``table`` (the registration's companion table, which has ``_rowid``;
+DataFusion also: the ``_rowid`` field's metadata) and, when the column has an
 index, searches it. A ``where`` condition is SQL of the engine: the engine
-evaluates it (``SELECT _rowid FROM table WHERE ...``, reading only the
+evaluates it (``SELECT _rowid FROM <companion> WHERE ...``, reading only the
 columns it names) and the search is restricted to those row ids, inside the
 index search. The rows are then read by row id and returned with the same
 columns and types as the brute-force query. Tables that are not tensorhouse
-datasets, registrations without ``_rowid``, and ``exact=True`` use brute force.
+datasets and ``exact=True`` use brute force.
 
 The table function runs in DataFusion's SQL:
 
@@ -52,8 +52,14 @@ def _datafusion_dataset(ctx: Any, table: str) -> Dataset | None:
     from tensorhouse.connector.arrow_dataset import ROWID_DATASET_KEY
 
     schema = ctx.table(table).schema()
-    if ROWID not in schema.names:
-        return None
+    if ROWID not in schema.names:  # row ids are opt-in: the registration's companion has them
+        from tensorhouse.connector import datafusion as thdf
+
+        registered = thdf.registered_table(ctx, table)
+        if registered is None:
+            return None
+        registered.count_rows()  # a refreshing registration moves to the latest version here, as a query would
+        return registered.dataset
     raw = (schema.field(ROWID).metadata or {}).get(ROWID_DATASET_KEY)
     if not raw:
         return None
@@ -82,6 +88,19 @@ def _duckdb_dataset(con: Any, table: str) -> Dataset | None:
     return registered.dataset
 
 
+def _with_rowid(con_or_ctx: Any, engine: str, table: str, tbl_sql: str) -> str:
+    """The table to read ``_rowid`` from: the registration's companion (row ids are opt-in on the table)."""
+    if engine == "duckdb":
+        from tensorhouse.connector import duckdb as thduck
+
+        companion = thduck.companion_of(con_or_ctx, table)
+    else:
+        from tensorhouse.connector import datafusion as thdf
+
+        companion = thdf.companion_of(con_or_ctx, table)
+    return f'"{companion}"' if companion is not None else tbl_sql
+
+
 def dataset_behind(con_or_ctx: Any, engine: str, table: str) -> Dataset | None:
     """The tensorhouse dataset registered (with ``_rowid``) as ``table``, or None."""
     return _duckdb_dataset(con_or_ctx, table) if engine == "duckdb" else _datafusion_dataset(con_or_ctx, table)
@@ -96,7 +115,7 @@ def indexed_nearest(con_or_ctx: Any, engine: str, table: str, column: str, query
         return None
     allowed = None
     if where is not None:
-        sql = f"SELECT {ROWID} FROM {tbl_sql} WHERE ({where})"
+        sql = f"SELECT {ROWID} FROM {_with_rowid(con_or_ctx, engine, table, tbl_sql)} WHERE ({where})"
         ids = con_or_ctx.sql(sql).to_arrow_table()
         allowed = np.sort(ids.column(ROWID).to_numpy())
     hits, _ = search(ds, column, query, k=k, metric=metric, allowed_rowids=allowed)

@@ -1,17 +1,20 @@
-"""What a loader reads: a Dataset, or a query result that carries ``_rowid``.
+"""What a loader reads: a Dataset, or a query result.
 
-The user writes one query. The loader keeps from it only ``_rowid`` and the
-light columns (scalars, text, computed values), re-projecting the query so the
-engine never reads tensor chunks; heavy columns (images, tensors, boxes,
-embeddings) named in the query are read from the dataset by row id.
+The user writes one query, e.g. ``SELECT image, label FROM pets WHERE ...``.
+The loader keeps from it only the row ids and the light columns (scalars,
+text, computed values), so the engine never reads tensor chunks; heavy
+columns (images, tensors, boxes, embeddings) named in the query are read
+from the dataset by row id, chunk by chunk.
 
-Which dataset is behind a query result, in order:
-1. ``dataset=`` given by the caller;
-2. the ``_rowid`` field's metadata (DataFusion keeps Arrow field metadata
-   through a query; the connector puts the dataset's URI, version and branch
-   there);
-3. the connector's record of datasets registered on that DuckDB connection:
-   the registered table names the query mentions, when they are one dataset.
+Where the row ids come from:
+1. a ``_rowid`` column the query selects (tables registered with
+   ``rowid=True``); the dataset is ``dataset=``, the ``_rowid`` field's
+   metadata (DataFusion keeps it) or the one registered dataset the query reads;
+2. otherwise the query is rewritten to read the registration's companion
+   table and add ``_rowid`` (:mod:`tensorhouse.connector.rowids`): the tables
+   come from the engine's catalog and a parse of the SQL (DuckDB: the
+   relation's ``sql_query()``; DataFusion: the plan's SQL from its unparser).
+   Aggregates, DISTINCT and set operations have no row ids: the loader says so.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.connector.arrow_dataset import ROWID_DATASET_KEY  # the connector writes it
+from tensorhouse.engines import engine_of
 from tensorhouse.errors import SchemaError
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.dataset import open as open_dataset
@@ -79,19 +83,21 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
         if unknown:
             raise SchemaError(f"unknown column(s) {unknown}; columns are {source.columns}")
         return Selection(source, None, {}, [c for c in names if c != ROWID], ROWID in names)
-    kind = type(source).__module__.split(".")[0]
+    kind = engine_of(source)
     if kind == "duckdb":
         names = list(source.columns)
-        _require_rowid(names)
+        if ROWID not in names:
+            return _rewritten(source, kind, names, columns, dataset)
         ds = dataset or _dataset_from_registry(source)
         if ds is None:
             raise ValueError("cannot tell which tensorhouse dataset this DuckDB query reads: pass dataset=ds "
-                             "(or register exactly one dataset on the connection with th.duckdb.register)")  # fmt: skip
+                             "(or read exactly one dataset registered with th.duckdb.register)")  # fmt: skip
         keep = _light(ds, names, columns)
         table = source.project(", ".join(_quote(c) for c in keep)).to_arrow_table()
     elif kind == "datafusion":
         names = [f.name for f in source.schema()]
-        _require_rowid(names)
+        if ROWID not in names:
+            return _rewritten(source, kind, names, columns, dataset)
         ds = dataset or _dataset_from_metadata(source.schema())
         if ds is None:
             raise ValueError("cannot tell which tensorhouse dataset this DataFrame reads: pass dataset=ds")
@@ -114,6 +120,34 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
     light = {c: _to_numpy(table.column(c)) for c in table.column_names if c != ROWID and c in wanted}
     rowids = table.column(ROWID).to_numpy().astype(np.int64)
     return Selection(ds, rowids, light, heavy, ROWID in wanted)
+
+
+def _heavy_columns(table: Any) -> set[str]:
+    ds = table.dataset
+    return {c for c in ds.columns if is_heavy(ds, c)}
+
+
+def _rewritten(source: Any, kind: str, names: list[str], columns: Sequence[str] | None,
+               dataset: Dataset | None) -> Selection:  # fmt: skip
+    """A query without ``_rowid``: rewritten to return row ids and light columns only."""
+    wanted = list(columns) if columns is not None else names
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise SchemaError(f"column(s) {unknown} are not in the query result {names}")
+    if kind == "duckdb":
+        from tensorhouse.connector import duckdb as thduck
+
+        rel, q, arrow_ds = thduck.rowid_relation(source, _heavy_columns)
+        table = rel.to_arrow_table()
+    else:
+        from tensorhouse.connector import datafusion as thdf
+
+        df, q, arrow_ds = thdf.rowid_dataframe(source, _heavy_columns)
+        table = df.to_arrow_table()
+    ds = dataset or arrow_ds.dataset
+    light = {c: _to_numpy(table.column(c)) for c in q.light if c in wanted}
+    rowids = table.column(ROWID).to_numpy().astype(np.int64)
+    return Selection(ds, rowids, light, [c for c in q.heavy if c in wanted], False)
 
 
 def _require_rowid(names: Sequence[str]) -> None:

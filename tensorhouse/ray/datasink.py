@@ -140,11 +140,15 @@ class TensorhouseDatasink(Datasink[TaskResult]):
 
     def __init__(self, uri: str, *, mode: Mode = "append", schema: SchemaLike | None = None,
                  storage_options: Mapping[str, Any] | None = None, message: str | None = None,
-                 group_bytes: int = GROUP_BYTES) -> None:  # fmt: skip
+                 group_bytes: int = GROUP_BYTES, app_id: str | None = None,
+                 txn_version: int | None = None) -> None:  # fmt: skip
         if mode not in ("append", "create", "overwrite"):
             raise ValueError(f"mode must be 'append', 'create' or 'overwrite', got {mode!r}")
         if group_bytes <= 0:
             raise ValueError(f"group_bytes must be positive, got {group_bytes}")
+        if (app_id is None) != (txn_version is None):
+            raise ValueError("give both app_id and txn_version for an idempotent write, or neither")
+        self._txn = (app_id, txn_version)
         self._uri = uri
         self._mode: Mode = mode
         # A source Dataset travels to the tasks as its types only.
@@ -231,7 +235,8 @@ class TensorhouseDatasink(Datasink[TaskResult]):
             staged.extend(staging.adopt(ds, r.fragments))
             for t in r.tables:
                 staged.extend(staging.stage(layout, _rows(t, layout.schema, self._uri)))
-        self.version = staging.commit(ds, staged, overwrite=self._mode == "overwrite", message=self._message)
+        self.version = staging.commit(ds, staged, overwrite=self._mode == "overwrite", message=self._message,
+                                      app_id=self._txn[0], txn_version=self._txn[1])  # fmt: skip
         self.num_rows = sum(r.num_rows for r in ordered)
 
     def _create(self, results: Sequence[TaskResult]) -> Dataset | None:
@@ -256,7 +261,8 @@ class TensorhouseDatasink(Datasink[TaskResult]):
 
 def write(ray_dataset: ray.data.Dataset, uri: str, *, mode: Mode = "append",
           schema: SchemaLike | None = None, storage_options: Mapping[str, Any] | None = None,
-          message: str | None = None, group_bytes: int = GROUP_BYTES, ray_remote_args: Mapping[str, Any] | None = None,
+          message: str | None = None, group_bytes: int = GROUP_BYTES, app_id: str | None = None,
+          txn_version: int | None = None, ray_remote_args: Mapping[str, Any] | None = None,
           concurrency: int | None = None) -> int:  # fmt: skip
     """Write a ``ray.data.Dataset`` to a tensorhouse dataset as one commit; returns the new version.
 
@@ -268,6 +274,9 @@ def write(ray_dataset: ray.data.Dataset, uri: str, *, mode: Mode = "append",
     tasks upload chunk files in parallel; the driver commits once, so a
     retried task never duplicates rows and a failed job leaves the dataset at
     its previous version (its orphaned files are what ``vacuum`` removes).
+    ``app_id``/``txn_version`` make the whole job idempotent: re-running a job
+    whose commit already landed (a driver that crashed after committing)
+    commits nothing and returns the version it committed.
 
     Example:
         >>> import ray, tensorhouse as th  # doctest: +SKIP
@@ -276,7 +285,7 @@ def write(ray_dataset: ray.data.Dataset, uri: str, *, mode: Mode = "append",
         1
     """
     sink = TensorhouseDatasink(uri, mode=mode, schema=schema, storage_options=storage_options, message=message,
-                               group_bytes=group_bytes)  # fmt: skip
+                               group_bytes=group_bytes, app_id=app_id, txn_version=txn_version)  # fmt: skip
     ray_dataset.write_datasink(sink, ray_remote_args=dict(ray_remote_args or {}), concurrency=concurrency)
     if sink.version is None:  # nothing was written to an existing dataset
         assert sink._existing is not None

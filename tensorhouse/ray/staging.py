@@ -106,11 +106,12 @@ def adopt(ds: Dataset, staged: Sequence[StagedFragment]) -> list[StagedFragment]
     return [replace(s, dataset_id=own) if s.dataset_id == UNBORN else s for s in staged]
 
 
-def commit(ds: Dataset, staged: Sequence[StagedFragment], *, overwrite: bool = False,
-           message: str | None = None) -> int:  # fmt: skip
+def commit(ds: Dataset, staged: Sequence[StagedFragment], *, overwrite: bool = False, message: str | None = None,
+           app_id: str | None = None, txn_version: int | None = None) -> int:  # fmt: skip
     """Commit staged fragments (after deleting the rows live at ``ds.version`` when ``overwrite``) as one
-    version, and return it. Nothing to commit leaves the dataset at its version."""
-    tx = ds.transaction(message=message)
+    version, and return it. Nothing to commit leaves the dataset at its version. With ``app_id`` and
+    ``txn_version`` the commit is idempotent: a pair already in the log commits nothing."""
+    tx = ds.transaction(message=message, app_id=app_id, txn_version=txn_version)
     if overwrite:
         live = [b.column(ROWID).to_numpy() for b in ds.reader.iter_batches([], with_rowid=True)]
         if sum(len(x) for x in live):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tensorhouse.engines import engine_of
 from tensorhouse.udfs.catalog import BY_NAME, CATALOG, UDF
 from tensorhouse.udfs.kernels.boxes import (
     box_area,
@@ -54,7 +55,7 @@ def register(con_or_ctx: Any) -> list[str]:
         >>> "tensor_slice" in th.udfs.register(ctx)
         True
     """
-    module = type(con_or_ctx).__module__.split(".")[0].lstrip("_")
+    module = engine_of(con_or_ctx)
     if module == "duckdb":
         from tensorhouse.udfs import duckdb as duck
 

@@ -389,7 +389,7 @@ class _Sessions:
         if cur is None:
             cur = self._db.cursor()
             for name, ds in tables.items():
-                self._register(cur, name, ds)
+                self._register(cur, name, ds, rowid=True)  # the viewer pages by _rowid
         try:
             yield cur
         finally:

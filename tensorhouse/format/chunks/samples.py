@@ -162,6 +162,8 @@ def normalize(values: Any, ctype: ColumnType, column: str) -> SampleBatch:
     if isinstance(ctype, Arrow):
         return of_column(columnar.to_column(values, ctype.arrow_type(), column))
     if isinstance(values, pa.ChunkedArray | pa.Array):
+        if ctype.storage_dtype == "bytes" and (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+            return _binary_batch(values)
         values = _from_arrow(values, ctype, column)
     if ctype.storage_dtype in ("bytes", "str"):
         return _normalize_bytes(values, ctype, column)
@@ -236,6 +238,21 @@ def _pack(parts: Sequence[bytes | memoryview], shapes: Sequence[Sequence[int]], 
     if nulls is not None and not nulls.any():
         nulls = None
     return SampleBatch(b"".join(parts), offsets, shp, nulls)
+
+
+def _binary_batch(arr: pa.ChunkedArray | pa.Array) -> SampleBatch:
+    """An Arrow binary column as a batch without a copy per value: its data buffer and offsets as they are."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    n = len(arr)
+    _, off_buf, data = arr.buffers()[:3]
+    if n == 0 or off_buf is None:
+        return _pack([b""] * n, [()] * n, 0, np.ones(n, bool) if n else None)
+    width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    offs = np.frombuffer(off_buf, width)[arr.offset : arr.offset + n + 1].astype(np.int64)
+    view = np.frombuffer(data, np.uint8).data[int(offs[0]) : int(offs[-1])] if data is not None else b""
+    nulls = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool) if arr.null_count else None
+    return SampleBatch(view, offs - offs[0], np.zeros((n, 0), np.int64), nulls)
 
 
 def _normalize_bytes(values: Any, ctype: ColumnType, column: str) -> SampleBatch:

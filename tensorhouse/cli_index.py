@@ -1,4 +1,5 @@
-"""The ``tensorhouse index ...`` commands (loaded by the CLI only when used).
+"""The ``tensorhouse index ...`` commands (loaded by the CLI only when used; an app module like
+``cli_ingest``, so the library package ``tensorhouse.index`` never imports the CLI).
 
 Example:
     $ tensorhouse index create data/pets embedding --metric cosine --kind ivf_flat --param nprobe=32
