@@ -110,7 +110,7 @@ def main() -> None:
         report("export to Parquet, all columns", {
             "tensorhouse": lambda: th.export(uri, str(root / f"e{next(n)}.parquet")),
             "write_dataset(ad)": lambda: pads.write_dataset(ad, str(root / f"w{next(n)}"), format="parquet"),
-            "duckdb COPY": lambda: con.sql(f"COPY (SELECT * EXCLUDE (_rowid) FROM pets) TO "
+            "duckdb COPY": lambda: con.sql(f"COPY (SELECT * FROM pets) TO "
                                            f"'{root / f'c{next(n)}.parquet'}' (FORMAT parquet)"),
         }, repeats)  # fmt: skip
         ds = th.open(uri)

@@ -884,7 +884,10 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
         v = sysm.first_append_version + n // 2 - 1  # holds n // 2 rows / files
         ts = sysm.timestamp_of(p, v)
         got = sysm.open_timestamp(p, ts)
-        if got != n // 2:
+        # deltalake resolves a timestamp by the log files' modification times (millisecond clocks,
+        # commits within one millisecond): it may land one version off. Ours must be exact.
+        slack = 0 if s == "tensorhouse" else 1
+        if abs(got - n // 2) > slack:
             raise AssertionError(f"{s}: timestamp of version {v} opened {got} rows/files, expected {n // 2}")
         r_ts.timings[s] = time_repeat(lambda sysm=sysm, p=p, ts=ts: sysm.open_timestamp(p, ts), repeats)
         log(f"[timestamp] {s}: {r_ts.timings[s].median * 1e3:.2f} ms")

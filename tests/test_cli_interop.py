@@ -109,7 +109,7 @@ def test_output_format_is_checked_before_anything_is_written(pets: str, tmp_path
 
 def test_honest_counts(pets: str, tmp_path: Path, cli: Any) -> None:
     dest = str(tmp_path / "dogs")
-    q = "SELECT * EXCLUDE (_rowid) FROM t WHERE label = 1"
+    q = "SELECT * FROM t WHERE label = 1"
     assert "wrote 2 rows" in cli("sql", q, "-d", f"t={pets}", "-o", dest).stdout
     out = cli("sql", q, "-d", f"t={pets}", "-o", dest, "--mode", "append").stdout
     assert "appended 2 rows" in out and "4 rows in all" in out  # not the dataset's total as rows written
