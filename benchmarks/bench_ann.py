@@ -79,9 +79,13 @@ def data(rows: int, dim: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.
         x = np.empty((rows, dim), np.float32)
         for s in range(0, rows, 100_000):
             e = min(rows, s + 100_000)
-            x[s:e] = centers[rng.integers(0, len(centers), e - s)] + rng.standard_normal((e - s, dim), np.float32)
+            x[s:e] = centers[rng.integers(0, len(centers), e - s)] + rng.standard_normal(
+                (e - s, dim), np.float32
+            )
         labels = rng.integers(0, 10, rows).astype(np.int64)
-        q = (centers[rng.integers(0, len(centers), 1000)] + rng.standard_normal((1000, dim), np.float32))
+        q = centers[rng.integers(0, len(centers), 1000)] + rng.standard_normal(
+            (1000, dim), np.float32
+        )
         np.save(d / "x.npy", x)
         np.save(d / "labels.npy", labels)
         np.save(d / "q.npy", q.astype(np.float32))
@@ -106,7 +110,11 @@ def ground_truth(xn: np.ndarray, qn: np.ndarray, keep: np.ndarray | None) -> np.
 
 
 def recall(got: list[np.ndarray], truth: np.ndarray) -> float:
-    return float(np.mean([len(set(g.tolist()) & set(t.tolist())) / K for g, t in zip(got, truth, strict=True)]))
+    return float(
+        np.mean(
+            [len(set(g.tolist()) & set(t.tolist())) / K for g, t in zip(got, truth, strict=True)]
+        )
+    )
 
 
 # -- systems --------------------------------------------------------------------------
@@ -126,14 +134,25 @@ class Result:
 
 
 def th_settings(ds: th.Dataset, kind: str, where: str | None, smoke: bool) -> list[Setting]:
-    knob, values = ("nprobe", [4, 8, 16, 32, 64]) if kind == "ivf_flat" else ("ef_search", [16, 32, 64, 128])
+    knob, values = (
+        ("nprobe", [4, 8, 16, 32, 64]) if kind == "ivf_flat" else ("ef_search", [16, 32, 64, 128])
+    )
     if smoke:
         values = values[1:3]
     out = []
     for v in values:
+
         def run(q: np.ndarray, v: int = v) -> np.ndarray:
-            t = ds.nearest("emb", q, k=K, where=where, columns=[], with_rowid=True, index=f"emb_{kind}",
-                           search_params={knob: v})
+            t = ds.nearest(
+                "emb",
+                q,
+                k=K,
+                where=where,
+                columns=[],
+                with_rowid=True,
+                index=f"emb_{kind}",
+                search_params={knob: v},
+            )
             return ds.reader.rows_of_rowids(t.column("_rowid").to_numpy())  # row ids -> positions
 
         out.append(Setting(f"th {kind}", f"{knob}={v}", run))
@@ -141,18 +160,31 @@ def th_settings(ds: th.Dataset, kind: str, where: str | None, smoke: bool) -> li
 
 
 def lance_settings(lds: Any, kind: str, where: str | None, smoke: bool) -> list[Setting]:
-    grid = [(5, 10), (10, 10), (20, 10), (40, 20)] if kind == "IVF_PQ" else [(2, 1), (4, 1), (8, 1), (16, 1)]
+    grid = (
+        [(5, 10), (10, 10), (20, 10), (40, 20)]
+        if kind == "IVF_PQ"
+        else [(2, 1), (4, 1), (8, 1), (16, 1)]
+    )
     if smoke:
         grid = grid[1:3]
     out = []
     for nprobes, refine in grid:
+
         def run(q: np.ndarray, nprobes: int = nprobes, refine: int = refine) -> np.ndarray:
             nearest = {"column": "emb", "q": q, "k": K, "nprobes": nprobes}
             if kind == "IVF_PQ":
                 nearest["refine_factor"] = refine
-            t = lds.to_table(nearest=nearest, columns=[], with_row_id=True, filter=where,
-                             prefilter=where is not None, disable_scoring_autoprojection=True)
-            return t.column("_rowid").to_numpy().astype(np.int64)  # one fragment: row id == position
+            t = lds.to_table(
+                nearest=nearest,
+                columns=[],
+                with_row_id=True,
+                filter=where,
+                prefilter=where is not None,
+                disable_scoring_autoprojection=True,
+            )
+            return (
+                t.column("_rowid").to_numpy().astype(np.int64)
+            )  # one fragment: row id == position
 
         knob = f"nprobes={nprobes}" + (f", refine={refine}" if kind == "IVF_PQ" else "")
         out.append(Setting(f"lance {kind}", knob, run))
@@ -174,13 +206,19 @@ def measure(settings: list[Setting], queries: np.ndarray, truth: np.ndarray) -> 
     for s in settings:  # warm-up: load indexes, caches, lazy imports
         s.search(queries[0])
     got: dict[str, list[np.ndarray]] = {f"{s.system}|{s.knob}": [] for s in settings}
-    fns = {f"{s.system}|{s.knob}": (lambda q, s=s, key=f"{s.system}|{s.knob}": got[key].append(s.search(q)))
-           for s in settings}  # fmt: skip
+    fns = {
+        f"{s.system}|{s.knob}": (
+            lambda q, s=s, key=f"{s.system}|{s.knob}": got[key].append(s.search(q))
+        )
+        for s in settings
+    }
     timings = time_each_interleaved(fns, queries)
     out = []
     for s in settings:
         key = f"{s.system}|{s.knob}"
-        out.append(Result(s.system, s.knob, recall(got[key], truth), statistics.median(timings[key].times)))
+        out.append(
+            Result(s.system, s.knob, recall(got[key], truth), statistics.median(timings[key].times))
+        )
     return out
 
 
@@ -188,7 +226,9 @@ def best(results: list[Result], system: str, target: float) -> Result:
     """The fastest setting of ``system`` reaching ``target`` recall, else its most accurate one."""
     mine = [r for r in results if r.system == system]
     ok = [r for r in mine if r.recall >= target]
-    return min(ok, key=lambda r: r.latency) if ok else max(mine, key=lambda r: (r.recall, -r.latency))
+    return (
+        min(ok, key=lambda r: r.latency) if ok else max(mine, key=lambda r: (r.recall, -r.latency))
+    )
 
 
 def fastest_at_least(results: list[Result], prefix: str, recall_floor: float) -> Result | None:
@@ -201,25 +241,39 @@ def fmt_ms(s: float) -> str:
 
 
 def report(title: str, results: list[Result], target: float, systems: list[str]) -> list[str]:
-    lines = [f"\n### {title} (recall target {target})\n", "| system | setting | recall@10 | median latency |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"\n### {title} (recall target {target})\n",
+        "| system | setting | recall@10 | median latency |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         lines.append(f"| {r.system} | {r.knob} | {r.recall:.3f} | {fmt_ms(r.latency)} |")
     numpy = next(r for r in results if r.system == "numpy exact")
-    lines += ["", "| system (best setting at target) | recall@10 | latency | vs numpy | vs Lance at >= its recall "
-              "(else Lance's most accurate) |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "| system (best setting at target) | recall@10 | latency | vs numpy | vs Lance at >= its recall "
+        "(else Lance's most accurate) |",
+        "|---|---|---|---|---|",
+    ]
     lance_rows = [r for r in results if r.system.startswith("lance")]
     for system in systems:
         b = best(results, system, target)
         peer = fastest_at_least(results, "lance", b.recall)
         note = ""
-        if peer is None and lance_rows:  # no Lance setting is as accurate: compare with its most accurate one
+        if (
+            peer is None and lance_rows
+        ):  # no Lance setting is as accurate: compare with its most accurate one
             peer = max(lance_rows, key=lambda r: (r.recall, -r.latency))
             note = ", lower recall"
-        vs_lance = (f"{b.latency / peer.latency:.2f}x ({peer.system} {peer.knob}, recall {peer.recall:.3f}{note})"
-                    if peer else "-")  # fmt: skip
-        lines.append(f"| {system} ({b.knob}) | {b.recall:.3f} | {fmt_ms(b.latency)} | "
-                     f"{b.latency / numpy.latency:.3f}x | {vs_lance} |")  # fmt: skip
+        vs_lance = (
+            f"{b.latency / peer.latency:.2f}x ({peer.system} {peer.knob}, recall {peer.recall:.3f}{note})"
+            if peer
+            else "-"
+        )
+        lines.append(
+            f"| {system} ({b.knob}) | {b.recall:.3f} | {fmt_ms(b.latency)} | "
+            f"{b.latency / numpy.latency:.3f}x | {vs_lance} |"
+        )
     return lines
 
 
@@ -229,9 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--th-kinds", default="ivf_flat,hnsw", help="tensorhouse index kinds to build")
-    ap.add_argument("--lance-kinds", default="IVF_PQ,IVF_HNSW_SQ", help="Lance index types to build")
-    ap.add_argument("--smoke", action="store_true", help="10k rows, 10 queries, ivf_flat vs IVF_PQ: seconds")
-    ap.add_argument("--dir", default=None, help="where to write the datasets (default: a temp dir, removed)")
+    ap.add_argument(
+        "--lance-kinds", default="IVF_PQ,IVF_HNSW_SQ", help="Lance index types to build"
+    )
+    ap.add_argument(
+        "--smoke", action="store_true", help="10k rows, 10 queries, ivf_flat vs IVF_PQ: seconds"
+    )
+    ap.add_argument(
+        "--dir", default=None, help="where to write the datasets (default: a temp dir, removed)"
+    )
     args = ap.parse_args(argv)
     if args.smoke:
         args.rows, args.queries = 10_000, 10
@@ -245,29 +305,51 @@ def main(argv: list[str] | None = None) -> int:
         log(f"[write] {n:,} rows to tensorhouse and Lance under {root}")
         emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), args.dim)
         table = pa.table({"id": np.arange(n, dtype=np.int64), "label": labels, "emb": emb})
-        ds = th.create(str(root / "th"), {"id": "int64", "label": "int64", "emb": th.Embedding(args.dim)})
+        ds = th.create(
+            str(root / "th"), {"id": "int64", "label": "int64", "emb": th.Embedding(args.dim)}
+        )
         ds.append(table)
         # One Lance dataset per index type: Lance searches a column with the one index it has.
-        lance_ds = {kind: lance.write_dataset(table, str(root / f"lance_{kind}"), max_rows_per_file=1 << 22)
-                    for kind in lance_kinds}  # fmt: skip
+        lance_ds = {
+            kind: lance.write_dataset(table, str(root / f"lance_{kind}"), max_rows_per_file=1 << 22)
+            for kind in lance_kinds
+        }
 
         builds: list[tuple[str, float, int]] = []
         for kind in th_kinds:
             log(f"[build] tensorhouse {kind}")
             t0 = time.perf_counter()
             ds.create_index("emb", name=f"emb_{kind}", metric="cosine", kind=kind, progress=False)
-            builds.append((f"th {kind}", time.perf_counter() - t0, ds.snapshot.indexes[f"emb_{kind}"].files[0].size))
+            builds.append(
+                (
+                    f"th {kind}",
+                    time.perf_counter() - t0,
+                    ds.snapshot.indexes[f"emb_{kind}"].files[0].size,
+                )
+            )
         for kind in lance_kinds:
             log(f"[build] Lance {kind}")
-            parts = max(1, round(math.sqrt(n))) if kind == "IVF_PQ" else max(1, round(math.sqrt(n) / 4))
+            parts = (
+                max(1, round(math.sqrt(n))) if kind == "IVF_PQ" else max(1, round(math.sqrt(n) / 4))
+            )
             kw: dict[str, Any] = {"num_partitions": parts}
             if kind == "IVF_PQ":
                 kw["num_sub_vectors"] = args.dim // 8
             t0 = time.perf_counter()
-            lance_ds[kind].create_index("emb", index_type=kind, name=f"emb_{kind}", metric="cosine", **kw)
-            builds.append((f"lance {kind}", time.perf_counter() - t0, tree_bytes(root / f"lance_{kind}" / "_indices")))
+            lance_ds[kind].create_index(
+                "emb", index_type=kind, name=f"emb_{kind}", metric="cosine", **kw
+            )
+            builds.append(
+                (
+                    f"lance {kind}",
+                    time.perf_counter() - t0,
+                    tree_bytes(root / f"lance_{kind}" / "_indices"),
+                )
+            )
         lance_ds = {kind: lance.dataset(str(root / f"lance_{kind}")) for kind in lance_kinds}
-        assert all(len(d.get_fragments()) == 1 for d in lance_ds.values()), "Lance row ids are positions in one fragment"
+        assert all(len(d.get_fragments()) == 1 for d in lance_ds.values()), (
+            "Lance row ids are positions in one fragment"
+        )
 
         xn = unit(x)
         qn = unit(queries)
@@ -289,15 +371,22 @@ def main(argv: list[str] | None = None) -> int:
             results[label] = measure(settings, queries, truth_f if filtered else truth)
 
         systems = [f"th {k}" for k in th_kinds] + [f"lance {k}" for k in lance_kinds]
-        lines = [f"## bench_ann: {n:,} x {args.dim} float32, {len(queries)} queries, cosine, k={K}\n",
-                 "| system | build | index size | build vs fastest Lance |", "|---|---|---|---|"]  # fmt: skip
-        lance_build = min((b for b in builds if b[0].startswith("lance")), key=lambda b: b[1], default=None)
+        lines = [
+            f"## bench_ann: {n:,} x {args.dim} float32, {len(queries)} queries, cosine, k={K}\n",
+            "| system | build | index size | build vs fastest Lance |",
+            "|---|---|---|---|",
+        ]
+        lance_build = min(
+            (b for b in builds if b[0].startswith("lance")), key=lambda b: b[1], default=None
+        )
         for name, secs, size in builds:
             ratio = f"{secs / lance_build[1]:.2f}x" if lance_build else "-"
             lines.append(f"| {name} | {secs:.1f} s | {size / 1e6:.1f} MB | {ratio} |")
         lines.append(f"\nraw vectors: {x.nbytes / 1e6:.1f} MB")
         lines += report("unfiltered", results["unfiltered"], TARGET_UNFILTERED, systems)
-        lines += report(f"filtered (label = {FILTER_LABEL}, 10%)", results["filtered"], TARGET_FILTERED, systems)
+        lines += report(
+            f"filtered (label = {FILTER_LABEL}, 10%)", results["filtered"], TARGET_FILTERED, systems
+        )
         print("\n".join(lines))
     finally:
         if not args.dir:

@@ -152,8 +152,11 @@ class Tensorhouse(System):
     def write(self, prepared: Any, kind: str, path: Path) -> None:
         cols, num_classes = prepared
         image_type = th.Image("jpeg") if kind == "jpeg" else th.Tensor("uint8", SHAPE)
-        schema = {"image": image_type, "label": th.ClassLabel([f"c{i}" for i in range(num_classes)]),
-                  "embedding": th.Embedding(cols["embedding"].shape[1])}  # fmt: skip
+        schema = {
+            "image": image_type,
+            "label": th.ClassLabel([f"c{i}" for i in range(num_classes)]),
+            "embedding": th.Embedding(cols["embedding"].shape[1]),
+        }
         ds = th.create(str(path), schema)
         ds.append(cols)
 
@@ -236,9 +239,14 @@ class Parquet(System):
 
     def write(self, prepared: Any, kind: str, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        pq.write_table(prepared, str(path / "data.parquet"), row_group_size=PARQUET_ROW_GROUP,
-                       compression={"image": "NONE", "label": "SNAPPY", "embedding": "SNAPPY"},
-                       use_dictionary=["label"], write_statistics=["label"])  # fmt: skip
+        pq.write_table(
+            prepared,
+            str(path / "data.parquet"),
+            row_group_size=PARQUET_ROW_GROUP,
+            compression={"image": "NONE", "label": "SNAPPY", "embedding": "SNAPPY"},
+            use_dictionary=["label"],
+            write_statistics=["label"],
+        )
 
     def open(self, path: Path, kind: str) -> Any:
         pf = pq.ParquetFile(str(path / "data.parquet"))
@@ -312,8 +320,9 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def measure_writes(data: ImageData, kind: str, work: Path, repeats: int, rows: dict[str, Row], *,
-                   cold: bool) -> dict[str, Path]:  # fmt: skip
+def measure_writes(
+    data: ImageData, kind: str, work: Path, repeats: int, rows: dict[str, Row], *, cold: bool
+) -> dict[str, Path]:
     """Write each system's dataset ``repeats`` times, round-robin, into a fresh directory; keep the last."""
     durable = rows[f"write {kind} (durable)"]
     plain = rows[f"write {kind} (peers without fsync)"]
@@ -350,9 +359,19 @@ def measure_writes(data: ImageData, kind: str, work: Path, repeats: int, rows: d
     return paths
 
 
-def measure_reads(kind: str, paths: dict[str, Path], tiny: dict[str, Any], data: ImageData,
-                  row: Callable[..., Row], *, take_sets: list[np.ndarray], single: np.ndarray,
-                  single_cold: np.ndarray, cold: bool, args: argparse.Namespace) -> None:  # fmt: skip
+def measure_reads(
+    kind: str,
+    paths: dict[str, Path],
+    tiny: dict[str, Any],
+    data: ImageData,
+    row: Callable[..., Row],
+    *,
+    take_sets: list[np.ndarray],
+    single: np.ndarray,
+    single_cold: np.ndarray,
+    cold: bool,
+    args: argparse.Namespace,
+) -> None:
     """Check every system's dataset, then time scans, takes and single rows, systems interleaved."""
     n = len(data)
     systems = {s.name: s for s in SYSTEMS}
@@ -453,20 +472,32 @@ def run(args: argparse.Namespace) -> None:
             tiny_handles[system.name] = system.open(p, kind)
         paths = measure_writes(data, kind, work, args.write_repeats, rows, cold=cold)
 
-        measure_reads(kind, paths, tiny_handles, data, row, take_sets=take_sets, single=single,
-                      single_cold=single_cold, cold=cold, args=args)  # fmt: skip
+        measure_reads(
+            kind,
+            paths,
+            tiny_handles,
+            data,
+            row,
+            take_sets=take_sets,
+            single=single,
+            single_cold=single_cold,
+            cold=cold,
+            args=args,
+        )
 
     names = [s.name for s in SYSTEMS]
     table_rows = [rows[k] for k in order if k != "on-disk size"]
     print()
     print(f"## bench_format: {n} rows of 256x256x3 images + int32 label + float32[128] embedding")
     print()
-    print(f"Machine: {platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}; "
-          f"lance {lance.__version__}, pyarrow {pa.__version__}, tensorhouse {th.__version__}. "
-          f"JPEG q90, {data.jpeg_bytes / n / 1e3:.1f} KB per image on average. "
-          f"Page cache: {'warm and cold (dropped before each cold repeat)' if cold else 'warm only'}. "
-          f"Repeats: writes {args.write_repeats}, scans/takes {args.repeats} warm / {args.cold_repeats} cold; "
-          f"single row: {len(single)} warm / {len(single_cold)} cold rows.")  # fmt: skip
+    print(
+        f"Machine: {platform.machine()}, {_cpus()} CPUs, Python {platform.python_version()}; "
+        f"lance {lance.__version__}, pyarrow {pa.__version__}, tensorhouse {th.__version__}. "
+        f"JPEG q90, {data.jpeg_bytes / n / 1e3:.1f} KB per image on average. "
+        f"Page cache: {'warm and cold (dropped before each cold repeat)' if cold else 'warm only'}. "
+        f"Repeats: writes {args.write_repeats}, scans/takes {args.repeats} warm / {args.cold_repeats} cold; "
+        f"single row: {len(single)} warm / {len(single_cold)} cold rows."
+    )
     print()
     print(
         "Medians. `peer / tensorhouse`: the peer's median time over tensorhouse's (> 1: the peer is slower). "
@@ -511,8 +542,9 @@ def _cpus() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rows", type=int, default=10_000, help="rows per dataset (default 10,000)")
     p.add_argument(
         "--smoke", action="store_true", help="tiny sizes for CI: 200 rows, 1 repeat, warm only"

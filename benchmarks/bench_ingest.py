@@ -115,7 +115,9 @@ def list_folder(root: Path) -> tuple[list[str], list[int]]:
     return [rels[i] for i in order], [labels[i] for i in order]
 
 
-def read_batches(root: Path, pool: ThreadPoolExecutor) -> Iterator[tuple[list[bytes], list[int], list[str]]]:
+def read_batches(
+    root: Path, pool: ThreadPoolExecutor
+) -> Iterator[tuple[list[bytes], list[int], list[str]]]:
     """(images, labels, paths) per batch of ``BATCH`` files, files read on ``pool``."""
     rels, labels = list_folder(root)
 
@@ -134,8 +136,14 @@ def run_tensorhouse(root: Path, out: Path, pool: ThreadPoolExecutor) -> None:
 
 
 def run_deeplake(root: Path, out: Path, pool: ThreadPoolExecutor) -> None:
-    ds = deeplake.create(str(out), schema={"image": deeplake.types.Image(sample_compression="jpeg"),
-                                           "label": deeplake.types.Int32(), "path": deeplake.types.Text()})  # fmt: skip
+    ds = deeplake.create(
+        str(out),
+        schema={
+            "image": deeplake.types.Image(sample_compression="jpeg"),
+            "label": deeplake.types.Int32(),
+            "path": deeplake.types.Text(),
+        },
+    )
     for imgs, labels, paths in read_batches(root, pool):
         ds.append({"image": imgs, "label": np.asarray(labels, np.int32), "path": paths})
     ds.commit()
@@ -143,8 +151,10 @@ def run_deeplake(root: Path, out: Path, pool: ThreadPoolExecutor) -> None:
 
 def _arrow_batches(root: Path, pool: ThreadPoolExecutor) -> Iterator[pa.RecordBatch]:
     for imgs, labels, paths in read_batches(root, pool):
-        yield pa.record_batch([pa.array(imgs, pa.binary()), pa.array(labels, pa.int32()), pa.array(paths)],
-                              names=["image", "label", "path"])  # fmt: skip
+        yield pa.record_batch(
+            [pa.array(imgs, pa.binary()), pa.array(labels, pa.int32()), pa.array(paths)],
+            names=["image", "label", "path"],
+        )
 
 
 ARROW_SCHEMA = pa.schema([("image", pa.binary()), ("label", pa.int32()), ("path", pa.string())])
@@ -171,9 +181,12 @@ def run_parquet(root: Path, out: Path, pool: ThreadPoolExecutor) -> None:
 
 
 RUNNERS: dict[str, Callable[[Path, Path, ThreadPoolExecutor], None]] = {
-    "tensorhouse": run_tensorhouse, "deeplake": run_deeplake, "lance": run_lance,
-    "webdataset": run_webdataset, "parquet": run_parquet,
-}  # fmt: skip
+    "tensorhouse": run_tensorhouse,
+    "deeplake": run_deeplake,
+    "lance": run_lance,
+    "webdataset": run_webdataset,
+    "parquet": run_parquet,
+}
 
 
 def check_rows(system: str, out: Path, n: int) -> None:
@@ -181,9 +194,9 @@ def check_rows(system: str, out: Path, n: int) -> None:
     if system == "tensorhouse":
         got = len(th.open(str(out)))
     elif system == "deeplake":
-            got = len(deeplake.open_read_only(str(out)))
+        got = len(deeplake.open_read_only(str(out)))
     elif system == "lance":
-            got = lance.dataset(str(out)).count_rows()
+        got = lance.dataset(str(out)).count_rows()
     elif system == "parquet":
         got = pq.ParquetFile(str(out / "part-0.parquet")).metadata.num_rows
     else:
@@ -215,7 +228,9 @@ def run(args: argparse.Namespace) -> None:
     # Warm the page cache with the input once, so no system pays the first cold read.
     for _ in read_batches(root, pool):
         pass
-    times: dict[str, dict[str, list[float]]] = {s: {"plain": [], "durable": [], "cpu": []} for s in systems}
+    times: dict[str, dict[str, list[float]]] = {
+        s: {"plain": [], "durable": [], "cpu": []} for s in systems
+    }
     # Repeats interleave the systems, so drifting background load hits all of them alike.
     for rep in range(repeats):
         for system in systems:
@@ -231,8 +246,10 @@ def run(args: argparse.Namespace) -> None:
             times[system]["cpu"].append(time.process_time() - c0)
             times[system]["plain"].append(t1 - t0)
             times[system]["durable"].append(t2 - t0)
-            log(f"repeat {rep + 1}/{repeats} {system}: {t1 - t0:.2f} s (durable {t2 - t0:.2f} s, "
-                f"cpu {times[system]['cpu'][-1]:.2f} s)")  # fmt: skip
+            log(
+                f"repeat {rep + 1}/{repeats} {system}: {t1 - t0:.2f} s (durable {t2 - t0:.2f} s, "
+                f"cpu {times[system]['cpu'][-1]:.2f} s)"
+            )
             if rep == repeats - 1:
                 check_rows(system, out, n)
                 sizes[system] = tree_bytes(out)
@@ -245,13 +262,20 @@ def run(args: argparse.Namespace) -> None:
     pool.shutdown()
 
     print(f"\n## Ingest {n:,} 256x256 q90 JPEGs ({input_bytes / 1e6:,.1f} MB) from an image folder")
-    print(f"{platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
-          f"{repeats} repeat(s), medians; reader threads {default_workers()}\n")  # fmt: skip
+    print(
+        f"{platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
+        f"{repeats} repeat(s), medians; reader threads {default_workers()}\n"
+    )
     print(markdown_table([plain, durable, cpu], systems, reference="tensorhouse"))
     print("\non-disk size: " + ", ".join(f"{s} {b / 1e6:,.1f} MB" for s, b in sizes.items()))
     print("\n### Target: tensorhouse at least as fast as the best peer\n")
-    print(target_table([plain, durable, cpu], "tensorhouse",
-                       {r.name: ("best", 1.0) for r in (plain, durable, cpu)}))  # fmt: skip
+    print(
+        target_table(
+            [plain, durable, cpu],
+            "tensorhouse",
+            {r.name: ("best", 1.0) for r in (plain, durable, cpu)},
+        )
+    )
     if args.profile:
         profile(root, work / "profile")
     shutil.rmtree(work, ignore_errors=True)
@@ -272,10 +296,14 @@ def profile(root: Path, out: Path) -> None:
     classes, files = scan_folder(str(root))
     stages["scan folder (listdir + stat)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    loaded = [_load(str(root), files[a:b], "jpeg", "header", 90, pool)
-              for a, b in split_batches([f[2] for f in files], 1024, 64 << 20)]  # fmt: skip
+    loaded = [
+        _load(str(root), files[a:b], "jpeg", "header", 90, pool)
+        for a, b in split_batches([f[2] for f in files], 1024, 64 << 20)
+    ]
     stages["read files + magic check"] = time.perf_counter() - t0
-    ds = th.create(str(out), {"image": th.Image("jpeg"), "label": th.ClassLabel(classes), "path": th.Text()})
+    ds = th.create(
+        str(out), {"image": th.Image("jpeg"), "label": th.ClassLabel(classes), "path": th.Text()}
+    )
     t0 = time.perf_counter()
     for i, batch in enumerate(loaded):
         ds.append(batch.columns, app_id="profile", txn_version=i)
@@ -293,13 +321,18 @@ def profile(root: Path, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--smoke", action="store_true", help="500 images, 1 repeat")
     p.add_argument("--n", type=int, default=10_000, help="number of images (default 10,000)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per system (default 3)")
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS, help="which systems to run")
-    p.add_argument("--profile", action="store_true", help="also print a cProfile of tensorhouse's ingest")
+    p.add_argument(
+        "--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS, help="which systems to run"
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="also print a cProfile of tensorhouse's ingest"
+    )
     run(p.parse_args(argv))
 
 

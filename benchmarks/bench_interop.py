@@ -41,23 +41,32 @@ import tensorhouse as th
 
 def build(root: Path, rows: int) -> str:
     uri = str(root / "pets")
-    ds = th.create(uri, {"image": th.Image("jpeg"), "label": "int32", "emb": th.Embedding(128), "boxes": th.BBox()})
+    ds = th.create(
+        uri,
+        {"image": th.Image("jpeg"), "label": "int32", "emb": th.Embedding(128), "boxes": th.BBox()},
+    )
     rng = np.random.default_rng(0)
     step = 5000
     for a in range(0, rows, step):
         n = min(step, rows - a)
-        ds.append({"image": list(rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)),
-                   "label": rng.integers(0, 1000, n, dtype=np.int32),
-                   "emb": rng.random((n, 128), dtype=np.float32),
-                   "boxes": [rng.random((i % 4, 4), dtype=np.float32) for i in range(n)]})  # fmt: skip
+        ds.append(
+            {
+                "image": list(rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)),
+                "label": rng.integers(0, 1000, n, dtype=np.int32),
+                "emb": rng.random((n, 128), dtype=np.float32),
+                "boxes": [rng.random((i % 4, 4), dtype=np.float32) for i in range(n)],
+            }
+        )
     return uri
 
 
 def report(name: str, fns: dict[str, Callable[[], Any]], repeats: int) -> None:
     timings = time_interleaved(fns, repeats=repeats)
     ref = timings["tensorhouse"].median
-    cells = [f"{k} {fmt_seconds(t.median)}" + ("" if k == "tensorhouse" else f" ({t.median / ref:.2f}x)")
-             for k, t in timings.items()]  # fmt: skip
+    cells = [
+        f"{k} {fmt_seconds(t.median)}" + ("" if k == "tensorhouse" else f" ({t.median / ref:.2f}x)")
+        for k, t in timings.items()
+    ]
     print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -85,44 +94,84 @@ def main() -> None:
         parquet = str(root / "pets.parquet")
         th.export(uri, parquet)
         ad = arrow_dataset(uri, rowid=False)
-        print(f"{rows:,} rows; median of {repeats} interleaved repeats; (ratio: peer time / tensorhouse time)\n")
+        print(
+            f"{rows:,} rows; median of {repeats} interleaved repeats; (ratio: peer time / tensorhouse time)\n"
+        )
         print("| measurement | systems |\n|---|---|")
         # The lazy frames are built once, as a Polars user keeps one; each collect() plans and scans.
-        ours, pyds, pq_lf = th.polars.scan(uri), pl.scan_pyarrow_dataset(ad), pl.scan_parquet(parquet)
-        report("Polars select(label).head(5)", {
-            "tensorhouse": lambda: ours.select("label").head(5).collect(),
-            "scan_pyarrow_dataset": lambda: pyds.select("label").head(5).collect(),
-            "scan_parquet": lambda: pq_lf.select("label").head(5).collect(),
-        }, repeats)  # fmt: skip
-        report("Polars filter(label < 10).select(emb)", {
-            "tensorhouse": lambda: ours.filter(pl.col("label") < 10).select("emb").collect(),
-            "scan_pyarrow_dataset": lambda: pyds.filter(pl.col("label") < 10).select("emb").collect(),
-            "scan_parquet": lambda: pq_lf.filter(pl.col("label") < 10).select("emb").collect(),
-        }, repeats)  # fmt: skip
-        report("Polars select(image).head(5)", {
-            "tensorhouse": lambda: ours.select("image").head(5).collect(),
-            "scan_pyarrow_dataset": lambda: pyds.select("image").head(5).collect(),
-            "scan_parquet": lambda: pq_lf.select("image").head(5).collect(),
-        }, repeats)  # fmt: skip
+        ours, pyds, pq_lf = (
+            th.polars.scan(uri),
+            pl.scan_pyarrow_dataset(ad),
+            pl.scan_parquet(parquet),
+        )
+        report(
+            "Polars select(label).head(5)",
+            {
+                "tensorhouse": lambda: ours.select("label").head(5).collect(),
+                "scan_pyarrow_dataset": lambda: pyds.select("label").head(5).collect(),
+                "scan_parquet": lambda: pq_lf.select("label").head(5).collect(),
+            },
+            repeats,
+        )
+        report(
+            "Polars filter(label < 10).select(emb)",
+            {
+                "tensorhouse": lambda: ours.filter(pl.col("label") < 10).select("emb").collect(),
+                "scan_pyarrow_dataset": lambda: (
+                    pyds.filter(pl.col("label") < 10).select("emb").collect()
+                ),
+                "scan_parquet": lambda: pq_lf.filter(pl.col("label") < 10).select("emb").collect(),
+            },
+            repeats,
+        )
+        report(
+            "Polars select(image).head(5)",
+            {
+                "tensorhouse": lambda: ours.select("image").head(5).collect(),
+                "scan_pyarrow_dataset": lambda: pyds.select("image").head(5).collect(),
+                "scan_parquet": lambda: pq_lf.select("image").head(5).collect(),
+            },
+            repeats,
+        )
         n = iter(range(1 << 30))
         con = duckdb.connect()
         th.duckdb.register(con, "pets", uri)
-        report("export to Parquet, all columns", {
-            "tensorhouse": lambda: th.export(uri, str(root / f"e{next(n)}.parquet")),
-            "write_dataset(ad)": lambda: pads.write_dataset(ad, str(root / f"w{next(n)}"), format="parquet"),
-            "duckdb COPY": lambda: con.sql(f"COPY (SELECT * FROM pets) TO "
-                                           f"'{root / f'c{next(n)}.parquet'}' (FORMAT parquet)"),
-        }, repeats)  # fmt: skip
+        report(
+            "export to Parquet, all columns",
+            {
+                "tensorhouse": lambda: th.export(uri, str(root / f"e{next(n)}.parquet")),
+                "write_dataset(ad)": lambda: pads.write_dataset(
+                    ad, str(root / f"w{next(n)}"), format="parquet"
+                ),
+                "duckdb COPY": lambda: con.sql(
+                    f"COPY (SELECT * FROM pets) TO "
+                    f"'{root / f'c{next(n)}.parquet'}' (FORMAT parquet)"
+                ),
+            },
+            repeats,
+        )
         ds = th.open(uri)
-        report("pandas label, emb", {
-            "tensorhouse": lambda: ds.to_pandas(["label", "emb"]),
-            "pa.table(scanner).to_pandas": lambda: pa.table(ad.scanner(columns=["label", "emb"])).to_pandas(),
-            "pd.read_parquet": lambda: pd.read_parquet(parquet, columns=["label", "emb"]),
-        }, repeats)  # fmt: skip
-        report("Hugging Face label, emb", {
-            "tensorhouse": lambda: th.to_huggingface(uri, ["label", "emb"]),
-            "datasets.Dataset(pa.table)": lambda: datasets.Dataset(pa.table(ad.scanner(columns=["label", "emb"]))),
-        }, repeats)  # fmt: skip
+        report(
+            "pandas label, emb",
+            {
+                "tensorhouse": lambda: ds.to_pandas(["label", "emb"]),
+                "pa.table(scanner).to_pandas": lambda: pa.table(
+                    ad.scanner(columns=["label", "emb"])
+                ).to_pandas(),
+                "pd.read_parquet": lambda: pd.read_parquet(parquet, columns=["label", "emb"]),
+            },
+            repeats,
+        )
+        report(
+            "Hugging Face label, emb",
+            {
+                "tensorhouse": lambda: th.to_huggingface(uri, ["label", "emb"]),
+                "datasets.Dataset(pa.table)": lambda: datasets.Dataset(
+                    pa.table(ad.scanner(columns=["label", "emb"]))
+                ),
+            },
+            repeats,
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -293,8 +293,10 @@ def build_wds(data: Inputs) -> Path:
 
     def go(p: Path) -> None:
         p.mkdir(parents=True)
-        with contextlib.redirect_stdout(sys.stderr), \
-                wds.ShardWriter(str(p / "shard-%05d.tar"), maxsize=maxsize, maxcount=10**9) as sink:  # fmt: skip
+        with (
+            contextlib.redirect_stdout(sys.stderr),
+            wds.ShardWriter(str(p / "shard-%05d.tar"), maxsize=maxsize, maxcount=10**9) as sink,
+        ):
             for i, b in enumerate(data.jpegs):
                 sink.write({"__key__": f"{i:06d}", "jpg": b, "cls": int(data.labels[i])})
 
@@ -438,7 +440,8 @@ class Run:
                 rows = int(min(self.n, max(BATCH, self.prefix_target_s / per_img // BATCH * BATCH)))
                 note = (note + "; " if note else "") + (
                     f"an epoch would take ~{per_img * self.n:.0f} s (> {self.cap_s:.0f} s cap): "
-                    f"measured on the first {rows} of {self.n} rows")  # fmt: skip
+                    f"measured on the first {rows} of {self.n} rows"
+                )
             close = getattr(probe, "close", None)
             if close is not None:
                 close()
@@ -484,8 +487,10 @@ class Run:
                     continue
                 e.times[kind].append(dt)
                 e.cpu[kind].append(dc)
-                log(f"round {r + 1}/{self.repeats} {kind}: {e.label}: {e.rows / dt:,.0f} img/s, "
-                    f"{dc / e.rows * 1e6:,.0f} CPU us/img, {dc / dt:.2f} cores")  # fmt: skip
+                log(
+                    f"round {r + 1}/{self.repeats} {kind}: {e.label}: {e.rows / dt:,.0f} img/s, "
+                    f"{dc / e.rows * 1e6:,.0f} CPU us/img, {dc / dt:.2f} cores"
+                )
 
     def close(self) -> None:
         self.left += [x for e in self.entries for x in e.left]
@@ -507,7 +512,8 @@ class Run:
                     if e.cfg.group == "s3" and e.server_cpu:
                         note = (note + "; " if note else "") + (
                             f"the moto server used another {statistics.median(e.server_cpu) / e.rows * 1e6:,.0f} "
-                            "CPU us/image on the same 2 CPUs")  # fmt: skip
+                            "CPU us/image on the same 2 CPUs"
+                        )
                     if len(ts) < self.repeats:
                         note = (
                             note + "; " if note else ""
@@ -517,8 +523,21 @@ class Run:
                         if e.cfg.cold or kind == "warm"
                         else "in memory, timed in the cold rounds"
                     )
-                    out.append(Result(e.cfg.group, e.cfg.system, kind, e.cfg.detail, e.rows, ts,
-                                      e.cfg.bytes_per_img, note, e.cfg.ref, e.cpu[kind], label))  # fmt: skip
+                    out.append(
+                        Result(
+                            e.cfg.group,
+                            e.cfg.system,
+                            kind,
+                            e.cfg.detail,
+                            e.rows,
+                            ts,
+                            e.cfg.bytes_per_img,
+                            note,
+                            e.cfg.ref,
+                            e.cpu[kind],
+                            label,
+                        )
+                    )
         order = {g: i for i, g in enumerate(GROUPS)}
         return sorted(out, key=lambda r: (order[r.group], r.system, r.detail, r.mode != "warm"))
 
@@ -626,8 +645,9 @@ def raw_bound(data: Inputs) -> Callable[[int], Callable[[], int]]:
     return factory
 
 
-def th_factory(path_or_ds: Any, *, shuffle: bool, workers: int | None = None,
-               **kw: Any) -> Callable[[int], Callable[[], int]]:  # fmt: skip
+def th_factory(
+    path_or_ds: Any, *, shuffle: bool, workers: int | None = None, **kw: Any
+) -> Callable[[int], Callable[[], int]]:
     import tensorhouse as th
 
     def factory(rows: int) -> Callable[[], int]:
@@ -714,9 +734,12 @@ def wds_factory(root: Path, workers: int) -> Callable[[int], Callable[[], int]]:
 
     def factory(rows: int) -> Callable[[], int]:
         urls = sorted(str(p) for p in root.glob("shard-*.tar"))
-        pipe = (wds.WebDataset(urls, shardshuffle=False, empty_check=False)
-                .decode(wds.handle_extension("jpg", _sj_decode))
-                .to_tuple("jpg", "cls").batched(BATCH))  # fmt: skip
+        pipe = (
+            wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+            .decode(wds.handle_extension("jpg", _sj_decode))
+            .to_tuple("jpg", "cls")
+            .batched(BATCH)
+        )
         dl = _dataloader(pipe, workers, batch_size=None)
         return _counting(lambda: iter(dl), lambda b: b[0])
 
@@ -741,8 +764,10 @@ def _lance_decode_batch(batch: Any, out: np.ndarray | None = None) -> np.ndarray
 def _lance_to_tensor(batch: Any, **_kw: Any) -> dict[str, Any]:
     import torch
 
-    return {"image": torch.from_numpy(_lance_decode_batch(batch)),
-            "label": torch.from_numpy(batch["label"].to_numpy())}  # fmt: skip
+    return {
+        "image": torch.from_numpy(_lance_decode_batch(batch)),
+        "label": torch.from_numpy(batch["label"].to_numpy()),
+    }
 
 
 def lance_factory(
@@ -833,12 +858,20 @@ class MotoServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
+        env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
         exe = Path(sys.executable).parent / "moto_server"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         _NOT_LOADER.add(self.proc.pid)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -876,8 +909,13 @@ def s3_dataset(moto: MotoServer, data: Inputs, delay: float) -> tuple[Any, Any]:
     uri = "s3://bench-loader/ds"
     if not getattr(moto, "uploaded", False):
         t0 = time.perf_counter()
-        s3 = boto3.client("s3", endpoint_url=moto.url, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=moto.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
         s3.create_bucket(Bucket="bench-loader")
         ds = th.create(uri, {"image": th.Image("jpeg"), "label": "int64"}, storage_options=opts)
         for a in range(0, len(data), 4096):
@@ -966,8 +1004,11 @@ def profile_th(ds: Any, label: str, n_rows: int, *, shuffle: bool = True, epochs
             try:
                 work(a, b)
             finally:
-                add("fill: decode / copy into the batch buffer (decode threads)", time.perf_counter() - t,
-                    time.thread_time() - c)  # fmt: skip
+                add(
+                    "fill: decode / copy into the batch buffer (decode threads)",
+                    time.perf_counter() - t,
+                    time.thread_time() - c,
+                )
 
         t, c = time.perf_counter(), time.thread_time()
         try:
@@ -1012,26 +1053,34 @@ def profile_th(ds: Any, label: str, n_rows: int, *, shuffle: bool = True, epochs
         nchunks = calls["chunk read (read_chunk)"]
         lines.append(f"#### Profile: {label} ({n} images, {nb} batches, last of {epochs} epochs)")
         lines.append("")
-        lines.append(f"- wall {total:.3f} s = {n / total:,.0f} img/s; process CPU {proc:.3f} s "
-                     f"({proc / max(n, 1) * 1e6:.0f} us/image) "
-                     f"= {proc / total:.2f} of {os.cpu_count()} cores busy; {faults / max(n, 1):.1f} minor page faults/image; "
-                     f"consumer blocked in next() {wait:.3f} s ({wait / total:.0%} of wall)")  # fmt: skip
-        lines.append(f"- chunk reads: {nchunks} ({nchunks / max(nb, 1):.2f} per batch), "
-                     f"{wall['chunk read (read_chunk)'] / max(nchunks, 1) * 1e3:.1f} ms wall each"
-                     + (f"; {requests} store read requests" if hasattr(ds.store, "requests") else ""))  # fmt: skip
+        lines.append(
+            f"- wall {total:.3f} s = {n / total:,.0f} img/s; process CPU {proc:.3f} s "
+            f"({proc / max(n, 1) * 1e6:.0f} us/image) "
+            f"= {proc / total:.2f} of {os.cpu_count()} cores busy; {faults / max(n, 1):.1f} minor page faults/image; "
+            f"consumer blocked in next() {wait:.3f} s ({wait / total:.0%} of wall)"
+        )
+        lines.append(
+            f"- chunk reads: {nchunks} ({nchunks / max(nb, 1):.2f} per batch), "
+            f"{wall['chunk read (read_chunk)'] / max(nchunks, 1) * 1e3:.1f} ms wall each"
+            + (f"; {requests} store read requests" if hasattr(ds.store, "requests") else "")
+        )
         dk = "decode (decode_image, per image)"
         if calls[dk]:
-            lines.append(f"- decode: {cpu[dk] / calls[dk] * 1e6:.0f} us CPU vs {wall[dk] / calls[dk] * 1e6:.0f} us wall "
-                         f"per image (wall > CPU: the decode threads were descheduled, i.e. waited for a core); "
-                         f"decode CPU = {cpu[dk] / max(proc, 1e-9):.0%} of the process CPU")  # fmt: skip
+            lines.append(
+                f"- decode: {cpu[dk] / calls[dk] * 1e6:.0f} us CPU vs {wall[dk] / calls[dk] * 1e6:.0f} us wall "
+                f"per image (wall > CPU: the decode threads were descheduled, i.e. waited for a core); "
+                f"decode CPU = {cpu[dk] / max(proc, 1e-9):.0%} of the process CPU"
+            )
         lines.append("")
         lines.append(
             "| phase | calls | wall s (sum over threads) | CPU s | wall us / image | share of epoch wall |"
         )
         lines.append("|---|---|---|---|---|---|")
         for name in sorted(wall, key=lambda k: -wall[k]):
-            lines.append(f"| {name} | {calls[name]} | {wall[name]:.3f} | {cpu[name]:.3f} | "
-                         f"{wall[name] / max(n, 1) * 1e6:.1f} | {wall[name] / total:.0%} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {calls[name]} | {wall[name]:.3f} | {cpu[name]:.3f} | "
+                f"{wall[name] / max(n, 1) * 1e6:.1f} | {wall[name] / total:.0%} |"
+            )
     finally:
         SnapshotReader.read_chunk = orig_read  # type: ignore[method-assign]
         M.Materializer._payloads = orig_payloads  # type: ignore[method-assign]
@@ -1064,16 +1113,21 @@ def decode_micro(data: Inputs, k: int = 2000) -> str:
         for v in views:
             decode_image("jpeg", v, out=buf)
 
-    fns = {"simplejpeg.decode_jpeg(bytes, buffer=)": plain, "simplejpeg.decode_jpeg_header alone": header,
-           "tensorhouse decode_image('jpeg', memoryview, out=)": th_dec}  # fmt: skip
+    fns = {
+        "simplejpeg.decode_jpeg(bytes, buffer=)": plain,
+        "simplejpeg.decode_jpeg_header alone": header,
+        "tensorhouse decode_image('jpeg', memoryview, out=)": th_dec,
+    }
     ts: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(5):  # interleaved, so the machine's load hits each alike
         for name, fn in fns.items():
             t = time.perf_counter()
             fn()
             ts[name].append(time.perf_counter() - t)
-    return "\n".join(f"- {name}: {statistics.median(v) / len(blobs) * 1e6:.1f} us/image (1 thread, median of 5)"
-                     for name, v in ts.items())  # fmt: skip
+    return "\n".join(
+        f"- {name}: {statistics.median(v) / len(blobs) * 1e6:.1f} us/image (1 thread, median of 5)"
+        for name, v in ts.items()
+    )
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -1127,23 +1181,29 @@ def report(
     lines.append("")
     if run.loads:
         ld = sorted(run.loads)
-        lines.append(f"Machine load (1-minute load average on {os.cpu_count()} CPUs, sampled before each timed epoch): "
-                     f"min {ld[0]:.1f}, median {statistics.median(ld):.1f}, max {ld[-1]:.1f}. Other jobs share the "
-                     "machine: a load above the CPU count means every thread waits for a core, which penalises "
-                     "designs that need both cores (tensorhouse, the decode-only bound) more than single-threaded "
-                     "ones.")  # fmt: skip
+        lines.append(
+            f"Machine load (1-minute load average on {os.cpu_count()} CPUs, sampled before each timed epoch): "
+            f"min {ld[0]:.1f}, median {statistics.median(ld):.1f}, max {ld[-1]:.1f}. Other jobs share the "
+            "machine: a load above the CPU count means every thread waits for a core, which penalises "
+            "designs that need both cores (tensorhouse, the decode-only bound) more than single-threaded "
+            "ones."
+        )
         lines.append("")
     left = [x for e in run.entries for x in e.left] or run.left
     if _DROP:
         if left:
-            cache_left = (f" Right after each drop the page cache held {min(left):,.0f}-{max(left):,.0f} MB "
-                          "(all processes, other jobs' included). tensorhouse's process-wide chunk mappings and the raw "
-                          "copy bound's mapping were released before each drop (see release_mappings): the kernel "
-                          "never drops mapped pages.")  # fmt: skip
+            cache_left = (
+                f" Right after each drop the page cache held {min(left):,.0f}-{max(left):,.0f} MB "
+                "(all processes, other jobs' included). tensorhouse's process-wide chunk mappings and the raw "
+                "copy bound's mapping were released before each drop (see release_mappings): the kernel "
+                "never drops mapped pages."
+            )
         else:
             cache_left = ""
-        cache = ("cold rows dropped it before every epoch (`echo 3 > /proc/sys/vm/drop_caches`); processes, "
-                 "opened datasets and DataLoader workers stay warm." + cache_left)  # fmt: skip
+        cache = (
+            "cold rows dropped it before every epoch (`echo 3 > /proc/sys/vm/drop_caches`); processes, "
+            "opened datasets and DataLoader workers stay warm." + cache_left
+        )
     else:
         cache = "warm only (" + ("--no-cold)." if _NO_COLD else "dropping it is not permitted).")
     lines.append("Page cache: " + cache)
@@ -1152,10 +1212,14 @@ def report(
         lines.append("Failed configurations: " + "; ".join(run.failures))
 
     # CPU cost: less sensitive to the machine's load than wall time.
-    lines += ["", "#### CPU cost per image (user + system, this process and its DataLoader workers; "
-              "the moto server excluded)", "",
-              "| system | mode | CPU us / image | cores busy (CPU s / wall s) | CPU cost vs tensorhouse |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "#### CPU cost per image (user + system, this process and its DataLoader workers; "
+        "the moto server excluded)",
+        "",
+        "| system | mode | CPU us / image | cores busy (CPU s / wall s) | CPU cost vs tensorhouse |",
+        "|---|---|---|---|---|",
+    ]
     for r in res:
         if not r.cpu:
             continue
@@ -1185,14 +1249,18 @@ def report(
             best = max(peers, key=lambda r: r.img_s)
             x = th_r.img_s / best.img_s
             name = f"JPEG ({mode}) >= 1.8x best peer"
-            tl.append(f"| {name} | {x:.2f}x ({best.system}, {best.detail}: {best.img_s:,.0f} img/s) | "
-                      f"{'met' if x >= 1.8 else 'MISSED'} |")  # fmt: skip
+            tl.append(
+                f"| {name} | {x:.2f}x ({best.system}, {best.detail}: {best.img_s:,.0f} img/s) | "
+                f"{'met' if x >= 1.8 else 'MISSED'} |"
+            )
             checks.append((name, x >= 1.8))
     th_w, bound_w = th_ref("warm"), bound_for("warm")
     if th_w is not None and bound_w is not None and th_w.cpu and bound_w.cpu:
         x = bound_w.cpu_us_per_img / th_w.cpu_us_per_img
-        tl.append(f"| (info, load-robust) JPEG CPU efficiency vs decode-only bound | {th_w.cpu_us_per_img:,.0f} vs "
-                  f"{bound_w.cpu_us_per_img:,.0f} CPU us/image = {x:.0%} | - |")  # fmt: skip
+        tl.append(
+            f"| (info, load-robust) JPEG CPU efficiency vs decode-only bound | {th_w.cpu_us_per_img:,.0f} vs "
+            f"{bound_w.cpu_us_per_img:,.0f} CPU us/image = {x:.0%} | - |"
+        )
     raw = next((r for r in res if r.group == "th_raw" and r.mode == "warm"), None)
     if raw is not None and raw.gb_s is not None:
         ok = raw.gb_s >= 4.0
@@ -1210,8 +1278,10 @@ def report(
     local = th_ref("warm")
     if s3 is not None and local is not None:
         x = s3.img_s / local.img_s
-        tl.append(f"| S3 with 20 ms latency >= 80% of local | {s3.img_s:,.0f} / {local.img_s:,.0f} = {x:.0%} | "
-                  f"{'met' if x >= 0.8 else 'MISSED'} |")  # fmt: skip
+        tl.append(
+            f"| S3 with 20 ms latency >= 80% of local | {s3.img_s:,.0f} / {local.img_s:,.0f} = {x:.0%} | "
+            f"{'met' if x >= 0.8 else 'MISSED'} |"
+        )
         checks.append(("S3 with 20 ms latency >= 80% of local", x >= 0.8))
     text = "\n".join(lines + tl + (["", *extras] if extras else []))
     return text, checks
@@ -1227,8 +1297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--cap", type=float, default=None, help="seconds per epoch above which a prefix is used"
     )
-    ap.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
-                    help="profile tensorhouse when it misses a target (auto), always, or never")  # fmt: skip
+    ap.add_argument(
+        "--profile",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="profile tensorhouse when it misses a target (auto), always, or never",
+    )
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-cache repeats")
     args = ap.parse_args(argv)
     n = 500 if args.smoke else args.rows
@@ -1259,16 +1333,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     want = set(only)
     jpeg_path = build_th(data, raw=False) if want & {"th", "th_torch", "s3"} else None
     raw_path = build_th(data, raw=True) if "th_raw" in want else None
-    paths = {g: fn(data) for g, fn in (("deeplake", build_deeplake), ("lance", build_lance), ("wds", build_wds),
-                                       ("files", build_files)) if g in want}  # fmt: skip
-    log(f"inputs ready: {n} rows, {data.jpeg_bytes / 1e6:.1f} MB of JPEG; page cache drop "
-        f"{'permitted' if drop_page_cache() else 'NOT permitted: warm only'}")  # fmt: skip
+    paths = {
+        g: fn(data)
+        for g, fn in (
+            ("deeplake", build_deeplake),
+            ("lance", build_lance),
+            ("wds", build_wds),
+            ("files", build_files),
+        )
+        if g in want
+    }
+    log(
+        f"inputs ready: {n} rows, {data.jpeg_bytes / 1e6:.1f} MB of JPEG; page cache drop "
+        f"{'permitted' if drop_page_cache() else 'NOT permitted: warm only'}"
+    )
 
     configs: list[Config] = []
     if "decode" in want:
-        configs.append(Config("decode", "decode-only bound", "simplejpeg, 2 threads, reused buffer", decode_bound(data),
-                              cold=False, in_cold_rounds=True,
-                              note="in-memory bytes, no I/O: its cold-round timing is the reference for cold rows"))  # fmt: skip
+        configs.append(
+            Config(
+                "decode",
+                "decode-only bound",
+                "simplejpeg, 2 threads, reused buffer",
+                decode_bound(data),
+                cold=False,
+                in_cold_rounds=True,
+                note="in-memory bytes, no I/O: its cold-round timing is the reference for cold rows",
+            )
+        )
     if "th" in want:
         configs.append(
             Config(
@@ -1278,41 +1370,99 @@ def main(argv: Sequence[str] | None = None) -> int:
                 th_factory(jpeg_path, shuffle=True),
             )
         )
-        configs.append(Config("th", "tensorhouse th.loader JPEG", "shuffle=False",
-                              th_factory(jpeg_path, shuffle=False)))  # fmt: skip
+        configs.append(
+            Config(
+                "th",
+                "tensorhouse th.loader JPEG",
+                "shuffle=False",
+                th_factory(jpeg_path, shuffle=False),
+            )
+        )
     if "raw_bound" in want:
-        configs.append(Config("raw_bound", "raw copy bound", ".npy memmap, random batches, 2 threads, reused buffer",
-                              raw_bound(data), bytes_per_img=IMG_BYTES))  # fmt: skip
+        configs.append(
+            Config(
+                "raw_bound",
+                "raw copy bound",
+                ".npy memmap, random batches, 2 threads, reused buffer",
+                raw_bound(data),
+                bytes_per_img=IMG_BYTES,
+            )
+        )
     if "th_raw" in want:
-        configs.append(Config("th_raw", "tensorhouse th.loader raw uint8", "shuffle=True",
-                              th_factory(raw_path, shuffle=True), bytes_per_img=IMG_BYTES))  # fmt: skip
+        configs.append(
+            Config(
+                "th_raw",
+                "tensorhouse th.loader raw uint8",
+                "shuffle=True",
+                th_factory(raw_path, shuffle=True),
+                bytes_per_img=IMG_BYTES,
+            )
+        )
     if "th_torch" in want:
-        configs.append(Config("th_torch", "tensorhouse th.loader JPEG", "shuffle=True, DataLoader(workers=2)",
-                              th_factory(jpeg_path, shuffle=True, workers=2)))  # fmt: skip
+        configs.append(
+            Config(
+                "th_torch",
+                "tensorhouse th.loader JPEG",
+                "shuffle=True, DataLoader(workers=2)",
+                th_factory(jpeg_path, shuffle=True, workers=2),
+            )
+        )
     if "deeplake" in want:
         p = paths["deeplake"]
         for w in (0, 2):
-            configs.append(Config("deeplake", "Deep Lake 4.7.4", f"ds.pytorch() + DataLoader(bs=64, shuffle), workers={w}",
-                                  deeplake_factory(p, api="pytorch", workers=w), prefixable=True))  # fmt: skip
-        configs.append(Config("deeplake", "Deep Lake 4.7.4", "ds.batches(64)", deeplake_factory(p, api="batches"),
-                              prefixable=True))  # fmt: skip
+            configs.append(
+                Config(
+                    "deeplake",
+                    "Deep Lake 4.7.4",
+                    f"ds.pytorch() + DataLoader(bs=64, shuffle), workers={w}",
+                    deeplake_factory(p, api="pytorch", workers=w),
+                    prefixable=True,
+                )
+            )
+        configs.append(
+            Config(
+                "deeplake",
+                "Deep Lake 4.7.4",
+                "ds.batches(64)",
+                deeplake_factory(p, api="batches"),
+                prefixable=True,
+            )
+        )
     if "lance" in want:
         for tt in (False, True):
             for w in (0, 2):
                 how = "to_tensor_fn=simplejpeg" if tt else "simplejpeg in the loop (main thread)"
-                configs.append(Config("lance", "Lance LanceDataset", f"{how}, workers={w}",
-                                      lance_factory(paths["lance"], w, to_tensor=tt),
-                                      note="sequential scan (no shuffle)"))  # fmt: skip
+                configs.append(
+                    Config(
+                        "lance",
+                        "Lance LanceDataset",
+                        f"{how}, workers={w}",
+                        lance_factory(paths["lance"], w, to_tensor=tt),
+                        note="sequential scan (no shuffle)",
+                    )
+                )
     if "wds" in want:
         shards = len(list(paths["wds"].glob("shard-*.tar")))
         for w in (0, 2):
-            configs.append(Config("wds", "WebDataset tar shards", f"decode=simplejpeg, workers={w}",
-                                  wds_factory(paths["wds"], w),
-                                  note=f"{shards} shard(s); sequential (no shuffle buffer)"))  # fmt: skip
+            configs.append(
+                Config(
+                    "wds",
+                    "WebDataset tar shards",
+                    f"decode=simplejpeg, workers={w}",
+                    wds_factory(paths["wds"], w),
+                    note=f"{shards} shard(s); sequential (no shuffle buffer)",
+                )
+            )
     if "files" in want:
         for w in (0, 2):
-            configs.append(Config("files", "PyTorch Dataset over JPEG files", f"simplejpeg, shuffle, workers={w}",
-                                  files_factory(paths["files"], data.labels, w)))  # fmt: skip
+            configs.append(
+                Config(
+                    "files",
+                    "PyTorch Dataset over JPEG files",
+                    f"simplejpeg, shuffle, workers={w}",
+                    files_factory(paths["files"], data.labels, w),
+                )
+            )
 
     moto: MotoServer | None = None
     s3_ds: dict[float, Any] = {}
@@ -1324,9 +1474,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             for delay in (LATENCY_S, 0.0):
                 ds, _store = s3_dataset(moto, data, delay)
                 s3_ds[delay] = ds
-                configs.append(Config("s3", "tensorhouse th.loader JPEG on S3 (moto)",
-                                      f"{delay * 1e3:.0f} ms per request, shuffle=True", th_factory(ds, shuffle=True),
-                                      cold=False, note="moto keeps objects in memory: no cold run"))  # fmt: skip
+                configs.append(
+                    Config(
+                        "s3",
+                        "tensorhouse th.loader JPEG on S3 (moto)",
+                        f"{delay * 1e3:.0f} ms per request, shuffle=True",
+                        th_factory(ds, shuffle=True),
+                        cold=False,
+                        note="moto keeps objects in memory: no cold run",
+                    )
+                )
         for cfg in configs:
             run.prepare(cfg)
         log(
@@ -1347,8 +1504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             import tensorhouse as th
 
             if jpeg_path is not None and (do_all or any(m.startswith("JPEG") for m in missed)):
-                extras += [profile_th(th.open(str(jpeg_path)), "local JPEG, shuffle=True", n), "",
-                           "Per-image decode cost, single thread:", decode_micro(data), ""]  # fmt: skip
+                extras += [
+                    profile_th(th.open(str(jpeg_path)), "local JPEG, shuffle=True", n),
+                    "",
+                    "Per-image decode cost, single thread:",
+                    decode_micro(data),
+                    "",
+                ]
             if raw_path is not None and (do_all or "raw >= 4 GB/s warm" in missed):
                 extras += [
                     profile_th(th.open(str(raw_path)), "local raw uint8, shuffle=True", n),

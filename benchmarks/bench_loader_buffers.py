@@ -41,11 +41,19 @@ def build(root: str, n: int) -> th.Dataset:
     rng = np.random.default_rng(0)
     base = [scene(rng, H, W)[0] for _ in range(min(n, 64))]
     imgs = [base[i % len(base)] for i in range(n)]
-    ds = th.create(f"{root}/ds", {"raw": th.Tensor("uint8", (H, W, 3)), "jpeg": th.Image("jpeg"), "label": "int64"})
+    ds = th.create(
+        f"{root}/ds",
+        {"raw": th.Tensor("uint8", (H, W, 3)), "jpeg": th.Image("jpeg"), "label": "int64"},
+    )
     for a in range(0, n, 512):
         part = imgs[a : a + 512]
-        ds.append({"raw": np.stack(part), "jpeg": [simplejpeg.encode_jpeg(x, quality=90) for x in part],
-                   "label": np.arange(a, a + len(part))})  # fmt: skip
+        ds.append(
+            {
+                "raw": np.stack(part),
+                "jpeg": [simplejpeg.encode_jpeg(x, quality=90) for x in part],
+                "label": np.arange(a, a + len(part)),
+            }
+        )
     return th.open(f"{root}/ds")
 
 
@@ -55,7 +63,9 @@ def epoch(ds: th.Dataset, column: str, *, reuse: bool, keep: bool, checked: bool
     if not checked:
         batch_columns._RING_REFS = 1 << 30  # every buffer counts as free: the old, unchecked reuse
     try:
-        loader = th.loader(ds, batch_size=BATCH, columns=[column, "label"], format="numpy", reuse_buffers=reuse)
+        loader = th.loader(
+            ds, batch_size=BATCH, columns=[column, "label"], format="numpy", reuse_buffers=reuse
+        )
         t = time.perf_counter()
         if keep:
             kept = list(loader)
@@ -94,7 +104,9 @@ def main() -> None:
                     runs[name].append(epoch(ds, column, **kw))
             rate = {name: rows / statistics.median(times) for name, times in runs.items()}
             base = rate[CONFIGS[0][0]]
-            print(f"\n{column} column, {rows} rows of {H}x{W}x3, batches of {BATCH}, median of {rounds} round(s)")
+            print(
+                f"\n{column} column, {rows} rows of {H}x{W}x3, batches of {BATCH}, median of {rounds} round(s)"
+            )
             print("| configuration | img/s | vs unchecked ring |\n|---|---|---|")
             for name, _ in CONFIGS:
                 print(f"| {name} | {rate[name]:,.0f} | {rate[name] / base:.2f} |")

@@ -36,8 +36,14 @@ def build(n: int, root: str) -> tuple[th.Dataset, list[bytes]]:
     rng = np.random.default_rng(0)
     pool = ThreadPoolExecutor(os.cpu_count() or 4)
     seeds = rng.integers(0, 2**31, n)
-    blobs = list(pool.map(lambda s: simplejpeg.encode_jpeg(scene(np.random.default_rng(int(s)), 256, 256)[0],
-                                                           quality=90), seeds))  # fmt: skip
+    blobs = list(
+        pool.map(
+            lambda s: simplejpeg.encode_jpeg(
+                scene(np.random.default_rng(int(s)), 256, 256)[0], quality=90
+            ),
+            seeds,
+        )
+    )
     ds = th.create(f"{root}/ds", {"image": th.Image("jpeg"), "label": "int64"})
     for a in range(0, n, 2048):
         ds.append({"image": blobs[a : a + 2048], "label": np.arange(a, min(n, a + 2048)) % 1000})
@@ -86,8 +92,16 @@ def gpu_bound(blobs: list[bytes]) -> float:
 
 
 def loader_rate(ds: th.Dataset, *, gpu_decode: bool, threads: int | None) -> float:
-    loader = th.loader(ds, batch_size=64, shuffle=True, columns=["image", "label"], device="cuda",
-                       gpu_decode=gpu_decode, num_threads=threads, prefetch=4)  # fmt: skip
+    loader = th.loader(
+        ds,
+        batch_size=64,
+        shuffle=True,
+        columns=["image", "label"],
+        device="cuda",
+        gpu_decode=gpu_decode,
+        num_threads=threads,
+        prefetch=4,
+    )
 
     def run() -> None:
         for b in loader:
@@ -106,8 +120,11 @@ class GpuSampler:
     def __enter__(self) -> GpuSampler:
         def loop() -> None:
             while not self._stop.is_set():
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True).stdout.strip()  # fmt: skip
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
                 if out.isdigit():
                     self.samples.append(int(out))
                 time.sleep(0.2)
@@ -135,7 +152,9 @@ def training(ds: th.Dataset, *, source: str, steps: int) -> tuple[float, float]:
     std = torch.tensor([0.229, 0.224, 0.225], device="cuda").view(1, 3, 1, 1) * 255
 
     def step(img: torch.Tensor, label: torch.Tensor) -> None:
-        x = ((img.permute(0, 3, 1, 2).float() - mean) / std).contiguous(memory_format=torch.channels_last)
+        x = ((img.permute(0, 3, 1, 2).float() - mean) / std).contiguous(
+            memory_format=torch.channels_last
+        )
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = torch.nn.functional.cross_entropy(model(x), label)
         opt.zero_grad(set_to_none=True)
@@ -150,8 +169,16 @@ def training(ds: th.Dataset, *, source: str, steps: int) -> tuple[float, float]:
                 yield img, lab
         epoch = 0
         while True:
-            loader = th.loader(ds, batch_size=64, shuffle=True, columns=["image", "label"], device="cuda",
-                               gpu_decode=(source == "gpu-decode"), prefetch=4, drop_last=True)  # fmt: skip
+            loader = th.loader(
+                ds,
+                batch_size=64,
+                shuffle=True,
+                columns=["image", "label"],
+                device="cuda",
+                gpu_decode=(source == "gpu-decode"),
+                prefetch=4,
+                drop_last=True,
+            )
             loader.set_epoch(epoch)
             for b in loader:
                 yield b["image"], b["label"]
@@ -175,32 +202,51 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=8192)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--smoke", action="store_true",
-                    help="256 rows, loader and decode bounds only (seconds); exits 0 with a reason without CUDA")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="256 rows, loader and decode bounds only (seconds); exits 0 with a reason without CUDA",
+    )
     args = ap.parse_args()
     if not torch.cuda.is_available():
         # CI machines have no GPU: the smoke run must still say what it did not measure, and pass.
-        print("bench_loader_gpu: skipped: torch.cuda.is_available() is False (no CUDA device or a CPU build "
-              f"of torch {torch.__version__}); run it on a GPU machine")
+        print(
+            "bench_loader_gpu: skipped: torch.cuda.is_available() is False (no CUDA device or a CPU build "
+            f"of torch {torch.__version__}); run it on a GPU machine"
+        )
         return
     if args.smoke:
         args.rows = 256
     torchvision = _has_torchvision()
     torch.backends.cudnn.benchmark = True
     cores = os.cpu_count() or 1
-    lines = [f"device: {torch.cuda.get_device_name()}, {cores} CPU cores, torch {torch.__version__}, {args.rows} "
-             "256x256 q90 JPEGs, batches of 64", ""]  # fmt: skip
+    lines = [
+        f"device: {torch.cuda.get_device_name()}, {cores} CPU cores, torch {torch.__version__}, {args.rows} "
+        "256x256 q90 JPEGs, batches of 64",
+        "",
+    ]
     with tempfile.TemporaryDirectory() as root:
         ds, blobs = build(args.rows, root)
         rows = [
             ("decode-only bound, simplejpeg, 2 threads", cpu_bound(blobs, 2)),
             (f"decode-only bound, simplejpeg, {cores} threads", cpu_bound(blobs, cores)),
-            ("tensorhouse loader -> cuda, CPU decode, 2 threads", loader_rate(ds, gpu_decode=False, threads=2)),
-            (f"tensorhouse loader -> cuda, CPU decode, {cores} threads", loader_rate(ds, gpu_decode=False, threads=cores)),
-        ]  # fmt: skip
+            (
+                "tensorhouse loader -> cuda, CPU decode, 2 threads",
+                loader_rate(ds, gpu_decode=False, threads=2),
+            ),
+            (
+                f"tensorhouse loader -> cuda, CPU decode, {cores} threads",
+                loader_rate(ds, gpu_decode=False, threads=cores),
+            ),
+        ]
         if torchvision:
-            rows += [("decode-only bound, torchvision GPU decode_jpeg", gpu_bound(blobs)),
-                     ("tensorhouse loader -> cuda, GPU decode", loader_rate(ds, gpu_decode=True, threads=None))]  # fmt: skip
+            rows += [
+                ("decode-only bound, torchvision GPU decode_jpeg", gpu_bound(blobs)),
+                (
+                    "tensorhouse loader -> cuda, GPU decode",
+                    loader_rate(ds, gpu_decode=True, threads=None),
+                ),
+            ]
         else:
             print("torchvision is not installed: GPU decode rows and the training loop are skipped")
         lines += ["| pipeline | img/s (median of 3 epochs) |", "|---|---|"]
@@ -208,13 +254,18 @@ def main() -> None:
         if args.smoke or not torchvision:
             print("\n".join(lines))
             return
-        lines += ["", "| ResNet-18 training fed by | steps/s | img/s | GPU util % (nvidia-smi mean) | vs synthetic |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| ResNet-18 training fed by | steps/s | img/s | GPU util % (nvidia-smi mean) | vs synthetic |",
+            "|---|---|---|---|---|",
+        ]
         base = None
         for source in ("synthetic", "gpu-decode", "cpu-decode"):
             sps, util = training(ds, source=source, steps=args.steps)
             base = base or sps
-            lines.append(f"| {source} | {sps:.2f} | {sps * 64:,.0f} | {util:.0f} | {sps / base:.2f} |")
+            lines.append(
+                f"| {source} | {sps:.2f} | {sps * 64:,.0f} | {util:.0f} | {sps / base:.2f} |"
+            )
     text = "\n".join(lines)
     print(text)
     if args.out:

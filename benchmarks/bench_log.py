@@ -414,7 +414,12 @@ class Tensorhouse(System):
         return len(th.open(path).history())
 
     def s3_open_latest(self, uri: str, endpoint: str) -> int:
-        return len(th.open(uri, storage_options={"endpoint_url": endpoint, "key": "testing", "secret": "testing"}))
+        return len(
+            th.open(
+                uri,
+                storage_options={"endpoint_url": endpoint, "key": "testing", "secret": "testing"},
+            )
+        )
 
 
 class Delta(System):
@@ -457,8 +462,11 @@ class Delta(System):
         return DeltaTable(path).version()
 
     def checkpoints(self, path: str) -> list[int]:
-        return sorted(int(f[:20]) for f in os.listdir(os.path.join(path, "_delta_log"))
-                      if f.endswith(".checkpoint.parquet"))  # fmt: skip
+        return sorted(
+            int(f[:20])
+            for f in os.listdir(os.path.join(path, "_delta_log"))
+            if f.endswith(".checkpoint.parquet")
+        )
 
     def next_worst_version(self, v: int) -> int | None:
         # delta-rs checkpoints version c when (c + 1) % interval == 0 (observed: 99, 199, ...),
@@ -483,8 +491,13 @@ class Delta(System):
         return len(DeltaTable(path).history())
 
     def s3_open_latest(self, uri: str, endpoint: str) -> int:
-        opts = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}  # fmt: skip
+        opts = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
         dt = DeltaTable(uri, storage_options=opts)
         dt.version()
         return len(dt.file_uris())
@@ -528,14 +541,21 @@ class Lance(System):
 
     def open_timestamp(self, path: str, ts: datetime) -> int:
         # Lance compares naive datetimes and picks the last version strictly before ``asof``.
-        return lance.dataset(path, asof=ts.replace(tzinfo=None) + timedelta(microseconds=1)).count_rows()
+        return lance.dataset(
+            path, asof=ts.replace(tzinfo=None) + timedelta(microseconds=1)
+        ).count_rows()
 
     def history(self, path: str) -> int:
         return len(lance.dataset(path).versions())
 
     def s3_open_latest(self, uri: str, endpoint: str) -> int:
-        opts = {"aws_endpoint": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                "aws_region": "us-east-1", "allow_http": "true"}  # fmt: skip
+        opts = {
+            "aws_endpoint": endpoint,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+            "aws_region": "us-east-1",
+            "allow_http": "true",
+        }
         return lance.dataset(uri, storage_options=opts).count_rows()
 
 
@@ -556,8 +576,9 @@ class LanceCold(Lance):
         return lance.dataset(path, version=version, session=lance.Session()).count_rows()
 
     def open_timestamp(self, path: str, ts: datetime) -> int:
-        return lance.dataset(path, asof=ts.replace(tzinfo=None) + timedelta(microseconds=1),
-                             session=lance.Session()).count_rows()  # fmt: skip
+        return lance.dataset(
+            path, asof=ts.replace(tzinfo=None) + timedelta(microseconds=1), session=lance.Session()
+        ).count_rows()
 
 
 ALL = {s.name: s for s in (Tensorhouse(), Delta(), Lance(), LanceCold())}
@@ -592,9 +613,14 @@ def ensure_built(system: System, n: int, rebuild: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     system.build(str(d), n)
     seconds = time.perf_counter() - t0
-    meta = {"format": BUILD_FORMAT[system.name], "n": n, "seconds": seconds, "commits_per_s": n / seconds,
-            "versions": {"deltalake": deltalake.__version__, "lance": lance.__version__},
-            "built_at": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    meta = {
+        "format": BUILD_FORMAT[system.name],
+        "n": n,
+        "seconds": seconds,
+        "commits_per_s": n / seconds,
+        "versions": {"deltalake": deltalake.__version__, "lance": lance.__version__},
+        "built_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     meta_file.write_text(json.dumps(meta, indent=1))
     meta["cached"] = False
     return meta
@@ -623,8 +649,13 @@ class Moto:
         import urllib.error
         import urllib.request
 
-        os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1"})  # fmt: skip
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        )
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -632,8 +663,9 @@ class Moto:
         self.log_path = workdir / f"moto_{os.getpid()}.log"
         exe = Path(sys.executable).parent / "moto_server"
         with self.log_path.open("wb") as f:
-            self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=f,
-                                         stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=f, stderr=subprocess.STDOUT
+            )
         atexit.register(self.close)
         deadline = time.monotonic() + 30
         while True:
@@ -644,7 +676,9 @@ class Moto:
                 break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start: {self.log_path.read_text()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"moto_server did not start: {self.log_path.read_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.1)
         import boto3
 
@@ -684,7 +718,9 @@ class Moto:
             if len(req) < 2:
                 continue
             method, target = req[0], req[1]
-            if method == "GET" and ("list-type=" in target or "prefix=" in target or "delimiter=" in target):
+            if method == "GET" and (
+                "list-type=" in target or "prefix=" in target or "delimiter=" in target
+            ):
                 out["LIST"] += 1
             elif method in ("GET", "HEAD"):
                 out[method] += 1
@@ -707,7 +743,9 @@ def fmt_requests(r: dict[str, int]) -> str:
     return f"{r['LIST']} LIST + {r['GET']} GET{extra}"
 
 
-def bench_s3(n: int, systems: list[str], paths: dict[str, str], repeats: int) -> tuple[Row, dict[str, str]]:
+def bench_s3(
+    n: int, systems: list[str], paths: dict[str, str], repeats: int
+) -> tuple[Row, dict[str, str]]:
     """Open latest through moto S3: median time, and the requests of one cold open (counted at the server)."""
     moto = Moto(DATA_DIR)
     row = Row(f"open latest on S3 (moto), {n:,} commits")
@@ -725,8 +763,10 @@ def bench_s3(n: int, systems: list[str], paths: dict[str, str], repeats: int) ->
             requests[s] = fmt_requests(moto.requests_since(mark))
             if got != n:
                 raise AssertionError(f"{s}: S3 open gave {got}, expected {n}")
-            row.timings[s] = time_repeat(lambda sysm=sysm, uri=uri: sysm.s3_open_latest(uri, moto.endpoint),
-                                         max(3, repeats // 3))  # fmt: skip
+            row.timings[s] = time_repeat(
+                lambda sysm=sysm, uri=uri: sysm.s3_open_latest(uri, moto.endpoint),
+                max(3, repeats // 3),
+            )
             log(f"[s3] {s}: {row.timings[s].median * 1e3:.2f} ms, one open: {requests[s]}")
     finally:
         moto.close()
@@ -739,12 +779,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--sizes", default="1000,10000",
-                    help="commits per table, comma-separated (default 1,000 and 10,000)")  # fmt: skip
+    ap.add_argument(
+        "--sizes",
+        default="1000,10000",
+        help="commits per table, comma-separated (default 1,000 and 10,000)",
+    )
     ap.add_argument("--commits", type=int, default=None, help="one size (overrides --sizes)")
-    ap.add_argument("--smoke", action="store_true", help="200 commits and fewer repeats (< 1 minute)")
-    ap.add_argument("--s3-size", type=int, default=None,
-                    help="the size opened through moto S3 (default: 10,000 if measured, else the largest)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="200 commits and fewer repeats (< 1 minute)"
+    )
+    ap.add_argument(
+        "--s3-size",
+        type=int,
+        default=None,
+        help="the size opened through moto S3 (default: 10,000 if measured, else the largest)",
+    )
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) measurement")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached tables")
     ap.add_argument("--repeats", type=int, default=None, help="repeats of each open measurement")
@@ -760,7 +809,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # Scratch copies are removed at exit, also when stopped by SIGTERM (e.g. `timeout`).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    sizes = [200] if args.smoke else ([args.commits] if args.commits else [int(x) for x in args.sizes.split(",")])
+    sizes = (
+        [200]
+        if args.smoke
+        else ([args.commits] if args.commits else [int(x) for x in args.sizes.split(",")])
+    )
     repeats = args.repeats or (5 if args.smoke else 21)
     systems = [s for s in args.systems.split(",") if s]
     if REFERENCE not in systems:
@@ -775,19 +828,30 @@ def main(argv: list[str] | None = None) -> int:
         for s in systems:
             ensure_built(ALL[s], n3, False)
         row, requests = bench_s3(n3, systems, paths, repeats)
-        print("## Open latest on S3 (moto_server on localhost; requests counted at the server, one cold open)\n")
+        print(
+            "## Open latest on S3 (moto_server on localhost; requests counted at the server, one cold open)\n"
+        )
         print(markdown([row], systems))
         print()
         for s in systems:
             print(f"- {s}: {requests.get(s, '-')} per open")
         print()
     print("## Summary: open latest, ratio peer / tensorhouse (> 1: tensorhouse faster)\n")
-    print("| commits | " + " | ".join(f"{s} / tensorhouse" for s in systems if s != REFERENCE) + " |")
+    print(
+        "| commits | " + " | ".join(f"{s} / tensorhouse" for s in systems if s != REFERENCE) + " |"
+    )
     print("|---|" + "---|" * (len(systems) - 1))
     for n, r in opens.items():
         ref = r.seconds(REFERENCE)
-        print(f"| {n:,} | " + " | ".join(f"{(r.seconds(s) or 0) / ref:.2f}x" if ref else "-"
-                                         for s in systems if s != REFERENCE) + " |")  # fmt: skip
+        print(
+            f"| {n:,} | "
+            + " | ".join(
+                f"{(r.seconds(s) or 0) / ref:.2f}x" if ref else "-"
+                for s in systems
+                if s != REFERENCE
+            )
+            + " |"
+        )
     print(f"\n_total run time {time.perf_counter() - t_start:.1f} s_")
     return 0
 
@@ -797,9 +861,11 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     t_start = time.perf_counter()
 
     print(f"# Commit-log benchmark: {n:,} one-row commits per table\n")
-    print(f"python {platform.python_version()}, deltalake {deltalake.__version__}, lance {lance.__version__}, "
-          f"pyarrow {pa.__version__}, {os.cpu_count()} CPUs, {platform.platform()}; warm page cache; "
-          f"medians of {repeats} opens, {args.appends} appends\n")  # fmt: skip
+    print(
+        f"python {platform.python_version()}, deltalake {deltalake.__version__}, lance {lance.__version__}, "
+        f"pyarrow {pa.__version__}, {os.cpu_count()} CPUs, {platform.platform()}; warm page cache; "
+        f"medians of {repeats} opens, {args.appends} appends\n"
+    )
 
     # 1. build or reuse
     builds = {s: ensure_built(ALL[s], n, args.rebuild) for s in systems}
@@ -888,13 +954,19 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
         # commits within one millisecond): it may land one version off. Ours must be exact.
         slack = 0 if s == "tensorhouse" else 1
         if abs(got - n // 2) > slack:
-            raise AssertionError(f"{s}: timestamp of version {v} opened {got} rows/files, expected {n // 2}")
-        r_ts.timings[s] = time_repeat(lambda sysm=sysm, p=p, ts=ts: sysm.open_timestamp(p, ts), repeats)
+            raise AssertionError(
+                f"{s}: timestamp of version {v} opened {got} rows/files, expected {n // 2}"
+            )
+        r_ts.timings[s] = time_repeat(
+            lambda sysm=sysm, p=p, ts=ts: sysm.open_timestamp(p, ts), repeats
+        )
         log(f"[timestamp] {s}: {r_ts.timings[s].median * 1e3:.2f} ms")
     r_hist = Row(f"history() of all {n:,} versions")
     for s in systems:
         sysm, p = ALL[s], paths[s]
-        r_hist.timings[s] = time_repeat(lambda sysm=sysm, p=p: sysm.history(p), max(3, repeats // 5))
+        r_hist.timings[s] = time_repeat(
+            lambda sysm=sysm, p=p: sysm.history(p), max(3, repeats // 5)
+        )
         log(f"[history] {s}: {r_hist.timings[s].median * 1e3:.2f} ms")
 
     # 3. commits, on scratch copies of the N-commit tables
@@ -978,7 +1050,15 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     rows.insert(1, r_worst)
     if r_app_nc.timings:
         r_app_nc.timings[REFERENCE] = r_app_h.timings[REFERENCE]
-    rows += [r_tt, r_ts, r_hist, r_app_h, r_app_p, *([r_app_nc] if r_app_nc.timings else []), build_row]
+    rows += [
+        r_tt,
+        r_ts,
+        r_hist,
+        r_app_h,
+        r_app_p,
+        *([r_app_nc] if r_app_nc.timings else []),
+        build_row,
+    ]
 
     # -- report
     print("## Results (median ms; ratio = peer / tensorhouse, > 1 means tensorhouse is faster)\n")
@@ -1024,8 +1104,15 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     print(f"\n**Absolute targets met: {'YES' if all_met else 'NO'}**\n")
 
     # The issue's targets are ratios against the peers measured in this run.
-    lance_col = "lance-cold" if "lance-cold" in systems else ("lance" if "lance" in systems else None)
-    goals = [(r_open, lance_col, 1.0), (r_worst, lance_col, 1.0), (r_tt, "deltalake", 1.0), (r_ts, "deltalake", 1.0)]
+    lance_col = (
+        "lance-cold" if "lance-cold" in systems else ("lance" if "lance" in systems else None)
+    )
+    goals = [
+        (r_open, lance_col, 1.0),
+        (r_worst, lance_col, 1.0),
+        (r_tt, "deltalake", 1.0),
+        (r_ts, "deltalake", 1.0),
+    ]
     print("## Targets from the issue (ratio tensorhouse / peer, measured side by side)\n")
     print("| measurement | peer | tensorhouse / peer | target | met |")
     print("|---|---|---|---|---|")
@@ -1033,9 +1120,13 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
         if peer is None or row.seconds(peer) is None or row.seconds(REFERENCE) is None:
             continue
         ratio = row.seconds(REFERENCE) / row.seconds(peer)  # type: ignore[operator]
-        print(f"| {row.name} | {peer} | {ratio:.2f}x | <= {limit:.1f}x | {'yes' if ratio <= limit else 'NO'} |")
-    print(f"| commit 1-row append, open handle | - | {r_app_h.seconds(REFERENCE) * 1e3:.2f} ms | "  # type: ignore[operator]
-          "no worse than 13 ms | see the main-vs-branch note |")
+        print(
+            f"| {row.name} | {peer} | {ratio:.2f}x | <= {limit:.1f}x | {'yes' if ratio <= limit else 'NO'} |"
+        )
+    print(
+        f"| commit 1-row append, open handle | - | {r_app_h.seconds(REFERENCE) * 1e3:.2f} ms | "  # type: ignore[operator]
+        "no worse than 13 ms | see the main-vs-branch note |"
+    )
     print()
 
     slower = []
@@ -1058,8 +1149,11 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     # -- profiles where tensorhouse misses a target or trails a peer
     def trails(row: Row) -> bool:
         ref = row.seconds(REFERENCE)
-        return any(row.seconds(s) is not None and ref is not None and row.seconds(s) < ref  # type: ignore[operator]
-                   for s in systems if s != REFERENCE)  # fmt: skip
+        return any(
+            row.seconds(s) is not None and ref is not None and row.seconds(s) < ref  # type: ignore[operator]
+            for s in systems
+            if s != REFERENCE
+        )
 
     thp, ths = paths["tensorhouse"], scratch["tensorhouse"]
     jobs: list[tuple[str, Callable[[], Any]]] = []

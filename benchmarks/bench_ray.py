@@ -59,42 +59,59 @@ def decode_mean(batch: dict[str, Any]) -> dict[str, Any]:
     """Decode every JPEG of the batch (what a training pipeline must do) and keep one number per image."""
     import simplejpeg
 
-    means = [float(simplejpeg.decode_jpeg(bytes(b), colorspace="RGB").mean()) for b in batch["image"]]
+    means = [
+        float(simplejpeg.decode_jpeg(bytes(b), colorspace="RGB").mean()) for b in batch["image"]
+    ]
     return {"mean": np.asarray(means, np.float32), "label": batch["label"]}
 
 
 def decoded_mean(batch: dict[str, Any]) -> dict[str, Any]:
     """The same reduction on images the read tasks already decoded."""
-    return {"mean": np.asarray([float(img.mean()) for img in batch["image"]], np.float32), "label": batch["label"]}
+    return {
+        "mean": np.asarray([float(img.mean()) for img in batch["image"]], np.float32),
+        "label": batch["label"],
+    }
 
 
 def drain(rds: Any) -> float:
-    return float(sum(float(b["mean"].sum()) for b in rds.iter_batches(batch_format="numpy", batch_size=None)))
+    return float(
+        sum(float(b["mean"].sum()) for b in rds.iter_batches(batch_format="numpy", batch_size=None))
+    )
 
 
 def build(root: Path, n: int, fragments: int) -> dict[str, str]:
     data = image_dataset(n)
     bounds = np.linspace(0, n, fragments + 1).astype(int)
-    paths = {"tensorhouse": str(root / "th"), "parquet": str(root / "parquet"), "lance": str(root / "lance")}
+    paths = {
+        "tensorhouse": str(root / "th"),
+        "parquet": str(root / "parquet"),
+        "lance": str(root / "lance"),
+    }
     ds = th.create(paths["tensorhouse"], {"image": th.Image("jpeg"), "label": "int32"})
     os.makedirs(paths["parquet"])
     tables = []
     for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-        t = pa.table({"image": pa.array(data.jpegs[a:b], pa.binary()), "label": pa.array(data.labels[a:b])})
+        t = pa.table(
+            {"image": pa.array(data.jpegs[a:b], pa.binary()), "label": pa.array(data.labels[a:b])}
+        )
         tables.append(t)
         ds.append(t)
         pq.write_table(t, f"{paths['parquet']}/part-{i:03d}.parquet")
     try:
         import lance
 
-        lance.write_dataset(pa.concat_tables(tables), paths["lance"], max_rows_per_file=int(bounds[1]))
+        lance.write_dataset(
+            pa.concat_tables(tables), paths["lance"], max_rows_per_file=int(bounds[1])
+        )
     except ImportError:
         del paths["lance"]
     return paths
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--fragments", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
@@ -107,11 +124,19 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         paths = build(root, n, args.fragments)
-        print(f"[setup] {n} rows in {args.fragments} fragments per system, {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"[setup] {n} rows in {args.fragments} fragments per system, {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
         # address="local": a fresh instance, never a cluster someone else started on this machine.
-        ray.init(address="local", num_cpus=2, object_store_memory=500 << 20, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)  # fmt: skip
+        ray.init(
+            address="local",
+            num_cpus=2,
+            object_store_memory=500 << 20,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         # Ray 2.60's new read_parquet path (ListFiles -> ReadFiles) spent ~18 s per read listing four
@@ -124,7 +149,9 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run(paths: dict[str, str], root: Path, n: int, repeats: int, *, writes_only: bool = False) -> None:
+def run(
+    paths: dict[str, str], root: Path, n: int, repeats: int, *, writes_only: bool = False
+) -> None:
     if not writes_only:
         run_reads(paths, n, repeats)
     run_writes(paths, root, n, repeats)
@@ -132,46 +159,76 @@ def run(paths: dict[str, str], root: Path, n: int, repeats: int, *, writes_only:
 
 def run_reads(paths: dict[str, str], n: int, repeats: int) -> None:
     reads: dict[str, Callable[[], Any]] = {
-        "tensorhouse": lambda: drain(th.ray.read(paths["tensorhouse"], columns=["image", "label"])
-                                     .map_batches(decode_mean, batch_format="numpy")),
+        "tensorhouse": lambda: drain(
+            th.ray.read(paths["tensorhouse"], columns=["image", "label"]).map_batches(
+                decode_mean, batch_format="numpy"
+            )
+        ),
         "tensorhouse (decode in read)": lambda: drain(
-            th.ray.read(paths["tensorhouse"], columns=["image", "label"], decode_images=True)
-            .map_batches(decoded_mean, batch_format="numpy")),
-        "parquet": lambda: drain(ray.data.read_parquet(paths["parquet"]).select_columns(["image", "label"])
-                                 .map_batches(decode_mean, batch_format="numpy")),
-    }  # fmt: skip
+            th.ray.read(
+                paths["tensorhouse"], columns=["image", "label"], decode_images=True
+            ).map_batches(decoded_mean, batch_format="numpy")
+        ),
+        "parquet": lambda: drain(
+            ray.data.read_parquet(paths["parquet"])
+            .select_columns(["image", "label"])
+            .map_batches(decode_mean, batch_format="numpy")
+        ),
+    }
     if "lance" in paths:
         import lance_ray
 
-        reads["lance"] = lambda: drain(lance_ray.read_lance(paths["lance"], columns=["image", "label"])
-                                       .map_batches(decode_mean, batch_format="numpy"))  # fmt: skip
-    sums = {k: fn() for k, fn in reads.items()}  # warm-up: workers started, imports done, page cache warm
+        reads["lance"] = lambda: drain(
+            lance_ray.read_lance(paths["lance"], columns=["image", "label"]).map_batches(
+                decode_mean, batch_format="numpy"
+            )
+        )
+    sums = {
+        k: fn() for k, fn in reads.items()
+    }  # warm-up: workers started, imports done, page cache warm
     assert len({round(v, 1) for v in sums.values()}) == 1, f"systems read different data: {sums}"
     timed = time_interleaved(reads, repeats=repeats)
     variant = "tensorhouse (decode in read)"
     peers_t = {k: v for k, v in timed.items() if not k.startswith("tensorhouse")}
-    read_row = Row("read + decode in map_batches", {"tensorhouse": timed["tensorhouse"], **peers_t}, rows=n)
+    read_row = Row(
+        "read + decode in map_batches", {"tensorhouse": timed["tensorhouse"], **peers_t}, rows=n
+    )
     # Peers cannot decode inside their read tasks: compared with their map_batches decode (same result).
-    read_row2 = Row("tensorhouse decoding in its read tasks", {"tensorhouse": timed[variant], **peers_t}, rows=n)
+    read_row2 = Row(
+        "tensorhouse decoding in its read tasks", {"tensorhouse": timed[variant], **peers_t}, rows=n
+    )
 
     systems = ["tensorhouse", *peers_t]
-    print(f"## Ray Data reads, {n} JPEG rows (256x256), {os.cpu_count()} CPUs, Ray {ray.__version__}\n")
+    print(
+        f"## Ray Data reads, {n} JPEG rows (256x256), {os.cpu_count()} CPUs, Ray {ray.__version__}\n"
+    )
     print(markdown_table([read_row, read_row2], systems, reference="tensorhouse"))
     print()
-    tasks = {f"{k} read task{'s' if k > 1 else ''}": (lambda k=k: drain(
-        th.ray.read(paths["tensorhouse"], columns=["image", "label"], override_num_blocks=k)
-        .map_batches(decode_mean, batch_format="numpy"))) for k in (1, 2)}  # fmt: skip
+    tasks = {
+        f"{k} read task{'s' if k > 1 else ''}": (
+            lambda k=k: drain(
+                th.ray.read(
+                    paths["tensorhouse"], columns=["image", "label"], override_num_blocks=k
+                ).map_batches(decode_mean, batch_format="numpy")
+            )
+        )
+        for k in (1, 2)
+    }
     task_times = time_interleaved(tasks, repeats=repeats)
     one, two = (task_times[k].median for k in tasks)
 
-    print(f"| read tasks | tensorhouse read + decode | speedup |\n|---|---|---|\n| 1 | {one:.2f} s | 1.00x |\n"
-          f"| 2 | {two:.2f} s | {one / two:.2f}x |\n")  # fmt: skip
+    print(
+        f"| read tasks | tensorhouse read + decode | speedup |\n|---|---|---|\n| 1 | {one:.2f} s | 1.00x |\n"
+        f"| 2 | {two:.2f} s | {one / two:.2f}x |\n"
+    )
     best = min(timed[s].median for s in ("tensorhouse", variant))
     peers = {s: t.median for s, t in peers_t.items()}
     peer = min(peers, key=lambda s: peers[s])
     print("| target | measured | met |\n|---|---|---|")
-    print(f"| tensorhouse (best variant) vs the best peer ({peer}) >= 1.0x | {peers[peer] / best:.2f}x | "
-          f"{'yes' if peers[peer] / best >= 1.0 else 'NO'} |")  # fmt: skip
+    print(
+        f"| tensorhouse (best variant) vs the best peer ({peer}) >= 1.0x | {peers[peer] / best:.2f}x | "
+        f"{'yes' if peers[peer] / best >= 1.0 else 'NO'} |"
+    )
     print(f"| 2 read tasks vs 1 | {one / two:.2f}x speedup | reported |\n")
 
 
@@ -179,18 +236,26 @@ def run_writes(paths: dict[str, str], root: Path, n: int, repeats: int) -> None:
     source = ray.data.from_arrow(pq.read_table(paths["parquet"])).repartition(4).materialize()
     counter = iter(range(1_000_000))
     writes: dict[str, Callable[[], Any]] = {
-        "tensorhouse": lambda: th.ray.write(source, str(root / f"w_th_{next(counter)}"), mode="create"),
+        "tensorhouse": lambda: th.ray.write(
+            source, str(root / f"w_th_{next(counter)}"), mode="create"
+        ),
         "parquet": lambda: source.write_parquet(str(root / f"w_pq_{next(counter)}")),
     }
     if "lance" in paths:
         import lance_ray
 
-        writes["lance"] = lambda: lance_ray.write_lance(source, str(root / f"w_lance_{next(counter)}"))
+        writes["lance"] = lambda: lance_ray.write_lance(
+            source, str(root / f"w_lance_{next(counter)}")
+        )
     for fn in writes.values():
         fn()
-    write_row = Row("write (image bytes + label)", time_interleaved(writes, repeats=repeats), rows=n)
+    write_row = Row(
+        "write (image bytes + label)", time_interleaved(writes, repeats=repeats), rows=n
+    )
 
-    print(f"## Ray Data writes, {n} JPEG rows (256x256), {os.cpu_count()} CPUs, Ray {ray.__version__}\n")
+    print(
+        f"## Ray Data writes, {n} JPEG rows (256x256), {os.cpu_count()} CPUs, Ray {ray.__version__}\n"
+    )
     print(markdown_table([write_row], list(writes), reference="tensorhouse"))
     print()
     print(target_table([write_row], "tensorhouse", {write_row.name: ("parquet", 1.3)}))

@@ -142,19 +142,37 @@ def make_data(rows: int) -> Path:
     tags = np.char.add("t", np.char.zfill(rng.integers(0, 10_000, size=rows).astype(str), 4))
     emb = rng.standard_normal((rows, DIM), dtype=np.float32)
     emb_arrow = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), DIM)
-    table = pa.table({"id": ids, "label": labels, "score": scores, "tag": pa.array(tags.tolist()),
-                      "embedding": emb_arrow})  # fmt: skip
+    table = pa.table(
+        {
+            "id": ids,
+            "label": labels,
+            "score": scores,
+            "tag": pa.array(tags.tolist()),
+            "embedding": emb_arrow,
+        }
+    )
 
-    ds = th.create(str(d / "th"), {"id": "int64", "label": "int32", "score": "float32", "tag": th.Text(),
-                                   "embedding": th.Embedding(DIM)}, chunk_bytes=1 << 20)  # fmt: skip
+    ds = th.create(
+        str(d / "th"),
+        {
+            "id": "int64",
+            "label": "int32",
+            "score": "float32",
+            "tag": th.Text(),
+            "embedding": th.Embedding(DIM),
+        },
+        chunk_bytes=1 << 20,
+    )
     ds.append(table)
     pq.write_table(table, d / "t.parquet", row_group_size=65536)
     lance.write_dataset(table, str(d / "lance"))
-    meta = pa.table({
-        "label": pa.array(np.arange(1000, dtype=np.int32)),
-        "name": [f"class_{i}" for i in range(1000)],
-        "grp": [f"g{i % 10}" for i in range(1000)],
-    })
+    meta = pa.table(
+        {
+            "label": pa.array(np.arange(1000, dtype=np.int32)),
+            "name": [f"class_{i}" for i in range(1000)],
+            "grp": [f"g{i % 10}" for i in range(1000)],
+        }
+    )
     pq.write_table(meta, d / "meta.parquet")
     done.write_text(json.dumps({"v": GEN_VERSION, "rows": rows}))
     log(f"[data] done in {time.perf_counter() - t0:.1f} s")
@@ -166,15 +184,30 @@ Q_FILTER = "SELECT count(*) FROM t WHERE id < 10000 AND label = 7"
 Q_GROUP = "SELECT label, count(*), avg(score) FROM t GROUP BY label"
 Q_JOIN = "SELECT m.grp, count(*) FROM t JOIN meta m USING (label) GROUP BY m.grp"
 # Parquet stores the FixedSizeList as a LIST, which DuckDB reads as FLOAT[]: cast (a no-op for the others).
-Q_COS_DUCK = ("SELECT id, array_cosine_similarity(embedding::FLOAT[128], $q::FLOAT[128]) AS s FROM t "
-              "ORDER BY s DESC LIMIT 10")  # fmt: skip
+Q_COS_DUCK = (
+    "SELECT id, array_cosine_similarity(embedding::FLOAT[128], $q::FLOAT[128]) AS s FROM t "
+    "ORDER BY s DESC LIMIT 10"
+)
 Q_STR_EQ = "SELECT count(*) FROM t WHERE tag = 't0042'"
 Q_STR_IN = "SELECT count(*) FROM t WHERE tag IN ('t0042', 't0777', 't9999')"
 Q_LIKE = "SELECT count(*) FROM t WHERE tag LIKE 't004%'"
-QUERIES = ["1 filter id<10000 & label=7", "2 group by label", "3 top-10 cosine", "4 join meta",
-           "5 tag = const", "6 tag IN (3)", "7 tag LIKE prefix"]  # fmt: skip
-PLAIN = {QUERIES[0]: Q_FILTER, QUERIES[1]: Q_GROUP, QUERIES[3]: Q_JOIN, QUERIES[4]: Q_STR_EQ,
-         QUERIES[5]: Q_STR_IN, QUERIES[6]: Q_LIKE}  # fmt: skip
+QUERIES = [
+    "1 filter id<10000 & label=7",
+    "2 group by label",
+    "3 top-10 cosine",
+    "4 join meta",
+    "5 tag = const",
+    "6 tag IN (3)",
+    "7 tag LIKE prefix",
+]
+PLAIN = {
+    QUERIES[0]: Q_FILTER,
+    QUERIES[1]: Q_GROUP,
+    QUERIES[3]: Q_JOIN,
+    QUERIES[4]: Q_STR_EQ,
+    QUERIES[5]: Q_STR_IN,
+    QUERIES[6]: Q_LIKE,
+}
 SCALAR_ONLY = set(PLAIN)
 #: Queries whose peak memory is measured (in fresh processes).
 MEMORY_QUERIES = [QUERIES[1], QUERIES[3]]
@@ -182,14 +215,17 @@ MEMORY_QUERIES = [QUERIES[1], QUERIES[3]]
 
 def duck_fns(con: duckdb.DuckDBPyConnection, q: np.ndarray) -> dict[str, Callable[[], Any]]:
     qlist = q.tolist()
-    out: dict[str, Callable[[], Any]] = {name: (lambda sql=sql: con.sql(sql).fetchall()) for name, sql in PLAIN.items()}
+    out: dict[str, Callable[[], Any]] = {
+        name: (lambda sql=sql: con.sql(sql).fetchall()) for name, sql in PLAIN.items()
+    }
     out[QUERIES[2]] = lambda: con.execute(Q_COS_DUCK, {"q": qlist}).fetchall()
     return {k: out[k] for k in QUERIES}
 
 
 def df_fns(ctx: datafusion.SessionContext, q: np.ndarray) -> dict[str, Callable[[], Any]]:
-    out: dict[str, Callable[[], Any]] = {name: (lambda sql=sql: ctx.sql(sql).to_arrow_table())
-                                         for name, sql in PLAIN.items()}  # fmt: skip
+    out: dict[str, Callable[[], Any]] = {
+        name: (lambda sql=sql: ctx.sql(sql).to_arrow_table()) for name, sql in PLAIN.items()
+    }
     out[QUERIES[2]] = lambda: th.sql.nearest(ctx, "t", "embedding", q, k=10, columns=["id"])
     return {k: out[k] for k in QUERIES}
 
@@ -224,7 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (20k rows, 2 repeats)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS runs")
-    ap.add_argument("--memory-child", nargs=3, metavar=("DIR", "KIND", "QUERY"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--memory-child", nargs=3, metavar=("DIR", "KIND", "QUERY"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args(argv)
     if args.memory_child:
         return memory_child(*args.memory_child)
@@ -244,7 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f[QUERIES[0]]()  # fail here, not mid-measurement
             fns[f"df/{kind}"] = f
         except Exception as err:  # report any engine failure and go on
-            notes.append(f"df/{kind} skipped: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
+            notes.append(
+                f"df/{kind} skipped: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+            )
             log(notes[-1])
 
     systems = [s for s in SYSTEMS if s in fns]
@@ -254,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         per = {s: fns[s][qname] for s in systems}
         results[qname] = {s: fn() for s, fn in per.items()}  # warm-up
         timings[qname] = time_interleaved(per, repeats=repeats)
-        log(f"[{qname}] " + ", ".join(f"{s} {t.median * 1e3:.1f} ms" for s, t in timings[qname].items()))
+        log(
+            f"[{qname}] "
+            + ", ".join(f"{s} {t.median * 1e3:.1f} ms" for s, t in timings[qname].items())
+        )
 
     # sanity: every system agrees on query 1
     counts = {s: _first_int(results[QUERIES[0]][s]) for s in systems}
@@ -304,19 +347,31 @@ def _status(key: str) -> int:
 def memory_report(d: Path) -> str:
     import subprocess
 
-    lines = ["", "### Peak RSS of one query in a fresh process (DuckDB)", "",
-             "| query | th peak MB | parquet peak MB | th growth MB | parquet growth MB | peak ratio | target <= 1.5x |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "### Peak RSS of one query in a fresh process (DuckDB)",
+        "",
+        "| query | th peak MB | parquet peak MB | th growth MB | parquet growth MB | peak ratio | target <= 1.5x |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for qname in MEMORY_QUERIES:
         got = {}
         for kind in ("th", "parquet"):
-            out = subprocess.run([sys.executable, __file__, "--memory-child", str(d), kind, qname],
-                                 capture_output=True, text=True, check=True)  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(d), kind, qname],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             got[kind] = json.loads(out.stdout.strip().splitlines()[-1])
         r = got["th"]["peak"] / got["parquet"]["peak"]
         cells = [f"{got[k]['peak'] / 1e6:,.0f}" for k in ("th", "parquet")]
         cells += [f"{(got[k]['peak'] - got[k]['base']) / 1e6:,.0f}" for k in ("th", "parquet")]
-        lines.append(f"| {qname} | " + " | ".join(cells) + f" | {r:.2f}x | {'met' if r <= 1.5 else 'MISSED'} |")
+        lines.append(
+            f"| {qname} | "
+            + " | ".join(cells)
+            + f" | {r:.2f}x | {'met' if r <= 1.5 else 'MISSED'} |"
+        )
     return "\n".join(lines)
 
 
@@ -326,14 +381,28 @@ def _first_int(res: Any) -> int:
     return int(res[0][0])
 
 
-def report(timings: dict[str, dict[str, Timing]], systems: list[str], bytes_read: dict[str, int],
-           total: int, rows: int, repeats: int) -> str:  # fmt: skip
+def report(
+    timings: dict[str, dict[str, Timing]],
+    systems: list[str],
+    bytes_read: dict[str, int],
+    total: int,
+    rows: int,
+    repeats: int,
+) -> str:
     others = [s for s in systems if s != REFERENCE]
-    head = ["query", *(f"{s} ms" for s in systems), *(f"{s} / {REFERENCE}" for s in others),
-            "th bytes read (% of dataset)"]  # fmt: skip
-    lines = [f"### SQL over {rows:,} rows (median of {repeats}, after 1 warm-up; tensorhouse dataset "
-             f"{total / 1e6:,.1f} MB)", "",
-             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]  # fmt: skip
+    head = [
+        "query",
+        *(f"{s} ms" for s in systems),
+        *(f"{s} / {REFERENCE}" for s in others),
+        "th bytes read (% of dataset)",
+    ]
+    lines = [
+        f"### SQL over {rows:,} rows (median of {repeats}, after 1 warm-up; tensorhouse dataset "
+        f"{total / 1e6:,.1f} MB)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] * len(head)) + "|",
+    ]
     verdicts = ["", "| target | value | met |", "|---|---|---|"]
     for qname in QUERIES:
         t = timings[qname]
@@ -344,14 +413,20 @@ def report(timings: dict[str, dict[str, Timing]], systems: list[str], bytes_read
         cells.append(f"{b / 1e6:,.2f} MB ({100 * b / total:.2f}%)")
         lines.append("| " + " | ".join([qname, *cells]) + " |")
         r = t["duckdb/th"].median / ref
-        verdicts.append(f"| {qname}: duckdb/th <= 1.3x duckdb/parquet | {r:.2f}x | {'met' if r <= 1.3 else 'MISSED'} |")
+        verdicts.append(
+            f"| {qname}: duckdb/th <= 1.3x duckdb/parquet | {r:.2f}x | {'met' if r <= 1.3 else 'MISSED'} |"
+        )
         if "duckdb/lance" in t:
             rl = t["duckdb/th"].median / t["duckdb/lance"].median
-            verdicts.append(f"| {qname}: duckdb/th faster than duckdb/lance | {rl:.2f}x | "
-                            f"{'met' if rl < 1 else 'MISSED'} |")  # fmt: skip
+            verdicts.append(
+                f"| {qname}: duckdb/th faster than duckdb/lance | {rl:.2f}x | "
+                f"{'met' if rl < 1 else 'MISSED'} |"
+            )
         if qname in SCALAR_ONLY:
             pct = 100 * b / total
-            verdicts.append(f"| {qname}: th bytes < 1% of dataset | {pct:.2f}% | {'met' if pct < 1 else 'MISSED'} |")
+            verdicts.append(
+                f"| {qname}: th bytes < 1% of dataset | {pct:.2f}% | {'met' if pct < 1 else 'MISSED'} |"
+            )
     return "\n".join(lines + verdicts)
 
 

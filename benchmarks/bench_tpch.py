@@ -80,8 +80,11 @@ def generate(sf: float, root: Path) -> Path:
     if not all((d / f"{t}.parquet").exists() for t in TABLES):
         d.mkdir(parents=True, exist_ok=True)
         log(f"[data] tpchgen-cli parquet -s {sf:g} -> {d}")
-        subprocess.run([tpchgen(), "parquet", "-s", f"{sf:g}", f"--output-dir={d}"], check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        subprocess.run(
+            [tpchgen(), "parquet", "-s", f"{sf:g}", f"--output-dir={d}"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return d
 
 
@@ -131,7 +134,9 @@ def connect(th_dir: Path, pq_dir: Path) -> dict[str, Callable[[str], pa.Table]]:
     }
 
 
-def check_queries(systems: dict[str, Callable[[str], pa.Table]], queries: Sequence[int]) -> list[str]:
+def check_queries(
+    systems: dict[str, Callable[[str], pa.Table]], queries: Sequence[int]
+) -> list[str]:
     """Run every query once on every system; the differences between th and Parquet, per engine."""
     problems = []
     for n in queries:
@@ -144,8 +149,10 @@ def check_queries(systems: dict[str, Callable[[str], pa.Table]], queries: Sequen
         for engine in ("duckdb", "df"):
             a, b = results[f"{engine}/th"], results[f"{engine}/parquet"]
             if isinstance(a, Exception) or isinstance(b, Exception):
-                problems.append(f"Q{n} {engine}: th: {a if isinstance(a, Exception) else 'ok'}; "
-                                f"parquet: {b if isinstance(b, Exception) else 'ok'}")  # fmt: skip
+                problems.append(
+                    f"Q{n} {engine}: th: {a if isinstance(a, Exception) else 'ok'}; "
+                    f"parquet: {b if isinstance(b, Exception) else 'ok'}"
+                )
                 continue
             d = diff_rows(a, b)
             if d is not None:
@@ -165,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--queries", type=int, nargs="*", default=sorted(QUERIES))
     ap.add_argument("--smoke", action="store_true", help="SF 0.01, 1 repeat (CI)")
-    ap.add_argument("--data", type=Path, default=DATA_DIR, help="cache directory for generated data")
+    ap.add_argument(
+        "--data", type=Path, default=DATA_DIR, help="cache directory for generated data"
+    )
     args = ap.parse_args(argv)
     if args.smoke:
         args.sf, args.repeats = 0.01, 1
@@ -176,8 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 1. ingest (from the generated files), then from memory; 2. sizes
     th_dir.mkdir(parents=True, exist_ok=True)
-    ingest: dict[str, list[float]] = {"th.ingest.parquet": [], "pq.read+write": [], "th.write": [],
-                                      "pq.write_table": []}  # fmt: skip
+    ingest: dict[str, list[float]] = {
+        "th.ingest.parquet": [],
+        "pq.read+write": [],
+        "th.write": [],
+        "pq.write_table": [],
+    }
     tables = {t: pq.read_table(src / f"{t}.parquet") for t in TABLES}
     rounds = max(1, min(args.repeats, 2))
     for r in range(rounds):
@@ -206,17 +219,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_tables = len(TABLES)
     totals = {k: sum(v) / rounds for k, v in ingest.items()}
     del tables
-    print(f"# TPC-H SF {args.sf:g}: tensorhouse vs Parquet, DuckDB {duckdb.__version__}, "
-          f"DataFusion {datafusion.__version__}, pyarrow {pa.__version__}\n")  # fmt: skip
+    print(
+        f"# TPC-H SF {args.sf:g}: tensorhouse vs Parquet, DuckDB {duckdb.__version__}, "
+        f"DataFusion {datafusion.__version__}, pyarrow {pa.__version__}\n"
+    )
     print(f"## Ingest of all {n_tables} tables (mean of {rounds} rounds, interleaved)\n")
     print("| measurement | tensorhouse s | Parquet s | ratio | target |")
     print("|---|---:|---:|---:|---|")
     r1 = totals["th.ingest.parquet"] / totals["pq.read+write"]
     r2 = totals["th.write"] / totals["pq.write_table"]
-    print(f"| from the files: th.ingest.parquet vs pq.read_table+write_table | {totals['th.ingest.parquet']:.2f} | "
-          f"{totals['pq.read+write']:.2f} | {r1:.2f}x | <= 1.5x {'ok' if r1 <= 1.5 else 'MISSED'} |")
-    print(f"| from memory: th.write vs pq.write_table | {totals['th.write']:.2f} | {totals['pq.write_table']:.2f} | "
-          f"{r2:.2f}x | |")
+    print(
+        f"| from the files: th.ingest.parquet vs pq.read_table+write_table | {totals['th.ingest.parquet']:.2f} | "
+        f"{totals['pq.read+write']:.2f} | {r1:.2f}x | <= 1.5x {'ok' if r1 <= 1.5 else 'MISSED'} |"
+    )
+    print(
+        f"| from memory: th.write vs pq.write_table | {totals['th.write']:.2f} | {totals['pq.write_table']:.2f} | "
+        f"{r2:.2f}x | |"
+    )
     print("\n## Size on disk\n")
     print("| table | rows | tensorhouse MB | Parquet MB | ratio |")
     print("|---|---:|---:|---:|---:|")
@@ -228,8 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = pq.ParquetFile(pq_dir / f"{t}.parquet").metadata.num_rows
         print(f"| {t} | {rows:,} | {a / 1e6:.2f} | {b / 1e6:.2f} | {a / b:.2f}x |")
     size_ratio = all_th / all_pq
-    print(f"| **all** | | {all_th / 1e6:.2f} | {all_pq / 1e6:.2f} | **{size_ratio:.2f}x** "
-          f"(target <= 1.1x: {'ok' if size_ratio <= 1.1 else 'MISSED'}) |")
+    print(
+        f"| **all** | | {all_th / 1e6:.2f} | {all_pq / 1e6:.2f} | **{size_ratio:.2f}x** "
+        f"(target <= 1.1x: {'ok' if size_ratio <= 1.1 else 'MISSED'}) |"
+    )
 
     # 3. queries: correctness first, then timing
     systems = connect(th_dir, pq_dir)
@@ -245,9 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         timings[n] = {k: v.median for k, v in res.items()}
         log(f"Q{n}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in timings[n].items()))
-    print(f"\n## Queries (median of {args.repeats} interleaved repeats; ratio = tensorhouse / Parquet, same engine)\n")
-    print("| query | DuckDB th ms | DuckDB Parquet ms | DuckDB ratio | DataFusion th ms | DataFusion Parquet ms "
-          "| DataFusion ratio | results equal |")
+    print(
+        f"\n## Queries (median of {args.repeats} interleaved repeats; ratio = tensorhouse / Parquet, same engine)\n"
+    )
+    print(
+        "| query | DuckDB th ms | DuckDB Parquet ms | DuckDB ratio | DataFusion th ms | DataFusion Parquet ms "
+        "| DataFusion ratio | results equal |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     ratios: dict[str, list[float]] = {"duckdb": [], "df": []}
     for n in args.queries:
@@ -259,10 +284,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratios["duckdb"].append(rd)
         ratios["df"].append(rf)
         equal = "no" if any(p.startswith(f"Q{n} ") for p in problems) else "yes"
-        print(f"| Q{n} | {tm['duckdb/th'] * 1e3:.1f} | {tm['duckdb/parquet'] * 1e3:.1f} | {rd:.2f}x | "
-              f"{tm['df/th'] * 1e3:.1f} | {tm['df/parquet'] * 1e3:.1f} | {rf:.2f}x | {equal} |")
-    print(f"| **geometric mean** | | | **{geomean(ratios['duckdb']):.2f}x** | | | **{geomean(ratios['df']):.2f}x** | "
-          f"{len(args.queries) - len({p.split()[0] for p in problems})}/{len(args.queries)} |")
+        print(
+            f"| Q{n} | {tm['duckdb/th'] * 1e3:.1f} | {tm['duckdb/parquet'] * 1e3:.1f} | {rd:.2f}x | "
+            f"{tm['df/th'] * 1e3:.1f} | {tm['df/parquet'] * 1e3:.1f} | {rf:.2f}x | {equal} |"
+        )
+    print(
+        f"| **geometric mean** | | | **{geomean(ratios['duckdb']):.2f}x** | | | **{geomean(ratios['df']):.2f}x** | "
+        f"{len(args.queries) - len({p.split()[0] for p in problems})}/{len(args.queries)} |"
+    )
     if problems:
         print("\n## Differences\n")
         for p in problems:

@@ -63,7 +63,9 @@ def df_context(table: pa.Table, name: str, batch: int = 65_536) -> datafusion.Se
     """A DataFusion context with ``table`` in 2 partitions of ``batch``-row batches (a Python call per batch)."""
     ctx = datafusion.SessionContext()
     batches = table.to_batches(max_chunksize=batch)
-    ctx.register_record_batches(name, [batches[0::2], batches[1::2]] if len(batches) > 1 else [batches])
+    ctx.register_record_batches(
+        name, [batches[0::2], batches[1::2]] if len(batches) > 1 else [batches]
+    )
     th.udfs.register(ctx)
     return ctx
 
@@ -93,17 +95,32 @@ def bench_topk(n: int, dim: int, repeats: int) -> str:
 
     paths: dict[str, Callable[[], list[int]]] = {
         "numpy (matmul + argpartition)": numpy_topk,
-        "DuckDB th.sql.nearest (built-in, pa.Table)": lambda: ids(th.sql.nearest(con, "emb", "emb", q, k=10, columns=["id"])),
-        "DuckDB built-in on a native table": lambda: ids(th.sql.nearest(con, "native", "emb", q, k=10, columns=["id"])),
-        "DuckDB cosine_similarity UDF": lambda: ids(con.sql(
-            f"SELECT id, cosine_similarity(emb, $q::FLOAT[{dim}]) AS s FROM emb ORDER BY s DESC LIMIT 10",
-            params={"q": qlist}).to_arrow_table()),
-        "DataFusion th.sql.nearest (closure UDF)": lambda: ids(th.sql.nearest(ctx, "emb", "emb", q, k=10, columns=["id"])),
-        "DataFusion cosine_similarity UDF": lambda: ids(ctx.sql(
-            f"SELECT id, cosine_similarity(emb, {literal}) AS s FROM emb ORDER BY s DESC LIMIT 10").to_arrow_table()),
-        "DataFusion built-in cosine_distance": lambda: ids(ctx.sql(
-            f"SELECT id, cosine_distance(emb, {literal}) AS s FROM emb ORDER BY s ASC LIMIT 10").to_arrow_table()),
-    }  # fmt: skip
+        "DuckDB th.sql.nearest (built-in, pa.Table)": lambda: ids(
+            th.sql.nearest(con, "emb", "emb", q, k=10, columns=["id"])
+        ),
+        "DuckDB built-in on a native table": lambda: ids(
+            th.sql.nearest(con, "native", "emb", q, k=10, columns=["id"])
+        ),
+        "DuckDB cosine_similarity UDF": lambda: ids(
+            con.sql(
+                f"SELECT id, cosine_similarity(emb, $q::FLOAT[{dim}]) AS s FROM emb ORDER BY s DESC LIMIT 10",
+                params={"q": qlist},
+            ).to_arrow_table()
+        ),
+        "DataFusion th.sql.nearest (closure UDF)": lambda: ids(
+            th.sql.nearest(ctx, "emb", "emb", q, k=10, columns=["id"])
+        ),
+        "DataFusion cosine_similarity UDF": lambda: ids(
+            ctx.sql(
+                f"SELECT id, cosine_similarity(emb, {literal}) AS s FROM emb ORDER BY s DESC LIMIT 10"
+            ).to_arrow_table()
+        ),
+        "DataFusion built-in cosine_distance": lambda: ids(
+            ctx.sql(
+                f"SELECT id, cosine_distance(emb, {literal}) AS s FROM emb ORDER BY s ASC LIMIT 10"
+            ).to_arrow_table()
+        ),
+    }
     want = numpy_topk()
     for name, fn in paths.items():  # warm-up and a correctness check
         got = fn()
@@ -111,13 +128,18 @@ def bench_topk(n: int, dim: int, repeats: int) -> str:
             raise AssertionError(f"{name} returned {got}, numpy {want}")
     timings = time_interleaved(paths, repeats=repeats)
     ref = timings["numpy (matmul + argpartition)"]
-    lines = [f"### Top-10 cosine over {n:,} x {dim} float32", "",
-             "| path | median | min | / numpy (medians) | / numpy (mins) | target <= 2x |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### Top-10 cosine over {n:,} x {dim} float32",
+        "",
+        "| path | median | min | / numpy (medians) | / numpy (mins) | target <= 2x |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, t in timings.items():
         r, r_min = t.median / ref.median, t.min / ref.min
         target = "" if name.startswith("numpy") else ("yes" if min(r, r_min) <= 2 else "NO")
-        lines.append(f"| {name} | {fmt_seconds(t.median)} | {fmt_seconds(t.min)} | {r:.2f}x | {r_min:.2f}x | {target} |")
+        lines.append(
+            f"| {name} | {fmt_seconds(t.median)} | {fmt_seconds(t.min)} | {r:.2f}x | {r_min:.2f}x | {target} |"
+        )
     return "\n".join(lines)
 
 
@@ -147,10 +169,17 @@ def bench_slice(n: int, repeats: int) -> str:
         fn()
     timings = time_interleaved(paths, repeats=repeats)
     ref = timings["numpy loop (float64 crops)"]
-    lines = [f"### tensor_slice '{spec}' over {n:,} decoded 64x64x3 images (float64 results)", "",
-             "| path | median | min | / numpy loop (medians) | / numpy loop (mins) |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {k} | {fmt_seconds(t.median)} | {fmt_seconds(t.min)} | {t.median / ref.median:.2f}x | "
-              f"{t.min / ref.min:.2f}x |" for k, t in timings.items()]  # fmt: skip
+    lines = [
+        f"### tensor_slice '{spec}' over {n:,} decoded 64x64x3 images (float64 results)",
+        "",
+        "| path | median | min | / numpy loop (medians) | / numpy loop (mins) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {fmt_seconds(t.median)} | {fmt_seconds(t.min)} | {t.median / ref.median:.2f}x | "
+        f"{t.min / ref.min:.2f}x |"
+        for k, t in timings.items()
+    ]
     return "\n".join(lines)
 
 
@@ -171,8 +200,12 @@ def _xyxy(b: Any, fmt: str = "xyxy") -> np.ndarray:
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    w = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
+    h = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None
+    )
     inter = w * h
     area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)  # noqa: E731
     union = area(a)[:, None] + area(b)[None, :] - inter
@@ -197,7 +230,9 @@ def _mean_iou_row(a: Any, b: Any) -> float | None:
 
 def _gray(v: dict[str, Any]) -> dict[str, Any]:
     img = _t(v, "uint8").astype(np.uint32)
-    g = ((img[..., 0] * 19595 + img[..., 1] * 38470 + img[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint8)
+    g = ((img[..., 0] * 19595 + img[..., 1] * 38470 + img[..., 2] * 7471 + 0x8000) >> 16).astype(
+        np.uint8
+    )
     return _tensor(g[..., None])
 
 
@@ -215,27 +250,63 @@ PER_ROW: dict[str, tuple[Callable[..., Any], str]] = {
     "tensor_shape": (lambda t: list(_t(t).shape), "t"),
     "tensor_ndim": (lambda t: _t(t).ndim, "t"),
     "tensor_size": (lambda t: _t(t).size, "t"),
-    **{f"tensor_{op}": ((lambda f: lambda t: float(f(_t(t, "float64"))) if len(t["data"]) else None)(fn), "t")
-       for op, fn in _AXIS_OPS.items()},
-    **{f"tensor_{op}_axis": ((lambda f: lambda t, a: _tensor(f(_t(t, "float64"), axis=a)))(fn), "t, 1")
-       for op, fn in _AXIS_OPS.items()},
+    **{
+        f"tensor_{op}": (
+            (lambda f: lambda t: float(f(_t(t, "float64"))) if len(t["data"]) else None)(fn),
+            "t",
+        )
+        for op, fn in _AXIS_OPS.items()
+    },
+    **{
+        f"tensor_{op}_axis": (
+            (lambda f: lambda t, a: _tensor(f(_t(t, "float64"), axis=a)))(fn),
+            "t, 1",
+        )
+        for op, fn in _AXIS_OPS.items()
+    },
     "decode_image": (lambda b: _tensor(codecs.decode_image("jpeg", b)), "blob"),
-    "image_resize": (lambda v, h, w: _tensor(resize_stack(_t(v, "uint8")[None], h, w)[0]), "img, 16, 16"),
+    "image_resize": (
+        lambda v, h, w: _tensor(resize_stack(_t(v, "uint8")[None], h, w)[0]),
+        "img, 16, 16",
+    ),
     "image_to_gray": (_gray, "img"),
     "cosine_similarity": (_cos, "e, q"),
-    "dot_product": (lambda a, b: float(np.dot(np.asarray(a, np.float64), np.asarray(b, np.float64))), "e, q"),
-    "l2_distance": (lambda a, b: float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b))), "e, q"),
-    "l1_distance": (lambda a, b: float(np.abs(np.asarray(a, np.float64) - np.asarray(b)).sum()), "e, q"),
-    "linf_distance": (lambda a, b: float(np.abs(np.asarray(a, np.float64) - np.asarray(b)).max(initial=0)), "e, q"),
+    "dot_product": (
+        lambda a, b: float(np.dot(np.asarray(a, np.float64), np.asarray(b, np.float64))),
+        "e, q",
+    ),
+    "l2_distance": (
+        lambda a, b: float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b))),
+        "e, q",
+    ),
+    "l1_distance": (
+        lambda a, b: float(np.abs(np.asarray(a, np.float64) - np.asarray(b)).sum()),
+        "e, q",
+    ),
+    "linf_distance": (
+        lambda a, b: float(np.abs(np.asarray(a, np.float64) - np.asarray(b)).max(initial=0)),
+        "e, q",
+    ),
     "hamming_distance": (lambda a, b: int((np.asarray(a) != np.asarray(b)).sum()), "h, hq"),
     "box_iou": (lambda a, b: float(_iou_matrix(_xyxy(a), _xyxy(b))[0, 0]), "bx, bq"),
     "max_iou": (lambda bs, b: float(_iou_matrix(_xyxy(bs), _xyxy(b)).max(initial=0.0)), "bs, bq"),
     "mean_iou": (_mean_iou_row, "bs, bt"),
-    "normalize_boxes": (lambda bs, f: np.clip((_xyxy(bs) - [f[0], f[1], f[0], f[1]]) / [f[2], f[3], f[2], f[3]],
-                                              0, 1).tolist(), "bs, [0.0, 0.0, 2.0, 2.0]"),
-    "box_area": (lambda bs: (lambda a: (np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)).tolist())(_xyxy(bs)), "bs"),
+    "normalize_boxes": (
+        lambda bs, f: np.clip(
+            (_xyxy(bs) - [f[0], f[1], f[0], f[1]]) / [f[2], f[3], f[2], f[3]], 0, 1
+        ).tolist(),
+        "bs, [0.0, 0.0, 2.0, 2.0]",
+    ),
+    "box_area": (
+        lambda bs: (
+            lambda a: (
+                np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+            ).tolist()
+        )(_xyxy(bs)),
+        "bs",
+    ),
     "num_boxes": (lambda bs: len(bs), "bs"),
-}  # fmt: skip
+}
 
 
 def udf_table(n: int, n_img: int) -> pa.Table:
@@ -280,13 +351,23 @@ def bench_per_row(n: int, n_img: int, repeats: int) -> str:
     con.sql(f"CREATE VIEW imgtab AS SELECT * FROM big LIMIT {n_img}")
     th.udfs.register(con)
     # The floor: an Arrow UDF that does nothing costs DuckDB's hand-off of the same arguments.
-    con.create_function("noop_arrow_udf", lambda *a: pa.array(np.zeros(len(a[0]))), None, "DOUBLE",
-                        type="arrow", null_handling="special")  # fmt: skip
-    lines = [f"### Every UDF in DuckDB vs a per-row Python UDF (DuckDB native UDF), {n:,} rows", "",
-             "Times are min / median of the repeats. *no-op*: an Arrow UDF that returns zeros for the same "
-             "arguments, i.e. what DuckDB spends handing them to Python.", "",
-             "| UDF | vectorised | no-op Arrow UDF | per-row Python | speedup (mins) | speedup (medians) | target >= 50x |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    con.create_function(
+        "noop_arrow_udf",
+        lambda *a: pa.array(np.zeros(len(a[0]))),
+        None,
+        "DOUBLE",
+        type="arrow",
+        null_handling="special",
+    )
+    lines = [
+        f"### Every UDF in DuckDB vs a per-row Python UDF (DuckDB native UDF), {n:,} rows",
+        "",
+        "Times are min / median of the repeats. *no-op*: an Arrow UDF that returns zeros for the same "
+        "arguments, i.e. what DuckDB spends handing them to Python.",
+        "",
+        "| UDF | vectorised | no-op Arrow UDF | per-row Python | speedup (mins) | speedup (medians) | target >= 50x |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for udf in CATALOG:
         impl, args = PER_ROW[udf.name]
         src = "imgtab" if udf.name.startswith(("decode", "image")) else "big"
@@ -306,11 +387,15 @@ def bench_per_row(n: int, n_img: int, repeats: int) -> str:
         elif udf.name.endswith("_axis") or udf.name == "image_resize":
             types = [types[0]] + ["INTEGER"] * (len(arg_names) - 1)
         name = f"per_row_{udf.name}"
-        con.create_function(name, impl, types, sql_type(udf.returns), type="native", null_handling="special")
+        con.create_function(
+            name, impl, types, sql_type(udf.returns), type="native", null_handling="special"
+        )
         call = ", ".join(arg_names)
-        queries = {"fast": f"SELECT count({udf.name}({call})) FROM {src}",
-                   "noop": f"SELECT count(noop_arrow_udf({call})) FROM {src}",
-                   "slow": f"SELECT count({name}({call})) FROM {src}"}  # fmt: skip
+        queries = {
+            "fast": f"SELECT count({udf.name}({call})) FROM {src}",
+            "noop": f"SELECT count(noop_arrow_udf({call})) FROM {src}",
+            "slow": f"SELECT count({name}({call})) FROM {src}",
+        }
         fns = {k: (lambda q=q: con.sql(q).fetchall()) for k, q in queries.items()}
         if fns["fast"]() != fns["slow"]():  # warm-up, and both count the same non-NULL results
             raise AssertionError(f"{udf.name}: per-row and vectorised disagree on NULLs")
@@ -318,16 +403,22 @@ def bench_per_row(n: int, n_img: int, repeats: int) -> str:
         t = time_interleaved(fns, repeats=repeats)
         fast, noop, slow = t["fast"], t["noop"], t["slow"]
         best = max(slow.min / fast.min, slow.median / fast.median)
-        lines.append(f"| `{udf.name}` | {fmt_seconds(fast.min)} / {fmt_seconds(fast.median)} ({rows / fast.min:,.0f} rows/s) | "
-                     f"{fmt_seconds(noop.min)} / {fmt_seconds(noop.median)} | {fmt_seconds(slow.min)} / {fmt_seconds(slow.median)} | "
-                     f"{slow.min / fast.min:.0f}x | {slow.median / fast.median:.0f}x | {'yes' if best >= 50 else 'NO'} |")  # fmt: skip
-        log(f"  {udf.name}: {fmt_seconds(fast.min)} (no-op {fmt_seconds(noop.min)}) vs {fmt_seconds(slow.min)}")
+        lines.append(
+            f"| `{udf.name}` | {fmt_seconds(fast.min)} / {fmt_seconds(fast.median)} ({rows / fast.min:,.0f} rows/s) | "
+            f"{fmt_seconds(noop.min)} / {fmt_seconds(noop.median)} | {fmt_seconds(slow.min)} / {fmt_seconds(slow.median)} | "
+            f"{slow.min / fast.min:.0f}x | {slow.median / fast.median:.0f}x | {'yes' if best >= 50 else 'NO'} |"
+        )
+        log(
+            f"  {udf.name}: {fmt_seconds(fast.min)} (no-op {fmt_seconds(noop.min)}) vs {fmt_seconds(slow.min)}"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: a quick check that it runs")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, one repeat: a quick check that it runs"
+    )
     p.add_argument("--vectors", type=int, default=1_000_000)
     p.add_argument("--images", type=int, default=10_000)
     p.add_argument("--rows", type=int, default=20_000, help="rows for the per-UDF comparison")
@@ -337,11 +428,17 @@ def main() -> None:
         args.vectors, args.images, args.rows, args.repeats = 20_000, 200, 500, 1
     t0 = time.perf_counter()
     out = [
-        f"## tensorhouse UDF benchmark (duckdb {duckdb.__version__}, datafusion {datafusion.__version__})", "",
-        bench_topk(args.vectors, 128, args.repeats), "",
-        bench_slice(args.images, args.repeats), "",
-        bench_per_row(args.rows, max(args.rows // 10, 50), max(args.repeats // 2, 2) if not args.smoke else 1), "",
-    ]  # fmt: skip
+        f"## tensorhouse UDF benchmark (duckdb {duckdb.__version__}, datafusion {datafusion.__version__})",
+        "",
+        bench_topk(args.vectors, 128, args.repeats),
+        "",
+        bench_slice(args.images, args.repeats),
+        "",
+        bench_per_row(
+            args.rows, max(args.rows // 10, 50), max(args.repeats // 2, 2) if not args.smoke else 1
+        ),
+        "",
+    ]
     print("\n".join(out))
     log(f"done in {time.perf_counter() - t0:.0f} s")
 

@@ -48,27 +48,49 @@ PAGE_TARGET_S = 0.5
 
 def dataset(path: str, rows: int) -> th.Dataset:
     rng = np.random.default_rng(0)
-    ds = th.create(path, {"label": th.ClassLabel(["a", "b", "c"]), "score": "float32", "n": "int64",
-                          "caption": th.Text()})  # fmt: skip
-    ds.append({"label": rng.integers(0, 3, rows), "score": rng.random(rows, np.float32), "n": np.arange(rows),
-               "caption": [f"row {i}" for i in range(rows)]})  # fmt: skip
+    ds = th.create(
+        path,
+        {
+            "label": th.ClassLabel(["a", "b", "c"]),
+            "score": "float32",
+            "n": "int64",
+            "caption": th.Text(),
+        },
+    )
+    ds.append(
+        {
+            "label": rng.integers(0, 3, rows),
+            "score": rng.random(rows, np.float32),
+            "n": np.arange(rows),
+            "caption": [f"row {i}" for i in range(rows)],
+        }
+    )
     return ds
 
 
 def pages(path: str, rows: int, repeats: int) -> None:
     queries = {
         "first page": ({}, "SELECT _rowid FROM t ORDER BY _rowid LIMIT 48"),
-        "last page": ({"offset": rows - 48}, f"SELECT _rowid FROM t ORDER BY _rowid LIMIT 48 OFFSET {rows - 48}"),
-        "filtered deep page": ({"where": "label = 1 AND score > 0.5", "offset": rows // 10},
-                               f"SELECT _rowid FROM t WHERE label = 1 AND score > 0.5 ORDER BY _rowid LIMIT 48 "
-                               f"OFFSET {rows // 10}"),
-        "full select ordered": ({"sql": "SELECT _rowid, n FROM ds ORDER BY score DESC", "offset": rows // 2},
-                                f"SELECT _rowid, n FROM t ORDER BY score DESC LIMIT 48 OFFSET {rows // 2}"),
-    }  # fmt: skip
+        "last page": (
+            {"offset": rows - 48},
+            f"SELECT _rowid FROM t ORDER BY _rowid LIMIT 48 OFFSET {rows - 48}",
+        ),
+        "filtered deep page": (
+            {"where": "label = 1 AND score > 0.5", "offset": rows // 10},
+            f"SELECT _rowid FROM t WHERE label = 1 AND score > 0.5 ORDER BY _rowid LIMIT 48 "
+            f"OFFSET {rows // 10}",
+        ),
+        "full select ordered": (
+            {"sql": "SELECT _rowid, n FROM ds ORDER BY score DESC", "offset": rows // 2},
+            f"SELECT _rowid, n FROM t ORDER BY score DESC LIMIT 48 OFFSET {rows // 2}",
+        ),
+    }
     table = th.open(path).to_table(with_rowid=True)
     con = duckdb.connect()
     con.register("t", table)
-    print(f"\n## /api/rows over HTTP vs plain DuckDB on an Arrow table, {rows:,} rows (median of {repeats})\n")
+    print(
+        f"\n## /api/rows over HTTP vs plain DuckDB on an Arrow table, {rows:,} rows (median of {repeats})\n"
+    )
     print("| page | viewer | plain DuckDB | viewer / DuckDB | under the 0.5 s target |")
     print("|---|---|---|---|---|")
     with th.serve(path, port=0, block=False) as server:
@@ -81,11 +103,15 @@ def pages(path: str, rows: int, repeats: int) -> None:
                 with urllib.request.urlopen(f"{server.url}/api/rows?{q}") as r:
                     json.loads(r.read())
 
-            t = time_interleaved({"viewer": viewer, "duckdb": lambda sql=sql: con.sql(sql).fetchall()},
-                                 repeats=repeats)  # fmt: skip
+            t = time_interleaved(
+                {"viewer": viewer, "duckdb": lambda sql=sql: con.sql(sql).fetchall()},
+                repeats=repeats,
+            )
             v, d = t["viewer"].median, t["duckdb"].median
-            print(f"| {name} | {fmt_seconds(v)} | {fmt_seconds(d)} | {v / d:.1f}x | "
-                  f"{'yes' if v < PAGE_TARGET_S else 'NO'} |")  # fmt: skip
+            print(
+                f"| {name} | {fmt_seconds(v)} | {fmt_seconds(d)} | {v / d:.1f}x | "
+                f"{'yes' if v < PAGE_TARGET_S else 'NO'} |"
+            )
 
 
 def containment(path: str, rows: int, repeats: int) -> None:
@@ -110,8 +136,10 @@ def containment(path: str, rows: int, repeats: int) -> None:
         for i in idx:
             ds.take([i], columns=["n"])
 
-    t = time_interleaved({"bare pread": bare, "LocalStore.get_range": checked, "Dataset.take 1 row": take},
-                         repeats=repeats)  # fmt: skip
+    t = time_interleaved(
+        {"bare pread": bare, "LocalStore.get_range": checked, "Dataset.take 1 row": take},
+        repeats=repeats,
+    )
     b = t["bare pread"].median
     print("\n## Containment and consistency checks, per call (median of 1000 calls x repeats)\n")
     print("| read | per call | vs bare open+pread+close |")
@@ -121,7 +149,9 @@ def containment(path: str, rows: int, repeats: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--smoke", action="store_true", help="10k rows, 3 repeats")
     ap.add_argument("--rows", type=int, default=100_000)
     args = ap.parse_args()

@@ -94,8 +94,17 @@ def _cache_dir(**params: Any) -> Path:
     return DATA_DIR / f"images-v{GENERATOR_VERSION}-{key}"
 
 
-def image_dataset(n: int, *, height: int = 256, width: int = 256, quality: int = 90, dim: int = 128,
-                  num_classes: int = 1000, seed: int = 0, verbose: bool = True) -> ImageData:  # fmt: skip
+def image_dataset(
+    n: int,
+    *,
+    height: int = 256,
+    width: int = 256,
+    quality: int = 90,
+    dim: int = 128,
+    num_classes: int = 1000,
+    seed: int = 0,
+    verbose: bool = True,
+) -> ImageData:
     """Generate (once) and load the benchmark inputs, cached under ``benchmarks/_data/``.
 
     The cache is keyed by every parameter; a second call with the same
@@ -173,8 +182,13 @@ class Timing:
         return max(self.times)
 
 
-def time_it(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 0,
-            setup: Callable[[], Any] | None = None) -> Timing:  # fmt: skip
+def time_it(
+    fn: Callable[[], Any],
+    *,
+    repeats: int = 5,
+    warmup: int = 0,
+    setup: Callable[[], Any] | None = None,
+) -> Timing:
     """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed.
 
     ``setup`` runs before every call, untimed (e.g. drop the page cache, or
@@ -194,8 +208,12 @@ def time_it(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 0,
     return Timing(tuple(times))
 
 
-def time_each(fn: Callable[[Any], Any], args: Sequence[Any] | np.ndarray, *,
-              setup: Callable[[], Any] | None = None) -> Timing:  # fmt: skip
+def time_each(
+    fn: Callable[[Any], Any],
+    args: Sequence[Any] | np.ndarray,
+    *,
+    setup: Callable[[], Any] | None = None,
+) -> Timing:
     """Time one call per argument (latency distributions, e.g. single-row reads)."""
     times = []
     for a in args:
@@ -213,8 +231,12 @@ def rotations(names: Sequence[str], k: int) -> list[str]:
     return list(names[k:]) + list(names[:k])
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, repeats: int = 5,
-                     setup: Mapping[str, Callable[[], Any]] | None = None) -> dict[str, Timing]:  # fmt: skip
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int = 5,
+    setup: Mapping[str, Callable[[], Any]] | None = None,
+) -> dict[str, Timing]:
     """Like :func:`time_it` for several systems, round-robin: repeat 1 of each, then repeat 2 ...
 
     On a shared, noisy machine a burst of someone else's work then lands on
@@ -233,8 +255,12 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, repeats: int = 5,
     return {k: Timing(tuple(v)) for k, v in times.items()}
 
 
-def time_each_interleaved(fns: Mapping[str, Callable[[Any], Any]], args: Sequence[Any] | np.ndarray, *,
-                          setup: Mapping[str, Callable[[], Any]] | None = None) -> dict[str, Timing]:  # fmt: skip
+def time_each_interleaved(
+    fns: Mapping[str, Callable[[Any], Any]],
+    args: Sequence[Any] | np.ndarray,
+    *,
+    setup: Mapping[str, Callable[[], Any]] | None = None,
+) -> dict[str, Timing]:
     """Like :func:`time_each` for several systems: each argument goes to every system in turn."""
     names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}
@@ -270,8 +296,12 @@ def drop_page_cache() -> bool:
         _DROP_OK = True
     except OSError:
         try:  # not root, but maybe sudo without a password
-            subprocess.run(["sudo", "-n", "sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"],
-                           check=True, capture_output=True, timeout=30)  # fmt: skip
+            subprocess.run(
+                ["sudo", "-n", "sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             _DROP_OK = True
         except (OSError, subprocess.SubprocessError):
             _DROP_OK = False

@@ -103,8 +103,15 @@ def report(name: str, stats: pstats.Stats, wall: float, top: int) -> str:
     return out.getvalue()
 
 
-def profile_kind(system: Tensorhouse, kind: str, data: Any, work: Path, take_idx: np.ndarray,
-                 single: np.ndarray, args: argparse.Namespace) -> None:  # fmt: skip
+def profile_kind(
+    system: Tensorhouse,
+    kind: str,
+    data: Any,
+    work: Path,
+    take_idx: np.ndarray,
+    single: np.ndarray,
+    args: argparse.Namespace,
+) -> None:
     """Profile every operation of one dataset kind and print a table per operation."""
     prepared = system.prepare(data, kind)
     path = work / kind

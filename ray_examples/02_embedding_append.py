@@ -26,7 +26,7 @@ PROJECTION = np.random.default_rng(42).standard_normal((24, DIM)).astype(np.floa
 
 def embed(batch: dict[str, Any]) -> dict[str, Any]:
     feats = np.stack([np.concatenate([np.histogram(img[..., c], bins=8, range=(0, 256))[0] for c in range(3)])
-                      for img in batch["image"]]).astype(np.float32)  # fmt: skip
+                      for img in batch["image"]]).astype(np.float32)
     emb = feats @ PROJECTION
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     return {"image": batch["image"], "label": batch["label"], "embedding": emb}
@@ -41,7 +41,7 @@ def main(root: str | None = None) -> int:
         incoming = pets(f"{root}/incoming-{day}", batches=2, per=12 * day)
         if day == 1:
             th.create(indexed, {"image": th.Image("jpeg"), "label": incoming.schema["label"],
-                                "embedding": th.Embedding(DIM)})  # fmt: skip
+                                "embedding": th.Embedding(DIM)})
         rds = th.ray.read(incoming.uri, columns=["image", "label"], decode_images=True)
         rds = rds.filter(expr=ray.data.expressions.col("label") >= 0)  # pushed into the read tasks
         version = th.ray.write(rds.map_batches(embed, batch_format="numpy"), indexed)
@@ -49,7 +49,7 @@ def main(root: str | None = None) -> int:
     con = duckdb.connect()
     th.duckdb.register(con, "pets", indexed)
     hits = con.sql("SELECT p.label, count(*) AS n FROM pets AS p, (SELECT embedding FROM pets LIMIT 1) AS q "
-                   "WHERE array_cosine_similarity(p.embedding, q.embedding) > 0.95 GROUP BY p.label").fetchall()  # fmt: skip
+                   "WHERE array_cosine_similarity(p.embedding, q.embedding) > 0.95 GROUP BY p.label").fetchall()
     print("neighbours of the first image by label:", hits)
     return len(th.open(indexed))
 

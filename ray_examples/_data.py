@@ -11,7 +11,7 @@ from tensorhouse.format.chunks.codecs import encode_image
 def pets(uri: str, *, batches: int = 4, per: int = 32, size: int = 48) -> th.Dataset:
     """``batches`` appends (fragments) of ``per`` JPEG images with a class label and a score."""
     ds = th.create(uri, {"image": th.Image("jpeg"), "label": th.ClassLabel(["cat", "dog"]), "score": "float32"},
-                   exist_ok=True)  # fmt: skip
+                   exist_ok=True)
     rng = np.random.default_rng(0)
     for _ in range(batches):
         labels = rng.integers(0, 2, per)

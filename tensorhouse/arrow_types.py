@@ -22,17 +22,39 @@ import pyarrow as pa
 from tensorhouse.errors import SchemaError
 
 _SIMPLE: dict[str, pa.DataType] = {
-    "null": pa.null(), "bool": pa.bool_(), "boolean": pa.bool_(),
-    "int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
-    "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64(),
-    "float16": pa.float16(), "halffloat": pa.float16(), "float32": pa.float32(), "float": pa.float32(),
-    "float64": pa.float64(), "double": pa.float64(),
-    "string": pa.string(), "utf8": pa.string(), "str": pa.string(), "large_string": pa.large_string(),
-    "large_utf8": pa.large_string(), "string_view": pa.string_view(), "utf8_view": pa.string_view(),
-    "binary": pa.binary(), "large_binary": pa.large_binary(), "binary_view": pa.binary_view(),
-    "date": pa.date32(), "date32": pa.date32(), "date64": pa.date64(),
-    "time": pa.time64("us"), "timestamptz": pa.timestamp("us", tz="UTC"),
-}  # fmt: skip
+    "null": pa.null(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float16": pa.float16(),
+    "halffloat": pa.float16(),
+    "float32": pa.float32(),
+    "float": pa.float32(),
+    "float64": pa.float64(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "utf8": pa.string(),
+    "str": pa.string(),
+    "large_string": pa.large_string(),
+    "large_utf8": pa.large_string(),
+    "string_view": pa.string_view(),
+    "utf8_view": pa.string_view(),
+    "binary": pa.binary(),
+    "large_binary": pa.large_binary(),
+    "binary_view": pa.binary_view(),
+    "date": pa.date32(),
+    "date32": pa.date32(),
+    "date64": pa.date64(),
+    "time": pa.time64("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+}
 _UNITS = ("s", "ms", "us", "ns")
 _IDENT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
 _INT = re.compile(r"\s*(\d+)")
@@ -44,8 +66,10 @@ class _Parser:
         self.pos = 0
 
     def fail(self, what: str) -> SchemaError:
-        return SchemaError(f"cannot read Arrow type {self.text!r} at position {self.pos}: {what}; "
-                           "e.g. 'date32', 'timestamp[us, tz=UTC]', 'decimal(15,2)', 'string', 'list<int64>'")  # fmt: skip
+        return SchemaError(
+            f"cannot read Arrow type {self.text!r} at position {self.pos}: {what}; "
+            "e.g. 'date32', 'timestamp[us, tz=UTC]', 'decimal(15,2)', 'string', 'list<int64>'"
+        )
 
     def peek(self, s: str) -> bool:
         rest = self.text[self.pos :].lstrip()

@@ -44,8 +44,10 @@ class CommandError(click.ClickException):
 class _Group(click.Group):
     """The top-level group; ``ingest`` and its source modules load only when that command runs."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"ingest": ("tensorhouse.cli_ingest", "ingest"),
-                                                  "index": ("tensorhouse.cli_index", "index")}  # fmt: skip
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "ingest": ("tensorhouse.cli_ingest", "ingest"),
+        "index": ("tensorhouse.cli_index", "index"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -60,14 +62,16 @@ class _Group(click.Group):
 
 STORAGE_HELP = (
     "Option for the storage backend (fsspec/s3fs), as KEY=VALUE; repeatable. VALUE is read as JSON when it "
-    "parses (true, 3, {\"k\": \"v\"}), else as text. Example: --storage-option endpoint_url=http://localhost:9000 "
+    'parses (true, 3, {"k": "v"}), else as text. Example: --storage-option endpoint_url=http://localhost:9000 '
     "--storage-option anon=false. Without options, S3 credentials come from the environment as for boto: "
     "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, AWS_DEFAULT_REGION (or AWS_REGION) "
     "and AWS_ENDPOINT_URL (an S3-compatible server such as MinIO)."
 )
 
 
-def parse_storage_options(values: Sequence[str], param_hint: str = "--storage-option") -> dict[str, Any]:
+def parse_storage_options(
+    values: Sequence[str], param_hint: str = "--storage-option"
+) -> dict[str, Any]:
     """``["key=value", ...]`` -> ``{key: value}``; values parsed as JSON where they parse."""
     out: dict[str, Any] = {}
     for v in values:
@@ -88,8 +92,14 @@ def storage_option(f: Callable[..., Any]) -> Callable[..., Any]:
     def convert(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> dict[str, Any]:
         return parse_storage_options(value)
 
-    return click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
-                        callback=convert, help=STORAGE_HELP)(f)  # fmt: skip
+    return click.option(
+        "--storage-option",
+        "storage_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=convert,
+        help=STORAGE_HELP,
+    )(f)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
@@ -146,7 +156,13 @@ def cell(v: Any, width: int = 40) -> str:
         return "NULL"
     if isinstance(v, bytes | bytearray | memoryview):
         head = bytes(v[:8])
-        kind = "jpeg" if head.startswith(b"\xff\xd8\xff") else "png" if head.startswith(b"\x89PNG") else "binary"
+        kind = (
+            "jpeg"
+            if head.startswith(b"\xff\xd8\xff")
+            else "png"
+            if head.startswith(b"\x89PNG")
+            else "binary"
+        )
         return f"<{kind} {fmt_bytes(len(v))}>"
     if isinstance(v, float):
         s = f"{v:.6g}"
@@ -177,13 +193,20 @@ def _short_list(v: list[Any], depth: int = 0) -> str:
 def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Plain-text table with aligned columns; numbers right-aligned."""
     text = [[cell(v) for v in r] for r in rows]
-    numeric = [all((isinstance(r[i], int | float) and not isinstance(r[i], bool)) or r[i] is None for r in rows)
-               for i in range(len(header))]  # fmt: skip
+    numeric = [
+        all(
+            (isinstance(r[i], int | float) and not isinstance(r[i], bool)) or r[i] is None
+            for r in rows
+        )
+        for i in range(len(header))
+    ]
     widths = [max([len(h), *(len(r[i]) for r in text)]) for i, h in enumerate(header)]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w)
-                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()  # fmt: skip
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
 
     click.echo(line(header))
     click.echo("  ".join("-" * w for w in widths))
@@ -192,10 +215,12 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 # -- types and schemas ---------------------------------------------------------------
-TYPE_FORMS = ("int64 (any numpy dtype), an Arrow type name (date32, timestamp[us, tz=UTC], decimal(15,2), "
-              "string, list<date32>, ...), text, json, binary, image, image:jpeg, image:png, image:raw, "
-              "embedding:DIM, bbox, bbox:xyxy, bbox:xywh, or a stored type dict such as "
-              '{"kind": "image", "compression": "jpeg"}')  # fmt: skip
+TYPE_FORMS = (
+    "int64 (any numpy dtype), an Arrow type name (date32, timestamp[us, tz=UTC], decimal(15,2), "
+    "string, list<date32>, ...), text, json, binary, image, image:jpeg, image:png, image:raw, "
+    "embedding:DIM, bbox, bbox:xyxy, bbox:xywh, or a stored type dict such as "
+    '{"kind": "image", "compression": "jpeg"}'
+)
 
 
 def parse_type(value: Any, column: str) -> ColumnType:
@@ -203,7 +228,9 @@ def parse_type(value: Any, column: str) -> ColumnType:
     if isinstance(value, Mapping):
         return ColumnType.from_dict(value)
     if not isinstance(value, str):
-        raise click.BadParameter(f"column {column!r}: a type is a string or an object, got {value!r}")
+        raise click.BadParameter(
+            f"column {column!r}: a type is a string or an object, got {value!r}"
+        )
     name, _, arg = value.strip().partition(":")
     try:
         if name == "image":
@@ -217,7 +244,11 @@ def parse_type(value: Any, column: str) -> ColumnType:
             return simple[name]()
         if not arg:
             return as_type(name)
-    except (th.SchemaError, ValueError, TypeError) as err:  # numpy says TypeError for an unknown dtype
+    except (
+        th.SchemaError,
+        ValueError,
+        TypeError,
+    ) as err:  # numpy says TypeError for an unknown dtype
         raise click.BadParameter(f"column {column!r}: {err}; use {TYPE_FORMS}") from None
     try:  # an Arrow type name with a colon inside (struct<a: int64>)
         return as_type(value.strip())
@@ -246,7 +277,9 @@ def parse_types(text: str | None, option: str = "--types") -> dict[str, ColumnTy
 
 # -- dataset commands ---------------------------------------------------------------
 @cli.command()
-@click.option("--path", default="data/demo", show_default=True, help="Where to build the demo dataset.")
+@click.option(
+    "--path", default="data/demo", show_default=True, help="Where to build the demo dataset."
+)
 @click.option("--rows", default=512, show_default=True, help="How many generated scenes.")
 def demo(path: str, rows: int) -> None:
     """Build a small generated detection dataset and show its schema, versions and rows.
@@ -260,9 +293,16 @@ def demo(path: str, rows: int) -> None:
 
 @cli.command()
 @click.argument("uri")
-@click.option("--schema", "schema_json", required=True, metavar="JSON",
-              help="Column name -> type, as JSON: a stored type dict or a short form (see below).")
-@click.option("--exist-ok", is_flag=True, help="Succeed if a dataset with the same schema is already there.")
+@click.option(
+    "--schema",
+    "schema_json",
+    required=True,
+    metavar="JSON",
+    help="Column name -> type, as JSON: a stored type dict or a short form (see below).",
+)
+@click.option(
+    "--exist-ok", is_flag=True, help="Succeed if a dataset with the same schema is already there."
+)
 @storage_option
 def create(uri: str, schema_json: str, exist_ok: bool, storage_options: dict[str, Any]) -> None:
     """Create an empty dataset at URI with the given schema.
@@ -296,10 +336,14 @@ def _chunk_bytes(ds: th.Dataset) -> int:
 
 @cli.command()
 @click.argument("uri")
-@click.option("--version", "version", type=int, default=None, help="Show this version instead of the latest.")
+@click.option(
+    "--version", "version", type=int, default=None, help="Show this version instead of the latest."
+)
 @click.option("--branch", default=None, help="Show this branch (default: main).")
 @storage_option
-def info(uri: str, version: int | None, branch: str | None, storage_options: dict[str, Any]) -> None:
+def info(
+    uri: str, version: int | None, branch: str | None, storage_options: dict[str, Any]
+) -> None:
     """Show a dataset's schema, row count, size, versions, tags and branches.
 
     Example: tensorhouse info data/demo
@@ -307,13 +351,20 @@ def info(uri: str, version: int | None, branch: str | None, storage_options: dic
     ds = th.open(uri, version=version, branch=branch, storage_options=storage_options)
     on_disk = sum(o.size for o in ds.store.list("data/"))
     versions = ds.versions()
-    click.echo(f"dataset   {ds.uri}" + (f"  (branch {ds.branch_name})" if ds.branch_name != "main" else ""))
+    click.echo(
+        f"dataset   {ds.uri}" + (f"  (branch {ds.branch_name})" if ds.branch_name != "main" else "")
+    )
     click.echo(f"version   {ds.version} of {ds.latest_version()} ({len(versions)} versions)")
     click.echo(f"rows      {len(ds):,} in {len(ds.snapshot.fragments)} fragments")
-    click.echo(f"size      {fmt_bytes(_chunk_bytes(ds))} in this version, {fmt_bytes(on_disk)} of data files on disk")
+    click.echo(
+        f"size      {fmt_bytes(_chunk_bytes(ds))} in this version, {fmt_bytes(on_disk)} of data files on disk"
+    )
     tags = ds.tags
     if tags:
-        click.echo("tags      " + ", ".join(f"{n} (v{v})" for n, v in sorted(tags.items(), key=lambda x: x[1])))
+        click.echo(
+            "tags      "
+            + ", ".join(f"{n} (v{v})" for n, v in sorted(tags.items(), key=lambda x: x[1]))
+        )
     if len(ds.branches) > 1:
         click.echo("branches  " + ", ".join(ds.branches))
     click.echo("schema")
@@ -332,8 +383,10 @@ def log(uri: str, branch: str | None, storage_options: dict[str, Any]) -> None:
     Example: tensorhouse log data/demo
     """
     ds = th.open(uri, branch=branch, storage_options=storage_options)
-    rows = [[h.version, f"{h.timestamp:%Y-%m-%d %H:%M:%S}", h.operation, h.num_rows, h.message or ""]
-            for h in ds.history()]  # fmt: skip
+    rows = [
+        [h.version, f"{h.timestamp:%Y-%m-%d %H:%M:%S}", h.operation, h.num_rows, h.message or ""]
+        for h in ds.history()
+    ]
     print_table(["version", "time", "operation", "rows", "message"], rows)
 
 
@@ -344,8 +397,14 @@ def log(uri: str, branch: str | None, storage_options: dict[str, Any]) -> None:
 @click.option("--delete", "delete", metavar="NAME", default=None, help="Delete this tag.")
 @click.option("--list", "list_", is_flag=True, help="List the tags (also what no NAME does).")
 @storage_option
-def tag(uri: str, name: str | None, version: int | None, delete: str | None, list_: bool,
-        storage_options: dict[str, Any]) -> None:  # fmt: skip
+def tag(
+    uri: str,
+    name: str | None,
+    version: int | None,
+    delete: str | None,
+    list_: bool,
+    storage_options: dict[str, Any],
+) -> None:
     """Name a version, delete a tag, or list the tags. Tagged versions survive vacuum.
 
     \b
@@ -369,17 +428,26 @@ def tag(uri: str, name: str | None, version: int | None, delete: str | None, lis
     else:
         from tensorhouse.format import refs
 
-        tags = sorted(refs.list_tags(ds.store).values(), key=lambda t: (t.branch, t.version, t.name))
+        tags = sorted(
+            refs.list_tags(ds.store).values(), key=lambda t: (t.branch, t.version, t.name)
+        )
         print_table(["tag", "branch", "version"], [[t.name, t.branch, t.version] for t in tags])
 
 
 @cli.command()
 @click.argument("uri")
 @click.argument("name", required=False)
-@click.option("--version", type=int, default=None, help="Version of main to branch from (default: the latest).")
+@click.option(
+    "--version",
+    type=int,
+    default=None,
+    help="Version of main to branch from (default: the latest).",
+)
 @click.option("--list", "list_", is_flag=True, help="List the branches (also what no NAME does).")
 @storage_option
-def branch(uri: str, name: str | None, version: int | None, list_: bool, storage_options: dict[str, Any]) -> None:
+def branch(
+    uri: str, name: str | None, version: int | None, list_: bool, storage_options: dict[str, Any]
+) -> None:
     """Create a branch from a version of main, or list the branches.
 
     Writes to a branch (th.open(uri, branch=NAME)) never change main.
@@ -418,12 +486,23 @@ def restore(uri: str, version: int, storage_options: dict[str, Any]) -> None:
 
 @cli.command()
 @click.argument("uri")
-@click.option("--retention-hours", type=float, default=168.0, show_default=True,
-              help="Keep files that versions of the last N hours need.")
+@click.option(
+    "--retention-hours",
+    type=float,
+    default=168.0,
+    show_default=True,
+    help="Keep files that versions of the last N hours need.",
+)
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
-@click.option("--force", is_flag=True, help="Allow a retention under the safe minimum (may break concurrent readers).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Allow a retention under the safe minimum (may break concurrent readers).",
+)
 @storage_option
-def vacuum(uri: str, retention_hours: float, dry_run: bool, force: bool, storage_options: dict[str, Any]) -> None:
+def vacuum(
+    uri: str, retention_hours: float, dry_run: bool, force: bool, storage_options: dict[str, Any]
+) -> None:
     """Delete data files that no retained version, tag or branch needs.
 
     \b
@@ -442,8 +521,13 @@ def vacuum(uri: str, retention_hours: float, dry_run: bool, force: bool, storage
 
 @cli.command()
 @click.argument("uri")
-@click.option("--target-rows", type=int, default=1 << 20, show_default=True,
-              help="Merge runs of fragments smaller than this many rows.")
+@click.option(
+    "--target-rows",
+    type=int,
+    default=1 << 20,
+    show_default=True,
+    help="Merge runs of fragments smaller than this many rows.",
+)
 @storage_option
 def compact(uri: str, target_rows: int, storage_options: dict[str, Any]) -> None:
     """Merge small fragments (e.g. from many small appends) into bigger ones, as one commit.
@@ -456,16 +540,32 @@ def compact(uri: str, target_rows: int, storage_options: dict[str, Any]) -> None
 
 @cli.command()
 @click.argument("uri")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to bind. Keep the loopback default unless you mean to share it: there is no login.")
-@click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
-@click.option("--version", "version", type=int, default=None, help="Open this version instead of the latest.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind. Keep the loopback default unless you mean to share it: there is no login.",
+)
+@click.option(
+    "--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one)."
+)
+@click.option(
+    "--version", "version", type=int, default=None, help="Open this version instead of the latest."
+)
 @click.option("--tag", default=None, help="Open the version with this tag.")
 @click.option("--branch", default=None, help="Open this branch.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
 @storage_option
-def serve(uri: str, host: str, port: int, version: int | None, tag: str | None, branch: str | None,
-          open_browser: bool, storage_options: dict[str, Any]) -> None:  # fmt: skip
+def serve(
+    uri: str,
+    host: str,
+    port: int,
+    version: int | None,
+    tag: str | None,
+    branch: str | None,
+    open_browser: bool,
+    storage_options: dict[str, Any],
+) -> None:
     """Browse a dataset in a web page: image grid with boxes and labels, SQL filter, versions.
 
     The page's SQL is read-only (one SELECT; no file access). Stop with Ctrl-C.
@@ -474,8 +574,16 @@ def serve(uri: str, host: str, port: int, version: int | None, tag: str | None, 
     """
     from tensorhouse.viewer import serve as run_server
 
-    run_server(uri, host=host, port=port, version=version, tag=tag, branch=branch, open_browser=open_browser,
-               storage_options=storage_options)  # fmt: skip
+    run_server(
+        uri,
+        host=host,
+        port=port,
+        version=version,
+        tag=tag,
+        branch=branch,
+        open_browser=open_browser,
+        storage_options=storage_options,
+    )
 
 
 # -- sql ----------------------------------------------------------------------------
@@ -506,7 +614,9 @@ def _write_output(result: Any, output: str, mode: str, storage_options: dict[str
     fmt = check_output(output)
     if fmt is not None:
         # Checked against the result's columns before a byte is written; written under a temporary name.
-        rows = write_file(to_arrow_reader(result), output, format=fmt, storage_options=storage_options)  # type: ignore[arg-type]
+        rows = write_file(
+            to_arrow_reader(result), output, format=fmt, storage_options=storage_options
+        )  # type: ignore[arg-type]
         return f"wrote {rows:,} rows to {output}"
     prior: th.Dataset | None = None
     if mode != "create":
@@ -516,7 +626,9 @@ def _write_output(result: Any, output: str, mode: str, storage_options: dict[str
             prior = None
     ds = th.write(output, result, mode=mode, storage_options=storage_options)
     if prior is not None and ds.version == prior.version:
-        return f"wrote 0 rows to dataset {ds.uri} (the result was empty; still version {ds.version})"
+        return (
+            f"wrote 0 rows to dataset {ds.uri} (the result was empty; still version {ds.version})"
+        )
     if prior is None:
         return f"wrote {len(ds):,} rows to dataset {ds.uri} (version {ds.version})"
     # One commit: the rows it added are the new count less what the version before it kept.
@@ -525,25 +637,51 @@ def _write_output(result: Any, output: str, mode: str, storage_options: dict[str
         added = len(ds) - before
         return f"appended {added:,} rows to dataset {ds.uri} (version {ds.version}, {len(ds):,} rows in all)"
     added = len(ds) - before + len(prior)
-    return (f"wrote {added:,} rows to dataset {ds.uri}, replacing its {len(prior):,} rows "
-            f"(version {ds.version})")  # fmt: skip
+    return (
+        f"wrote {added:,} rows to dataset {ds.uri}, replacing its {len(prior):,} rows "
+        f"(version {ds.version})"
+    )
 
 
 @cli.command()
 @click.argument("query")
-@click.option("--dataset", "-d", "datasets", multiple=True, metavar="NAME=URI",
-              help="Register the dataset at URI as table NAME (repeatable).")
-@click.option("--engine", type=click.Choice(["duckdb", "datafusion"]), default="duckdb", show_default=True)
-@click.option("--output", "-o", default=None,
-              help="Write the whole result to a .parquet, .arrow or .csv file, or to a dataset URI (a path "
-              "without a file extension), instead of printing. Checked before the query runs; a failed write "
-              "leaves no file.")
-@click.option("--mode", type=click.Choice(["create", "append", "overwrite"]), default="create", show_default=True,
-              help="With --output URI: create a new dataset, append to one, or overwrite its rows.")
+@click.option(
+    "--dataset",
+    "-d",
+    "datasets",
+    multiple=True,
+    metavar="NAME=URI",
+    help="Register the dataset at URI as table NAME (repeatable).",
+)
+@click.option(
+    "--engine", type=click.Choice(["duckdb", "datafusion"]), default="duckdb", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    default=None,
+    help="Write the whole result to a .parquet, .arrow or .csv file, or to a dataset URI (a path "
+    "without a file extension), instead of printing. Checked before the query runs; a failed write "
+    "leaves no file.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["create", "append", "overwrite"]),
+    default="create",
+    show_default=True,
+    help="With --output URI: create a new dataset, append to one, or overwrite its rows.",
+)
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows to print.")
 @storage_option
-def sql(query: str, datasets: Sequence[str], engine: str, output: str | None, mode: str, limit: int,
-        storage_options: dict[str, Any]) -> None:  # fmt: skip
+def sql(
+    query: str,
+    datasets: Sequence[str],
+    engine: str,
+    output: str | None,
+    mode: str,
+    limit: int,
+    storage_options: dict[str, Any],
+) -> None:
     """Run a SQL query over datasets with DuckDB or DataFusion; print it or write it out.
 
     Images print as <jpeg 17.2 KB>; long values are truncated.
@@ -567,8 +705,15 @@ def sql(query: str, datasets: Sequence[str], engine: str, output: str | None, mo
         raise CommandError(f"{engine}: {err}") from err
 
 
-def _run_sql(query: str, tables: Sequence[tuple[str, str]], engine: str, output: str | None, mode: str,
-             limit: int, storage_options: dict[str, Any]) -> None:  # fmt: skip
+def _run_sql(
+    query: str,
+    tables: Sequence[tuple[str, str]],
+    engine: str,
+    output: str | None,
+    mode: str,
+    limit: int,
+    storage_options: dict[str, Any],
+) -> None:
     result: Any
     limited: Callable[[int], Any]
     if engine == "duckdb":
@@ -607,20 +752,46 @@ def _run_sql(query: str, tables: Sequence[tuple[str, str]], engine: str, output:
 @cli.command("export")
 @click.argument("uri")
 @click.argument("dest")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "arrow", "csv"]), default=None,
-              help="File format (default: from DEST's extension; a directory: parquet).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "arrow", "csv"]),
+    default=None,
+    help="File format (default: from DEST's extension; a directory: parquet).",
+)
 @click.option("--columns", default=None, help="Comma-separated columns to export (default: all).")
-@click.option("--partition-by", default=None, metavar="COLS",
-              help="Comma-separated columns: a Hive-partitioned directory (label=0/part-0.parquet).")
-@click.option("--version", type=int, default=None, help="Export this version (default: the latest).")
+@click.option(
+    "--partition-by",
+    default=None,
+    metavar="COLS",
+    help="Comma-separated columns: a Hive-partitioned directory (label=0/part-0.parquet).",
+)
+@click.option(
+    "--version", type=int, default=None, help="Export this version (default: the latest)."
+)
 @click.option("--tag", default=None, help="Export the version with this tag.")
 @click.option("--branch", default=None, help="Export this branch.")
-@click.option("--max-rows-per-file", type=int, default=None, help="Split a directory's files at this many rows.")
+@click.option(
+    "--max-rows-per-file",
+    type=int,
+    default=None,
+    help="Split a directory's files at this many rows.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace what is at DEST.")
 @storage_option
-def export_(uri: str, dest: str, fmt: str | None, columns: str | None, partition_by: str | None,
-            version: int | None, tag: str | None, branch: str | None, max_rows_per_file: int | None,
-            overwrite: bool, storage_options: dict[str, Any]) -> None:  # fmt: skip
+def export_(
+    uri: str,
+    dest: str,
+    fmt: str | None,
+    columns: str | None,
+    partition_by: str | None,
+    version: int | None,
+    tag: str | None,
+    branch: str | None,
+    max_rows_per_file: int | None,
+    overwrite: bool,
+    storage_options: dict[str, Any],
+) -> None:
     """Export a dataset to Parquet, Arrow IPC or CSV files, streaming, types kept in the field metadata.
 
     DEST ending in .parquet, .arrow or .csv (without --partition-by) is one
@@ -639,9 +810,20 @@ def export_(uri: str, dest: str, fmt: str | None, columns: str | None, partition
 
     cols = [c.strip() for c in columns.split(",")] if columns else None
     parts = [c.strip() for c in partition_by.split(",")] if partition_by else None
-    report = export(uri, dest, format=fmt, columns=cols, partition_by=parts, version=version, tag=tag,  # type: ignore[arg-type]
-                    branch=branch, storage_options=storage_options, dest_storage_options=storage_options,
-                    overwrite=overwrite, max_rows_per_file=max_rows_per_file)  # fmt: skip
+    report = export(
+        uri,
+        dest,
+        format=fmt,
+        columns=cols,
+        partition_by=parts,
+        version=version,
+        tag=tag,  # type: ignore[arg-type]
+        branch=branch,
+        storage_options=storage_options,
+        dest_storage_options=storage_options,
+        overwrite=overwrite,
+        max_rows_per_file=max_rows_per_file,
+    )
     click.echo(str(report))
 
 

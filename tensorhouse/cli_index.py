@@ -36,7 +36,9 @@ def _params(values: Sequence[str]) -> dict[str, int]:
     for v in values:
         key, sep, raw = v.partition("=")
         if not sep or not key or not raw.lstrip("-").isdigit():
-            raise click.BadParameter(f"{v!r}: expected NAME=INTEGER, e.g. nprobe=32", param_hint="--param")
+            raise click.BadParameter(
+                f"{v!r}: expected NAME=INTEGER, e.g. nprobe=32", param_hint="--param"
+            )
         out[key] = int(raw)
     return out
 
@@ -47,12 +49,25 @@ def _params(values: Sequence[str]) -> dict[str, int]:
 @click.option("--name", default=None, help="Index name (default: COLUMN_idx).")
 @click.option("--metric", type=click.Choice(METRICS), default="cosine", show_default=True)
 @click.option("--kind", type=click.Choice(KINDS), default="ivf_flat", show_default=True)
-@click.option("--param", "params", multiple=True, metavar="NAME=INT",
-              help="Index setting, repeatable: nlist, nprobe (ivf_flat); m, ef_construction, ef_search (hnsw).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=INT",
+    help="Index setting, repeatable: nlist, nprobe (ivf_flat); m, ef_construction, ef_search (hnsw).",
+)
 @click.option("--replace", is_flag=True, help="Rebuild an index of the same name.")
 @storage_option
-def create(uri: str, column: str, name: str | None, metric: str, kind: str, params: Sequence[str],
-           replace: bool, storage_options: dict[str, Any]) -> None:  # fmt: skip
+def create(
+    uri: str,
+    column: str,
+    name: str | None,
+    metric: str,
+    kind: str,
+    params: Sequence[str],
+    replace: bool,
+    storage_options: dict[str, Any],
+) -> None:
     """Build a vector index over COLUMN (an embedding) and commit it.
 
     \b
@@ -61,15 +76,24 @@ def create(uri: str, column: str, name: str | None, metric: str, kind: str, para
     """
     ds = open_dataset(uri, storage_options=storage_options)
     settings: dict[str, Any] = _params(params)
-    version = create_index(ds, column, name=name, metric=metric, kind=kind, replace=replace, **settings)
+    version = create_index(
+        ds, column, name=name, metric=metric, kind=kind, replace=replace, **settings
+    )
     made = next(i for i in list_indexes(ds) if i.name == (name or f"{column}_idx"))
-    click.echo(f"created index {made.name!r} on {column!r} ({made.kind}, {made.metric}, {made.num_vectors:,} "
-               f"vectors, {made.size_bytes:,} bytes) as version {version}")  # fmt: skip
+    click.echo(
+        f"created index {made.name!r} on {column!r} ({made.kind}, {made.metric}, {made.num_vectors:,} "
+        f"vectors, {made.size_bytes:,} bytes) as version {version}"
+    )
 
 
 @index.command("list")
 @click.argument("uri")
-@click.option("--version", type=int, default=None, help="List the indexes of this version (default: the latest).")
+@click.option(
+    "--version",
+    type=int,
+    default=None,
+    help="List the indexes of this version (default: the latest).",
+)
 @storage_option
 def list_(uri: str, version: int | None, storage_options: dict[str, Any]) -> None:
     """List the vector indexes of a version.
@@ -79,7 +103,10 @@ def list_(uri: str, version: int | None, storage_options: dict[str, Any]) -> Non
       tensorhouse index list data/pets --version 7
     """
     ds = open_dataset(uri, version=version, storage_options=storage_options)
-    rows = [[i.name, i.column, i.metric, i.kind, f"{i.num_vectors:,}", f"{i.size_bytes:,}"] for i in list_indexes(ds)]
+    rows = [
+        [i.name, i.column, i.metric, i.kind, f"{i.num_vectors:,}", f"{i.size_bytes:,}"]
+        for i in list_indexes(ds)
+    ]
     if not rows:
         click.echo(f"no indexes in version {ds.version}")
         return
@@ -116,8 +143,14 @@ def optimize(uri: str, name: str | None, rebuild: bool, storage_options: dict[st
     Example:
       tensorhouse index optimize data/pets
     """
-    versions = optimize_indexes(open_dataset(uri, storage_options=storage_options), name, rebuild=rebuild)
-    click.echo(f"committed version(s) {', '.join(map(str, versions))}" if versions else "indexes are up to date")
+    versions = optimize_indexes(
+        open_dataset(uri, storage_options=storage_options), name, rebuild=rebuild
+    )
+    click.echo(
+        f"committed version(s) {', '.join(map(str, versions))}"
+        if versions
+        else "indexes are up to date"
+    )
 
 
 __all__ = ["index"]

@@ -36,22 +36,54 @@ def ingest() -> None:
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options every ingest command takes."""
     options = [
-        click.option("--batch-rows", type=int, default=None,
-                     help="Rows per commit (default: 1024 for images, 65536 for tables)."),
-        click.option("--batch-mb", type=float, default=64.0, show_default=True, help="About this many MB per commit."),
-        click.option("--strict", is_flag=True, help="Stop (exit 1) at the first unreadable or corrupt image."),
-        click.option("--validate", type=click.Choice(["header", "decode"]), default="header", show_default=True,
-                     help="Check each image's header, or fully decode it (catches truncated files; slower)."),
-        click.option("--workers", type=int, default=None, help="Reader threads (default: 2 per core, 4 to 32)."),
-        click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal)."),
+        click.option(
+            "--batch-rows",
+            type=int,
+            default=None,
+            help="Rows per commit (default: 1024 for images, 65536 for tables).",
+        ),
+        click.option(
+            "--batch-mb",
+            type=float,
+            default=64.0,
+            show_default=True,
+            help="About this many MB per commit.",
+        ),
+        click.option(
+            "--strict", is_flag=True, help="Stop (exit 1) at the first unreadable or corrupt image."
+        ),
+        click.option(
+            "--validate",
+            type=click.Choice(["header", "decode"]),
+            default="header",
+            show_default=True,
+            help="Check each image's header, or fully decode it (catches truncated files; slower).",
+        ),
+        click.option(
+            "--workers",
+            type=int,
+            default=None,
+            help="Reader threads (default: 2 per core, 4 to 32).",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Progress bar (default: when on a terminal).",
+        ),
     ]
     for opt in reversed(options):
         f = opt(f)
     return storage_option(f)  # the destination dataset's --storage-option KEY=VALUE
 
 
-def _run_ingest(uri: str, fn: Callable[..., Any], *args: Any, batch_rows: int | None, batch_mb: float,
-                **kwargs: Any) -> None:  # fmt: skip
+def _run_ingest(
+    uri: str,
+    fn: Callable[..., Any],
+    *args: Any,
+    batch_rows: int | None,
+    batch_mb: float,
+    **kwargs: Any,
+) -> None:
     if batch_rows is not None:
         kwargs["batch_rows"] = batch_rows
     kwargs["batch_bytes"] = max(1, int(batch_mb * (1 << 20)))
@@ -69,13 +101,21 @@ def _run_ingest(uri: str, fn: Callable[..., Any], *args: Any, batch_rows: int | 
         sys.exit(130)
     click.echo(str(report))
     if report.skipped:
-        click.echo(f"warning: skipped {report.skipped} unreadable item(s); --strict makes that an error", err=True)
+        click.echo(
+            f"warning: skipped {report.skipped} unreadable item(s); --strict makes that an error",
+            err=True,
+        )
 
 
 def _image_format() -> Callable[..., Any]:
-    return click.option("--image-format", type=click.Choice(["auto", "jpeg", "png"]), default="auto",
-                        show_default=True, help="Image column codec; auto: png if every file is a PNG, else jpeg "
-                        "(other files are converted).")  # fmt: skip
+    return click.option(
+        "--image-format",
+        type=click.Choice(["auto", "jpeg", "png"]),
+        default="auto",
+        show_default=True,
+        help="Image column codec; auto: png if every file is a PNG, else jpeg "
+        "(other files are converted).",
+    )
 
 
 @ingest.command("imagefolder")
@@ -116,7 +156,7 @@ def ingest_coco(annotations: str, images_dir: str, uri: str, image_format: str, 
     _run_ingest(uri, coco, annotations, images_dir, image_format=image_format, **kw)
 
 
-_TYPES_HELP = "Column types as JSON, e.g. '{\"img\": \"image:jpeg\", \"emb\": \"embedding:128\"}'; others are inferred."
+_TYPES_HELP = 'Column types as JSON, e.g. \'{"img": "image:jpeg", "emb": "embedding:128"}\'; others are inferred.'
 
 
 @ingest.command("parquet")
@@ -125,7 +165,9 @@ _TYPES_HELP = "Column types as JSON, e.g. '{\"img\": \"image:jpeg\", \"emb\": \"
 @click.option("--types", "types_json", metavar="JSON", default=None, help=_TYPES_HELP)
 @click.option("--columns", default=None, help="Comma-separated columns to ingest (default: all).")
 @_common
-def ingest_parquet(path: str, uri: str, types_json: str | None, columns: str | None, **kw: Any) -> None:
+def ingest_parquet(
+    path: str, uri: str, types_json: str | None, columns: str | None, **kw: Any
+) -> None:
     """Ingest Parquet files (PATH: a file, or a quoted glob like 'data/*.parquet') into URI.
 
     An image column given as binary is stored as it is (after a header check);
@@ -160,8 +202,13 @@ def ingest_csv(path: str, uri: str, types_json: str | None, delimiter: str, **kw
 @ingest.command("webdataset")
 @click.argument("shards")
 @click.argument("uri")
-@click.option("--types", "types_json", metavar="JSON", default=None,
-              help="Column types by field extension, e.g. '{\"npy\": \"embedding:512\"}'; others are inferred.")
+@click.option(
+    "--types",
+    "types_json",
+    metavar="JSON",
+    default=None,
+    help='Column types by field extension, e.g. \'{"npy": "embedding:512"}\'; others are inferred.',
+)
 @_common
 def ingest_webdataset(shards: str, uri: str, types_json: str | None, **kw: Any) -> None:
     """Ingest WebDataset tar shards (a file, a quoted glob, or 'train-{000000..000099}.tar') into URI.

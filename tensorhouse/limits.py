@@ -92,7 +92,9 @@ class Limits:
     def replace(self, **changes: int) -> Limits:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise TypeError(f"unknown limit(s) {sorted(unknown)}; known: {sorted(f.name for f in dataclasses.fields(self))}")
+            raise TypeError(
+                f"unknown limit(s) {sorted(unknown)}; known: {sorted(f.name for f in dataclasses.fields(self))}"
+            )
         for name, value in changes.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise TypeError(f"limit {name} must be a non-negative int, got {value!r}")
@@ -163,11 +165,15 @@ def error_class(base: type[Exception]) -> type[Exception]:
     return cls
 
 
-def exceeded(name: str, value: int, *, what: str, error: type[Exception] = LimitExceededError) -> Exception:
+def exceeded(
+    name: str, value: int, *, what: str, error: type[Exception] = LimitExceededError
+) -> Exception:
     """The error for ``value`` over limit ``name``: names the limit and how to raise it."""
     limit = getattr(current(), name)
-    message = (f"{what}: {value} exceeds the limit {name} = {limit}; if this input is trusted, raise it "
-               f"with tensorhouse.limits.configure({name}=...) or tensorhouse.limits.override({name}=...)")  # fmt: skip
+    message = (
+        f"{what}: {value} exceeds the limit {name} = {limit}; if this input is trusted, raise it "
+        f"with tensorhouse.limits.configure({name}=...) or tensorhouse.limits.override({name}=...)"
+    )
     cls = error_class(error)
     err = cls(message)
     if isinstance(err, LimitExceededError):
@@ -199,8 +205,12 @@ def read_bounded(store: Any, key: str, limit: str, *, what: str, error: type[Exc
         data = store.get(key)
     else:
         data = store.get_range(key, 0, cap + 1)
-    check(limit, len(data), what=f"{store.uri}/{key}: {what} of {len(data)}{'+' if len(data) > cap else ''} bytes",
-          error=error)  # fmt: skip
+    check(
+        limit,
+        len(data),
+        what=f"{store.uri}/{key}: {what} of {len(data)}{'+' if len(data) > cap else ''} bytes",
+        error=error,
+    )
     return bytes(data)
 
 
@@ -244,8 +254,14 @@ def value_depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def parse_json(raw: bytes | str, *, where: str, what: str, error: type[Exception],
-               size_limit: str | None = None) -> Any:  # fmt: skip
+def parse_json(
+    raw: bytes | str,
+    *,
+    where: str,
+    what: str,
+    error: type[Exception],
+    size_limit: str | None = None,
+) -> Any:
     """``json.loads`` for untrusted documents: size and depth limits, typed errors only.
 
     Every failure (bad UTF-8, bad JSON, nesting over ``max_json_depth``, an
@@ -269,8 +285,12 @@ def _loads(raw: bytes | str, where: str, what: str, error: type[Exception]) -> A
     try:
         return json.loads(raw)
     except RecursionError as err:
-        raise exceeded("max_json_depth", current().max_json_depth + 1, what=f"{where}: {what} nested",
-                       error=error) from err  # fmt: skip
+        raise exceeded(
+            "max_json_depth",
+            current().max_json_depth + 1,
+            what=f"{where}: {what} nested",
+            error=error,
+        ) from err
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, and int of too many digits
         raise error(f"{where}: unreadable {what}: {err}") from err
 

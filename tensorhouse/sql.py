@@ -48,7 +48,9 @@ _DUCK: dict[str, tuple[str, bool]] = {
     "l2": ("array_distance", False),
     "dot": ("array_inner_product", True),
 }
-_DUCK_ARRAY = re.compile(r"^(FLOAT|DOUBLE|REAL|[A-Z]+INT|INTEGER|TINYINT|SMALLINT|BIGINT|DECIMAL\(.*\))\[(\d*)\]$")
+_DUCK_ARRAY = re.compile(
+    r"^(FLOAT|DOUBLE|REAL|[A-Z]+INT|INTEGER|TINYINT|SMALLINT|BIGINT|DECIMAL\(.*\))\[(\d*)\]$"
+)
 
 
 def _quote_name(name: str, what: str) -> str:
@@ -62,15 +64,26 @@ def _quote_name(name: str, what: str) -> str:
 def _query(vector: Sequence[float] | np.ndarray) -> np.ndarray:
     q = np.asarray(vector, dtype=np.float64)
     if q.ndim != 1 or len(q) == 0:
-        raise ArgumentError(f"nearest: the query vector must be 1-d and non-empty, got shape {q.shape}")
+        raise ArgumentError(
+            f"nearest: the query vector must be 1-d and non-empty, got shape {q.shape}"
+        )
     if not np.isfinite(q).all():
         raise ArgumentError("nearest: the query vector has NaN or infinite values")
     return q
 
 
-def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[float] | np.ndarray, *,
-            k: int = 10, where: str | None = None, metric: Metric | None = None,
-            columns: Sequence[str] | None = None, exact: bool = False) -> pa.Table:  # fmt: skip
+def nearest(
+    con_or_ctx: Any,
+    table: str,
+    column: str,
+    query_vector: Sequence[float] | np.ndarray,
+    *,
+    k: int = 10,
+    where: str | None = None,
+    metric: Metric | None = None,
+    columns: Sequence[str] | None = None,
+    exact: bool = False,
+) -> pa.Table:
     """The ``k`` rows of ``table`` whose ``column`` vector is closest to ``query_vector``, best first.
 
     ``metric``: ``"cosine"`` (score = cosine similarity, highest first),
@@ -98,7 +111,9 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ArgumentError(f"nearest: k must be a positive integer, got {k!r}")
     if where is not None and not isinstance(where, str):
-        raise ArgumentError(f"nearest: where must be a SQL condition string, got {type(where).__name__}")
+        raise ArgumentError(
+            f"nearest: where must be a SQL condition string, got {type(where).__name__}"
+        )
     tbl = _quote_name(table, "table")
     col = _quote_name(column, "column")
     cols = "*" if columns is None else ", ".join(_quote_name(c, "column") for c in columns)
@@ -107,23 +122,40 @@ def nearest(con_or_ctx: Any, table: str, column: str, query_vector: Sequence[flo
     if engine in ("duckdb", "datafusion"):
         selected = _selected_names(con_or_ctx, engine, tbl, cols)
         if "score" in selected:
-            raise ArgumentError(f"nearest: table {table!r} already has a column named 'score'; pass "
-                                   "columns=[...] without it (the similarity is returned as 'score')")  # fmt: skip
+            raise ArgumentError(
+                f"nearest: table {table!r} already has a column named 'score'; pass "
+                "columns=[...] without it (the similarity is returned as 'score')"
+            )
         if not exact:
             from tensorhouse.index.sql import indexed_nearest
 
-            found = indexed_nearest(con_or_ctx, engine, table, column, q, k=k, where=where, metric=metric,
-                                    columns=columns, tbl_sql=tbl, cols_sql=cols)  # fmt: skip
+            found = indexed_nearest(
+                con_or_ctx,
+                engine,
+                table,
+                column,
+                q,
+                k=k,
+                where=where,
+                metric=metric,
+                columns=columns,
+                tbl_sql=tbl,
+                cols_sql=cols,
+            )
             if found is not None:
                 return found
     metric = "cosine" if metric is None else metric
     if metric == "cosine" and not np.any(q):
-        raise ArgumentError("nearest: the query vector is all zeros; cosine similarity is undefined")
+        raise ArgumentError(
+            "nearest: the query vector is all zeros; cosine similarity is undefined"
+        )
     if engine == "duckdb":
         return _nearest_duckdb(con_or_ctx, tbl, col, q, k, where, metric, cols)
     if engine == "datafusion":
         return _nearest_datafusion(con_or_ctx, table, tbl, column, col, q, k, where, metric, cols)
-    raise TypeError(f"nearest() takes a duckdb connection or a datafusion SessionContext, got {type(con_or_ctx).__name__}")
+    raise TypeError(
+        f"nearest() takes a duckdb connection or a datafusion SessionContext, got {type(con_or_ctx).__name__}"
+    )
 
 
 def _selected_names(con: Any, engine: str, tbl: str, cols: str) -> list[str]:
@@ -133,16 +165,21 @@ def _selected_names(con: Any, engine: str, tbl: str, cols: str) -> list[str]:
     return list(con.sql(f"SELECT {cols} FROM {tbl} LIMIT 0").schema().names)
 
 
-def _nearest_duckdb(con: Any, tbl: str, col: str, q: np.ndarray, k: int, where: str | None, metric: str,
-                    cols: str) -> pa.Table:  # fmt: skip
+def _nearest_duckdb(
+    con: Any, tbl: str, col: str, q: np.ndarray, k: int, where: str | None, metric: str, cols: str
+) -> pa.Table:
     types = con.sql(f"SELECT {col} FROM {tbl} LIMIT 0").types
     spelled = str(types[0]).upper()
     m = _DUCK_ARRAY.match(spelled)
     if m is None:
-        raise ArgumentError(f"nearest: column {col} has type {spelled}; expected a vector (FLOAT[n] or FLOAT[])")
+        raise ArgumentError(
+            f"nearest: column {col} has type {spelled}; expected a vector (FLOAT[n] or FLOAT[])"
+        )
     dim = int(m.group(2)) if m.group(2) else len(q)
     if dim != len(q):
-        raise ArgumentError(f"nearest: the query vector has length {len(q)} but column {col} is {spelled}")
+        raise ArgumentError(
+            f"nearest: the query vector has length {len(q)} but column {col} is {spelled}"
+        )
     # Compare in the column's own precision; a list column is cast to an array of the query's length.
     elem = "DOUBLE" if m.group(1) == "DOUBLE" else "FLOAT"
     target = f"{elem}[{dim}]"
@@ -152,8 +189,10 @@ def _nearest_duckdb(con: Any, tbl: str, col: str, q: np.ndarray, k: int, where: 
     order = "DESC" if higher else "ASC"
     # A zero vector's cosine is NaN in DuckDB: nullif makes it NULL (sorted last, dropped below).
     # Filtering on the score instead would make DuckDB compute it twice (measured 3x slower).
-    sql = (f"SELECT {cols}, nullif({fn}({vec}, $q::{target}), 'nan'::FLOAT) AS score FROM {tbl} {cond} "
-           f"ORDER BY score {order} NULLS LAST LIMIT {k}")  # fmt: skip
+    sql = (
+        f"SELECT {cols}, nullif({fn}({vec}, $q::{target}), 'nan'::FLOAT) AS score FROM {tbl} {cond} "
+        f"ORDER BY score {order} NULLS LAST LIMIT {k}"
+    )
     result: pa.Table = con.sql(sql, params={"q": q.tolist()}).to_arrow_table()
     return _drop_null_scores(result)
 
@@ -165,8 +204,18 @@ def _drop_null_scores(t: pa.Table) -> pa.Table:
     return t
 
 
-def _nearest_datafusion(ctx: Any, table: str, tbl: str, column: str, col: str, q: np.ndarray, k: int,
-                        where: str | None, metric: str, cols: str) -> pa.Table:  # fmt: skip
+def _nearest_datafusion(
+    ctx: Any,
+    table: str,
+    tbl: str,
+    column: str,
+    col: str,
+    q: np.ndarray,
+    k: int,
+    where: str | None,
+    metric: str,
+    cols: str,
+) -> pa.Table:
     import datafusion
 
     from tensorhouse.udfs.kernels.similarity import similarity
@@ -176,10 +225,16 @@ def _nearest_datafusion(ctx: Any, table: str, tbl: str, column: str, col: str, q
         raise ArgumentError(f"nearest: table {table!r} has no column {column!r}")
     ctype = schema.field(column).type
     storage = ctype.storage_type if isinstance(ctype, pa.BaseExtensionType) else ctype
-    if not (pa.types.is_fixed_size_list(storage) or pa.types.is_list(storage) or pa.types.is_large_list(storage)):
+    if not (
+        pa.types.is_fixed_size_list(storage)
+        or pa.types.is_list(storage)
+        or pa.types.is_large_list(storage)
+    ):
         raise ArgumentError(f"nearest: column {column!r} has type {ctype}; expected a vector")
     if pa.types.is_fixed_size_list(storage) and storage.list_size != len(q):
-        raise ArgumentError(f"nearest: the query vector has length {len(q)} but column {column!r} is {ctype}")
+        raise ArgumentError(
+            f"nearest: the query vector has length {len(q)} but column {column!r} is {ctype}"
+        )
     query = q.astype(np.float32) if storage.value_type == pa.float32() else q
 
     def score(vectors: pa.Array) -> pa.Array:

@@ -19,11 +19,15 @@ import numpy as np
 CLASSES = ("circle", "square", "triangle")
 
 
-def scene(rng: np.random.Generator, h: int, w: int, max_objects: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scene(
+    rng: np.random.Generator, h: int, w: int, max_objects: int = 4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An HxWx3 uint8 image with 0..max_objects shapes; returns (image, xyxy boxes, class ids)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    t = (xx / max(w - 1, 1) * rng.uniform(0.2, 1.0) + yy / max(h - 1, 1) * rng.uniform(0.2, 1.0)) / 2
+    t = (
+        xx / max(w - 1, 1) * rng.uniform(0.2, 1.0) + yy / max(h - 1, 1) * rng.uniform(0.2, 1.0)
+    ) / 2
     img = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
     n = int(rng.integers(0, max_objects + 1))
     boxes = np.zeros((n, 4), np.float32)
@@ -38,7 +42,11 @@ def scene(rng: np.random.Generator, h: int, w: int, max_objects: int = 4) -> tup
         elif cls == 1:
             mask = (np.abs(xx - cx) <= size / 2) & (np.abs(yy - cy) <= size / 2)
         else:
-            mask = (yy >= cy - size / 2) & (yy <= cy + size / 2) & (np.abs(xx - cx) <= (yy - (cy - size / 2)) / 2)
+            mask = (
+                (yy >= cy - size / 2)
+                & (yy <= cy + size / 2)
+                & (np.abs(xx - cx) <= (yy - (cy - size / 2)) / 2)
+            )
         img[mask] = color
         boxes[i] = (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
         labels[i] = cls

@@ -46,9 +46,19 @@ from tensorhouse.errors import SchemaError
 ARROW_METADATA_KEY = b"tensorhouse.type"
 
 NUMERIC_DTYPES = (
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64",
-)  # fmt: skip
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+)
 ChunkCodec = Literal["none", "lz4", "zstd"]
 SampleCodec = Literal["jpeg", "png"]
 Shape = tuple[int | None, ...]
@@ -60,7 +70,9 @@ def _check_dtype(dtype: str) -> str:
     except TypeError:  # numpy's error for a name it does not know
         name = str(dtype)
     if name not in NUMERIC_DTYPES:
-        raise SchemaError(f"unsupported dtype {dtype!r}; expected one of {', '.join(NUMERIC_DTYPES)}")
+        raise SchemaError(
+            f"unsupported dtype {dtype!r}; expected one of {', '.join(NUMERIC_DTYPES)}"
+        )
     return name
 
 
@@ -240,8 +252,12 @@ class Tensor(ColumnType):
         return ragged_arrow_type(value, len(self.shape))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape),
-                "compression": self.compression}  # fmt: skip
+        return {
+            "kind": self.kind,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "compression": self.compression,
+        }
 
 
 @dataclass(frozen=True)
@@ -311,7 +327,9 @@ class Image(ColumnType):
 
     def __post_init__(self) -> None:
         if self.compression not in ("jpeg", "png", None):
-            raise SchemaError(f"unknown image compression {self.compression!r}; expected 'jpeg', 'png' or None")
+            raise SchemaError(
+                f"unknown image compression {self.compression!r}; expected 'jpeg', 'png' or None"
+            )
         if not 1 <= int(self.quality) <= 100:
             raise SchemaError(f"jpeg quality must be 1..100, got {self.quality!r}")
 
@@ -439,15 +457,20 @@ def canonical_arrow_type(t: pa.DataType) -> pa.DataType:
     column; the values are the same, and one spelling keeps types comparable.
     """
     if pa.types.is_map(t):
-        return pa.map_(canonical_arrow_type(t.key_type), t.item_field.with_type(
-            canonical_arrow_type(t.item_type)).with_name("value"), t.keys_sorted)  # fmt: skip
+        return pa.map_(
+            canonical_arrow_type(t.key_type),
+            t.item_field.with_type(canonical_arrow_type(t.item_type)).with_name("value"),
+            t.keys_sorted,
+        )
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         item = pa.field("item", canonical_arrow_type(t.value_type), nullable=t.value_field.nullable)
         if pa.types.is_fixed_size_list(t):
             return pa.list_(item, t.list_size)
         return pa.large_list(item) if pa.types.is_large_list(t) else pa.list_(item)
     if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, canonical_arrow_type(f.type), nullable=f.nullable) for f in t])
+        return pa.struct(
+            [pa.field(f.name, canonical_arrow_type(f.type), nullable=f.nullable) for f in t]
+        )
     if pa.types.is_dictionary(t):
         return pa.dictionary(t.index_type, canonical_arrow_type(t.value_type), t.ordered)
     return t
@@ -458,9 +481,14 @@ def has_statistics(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         t = t.value_type
     return bool(
-        pa.types.is_integer(t) or pa.types.is_temporal(t) or pa.types.is_decimal(t) or pa.types.is_string(t)
-        or pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_boolean(t)
-    )  # fmt: skip
+        pa.types.is_integer(t)
+        or pa.types.is_temporal(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_boolean(t)
+    )
 
 
 def check_arrow_storable(t: pa.DataType) -> None:
@@ -469,19 +497,30 @@ def check_arrow_storable(t: pa.DataType) -> None:
 
     bad = _unstorable(t)
     if bad is not None:
-        raise SchemaError(f"Arrow type {t} cannot be stored ({bad}); store it as 'string', 'binary' or th.Json()")
+        raise SchemaError(
+            f"Arrow type {t} cannot be stored ({bad}); store it as 'string', 'binary' or th.Json()"
+        )
     try:
         same = parse_arrow_type(str(t)) == t
     except SchemaError:
         same = False
     if not same:
-        raise SchemaError(f"Arrow type {t} has no name tensorhouse can store (field metadata or odd field names?)")
+        raise SchemaError(
+            f"Arrow type {t} has no name tensorhouse can store (field metadata or odd field names?)"
+        )
 
 
 def _unstorable(t: pa.DataType) -> str | None:
-    if pa.types.is_null(t) or pa.types.is_union(t) or isinstance(t, pa.ExtensionType) \
-            or pa.types.is_run_end_encoded(t) or pa.types.is_list_view(t) or pa.types.is_large_list_view(t) \
-            or pa.types.is_interval(t) or pa.types.is_fixed_size_binary(t):  # fmt: skip
+    if (
+        pa.types.is_null(t)
+        or pa.types.is_union(t)
+        or isinstance(t, pa.ExtensionType)
+        or pa.types.is_run_end_encoded(t)
+        or pa.types.is_list_view(t)
+        or pa.types.is_large_list_view(t)
+        or pa.types.is_interval(t)
+        or pa.types.is_fixed_size_binary(t)
+    ):
         return f"{t} is not supported"
     if pa.types.is_dictionary(t):
         return _unstorable(t.value_type)
@@ -494,10 +533,12 @@ def _unstorable(t: pa.DataType) -> str | None:
 
 def ragged_arrow_type(value: pa.DataType, ndim: int) -> pa.DataType:
     """The storage layout of ``arrow.variable_shape_tensor``: flat data plus shape."""
-    return pa.struct([
-        pa.field("data", pa.list_(value), nullable=False),
-        pa.field("shape", pa.list_(pa.int32(), ndim), nullable=False),
-    ])  # fmt: skip
+    return pa.struct(
+        [
+            pa.field("data", pa.list_(value), nullable=False),
+            pa.field("shape", pa.list_(pa.int32(), ndim), nullable=False),
+        ]
+    )
 
 
 TypeLike: TypeAlias = ColumnType | str | pa.DataType
@@ -525,12 +566,35 @@ def as_type(t: TypeLike) -> ColumnType:
         return Arrow(t)
     if isinstance(t, np.dtype | type) and t is not str:
         return Scalar(np.dtype(t).name)
-    raise SchemaError(f"not a column type: {t!r}; e.g. 'int64', 'date32', 'decimal(15,2)', th.Image('jpeg')")
+    raise SchemaError(
+        f"not a column type: {t!r}; e.g. 'int64', 'date32', 'decimal(15,2)', th.Image('jpeg')"
+    )
 
 
 #: numpy spellings of numeric dtypes that stay scalars (``"f4"``, ``"double"``...).
-_NUMPY_ALIASES = frozenset({"f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "float", "double",
-                            "half", "single", "int", "uint", "b1", "?"})
+_NUMPY_ALIASES = frozenset(
+    {
+        "f2",
+        "f4",
+        "f8",
+        "i1",
+        "i2",
+        "i4",
+        "i8",
+        "u1",
+        "u2",
+        "u4",
+        "u8",
+        "float",
+        "double",
+        "half",
+        "single",
+        "int",
+        "uint",
+        "b1",
+        "?",
+    }
+)
 
 
 def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
@@ -565,8 +629,12 @@ def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
         return str(np.dtype(x.to_pandas_dtype()).name)
 
     def is_list(x: pa.DataType) -> bool:
-        return bool(pa.types.is_list(x) or pa.types.is_large_list(x) or pa.types.is_list_view(x)
-                    or pa.types.is_large_list_view(x))  # fmt: skip
+        return bool(
+            pa.types.is_list(x)
+            or pa.types.is_large_list(x)
+            or pa.types.is_list_view(x)
+            or pa.types.is_large_list_view(x)
+        )
 
     def fixed_dims(x: pa.DataType) -> tuple[list[int], pa.DataType]:
         dims: list[int] = []
@@ -585,8 +653,10 @@ def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
         if ext == "arrow.fixed_shape_tensor":
             perm = getattr(t, "permutation", None)
             if perm is not None and list(perm) != sorted(perm):
-                raise SchemaError(f"column {name!r}: a fixed_shape_tensor with a permutation {list(perm)} is not "
-                                  "supported; make it row-major (permutation=None) first")  # fmt: skip
+                raise SchemaError(
+                    f"column {name!r}: a fixed_shape_tensor with a permutation {list(perm)} is not "
+                    "supported; make it row-major (permutation=None) first"
+                )
             return Tensor(dtype_of(t.value_type), tuple(int(d) for d in t.shape))
         if ext in ("ray.data.arrow_tensor", "ray.data.arrow_tensor_v2") and hasattr(t, "shape"):
             return Tensor(dtype_of(leaf(t.storage_type)), tuple(int(d) for d in t.shape))
@@ -597,7 +667,9 @@ def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
                 shape_t = t.storage_type.field("shape").type
                 ndim = shape_t.list_size if pa.types.is_fixed_size_list(shape_t) else None
             if ndim is None:
-                raise SchemaError(f"column {name!r}: extension type {ext} without a known ndim; pass schema=")
+                raise SchemaError(
+                    f"column {name!r}: extension type {ext} without a known ndim; pass schema="
+                )
             return Tensor(dtype_of(leaf(data_t)), (None,) * int(ndim))
         return infer_from_arrow(t.storage_type, name)
     tabular = infer_tabular(t)
@@ -633,8 +705,10 @@ def infer_from_arrow(t: pa.DataType, name: str = "?") -> ColumnType:
             return Tensor(dtype_of(data_t.value_type), (None,) * shape_t.list_size)
     if _unstorable(t) is None:
         return Arrow(t)  # lists and structs of tabular values: engines see the nested type itself
-    raise SchemaError(f"column {name!r}: no tensorhouse type for Arrow type {t} ({_unstorable(t)}); "
-                      f"pass e.g. {{{name!r}: 'string'}} or {{{name!r}: th.Binary()}}, or cast it first")
+    raise SchemaError(
+        f"column {name!r}: no tensorhouse type for Arrow type {t} ({_unstorable(t)}); "
+        f"pass e.g. {{{name!r}: 'string'}} or {{{name!r}: th.Binary()}}, or cast it first"
+    )
 
 
 def infer_tabular(t: pa.DataType) -> ColumnType | None:
@@ -643,9 +717,15 @@ def infer_tabular(t: pa.DataType) -> ColumnType | None:
     ``string`` and ``binary`` keep their historical types (``Text``, ``Binary``);
     lists and structs are left to :func:`infer_from_arrow`'s tensor rules first.
     """
-    if pa.types.is_temporal(t) or pa.types.is_decimal(t) or pa.types.is_dictionary(t) \
-            or pa.types.is_large_string(t) or pa.types.is_string_view(t) \
-            or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):  # fmt: skip
+    if (
+        pa.types.is_temporal(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_dictionary(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_string_view(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_binary_view(t)
+    ):
         return Arrow(t) if _unstorable(t) is None else None
     return None
 
@@ -702,7 +782,11 @@ class Schema(Mapping[str, ColumnType]):
     @staticmethod
     def from_dict(d: Sequence[Mapping[str, Any]]) -> Schema:
         try:
-            return Schema(tuple((check_column_name(str(c["name"])), ColumnType.from_dict(c["type"])) for c in d))
+            return Schema(
+                tuple(
+                    (check_column_name(str(c["name"])), ColumnType.from_dict(c["type"])) for c in d
+                )
+            )
         except (KeyError, TypeError) as err:
             raise SchemaError(f"malformed schema: {err}") from err
 
@@ -737,7 +821,9 @@ def check_column_name(name: str) -> str:
 
 
 def shape_matches(shape: Sequence[int], spec: Shape) -> bool:
-    return len(shape) == len(spec) and all(s is None or s == d for d, s in zip(shape, spec, strict=True))
+    return len(shape) == len(spec) and all(
+        s is None or s == d for d, s in zip(shape, spec, strict=True)
+    )
 
 
 def sample_nbytes(shape: Sequence[int], dtype: str) -> int:

@@ -126,18 +126,29 @@ def mutate_bytes(data: bytes, m: tuple[str, int, Any]) -> bytes:
 
 
 HOSTILE_VALUES = st.one_of(
-    st.integers(-(1 << 70), 1 << 70), st.sampled_from([0, -1, 1, 1 << 31, 1 << 32, 1 << 63, (1 << 64) - 1]),
-    st.booleans(), st.none(), st.floats(allow_nan=False), st.text(max_size=20),
-    st.sampled_from(["../x", "/etc/passwd", "data/x/\x00.chunk", "data/x/.tmp-1.chunk", "", "a" * 5000]),
-    st.lists(st.integers(), max_size=5), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
-    st.integers(1, 3000).map(lambda d: f"__DEEP_{d}__"),  # spliced in as d nested lists once serialised
-)  # fmt: skip
+    st.integers(-(1 << 70), 1 << 70),
+    st.sampled_from([0, -1, 1, 1 << 31, 1 << 32, 1 << 63, (1 << 64) - 1]),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(
+        ["../x", "/etc/passwd", "data/x/\x00.chunk", "data/x/.tmp-1.chunk", "", "a" * 5000]
+    ),
+    st.lists(st.integers(), max_size=5),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.integers(1, 3000).map(
+        lambda d: f"__DEEP_{d}__"
+    ),  # spliced in as d nested lists once serialised
+)
 
 
 def dumps(doc: Any) -> str:
     """json.dumps, with each "__DEEP_d__" string replaced by d nested lists (too deep for json.dumps)."""
     text = json.dumps(doc, separators=(",", ":"))
-    return re.sub(r'"__DEEP_(\d+)__"', lambda m: "[" * int(m.group(1)) + "]" * int(m.group(1)), text)
+    return re.sub(
+        r'"__DEEP_(\d+)__"', lambda m: "[" * int(m.group(1)) + "]" * int(m.group(1)), text
+    )
 
 
 def leaf_paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -157,8 +168,10 @@ def set_path(doc: Any, path: tuple[Any, ...], value: Any) -> None:
     doc[path[-1]] = value
 
 
-json_mutation = st.one_of(st.tuples(st.just("bytes"), byte_mutation),
-                          st.tuples(st.just("crafted"), st.tuples(st.integers(0, 1 << 16), HOSTILE_VALUES)))  # fmt: skip
+json_mutation = st.one_of(
+    st.tuples(st.just("bytes"), byte_mutation),
+    st.tuples(st.just("crafted"), st.tuples(st.integers(0, 1 << 16), HOSTILE_VALUES)),
+)
 
 
 def mutate_json(path: Path, m: Any, reseal: str) -> None:
@@ -171,11 +184,15 @@ def mutate_json(path: Path, m: Any, reseal: str) -> None:
     where, value = arg
     set_path(doc, paths[where % len(paths)], value)
     if reseal == "commit":
-        write_entry(path, doc)  # the crc covers the "__DEEP_d__" form: a deep entry also fails its checksum
+        write_entry(
+            path, doc
+        )  # the crc covers the "__DEEP_d__" form: a deep entry also fails its checksum
         path.write_text(dumps(json.loads(path.read_text())))
     elif reseal == "checkpoint" and isinstance(doc.get("state"), dict | list):
         state = doc["state"]
-        doc["sha256"] = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        doc["sha256"] = hashlib.sha256(
+            json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
         path.write_text(dumps(doc))
     else:
         path.write_text(dumps(doc))
@@ -203,7 +220,9 @@ def mutate_checkpoint(root: Path, path: Path, m: Any) -> None:
     else:
         table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
         meta = dict(table.schema.metadata or {})
-        state = json.loads(meta[ck.STATE_KEY.encode() if isinstance(ck.STATE_KEY, str) else ck.STATE_KEY])
+        state = json.loads(
+            meta[ck.STATE_KEY.encode() if isinstance(ck.STATE_KEY, str) else ck.STATE_KEY]
+        )
         paths = leaf_paths(state)
         where, value = arg
         if paths:
@@ -218,21 +237,54 @@ def mutate_checkpoint(root: Path, path: Path, m: Any) -> None:
     sealed = ck.HEADER.pack(ck.MAGIC, xxhash.xxh3_64_intdigest(body), len(body)) + body
     path.write_bytes(sealed)
     version = int(path.name.split(".")[0])
-    (root / "_log" / "_last_checkpoint").write_text(json.dumps(
-        {"version": version, "size": len(sealed), "xxh3": xxhash.xxh3_64_intdigest(body)}))
+    (root / "_log" / "_last_checkpoint").write_text(
+        json.dumps(
+            {"version": version, "size": len(sealed), "xxh3": xxhash.xxh3_64_intdigest(body)}
+        )
+    )
 
 
-HEADER_FIELDS = ("header_length", "version", "cc", "sc", "dt", "ndim", "flags", "n", "data_length", "raw_length",
-                 "block_size")  # fmt: skip
+HEADER_FIELDS = (
+    "header_length",
+    "version",
+    "cc",
+    "sc",
+    "dt",
+    "ndim",
+    "flags",
+    "n",
+    "data_length",
+    "raw_length",
+    "block_size",
+)
 header_mutation = st.one_of(
     st.tuples(st.just("bytes"), byte_mutation),
-    st.tuples(st.just("field"), st.tuples(st.sampled_from(HEADER_FIELDS), st.one_of(
-        st.integers(0, 255), st.sampled_from([0, 1, 2, 40, 44, 64, 1 << 24, 1 << 26, (1 << 32) - 1]),
-        st.integers(0, (1 << 32) - 1)))),
-)  # fmt: skip
+    st.tuples(
+        st.just("field"),
+        st.tuples(
+            st.sampled_from(HEADER_FIELDS),
+            st.one_of(
+                st.integers(0, 255),
+                st.sampled_from([0, 1, 2, 40, 44, 64, 1 << 24, 1 << 26, (1 << 32) - 1]),
+                st.integers(0, (1 << 32) - 1),
+            ),
+        ),
+    ),
+)
 _FIXED = struct.Struct("<4sIHBBBBBxIQQI")
-_WIDTH = {"header_length": 32, "version": 16, "cc": 8, "sc": 8, "dt": 8, "ndim": 8, "flags": 8, "n": 32,
-          "data_length": 64, "raw_length": 64, "block_size": 32}  # fmt: skip
+_WIDTH = {
+    "header_length": 32,
+    "version": 16,
+    "cc": 8,
+    "sc": 8,
+    "dt": 8,
+    "ndim": 8,
+    "flags": 8,
+    "n": 32,
+    "data_length": 64,
+    "raw_length": 64,
+    "block_size": 32,
+}
 
 
 def mutate_header(path: Path, m: Any) -> None:
@@ -248,7 +300,9 @@ def mutate_header(path: Path, m: Any) -> None:
     fields[1 + HEADER_FIELDS.index(name)] = value % (1 << _WIDTH[name])
     head = bytearray(data[:hl])
     head[: _FIXED.size] = _FIXED.pack(*fields)
-    head[hl - 4 : hl] = struct.pack("<I", zlib.crc32(bytes(head[: hl - 4])))  # an attacker reseals the header
+    head[hl - 4 : hl] = struct.pack(
+        "<I", zlib.crc32(bytes(head[: hl - 4]))
+    )  # an attacker reseals the header
     path.write_bytes(bytes(head) + data[hl:])
 
 
@@ -270,7 +324,9 @@ class Campaign:
         self.template = self.base / "template"
 
     def copy(self) -> Path:
-        root = self.base / uuid.uuid4().hex  # a fresh path: the process-wide header cache is keyed by it
+        root = (
+            self.base / uuid.uuid4().hex
+        )  # a fresh path: the process-wide header cache is keyed by it
         shutil.copytree(self.template, root, symlinks=True)
         return root
 
@@ -282,7 +338,9 @@ class Campaign:
         if open_kw.get("tag") is not None:
             assert got in self.reference.values(), "a mutated tag opened data of no version"
             return
-        assert got == self.reference[version], f"version {version} read different data without an error"
+        assert got == self.reference[version], (
+            f"version {version} read different data without an error"
+        )
 
 
 def pick(files: list[Path], i: int) -> Path:
@@ -292,10 +350,16 @@ def pick(files: list[Path], i: int) -> Path:
 
 def run(kind: str, max_examples: int, randomize: bool) -> None:
     c = Campaign() if kind not in ("predicate", "append") else None
-    cfg = settings(max_examples=max_examples, deadline=None, database=None, derandomize=not randomize,
-                   suppress_health_check=list(HealthCheck))  # fmt: skip
+    cfg = settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        derandomize=not randomize,
+        suppress_health_check=list(HealthCheck),
+    )
 
     if kind == "log_entry":
+
         @cfg
         @given(st.integers(0, 100), json_mutation)
         def prop(i: int, m: Any) -> None:
@@ -304,6 +368,7 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
             mutate_json(pick(list((root / "_log").glob("*.json")), i), m, "commit")
             c.check(root)
     elif kind == "checkpoint":
+
         @cfg
         @given(st.one_of(json_mutation, st.tuples(st.just("body"), byte_mutation)))
         def prop(m: Any) -> None:
@@ -312,6 +377,7 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
             mutate_checkpoint(root, pick(list((root / "_log").glob("*.checkpoint")), 0), m)
             c.check(root)
     elif kind == "tag":
+
         @cfg
         @given(json_mutation)
         def prop(m: Any) -> None:
@@ -320,6 +386,7 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
             mutate_json(root / "_refs" / "tags" / "t1.json", m, "none")
             c.check(root, tag="t1")
     elif kind in ("chunk_header", "chunk_data"):
+
         @cfg
         @given(st.integers(0, 100), header_mutation if kind == "chunk_header" else byte_mutation)
         def prop(i: int, m: Any) -> None:
@@ -334,6 +401,7 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
                 chunk.write_bytes(data[:hl] + mutate_bytes(data[hl:], m))
             c.check(root)
     elif kind == "deletion_vector":
+
         @cfg
         @given(byte_mutation)
         def prop(m: Any) -> None:
@@ -343,15 +411,64 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
             dv.write_bytes(mutate_bytes(dv.read_bytes(), m))
             c.check(root)
     elif kind == "predicate":
-        ds = th.create(f"memory://fuzz-{uuid.uuid4().hex}", {"id": "int64", "score": "float32", "name": th.Text()})
-        ds.append({"id": np.arange(20), "score": np.linspace(-1, 1, 20, dtype="float32"),
-                   "name": [f"n{i}" for i in range(20)]})  # fmt: skip
+        ds = th.create(
+            f"memory://fuzz-{uuid.uuid4().hex}",
+            {"id": "int64", "score": "float32", "name": th.Text()},
+        )
+        ds.append(
+            {
+                "id": np.arange(20),
+                "score": np.linspace(-1, 1, 20, dtype="float32"),
+                "name": [f"n{i}" for i in range(20)],
+            }
+        )
         token = st.one_of(
-            st.sampled_from(["id", "score", "name", '"id"', "nope", "(", ")", "(", ")", ",", "=", "!=", "<", ">=",
-                             "+", "-", "*", "/", "%", "AND", "OR", "NOT", "IN", "IS", "NULL", "BETWEEN", "TRUE",
-                             "'x'", "''''", "1", "0", "-1", "1.5", "1e308", "1e999", ".5", "9" * 25, "@", ";"]),
-            st.integers(-(1 << 70), 1 << 70).map(str), st.text(max_size=3),
-        )  # fmt: skip
+            st.sampled_from(
+                [
+                    "id",
+                    "score",
+                    "name",
+                    '"id"',
+                    "nope",
+                    "(",
+                    ")",
+                    "(",
+                    ")",
+                    ",",
+                    "=",
+                    "!=",
+                    "<",
+                    ">=",
+                    "+",
+                    "-",
+                    "*",
+                    "/",
+                    "%",
+                    "AND",
+                    "OR",
+                    "NOT",
+                    "IN",
+                    "IS",
+                    "NULL",
+                    "BETWEEN",
+                    "TRUE",
+                    "'x'",
+                    "''''",
+                    "1",
+                    "0",
+                    "-1",
+                    "1.5",
+                    "1e308",
+                    "1e999",
+                    ".5",
+                    "9" * 25,
+                    "@",
+                    ";",
+                ]
+            ),
+            st.integers(-(1 << 70), 1 << 70).map(str),
+            st.text(max_size=3),
+        )
 
         @cfg
         @given(st.lists(token, max_size=60), st.integers(0, 3000))
@@ -366,17 +483,32 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
             except (TensorhouseError, _Rollback):
                 pass
     elif kind == "append":
-        scalar = st.one_of(st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70), st.floats(), st.text(max_size=5),
-                           st.binary(max_size=8))  # fmt: skip
-        value = st.recursive(scalar, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                             st.dictionaries(st.text(max_size=3), inner, max_size=3)),
-                             max_leaves=10)  # fmt: skip
-        arrays = st.builds(lambda shape, dt: np.zeros(shape, dtype=dt),
-                           st.lists(st.integers(0, 4), max_size=3).map(tuple),
-                           st.sampled_from(["int8", "int64", "float16", "float64", "bool", "uint8", "U3", "O"]))  # fmt: skip
+        scalar = st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(1 << 70), 1 << 70),
+            st.floats(),
+            st.text(max_size=5),
+            st.binary(max_size=8),
+        )
+        value = st.recursive(
+            scalar,
+            lambda inner: st.one_of(
+                st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+            ),
+            max_leaves=10,
+        )
+        arrays = st.builds(
+            lambda shape, dt: np.zeros(shape, dtype=dt),
+            st.lists(st.integers(0, 4), max_size=3).map(tuple),
+            st.sampled_from(["int8", "int64", "float16", "float64", "bool", "uint8", "U3", "O"]),
+        )
         column = st.one_of(st.lists(st.one_of(value, arrays), max_size=4), arrays, value)
-        data = st.one_of(st.dictionaries(st.sampled_from([*SCHEMA, "bogus"]), column, max_size=len(SCHEMA) + 1),
-                         st.lists(st.dictionaries(st.sampled_from(list(SCHEMA)), value), max_size=3), value)  # fmt: skip
+        data = st.one_of(
+            st.dictionaries(st.sampled_from([*SCHEMA, "bogus"]), column, max_size=len(SCHEMA) + 1),
+            st.lists(st.dictionaries(st.sampled_from(list(SCHEMA)), value), max_size=3),
+            value,
+        )
 
         @cfg
         @given(data)
@@ -407,7 +539,9 @@ class _Rollback(Exception):
 if __name__ == "__main__":
     import logging
 
-    logging.getLogger("tensorhouse").setLevel(logging.ERROR)  # skipped checkpoints are expected here
+    logging.getLogger("tensorhouse").setLevel(
+        logging.ERROR
+    )  # skipped checkpoints are expected here
     for kind in sys.argv[1].split(","):
         run(kind, int(sys.argv[2]), "--random" in sys.argv[3:])
         print(kind, "ok", flush=True)

@@ -51,21 +51,47 @@ def chunk_refs(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def forged_header(*, n: int, dtype: str = "uint8", ndim: int = 0, shape: tuple[int, ...] = (),
-                  chunk_codec: str = "none", raw_length: int = 0, data_length: int = 0,
-                  fixed_size: int | None = None, block_size: int = 4096) -> bytes:  # fmt: skip
+def forged_header(
+    *,
+    n: int,
+    dtype: str = "uint8",
+    ndim: int = 0,
+    shape: tuple[int, ...] = (),
+    chunk_codec: str = "none",
+    raw_length: int = 0,
+    data_length: int = 0,
+    fixed_size: int | None = None,
+    block_size: int = 4096,
+) -> bytes:
     """A checksummed chunk header with arbitrary (uniform) fields, as an attacker would write it."""
     flags = H.FLAG_UNIFORM | (H.FLAG_FIXED_SIZE if fixed_size is not None else 0)
     parts = [struct.pack(f"<{ndim}I", *shape) if ndim else b""]
-    parts.append(struct.pack("<Q", fixed_size) if fixed_size is not None else struct.pack(f"<{n + 1}Q", *range(n + 1)))
+    parts.append(
+        struct.pack("<Q", fixed_size)
+        if fixed_size is not None
+        else struct.pack(f"<{n + 1}Q", *range(n + 1))
+    )
     n_blocks = -(-data_length // block_size)
     parts.append(b"\0" * (4 * n_blocks))
     unpadded = H.FIXED_SIZE + sum(len(p) for p in parts) + 4
     pad = -unpadded % H.ALIGN
     parts.append(b"\0" * pad)
     header_length = unpadded + pad
-    fixed = struct.pack("<4sIHBBBBBxIQQI", H.MAGIC, header_length, H.FORMAT_VERSION, H.CHUNK_CODEC_IDS[chunk_codec],
-                        0, H.DTYPES.index(dtype), ndim, flags, n, data_length, raw_length, block_size)  # fmt: skip
+    fixed = struct.pack(
+        "<4sIHBBBBBxIQQI",
+        H.MAGIC,
+        header_length,
+        H.FORMAT_VERSION,
+        H.CHUNK_CODEC_IDS[chunk_codec],
+        0,
+        H.DTYPES.index(dtype),
+        ndim,
+        flags,
+        n,
+        data_length,
+        raw_length,
+        block_size,
+    )
     head = fixed + b"".join(parts)
     return head + struct.pack("<I", zlib.crc32(head))
 
@@ -73,6 +99,13 @@ def forged_header(*, n: int, dtype: str = "uint8", ndim: int = 0, shape: tuple[i
 def run_isolated(code: str, *, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter: a segfault or a hang fails the test, not the test run."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=env)  # fmt: skip
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
+    )
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

@@ -36,10 +36,12 @@ def rows(start: int, n: int) -> dict[str, Any]:
         "emb": rng.random((n, 8)).astype("float32"),
         "boxes": [np.full((int(i % 3), 4), float(i), np.float32) for i in ids],
         "pts": [np.arange(2 * int(i % 4), dtype=np.int16).reshape(-1, 2) for i in ids],
-        "img": [encode_image("jpeg", rng.integers(0, 255, (12 + int(i % 2) * 4, 16, 3), dtype=np.uint8))
-                for i in ids],
+        "img": [
+            encode_image("jpeg", rng.integers(0, 255, (12 + int(i % 2) * 4, 16, 3), dtype=np.uint8))
+            for i in ids
+        ],
         "caption": [None if i % 7 == 0 else f"row {i}" for i in ids],
-    }  # fmt: skip
+    }
 
 
 def make(uri: str, fragments: int = 3, per: int = 20, **kw: Any) -> th.Dataset:
@@ -78,7 +80,12 @@ def referenced(ds: th.Dataset) -> set[str]:
 
 
 def double_emb(batch: dict[str, Any]) -> dict[str, Any]:
-    return {"id": batch["id"], "label": batch["label"], "emb": batch["emb"] * 2, "img": batch["img"]}
+    return {
+        "id": batch["id"],
+        "label": batch["label"],
+        "emb": batch["emb"] * 2,
+        "img": batch["img"],
+    }
 
 
 def always_fail(batch: dict[str, Any]) -> dict[str, Any]:

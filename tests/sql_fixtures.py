@@ -82,13 +82,19 @@ def _concat(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in parts[0]:
         vals = [p[k] for p in parts]
-        out[k] = np.concatenate(vals) if isinstance(vals[0], np.ndarray) else [x for v in vals for x in v]
+        out[k] = (
+            np.concatenate(vals)
+            if isinstance(vals[0], np.ndarray)
+            else [x for v in vals for x in v]
+        )
     return out
 
 
 def _select(cols: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
     idx = np.flatnonzero(keep)
-    return {k: v[keep] if isinstance(v, np.ndarray) else [v[i] for i in idx] for k, v in cols.items()}
+    return {
+        k: v[keep] if isinstance(v, np.ndarray) else [v[i] for i in idx] for k, v in cols.items()
+    }
 
 
 @dataclass
@@ -100,13 +106,17 @@ class Demo:
     all_rows: dict[str, Any]
     meta: pd.DataFrame
     owners: pd.DataFrame
-    versions: dict[int, np.ndarray] = field(default_factory=dict)  # version -> bool mask over all_rows
+    versions: dict[int, np.ndarray] = field(
+        default_factory=dict
+    )  # version -> bool mask over all_rows
 
     def rows(self, version: int = 3) -> dict[str, Any]:
         """The live rows of a version, with ``_rowid``, in scan order."""
         return _select(self.all_rows, self.versions[version])
 
-    def frame(self, version: int = 3, columns: Sequence[str] = ("_rowid", "id", "label", "score")) -> pd.DataFrame:
+    def frame(
+        self, version: int = 3, columns: Sequence[str] = ("_rowid", "id", "label", "score")
+    ) -> pd.DataFrame:
         r = self.rows(version)
         return pd.DataFrame({c: r[c] for c in columns})
 
@@ -129,13 +139,22 @@ def make_demo(root: Path, *, chunk_bytes: int | None = 4096) -> Demo:
         2: np.ones(n, bool),
         3: all_rows["id"] % 10 != 9,
     }
-    meta = pd.DataFrame({"id": np.arange(n, dtype=np.int64),
-                         "split": np.where(np.arange(n) % 5 == 0, "val", "train"),
-                         "weight": (np.arange(n) % 7 + 1).astype(np.float64) / 7})  # fmt: skip
+    meta = pd.DataFrame(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "split": np.where(np.arange(n) % 5 == 0, "val", "train"),
+            "weight": (np.arange(n) % 7 + 1).astype(np.float64) / 7,
+        }
+    )
     meta_path = str(root / "meta.parquet")
     pq.write_table(pa.Table.from_pandas(meta, preserve_index=False), meta_path)
-    owners = pd.DataFrame({"label": np.arange(len(CLASSES), dtype=np.int32),
-                           "owner": ["ana", "bo", "cy", "di"], "since": [2019, 2020, 2021, 2022]})  # fmt: skip
+    owners = pd.DataFrame(
+        {
+            "label": np.arange(len(CLASSES), dtype=np.int32),
+            "owner": ["ana", "bo", "cy", "di"],
+            "since": [2019, 2020, 2021, 2022],
+        }
+    )
     owners_path = str(root / "owners")
     from deltalake import write_deltalake
 
@@ -151,12 +170,22 @@ def _rowids_where(first: dict[str, Any], second: dict[str, Any]) -> np.ndarray:
 
 def make_float16(uri: str) -> dict[str, Any]:
     """A dataset with float16 in a scalar, an embedding and a ragged tensor; returns the values."""
-    ds = th.create(uri, {"h": "float16", "emb": th.Embedding(4, dtype="float16"),
-                         "rag": th.Tensor("float16", (None, 2)), "k": "int32"})  # fmt: skip
+    ds = th.create(
+        uri,
+        {
+            "h": "float16",
+            "emb": th.Embedding(4, dtype="float16"),
+            "rag": th.Tensor("float16", (None, 2)),
+            "k": "int32",
+        },
+    )
     rng = np.random.default_rng(5)
-    vals = {"h": rng.random(10).astype(np.float16), "emb": rng.random((10, 4)).astype(np.float16),
-            "rag": [rng.random((i % 3 + 1, 2)).astype(np.float16) for i in range(10)],
-            "k": np.arange(10, dtype=np.int32)}  # fmt: skip
+    vals = {
+        "h": rng.random(10).astype(np.float16),
+        "emb": rng.random((10, 4)).astype(np.float16),
+        "rag": [rng.random((i % 3 + 1, 2)).astype(np.float16) for i in range(10)],
+        "k": np.arange(10, dtype=np.int32),
+    }
     ds.append(vals)
     return vals
 

@@ -37,7 +37,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
-@pytest.mark.parametrize("dtype", ["uint8", "int16", "int64", "float16", "float32", "float64", "bool"])
+@pytest.mark.parametrize(
+    "dtype", ["uint8", "int16", "int64", "float16", "float32", "float64", "bool"]
+)
 def test_fixed_tensor_round_trip(codec: str, dtype: str) -> None:
     rng = np.random.default_rng(1)
     t = th.Tensor(dtype, (3, 5), compression=codec)  # type: ignore[arg-type]
@@ -49,7 +51,9 @@ def test_fixed_tensor_round_trip(codec: str, dtype: str) -> None:
     assert isinstance(got, np.ndarray) and got.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(got, arr)
     rows = [39, 0, 7, 7, 12]
-    np.testing.assert_array_equal(to_numpy(reader.read_rows(path, rows, header_length=hl, size=size), t), arr[rows])
+    np.testing.assert_array_equal(
+        to_numpy(reader.read_rows(path, rows, header_length=hl, size=size), t), arr[rows]
+    )
 
 
 def test_uncompressed_fixed_shape_decodes_zero_copy() -> None:
@@ -162,7 +166,9 @@ def test_encoded_jpeg_bytes_are_stored_as_is() -> None:
         (th.Json(), [{1, 2}], "JSON"),
     ],
 )
-def test_bad_values_raise_schema_error_naming_column_and_row(ctype: ColumnType, values: object, match: str) -> None:
+def test_bad_values_raise_schema_error_naming_column_and_row(
+    ctype: ColumnType, values: object, match: str
+) -> None:
     with pytest.raises(th.SchemaError, match=match) as err:
         normalize(values, ctype, "col")
     assert "column 'col'" in str(err.value)
@@ -174,7 +180,9 @@ def test_big_sample_gets_its_own_chunk() -> None:
     batch = normalize(values, t, "c")
     ranges = split_points(batch, 1024)
     assert ranges == [(0, 1), (1, 2), (2, 3)]
-    sizes = split_points(normalize(np.ones((100, 100), np.uint8), th.Tensor("uint8", (100,)), "c"), 1000)
+    sizes = split_points(
+        normalize(np.ones((100, 100), np.uint8), th.Tensor("uint8", (100,)), "c"), 1000
+    )
     assert all(b - a == 10 for a, b in sizes) and sizes[-1][1] == 100
 
 
@@ -210,7 +218,9 @@ def test_corrupt_sample_detected_on_range_read() -> None:
     _corrupt(store, path, hl + 5 * 4096 + 100)
     with pytest.raises(th.CorruptChunkError, match="checksum"):
         reader.read_rows(path, [5], header_length=hl, size=size)
-    np.testing.assert_array_equal(to_numpy(reader.read_rows(path, [40], header_length=hl, size=size), t)[0], arr[40])
+    np.testing.assert_array_equal(
+        to_numpy(reader.read_rows(path, [40], header_length=hl, size=size), t)[0], arr[40]
+    )
 
 
 def test_truncated_and_foreign_files_are_rejected() -> None:
@@ -237,6 +247,8 @@ def test_random_bytes_never_crash_the_header_parser(blob: np.ndarray) -> None:
 def test_fixed_size_samples_store_no_offsets() -> None:
     t = th.Scalar("int32")
     chunk = encode_chunk(normalize(np.arange(100_000, dtype=np.int32), t, "c"), t)
-    assert len(chunk.data) < 100_000 * 4 * 1.01  # ~ the values; format 1 spent 8 bytes of offset per sample
+    assert (
+        len(chunk.data) < 100_000 * 4 * 1.01
+    )  # ~ the values; format 1 spent 8 bytes of offset per sample
     h = decode_header(chunk.data[: chunk.header_length], file_length=len(chunk.data))
     assert h.offsets[-1] == 400_000 and h.offsets[7] == 28

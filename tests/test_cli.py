@@ -28,12 +28,22 @@ import tensorhouse as th
 ENV = {**os.environ, "COLUMNS": "120", "PYTHONUNBUFFERED": "1"}
 
 
-def run(*args: str, cwd: Path | None = None, check: int | None = 0) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path | None = None, check: int | None = 0
+) -> subprocess.CompletedProcess[str]:
     """``python -m tensorhouse ARGS``; asserts the exit code when ``check`` is not None."""
-    proc = subprocess.run([sys.executable, "-m", "tensorhouse", *args], capture_output=True, text=True,
-                          cwd=cwd, env=ENV, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "tensorhouse", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=120,
+    )
     if check is not None:
-        assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        assert proc.returncode == check, (
+            f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
@@ -75,9 +85,14 @@ def test_help_of_every_command_has_an_example() -> None:
     assert isinstance(ingest, click.Group)
     index = cli.get_command(ctx, "index")
     assert isinstance(index, click.Group)
-    commands = [[c] for c in cli.list_commands(ctx) if c not in ("ingest", "index")] + \
-        [["ingest", c] for c in ingest.commands] + [["index", c] for c in index.commands]  # fmt: skip
-    assert len(commands) == 21  # 12 commands (serve, export included) + 5 ingest sources + 4 index commands
+    commands = (
+        [[c] for c in cli.list_commands(ctx) if c not in ("ingest", "index")]
+        + [["ingest", c] for c in ingest.commands]
+        + [["index", c] for c in index.commands]
+    )
+    assert (
+        len(commands) == 21
+    )  # 12 commands (serve, export included) + 5 ingest sources + 4 index commands
     for cmd in commands:
         out = CliRunner().invoke(cli, [*cmd, "--help"])
         assert out.exit_code == 0, (cmd, out.output)
@@ -90,27 +105,45 @@ def test_help_of_every_command_has_an_example() -> None:
 
 def test_create_info_log_tag_branch_restore_vacuum_compact(tmp_path: Path, cli: Any) -> None:
     uri = str(tmp_path / "pets")
-    schema = {"label": "int64", "image": {"kind": "image", "compression": "jpeg"}, "emb": "embedding:4",
-              "name": "text"}  # fmt: skip
+    schema = {
+        "label": "int64",
+        "image": {"kind": "image", "compression": "jpeg"},
+        "emb": "embedding:4",
+        "name": "text",
+    }
     out = run("create", uri, "--schema", json.dumps(schema)).stdout
     assert "created" in out and "image:jpeg" in out and "embedding:4" in out
     ds = th.open(uri)
     assert ds.schema["image"] == th.Image("jpeg") and ds.schema["emb"] == th.Embedding(4)
     img = np.zeros((8, 8, 3), np.uint8)
     for k in range(3):
-        ds.append({"label": [k, k], "image": [img, img], "emb": np.ones((2, 4), np.float32), "name": ["a", "b"]})
+        ds.append(
+            {
+                "label": [k, k],
+                "image": [img, img],
+                "emb": np.ones((2, 4), np.float32),
+                "name": ["a", "b"],
+            }
+        )
     cli("tag", uri, "first", "--version", "1")
     cli("tag", uri, "doomed")
     cli("tag", uri, "--delete", "doomed")
     cli("branch", uri, "exp", "--version", "2")
     info = run("info", uri).stdout
-    assert "version   3 of 3" in info and "rows      6" in info and "first (v1)" in info and "exp" in info
+    assert (
+        "version   3 of 3" in info
+        and "rows      6" in info
+        and "first (v1)" in info
+        and "exp" in info
+    )
     assert "label" in info and "int64" in info
     tags = cli("tag", uri, "--list").stdout
     assert "first" in tags and "doomed" not in tags
     assert cli("branch", uri, "--list").stdout.split() == ["main", "exp"]
     log = cli("log", uri).stdout.splitlines()
-    assert log[0].split() == ["version", "time", "operation", "rows", "message"] and len(log) == 2 + 4
+    assert (
+        log[0].split() == ["version", "time", "operation", "rows", "message"] and len(log) == 2 + 4
+    )
     assert "restored version 1 as version 4 (2 rows)" in cli("restore", uri, "1").stdout
     assert "compact" in cli("compact", uri, "--target-rows", "1000").stdout
     dry = cli("vacuum", uri, "--retention-hours", "0", "--dry-run", "--force").stdout
@@ -119,7 +152,10 @@ def test_create_info_log_tag_branch_restore_vacuum_compact(tmp_path: Path, cli: 
     assert len(th.open(uri)) == 2 and len(th.open(uri, tag="first")) == 2
     # usage errors exit 2; errors of ours exit 1 with one line
     assert cli("tag", uri, "x", "--list", check=2).stderr.count("Error") == 1
-    assert "'nonsense'" in cli("create", str(tmp_path / "bad"), "--schema", '{"x": "nonsense"}', check=2).stderr
+    assert (
+        "'nonsense'"
+        in cli("create", str(tmp_path / "bad"), "--schema", '{"x": "nonsense"}', check=2).stderr
+    )
     assert cli("create", str(tmp_path / "bad"), "--schema", "[1, 2]", check=2).stderr
     bad = run("info", str(tmp_path / "nowhere"), check=1)
     assert bad.stderr.strip() == f"error: no tensorhouse dataset at {tmp_path / 'nowhere'}"
@@ -137,20 +173,36 @@ def test_ingest_imagefolder_skip_strict_and_rerun(tmp_path: Path) -> None:
     assert sorted(th.open(uri).take(np.arange(9), columns=["path"])["path"]) == sorted(files)
     again = run("ingest", "imagefolder", str(tmp_path / "src"), uri, "--batch-rows", "4").stdout
     assert "ingested 0 rows" in again and "3 already committed" in again
-    strict = run("ingest", "imagefolder", str(tmp_path / "src"), str(tmp_path / "s"), "--strict", check=1)
+    strict = run(
+        "ingest", "imagefolder", str(tmp_path / "src"), str(tmp_path / "s"), "--strict", check=1
+    )
     assert strict.stderr.startswith("error: ") and "dog/broken.jpg" in strict.stderr
-    assert run("ingest", "imagefolder", str(tmp_path / "missing"), uri, check=2).stderr  # click checks the path
+    assert run(
+        "ingest", "imagefolder", str(tmp_path / "missing"), uri, check=2
+    ).stderr  # click checks the path
 
 
 def test_ingest_coco_and_malformed(tmp_path: Path) -> None:
     doc = make_coco(tmp_path, n=5)
     uri = str(tmp_path / "ds")
-    assert "ingested 5 rows" in run("ingest", "coco", str(tmp_path / "ann.json"), str(tmp_path / "images"), uri).stdout
+    assert (
+        "ingested 5 rows"
+        in run("ingest", "coco", str(tmp_path / "ann.json"), str(tmp_path / "images"), uri).stdout
+    )
     ds = th.open(uri)
-    assert ds.take(np.arange(5), columns=["image_id"])["image_id"].tolist() == [im["id"] for im in doc["images"]]
+    assert ds.take(np.arange(5), columns=["image_id"])["image_id"].tolist() == [
+        im["id"] for im in doc["images"]
+    ]
     doc["annotations"][0]["bbox"] = [1, 2, 3]
     (tmp_path / "bad.json").write_text(json.dumps(doc))
-    bad = run("ingest", "coco", str(tmp_path / "bad.json"), str(tmp_path / "images"), str(tmp_path / "d2"), check=1)
+    bad = run(
+        "ingest",
+        "coco",
+        str(tmp_path / "bad.json"),
+        str(tmp_path / "images"),
+        str(tmp_path / "d2"),
+        check=1,
+    )
     assert "malformed COCO file" in bad.stderr and "bbox must be 4 finite numbers" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
@@ -160,46 +212,111 @@ def test_ingest_parquet_csv_webdataset(tmp_path: Path, cli: Any) -> None:
 
     files = make_folder(tmp_path / "imgs", classes=("a",), per_class=3)
     rels = sorted(files)
-    pq.write_table(pa.table({"img": [files[r] for r in rels], "emb": [[1.0, 2.0]] * 3, "n": [1, 2, 3]}),
-                   tmp_path / "t.parquet")  # fmt: skip
+    pq.write_table(
+        pa.table({"img": [files[r] for r in rels], "emb": [[1.0, 2.0]] * 3, "n": [1, 2, 3]}),
+        tmp_path / "t.parquet",
+    )
     types = json.dumps({"img": "image:jpeg", "emb": "embedding:2"})
     run("ingest", "parquet", str(tmp_path / "*.parquet"), str(tmp_path / "p"), "--types", types)
     assert th.open(str(tmp_path / "p")).schema["emb"] == th.Embedding(2)
-    (tmp_path / "l.csv").write_text("file,label\n" + "".join(f"imgs/{r},{i}\n" for i, r in enumerate(rels)))
-    cli("ingest", "csv", str(tmp_path / "l.csv"), str(tmp_path / "c"), "--types", '{"file": "image"}')
+    (tmp_path / "l.csv").write_text(
+        "file,label\n" + "".join(f"imgs/{r},{i}\n" for i, r in enumerate(rels))
+    )
+    cli(
+        "ingest",
+        "csv",
+        str(tmp_path / "l.csv"),
+        str(tmp_path / "c"),
+        "--types",
+        '{"file": "image"}',
+    )
     assert bytes(th.open(str(tmp_path / "c")).take([2], decode=False)["file"][0]) == files[rels[2]]
     make_shards(tmp_path / "shards", shards=2, per_shard=2)
-    out = run("ingest", "webdataset", str(tmp_path / "shards" / "shard-{000000..000001}.tar"), str(tmp_path / "w"))
+    out = run(
+        "ingest",
+        "webdataset",
+        str(tmp_path / "shards" / "shard-{000000..000001}.tar"),
+        str(tmp_path / "w"),
+    )
     assert "ingested 4 rows" in out.stdout and len(th.open(str(tmp_path / "w"))) == 4
-    assert "not valid JSON" in cli("ingest", "parquet", str(tmp_path / "t.parquet"), str(tmp_path / "x"),
-                                   "--types", "{bad", check=2).stderr  # fmt: skip
+    assert (
+        "not valid JSON"
+        in cli(
+            "ingest",
+            "parquet",
+            str(tmp_path / "t.parquet"),
+            str(tmp_path / "x"),
+            "--types",
+            "{bad",
+            check=2,
+        ).stderr
+    )
 
 
 def test_sql(tmp_path: Path, cli: Any) -> None:
-    pytest.importorskip("tensorhouse.connector.duckdb", reason="the SQL connector (tensorhouse.connector) "
-                        "is not importable yet")  # fmt: skip
-    pytest.importorskip("tensorhouse.connector.datafusion", reason="DataFusion connector not importable")
+    pytest.importorskip(
+        "tensorhouse.connector.duckdb",
+        reason="the SQL connector (tensorhouse.connector) is not importable yet",
+    )
+    pytest.importorskip(
+        "tensorhouse.connector.datafusion", reason="DataFusion connector not importable"
+    )
     make_folder(tmp_path / "src", per_class=3)
     uri = str(tmp_path / "pets")
     th.ingest.imagefolder(str(tmp_path / "src"), uri, progress=False)
     query = "SELECT label, count(*) AS n FROM pets GROUP BY label ORDER BY label"
     for engine, call in (("duckdb", run), ("datafusion", cli)):
         out = call("sql", query, "--dataset", f"pets={uri}", "--engine", engine).stdout.splitlines()
-        assert out[0].split() == ["label", "n"] and [r.split() for r in out[2:5]] == [["0", "3"], ["1", "3"],
-                                                                                     ["2", "3"]]  # fmt: skip
+        assert out[0].split() == ["label", "n"] and [r.split() for r in out[2:5]] == [
+            ["0", "3"],
+            ["1", "3"],
+            ["2", "3"],
+        ]
         assert out[-1] == "(3 rows)"
-    shown = run("sql", "SELECT path, image FROM pets ORDER BY path", "-d", f"pets={uri}", "--engine", "datafusion",
-                "--limit", "2").stdout  # fmt: skip
-    assert "<jpeg " in shown and " KB>" in shown and "cat/000.jpg" in shown and "more not shown" in shown
-    cli("sql", "SELECT path, label FROM pets WHERE label = 1", "-d", f"pets={uri}", "-o", str(tmp_path / "o.parquet"))
-    assert pq.read_table(tmp_path / "o.parquet").column("path").to_pylist() == [f"dog/{i:03d}.jpg" for i in range(3)]
+    shown = run(
+        "sql",
+        "SELECT path, image FROM pets ORDER BY path",
+        "-d",
+        f"pets={uri}",
+        "--engine",
+        "datafusion",
+        "--limit",
+        "2",
+    ).stdout
+    assert (
+        "<jpeg " in shown
+        and " KB>" in shown
+        and "cat/000.jpg" in shown
+        and "more not shown" in shown
+    )
+    cli(
+        "sql",
+        "SELECT path, label FROM pets WHERE label = 1",
+        "-d",
+        f"pets={uri}",
+        "-o",
+        str(tmp_path / "o.parquet"),
+    )
+    assert pq.read_table(tmp_path / "o.parquet").column("path").to_pylist() == [
+        f"dog/{i:03d}.jpg" for i in range(3)
+    ]
     cli("sql", "SELECT path, label FROM pets", "-d", f"pets={uri}", "-o", str(tmp_path / "o.csv"))
     assert (tmp_path / "o.csv").read_text().count("\n") == 10
-    cli("sql", "SELECT image, label FROM pets WHERE label = 2", "-d", f"pets={uri}", "--engine", "datafusion",
-        "-o", str(tmp_path / "fish"))  # fmt: skip
+    cli(
+        "sql",
+        "SELECT image, label FROM pets WHERE label = 2",
+        "-d",
+        f"pets={uri}",
+        "--engine",
+        "datafusion",
+        "-o",
+        str(tmp_path / "fish"),
+    )
     fish = th.open(str(tmp_path / "fish"))
     assert len(fish) == 3 and fish.schema["image"] == th.Image("jpeg")
-    assert run("sql", "SELECT * FROM nope", "-d", f"pets={uri}", check=1).stderr.startswith("error: ")
+    assert run("sql", "SELECT * FROM nope", "-d", f"pets={uri}", check=1).stderr.startswith(
+        "error: "
+    )
     assert cli("sql", "SELECT 1", "-d", "pets", check=2).stderr
 
 
@@ -223,9 +340,23 @@ main()
 
 def _slow_ingest(tmp_path: Path, uri: Path) -> subprocess.Popen[str]:
     """An ingest of many one-row batches (one slowed commit each), so a signal lands mid-way."""
-    return subprocess.Popen([sys.executable, "-c", _SLOW_COMMITS, "ingest", "imagefolder", str(tmp_path / "src"),
-                             str(uri), "--batch-rows", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)  # fmt: skip
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _SLOW_COMMITS,
+            "ingest",
+            "imagefolder",
+            str(tmp_path / "src"),
+            str(uri),
+            "--batch-rows",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 def _wait_for_commits(proc: subprocess.Popen[str], uri: Path, n: int) -> None:

@@ -24,8 +24,10 @@ def same(got: pa.Table, want: pa.Table) -> bool:
     """Tables equal in schema and values, NaN equal to NaN (``Table.equals`` says NaN != NaN)."""
 
     def values(t: pa.Table) -> dict[str, list[Any]]:
-        return {c: ["nan" if isinstance(v, float) and v != v else v for v in t.column(c).to_pylist()]
-                for c in t.column_names}  # fmt: skip
+        return {
+            c: ["nan" if isinstance(v, float) and v != v else v for v in t.column(c).to_pylist()]
+            for c in t.column_names
+        }
 
     return got.schema.equals(want.schema) and values(got) == values(want)
 
@@ -38,8 +40,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def numbers() -> Dataset:
     """4 fragments x 500 rows of scalars, 128-row chunks, with nulls and NaN in places."""
-    ds = th.create("memory://connector-numbers", {"a": "int64", "b": "float64", "c": "int32", "img": th.Binary()},
-                   chunk_bytes=1024)  # fmt: skip
+    ds = th.create(
+        "memory://connector-numbers",
+        {"a": "int64", "b": "float64", "c": "int32", "img": th.Binary()},
+        chunk_bytes=1024,
+    )
     for f in range(4):
         a = np.arange(f * 500, (f + 1) * 500)
         b = (a / 10.0).astype(np.float64)
@@ -66,7 +71,9 @@ def test_schema_puts_rowid_first_and_carries_types(demo: Any) -> None:
     assert t.schema.names == ["_rowid", *th.open(demo.uri).columns]
     assert t.schema.field("_rowid").type == pa.int64()
     meta = t.schema.field("image").metadata
-    assert th.types.ColumnType.from_dict(__import__("json").loads(meta[ARROW_METADATA_KEY])) == th.Image("jpeg")
+    assert th.types.ColumnType.from_dict(
+        __import__("json").loads(meta[ARROW_METADATA_KEY])
+    ) == th.Image("jpeg")
     assert arrow_dataset(demo.uri, rowid=False).schema.names == th.open(demo.uri).columns
     assert arrow_dataset(demo.uri).schema.names == th.open(demo.uri).columns  # row ids are opt-in
 
@@ -99,7 +106,9 @@ def test_projection_reads_only_the_named_columns(demo: Any) -> None:
 
 def test_filter_columns_are_read_but_not_returned(demo: Any) -> None:
     ds, store = counted(th.open(demo.uri))
-    table = TensorhouseArrowDataset(ds, rowid=True).to_table(columns=["label"], filter=pc.field("id") < 10)
+    table = TensorhouseArrowDataset(ds, rowid=True).to_table(
+        columns=["label"], filter=pc.field("id") < 10
+    )
     assert table.column_names == ["label"] and table.num_rows == 9
     assert set(store.reads) - {"_deletions"} == {"label", "id"}
 
@@ -160,7 +169,9 @@ def test_statistics_skip_chunks_and_fragments(numbers: Dataset) -> None:
     assert sc.to_table().num_rows == 100
     assert store.reads["a"] == 1  # the first chunk of 16; no prefetch past the pruned range
     assert [(f.start, f.stop) for f in t.get_fragments(pc.field("a") >= 1600)] == [(1500, 2000)]
-    assert [f.ranges for f in t.get_fragments(pc.field("a") > 10_000)] == [[]]  # one empty partition, none read
+    assert [f.ranges for f in t.get_fragments(pc.field("a") > 10_000)] == [
+        []
+    ]  # one empty partition, none read
     # Only nulls in fragment 3's c: IS NULL keeps it, a comparison drops it.
     assert [f.start for f in t.get_fragments(pc.field("c") == 3)] == [0, 500, 1000]
     assert 1500 in [f.start for f in t.get_fragments(pc.field("c").is_null())]
@@ -181,11 +192,19 @@ ops = st.sampled_from(["<", "<=", ">", ">=", "==", "!="])
 
 @st.composite
 def predicates(draw: st.DrawFn, depth: int = 0) -> pc.Expression:
-    kind = draw(st.sampled_from(["cmp", "cmp", "in", "null", "and", "or", "not"] if depth < 2 else ["cmp", "in", "null"]))
+    kind = draw(
+        st.sampled_from(
+            ["cmp", "cmp", "in", "null", "and", "or", "not"] if depth < 2 else ["cmp", "in", "null"]
+        )
+    )
     col = draw(st.sampled_from(["a", "b", "c"]))
     if kind == "cmp":
         op = draw(ops)
-        v = draw(st.integers(-10, 2010)) if col != "b" else draw(st.floats(-1, 201, allow_nan=False))
+        v = (
+            draw(st.integers(-10, 2010))
+            if col != "b"
+            else draw(st.floats(-1, 201, allow_nan=False))
+        )
         f = pc.field(col)
         return {"<": f < v, "<=": f <= v, ">": f > v, ">=": f >= v, "==": f == v, "!=": f != v}[op]
     if kind == "in":
@@ -198,9 +217,13 @@ def predicates(draw: st.DrawFn, depth: int = 0) -> pc.Expression:
     return left & right if kind == "and" else left | right
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(expr=predicates())
-def test_pruned_scans_match_a_full_filter(numbers: Dataset, numbers_table: pa.Table, expr: pc.Expression) -> None:
+def test_pruned_scans_match_a_full_filter(
+    numbers: Dataset, numbers_table: pa.Table, expr: pc.Expression
+) -> None:
     t = TensorhouseArrowDataset(numbers, rowid=True, fragment_rows=300)
     want = numbers_table.filter(expr)
     assert same(t.to_table(filter=expr), want)
@@ -212,7 +235,9 @@ def test_pruned_scans_match_a_full_filter(numbers: Dataset, numbers_table: pa.Ta
 # -- laziness, fragments, other methods ---------------------------------------------------
 def test_reader_is_lazy(numbers: Dataset) -> None:
     ds, store = counted(numbers)
-    reader = TensorhouseArrowDataset(ds, rowid=True).scanner(columns=["a"], batch_size=100).to_reader()
+    reader = (
+        TensorhouseArrowDataset(ds, rowid=True).scanner(columns=["a"], batch_size=100).to_reader()
+    )
     first = reader.read_next_batch()
     assert first.num_rows == 100
     assert store.reads["a"] <= 2  # the first chunk, maybe the prefetched next one: not 16
@@ -221,12 +246,22 @@ def test_reader_is_lazy(numbers: Dataset) -> None:
 def test_fragments_split_rows_and_never_cross_tensorhouse_fragments(numbers: Dataset) -> None:
     t = TensorhouseArrowDataset(numbers, rowid=True, fragment_rows=300)
     frags = t.get_fragments()
-    assert [(f.start, f.stop) for f in frags] == [(0, 300), (300, 500), (500, 800), (800, 1000), (1000, 1300),
-                                                  (1300, 1500), (1500, 1800), (1800, 2000)]  # fmt: skip
+    assert [(f.start, f.stop) for f in frags] == [
+        (0, 300),
+        (300, 500),
+        (500, 800),
+        (800, 1000),
+        (1000, 1300),
+        (1300, 1500),
+        (1500, 1800),
+        (1800, 2000),
+    ]
     assert sum(f.count_rows() for f in frags) == 2000
     assert frags[1].to_table(columns=["a"]).column("a").to_pylist() == list(range(300, 500))
     # DataFusion's call: dataset schema first, 8,192-row batches asked (raised to 65,536).
-    batches = list(frags[0].scanner(t.schema, columns=[], filter=None, batch_size=8192).to_batches())
+    batches = list(
+        frags[0].scanner(t.schema, columns=[], filter=None, batch_size=8192).to_batches()
+    )
     assert sum(b.num_rows for b in batches) == 300 and all(b.num_columns == 0 for b in batches)
 
 
@@ -238,7 +273,13 @@ def test_count_head_take_filter(numbers: Dataset, numbers_table: pa.Table) -> No
     assert t.take([5, 1999, 0], columns=["a"]).column("a").to_pylist() == [5, 1999, 0]
     small = t.filter(pc.field("a") < 20)
     assert small.count_rows() == 20
-    assert small.filter(pc.field("a") >= 15).to_table(columns=["a"]).column("a").to_pylist() == [15, 16, 17, 18, 19]
+    assert small.filter(pc.field("a") >= 15).to_table(columns=["a"]).column("a").to_pylist() == [
+        15,
+        16,
+        17,
+        18,
+        19,
+    ]
     assert sum(b.num_rows for b in t.to_batches(columns=["a"], batch_size=512)) == 2000
     for method in ("join", "join_asof", "sort_by", "replace_schema"):
         with pytest.raises(th.UnsupportedError):
@@ -282,9 +323,18 @@ def test_bad_sources(tmp_path: Path, demo: Any) -> None:
 
 
 def test_to_numpy_shapes_nulls_and_errors() -> None:
-    emb = pa.FixedSizeListArray.from_arrays(pa.array(np.arange(12, dtype=np.float32)), 3, mask=pa.array([False, True, False, False]))
-    table = pa.table({"i": pa.array([1, None, 3, 4], pa.int32()), "f": pa.array([1.0, None, 3.0, 4.0], pa.float32()),
-                      "emb": emb, "b": pa.array([b"x", None, b"", b"z"]), "s": ["a", None, "c", "d"]})  # fmt: skip
+    emb = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.arange(12, dtype=np.float32)), 3, mask=pa.array([False, True, False, False])
+    )
+    table = pa.table(
+        {
+            "i": pa.array([1, None, 3, 4], pa.int32()),
+            "f": pa.array([1.0, None, 3.0, 4.0], pa.float32()),
+            "emb": emb,
+            "b": pa.array([b"x", None, b"", b"z"]),
+            "s": ["a", None, "c", "d"],
+        }
+    )
     out = th.to_numpy(table)
     assert out["i"].dtype == np.int32 and out["i"].tolist() == [1, 0, 3, 4]
     assert np.isnan(out["f"][1]) and out["f"].dtype == np.float32
@@ -298,6 +348,8 @@ def test_to_numpy_shapes_nulls_and_errors() -> None:
         th.to_numpy(pa.table([pa.array([1]), pa.array([2])], names=["a", "a"]))
     with pytest.raises(TypeError):
         th.to_numpy(42)
-    plain = pa.table({"emb": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 3)})
+    plain = pa.table(
+        {"emb": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 3)}
+    )
     view = th.to_numpy(plain)["emb"]
     assert not view.flags.writeable  # a zero-copy view of the Arrow buffer

@@ -35,11 +35,15 @@ def ctx(demo: Any) -> datafusion.SessionContext:
 
 
 def test_group_by_label_matches_numpy(ctx: datafusion.SessionContext, demo: Any) -> None:
-    got = ctx.sql("SELECT label, count(*) AS n FROM pets WHERE id >= 20 GROUP BY label ORDER BY label").to_pydict()
+    got = ctx.sql(
+        "SELECT label, count(*) AS n FROM pets WHERE id >= 20 GROUP BY label ORDER BY label"
+    ).to_pydict()
     rows = demo.rows()
     keep = rows["id"] >= 20
-    assert got == {"label": list(range(len(CLASSES))),
-                   "n": [int(((rows["label"] == k) & keep).sum()) for k in range(len(CLASSES))]}  # fmt: skip
+    assert got == {
+        "label": list(range(len(CLASSES))),
+        "n": [int(((rows["label"] == k) & keep).sum()) for k in range(len(CLASSES))],
+    }
 
 
 def test_star_and_rowid(ctx: datafusion.SessionContext, demo: Any) -> None:
@@ -78,8 +82,12 @@ def test_metadata_survives(ctx: datafusion.SessionContext) -> None:
 
 
 def test_tensor_types_and_cosine_distance(ctx: datafusion.SessionContext, demo: Any) -> None:
-    out = th.to_numpy(ctx.sql("SELECT embedding, mask, boxes, depth, image, array_length(boxes) AS nb "
-                              "FROM pets_ids ORDER BY _rowid"))  # fmt: skip
+    out = th.to_numpy(
+        ctx.sql(
+            "SELECT embedding, mask, boxes, depth, image, array_length(boxes) AS nb "
+            "FROM pets_ids ORDER BY _rowid"
+        )
+    )
     rows = demo.rows()
     np.testing.assert_array_equal(out["embedding"], rows["embedding"])
     np.testing.assert_array_equal(out["mask"], rows["mask"])
@@ -87,8 +95,10 @@ def test_tensor_types_and_cosine_distance(ctx: datafusion.SessionContext, demo: 
     assert [d.shape for d in out["depth"]] == [d.shape for d in rows["depth"]]
     assert out["image"] == rows["image"]
     q = rows["embedding"][3]
-    got = ctx.sql(f"SELECT id, cosine_distance(embedding, make_array({', '.join(map(str, q.tolist()))})) AS d "
-                  "FROM pets ORDER BY d LIMIT 5").to_pydict()  # fmt: skip
+    got = ctx.sql(
+        f"SELECT id, cosine_distance(embedding, make_array({', '.join(map(str, q.tolist()))})) AS d "
+        "FROM pets ORDER BY d LIMIT 5"
+    ).to_pydict()
     sims = rows["embedding"] @ q / (np.linalg.norm(rows["embedding"], axis=1) * np.linalg.norm(q))
     order = np.argsort(-sims)[:5]
     assert got["id"] == rows["id"][order].tolist()
@@ -104,13 +114,17 @@ def test_float16_dataset(tmp_path: Path) -> None:
     assert [r.shape for r in out["rag"]] == [v.shape for v in vals["rag"]]
 
 
-def test_table_function_time_travel(ctx: datafusion.SessionContext, demo: Any, tmp_path: Path) -> None:
+def test_table_function_time_travel(
+    ctx: datafusion.SessionContext, demo: Any, tmp_path: Path
+) -> None:
     count = "SELECT count(*) AS n FROM tensorhouse('{uri}'{rest})"
     assert ctx.sql(count.format(uri=demo.uri, rest=", 1")).to_pydict() == {"n": [150]}
     assert ctx.sql(count.format(uri=demo.uri, rest=", NULL")).to_pydict() == {"n": [180]}
     assert ctx.sql(count.format(uri=demo.uri, rest="")).to_pydict() == {"n": [180]}
-    got = ctx.sql(f"SELECT count(*) AS n FROM tensorhouse_ids('{demo.uri}', 2) "
-                  "WHERE _rowid NOT IN (SELECT _rowid FROM pets_ids)").to_pydict()  # fmt: skip
+    got = ctx.sql(
+        f"SELECT count(*) AS n FROM tensorhouse_ids('{demo.uri}', 2) "
+        "WHERE _rowid NOT IN (SELECT _rowid FROM pets_ids)"
+    ).to_pydict()
     assert got == {"n": [20]}
     uri = str(tmp_path / "tt")
     ds = th.create(uri, {"x": "int64"})
@@ -151,9 +165,15 @@ def test_join_parquet_and_delta(ctx: datafusion.SessionContext, demo: Any) -> No
     got = ctx.sql("""
         SELECT m.split, o.owner, count(*) AS n
         FROM pets p JOIN meta m ON p.id = m.id JOIN owners o ON p.label = o.label
-        GROUP BY m.split, o.owner ORDER BY m.split, o.owner""").to_pandas()  # fmt: skip
-    want = (demo.frame().merge(demo.meta, on="id").merge(demo.owners, on="label")
-            .groupby(["split", "owner"]).size().reset_index(name="n"))  # fmt: skip
+        GROUP BY m.split, o.owner ORDER BY m.split, o.owner""").to_pandas()
+    want = (
+        demo.frame()
+        .merge(demo.meta, on="id")
+        .merge(demo.owners, on="label")
+        .groupby(["split", "owner"])
+        .size()
+        .reset_index(name="n")
+    )
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 

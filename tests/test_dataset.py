@@ -17,10 +17,15 @@ import tensorhouse as th
 from tensorhouse.synth import scene
 
 SCHEMA = {
-    "image": th.Image("jpeg"), "label": th.ClassLabel(["cat", "dog", "bird"]), "boxes": th.BBox(),
-    "embedding": th.Embedding(16), "caption": th.Text(), "mask": th.Tensor("uint8", (None, None)),
-    "meta": th.Json(), "score": "float32",
-}  # fmt: skip
+    "image": th.Image("jpeg"),
+    "label": th.ClassLabel(["cat", "dog", "bird"]),
+    "boxes": th.BBox(),
+    "embedding": th.Embedding(16),
+    "caption": th.Text(),
+    "mask": th.Tensor("uint8", (None, None)),
+    "meta": th.Json(),
+    "score": "float32",
+}
 
 
 def make_rows(n: int, seed: int = 0) -> dict[str, Any]:
@@ -32,7 +37,9 @@ def make_rows(n: int, seed: int = 0) -> dict[str, Any]:
         "boxes": [rng.random((int(rng.integers(0, 4)), 4)).astype(np.float32) for _ in range(n)],
         "embedding": rng.random((n, 16)).astype(np.float32),
         "caption": [f"row {i} ✓" for i in range(n)],
-        "mask": [rng.integers(0, 2, (int(rng.integers(0, 5)), 3)).astype(np.uint8) for _ in range(n)],
+        "mask": [
+            rng.integers(0, 2, (int(rng.integers(0, 5)), 3)).astype(np.uint8) for _ in range(n)
+        ],
         "meta": [{"i": i, "tags": ["a"] * (i % 3)} for i in range(n)],
         "score": rng.random(n).astype(np.float32),
     }
@@ -67,7 +74,9 @@ def test_create_append_open_take(uri: str) -> None:
             np.testing.assert_array_equal(a, b)
     for a, b in zip(got["image"], expect["image"], strict=True):
         mse = float(np.mean((a.astype(float) - b) ** 2))
-        assert a.shape == b.shape and 10 * np.log10(255**2 / mse) > 25  # jpeg q90, 4:2:0, tiny images
+        assert (
+            a.shape == b.shape and 10 * np.log10(255**2 / mse) > 25
+        )  # jpeg q90, 4:2:0, tiny images
 
 
 def test_getitem_negative_index_and_rowids(uri: str) -> None:
@@ -104,7 +113,13 @@ def test_to_batches_streams_projected_columns(uri: str) -> None:
 
 def test_arrow_and_row_inputs(uri: str) -> None:
     ds = th.create(uri, {"name": th.Text(), "v": th.Embedding(2), "n": "int32"})
-    table = pa.table({"name": ["a", "b"], "v": pa.array([[1, 2], [3, 4]], pa.list_(pa.float32(), 2)), "n": [1, 2]})
+    table = pa.table(
+        {
+            "name": ["a", "b"],
+            "v": pa.array([[1, 2], [3, 4]], pa.list_(pa.float32(), 2)),
+            "n": [1, 2],
+        }
+    )
     ds.append(table)
     ds.append(table.to_batches()[0])
     ds.append([{"name": "c", "v": [5, 6], "n": 3}, {"name": None, "v": None, "n": None}])
@@ -153,7 +168,9 @@ def test_missing_dataset_and_existing_dataset(tmp_path: Path) -> None:
         ("not data", "cannot append|expected a dict"),
     ],
 )
-def test_failed_append_leaves_dataset_at_previous_version(tmp_path: Path, data: Any, match: str) -> None:
+def test_failed_append_leaves_dataset_at_previous_version(
+    tmp_path: Path, data: Any, match: str
+) -> None:
     uri = str(tmp_path / "d")
     ds = th.create(uri, {"x": "int64", "t": th.Text()})
     ds.append({"x": [1], "t": ["ok"]})
@@ -244,5 +261,7 @@ def test_s3_round_trip(s3_uri: tuple[str, dict[str, Any]]) -> None:
 
 def test_import_is_light() -> None:
     code = "import sys, tensorhouse; print(sorted(m for m in ('duckdb', 'datafusion', 'torch', 's3fs') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -32,11 +32,19 @@ def con(demo: Any) -> Any:
 
 
 def test_group_by_label_matches_numpy(con: Any, demo: Any) -> None:
-    got = con.sql("SELECT label, count(*) AS n, sum(id) AS s FROM pets WHERE id >= 20 GROUP BY label ORDER BY label")
+    got = con.sql(
+        "SELECT label, count(*) AS n, sum(id) AS s FROM pets WHERE id >= 20 GROUP BY label ORDER BY label"
+    )
     rows = demo.rows()
     keep = rows["id"] >= 20
-    want = [(k, int(((rows["label"] == k) & keep).sum()), int(rows["id"][(rows["label"] == k) & keep].sum()))
-            for k in range(len(CLASSES))]  # fmt: skip
+    want = [
+        (
+            k,
+            int(((rows["label"] == k) & keep).sum()),
+            int(rows["id"][(rows["label"] == k) & keep].sum()),
+        )
+        for k in range(len(CLASSES))
+    ]
     assert [(a, b, int(c)) for a, b, c in got.fetchall()] == want
 
 
@@ -87,14 +95,25 @@ def test_limit_stops_reading(demo: Any) -> None:
 
 def test_tensor_types(con: Any, demo: Any) -> None:
     rel = con.sql("SELECT embedding, mask, boxes, depth, image FROM pets")
-    assert [str(t) for t in rel.types] == [f"FLOAT[{EMB_DIM}]", "UTINYINT[4][4]", "FLOAT[4][]",
-                                           'STRUCT("data" FLOAT[], shape INTEGER[2])', "BLOB"]  # fmt: skip
-    out = th.to_numpy(con.sql("SELECT embedding, mask, boxes, depth, image, len(boxes) AS nb FROM pets_ids ORDER BY _rowid"))
+    assert [str(t) for t in rel.types] == [
+        f"FLOAT[{EMB_DIM}]",
+        "UTINYINT[4][4]",
+        "FLOAT[4][]",
+        'STRUCT("data" FLOAT[], shape INTEGER[2])',
+        "BLOB",
+    ]
+    out = th.to_numpy(
+        con.sql(
+            "SELECT embedding, mask, boxes, depth, image, len(boxes) AS nb FROM pets_ids ORDER BY _rowid"
+        )
+    )
     rows = demo.rows()
     np.testing.assert_array_equal(out["embedding"], rows["embedding"])
     assert out["mask"].shape == (180, 4, 4) and out["mask"].dtype == np.uint8
     np.testing.assert_array_equal(out["mask"], rows["mask"])
-    for got_b, want_b, got_d, want_d in zip(out["boxes"], rows["boxes"], out["depth"], rows["depth"], strict=True):
+    for got_b, want_b, got_d, want_d in zip(
+        out["boxes"], rows["boxes"], out["depth"], rows["depth"], strict=True
+    ):
         np.testing.assert_array_equal(got_b, want_b.reshape(-1, 4))
         np.testing.assert_array_equal(got_d, want_d)
     assert out["image"] == rows["image"]
@@ -123,13 +142,17 @@ def test_float16_dataset(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out["h"], vals["h"].astype(np.float32))
     np.testing.assert_array_equal(out["emb"], vals["emb"].astype(np.float32))
     assert [r.shape for r in out["rag"]] == [v.shape for v in vals["rag"]]
-    assert c.sql("SELECT count(*) FROM f16 WHERE h < 0.5").fetchall() == [(int((vals["h"] < 0.5).sum()),)]
+    assert c.sql("SELECT count(*) FROM f16 WHERE h < 0.5").fetchall() == [
+        (int((vals["h"] < 0.5).sum()),)
+    ]
 
 
 def test_time_travel(con: Any, demo: Any, tmp_path: Path) -> None:
     assert th.duckdb.scan(con, demo.uri, version=1).aggregate("count(*)").fetchall() == [(150,)]
     th.duckdb.register(con, "pets_v2", demo.uri, version=2, rowid=True)
-    got = con.sql("SELECT count(*) FROM pets_v2 WHERE _rowid NOT IN (SELECT _rowid FROM pets_ids)").fetchall()
+    got = con.sql(
+        "SELECT count(*) FROM pets_v2 WHERE _rowid NOT IN (SELECT _rowid FROM pets_ids)"
+    ).fetchall()
     assert got == [(20,)]  # the deleted tenth ids
     uri = str(tmp_path / "tt")
     ds = th.create(uri, {"x": "int64"})
@@ -150,7 +173,9 @@ def test_refresh_sees_new_commits(tmp_path: Path) -> None:
     c = th.duckdb.connect(tables={"pinned": uri})
     th.duckdb.register(c, "live", uri, refresh=True)
     ds.append({"x": [2]})
-    assert c.sql("SELECT (SELECT sum(x) FROM pinned), (SELECT sum(x) FROM live)").fetchall() == [(1, 3)]
+    assert c.sql("SELECT (SELECT sum(x) FROM pinned), (SELECT sum(x) FROM live)").fetchall() == [
+        (1, 3)
+    ]
     ds.add_column("y", "int32")
     with pytest.raises(duckdb.Error, match="register the table again"):
         c.sql("SELECT * FROM live").fetchall()
@@ -162,16 +187,24 @@ def test_join_parquet_and_delta(con: Any, demo: Any) -> None:
     got = con.sql(f"""
         SELECT m.split, o.owner, count(*) AS n
         FROM pets p JOIN read_parquet('{demo.meta_path}') m ON p.id = m.id JOIN owners o ON p.label = o.label
-        GROUP BY ALL ORDER BY ALL""").df()  # fmt: skip
-    want = (demo.frame().merge(demo.meta, on="id").merge(demo.owners, on="label")
-            .groupby(["split", "owner"]).size().reset_index(name="n"))  # fmt: skip
+        GROUP BY ALL ORDER BY ALL""").df()
+    want = (
+        demo.frame()
+        .merge(demo.meta, on="id")
+        .merge(demo.owners, on="label")
+        .groupby(["split", "owner"])
+        .size()
+        .reset_index(name="n")
+    )
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
 
 
 def test_to_torch(con: Any, demo: Any) -> None:
     import torch
 
-    out = th.to_torch(con.sql("SELECT label, embedding, depth, caption FROM pets_ids ORDER BY _rowid"))
+    out = th.to_torch(
+        con.sql("SELECT label, embedding, depth, caption FROM pets_ids ORDER BY _rowid")
+    )
     assert out["embedding"].shape == (180, EMB_DIM) and out["embedding"].dtype == torch.float32
     assert out["label"].dtype == torch.int32
     assert isinstance(out["depth"][0], torch.Tensor) and out["depth"][0].shape[1] == 3
@@ -190,8 +223,9 @@ def test_bad_input(con: Any, demo: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         th.duckdb.register(con, "", demo.uri)
     # a filter DuckDB does not push (a function call) still runs, in DuckDB
-    assert con.sql("SELECT count(*) FROM pets WHERE caption LIKE '%dog%'").fetchall()[0][0] == \
-        sum("dog" in c for c in demo.rows()["caption"])  # fmt: skip
+    assert con.sql("SELECT count(*) FROM pets WHERE caption LIKE '%dog%'").fetchall()[0][0] == sum(
+        "dog" in c for c in demo.rows()["caption"]
+    )
     assert con.sql("SELECT 1").fetchall() == [(1,)]
 
 
@@ -222,7 +256,8 @@ def test_duckdb_private_source_contract(tmp_path: Path) -> None:
     version = tuple(int(x) for x in duckdb.__version__.split(".")[:2])
     assert version in duckdb_source.TESTED_VERSIONS, (
         f"DuckDB {duckdb.__version__}: re-check duckdb._sources.pyarrow.PyArrowDatasetSource and "
-        "DuckDBPyConnection._register_arrow_source, then add the version to TESTED_VERSIONS")
+        "DuckDBPyConnection._register_arrow_source, then add the version to TESTED_VERSIONS"
+    )
     assert duckdb_source.supported()
     n = 20_000
     ds = th.create(str(tmp_path / "big"), {"id": "int64", "v": "float32"})

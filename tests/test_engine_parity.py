@@ -28,18 +28,30 @@ def tables() -> dict[str, tuple[dict[str, Any], pa.Table]]:
     """name -> (tensorhouse schema, Arrow data)."""
     rng = np.random.default_rng(3)
     emb = rng.random((N, 2), dtype=np.float32)
-    pets = pa.table({
-        "id": pa.array(np.arange(N), pa.int64()),
-        "label": pa.array(np.arange(N) % 3, pa.int32()),
-        "name": pa.array([f"p{i}" for i in range(N)]),
-        "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 2),
-    })  # fmt: skip
-    labels = pa.table({"label": pa.array([0, 1, 2], pa.int32()), "label_name": ["cat", "dog", "bird"]})
-    nation = pa.table({"n_nationkey": pa.array([0, 1, 2, 3], pa.int64()), "n_name": ["a", "b", "c", "d"],
-                       "n_regionkey": pa.array([0, 1, 1, 0], pa.int64())})  # fmt: skip
+    pets = pa.table(
+        {
+            "id": pa.array(np.arange(N), pa.int64()),
+            "label": pa.array(np.arange(N) % 3, pa.int32()),
+            "name": pa.array([f"p{i}" for i in range(N)]),
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 2),
+        }
+    )
+    labels = pa.table(
+        {"label": pa.array([0, 1, 2], pa.int32()), "label_name": ["cat", "dog", "bird"]}
+    )
+    nation = pa.table(
+        {
+            "n_nationkey": pa.array([0, 1, 2, 3], pa.int64()),
+            "n_name": ["a", "b", "c", "d"],
+            "n_regionkey": pa.array([0, 1, 1, 0], pa.int64()),
+        }
+    )
     region = pa.table({"r_regionkey": pa.array([0, 1], pa.int64()), "r_name": ["east", "west"]})
     return {
-        "pets": ({"id": "int64", "label": "int32", "name": th.Text(), "emb": th.Embedding(2)}, pets),
+        "pets": (
+            {"id": "int64", "label": "int32", "name": th.Text(), "emb": th.Embedding(2)},
+            pets,
+        ),
         "labels": ({"label": "int32", "label_name": th.Text()}, labels),
         "nation": ({"n_nationkey": "int64", "n_name": th.Text(), "n_regionkey": "int64"}, nation),
         "region": ({"r_regionkey": "int64", "r_name": th.Text()}, region),
@@ -58,12 +70,23 @@ STATEMENTS = [
 ]
 SCRIPTS = [
     # (setup statements, the query whose result is compared)
-    (["CREATE TABLE copy AS SELECT * FROM pets WHERE id < 0", "INSERT INTO copy SELECT * FROM pets"],
-     "SELECT * FROM copy ORDER BY id"),
-    (["CREATE TABLE joined AS SELECT * FROM pets JOIN labels USING (label)"], "SELECT * FROM joined ORDER BY id"),
+    (
+        [
+            "CREATE TABLE copy AS SELECT * FROM pets WHERE id < 0",
+            "INSERT INTO copy SELECT * FROM pets",
+        ],
+        "SELECT * FROM copy ORDER BY id",
+    ),
+    (
+        ["CREATE TABLE joined AS SELECT * FROM pets JOIN labels USING (label)"],
+        "SELECT * FROM joined ORDER BY id",
+    ),
     (["CREATE VIEW v AS SELECT * FROM pets NATURAL JOIN labels"], "SELECT * FROM v ORDER BY id"),
-    (["CREATE VIEW w AS SELECT * FROM pets p JOIN labels l ON p.label = l.label"], "SELECT * FROM w ORDER BY id"),
-]  # fmt: skip
+    (
+        ["CREATE VIEW w AS SELECT * FROM pets p JOIN labels l ON p.label = l.label"],
+        "SELECT * FROM w ORDER BY id",
+    ),
+]
 
 
 class EngineParity:
@@ -124,7 +147,13 @@ class EngineParity:
         self.register(s, "pets_ids", data["uris"]["pets"], rowid=True)
         t = self.run(s, "SELECT _rowid, id FROM pets_ids ORDER BY id")
         assert t.column("_rowid").to_pylist() == list(range(N))  # fragment 0, offsets 0..N-1
-        assert self.run(s, "SELECT * FROM pets_ids LIMIT 0").column_names == ["_rowid", "id", "label", "name", "emb"]
+        assert self.run(s, "SELECT * FROM pets_ids LIMIT 0").column_names == [
+            "_rowid",
+            "id",
+            "label",
+            "name",
+            "emb",
+        ]
 
     def register(self, session: Any, name: str, uri: str, *, rowid: bool = False) -> None:
         raise NotImplementedError
@@ -137,8 +166,11 @@ class EngineParity:
         ds, store = counted(th.open(data["uris"]["pets"]))
         s = self.session("native", data)
         self.register_dataset(s, "pets_th", ds)
-        q = self.query(s, "SELECT p.emb, p.label, p.id * 10 AS tens FROM pets_th p "
-                          "JOIN labels l ON p.label = l.label WHERE l.label_name = 'dog' AND p.id < 30")  # fmt: skip
+        q = self.query(
+            s,
+            "SELECT p.emb, p.label, p.id * 10 AS tens FROM pets_th p "
+            "JOIN labels l ON p.label = l.label WHERE l.label_name = 'dog' AND p.id < 30",
+        )
         store.reset()
         loader = th.loader(q, batch_size=4, format="numpy", reuse_buffers=False)  # runs the query
         assert "emb" not in store.reads  # the engine never read the embedding chunks
@@ -155,14 +187,23 @@ class EngineParity:
     def test_loader_refuses_aggregates_clearly(self, data: dict[str, Any]) -> None:
         s = self.session("tensorhouse", data)
         with pytest.raises(th.TensorhouseError, match=r"GROUP.*rowid=True"):
-            th.loader(self.query(s, "SELECT label, count(*) AS n FROM pets GROUP BY label"), format="numpy")
+            th.loader(
+                self.query(s, "SELECT label, count(*) AS n FROM pets GROUP BY label"),
+                format="numpy",
+            )
 
     def register_dataset(self, session: Any, name: str, ds: th.Dataset) -> None:
         raise NotImplementedError
 
 
 def _plain(v: Any) -> Any:
-    return round(v, 5) if isinstance(v, float) else [_plain(x) for x in v] if isinstance(v, list) else v
+    return (
+        round(v, 5)
+        if isinstance(v, float)
+        else [_plain(x) for x in v]
+        if isinstance(v, list)
+        else v
+    )
 
 
 class TestDuckDB(EngineParity):

@@ -17,16 +17,31 @@ from tensorhouse.connector.arrow_dataset import arrow_dataset
 
 @pytest.fixture
 def pets(tmp_path: Path) -> th.Dataset:
-    ds = th.create(str(tmp_path / "pets"), {
-        "image": th.Image("png"), "label": th.ClassLabel(["cat", "dog"]), "boxes": th.BBox("xywh"),
-        "emb": th.Embedding(3), "mask": th.Tensor("uint8", (2, 2)), "caption": th.Text(), "score": "float16",
-    })  # fmt: skip
+    ds = th.create(
+        str(tmp_path / "pets"),
+        {
+            "image": th.Image("png"),
+            "label": th.ClassLabel(["cat", "dog"]),
+            "boxes": th.BBox("xywh"),
+            "emb": th.Embedding(3),
+            "mask": th.Tensor("uint8", (2, 2)),
+            "caption": th.Text(),
+            "score": "float16",
+        },
+    )
     rng = np.random.default_rng(0)
     n = 6
-    ds.append({"image": [rng.integers(0, 255, (4, 5, 3), dtype=np.uint8) for _ in range(n)],
-               "label": [0, 1, 0, 1, 1, 1], "boxes": [np.ones((i % 3, 4), np.float32) * i for i in range(n)],
-               "emb": rng.random((n, 3), dtype=np.float32), "mask": np.zeros((n, 2, 2), np.uint8),
-               "caption": [f"pet {i}" for i in range(n)], "score": np.arange(n, dtype=np.float16)})  # fmt: skip
+    ds.append(
+        {
+            "image": [rng.integers(0, 255, (4, 5, 3), dtype=np.uint8) for _ in range(n)],
+            "label": [0, 1, 0, 1, 1, 1],
+            "boxes": [np.ones((i % 3, 4), np.float32) * i for i in range(n)],
+            "emb": rng.random((n, 3), dtype=np.float32),
+            "mask": np.zeros((n, 2, 2), np.uint8),
+            "caption": [f"pet {i}" for i in range(n)],
+            "score": np.arange(n, dtype=np.float16),
+        }
+    )
     return ds
 
 
@@ -47,12 +62,20 @@ def test_parquet_round_trip_keeps_types(pets: th.Dataset, tmp_path: Path) -> Non
 
 def test_partitioned_streaming_export(pets: th.Dataset, tmp_path: Path) -> None:
     dest = tmp_path / "by-label"
-    report = th.export(pets, str(dest), partition_by=["label"], columns=["label", "emb", "caption"],
-                       filter=pc.field("caption") != "pet 0", max_rows_per_file=2)  # fmt: skip
+    report = th.export(
+        pets,
+        str(dest),
+        partition_by=["label"],
+        columns=["label", "emb", "caption"],
+        filter=pc.field("caption") != "pet 0",
+        max_rows_per_file=2,
+    )
     assert report.rows == 5 and report.files >= 3
     assert sorted(p.name for p in dest.iterdir()) == ["label=0", "label=1"]
     t = pads.dataset(str(dest), partitioning="hive").to_table()
-    assert t.num_rows == 5 and sorted(t.column("caption").to_pylist()) == [f"pet {i}" for i in range(1, 6)]
+    assert t.num_rows == 5 and sorted(t.column("caption").to_pylist()) == [
+        f"pet {i}" for i in range(1, 6)
+    ]
     assert not list(tmp_path.glob("*.tmp-*"))
     with pytest.raises(th.TensorhouseError, match="already exists"):
         th.export(pets, str(dest), partition_by=["label"])
@@ -61,8 +84,13 @@ def test_partitioned_streaming_export(pets: th.Dataset, tmp_path: Path) -> None:
 
 def test_write_dataset_on_the_arrow_dataset(pets: th.Dataset, tmp_path: Path) -> None:
     ad = arrow_dataset(pets.uri, rowid=False)
-    pads.write_dataset(ad, str(tmp_path / "wd"), format="parquet", partitioning=["label"],
-                       partitioning_flavor="hive")  # fmt: skip
+    pads.write_dataset(
+        ad,
+        str(tmp_path / "wd"),
+        format="parquet",
+        partitioning=["label"],
+        partitioning_flavor="hive",
+    )
     t = pads.dataset(str(tmp_path / "wd"), partitioning="hive").to_table()
     assert t.num_rows == 6 and t.schema.field("image").metadata[b"tensorhouse.type"]
 
@@ -79,7 +107,9 @@ def test_csv_is_checked_before_writing(pets: th.Dataset, tmp_path: Path) -> None
     assert not (tmp_path / "x.json").exists()
 
 
-def test_failed_export_leaves_no_file(pets: th.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_export_leaves_no_file(
+    pets: th.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mod = importlib.import_module("tensorhouse.connector.arrow_dataset")
 
     real = mod.TensorhouseScanner.to_batches
@@ -99,7 +129,9 @@ def test_export_to_s3(pets: th.Dataset, s3_uri: tuple[str, dict[str, object]]) -
     uri, options = s3_uri
     bucket = uri.split("/")[2]
     one = th.export(pets, f"s3://{bucket}/pets.parquet", dest_storage_options=options)
-    parts = th.export(pets, f"s3://{bucket}/by-label", partition_by=["label"], dest_storage_options=options)
+    parts = th.export(
+        pets, f"s3://{bucket}/by-label", partition_by=["label"], dest_storage_options=options
+    )
     assert (one.rows, parts.rows) == (6, 6)
     import s3fs
 

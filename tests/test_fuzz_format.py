@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 
 WORKER = Path(__file__).with_name("fuzz_worker.py")
-KINDS = ["log_entry", "checkpoint", "chunk_header", "chunk_data", "deletion_vector", "tag", "predicate", "append"]
+KINDS = [
+    "log_entry",
+    "checkpoint",
+    "chunk_header",
+    "chunk_data",
+    "deletion_vector",
+    "tag",
+    "predicate",
+    "append",
+]
 
 
 def campaign(kind: str, examples: int, *, randomize: bool, timeout: float) -> None:
@@ -27,7 +36,9 @@ def campaign(kind: str, examples: int, *, randomize: bool, timeout: float) -> No
     try:
         res = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"fuzz campaign {kind!r} hung (no answer in {timeout:g} s): {str(err.stderr)[-3000:]}")
+        pytest.fail(
+            f"fuzz campaign {kind!r} hung (no answer in {timeout:g} s): {str(err.stderr)[-3000:]}"
+        )
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), (
         f"fuzz campaign {kind!r} exited {res.returncode} (negative: killed by a signal):\n{res.stderr[-6000:]}"
     )

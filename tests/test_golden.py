@@ -26,7 +26,11 @@ def v1(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_v1_reads_value_for_value(v1: str) -> None:
     ds = th.open(v1)
-    assert ds.version == 4 and len(ds) == 3 and dict(ds.schema) == {k: th.types.as_type(v) for k, v in SCHEMA.items()}
+    assert (
+        ds.version == 4
+        and len(ds) == 3
+        and dict(ds.schema) == {k: th.types.as_type(v) for k, v in SCHEMA.items()}
+    )
     rows = expected()
     table = ds.to_table()
     for name in ("label", "score", "flag", "caption", "blob", "emb", "grid"):
@@ -36,21 +40,38 @@ def test_v1_reads_value_for_value(v1: str) -> None:
     for name in ("ragged", "boxes", "png"):
         for a, b in zip(got[name], rows[name], strict=True):
             assert np.asarray(a).tolist() == b or (np.asarray(a).size == 0 and not b), name
-    assert [h.operation for h in ds.history()] == ["create", "append", "append", "delete", "restore"]
+    assert [h.operation for h in ds.history()] == [
+        "create",
+        "append",
+        "append",
+        "delete",
+        "restore",
+    ]
     assert len(th.open(v1, version=3)) == 2 and len(th.open(v1, tag="golden")) == 3
 
 
 def test_v1_accepts_new_writes(v1: str) -> None:
     ds = th.open(v1)
-    ds.append({k: v[:1] for k, v in {**expected(), "png": [np.zeros((2, 2, 3), np.uint8)],
-               "ragged": [np.ones((1, 2), np.float32)], "boxes": [np.ones((1, 4), np.float32)]}.items()})  # fmt: skip
+    ds.append(
+        {
+            k: v[:1]
+            for k, v in {
+                **expected(),
+                "png": [np.zeros((2, 2, 3), np.uint8)],
+                "ragged": [np.ones((1, 2), np.float32)],
+                "boxes": [np.ones((1, 4), np.float32)],
+            }.items()
+        }
+    )
     assert len(th.open(v1)) == 4
 
 
 @pytest.fixture
 def v3(tmp_path: Path) -> str:
     dst = tmp_path / "v3"
-    shutil.copytree(GOLDEN / "v3", dst)  # chunk formats 2 and 3: the v2 columns plus every tabular type
+    shutil.copytree(
+        GOLDEN / "v3", dst
+    )  # chunk formats 2 and 3: the v2 columns plus every tabular type
     return str(dst)
 
 

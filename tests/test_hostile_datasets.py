@@ -32,8 +32,13 @@ from tensorhouse.errors import (
 
 def make(root: Path, **kw: object) -> th.Dataset:
     ds = th.create(str(root), {"id": "int64", "score": "float32", "text": th.Text()}, **kw)  # type: ignore[arg-type]
-    ds.append({"id": np.arange(10), "score": np.linspace(0, 1, 10, dtype="float32"),
-               "text": [f"row {i}" for i in range(10)]})  # fmt: skip
+    ds.append(
+        {
+            "id": np.arange(10),
+            "score": np.linspace(0, 1, 10, dtype="float32"),
+            "text": [f"row {i}" for i in range(10)],
+        }
+    )
     return ds
 
 
@@ -91,13 +96,16 @@ def test_fifo_in_place_of_a_chunk_fails_fast(tmp_path: Path) -> None:
     chunk.unlink()
     os.mkfifo(chunk)
     # In a subprocess: were the FIFO opened blocking, the read would hang forever.
-    res = run_isolated(f"""
+    res = run_isolated(
+        f"""
         import tensorhouse as th
         try:
             th.open({str(root)!r}).take([0])
         except th.errors.StorageError as err:
             print("refused:", err)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert "refused:" in res.stdout and "not a regular file" in res.stdout, res.stderr
 
 
@@ -138,9 +146,13 @@ def test_deletion_vector_over_the_limit_is_refused_unread(tmp_path: Path) -> Non
     (dv,) = (root / "_deletions").iterdir()
     with open(dv, "wb") as f:
         f.truncate(1 << 30)
+
     def claim(doc: dict) -> None:
         ref = doc["actions"][0]["replace_fragment"]["deletion"]
-        ref["size"] = 1 << 30  # (a count to match would exceed the fragment's rows: the log refuses that itself)
+        ref["size"] = (
+            1 << 30
+        )  # (a count to match would exceed the fragment's rows: the log refuses that itself)
+
     rewrite_entry(root, 2, claim)
     with pytest.raises(CorruptDataError, match="max_deletion_vector_bytes"):
         read_everything(str(root))
@@ -150,10 +162,24 @@ def test_header_claiming_2_26_fixed_samples_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     make(root)
     chunk = chunk_file(root, "id")
-    head = forged_header(n=1 << 26, dtype="int64", chunk_codec="zstd", raw_length=8 << 26, data_length=0, fixed_size=8)
+    head = forged_header(
+        n=1 << 26,
+        dtype="int64",
+        chunk_codec="zstd",
+        raw_length=8 << 26,
+        data_length=0,
+        fixed_size=8,
+    )
     chunk.write_bytes(head)
-    rewrite_entry(root, 1, lambda d: [r.update(rows=1 << 26, size=len(head), header_length=len(head))
-                                      for r in chunk_refs(d) if r["path"].startswith("data/id/")])
+    rewrite_entry(
+        root,
+        1,
+        lambda d: [
+            r.update(rows=1 << 26, size=len(head), header_length=len(head))
+            for r in chunk_refs(d)
+            if r["path"].startswith("data/id/")
+        ],
+    )
     tracemalloc.start()
     try:
         with pytest.raises(TensorhouseError):
@@ -172,14 +198,29 @@ def test_zstd_chunk_claiming_2_gib_is_refused_before_decompressing(tmp_path: Pat
     chunk = chunk_file(root, "text")
     data = zstandard.ZstdCompressor().compress(b"\0" * (1 << 20))
     raw = 10 << 28  # ten samples of 256 MiB
-    head = forged_header(n=10, dtype="str", chunk_codec="zstd", raw_length=raw, data_length=len(data),
-                         fixed_size=raw // 10)  # fmt: skip
+    head = forged_header(
+        n=10,
+        dtype="str",
+        chunk_codec="zstd",
+        raw_length=raw,
+        data_length=len(data),
+        fixed_size=raw // 10,
+    )
     chunk.write_bytes(head + data)
-    rewrite_entry(root, 1, lambda d: [r.update(size=len(head) + len(data), header_length=len(head))
-                                      for r in chunk_refs(d) if r["path"].startswith("data/text/")])
+    rewrite_entry(
+        root,
+        1,
+        lambda d: [
+            r.update(size=len(head) + len(data), header_length=len(head))
+            for r in chunk_refs(d)
+            if r["path"].startswith("data/text/")
+        ],
+    )
     tracemalloc.start()
     try:
-        with pytest.raises(CorruptChunkError, match=r"max_chunk_decompressed_bytes|max_compression_ratio"):
+        with pytest.raises(
+            CorruptChunkError, match=r"max_chunk_decompressed_bytes|max_compression_ratio"
+        ):
             th.open(str(root)).to_table(columns=["text"])
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -199,7 +240,9 @@ def test_compression_ratio_limit_names_how_to_raise_it() -> None:
 def test_shape_product_overflow_is_refused() -> None:
     from tensorhouse.format.chunks.header import decode_header
 
-    head = forged_header(n=1, dtype="uint8", ndim=4, shape=(65536,) * 4, raw_length=0, data_length=0, fixed_size=0)
+    head = forged_header(
+        n=1, dtype="uint8", ndim=4, shape=(65536,) * 4, raw_length=0, data_length=0, fixed_size=0
+    )
     with pytest.raises(CorruptChunkError, match="too large"):
         decode_header(head)
 
@@ -217,11 +260,13 @@ def test_header_length_over_the_limit_is_refused() -> None:
 def test_log_rows_smaller_than_the_chunk_are_refused(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     make(root)
+
     def halve(doc: dict) -> None:
         frag = doc["actions"][0]["add_fragment"]
         frag["num_rows"] = 5
         for r in chunk_refs(doc):
             r["rows"] = 5
+
     rewrite_entry(root, 1, halve)
     ds = th.open(str(root))
     with pytest.raises(CorruptChunkError, match="holds 10 rows, the log says 5"):
@@ -234,9 +279,11 @@ def test_float_column_pointing_at_an_int_chunk_is_refused(tmp_path: Path) -> Non
     root = tmp_path / "ds"
     ds = th.create(str(root), {"a": "int32", "b": "float32"})
     ds.append({"a": np.arange(4, dtype="int32"), "b": np.ones(4, "float32")})
+
     def swap(doc: dict) -> None:
         cols = doc["actions"][0]["add_fragment"]["columns"]
         cols["0"], cols["1"] = cols["1"], cols["0"]
+
     rewrite_entry(root, 1, swap)
     # int32 and float32 are both 4 bytes: without the dtype check the bits would be reinterpreted.
     with pytest.raises(CorruptChunkError, match=r"holds (int32|float32) samples"):
@@ -249,9 +296,11 @@ def test_text_column_pointing_at_a_tensor_chunk_is_refused(tmp_path: Path) -> No
     root = tmp_path / "ds"
     ds = th.create(str(root), {"t": th.Text(), "x": th.Tensor("float64", (2, 2))})
     ds.append({"t": ["a", "b"], "x": np.zeros((2, 2, 2))})
+
     def swap(doc: dict) -> None:
         cols = doc["actions"][0]["add_fragment"]["columns"]
         cols["0"], cols["1"] = cols["1"], cols["0"]
+
     rewrite_entry(root, 1, swap)
     with pytest.raises(CorruptChunkError):
         th.open(str(root)).take([0, 1])
@@ -260,11 +309,13 @@ def test_text_column_pointing_at_a_tensor_chunk_is_refused(tmp_path: Path) -> No
 def test_forged_statistics_are_caught_when_the_chunk_is_read(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     make(root)
+
     def forge(doc: dict) -> None:
         for r in chunk_refs(doc):
             if r.get("stats"):
                 r["stats"]["min"] = 100
                 r["stats"]["max"] = 200
+
     rewrite_entry(root, 1, forge)
     with pytest.raises(CorruptChunkError, match="statistics"):
         th.open(str(root)).to_table()
@@ -276,9 +327,13 @@ def test_forged_statistics_are_caught_when_the_chunk_is_read(tmp_path: Path) -> 
 def test_deeply_nested_log_entry_is_a_corrupt_log(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     make(root)
-    rewrite_entry(root, 1, lambda d: d.update(message=None, extra=json.loads("[" * 900 + "]" * 900)))
+    rewrite_entry(
+        root, 1, lambda d: d.update(message=None, extra=json.loads("[" * 900 + "]" * 900))
+    )
     path = entry_path(root, 1)
-    path.write_text(path.read_text().replace('"message":null', '"message":' + "[" * 100_000 + "]" * 100_000))
+    path.write_text(
+        path.read_text().replace('"message":null', '"message":' + "[" * 100_000 + "]" * 100_000)
+    )
     with pytest.raises(CorruptLogError, match="max_json_depth"):
         th.open(str(root))
 
@@ -288,7 +343,9 @@ def test_huge_integer_in_a_log_entry_is_a_corrupt_log(tmp_path: Path) -> None:
     make(root)
     path = entry_path(root, 1)
     doc = json.loads(path.read_bytes())
-    text = json.dumps(doc).replace(f'"timestamp_ms": {doc["timestamp_ms"]}', '"timestamp_ms": ' + "9" * 5000)
+    text = json.dumps(doc).replace(
+        f'"timestamp_ms": {doc["timestamp_ms"]}', '"timestamp_ms": ' + "9" * 5000
+    )
     path.write_text(text)
     with pytest.raises(CorruptLogError):
         th.open(str(root))
@@ -299,7 +356,9 @@ def test_bad_checkpoint_is_skipped(tmp_path: Path) -> None:
     ds = make(root)
     ds.checkpoint()
     (cp,) = (root / "_log").glob("*.checkpoint")
-    cp.write_text('{"format": "tensorhouse.checkpoint", "state": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    cp.write_text(
+        '{"format": "tensorhouse.checkpoint", "state": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    )
     assert len(th.open(str(root)).to_table()) == 10
 
 
@@ -372,11 +431,23 @@ def test_resealed_text_chunk_with_invalid_utf8_is_a_corrupt_chunk(tmp_path: Path
     chunk = chunk_file(root, "t")
     data = bytearray(chunk.read_bytes())
     h = decode_header(bytes(data))
-    data[h.header_length] = 0xFF  # not UTF-8; then reseal the block checksums and the header, as an attacker would
+    data[h.header_length] = (
+        0xFF  # not UTF-8; then reseal the block checksums and the header, as an attacker would
+    )
     body = bytes(data[h.header_length :])
-    head = encode_header(chunk_codec="none", sample_codec=None, dtype="str", ndim=0, shapes=np.asarray(h.shapes),
-                         offsets=h.offsets, nulls=h.nulls, data_length=len(body), raw_length=len(body),
-                         block_size=h.block_size, block_crcs=block_checksums(body, h.block_size))  # fmt: skip
+    head = encode_header(
+        chunk_codec="none",
+        sample_codec=None,
+        dtype="str",
+        ndim=0,
+        shapes=np.asarray(h.shapes),
+        offsets=h.offsets,
+        nulls=h.nulls,
+        data_length=len(body),
+        raw_length=len(body),
+        block_size=h.block_size,
+        block_crcs=block_checksums(body, h.block_size),
+    )
     chunk.write_bytes(head + body)
     with pytest.raises(CorruptChunkError, match="UTF-8"):
         th.open(str(root)).take([0])

@@ -37,14 +37,17 @@ def huge_jpeg(h: int, w: int) -> bytes:
 
 def test_ten_thousand_ors_run_in_a_subprocess() -> None:
     # Once a segfault inside Arrow: a subprocess makes a crash fail this test, not the run.
-    res = run_isolated("""
+    res = run_isolated(
+        """
         import tensorhouse as th, numpy as np
         ds = th.create("memory://ors", {"id": "int64"})
         ds.append({"id": np.arange(100)})
         ds.delete(where=" OR ".join(["id = 1"] * 10000))
         ds.delete(where=" OR ".join(f"id = {i}" for i in range(10, 5010)))
         print("rows left", len(ds))
-    """, timeout=300)
+    """,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "rows left 9\n" in res.stdout  # 0..9 without 1
 
@@ -56,17 +59,20 @@ def test_many_distinct_terms_hit_the_term_limit(tmp_path: Path) -> None:
         ds.delete(where=where)
 
 
-@pytest.mark.parametrize(("where", "pattern"), [
-    ("(" * 2000 + "id = 1" + ")" * 2000, "max_predicate_depth"),
-    ("NOT " * 5000 + "id = 1", "max_predicate_depth"),
-    ("id = " + " + ".join(["1"] * 3000), "max_predicate_depth"),
-    ("id = 12345678901234567890123", "out of range"),
-    ("id", "not a condition"),
-    ("id + 1", "not a condition"),
-    ("score * 2", "not a condition"),
-    ("id = 'x' AND", "expected"),
-    ("x" * 2_000_000, "max_predicate_chars"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("where", "pattern"),
+    [
+        ("(" * 2000 + "id = 1" + ")" * 2000, "max_predicate_depth"),
+        ("NOT " * 5000 + "id = 1", "max_predicate_depth"),
+        ("id = " + " + ".join(["1"] * 3000), "max_predicate_depth"),
+        ("id = 12345678901234567890123", "out of range"),
+        ("id", "not a condition"),
+        ("id + 1", "not a condition"),
+        ("score * 2", "not a condition"),
+        ("id = 'x' AND", "expected"),
+        ("x" * 2_000_000, "max_predicate_chars"),
+    ],
+)
 def test_bad_predicates_are_predicate_errors(tmp_path: Path, where: str, pattern: str) -> None:
     ds = numbers(f"memory://{tmp_path.name}")
     with pytest.raises(PredicateError, match=pattern):
@@ -96,7 +102,9 @@ def test_remainder_still_works_and_an_int64_overflow_is_typed(tmp_path: Path) ->
 
 
 def test_zero_row_append_is_not_a_dtype_error(tmp_path: Path) -> None:
-    ds = th.create(f"memory://{tmp_path.name}", {"e": th.Embedding(4), "l": th.ClassLabel(["a", "b"])})
+    ds = th.create(
+        f"memory://{tmp_path.name}", {"e": th.Embedding(4), "l": th.ClassLabel(["a", "b"])}
+    )
     ds.append({"e": [], "l": []})
     ds.append([])
     assert len(ds) == 0
@@ -131,7 +139,10 @@ def test_jpeg_claiming_65000_squared_is_refused_at_append(tmp_path: Path) -> Non
 
 def test_value_over_the_limit_is_refused_at_append(tmp_path: Path) -> None:
     ds = th.create(f"memory://{tmp_path.name}", {"b": th.Binary()})
-    with limits.override(max_value_bytes=1000), pytest.raises(SchemaError, match=r"row 1.*max_value_bytes"):
+    with (
+        limits.override(max_value_bytes=1000),
+        pytest.raises(SchemaError, match=r"row 1.*max_value_bytes"),
+    ):
         ds.append({"b": [b"x", b"y" * 1001]})
     assert len(ds) == 0
 
@@ -139,7 +150,10 @@ def test_value_over_the_limit_is_refused_at_append(tmp_path: Path) -> None:
 def test_decode_refuses_a_stored_image_over_the_pixel_limit(tmp_path: Path) -> None:
     ds = th.create(f"memory://{tmp_path.name}", {"img": th.Image("jpeg")})
     ds.append({"img": [encode_image("jpeg", np.zeros((64, 64, 3), np.uint8))]})
-    with limits.override(max_image_pixels=100), pytest.raises(TensorhouseError, match="max_image_pixels"):
+    with (
+        limits.override(max_image_pixels=100),
+        pytest.raises(TensorhouseError, match="max_image_pixels"),
+    ):
         ds.take([0])
 
 
@@ -190,10 +204,13 @@ def _sql(api, sql: str):  # type: ignore[no-untyped-def]
     return api.rows(Ref(), sql=sql)
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT _rowid, t.content FROM ds, read_text('.tmp/notes.txt') AS t",
-    "SELECT _rowid, g.file FROM ds, glob('{cwd}/.tmp/*') AS g",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT _rowid, t.content FROM ds, read_text('.tmp/notes.txt') AS t",
+        "SELECT _rowid, g.file FROM ds, glob('{cwd}/.tmp/*') AS g",
+    ],
+)
 def test_viewer_reads_no_files(viewer, sql: str) -> None:  # type: ignore[no-untyped-def]
     from tensorhouse.viewer.api import ApiError
 
@@ -205,10 +222,18 @@ def test_viewer_refuses_udf_outputs_over_the_limit(viewer) -> None:  # type: ign
     from tensorhouse.viewer.api import ApiError
 
     with pytest.raises(ApiError, match="max_udf_output_bytes"):
-        _sql(viewer, "SELECT _rowid, tensor_shape(image_resize(decode_image(img), 8192, 8192)) AS s FROM ds")
+        _sql(
+            viewer,
+            "SELECT _rowid, tensor_shape(image_resize(decode_image(img), 8192, 8192)) AS s FROM ds",
+        )
     with pytest.raises(ApiError, match="max_image_pixels"):
-        _sql(viewer, f"SELECT _rowid, tensor_shape(decode_image(from_hex('{huge_jpeg(32000, 32000).hex()}'))) AS s FROM ds")
-    page = _sql(viewer, "SELECT _rowid, tensor_shape(image_resize(decode_image(img), 16, 16)) AS s FROM ds")
+        _sql(
+            viewer,
+            f"SELECT _rowid, tensor_shape(decode_image(from_hex('{huge_jpeg(32000, 32000).hex()}'))) AS s FROM ds",
+        )
+    page = _sql(
+        viewer, "SELECT _rowid, tensor_shape(image_resize(decode_image(img), 16, 16)) AS s FROM ds"
+    )
     assert [r["extra"]["s"] for r in page["rows"]] == [[16, 16, 3]] * 3
 
 
@@ -223,7 +248,11 @@ def test_viewer_page_of_huge_strings_stays_small(viewer) -> None:  # type: ignor
 def test_viewer_database_is_limited(viewer) -> None:  # type: ignore[no-untyped-def]
     ds = viewer.dataset(__import__("tensorhouse.viewer.api", fromlist=["Ref"]).Ref())
     key, tables = ("ds", ds.branch_name, ds.version), {"ds": ds}
-    (row,) = viewer._sessions.query(key, tables, "SELECT current_setting('temp_directory'), "
-                                    "current_setting('threads'), current_setting('memory_limit')")
+    (row,) = viewer._sessions.query(
+        key,
+        tables,
+        "SELECT current_setting('temp_directory'), "
+        "current_setting('threads'), current_setting('memory_limit')",
+    )
     assert row[0] == "" and row[1] == limits.current().viewer_threads
     assert "GiB" in row[2] or "MiB" in row[2]

@@ -19,17 +19,30 @@ DIM = 32
 def clustered(n: int, *, seed: int = 0, clusters: int = 40) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((clusters, DIM)).astype(np.float32) * 2
-    return (centers[rng.integers(0, clusters, n)] + rng.standard_normal((n, DIM))).astype(np.float32)
+    return (centers[rng.integers(0, clusters, n)] + rng.standard_normal((n, DIM))).astype(
+        np.float32
+    )
 
 
 def make(uri: str, n: int = 4000, **kw: Any) -> tuple[th.Dataset, np.ndarray]:
     x = clustered(n)
-    ds = th.create(uri, {"id": "int64", "label": "int64", "emb": th.Embedding(DIM), "name": th.Text()}, **kw)
-    ds.append({"id": np.arange(n), "label": np.arange(n) % 10, "emb": x, "name": [f"r{i}" for i in range(n)]})
+    ds = th.create(
+        uri, {"id": "int64", "label": "int64", "emb": th.Embedding(DIM), "name": th.Text()}, **kw
+    )
+    ds.append(
+        {
+            "id": np.arange(n),
+            "label": np.arange(n) % 10,
+            "emb": x,
+            "name": [f"r{i}" for i in range(n)],
+        }
+    )
     return ds, x
 
 
-def exact_ids(x: np.ndarray, q: np.ndarray, k: int, metric: str, keep: np.ndarray | None = None) -> list[int]:
+def exact_ids(
+    x: np.ndarray, q: np.ndarray, k: int, metric: str, keep: np.ndarray | None = None
+) -> list[int]:
     if metric == "cosine":
         s = -(x @ q) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
     elif metric == "dot":
@@ -50,9 +63,19 @@ def ds_x(tmp_path: Any) -> tuple[th.Dataset, np.ndarray]:
     return make(str(tmp_path / "ds"))
 
 
-@pytest.mark.parametrize(("kind", "metric"), [("ivf_flat", "cosine"), ("ivf_flat", "l2"), ("ivf_flat", "dot"),
-                                              ("hnsw", "cosine"), ("hnsw", "l2")])  # fmt: skip
-def test_recall_against_exact_search(ds_x: tuple[th.Dataset, np.ndarray], kind: str, metric: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "metric"),
+    [
+        ("ivf_flat", "cosine"),
+        ("ivf_flat", "l2"),
+        ("ivf_flat", "dot"),
+        ("hnsw", "cosine"),
+        ("hnsw", "l2"),
+    ],
+)
+def test_recall_against_exact_search(
+    ds_x: tuple[th.Dataset, np.ndarray], kind: str, metric: str
+) -> None:
     ds, x = ds_x
     v = ds.create_index("emb", metric=metric, kind=kind, progress=False)
     assert v == 2 and ds.version == 2
@@ -65,8 +88,11 @@ def test_recall_against_exact_search(ds_x: tuple[th.Dataset, np.ndarray], kind: 
     s = np.array(t.column("score").to_pylist())
     vecs = np.array(t.column("emb").to_pylist(), np.float32)
     q = queries[0]
-    ref = {"cosine": vecs @ q / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(q)), "dot": vecs @ q,
-           "l2": np.linalg.norm(vecs - q, axis=1)}[metric]  # fmt: skip
+    ref = {
+        "cosine": vecs @ q / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(q)),
+        "dot": vecs @ q,
+        "l2": np.linalg.norm(vecs - q, axis=1),
+    }[metric]
     np.testing.assert_allclose(s, ref, rtol=1e-3, atol=1e-3)
     assert list(s) == sorted(s, reverse=metric != "l2")
 
@@ -78,7 +104,9 @@ def test_exact_true_and_no_index_are_brute_force(ds_x: tuple[th.Dataset, np.ndar
     assert ds.nearest("emb", q, k=10).column("id").to_pylist() == want  # no index yet
     ds.create_index("emb", progress=False, nprobe=1, nlist=64)  # a deliberately weak index
     assert ds.nearest("emb", q, k=10, exact=True).column("id").to_pylist() == want
-    assert ds.nearest("emb", q, k=10, metric="l2", exact=True).column("id").to_pylist() == exact_ids(x, q, 10, "l2")
+    assert ds.nearest("emb", q, k=10, metric="l2", exact=True).column(
+        "id"
+    ).to_pylist() == exact_ids(x, q, 10, "l2")
 
 
 def test_result_has_the_columns_and_a_score(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
@@ -97,7 +125,9 @@ def test_result_has_the_columns_and_a_score(ds_x: tuple[th.Dataset, np.ndarray])
 
 
 @pytest.mark.parametrize("kind", ["ivf_flat", "hnsw"])
-def test_prefilter_returns_k_rows_inside_the_filter(ds_x: tuple[th.Dataset, np.ndarray], kind: str) -> None:
+def test_prefilter_returns_k_rows_inside_the_filter(
+    ds_x: tuple[th.Dataset, np.ndarray], kind: str
+) -> None:
     ds, x = ds_x
     ds.create_index("emb", kind=kind, progress=False)
     labels = np.arange(len(x)) % 10
@@ -143,7 +173,11 @@ def test_deleted_rows_are_never_returned(ds_x: tuple[th.Dataset, np.ndarray]) ->
     assert set(top[5:]) <= set(t.column("id").to_pylist())
     # filtered and deleted together
     t = ds.nearest("emb", q, k=10, where="label = 3", columns=["id", "label"])
-    assert t.num_rows == 10 and set(t.column("label").to_pylist()) == {3} and not set(t.column("id").to_pylist()) & set(top[:5])
+    assert (
+        t.num_rows == 10
+        and set(t.column("label").to_pylist()) == {3}
+        and not set(t.column("id").to_pylist()) & set(top[:5])
+    )
 
 
 def test_updated_vectors_are_searched_as_they_are_now(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
@@ -152,7 +186,9 @@ def test_updated_vectors_are_searched_as_they_are_now(ds_x: tuple[th.Dataset, np
     q = clustered(1, seed=5)[0]
     ds.update({"emb": q}, where="id = 77")
     t = ds.nearest("emb", q, k=1, columns=["id"])
-    assert t.column("id").to_pylist() == [77] and t.column("score")[0].as_py() == pytest.approx(0, abs=1e-4)
+    assert t.column("id").to_pylist() == [77] and t.column("score")[0].as_py() == pytest.approx(
+        0, abs=1e-4
+    )
 
 
 def test_time_travel_finds_the_index_valid_then(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
@@ -167,11 +203,16 @@ def test_time_travel_finds_the_index_valid_then(ds_x: tuple[th.Dataset, np.ndarr
     assert old.nearest("emb", q, k=1).column("id").to_pylist() == [9]
     ds.restore(v_index)
     assert [i.name for i in ds.indexes] == ["emb_idx"]
-    assert [e.operation for e in ds.history()][-3:] == [ds.history()[v_index].operation, "drop_index",
-                                                        ds.history()[-1].operation]  # fmt: skip
+    assert [e.operation for e in ds.history()][-3:] == [
+        ds.history()[v_index].operation,
+        "drop_index",
+        ds.history()[-1].operation,
+    ]
 
 
-def test_vacuum_keeps_the_index_files_retained_versions_need(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
+def test_vacuum_keeps_the_index_files_retained_versions_need(
+    ds_x: tuple[th.Dataset, np.ndarray],
+) -> None:
     ds, x = ds_x
     v = ds.create_index("emb", progress=False)
     path = ds.snapshot.indexes["emb_idx"].files[0].path
@@ -199,7 +240,9 @@ def test_compaction_keeps_results_right_and_optimize_rebuilds(tmp_path: Any) -> 
     assert ds.nearest("emb", x[3], k=1).column("id").to_pylist() != [3]
     (v,) = ds.optimize_indexes()
     info = ds.indexes[0]
-    assert info.fragment_ids == tuple(f.id for f in ds.snapshot.fragments) and info.num_vectors == 2990
+    assert (
+        info.fragment_ids == tuple(f.id for f in ds.snapshot.fragments) and info.num_vectors == 2990
+    )
     assert ds.nearest("emb", q, k=1).column("id").to_pylist() == [500] and v == ds.version
 
 
@@ -210,7 +253,9 @@ def test_memory_store_and_replace(tmp_path: Any) -> None:
         ds.create_index("emb", progress=False)
     ds.create_index("emb", kind="ivf_flat", replace=True, progress=False)
     assert [(i.name, i.kind) for i in ds.indexes] == [("emb_idx", "ivf_flat")]
-    assert th.open("memory://test-index-mem").nearest("emb", x[4], k=1).column("id").to_pylist() == [4]
+    assert th.open("memory://test-index-mem").nearest("emb", x[4], k=1).column(
+        "id"
+    ).to_pylist() == [4]
 
 
 @pytest.mark.s3
@@ -228,7 +273,9 @@ def test_index_on_s3(s3_uri: tuple[str, dict[str, Any]]) -> None:
 def test_bad_input_names_the_argument(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
     ds, x = ds_x
     ds.create_index("emb", progress=False)
-    with pytest.raises(VectorSearchError, match=r"query: has 3 values but the vectors of column 'emb' have 32"):
+    with pytest.raises(
+        VectorSearchError, match=r"query: has 3 values but the vectors of column 'emb' have 32"
+    ):
         ds.nearest("emb", [1.0, 2.0, 3.0])
     q = x[0].copy()
     q[4] = np.nan
@@ -243,7 +290,9 @@ def test_bad_input_names_the_argument(ds_x: tuple[th.Dataset, np.ndarray]) -> No
         ds.nearest("name", [1.0])
     with pytest.raises(VectorSearchError, match="column='nope'"):
         ds.nearest("nope", [1.0])
-    with pytest.raises(VectorSearchError, match=r"metric='l2' does not match index 'emb_idx'.*metric='cosine'"):
+    with pytest.raises(
+        VectorSearchError, match=r"metric='l2' does not match index 'emb_idx'.*metric='cosine'"
+    ):
         ds.nearest("emb", x[0], metric="l2")
     with pytest.raises(VectorSearchError, match="metric='manhattan'"):
         ds.create_index("emb", name="other", metric="manhattan")
@@ -255,7 +304,9 @@ def test_bad_input_names_the_argument(ds_x: tuple[th.Dataset, np.ndarray]) -> No
         ds.drop_index("nope")
     with pytest.raises(IndexNotFoundError, match="no index 'nope'"):
         ds.nearest("emb", x[0], index="nope")
-    assert isinstance(VectorSearchError("x"), th.TensorhouseError) and issubclass(VectorSearchError, ValueError)
+    assert isinstance(VectorSearchError("x"), th.TensorhouseError) and issubclass(
+        VectorSearchError, ValueError
+    )
     assert ds.version == 2  # nothing was committed by the failures
 
 
@@ -268,7 +319,9 @@ def test_null_vectors_are_neither_indexed_nor_returned(tmp_path: Any) -> None:
     assert ds.nearest("emb", [0.0, 0.0], k=5, exact=True).column("id").to_pylist() == [0, 2]
 
 
-def test_index_follows_renames_and_checkpoints_and_ignores_dropped_columns(ds_x: tuple[th.Dataset, np.ndarray]) -> None:
+def test_index_follows_renames_and_checkpoints_and_ignores_dropped_columns(
+    ds_x: tuple[th.Dataset, np.ndarray],
+) -> None:
     ds, x = ds_x
     ds.create_index("emb", metric="l2", progress=False)
     ds.rename_column("emb", "vec")
@@ -290,8 +343,12 @@ def test_the_index_with_the_asked_metric_is_used(ds_x: tuple[th.Dataset, np.ndar
     ds.create_index("emb", name="by_cos", metric="cosine", progress=False)
     ds.create_index("emb", name="by_l2", metric="l2", kind="hnsw", progress=False)
     q = clustered(1, seed=21)[0]
-    assert ds.nearest("emb", q, k=5, metric="l2").column("id").to_pylist() == exact_ids(x, q, 5, "l2")
-    assert ds.nearest("emb", q, k=5, metric="cosine").column("id").to_pylist() == exact_ids(x, q, 5, "cosine")
+    assert ds.nearest("emb", q, k=5, metric="l2").column("id").to_pylist() == exact_ids(
+        x, q, 5, "l2"
+    )
+    assert ds.nearest("emb", q, k=5, metric="cosine").column("id").to_pylist() == exact_ids(
+        x, q, 5, "cosine"
+    )
     with pytest.raises(VectorSearchError, match="metric='dot' does not match"):
         ds.nearest("emb", q, metric="dot")
 

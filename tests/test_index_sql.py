@@ -43,7 +43,9 @@ def engine(kind: str, name: str, ds: th.Dataset, **kw: Any) -> Any:
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "datafusion"])
-def test_sql_nearest_uses_the_index_and_matches_ds_nearest(indexed: tuple[th.Dataset, np.ndarray], kind: str) -> None:
+def test_sql_nearest_uses_the_index_and_matches_ds_nearest(
+    indexed: tuple[th.Dataset, np.ndarray], kind: str
+) -> None:
     ds, x = indexed
     conn = engine(kind, "docs", ds)
     q = x[42] + 0.01
@@ -51,14 +53,30 @@ def test_sql_nearest_uses_the_index_and_matches_ds_nearest(indexed: tuple[th.Dat
     want = ds.nearest("emb", q, k=5, with_rowid=True)
     # same columns, order and types as the brute-force query of this table
     brute = th.sql.nearest(conn, "docs", "emb", q, k=5, exact=True)
-    assert got.column_names == brute.column_names == ["id", "grp", "emb", "score"]  # SELECT *: no _rowid
+    assert (
+        got.column_names == brute.column_names == ["id", "grp", "emb", "score"]
+    )  # SELECT *: no _rowid
     assert got.schema.types == brute.schema.types
-    assert got.column("id").to_pylist() == want.column("id").to_pylist() == brute.column("id").to_pylist()
-    np.testing.assert_allclose(got.column("score").to_numpy(), brute.column("score").to_numpy(), rtol=1e-5)
+    assert (
+        got.column("id").to_pylist()
+        == want.column("id").to_pylist()
+        == brute.column("id").to_pylist()
+    )
+    np.testing.assert_allclose(
+        got.column("score").to_numpy(), brute.column("score").to_numpy(), rtol=1e-5
+    )
     # the engine's WHERE is applied inside the search
-    f = th.sql.nearest(conn, "docs", "emb", q, k=10, where="grp = 4 AND id > 100", columns=["id", "grp"])
-    assert f.num_rows == 10 and set(f.column("grp").to_pylist()) == {4} and min(f.column("id").to_pylist()) > 100
-    fb = th.sql.nearest(conn, "docs", "emb", q, k=10, where="grp = 4 AND id > 100", columns=["id"], exact=True)
+    f = th.sql.nearest(
+        conn, "docs", "emb", q, k=10, where="grp = 4 AND id > 100", columns=["id", "grp"]
+    )
+    assert (
+        f.num_rows == 10
+        and set(f.column("grp").to_pylist()) == {4}
+        and min(f.column("id").to_pylist()) > 100
+    )
+    fb = th.sql.nearest(
+        conn, "docs", "emb", q, k=10, where="grp = 4 AND id > 100", columns=["id"], exact=True
+    )
     assert len(set(f.column("id").to_pylist()) & set(fb.column("id").to_pylist())) >= 9
     with pytest.raises(VectorSearchError, match="metric='l2'"):
         th.sql.nearest(conn, "docs", "emb", q, metric="l2")
@@ -66,7 +84,9 @@ def test_sql_nearest_uses_the_index_and_matches_ds_nearest(indexed: tuple[th.Dat
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "datafusion"])
-def test_sql_nearest_sees_appends_and_deletes(indexed: tuple[th.Dataset, np.ndarray], kind: str) -> None:
+def test_sql_nearest_sees_appends_and_deletes(
+    indexed: tuple[th.Dataset, np.ndarray], kind: str
+) -> None:
     ds, x = indexed
     ds.delete("id = 7")
     ds.append({"id": [5000], "grp": [1], "emb": [x[7] * 2]})
@@ -84,18 +104,26 @@ def test_result_joins_in_the_engine(indexed: tuple[th.Dataset, np.ndarray], kind
     if kind == "duckdb":
         conn.register("hits", hits)
         conn.register("names", names)
-        rows = conn.sql("SELECT h.id, n.gname FROM hits h JOIN docs d USING (id) JOIN names n USING (grp) "
-                        "ORDER BY h.score DESC").fetchall()  # fmt: skip
+        rows = conn.sql(
+            "SELECT h.id, n.gname FROM hits h JOIN docs d USING (id) JOIN names n USING (grp) "
+            "ORDER BY h.score DESC"
+        ).fetchall()
     else:
         conn.from_arrow(hits, name="hits")
         conn.from_arrow(names, name="names")
-        rows = [tuple(r.values()) for r in conn.sql(
-            "SELECT h.id, n.gname FROM hits h JOIN docs d ON h.id = d.id JOIN names n ON d.grp = n.grp "
-            "ORDER BY h.score DESC").to_pylist()]  # fmt: skip
+        rows = [
+            tuple(r.values())
+            for r in conn.sql(
+                "SELECT h.id, n.gname FROM hits h JOIN docs d ON h.id = d.id JOIN names n ON d.grp = n.grp "
+                "ORDER BY h.score DESC"
+            ).to_pylist()
+        ]
     assert rows[0] == (3, "g3") and len(rows) == 4
 
 
-def test_plain_tables_and_rowid_free_registrations_use_brute_force(indexed: tuple[th.Dataset, np.ndarray]) -> None:
+def test_plain_tables_and_rowid_free_registrations_use_brute_force(
+    indexed: tuple[th.Dataset, np.ndarray],
+) -> None:
     ds, x = indexed
     con = engine("duckdb", "docs", ds, rowid=False)
     assert th.sql.nearest(con, "docs", "emb", x[9], k=1).column("id").to_pylist() == [9]
@@ -111,14 +139,18 @@ def test_datafusion_table_function(indexed: tuple[th.Dataset, np.ndarray]) -> No
     got = ctx.sql(f"SELECT id, score FROM nearest('{ds.uri}', 'emb', [{q}], 5)").to_pydict()
     want = ds.nearest("emb", x[11], k=5, columns=["id"])
     assert got["id"] == want.column("id").to_pylist()
-    filt = ctx.sql(f"SELECT id, grp FROM nearest('{ds.uri}', 'emb', [{q}], 5, 'grp = 2')").to_pydict()
+    filt = ctx.sql(
+        f"SELECT id, grp FROM nearest('{ds.uri}', 'emb', [{q}], 5, 'grp = 2')"
+    ).to_pydict()
     assert len(filt["id"]) == 5 and set(filt["grp"]) == {2}
     # time travel: version 1 had no index (brute force), same answer
     old = ctx.sql(f"SELECT id FROM nearest('{ds.uri}', 'emb', [{q}], 5, NULL, 1)").to_pydict()
     assert old["id"][0] == 11
     # joins like any table
     th.datafusion.register(ctx, "docs", ds)
-    n = ctx.sql(f"SELECT count(*) AS n FROM nearest('{ds.uri}', 'emb', [{q}], 5) h JOIN docs d ON h.id = d.id")
+    n = ctx.sql(
+        f"SELECT count(*) AS n FROM nearest('{ds.uri}', 'emb', [{q}], 5) h JOIN docs d ON h.id = d.id"
+    )
     assert n.to_pydict()["n"] == [5]
     with pytest.raises(Exception, match="query: has 2 values"):
         ctx.sql(f"SELECT * FROM nearest('{ds.uri}', 'emb', [1.0, 2.0], 5)").collect()
@@ -130,11 +162,26 @@ def test_cli_index_create_list_drop(indexed: tuple[th.Dataset, np.ndarray]) -> N
     ds, _ = indexed
     exe = [sys.executable, "-m", "tensorhouse"]
     run = lambda *a: subprocess.run([*exe, *a], capture_output=True, text=True)  # noqa: E731
-    r = run("index", "create", ds.uri, "emb", "--name", "by_l2", "--metric", "l2", "--kind", "hnsw", "--param", "m=8")
+    r = run(
+        "index",
+        "create",
+        ds.uri,
+        "emb",
+        "--name",
+        "by_l2",
+        "--metric",
+        "l2",
+        "--kind",
+        "hnsw",
+        "--param",
+        "m=8",
+    )
     assert r.returncode == 0, r.stderr
     assert "created index 'by_l2'" in r.stdout and "3,000 vectors" in r.stdout
     r = run("index", "list", ds.uri)
-    assert r.returncode == 0 and "by_l2" in r.stdout and "emb_idx" in r.stdout and "hnsw" in r.stdout
+    assert (
+        r.returncode == 0 and "by_l2" in r.stdout and "emb_idx" in r.stdout and "hnsw" in r.stdout
+    )
     r = run("index", "create", ds.uri, "grp")
     assert r.returncode == 1 and r.stderr.startswith("error: column='grp'")
     r = run("index", "create", ds.uri, "emb", "--param", "m")
@@ -149,7 +196,9 @@ def test_cli_index_create_list_drop(indexed: tuple[th.Dataset, np.ndarray]) -> N
 
 
 @pytest.mark.s3
-def test_sql_nearest_on_s3_uses_the_registration_and_its_credentials(s3_uri: tuple[str, dict[str, Any]]) -> None:
+def test_sql_nearest_on_s3_uses_the_registration_and_its_credentials(
+    s3_uri: tuple[str, dict[str, Any]],
+) -> None:
     from tensorhouse.index.sql import dataset_behind
 
     uri, opts = s3_uri
@@ -162,4 +211,6 @@ def test_sql_nearest_on_s3_uses_the_registration_and_its_credentials(s3_uri: tup
         conn = engine(kind, "docs", ds)
         behind = dataset_behind(conn, kind, "docs")
         assert behind is not None and behind.storage_options == opts and behind.indexes
-        assert th.sql.nearest(conn, "docs", "emb", x[42], k=1, columns=["id"]).column("id").to_pylist() == [42]
+        assert th.sql.nearest(conn, "docs", "emb", x[42], k=1, columns=["id"]).column(
+            "id"
+        ).to_pylist() == [42]

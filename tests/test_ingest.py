@@ -32,8 +32,9 @@ def jpeg(rng: np.random.Generator, h: int = 24, w: int = 32) -> bytes:
     return bytes(simplejpeg.encode_jpeg(scene(rng, h, w)[0], quality=90, colorspace="RGB"))
 
 
-def make_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fish"), per_class: int = 4,
-                seed: int = 0) -> dict[str, bytes]:  # fmt: skip
+def make_folder(
+    root: Path, classes: tuple[str, ...] = ("cat", "dog", "fish"), per_class: int = 4, seed: int = 0
+) -> dict[str, bytes]:
     """Real JPEG files in root/<class>/<i>.jpg; returns relative path -> bytes."""
     rng = np.random.default_rng(seed)
     files = {}
@@ -56,19 +57,36 @@ def test_imagefolder_rows_match_source(tmp_path: Path) -> None:
     files = make_folder(tmp_path / "src")
     uri = str(tmp_path / "ds")
     report = th.ingest.imagefolder(str(tmp_path / "src"), uri, batch_rows=5, progress=False)
-    assert (report.rows, report.skipped, report.batches_committed, report.batches_skipped) == (12, 0, 3, 0)
+    assert (report.rows, report.skipped, report.batches_committed, report.batches_skipped) == (
+        12,
+        0,
+        3,
+        0,
+    )
     assert report.bytes == sum(len(b) for b in files.values()) and report.version == 3
     ds = th.open(uri)
-    assert ds.schema == th.Schema.of({"image": th.Image("jpeg"), "label": th.ClassLabel(["cat", "dog", "fish"]),
-                                      "path": th.Text()})  # fmt: skip
+    assert ds.schema == th.Schema.of(
+        {
+            "image": th.Image("jpeg"),
+            "label": th.ClassLabel(["cat", "dog", "fish"]),
+            "path": th.Text(),
+        }
+    )
     got = rows_of(uri)
     assert got["path"] == sorted(files)
     for i, rel in enumerate(got["path"]):
         assert bytes(got["image"][i]) == files[rel]  # stored byte for byte
         assert got["label"][i] == ["cat", "dog", "fish"].index(rel.split("/")[0])
-    assert [h.message for h in ds.history()][1:] == [f"ingest imagefolder batch {i}" for i in range(3)]
+    assert [h.message for h in ds.history()][1:] == [
+        f"ingest imagefolder batch {i}" for i in range(3)
+    ]
     again = th.ingest.imagefolder(str(tmp_path / "src"), uri, batch_rows=5, progress=False)
-    assert (again.rows, again.batches_committed, again.batches_skipped, again.version) == (0, 0, 3, 3)
+    assert (again.rows, again.batches_committed, again.batches_skipped, again.version) == (
+        0,
+        0,
+        3,
+        3,
+    )
     assert "already committed" in str(again)
     with pytest.raises(IngestError, match=r"other batch limits.*rows=5"):
         th.ingest.imagefolder(str(tmp_path / "src"), uri, batch_rows=4, progress=False)
@@ -121,30 +139,50 @@ def test_corrupt_images_skipped_or_strict(tmp_path: Path, caplog: pytest.LogCapt
     assert sorted(rows_of(str(tmp_path / "ds"), ["path"])["path"]) == sorted(files)
     # strict: an error naming the file; batches before it stay committed, none after
     with pytest.raises(IngestError, match=r"dog/bad\.jpg"):
-        th.ingest.imagefolder(str(tmp_path / "src"), str(tmp_path / "strict"), batch_rows=4, strict=True,
-                              progress=False)  # fmt: skip
-    assert len(th.open(str(tmp_path / "strict"))) == 4  # cat/* is batch 0; dog/bad.jpg is in batch 1
+        th.ingest.imagefolder(
+            str(tmp_path / "src"),
+            str(tmp_path / "strict"),
+            batch_rows=4,
+            strict=True,
+            progress=False,
+        )
+    assert (
+        len(th.open(str(tmp_path / "strict"))) == 4
+    )  # cat/* is batch 0; dog/bad.jpg is in batch 1
     (tmp_path / "src" / "dog" / "bad.jpg").unlink()
     (tmp_path / "src" / "fish" / "trunc.jpg").unlink()
     with pytest.raises(IngestError, match=r"fish/fake\.jpg"):
-        th.ingest.imagefolder(str(tmp_path / "src"), str(tmp_path / "strict2"), batch_rows=4, strict=True,
-                              progress=False)  # fmt: skip
+        th.ingest.imagefolder(
+            str(tmp_path / "src"),
+            str(tmp_path / "strict2"),
+            batch_rows=4,
+            strict=True,
+            progress=False,
+        )
     assert len(th.open(str(tmp_path / "strict2"))) == 8  # fish/fake.jpg is in batch 2
 
 
 def test_validate_decode_catches_truncated_data(tmp_path: Path) -> None:
     files = make_folder(tmp_path / "src", classes=("a",), per_class=2)
     data = files["a/000.jpg"]
-    (tmp_path / "src" / "a" / "cut.jpg").write_bytes(data[: len(data) * 2 // 3])  # header intact, data cut
+    (tmp_path / "src" / "a" / "cut.jpg").write_bytes(
+        data[: len(data) * 2 // 3]
+    )  # header intact, data cut
     header = th.ingest.imagefolder(str(tmp_path / "src"), str(tmp_path / "h"), progress=False)
-    full = th.ingest.imagefolder(str(tmp_path / "src"), str(tmp_path / "d"), validate="decode", progress=False)
+    full = th.ingest.imagefolder(
+        str(tmp_path / "src"), str(tmp_path / "d"), validate="decode", progress=False
+    )
     assert (header.rows, header.skipped) == (3, 0)
     assert (full.rows, full.skipped) == (2, 1) and "a/cut.jpg" in full.skipped_items[0]
 
 
-def test_crash_then_rerun_commits_every_row_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_then_rerun_commits_every_row_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     files = make_folder(tmp_path / "src", per_class=5)  # 15 files, batches of 3 -> 5 batches
-    mod = importlib.import_module("tensorhouse.ingest.imagefolder")  # the package attribute is the function
+    mod = importlib.import_module(
+        "tensorhouse.ingest.imagefolder"
+    )  # the package attribute is the function
 
     real = mod.load_images
     calls = {"n": 0}
@@ -168,7 +206,9 @@ def test_crash_then_rerun_commits_every_row_once(tmp_path: Path, monkeypatch: py
     assert report.version == 5
 
 
-def test_keyboard_interrupt_keeps_last_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyboard_interrupt_keeps_last_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_folder(tmp_path / "src", per_class=4)  # 12 files, batches of 2
     mod = importlib.import_module("tensorhouse.ingest.imagefolder")
     real = mod.load_images
@@ -192,7 +232,10 @@ def test_keyboard_interrupt_keeps_last_commit(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(mod, "load_images", real)
     report = th.ingest.imagefolder(str(tmp_path / "src"), uri, batch_rows=2, progress=False)
     assert (report.batches_skipped, report.rows) == (2, 8)
-    assert rows_of(uri, ["path"])["path"] == sorted(rows_of(uri, ["path"])["path"]) and len(th.open(uri)) == 12
+    assert (
+        rows_of(uri, ["path"])["path"] == sorted(rows_of(uri, ["path"])["path"])
+        and len(th.open(uri)) == 12
+    )
 
 
 def test_bad_folders_and_schema_mismatch(tmp_path: Path) -> None:
@@ -206,7 +249,9 @@ def test_bad_folders_and_schema_mismatch(tmp_path: Path) -> None:
     with pytest.raises(th.DatasetExistsError, match="schema"):
         th.ingest.imagefolder(str(tmp_path / "src"), str(tmp_path / "other"), progress=False)
     with pytest.raises(ValueError, match="batch_rows"):
-        th.ingest.imagefolder(str(tmp_path / "src"), str(tmp_path / "ds"), batch_rows=0, progress=False)
+        th.ingest.imagefolder(
+            str(tmp_path / "src"), str(tmp_path / "ds"), batch_rows=0, progress=False
+        )
 
 
 # -- COCO -----------------------------------------------------------------------------------
@@ -215,8 +260,12 @@ def make_coco(root: Path, n: int = 7, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     cat_ids = [1, 5, 9]
-    doc: dict[str, Any] = {"info": {"year": 2024}, "categories": [{"id": c, "name": f"c{c}"} for c in cat_ids],
-                           "images": [], "annotations": []}  # fmt: skip
+    doc: dict[str, Any] = {
+        "info": {"year": 2024},
+        "categories": [{"id": c, "name": f"c{c}"} for c in cat_ids],
+        "images": [],
+        "annotations": [],
+    }
     ann_id = 100
     for i in range(n):
         h, w = int(rng.integers(24, 48)), int(rng.integers(24, 48))
@@ -224,11 +273,21 @@ def make_coco(root: Path, n: int = 7, seed: int = 0) -> dict[str, Any]:
         name = f"{i:04d}.jpg"
         (root / "images" / name).write_bytes(simplejpeg.encode_jpeg(img, quality=90))
         image_id = 1000 + 7 * i  # ids are not positions
-        doc["images"].append({"id": image_id, "file_name": name, "width": w, "height": h, "license": 1})
+        doc["images"].append(
+            {"id": image_id, "file_name": name, "width": w, "height": h, "license": 1}
+        )
         for b, lab in zip(boxes, labels, strict=True):
             xywh = [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-            doc["annotations"].append({"id": ann_id, "image_id": image_id, "category_id": cat_ids[lab],
-                                       "bbox": xywh, "area": xywh[2] * xywh[3], "iscrowd": 0})  # fmt: skip
+            doc["annotations"].append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat_ids[lab],
+                    "bbox": xywh,
+                    "area": xywh[2] * xywh[3],
+                    "iscrowd": 0,
+                }
+            )
             ann_id += 1
     (root / "ann.json").write_text(json.dumps(doc))
     return doc
@@ -238,53 +297,85 @@ def test_coco_rows_match_source(tmp_path: Path) -> None:
     doc = make_coco(tmp_path)
     (tmp_path / "images" / "0003.jpg").unlink()  # a listed image whose file is missing: skipped
     uri = str(tmp_path / "ds")
-    report = th.ingest.coco(str(tmp_path / "ann.json"), str(tmp_path / "images"), uri, batch_rows=3, progress=False)
+    report = th.ingest.coco(
+        str(tmp_path / "ann.json"), str(tmp_path / "images"), uri, batch_rows=3, progress=False
+    )
     assert (report.rows, report.skipped) == (6, 1) and "0003.jpg" in report.skipped_items[0]
     ds = th.open(uri)
-    assert ds.schema["boxes"] == th.BBox("xywh") and ds.schema["categories"] == th.Tensor("int32", (None,))
+    assert ds.schema["boxes"] == th.BBox("xywh") and ds.schema["categories"] == th.Tensor(
+        "int32", (None,)
+    )
     got = ds.take(np.arange(len(ds)), decode=False)
     expected = [im for im in doc["images"] if im["file_name"] != "0003.jpg"]
     assert got["image_id"].tolist() == [im["id"] for im in expected]
     for i, im in enumerate(expected):
         anns = [a for a in doc["annotations"] if a["image_id"] == im["id"]]
         assert bytes(got["image"][i]) == (tmp_path / "images" / im["file_name"]).read_bytes()
-        np.testing.assert_allclose(got["boxes"][i], np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4))
+        np.testing.assert_allclose(
+            got["boxes"][i], np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+        )
         assert got["boxes"][i].dtype == np.float32
         assert got["categories"][i].tolist() == [a["category_id"] for a in anns]
         meta = got["meta"][i]
         assert (meta["file_name"], meta["width"], meta["height"], meta["license"]) == (
-            im["file_name"], im["width"], im["height"], 1)
-        assert meta["annotations"] == [{"id": a["id"], "area": a["area"], "iscrowd": 0} for a in anns]
-    assert th.ingest.coco(str(tmp_path / "ann.json"), str(tmp_path / "images"), uri, batch_rows=3,
-                          progress=False).batches_skipped == 3  # fmt: skip
+            im["file_name"],
+            im["width"],
+            im["height"],
+            1,
+        )
+        assert meta["annotations"] == [
+            {"id": a["id"], "area": a["area"], "iscrowd": 0} for a in anns
+        ]
+    assert (
+        th.ingest.coco(
+            str(tmp_path / "ann.json"), str(tmp_path / "images"), uri, batch_rows=3, progress=False
+        ).batches_skipped
+        == 3
+    )
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d.pop("images"), "missing key 'images'"),
-    (lambda d: d.update(images={}), "'images' must be a list"),
-    (lambda d: d["images"][1].pop("file_name"), r"images\[1\] \(id 1007\) has no 'file_name'"),
-    (lambda d: d["images"][2].update(id=1000), "duplicate image id 1000"),
-    (lambda d: d["annotations"][0].update(image_id=5), r"annotations\[0\] \(id 100\) refers to unknown image_id 5"),
-    (lambda d: d["annotations"][1].update(category_id=2), "unknown category_id 2"),
-    (lambda d: d["annotations"][2].update(bbox=[1, 2, 3]), "bbox must be 4 finite numbers"),
-    (lambda d: d["annotations"][2].update(bbox=[1, 2, "3", 4]), "bbox must be 4 finite numbers"),
-    (lambda d: d["annotations"][2].update(bbox=[1, 2, -3, 4]), "width and height must be >= 0"),
-    (lambda d: d["annotations"][0].pop("bbox"), "has no 'bbox'"),
-    (lambda d: d.pop("categories"), "missing key 'categories'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("images"), "missing key 'images'"),
+        (lambda d: d.update(images={}), "'images' must be a list"),
+        (lambda d: d["images"][1].pop("file_name"), r"images\[1\] \(id 1007\) has no 'file_name'"),
+        (lambda d: d["images"][2].update(id=1000), "duplicate image id 1000"),
+        (
+            lambda d: d["annotations"][0].update(image_id=5),
+            r"annotations\[0\] \(id 100\) refers to unknown image_id 5",
+        ),
+        (lambda d: d["annotations"][1].update(category_id=2), "unknown category_id 2"),
+        (lambda d: d["annotations"][2].update(bbox=[1, 2, 3]), "bbox must be 4 finite numbers"),
+        (
+            lambda d: d["annotations"][2].update(bbox=[1, 2, "3", 4]),
+            "bbox must be 4 finite numbers",
+        ),
+        (lambda d: d["annotations"][2].update(bbox=[1, 2, -3, 4]), "width and height must be >= 0"),
+        (lambda d: d["annotations"][0].pop("bbox"), "has no 'bbox'"),
+        (lambda d: d.pop("categories"), "missing key 'categories'"),
+    ],
+)
 def test_malformed_coco_is_a_clear_error(tmp_path: Path, mutate: Any, message: str) -> None:
     doc = make_coco(tmp_path, n=4)
     mutate(doc)
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(IngestError, match=message):
-        th.ingest.coco(str(tmp_path / "bad.json"), str(tmp_path / "images"), str(tmp_path / "ds"), progress=False)
+        th.ingest.coco(
+            str(tmp_path / "bad.json"),
+            str(tmp_path / "images"),
+            str(tmp_path / "ds"),
+            progress=False,
+        )
     assert not (tmp_path / "ds").exists()  # validated before anything is written
 
 
 def test_coco_not_json(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(IngestError, match="not valid JSON"):
-        th.ingest.coco(str(tmp_path / "bad.json"), str(tmp_path), str(tmp_path / "ds"), progress=False)
+        th.ingest.coco(
+            str(tmp_path / "bad.json"), str(tmp_path), str(tmp_path / "ds"), progress=False
+        )
 
 
 # -- Parquet, CSV, Arrow ----------------------------------------------------------------------
@@ -296,16 +387,31 @@ def test_parquet_glob_with_types(tmp_path: Path) -> None:
         imgs = [jpeg(rng) for _ in range(n)]
         if part == 1:
             imgs[3] = b"garbage"  # a corrupt image row is skipped
-        t = pa.table({"img": pa.array(imgs, pa.binary()), "label": pa.array(rng.integers(0, 5, n)),
-                      "emb": pa.array(list(rng.random((n, 4)).astype(np.float32)), pa.list_(pa.float32())),
-                      "caption": [f"p{part} r{i}" for i in range(n)], "score": rng.random(n)})  # fmt: skip
+        t = pa.table(
+            {
+                "img": pa.array(imgs, pa.binary()),
+                "label": pa.array(rng.integers(0, 5, n)),
+                "emb": pa.array(
+                    list(rng.random((n, 4)).astype(np.float32)), pa.list_(pa.float32())
+                ),
+                "caption": [f"p{part} r{i}" for i in range(n)],
+                "score": rng.random(n),
+            }
+        )
         pq.write_table(t, tmp_path / f"part-{part}.parquet", row_group_size=3)
         tables.append(t)
     uri = str(tmp_path / "ds")
-    report = th.ingest.parquet(str(tmp_path / "part-*.parquet"), uri, batch_rows=4,
-                               types={"img": th.Image("jpeg"), "emb": {"kind": "embedding", "dim": 4}},
-                               progress=False)  # fmt: skip
-    assert (report.rows, report.skipped) == (13, 1) and "row 10, column 'img'" in report.skipped_items[0]
+    report = th.ingest.parquet(
+        str(tmp_path / "part-*.parquet"),
+        uri,
+        batch_rows=4,
+        types={"img": th.Image("jpeg"), "emb": {"kind": "embedding", "dim": 4}},
+        progress=False,
+    )
+    assert (report.rows, report.skipped) == (
+        13,
+        1,
+    ) and "row 10, column 'img'" in report.skipped_items[0]
     ds = th.open(uri)
     assert ds.schema["emb"] == th.Embedding(4) and ds.schema["caption"] == th.Text()
     assert ds.schema["label"] == th.Scalar("int64") and ds.schema["score"] == th.Scalar("float64")
@@ -314,17 +420,33 @@ def test_parquet_glob_with_types(tmp_path: Path) -> None:
     got = rows_of(uri)
     for i, row in enumerate(src):
         assert bytes(got["img"][i]) == row["img"]
-        assert (got["label"][i], got["caption"][i], got["score"][i]) == (row["label"], row["caption"], row["score"])
+        assert (got["label"][i], got["caption"][i], got["score"][i]) == (
+            row["label"],
+            row["caption"],
+            row["score"],
+        )
         np.testing.assert_array_equal(got["emb"][i], np.asarray(row["emb"], np.float32))
-    assert th.ingest.parquet(str(tmp_path / "part-*.parquet"), uri, batch_rows=4, types={"img": th.Image("jpeg"),
-                             "emb": th.Embedding(4)}, progress=False).rows == 0  # fmt: skip
+    assert (
+        th.ingest.parquet(
+            str(tmp_path / "part-*.parquet"),
+            uri,
+            batch_rows=4,
+            types={"img": th.Image("jpeg"), "emb": th.Embedding(4)},
+            progress=False,
+        ).rows
+        == 0
+    )
     with pytest.raises(IngestError, match="no files match"):
         th.ingest.parquet(str(tmp_path / "nothing-*.parquet"), uri, progress=False)
 
 
 def test_parquet_keeps_tensorhouse_types(tmp_path: Path) -> None:
-    src = th.create(str(tmp_path / "src"), {"label": th.ClassLabel(["a", "b"]), "boxes": th.BBox("xywh")})
-    src.append({"label": [1, 0], "boxes": [np.ones((2, 4), np.float32), np.zeros((0, 4), np.float32)]})
+    src = th.create(
+        str(tmp_path / "src"), {"label": th.ClassLabel(["a", "b"]), "boxes": th.BBox("xywh")}
+    )
+    src.append(
+        {"label": [1, 0], "boxes": [np.ones((2, 4), np.float32), np.zeros((0, 4), np.float32)]}
+    )
     pq.write_table(src.to_table(), tmp_path / "t.parquet")
     th.ingest.parquet(str(tmp_path / "t.parquet"), str(tmp_path / "ds"), progress=False)
     ds = th.open(str(tmp_path / "ds"))
@@ -333,12 +455,18 @@ def test_parquet_keeps_tensorhouse_types(tmp_path: Path) -> None:
 
 def test_csv_with_image_paths(tmp_path: Path) -> None:
     files = make_folder(tmp_path / "imgs", classes=("a",), per_class=5)
-    lines = ["file,label,caption"] + [f"imgs/{rel},{i},row {i}" for i, rel in enumerate(sorted(files))]
+    lines = ["file,label,caption"] + [
+        f"imgs/{rel},{i},row {i}" for i, rel in enumerate(sorted(files))
+    ]
     lines.append("imgs/a/missing.jpg,9,gone")
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
     uri = str(tmp_path / "ds")
-    report = th.ingest.csv(str(tmp_path / "labels.csv"), uri, types={"file": th.Image("jpeg"), "label": "int32"},
-                           progress=False)  # fmt: skip
+    report = th.ingest.csv(
+        str(tmp_path / "labels.csv"),
+        uri,
+        types={"file": th.Image("jpeg"), "label": "int32"},
+        progress=False,
+    )
     assert (report.rows, report.skipped) == (5, 1) and "missing.jpg" in report.skipped_items[0]
     got = rows_of(uri)
     assert th.open(uri).schema["label"] == th.Scalar("int32")
@@ -370,10 +498,19 @@ def test_arrow_hugging_face_image_structs(tmp_path: Path) -> None:
     hf = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     rows = [{"bytes": imgs[0], "path": "a.jpg"}, None, {"bytes": None, "path": "x.jpg"}]
     table = pa.table({"image": pa.array(rows, hf), "label": [1, 2, 3]})
-    th.ingest.arrow(table, str(tmp_path / "ds"), types={"image": th.Image("jpeg")}, base_dir=str(tmp_path),
-                    progress=False)  # fmt: skip
+    th.ingest.arrow(
+        table,
+        str(tmp_path / "ds"),
+        types={"image": th.Image("jpeg")},
+        base_dir=str(tmp_path),
+        progress=False,
+    )
     got = rows_of(str(tmp_path / "ds"))
-    assert bytes(got["image"][0]) == imgs[0] and got["image"][1] is None and bytes(got["image"][2]) == imgs[2]
+    assert (
+        bytes(got["image"][0]) == imgs[0]
+        and got["image"][1] is None
+        and bytes(got["image"][2]) == imgs[2]
+    )
 
 
 # -- WebDataset --------------------------------------------------------------------------------
@@ -383,7 +520,9 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_shards(root: Path, shards: int = 2, per_shard: int = 5, seed: int = 0) -> list[dict[str, Any]]:
+def make_shards(
+    root: Path, shards: int = 2, per_shard: int = 5, seed: int = 0
+) -> list[dict[str, Any]]:
     """Tar shards of samples with jpg, cls, json, txt (one missing), npy; returns the samples in order."""
     rng = np.random.default_rng(seed)
     samples = []
@@ -392,9 +531,14 @@ def make_shards(root: Path, shards: int = 2, per_shard: int = 5, seed: int = 0) 
         with tarfile.open(root / f"shard-{s:06d}.tar", "w") as tar:
             for i in range(per_shard):
                 key = f"s{s}/{i:04d}"
-                sample = {"key": key, "jpg": jpeg(rng), "cls": int(rng.integers(0, 10)),
-                          "json": {"i": i, "shard": s}, "txt": None if i == 2 else f"caption {s}-{i}",
-                          "npy": rng.random((int(rng.integers(1, 4)), 3)).astype(np.float32)}  # fmt: skip
+                sample = {
+                    "key": key,
+                    "jpg": jpeg(rng),
+                    "cls": int(rng.integers(0, 10)),
+                    "json": {"i": i, "shard": s},
+                    "txt": None if i == 2 else f"caption {s}-{i}",
+                    "npy": rng.random((int(rng.integers(1, 4)), 3)).astype(np.float32),
+                }
                 add_member(tar, f"{key}.jpg", sample["jpg"])
                 add_member(tar, f"{key}.cls", str(sample["cls"]).encode())
                 add_member(tar, f"{key}.json", json.dumps(sample["json"]).encode())
@@ -410,19 +554,26 @@ def make_shards(root: Path, shards: int = 2, per_shard: int = 5, seed: int = 0) 
 def test_webdataset_rows_match_source(tmp_path: Path) -> None:
     samples = make_shards(tmp_path / "shards")
     uri = str(tmp_path / "ds")
-    report = th.ingest.webdataset(str(tmp_path / "shards" / "shard-{000000..000001}.tar"), uri, batch_rows=3,
-                                  progress=False)  # fmt: skip
+    report = th.ingest.webdataset(
+        str(tmp_path / "shards" / "shard-{000000..000001}.tar"), uri, batch_rows=3, progress=False
+    )
     assert (report.rows, report.skipped, report.batches_committed) == (10, 0, 4)
     ds = th.open(uri)
     assert ds.columns == ["key", "jpg", "cls", "json", "txt", "npy"]
-    assert ds.schema["jpg"] == th.Image("jpeg") and ds.schema["npy"] == th.Tensor("float32", (None, None))
+    assert ds.schema["jpg"] == th.Image("jpeg") and ds.schema["npy"] == th.Tensor(
+        "float32", (None, None)
+    )
     got = ds.take(np.arange(len(ds)), decode=False)
     for i, s in enumerate(samples):
         assert got["key"][i] == s["key"] and bytes(got["jpg"][i]) == s["jpg"]
         assert (got["cls"][i], got["json"][i], got["txt"][i]) == (s["cls"], s["json"], s["txt"])
         np.testing.assert_array_equal(got["npy"][i], s["npy"])
-    assert th.ingest.webdataset(str(tmp_path / "shards" / "*.tar"), uri, batch_rows=3,
-                                progress=False).batches_skipped == 4  # fmt: skip
+    assert (
+        th.ingest.webdataset(
+            str(tmp_path / "shards" / "*.tar"), uri, batch_rows=3, progress=False
+        ).batches_skipped
+        == 4
+    )
 
 
 def test_webdataset_corrupt_sample_and_damaged_shard(tmp_path: Path) -> None:
@@ -433,16 +584,26 @@ def test_webdataset_corrupt_sample_and_damaged_shard(tmp_path: Path) -> None:
         add_member(tar, "bad/1.jpg", samples[0]["jpg"])
         add_member(tar, "bad/1.cls", b"one")  # not an integer
     raw = (tmp_path / "shards" / "shard-000000.tar").read_bytes()
-    (tmp_path / "shards" / "shard-000002.tar").write_bytes(raw[: len(raw) // 2 + 700])  # cut inside a member
-    report = th.ingest.webdataset(str(tmp_path / "shards" / "*.tar"), str(tmp_path / "ds"), progress=False)
+    (tmp_path / "shards" / "shard-000002.tar").write_bytes(
+        raw[: len(raw) // 2 + 700]
+    )  # cut inside a member
+    report = th.ingest.webdataset(
+        str(tmp_path / "shards" / "*.tar"), str(tmp_path / "ds"), progress=False
+    )
     assert report.skipped == 3, report.skipped_items
-    assert any("bad/0.jpg" in s for s in report.skipped_items) and any("bad/1.cls" in s for s in report.skipped_items)
+    assert any("bad/0.jpg" in s for s in report.skipped_items) and any(
+        "bad/1.cls" in s for s in report.skipped_items
+    )
     assert any("unreadable tar" in s for s in report.skipped_items)
     keys = rows_of(str(tmp_path / "ds"), ["key"])["key"]
     assert keys[:4] == [s["key"] for s in samples] and len(keys) == len(set(keys[4:])) + 4
     with pytest.raises(IngestError, match=r"bad/0\.jpg"):
-        th.ingest.webdataset(str(tmp_path / "shards" / "*.tar"), str(tmp_path / "strict"), strict=True,
-                             progress=False)  # fmt: skip
+        th.ingest.webdataset(
+            str(tmp_path / "shards" / "*.tar"),
+            str(tmp_path / "strict"),
+            strict=True,
+            progress=False,
+        )
 
 
 def test_webdataset_unknown_field_needs_types(tmp_path: Path) -> None:
@@ -451,10 +612,19 @@ def test_webdataset_unknown_field_needs_types(tmp_path: Path) -> None:
         add_member(tar, "z/0.cls", b"1")
         add_member(tar, "z/0.seg.png", b"...")
     with pytest.raises(IngestError, match=r"seg\.png.*types="):
-        th.ingest.webdataset(str(tmp_path / "shards" / "*.tar"), str(tmp_path / "ds"), infer_samples=2,
-                             progress=False)  # fmt: skip
-    report = th.ingest.webdataset(str(tmp_path / "shards" / "*.tar"), str(tmp_path / "ds2"), infer_samples=2,
-                                  types={"seg_png": th.Binary()}, progress=False)  # fmt: skip
+        th.ingest.webdataset(
+            str(tmp_path / "shards" / "*.tar"),
+            str(tmp_path / "ds"),
+            infer_samples=2,
+            progress=False,
+        )
+    report = th.ingest.webdataset(
+        str(tmp_path / "shards" / "*.tar"),
+        str(tmp_path / "ds2"),
+        infer_samples=2,
+        types={"seg_png": th.Binary()},
+        progress=False,
+    )
     assert report.rows == 4 and th.open(str(tmp_path / "ds2"))[3]["seg_png"] == b"..."
 
 

@@ -50,25 +50,42 @@ def where(p: Path) -> str:
 
 
 def test_no_library_module_imports_the_top_level_package() -> None:
-    bad = [f"{where(p)}:{line}" for p in library_modules() for line, m in imports(p) if m == "tensorhouse"]
+    bad = [
+        f"{where(p)}:{line}"
+        for p in library_modules()
+        for line, m in imports(p)
+        if m == "tensorhouse"
+    ]
     assert not bad, f"import tensorhouse (the top-level package) from a library module: {bad}"
 
 
 def test_only_loader_imports_torch() -> None:
-    bad = [f"{where(p)}:{line}" for p in library_modules() for line, m in imports(p)
-           if m.split(".")[0] in ("torch", "torchvision") and p.relative_to(PKG).parts[0] != "loader"]  # fmt: skip
+    bad = [
+        f"{where(p)}:{line}"
+        for p in library_modules()
+        for line, m in imports(p)
+        if m.split(".")[0] in ("torch", "torchvision") and p.relative_to(PKG).parts[0] != "loader"
+    ]
     assert not bad, f"torch imported outside tensorhouse/loader/: {bad}"
 
 
 def test_only_the_ray_package_imports_ray() -> None:
-    bad = [f"{where(p)}:{line}" for p in library_modules() for line, m in imports(p)
-           if m.split(".")[0] == "ray" and p.relative_to(PKG).parts[0] != "ray"]  # fmt: skip
+    bad = [
+        f"{where(p)}:{line}"
+        for p in library_modules()
+        for line, m in imports(p)
+        if m.split(".")[0] == "ray" and p.relative_to(PKG).parts[0] != "ray"
+    ]
     assert not bad, f"ray imported outside tensorhouse/ray/: {bad}"
 
 
 def test_nothing_below_the_cli_imports_it() -> None:
-    bad = [f"{where(p)}:{line}" for p in library_modules() for line, m in imports(p)
-           if m in ("tensorhouse.cli", "tensorhouse.cli_ingest")]  # fmt: skip
+    bad = [
+        f"{where(p)}:{line}"
+        for p in library_modules()
+        for line, m in imports(p)
+        if m in ("tensorhouse.cli", "tensorhouse.cli_ingest")
+    ]
     assert not bad, f"the CLI imported from a library module: {bad}"
 
 
@@ -88,16 +105,23 @@ def test_storage_knows_no_key_layout() -> None:
     # The format's key names (data/, _deletions/, _log/, checkpoints, _refs/) belong to format/.
     for p in sorted((PKG / "storage").rglob("*.py")):
         code = "\n".join(
-            n.value for n in ast.walk(ast.parse(p.read_text()))
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and not n.value.startswith(("\n", " "))
+            n.value
+            for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, ast.Constant)
+            and isinstance(n.value, str)
+            and not n.value.startswith(("\n", " "))
             and len(n.value) < 200
-        )  # fmt: skip
+        )
         for key in ("_deletions", "_log/", ".checkpoint", "_refs", "_branches"):
             assert key not in code, f"{where(p)} names the format's key {key!r}"
 
 
 def test_import_tensorhouse_loads_no_engine_and_no_torch() -> None:
-    code = ("import sys, tensorhouse as th; th.loader; th.LoaderConfig; "
-            "print(sorted(m for m in ('torch', 'duckdb', 'datafusion', 'ray') if m in sys.modules))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, tensorhouse as th; th.loader; th.LoaderConfig; "
+        "print(sorted(m for m in ('torch', 'duckdb', 'datafusion', 'ray') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

@@ -25,13 +25,28 @@ def ds(tmp_path_factory: pytest.TempPathFactory) -> th.Dataset:
     uri = str(tmp_path_factory.mktemp("loader") / "ds")
     rng = np.random.default_rng(0)
     imgs = [scene(rng, 32, 32)[0] for _ in range(N)]
-    d = th.create(uri, {"image": th.Image("jpeg"), "raw": th.Tensor("uint8", (32, 32, 3)), "label": "int64",
-                        "boxes": th.BBox(), "name": th.Text()}, chunk_bytes=20_000)  # fmt: skip
+    d = th.create(
+        uri,
+        {
+            "image": th.Image("jpeg"),
+            "raw": th.Tensor("uint8", (32, 32, 3)),
+            "label": "int64",
+            "boxes": th.BBox(),
+            "name": th.Text(),
+        },
+        chunk_bytes=20_000,
+    )
     half = N // 2
     for a, b in ((0, half), (half, N)):
-        d.append({"image": imgs[a:b], "raw": np.stack(imgs[a:b]), "label": np.arange(a, b),
-                  "boxes": [np.full((i % 4, 4), i, np.float32) for i in range(a, b)],
-                  "name": [f"row{i}" for i in range(a, b)]})  # fmt: skip
+        d.append(
+            {
+                "image": imgs[a:b],
+                "raw": np.stack(imgs[a:b]),
+                "label": np.arange(a, b),
+                "boxes": [np.full((i % 4, 4), i, np.float32) for i in range(a, b)],
+                "name": [f"row{i}" for i in range(a, b)],
+            }
+        )
     return d
 
 
@@ -45,7 +60,9 @@ def labels(loader: Any) -> list[int]:
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("mode", ["chunk", "full"])
 def test_each_epoch_covers_every_row_exactly_once(ds: th.Dataset, shuffle: bool, mode: str) -> None:
-    loader = th.loader(ds, batch_size=16, shuffle=shuffle, shuffle_mode=mode, columns=["label"], format="numpy")
+    loader = th.loader(
+        ds, batch_size=16, shuffle=shuffle, shuffle_mode=mode, columns=["label"], format="numpy"
+    )
     for epoch in range(2):
         loader.set_epoch(epoch)
         got = labels(loader)
@@ -55,14 +72,18 @@ def test_each_epoch_covers_every_row_exactly_once(ds: th.Dataset, shuffle: bool,
 
 
 def test_drop_last(ds: th.Dataset) -> None:
-    loader = th.loader(ds, batch_size=16, drop_last=True, shuffle=True, columns=["label"], format="numpy")
+    loader = th.loader(
+        ds, batch_size=16, drop_last=True, shuffle=True, columns=["label"], format="numpy"
+    )
     sizes = [len(b["label"]) for b in loader]
     assert sizes == [16] * (N // 16) and len(loader) == N // 16
 
 
 def test_deterministic_for_seed_and_epoch(ds: th.Dataset) -> None:
     def order(seed: int, epoch: int) -> list[int]:
-        loader = th.loader(ds, batch_size=10, shuffle=True, seed=seed, columns=["label"], format="numpy")
+        loader = th.loader(
+            ds, batch_size=10, shuffle=True, seed=seed, columns=["label"], format="numpy"
+        )
         loader.set_epoch(epoch)
         return labels(loader)
 
@@ -75,23 +96,50 @@ def test_deterministic_for_seed_and_epoch(ds: th.Dataset) -> None:
 def test_shards_are_disjoint_complete_and_equal(ds: th.Dataset, world: int) -> None:
     shards = []
     for rank in range(world):
-        loader = th.loader(ds, batch_size=8, shuffle=True, seed=3, rank=rank, world_size=world,
-                           columns=["label"], format="numpy")  # fmt: skip
+        loader = th.loader(
+            ds,
+            batch_size=8,
+            shuffle=True,
+            seed=3,
+            rank=rank,
+            world_size=world,
+            columns=["label"],
+            format="numpy",
+        )
         loader.set_epoch(5)
         shards.append(labels(loader))
     assert len({len(s) for s in shards}) == 1
     union = [x for s in shards for x in s]
     assert set(union) == set(range(N))
     assert len(union) - N < world  # only the wrap-around padding repeats
-    dropped = [labels(th.loader(ds, batch_size=8, rank=r, world_size=world, drop_last=True, columns=["label"],
-                                format="numpy")) for r in range(world)]  # fmt: skip
+    dropped = [
+        labels(
+            th.loader(
+                ds,
+                batch_size=8,
+                rank=r,
+                world_size=world,
+                drop_last=True,
+                columns=["label"],
+                format="numpy",
+            )
+        )
+        for r in range(world)
+    ]
     flat = [x for s in dropped for x in s]
     assert len(flat) == len(set(flat))  # drop_last: strictly disjoint
 
 
 def test_values_equal_take(ds: th.Dataset) -> None:
-    loader = th.loader(ds, batch_size=20, shuffle=True, seed=9, columns=["_rowid", "image", "raw", "boxes", "name"],
-                       format="numpy", reuse_buffers=False)  # fmt: skip
+    loader = th.loader(
+        ds,
+        batch_size=20,
+        shuffle=True,
+        seed=9,
+        columns=["_rowid", "image", "raw", "boxes", "name"],
+        format="numpy",
+        reuse_buffers=False,
+    )
     for b in loader:
         ref = ds.take_rowids(b["_rowid"], columns=["image", "raw", "boxes", "name"])
         np.testing.assert_array_equal(b["image"], np.stack(ref["image"]))
@@ -103,7 +151,11 @@ def test_values_equal_take(ds: th.Dataset) -> None:
 def test_torch_batches_and_padding(ds: th.Dataset) -> None:
     loader = th.loader(ds, batch_size=12, columns=["image", "label", "boxes"], pad=True)
     b = next(iter(loader))
-    assert isinstance(b["image"], torch.Tensor) and b["image"].shape == (12, 32, 32, 3) and b["image"].dtype == torch.uint8
+    assert (
+        isinstance(b["image"], torch.Tensor)
+        and b["image"].shape == (12, 32, 32, 3)
+        and b["image"].dtype == torch.uint8
+    )
     assert b["label"].dtype == torch.int64
     padded, shapes = b["boxes"]
     assert padded.shape == (12, 3, 4) and shapes[:, 0].tolist() == [i % 4 for i in range(12)]
@@ -113,12 +165,22 @@ def test_transform_collate_and_batch_transform(ds: th.Dataset) -> None:
     def transform(row: dict[str, Any]) -> dict[str, Any]:
         return {"x": row["raw"].astype(np.float32).mean(), "label": row["label"]}
 
-    loader = th.loader(ds, batch_size=10, columns=["raw", "label"], transform=transform, format="numpy")
+    loader = th.loader(
+        ds, batch_size=10, columns=["raw", "label"], transform=transform, format="numpy"
+    )
     b = next(iter(loader))
     assert b["x"].shape == (10,) and b["label"].tolist() == list(range(10))
-    loader = th.loader(ds, batch_size=10, columns=["label"], collate=lambda rows: len(rows), format="numpy")
+    loader = th.loader(
+        ds, batch_size=10, columns=["label"], collate=lambda rows: len(rows), format="numpy"
+    )
     assert next(iter(loader)) == 10
-    loader = th.loader(ds, batch_size=10, columns=["label"], batch_transform=lambda b: b["label"].sum(), format="numpy")
+    loader = th.loader(
+        ds,
+        batch_size=10,
+        columns=["label"],
+        batch_transform=lambda b: b["label"].sum(),
+        format="numpy",
+    )
     assert next(iter(loader)) == sum(range(10))
 
 
@@ -130,10 +192,22 @@ def test_dataloader_workers(ds: th.Dataset, workers: int, context: str) -> None:
     for world in (1, 2):
         seen: list[int] = []
         for rank in range(world):
-            loader = th.loader(ds, batch_size=8, shuffle=True, seed=1, rank=rank, world_size=world,
-                               columns=["image", "label"], drop_last=False)  # fmt: skip
-            dl = DataLoader(loader, batch_size=None, num_workers=workers,
-                            multiprocessing_context=context if workers else None)  # fmt: skip
+            loader = th.loader(
+                ds,
+                batch_size=8,
+                shuffle=True,
+                seed=1,
+                rank=rank,
+                world_size=world,
+                columns=["image", "label"],
+                drop_last=False,
+            )
+            dl = DataLoader(
+                loader,
+                batch_size=None,
+                num_workers=workers,
+                multiprocessing_context=context if workers else None,
+            )
             got = [int(x) for b in dl for x in b["label"]]
             assert len(got) == len(set(got)) or world > 1
             seen += got
@@ -185,7 +259,9 @@ def test_numpy_format_does_not_import_torch(ds: th.Dataset) -> None:
         f"b = next(iter(th.loader(th.open({ds.uri!r}), batch_size=4, format='numpy')))\n"
         "print('torch' in sys.modules, sorted(b))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().startswith("False")
 
 
@@ -212,10 +288,19 @@ def test_s3_streaming(s3_uri: tuple[str, dict[str, Any]], mode: str) -> None:
     uri, opts = s3_uri
     rng = np.random.default_rng(1)
     imgs = [scene(rng, 24, 24)[0] for _ in range(60)]
-    d = th.create(uri, {"image": th.Image("jpeg"), "label": "int64"}, storage_options=opts, chunk_bytes=8_000)
+    d = th.create(
+        uri, {"image": th.Image("jpeg"), "label": "int64"}, storage_options=opts, chunk_bytes=8_000
+    )
     d.append({"image": imgs, "label": np.arange(60)})
-    loader = th.loader(th.open(uri, storage_options=opts), batch_size=16, shuffle=True, shuffle_mode=mode,
-                       columns=["_rowid", "image", "label"], format="numpy", reuse_buffers=False)  # fmt: skip
+    loader = th.loader(
+        th.open(uri, storage_options=opts),
+        batch_size=16,
+        shuffle=True,
+        shuffle_mode=mode,
+        columns=["_rowid", "image", "label"],
+        format="numpy",
+        reuse_buffers=False,
+    )
     seen = []
     for b in loader:
         seen += b["label"].tolist()
@@ -232,7 +317,11 @@ def test_duckdb_query_names_its_dataset(ds: th.Dataset, tmp_path: Path) -> None:
     th.duckdb.register(con, "pets", ds.uri, rowid=True)
     th.duckdb.register(con, "other", other.uri, rowid=True)
     # No dataset=: the loader finds the one registered table the query reads.
-    got = labels(th.loader(con.sql("SELECT _rowid, image, label FROM pets WHERE label < 10"), format="numpy"))
+    got = labels(
+        th.loader(con.sql("SELECT _rowid, image, label FROM pets WHERE label < 10"), format="numpy")
+    )
     assert sorted(got) == list(range(10))
     with pytest.raises(ValueError, match="dataset="):
-        th.loader(con.sql("SELECT p._rowid FROM pets p JOIN other o ON p.label = o.label"), format="numpy")
+        th.loader(
+            con.sql("SELECT p._rowid FROM pets p JOIN other o ON p.label = o.label"), format="numpy"
+        )

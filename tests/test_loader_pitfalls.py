@@ -17,10 +17,17 @@ N = 101  # odd: shards of 2 wrap around by one row
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory: pytest.TempPathFactory) -> th.Dataset:
-    d = th.create(str(tmp_path_factory.mktemp("pitfalls") / "ds"),
-                  {"raw": th.Tensor("uint8", (4, 4)), "label": "int64"}, chunk_bytes=2048)  # fmt: skip
-    d.append({"raw": np.arange(N, dtype=np.uint8)[:, None, None] * np.ones((1, 4, 4), np.uint8),
-              "label": np.arange(N)})  # fmt: skip
+    d = th.create(
+        str(tmp_path_factory.mktemp("pitfalls") / "ds"),
+        {"raw": th.Tensor("uint8", (4, 4)), "label": "int64"},
+        chunk_bytes=2048,
+    )
+    d.append(
+        {
+            "raw": np.arange(N, dtype=np.uint8)[:, None, None] * np.ones((1, 4, 4), np.uint8),
+            "label": np.arange(N),
+        }
+    )
     return d
 
 
@@ -31,7 +38,13 @@ def order(batches: Any) -> list[int]:
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_set_epoch_reaches_persistent_workers(ds: th.Dataset, context: str) -> None:
     loader = th.loader(ds, batch_size=8, shuffle=True, seed=4, columns=["label"])
-    dl = DataLoader(loader, batch_size=None, num_workers=2, persistent_workers=True, multiprocessing_context=context)
+    dl = DataLoader(
+        loader,
+        batch_size=None,
+        num_workers=2,
+        persistent_workers=True,
+        multiprocessing_context=context,
+    )
     seen = []
     for epoch in range(3):
         loader.set_epoch(epoch)
@@ -40,7 +53,9 @@ def test_set_epoch_reaches_persistent_workers(ds: th.Dataset, context: str) -> N
         # The same epoch through fresh (non-persistent) workers: the order the epoch must have.
         ref = th.loader(ds, batch_size=8, shuffle=True, seed=4, columns=["label"])
         ref.set_epoch(epoch)
-        assert got == order(DataLoader(ref, batch_size=None, num_workers=2, multiprocessing_context=context))
+        assert got == order(
+            DataLoader(ref, batch_size=None, num_workers=2, multiprocessing_context=context)
+        )
         seen.append(got)
     assert seen[0] != seen[1] != seen[2]
 
@@ -61,21 +76,35 @@ class HandSplit(IterableDataset):  # type: ignore[type-arg]
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_a_hand_split_by_worker_is_honoured(ds: th.Dataset, context: str) -> None:
-    dl = DataLoader(HandSplit(ds.uri, split=True), batch_size=None, num_workers=2, multiprocessing_context=context)
+    dl = DataLoader(
+        HandSplit(ds.uri, split=True),
+        batch_size=None,
+        num_workers=2,
+        multiprocessing_context=context,
+    )
     got = order(dl)
     assert set(got) == set(range(N))  # not half of them
     assert len(got) == N + 1  # equal shards: one row wraps around
 
 
 def test_a_loader_built_in_a_worker_without_a_split_is_refused(ds: th.Dataset) -> None:
-    dl = DataLoader(HandSplit(ds.uri, split=False), batch_size=None, num_workers=2, multiprocessing_context="fork")
-    with pytest.raises(ValueError, match=r"without a split.*rank=info\.id, world_size=info\.num_workers"):
+    dl = DataLoader(
+        HandSplit(ds.uri, split=False),
+        batch_size=None,
+        num_workers=2,
+        multiprocessing_context="fork",
+    )
+    with pytest.raises(
+        ValueError, match=r"without a split.*rank=info\.id, world_size=info\.num_workers"
+    ):
         order(dl)
 
 
 @pytest.mark.parametrize("fmt", ["numpy", "torch"])
 def test_kept_batches_keep_their_values(ds: th.Dataset, fmt: str) -> None:
-    batches = list(th.loader(ds, batch_size=4, shuffle=True, columns=["raw", "label"], format=fmt, prefetch=1))
+    batches = list(
+        th.loader(ds, batch_size=4, shuffle=True, columns=["raw", "label"], format=fmt, prefetch=1)
+    )
     assert sorted(order(batches)) == list(range(N))
     for b in batches:
         raw = np.asarray(b["raw"])

@@ -37,23 +37,53 @@ from tensorhouse.types import Schema
 FORMAT = Path(__file__).parent.parent / "tensorhouse" / "format"
 
 
-def entry(name: str = "emb_idx", files: tuple[str, ...] = ("_indexes/a.bin",), fids: tuple[int, ...] = (0,)) -> IndexEntry:
-    return IndexEntry(name, "x", "l2", "hnsw", tuple(IndexFile(p, 10) for p in files), fids, {"M": 16, "ef": [1, 2]})
+def entry(
+    name: str = "emb_idx",
+    files: tuple[str, ...] = ("_indexes/a.bin",),
+    fids: tuple[int, ...] = (0,),
+) -> IndexEntry:
+    return IndexEntry(
+        name,
+        "x",
+        "l2",
+        "hnsw",
+        tuple(IndexFile(p, 10) for p in files),
+        fids,
+        {"M": 16, "ef": [1, 2]},
+    )
 
 
 def test_every_action_kind_round_trips_through_its_json_form() -> None:
     frag = Fragment(3, 2, {0: (ChunkRef("data/x/a.chunk", 2, 44, 100, {"min": 1}),)})
     meta = Metadata("id", Schema.of({"x": "int64"}), {"x": 0}, 1, {})
-    actions = [Protocol(), SetMetadata(meta), AddFragment(frag), ReplaceFragment(frag), RemoveFragment(3),
-               Txn("app", 7), Restore(2), AddIndex(entry()), DropIndex("emb_idx")]  # fmt: skip
+    actions = [
+        Protocol(),
+        SetMetadata(meta),
+        AddFragment(frag),
+        ReplaceFragment(frag),
+        RemoveFragment(3),
+        Txn("app", 7),
+        Restore(2),
+        AddIndex(entry()),
+        DropIndex("emb_idx"),
+    ]
     encoded = [encode_action(a) for a in actions]
     assert [next(iter(e)) for e in encoded] == list(KINDS)
     assert [decode_action(json.loads(json.dumps(e))) for e in encoded] == actions
 
 
-@pytest.mark.parametrize("bad", [{"nope": {}}, {"remove_fragment": {"id": -1}}, {"txn": {"app_id": 1, "version": 0}},
-                                 {"add_index": {"name": "i"}}, {"drop_index": []}, {"a": {}, "b": {}},
-                                 {"add_index": {**entry().to_dict(), "files": [{"path": "../x", "size": 1}]}}])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"nope": {}},
+        {"remove_fragment": {"id": -1}},
+        {"txn": {"app_id": 1, "version": 0}},
+        {"add_index": {"name": "i"}},
+        {"drop_index": []},
+        {"a": {}, "b": {}},
+        {"add_index": {**entry().to_dict(), "files": [{"path": "../x", "size": 1}]}},
+    ],
+)
 def test_bad_actions_are_refused_with_a_typed_error(bad: dict[str, Any]) -> None:
     with pytest.raises(CorruptLogError):
         decode_action(bad)
@@ -88,7 +118,9 @@ def test_index_entries_replay_checkpoint_and_survive_vacuum(tmp_path: Path) -> N
         ds.transaction().add_index(IndexEntry("i2", "nope", "l2", "flat", (), ()))
     with pytest.raises(KeyError):
         ds.transaction().drop_index("nope")
-    report = ds.vacuum(timedelta(hours=1))  # every version was current within the hour: its index files stay
+    report = ds.vacuum(
+        timedelta(hours=1)
+    )  # every version was current within the hour: its index files stay
     assert report.deleted == () and report.retained_versions == 4
     with ds.transaction() as tx:
         tx.drop_index("emb_idx")
@@ -148,7 +180,9 @@ def test_fragments_staged_by_other_processes_commit_once(tmp_path: Path) -> None
     assert ds.versions() == [0]  # staging commits nothing
     v = ds.commit_staged(staged, message="ray write", app_id="job-1", txn_version=0)
     assert v == 1 and sorted(ds.to_table().column("x").to_pylist()) == [0, 1, 2, 10, 11, 12]
-    assert ds.commit_staged(staged, app_id="job-1", txn_version=0) == 1  # a retried driver commits once
+    assert (
+        ds.commit_staged(staged, app_id="job-1", txn_version=0) == 1
+    )  # a retried driver commits once
     assert th.open(uri).history()[-1].message == "ray write"
 
 
@@ -162,7 +196,9 @@ def test_staged_fragments_are_checked_against_the_dataset(tmp_path: Path) -> Non
     with pytest.raises(SchemaError, match="dropped"):
         a.commit_staged(staged)
     with pytest.raises(SchemaError, match="not a staged fragment"):
-        StagedFragment.from_dict({"dataset_id": "x", "num_rows": 1, "columns": {"0": [{"path": "/etc/passwd"}]}})
+        StagedFragment.from_dict(
+            {"dataset_id": "x", "num_rows": 1, "columns": {"0": [{"path": "/etc/passwd"}]}}
+        )
     assert len(a) == 0 and a.version == 1
 
 
@@ -176,21 +212,37 @@ def test_format_modules_never_import_the_dataset_facade() -> None:
         imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert "tensorhouse.format.dataset" not in imported, path
-        assert "tensorhouse" not in {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}, path
-        for node in ast.walk(tree):  # "from tensorhouse import x" only for a module x, never the facade's names
+        assert "tensorhouse" not in {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }, path
+        for node in ast.walk(
+            tree
+        ):  # "from tensorhouse import x" only for a module x, never the facade's names
             if isinstance(node, ast.ImportFrom) and node.module == "tensorhouse":
                 for a in node.names:
-                    assert (package / f"{a.name}.py").exists() or (package / a.name).is_dir(), (path, a.name)
+                    assert (package / f"{a.name}.py").exists() or (package / a.name).is_dir(), (
+                        path,
+                        a.name,
+                    )
 
 
 def test_the_write_path_touches_no_private_attribute_of_another_module() -> None:
     """No ``obj._x`` where ``_x`` belongs to a class of another module (``ds._log`` from the transaction)."""
     for name in ("transaction.py", "merge.py", "maintenance.py", "writer.py", "dataset.py"):
         tree = ast.parse((FORMAT / name).read_text())
-        own = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
-               and n.value.id == "self"}  # fmt: skip
+        own = {
+            n.attr
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name)
+            and n.value.id == "self"
+        }
         own |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 is_self = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
                 assert is_self or node.attr in own, (name, node.attr)

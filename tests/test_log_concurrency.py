@@ -103,8 +103,9 @@ def _read_until(uri: str, stop: Any, out: Any, opts: dict[str, Any] | None) -> N
     out.put((opens, errors[:5], len(errors), backwards))
 
 
-def _readers_during_appends(uri: str, writers: int, n: int, readers: int,
-                            opts: dict[str, Any] | None = None) -> None:  # fmt: skip
+def _readers_during_appends(
+    uri: str, writers: int, n: int, readers: int, opts: dict[str, Any] | None = None
+) -> None:
     th.create(uri, {"w": "int32", "i": "int32"}, storage_options=opts)
     ctx = mp.get_context("fork")
     stop, out = ctx.Event(), ctx.Queue()
@@ -121,7 +122,9 @@ def _readers_during_appends(uri: str, writers: int, n: int, readers: int,
         p.join(timeout=60)
     opens = sum(r[0] for r in results)
     errors = [e for r in results for e in r[1]]
-    assert sum(r[2] for r in results) == 0, f"{sum(r[2] for r in results)} false errors in {opens} opens: {errors}"
+    assert sum(r[2] for r in results) == 0, (
+        f"{sum(r[2] for r in results)} false errors in {opens} opens: {errors}"
+    )
     assert sum(r[3] for r in results) == 0, "a reader saw the version go backwards"
     assert opens >= readers
     _check(uri, writers, n, opts)
@@ -135,22 +138,27 @@ def frequent_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(log_module, "CHECKPOINT_INTERVAL", 10)
 
 
-def test_readers_never_see_a_false_error_while_processes_append(tmp_path: Path, frequent_checkpoints: None) -> None:
+def test_readers_never_see_a_false_error_while_processes_append(
+    tmp_path: Path, frequent_checkpoints: None
+) -> None:
     _readers_during_appends(str(tmp_path / "ds"), writers=3, n=40, readers=2)
 
 
 @pytest.mark.slow
-def test_readers_never_see_a_false_error_while_processes_append_full(tmp_path: Path,
-                                                                     frequent_checkpoints: None) -> None:  # fmt: skip
+def test_readers_never_see_a_false_error_while_processes_append_full(
+    tmp_path: Path, frequent_checkpoints: None
+) -> None:
     _readers_during_appends(str(tmp_path / "ds"), writers=4, n=400, readers=3)
 
 
-def test_s3_readers_never_see_a_false_error_while_processes_append(s3_uri: tuple[str, dict[str, Any]],
-                                                                   frequent_checkpoints: None) -> None:  # fmt: skip
+def test_s3_readers_never_see_a_false_error_while_processes_append(
+    s3_uri: tuple[str, dict[str, Any]], frequent_checkpoints: None
+) -> None:
     _readers_during_appends(s3_uri[0], writers=2, n=8, readers=2, opts=s3_uri[1])
 
 
 @pytest.mark.slow
-def test_s3_readers_never_see_a_false_error_while_processes_append_full(s3_uri: tuple[str, dict[str, Any]],
-                                                                        frequent_checkpoints: None) -> None:  # fmt: skip
+def test_s3_readers_never_see_a_false_error_while_processes_append_full(
+    s3_uri: tuple[str, dict[str, Any]], frequent_checkpoints: None
+) -> None:
     _readers_during_appends(s3_uri[0], writers=3, n=40, readers=3, opts=s3_uri[1])

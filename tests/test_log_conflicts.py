@@ -47,7 +47,10 @@ CONFLICTS = {
     ("update_f0", "update_f1"): False,
     ("update_f1", "delete_f1"): True,
     ("compact", "delete_f0"): True,
-    ("delete_f1", "compact"): False,  # compact starts from the latest version, so it sees the delete
+    (
+        "delete_f1",
+        "compact",
+    ): False,  # compact starts from the latest version, so it sees the delete
     ("compact", "update_f1"): True,
     ("add_column", "add_column"): True,
     ("add_column", "rename"): True,
@@ -68,7 +71,9 @@ def _setup(tmp_path: Path) -> str:
     return uri
 
 
-@pytest.mark.parametrize(("first", "second"), list(CONFLICTS), ids=[f"{a}-then-{b}" for a, b in CONFLICTS])
+@pytest.mark.parametrize(
+    ("first", "second"), list(CONFLICTS), ids=[f"{a}-then-{b}" for a, b in CONFLICTS]
+)
 def test_conflict_matrix(tmp_path: Path, first: str, second: str) -> None:
     uri = _setup(tmp_path)
     a, b = th.open(uri), th.open(uri)  # both read version 2

@@ -71,13 +71,16 @@ def test_a_gap_seen_while_listing_is_rechecked_not_reported(tmp_path: Path) -> N
         open_with(LocalStore(uri))
 
 
-def test_open_reads_the_hint_the_checkpoint_and_the_entries_after_it_only(tmp_path: Path,
-                                                                          small_checkpoints: None) -> None:  # fmt: skip
+def test_open_reads_the_hint_the_checkpoint_and_the_entries_after_it_only(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
     uri = build(tmp_path, 13)
     store = CountingStore(LocalStore(uri))
     assert xs(open_with(store)) == list(range(13))
-    assert store.calls["list"] == 1 and store.keys_read[:2] == ["_log/_last_checkpoint",
-                                                                 "_log/00000000000000000010.checkpoint"]  # fmt: skip
+    assert store.calls["list"] == 1 and store.keys_read[:2] == [
+        "_log/_last_checkpoint",
+        "_log/00000000000000000010.checkpoint",
+    ]
     assert sorted(store.keys_read[2:]) == [f"_log/{v:020d}.json" for v in (11, 12, 13)]
 
 
@@ -106,7 +109,9 @@ def test_a_wrong_hint_is_never_trusted(tmp_path: Path, small_checkpoints: None, 
     assert xs(th.open(uri, version=7)) == list(range(7))
 
 
-def test_a_checkpoint_that_passes_its_checksum_but_lies_is_refused(tmp_path: Path, small_checkpoints: None) -> None:
+def test_a_checkpoint_that_passes_its_checksum_but_lies_is_refused(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
     """Validation is semantic too (vectorised): an unsafe path or rows that do not add up."""
     import pyarrow as pa
 
@@ -117,12 +122,16 @@ def test_a_checkpoint_that_passes_its_checksum_but_lies_is_refused(tmp_path: Pat
     snap = th.open(uri).snapshot
     raw = encode_checkpoint(snap)
     assert parse_checkpoint(raw, "x").num_rows == 5
-    table = FragmentColumns.from_table(pa.ipc.open_file(pa.py_buffer(raw[HEADER.size :])).read_all().replace_schema_metadata(None),
-                                       next_fragment_id=snap.next_fragment_id).table  # fmt: skip
+    table = FragmentColumns.from_table(
+        pa.ipc.open_file(pa.py_buffer(raw[HEADER.size :])).read_all().replace_schema_metadata(None),
+        next_fragment_id=snap.next_fragment_id,
+    ).table
     chunks = table.column("chunks").combine_chunks()
     values = chunks.values
-    for field, bad in (("path", pa.array(["../../etc/passwd"] * len(values))),
-                       ("rows", pa.array([7] * len(values), pa.int64()))):  # fmt: skip
+    for field, bad in (
+        ("path", pa.array(["../../etc/passwd"] * len(values))),
+        ("rows", pa.array([7] * len(values), pa.int64())),
+    ):
         arrays = [bad if n == field else values.field(n) for n in (f.name for f in values.type)]
         struct = pa.StructArray.from_arrays(arrays, fields=list(values.type))
         lying = table.set_column(5, "chunks", pa.ListArray.from_arrays(chunks.offsets, struct))
@@ -130,7 +139,9 @@ def test_a_checkpoint_that_passes_its_checksum_but_lies_is_refused(tmp_path: Pat
             FragmentColumns.from_table(lying, next_fragment_id=snap.next_fragment_id)
 
 
-def test_history_with_a_limit_reads_only_the_newest_entries(tmp_path: Path, small_checkpoints: None) -> None:
+def test_history_with_a_limit_reads_only_the_newest_entries(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
     uri = build(tmp_path, 12)
     ds = th.open(uri)
     ds.delete(where="x < 3")
@@ -155,29 +166,39 @@ def test_vacuum_removes_abandoned_staged_files_older_than_the_retention(tmp_path
     dry = ds.vacuum(timedelta(days=7), dry_run=True)
     assert dry.deleted == ("data/x/.tmp-0123abcd",) and old.exists()
     report = ds.vacuum(timedelta(days=7))
-    assert report.deleted == ("data/x/.tmp-0123abcd",) and report.bytes_freed == len(b"half a chunk")
+    assert report.deleted == ("data/x/.tmp-0123abcd",) and report.bytes_freed == len(
+        b"half a chunk"
+    )
     assert not old.exists() and fresh.exists()  # a write in flight keeps its staged file
     assert xs(th.open(uri)) == [0, 1]
 
 
-def test_vacuum_reads_only_the_retained_part_of_a_long_log(tmp_path: Path, small_checkpoints: None) -> None:
+def test_vacuum_reads_only_the_retained_part_of_a_long_log(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
     now = [time.time() - 3 * 86400]
     uri = str(tmp_path / "ds")
     ds = th.create(uri, {"x": "int64"}, clock=lambda: now[0])
     for i in range(30):
         if i == 25:
-            now[0] = time.time()  # the last 5 commits are recent, the first 26 versions three days old
+            now[0] = (
+                time.time()
+            )  # the last 5 commits are recent, the first 26 versions three days old
         ds.append({"x": [i]})
     store = CountingStore(LocalStore(uri))
     report = open_with(store).vacuum(timedelta(days=1))
     # version 25 was current at the cutoff: it and every later version are retained
     assert report.deleted == () and report.retained_versions == 6
     entries = [k for k in store.keys_read if k.endswith(".json") and "_log/0" in k]
-    assert len(entries) <= 12, entries  # a binary search over timestamps, then the entries after checkpoint 25
+    assert len(entries) <= 12, (
+        entries
+    )  # a binary search over timestamps, then the entries after checkpoint 25
     assert "_log/00000000000000000025.checkpoint" in store.keys_read
 
 
-def test_opening_on_s3_costs_one_list_and_three_gets(s3_uri: tuple[str, dict[str, Any]], small_checkpoints: None) -> None:
+def test_opening_on_s3_costs_one_list_and_three_gets(
+    s3_uri: tuple[str, dict[str, Any]], small_checkpoints: None
+) -> None:
     from tensorhouse.storage import open_store
 
     uri, opts = s3_uri
@@ -189,8 +210,11 @@ def test_opening_on_s3_costs_one_list_and_three_gets(s3_uri: tuple[str, dict[str
     gets = store.calls["get"] + store.calls["get_range"]  # bounded reads are one ranged GET each
     assert len(opened) == 6 and store.calls["list"] == 1 and gets == 3, store.calls
     assert xs(opened) == list(range(6))
-    assert store.keys_read[:3] == ["_log/_last_checkpoint", "_log/00000000000000000005.checkpoint",
-                               "_log/00000000000000000006.json"]  # fmt: skip
+    assert store.keys_read[:3] == [
+        "_log/_last_checkpoint",
+        "_log/00000000000000000005.checkpoint",
+        "_log/00000000000000000006.json",
+    ]
 
 
 def test_format_1_json_checkpoints_still_read(tmp_path: Path, small_checkpoints: None) -> None:
@@ -200,8 +224,15 @@ def test_format_1_json_checkpoints_still_read(tmp_path: Path, small_checkpoints:
     uri = build(tmp_path, 7)
     snap = th.open(uri, version=5).snapshot
     state = snap.to_dict()
-    digest = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    doc = {"format": "tensorhouse.checkpoint", "format_version": 1, "sha256": digest, "state": state}
+    digest = hashlib.sha256(
+        json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    doc = {
+        "format": "tensorhouse.checkpoint",
+        "format_version": 1,
+        "sha256": digest,
+        "state": state,
+    }
     (Path(uri) / "_log" / "00000000000000000005.checkpoint").write_text(json.dumps(doc))
     (Path(uri) / "_log" / "_last_checkpoint").write_text(json.dumps({"version": 5}))  # the old hint
     store = CountingStore(LocalStore(uri))
@@ -210,11 +241,15 @@ def test_format_1_json_checkpoints_still_read(tmp_path: Path, small_checkpoints:
     assert ds.snapshot.fragments[0] == snap.fragments[0]
 
 
-def test_an_old_checkpoint_does_not_pull_the_hint_back(tmp_path: Path, small_checkpoints: None) -> None:
+def test_an_old_checkpoint_does_not_pull_the_hint_back(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
     uri = build(tmp_path, 11)
     th.open(uri, version=3).checkpoint()  # on demand, from an old handle
     assert json.loads((Path(uri) / "_log" / "_last_checkpoint").read_bytes())["version"] == 10
-    (Path(uri) / "_log" / "_last_checkpoint").write_text(json.dumps({"version": 99, "size": 1, "xxh3": 1}))
+    (Path(uri) / "_log" / "_last_checkpoint").write_text(
+        json.dumps({"version": 99, "size": 1, "xxh3": 1})
+    )
     ds = th.open(uri)
     ds.append({"x": [11]})
     ds.checkpoint()  # a hint naming a checkpoint that does not exist is replaced

@@ -118,7 +118,9 @@ class LogModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             for version, (cols, rows) in self.history.items():
-                assert self._rows_of(th.open(self.uri, version=version)) == (cols, rows), f"version {version}"
+                assert self._rows_of(th.open(self.uri, version=version)) == (cols, rows), (
+                    f"version {version}"
+                )
             for name, version in self.tags.items():
                 assert th.open(self.uri, tag=name).version == version
         finally:

@@ -44,7 +44,9 @@ def open_counting(uri: str, version: int | None = None) -> tuple[th.Dataset, Cou
     return Dataset(store, log.snapshot(version), log=log), store
 
 
-def test_checkpoints_every_interval_and_bounded_open(tmp_path: Path, small_checkpoints: None) -> None:
+def test_checkpoints_every_interval_and_bounded_open(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
     uri = build(tmp_path, 12)
     names = sorted(p.name for p in (Path(uri) / "_log").iterdir())
     assert "00000000000000000005.checkpoint" in names and "00000000000000000010.checkpoint" in names
@@ -54,7 +56,10 @@ def test_checkpoints_every_interval_and_bounded_open(tmp_path: Path, small_check
     log_gets = [k for k in store.keys_read if k.startswith("_log/")]
     # the verified hint, the checkpoint it names, the entries after it (read in parallel)
     assert log_gets[:2] == ["_log/_last_checkpoint", "_log/00000000000000000010.checkpoint"]
-    assert sorted(log_gets[2:]) == ["_log/00000000000000000011.json", "_log/00000000000000000012.json"]
+    assert sorted(log_gets[2:]) == [
+        "_log/00000000000000000011.json",
+        "_log/00000000000000000012.json",
+    ]
     old, _ = open_counting(uri, version=3)
     assert xs(old) == [0, 1, 2]
 
@@ -65,12 +70,15 @@ def test_on_demand_checkpoint(tmp_path: Path) -> None:
     assert (Path(uri) / "_log" / "00000000000000000003.checkpoint").exists()
     ds, store = open_counting(uri)
     assert xs(ds) == [0, 1, 2] and [k for k in store.keys_read if k.startswith("_log/")] == [
-        "_log/_last_checkpoint", "_log/00000000000000000003.checkpoint"
+        "_log/_last_checkpoint",
+        "_log/00000000000000000003.checkpoint",
     ]
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_corrupt_checkpoint_at_every_offset_is_skipped(tmp_path: Path, small_checkpoints: None, damage: str) -> None:
+def test_corrupt_checkpoint_at_every_offset_is_skipped(
+    tmp_path: Path, small_checkpoints: None, damage: str
+) -> None:
     uri = build(tmp_path, 11)
     cp = Path(uri) / "_log" / "00000000000000000010.checkpoint"
     clean = cp.read_bytes()
@@ -145,7 +153,9 @@ def test_failure_at_every_write_of_a_commit(tmp_path: Path, when: str) -> None:
         store = FaultyStore(LocalStore(uri), fail_at=k, when=when)
         log = Log(store)
         victim = Dataset(store, log.snapshot(), log=log)
-        with contextlib.suppress(InjectedFault):  # the injected failure, where it hits before the commit lands
+        with contextlib.suppress(
+            InjectedFault
+        ):  # the injected failure, where it hits before the commit lands
             victim.append({"x": [2], "y": ["b"]}, app_id="job", txn_version=1)
         after = th.open(uri)
         assert after.version in (1, 2)

@@ -48,23 +48,34 @@ def test_duckdb_result_keeps_tensor_types(con: Any, demo: Any, tmp_path: Path) -
     np.testing.assert_array_equal(back["embedding"], rows["embedding"][keep])
     np.testing.assert_array_equal(back["mask"], rows["mask"][keep])
     assert back["image"] == [b for b, k in zip(rows["image"], keep, strict=True) if k]
-    for got, want in zip(back["depth"], [d for d, k in zip(rows["depth"], keep, strict=True) if k], strict=True):
+    for got, want in zip(
+        back["depth"], [d for d, k in zip(rows["depth"], keep, strict=True) if k], strict=True
+    ):
         np.testing.assert_array_equal(got, want)
 
 
 def test_datafusion_result_keeps_types_from_metadata(demo: Any, tmp_path: Path) -> None:
     ctx = datafusion.SessionContext()
     th.datafusion.register(ctx, "pets", demo.uri)
-    out = th.write(str(tmp_path / "df"), ctx.sql("SELECT id, label, image, embedding, boxes FROM pets WHERE id < 50"))
+    out = th.write(
+        str(tmp_path / "df"),
+        ctx.sql("SELECT id, label, image, embedding, boxes FROM pets WHERE id < 50"),
+    )
     want = expected_types()
-    assert dict(out.schema.columns) == {k: want[k] for k in ("id", "label", "image", "embedding", "boxes")}
+    assert dict(out.schema.columns) == {
+        k: want[k] for k in ("id", "label", "image", "embedding", "boxes")
+    }
     assert len(out) == 45
 
 
 def test_computed_columns_are_inferred(con: Any, tmp_path: Path) -> None:
-    rel = con.sql("SELECT label, count(*) AS n, sum(id) AS total, avg(score) AS mean, "
-                  "list(id ORDER BY id)[1:2] AS first_ids FROM pets GROUP BY label ORDER BY label")  # fmt: skip
-    exact = th.write(str(tmp_path / "agg-decimal"), rel)  # sum() gives a DECIMAL(38,0), stored exactly
+    rel = con.sql(
+        "SELECT label, count(*) AS n, sum(id) AS total, avg(score) AS mean, "
+        "list(id ORDER BY id)[1:2] AS first_ids FROM pets GROUP BY label ORDER BY label"
+    )
+    exact = th.write(
+        str(tmp_path / "agg-decimal"), rel
+    )  # sum() gives a DECIMAL(38,0), stored exactly
     assert exact.schema["total"] == th.Arrow("decimal(38,0)")
     out = th.write(str(tmp_path / "agg"), rel, schema={"total": "int64"})
     s = out.schema
@@ -94,7 +105,9 @@ def test_arrow_inputs_and_modes(tmp_path: Path) -> None:
 
 
 def test_one_commit_for_many_groups(con: Any, tmp_path: Path) -> None:
-    out = th.write(str(tmp_path / "groups"), con.sql("SELECT id, embedding FROM pets"), group_bytes=1024)
+    out = th.write(
+        str(tmp_path / "groups"), con.sql("SELECT id, embedding FROM pets"), group_bytes=1024
+    )
     assert out.version == 1 and len(out) == 180
     assert len(out.snapshot.fragments) > 1  # several groups, each its own fragment, one version
 
@@ -102,9 +115,17 @@ def test_one_commit_for_many_groups(con: Any, tmp_path: Path) -> None:
 def test_rowid_is_dropped_and_empty_results(con: Any, tmp_path: Path) -> None:
     out = th.write(str(tmp_path / "ids"), con.sql("SELECT _rowid, id FROM pets_ids WHERE id < 3"))
     assert out.columns == ["id"]
-    empty = th.write(str(tmp_path / "empty"), con.sql("SELECT id, embedding FROM pets WHERE id < 0"))
-    assert empty.version == 0 and len(empty) == 0 and empty.schema["embedding"] == th.Embedding(EMB_DIM)
-    again = th.write(str(tmp_path / "ids"), con.sql("SELECT id FROM pets WHERE id < 0"), mode="append")
+    empty = th.write(
+        str(tmp_path / "empty"), con.sql("SELECT id, embedding FROM pets WHERE id < 0")
+    )
+    assert (
+        empty.version == 0
+        and len(empty) == 0
+        and empty.schema["embedding"] == th.Embedding(EMB_DIM)
+    )
+    again = th.write(
+        str(tmp_path / "ids"), con.sql("SELECT id FROM pets WHERE id < 0"), mode="append"
+    )
     assert again.version == 1  # nothing appended, no new version
 
 
@@ -127,9 +148,13 @@ def test_append_checks_columns(con: Any, tmp_path: Path) -> None:
 
 def test_resolve_schema_rules() -> None:
     image_field = th.Image("png").arrow_field("pic")
-    s = resolve_schema(pa.schema([image_field, pa.field("n", pa.int32()), pa.field("t", pa.string())]),
-                       {"n": th.ClassLabel(["a", "b"])})  # fmt: skip
-    assert s["pic"] == th.Image("png") and s["n"] == th.ClassLabel(["a", "b"]) and s["t"] == th.Text()
+    s = resolve_schema(
+        pa.schema([image_field, pa.field("n", pa.int32()), pa.field("t", pa.string())]),
+        {"n": th.ClassLabel(["a", "b"])},
+    )
+    assert (
+        s["pic"] == th.Image("png") and s["n"] == th.ClassLabel(["a", "b"]) and s["t"] == th.Text()
+    )
     # metadata that does not fit the Arrow type is ignored
     wrong = pa.field("pic", pa.int64(), metadata=image_field.metadata)
     assert resolve_schema(pa.schema([wrong]))["pic"] == th.Scalar("int64")

@@ -16,7 +16,9 @@ from tensorhouse.format.predicate import evaluate, parse
 X = [0, 5, 10, -7, 20, None, 3]
 F = [1.5, 2.0, -3.5, 4.0, 0.5, 0.9, None]
 S = ["a", "b'c", None, "a", "z", "", "q"]
-BATCH = pa.record_batch({"x": pa.array(X, pa.int64()), "f": pa.array(F, pa.float32()), "s": pa.array(S)})
+BATCH = pa.record_batch(
+    {"x": pa.array(X, pa.int64()), "f": pa.array(F, pa.float32()), "s": pa.array(S)}
+)
 TYPES = {"x": pa.int64(), "f": pa.float32(), "s": pa.string()}
 
 
@@ -32,9 +34,13 @@ CASES = {
     "x IN (-7, 5)": lambda x, f, s: x in (-7, 5),
     "x NOT IN (0, 20)": lambda x, f, s: x is not None and x not in (0, 20),
     "x BETWEEN -10 AND 2 * 2": lambda x, f, s: x is not None and -10 <= x <= 4,
-    "f >= 0.9": lambda x, f, s: f is not None and f >= f32(0.9),  # the literal takes the column's type
+    "f >= 0.9": lambda x, f, s: (
+        f is not None and f >= f32(0.9)
+    ),  # the literal takes the column's type
     "f < 2 OR s = 'a'": lambda x, f, s: (f is not None and f < 2) or s == "a",
-    "NOT (s = 'b''c') AND x IS NOT NULL": lambda x, f, s: s is not None and s != "b'c" and x is not None,
+    "NOT (s = 'b''c') AND x IS NOT NULL": lambda x, f, s: (
+        s is not None and s != "b'c" and x is not None
+    ),
     "s IS NULL OR f IS NULL": lambda x, f, s: s is None or f is None,
     "x / 3 = 1": lambda x, f, s: x is not None and int(x / 3) == 1,
 }
@@ -47,7 +53,9 @@ def test_predicates_match_reference(text: str) -> None:
     assert got == want
 
 
-@pytest.mark.parametrize("bad", ["x = ", "x = = 1", "nope = 1", "x = 1 1", "x IN ()", "x IN (y)", "(x = 1", "", "x @ 1"])
+@pytest.mark.parametrize(
+    "bad", ["x = ", "x = = 1", "nope = 1", "x = 1 1", "x IN ()", "x IN (y)", "(x = 1", "", "x @ 1"]
+)
 def test_malformed_predicates_raise_schema_error(bad: str) -> None:
     with pytest.raises(th.SchemaError):
         parse(bad, TYPES)

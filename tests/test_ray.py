@@ -34,8 +34,14 @@ from tests.ray_helpers import (  # noqa: E402
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
     # address="local": a fresh instance, never a cluster someone else started on this machine.
-    ray.init(address="local", num_cpus=2, object_store_memory=200 << 20, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        object_store_memory=200 << 20,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -133,7 +139,9 @@ def test_time_travel_and_a_pinned_version(tmp_path: Path) -> None:
 def test_decoded_images(tmp_path: Path) -> None:
     uri = str(tmp_path / "d")
     ds = make(uri, fragments=1, per=6)
-    b = th.ray.read(uri, columns=["id", "img"], decode_images=True).take_batch(6, batch_format="numpy")
+    b = th.ray.read(uri, columns=["id", "img"], decode_images=True).take_batch(
+        6, batch_format="numpy"
+    )
     raw = ds.take(list(range(6)), columns=["img"], decode=False)["img"]
     for i, img in zip(b["id"], b["img"], strict=True):
         np.testing.assert_array_equal(img, decode_image("jpeg", raw[int(i)]))
@@ -142,7 +150,9 @@ def test_decoded_images(tmp_path: Path) -> None:
 
 def test_read_filter_map_write_back_every_row_once(tmp_path: Path) -> None:
     src = make(str(tmp_path / "src"), fragments=3)
-    rds = th.ray.read(src.uri, columns=["id", "label", "emb", "img"], filter="label != 2").map_batches(double_emb)
+    rds = th.ray.read(
+        src.uri, columns=["id", "label", "emb", "img"], filter="label != 2"
+    ).map_batches(double_emb)
     out = str(tmp_path / "out")
     assert th.ray.write(rds, out, mode="create", schema=src) == 1
     got = th.open(out)
@@ -155,16 +165,23 @@ def test_read_filter_map_write_back_every_row_once(tmp_path: Path) -> None:
     order = np.argsort(ids)
     emb = np.stack(t.column("emb").to_numpy(zero_copy_only=False))[order]
     np.testing.assert_allclose(emb, ref["emb"] * 2)
-    assert [t.column("img")[int(i)].as_py() for i in order] == ref["img"]  # JPEG bytes kept as they were
+    assert [t.column("img")[int(i)].as_py() for i in order] == ref[
+        "img"
+    ]  # JPEG bytes kept as they were
 
 
 def test_write_infers_ray_tensor_types_and_respects_modes(tmp_path: Path) -> None:
     out = str(tmp_path / "t")
-    items = [{"id": i, "vec": np.full(4, i, np.float32), "mask": np.ones((i % 3 + 1, 2), np.uint8)} for i in range(30)]
+    items = [
+        {"id": i, "vec": np.full(4, i, np.float32), "mask": np.ones((i % 3 + 1, 2), np.uint8)}
+        for i in range(30)
+    ]
     rds = ray.data.from_items(items, override_num_blocks=3)
     assert th.ray.write(rds, out) == 1  # append creates a missing dataset
     ds = th.open(out)
-    assert ds.schema["vec"] == th.Tensor("float32", (4,)) and ds.schema["mask"] == th.Tensor("uint8", (None, None))
+    assert ds.schema["vec"] == th.Tensor("float32", (4,)) and ds.schema["mask"] == th.Tensor(
+        "uint8", (None, None)
+    )
     assert len(ds) == 30 and ds.take([29])["mask"][0].shape == (3, 2)
     assert th.ray.write(ray.data.from_items(items[:5]), out) == 2
     assert len(th.open(out)) == 35
@@ -175,14 +192,18 @@ def test_write_infers_ray_tensor_types_and_respects_modes(tmp_path: Path) -> Non
     emb = str(tmp_path / "e")
     th.ray.write(rds, emb, mode="create", schema={"vec": th.Embedding(4)})
     assert th.open(emb).schema["vec"] == th.Embedding(4)
-    assert th.ray.write(ray.data.from_items(items[:0] or [items[0]]).filter(lambda r: False), emb) == 1  # nothing
+    assert (
+        th.ray.write(ray.data.from_items(items[:0] or [items[0]]).filter(lambda r: False), emb) == 1
+    )  # nothing
 
 
 def test_bad_rows_fail_the_job_and_commit_nothing(tmp_path: Path) -> None:
     out = str(tmp_path / "t")
     th.create(out, {"id": "int64", "vec": th.Tensor("float32", (4,))})
-    bad = ray.data.from_items([{"id": i, "vec": np.zeros(3 if i == 7 else 4, np.float32)} for i in range(10)],
-                              override_num_blocks=1)  # fmt: skip
+    bad = ray.data.from_items(
+        [{"id": i, "vec": np.zeros(3 if i == 7 else 4, np.float32)} for i in range(10)],
+        override_num_blocks=1,
+    )
     with pytest.raises(Exception, match="vec") as err:
         th.ray.write(bad, out)
     assert isinstance(err.value, th.TensorhouseError) or "SchemaError" in str(err.value)
@@ -192,14 +213,18 @@ def test_bad_rows_fail_the_job_and_commit_nothing(tmp_path: Path) -> None:
         th.ray.write(ray.data.from_items([{"id": 1}]), out)
 
 
-def test_task_killed_mid_write_leaves_the_version_and_the_retry_commits_once(tmp_path: Path) -> None:
+def test_task_killed_mid_write_leaves_the_version_and_the_retry_commits_once(
+    tmp_path: Path,
+) -> None:
     src = make(str(tmp_path / "src"), fragments=2)
     out = tmp_path / "out"
     th.create(str(out), src.schema)
     marker = tmp_path / "killed"
     ctx = ray.data.DataContext.get_current()
     saved = ctx.target_max_block_size
-    ctx.target_max_block_size = 1024  # small blocks: each write task gets several, stages one, then dies
+    ctx.target_max_block_size = (
+        1024  # small blocks: each write task gets several, stages one, then dies
+    )
     try:
         rds = th.ray.read(src.uri).map_batches(lambda b: b, batch_size=5, batch_format="numpy")
         sink = KillingSink(str(out), marker)
@@ -238,11 +263,16 @@ def test_two_concurrent_write_jobs_both_commit(tmp_path: Path) -> None:
 
     def job(lo: int, hi: int) -> None:
         try:
-            results.append(th.ray.write(th.ray.read(src.uri, filter=f"id >= {lo} AND id < {hi}"), out))
+            results.append(
+                th.ray.write(th.ray.read(src.uri, filter=f"id >= {lo} AND id < {hi}"), out)
+            )
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=job, args=(0, 25)), threading.Thread(target=job, args=(25, 40))]
+    threads = [
+        threading.Thread(target=job, args=(0, 25)),
+        threading.Thread(target=job, args=(25, 40)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -256,7 +286,9 @@ def test_a_rerun_job_with_the_same_app_id_commits_nothing(tmp_path: Path) -> Non
     src = make(str(tmp_path / "src"), fragments=1)
     out = str(tmp_path / "out")
     first = th.ray.write(th.ray.read(src.uri), out, app_id="nightly", txn_version=7)
-    again = th.ray.write(th.ray.read(src.uri), out, app_id="nightly", txn_version=7)  # the driver crashed, re-run
+    again = th.ray.write(
+        th.ray.read(src.uri), out, app_id="nightly", txn_version=7
+    )  # the driver crashed, re-run
     assert first == again == 1 and len(th.open(out)) == 20
     assert th.ray.write(th.ray.read(src.uri), out, app_id="nightly", txn_version=8) == 2
     with pytest.raises(ValueError, match="both"):
@@ -267,7 +299,9 @@ def test_memory_datasets_within_one_process() -> None:
     make("memory://ray-mem-src", fragments=2)
     rds = th.ray.read("memory://ray-mem-src", filter="id < 30")
     assert th.ray.write(rds, "memory://ray-mem-out", mode="create") == 1
-    assert sorted(th.open("memory://ray-mem-out").to_table(["id"]).column("id").to_pylist()) == list(range(30))
+    assert sorted(
+        th.open("memory://ray-mem-out").to_table(["id"]).column("id").to_pylist()
+    ) == list(range(30))
 
 
 @pytest.mark.parametrize("name", ["01_decode_augment_torch", "02_embedding_append", "03_scale_out"])
@@ -295,4 +329,7 @@ def test_ray_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     elif name == "02_embedding_append":
         assert result == 72
     else:
-        assert result["read tasks"] == result["fragments"] and result["read tasks at 32 KiB per task"] > 6
+        assert (
+            result["read tasks"] == result["fragments"]
+            and result["read tasks at 32 KiB per task"] > 6
+        )

@@ -23,8 +23,14 @@ def nodes(moto_server: str) -> Iterator[Any]:
     """Two Ray nodes of one CPU each; started after moto so their workers see its AWS_* variables."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 << 20,
-                                                            "include_dashboard": False})  # fmt: skip
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "object_store_memory": 100 << 20,
+            "include_dashboard": False,
+        },
+    )
     cluster.add_node(num_cpus=1, object_store_memory=100 << 20)
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
     # Functions of this test module travel by value: workers cannot import it by name.
@@ -49,13 +55,20 @@ def _tag_node(batch: dict[str, Any]) -> dict[str, Any]:
     return {"id": batch["id"], "emb": batch["emb"] + 1, "node": np.array([node] * len(batch["id"]))}
 
 
-def test_s3_read_filter_map_write_back_every_row_once(nodes: Any, s3_uri: tuple[str, dict[str, Any]]) -> None:
+def test_s3_read_filter_map_write_back_every_row_once(
+    nodes: Any, s3_uri: tuple[str, dict[str, Any]]
+) -> None:
     src_uri, opts = _s3(s3_uri, "src")
     src = make(src_uri, fragments=4, per=15, storage_options=opts)
     rds = th.ray.read(src_uri, columns=["id", "emb"], filter="id % 5 <> 0", storage_options=opts)
     out_uri, _ = _s3(s3_uri, "out")
-    version = th.ray.write(rds.map_batches(_tag_node, batch_format="numpy"), out_uri, mode="create",
-                           schema={"emb": th.Embedding(8)}, storage_options=opts)  # fmt: skip
+    version = th.ray.write(
+        rds.map_batches(_tag_node, batch_format="numpy"),
+        out_uri,
+        mode="create",
+        schema={"emb": th.Embedding(8)},
+        storage_options=opts,
+    )
     assert version == 1
     out = th.open(out_uri, storage_options=opts).to_table()
     ids = out.column("id").to_pylist()
@@ -76,8 +89,9 @@ def test_s3_time_travel(nodes: Any, s3_uri: tuple[str, dict[str, Any]]) -> None:
     assert sorted(th.ray.read(uri, storage_options=opts).to_pandas()["id"]) == list(range(15))
 
 
-def test_s3_worker_killed_mid_write_commits_once(nodes: Any, s3_uri: tuple[str, dict[str, Any]],
-                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_s3_worker_killed_mid_write_commits_once(
+    nodes: Any, s3_uri: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
     src_uri, opts = _s3(s3_uri, "src")
     src = make(src_uri, fragments=2, per=10, storage_options=opts)
     out_uri, _ = _s3(s3_uri, "out")

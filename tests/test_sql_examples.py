@@ -18,7 +18,9 @@ from sql_fixtures import Demo, make_demo
 import tensorhouse as th
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "sql_examples"
-FILES = sorted(f for f in EXAMPLES.glob("*.sql") if not f.name.startswith("udf_"))  # udf_*: tests/test_udfs_engines.py
+FILES = sorted(
+    f for f in EXAMPLES.glob("*.sql") if not f.name.startswith("udf_")
+)  # udf_*: tests/test_udfs_engines.py
 KNOWN_TABLES = {"pets", "pets_v1", "pets_v2", "meta", "owners"}
 
 
@@ -36,7 +38,11 @@ def with_rowid(path: Path) -> set[str]:
     """Tables the example registers with ``rowid=True`` (annotated ``(... rowid=True)``)."""
     line = re.search(r"^-- tables: (.+)$", path.read_text(), re.M)
     assert line
-    return {re.sub(r"\(.*?\)", "", t).strip() for t in re.split(r",(?![^(]*\))", line.group(1)) if "rowid=True" in t}
+    return {
+        re.sub(r"\(.*?\)", "", t).strip()
+        for t in re.split(r",(?![^(]*\))", line.group(1))
+        if "rowid=True" in t
+    }
 
 
 def sql_of(path: Path) -> str:
@@ -46,10 +52,19 @@ def sql_of(path: Path) -> str:
 # -- independent answers ---------------------------------------------------------------
 def _frame(d: Demo, version: int = 3) -> pd.DataFrame:
     r = d.rows(version)
-    return pd.DataFrame({"_rowid": r["_rowid"], "id": r["id"], "label": r["label"], "score": r["score"],
-                         "caption": r["caption"], "n_boxes": [len(b) for b in r["boxes"]],
-                         "image_bytes": [len(b) for b in r["image"]], "points": [len(x) for x in r["depth"]],
-                         "corner": r["mask"][:, 0, 0]})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "_rowid": r["_rowid"],
+            "id": r["id"],
+            "label": r["label"],
+            "score": r["score"],
+            "caption": r["caption"],
+            "n_boxes": [len(b) for b in r["boxes"]],
+            "image_bytes": [len(b) for b in r["image"]],
+            "points": [len(x) for x in r["depth"]],
+            "corner": r["mask"][:, 0, 0],
+        }
+    )
 
 
 def _topk(d: Demo) -> pd.DataFrame:
@@ -76,18 +91,27 @@ def _f64_sum(s: pd.Series) -> float:
 
 def label_counts(d: Demo) -> pd.DataFrame:
     f = _frame(d)
-    return f[f.score >= 0.25].groupby("label").agg(n=("id", "size"), mean_score=("score", _f64_mean)).reset_index()
+    return (
+        f[f.score >= 0.25]
+        .groupby("label")
+        .agg(n=("id", "size"), mean_score=("score", _f64_mean))
+        .reset_index()
+    )
 
 
 def join_parquet_split(d: Demo) -> pd.DataFrame:
     f = _frame(d).merge(d.meta, on="id")
-    return f.groupby(["split", "label"]).agg(n=("id", "size"), weight=("weight", "sum")).reset_index()
+    return (
+        f.groupby(["split", "label"]).agg(n=("id", "size"), weight=("weight", "sum")).reset_index()
+    )
 
 
 def join_delta_owners(d: Demo) -> pd.DataFrame:
     f = _frame(d).merge(d.owners, on="label")
     f = f[f.since >= 2020]
-    return f.groupby("owner").agg(images=("id", "size"), total_score=("score", _f64_sum)).reset_index()
+    return (
+        f.groupby("owner").agg(images=("id", "size"), total_score=("score", _f64_sum)).reset_index()
+    )
 
 
 def time_travel_added(d: Demo) -> pd.DataFrame:
@@ -117,7 +141,11 @@ def rowids_for_loader(d: Demo) -> pd.DataFrame:
 
 
 def image_sizes(d: Demo) -> pd.DataFrame:
-    agg = {"n": ("id", "size"), "min_bytes": ("image_bytes", "min"), "max_bytes": ("image_bytes", "max")}
+    agg = {
+        "n": ("id", "size"),
+        "min_bytes": ("image_bytes", "min"),
+        "max_bytes": ("image_bytes", "max"),
+    }
     return _frame(d).groupby("label").agg(**agg).reset_index()
 
 
@@ -161,8 +189,13 @@ def run_duckdb(demo: Demo, sql: str, tables: list[str], rowid: set[str]) -> pd.D
             elif t == "owners":
                 con.register("owners", DeltaTable(demo.owners_path).to_pyarrow_dataset())
             else:
-                th.duckdb.register(con, t, demo.uri, version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t],
-                                   rowid=t in rowid)  # fmt: skip
+                th.duckdb.register(
+                    con,
+                    t,
+                    demo.uri,
+                    version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t],
+                    rowid=t in rowid,
+                )
         return con.sql(sql).to_arrow_table().to_pandas()
     finally:
         con.close()
@@ -176,12 +209,20 @@ def run_datafusion(demo: Demo, sql: str, tables: list[str], rowid: set[str]) -> 
         elif t == "owners":
             ctx.register_dataset("owners", DeltaTable(demo.owners_path).to_pyarrow_dataset())
         else:
-            th.datafusion.register(ctx, t, demo.uri, version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t],
-                                   rowid=t in rowid)  # fmt: skip
+            th.datafusion.register(
+                ctx,
+                t,
+                demo.uri,
+                version={"pets": None, "pets_v1": 1, "pets_v2": 2}[t],
+                rowid=t in rowid,
+            )
     return ctx.sql(sql).to_pandas()
 
 
-RUNNERS: dict[str, Callable[[Demo, str, list[str], set[str]], pd.DataFrame]] = {"duckdb": run_duckdb, "datafusion": run_datafusion}
+RUNNERS: dict[str, Callable[[Demo, str, list[str], set[str]], pd.DataFrame]] = {
+    "duckdb": run_duckdb,
+    "datafusion": run_datafusion,
+}
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +237,9 @@ def test_there_are_a_dozen_documented_examples() -> None:
         tables, engines = header(f)
         assert set(tables) <= KNOWN_TABLES, f.name
         assert engines and set(engines) <= set(RUNNERS), f.name
-        assert f.read_text().startswith("-- "), f"{f.name}: starts with a comment saying what it shows"
+        assert f.read_text().startswith("-- "), (
+            f"{f.name}: starts with a comment saying what it shows"
+        )
 
 
 CASES = [(f, e) for f in FILES for e in header(f)[1]]
@@ -208,15 +251,18 @@ def test_example(demo: Demo, path: Path, engine: str) -> None:
     got = RUNNERS[engine](demo, sql_of(path), tables, with_rowid(path))
     want = EXPECTED[path.stem](demo)
     assert list(got.columns) == list(want.columns)
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True),
-                                  check_dtype=False, rtol=1e-5)  # fmt: skip
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), want.reset_index(drop=True), check_dtype=False, rtol=1e-5
+    )
 
 
 def test_time_travel_through_the_table_function(demo: Demo) -> None:
     ctx = datafusion.SessionContext()
     th.datafusion.register(ctx, "pets", demo.uri, rowid=True)
     th.datafusion.install(ctx, rowid=True)
-    sql = sql_of(EXAMPLES / "04_time_travel_added.sql").replace("pets_v1", f"tensorhouse('{demo.uri}', 1)")
-    pd.testing.assert_frame_equal(ctx.sql(sql).to_pandas(), EXPECTED["04_time_travel_added"](demo), check_dtype=False)
-
-
+    sql = sql_of(EXAMPLES / "04_time_travel_added.sql").replace(
+        "pets_v1", f"tensorhouse('{demo.uri}', 1)"
+    )
+    pd.testing.assert_frame_equal(
+        ctx.sql(sql).to_pandas(), EXPECTED["04_time_travel_added"](demo), check_dtype=False
+    )

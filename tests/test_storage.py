@@ -473,7 +473,9 @@ class TestCachedS3Store(StoreContract):
 class TestCachedLocalStore(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> CachedStore:
-        return CachedStore(LocalStore(str(tmp_path / "ds")), str(tmp_path / "cache"), cacheable=is_immutable)
+        return CachedStore(
+            LocalStore(str(tmp_path / "ds")), str(tmp_path / "cache"), cacheable=is_immutable
+        )
 
 
 class TestPrefixedLocalStore(StoreContract):
@@ -652,7 +654,9 @@ class TestCachedStoreBehaviour:
 
     def test_pickles(self, store: CachedStore, remote: CountingStore) -> None:
         remote.inner.put("data/x", b"x")
-        copy = pickle.loads(pickle.dumps(CachedStore(remote.inner, store.cache_dir, cacheable=is_immutable)))
+        copy = pickle.loads(
+            pickle.dumps(CachedStore(remote.inner, store.cache_dir, cacheable=is_immutable))
+        )
         assert copy.get("data/x") == b"x"
 
 
@@ -684,11 +688,15 @@ class TestOpenStore:
         assert isinstance(plain, FsspecStore)
         with pytest.raises(ValueError, match="needs cacheable="):
             open_store(uri, {**options, "cache_dir": str(tmp_path / "c0")})
-        cached = open_store(uri, {**options, "cache_dir": str(tmp_path / "c1")}, cacheable=is_immutable)
+        cached = open_store(
+            uri, {**options, "cache_dir": str(tmp_path / "c1")}, cacheable=is_immutable
+        )
         assert isinstance(cached, CachedStore)
         assert isinstance(cached.inner, FsspecStore)
         assert cached.cache_dir == str(tmp_path / "c1")
-        by_keyword = open_store(uri, options, cache_dir=str(tmp_path / "c2"), cacheable=is_immutable)
+        by_keyword = open_store(
+            uri, options, cache_dir=str(tmp_path / "c2"), cacheable=is_immutable
+        )
         assert isinstance(by_keyword, CachedStore)
         cached.put("data/x", b"1")
         assert by_keyword.get("data/x") == b"1"

@@ -37,7 +37,9 @@ def tpch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         pytest.skip("tpchgen-cli is not installed (pip install tpchgen-cli)")
     root = tmp_path_factory.mktemp("tpch")
     src = root / "parquet"
-    subprocess.run([exe, "parquet", "-s", SF, f"--output-dir={src}"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [exe, "parquet", "-s", SF, f"--output-dir={src}"], check=True, stdout=subprocess.DEVNULL
+    )
     for t in TABLES:
         th.ingest.parquet(str(src / f"{t}.parquet"), str(root / "th" / t), progress=False)
     return src, root / "th"
@@ -48,7 +50,9 @@ def test_every_table_ingests_untouched(tpch: tuple[Path, Path]) -> None:
     for t in TABLES:
         want = pq.read_table(src / f"{t}.parquet")
         got = th.open(str(dst / t)).to_table()
-        assert [f.type for f in got.schema] == [f.type for f in want.schema], t  # date32, decimal128, string_view
+        assert [f.type for f in got.schema] == [f.type for f in want.schema], (
+            t
+        )  # date32, decimal128, string_view
         assert got.to_pylist() == want.to_pylist(), t
 
 
@@ -64,7 +68,10 @@ def test_queries_equal_duckdb_over_parquet_exactly(tpch: tuple[Path, Path], q: i
     for t in TABLES:
         th.duckdb.register(on_th, t, str(dst / t), rowid=False)
         on_pq.sql(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src / t}.parquet')")
-    got, want = _rows(on_th.sql(QUERIES[q]).to_arrow_table()), _rows(on_pq.sql(QUERIES[q]).to_arrow_table())
+    got, want = (
+        _rows(on_th.sql(QUERIES[q]).to_arrow_table()),
+        _rows(on_pq.sql(QUERIES[q]).to_arrow_table()),
+    )
     assert got and got == want  # Decimal == Decimal: money exactly, to the cent
 
 
@@ -75,4 +82,6 @@ def test_queries_equal_datafusion_over_parquet_exactly(tpch: tuple[Path, Path], 
     for t in TABLES:
         th.datafusion.register(on_th, t, str(dst / t), rowid=False)
         on_pq.register_parquet(t, str(src / f"{t}.parquet"))
-    assert _rows(on_th.sql(QUERIES[q]).to_arrow_table()) == _rows(on_pq.sql(QUERIES[q]).to_arrow_table())
+    assert _rows(on_th.sql(QUERIES[q]).to_arrow_table()) == _rows(
+        on_pq.sql(QUERIES[q]).to_arrow_table()
+    )

@@ -11,11 +11,23 @@ import tensorhouse as th
 from tensorhouse.types import ColumnType, Schema, as_type, infer_from_arrow
 
 ALL_TYPES = [
-    th.Image("jpeg"), th.Image("png"), th.Image(None), th.Tensor("float32", (None, 4)),
-    th.Tensor("int16", (2, 3, 4)), th.Tensor("float64", ()), th.Embedding(128), th.Embedding(8, dtype="float16"),
-    th.ClassLabel(["cat", "dog"]), th.BBox("xywh"), th.Text(), th.Json(), th.Binary(compression="zstd"),
-    as_type("int64"), as_type("bool"), as_type("float32"),
-]  # fmt: skip
+    th.Image("jpeg"),
+    th.Image("png"),
+    th.Image(None),
+    th.Tensor("float32", (None, 4)),
+    th.Tensor("int16", (2, 3, 4)),
+    th.Tensor("float64", ()),
+    th.Embedding(128),
+    th.Embedding(8, dtype="float16"),
+    th.ClassLabel(["cat", "dog"]),
+    th.BBox("xywh"),
+    th.Text(),
+    th.Json(),
+    th.Binary(compression="zstd"),
+    as_type("int64"),
+    as_type("bool"),
+    as_type("float32"),
+]
 
 
 @pytest.mark.parametrize("t", ALL_TYPES, ids=repr)
@@ -67,7 +79,13 @@ def test_bad_column_names(name: str) -> None:
 
 
 def test_malformed_stored_types_raise() -> None:
-    for bad in [{}, {"kind": "nope"}, {"kind": "tensor", "dtype": "float32"}, {"kind": "embedding", "dim": "x"}, []]:
+    for bad in [
+        {},
+        {"kind": "nope"},
+        {"kind": "tensor", "dtype": "float32"},
+        {"kind": "embedding", "dim": "x"},
+        [],
+    ]:
         with pytest.raises(th.SchemaError):
             ColumnType.from_dict(bad)  # type: ignore[arg-type]
 

@@ -43,7 +43,9 @@ from tensorhouse.udfs.duckdb import sql_type
 
 ENGINES = ["duckdb", "datafusion"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "sql_examples"
-SQL_SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SQL_SETTINGS = settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 class Engine:
@@ -58,9 +60,13 @@ class Engine:
             self.ctx = datafusion.SessionContext()
             th.udfs.register(self.ctx)
 
-    def query(self, sql: str, tables: Mapping[str, pa.Table],
-              signatures: Mapping[str, Sequence[pa.DataType]] | None = None,
-              types: Mapping[str, pa.DataType] | None = None) -> pa.Table:  # fmt: skip
+    def query(
+        self,
+        sql: str,
+        tables: Mapping[str, pa.Table],
+        signatures: Mapping[str, Sequence[pa.DataType]] | None = None,
+        types: Mapping[str, pa.DataType] | None = None,
+    ) -> pa.Table:
         """Run ``sql``; in DataFusion, first (re)register the UDFs for ``types`` and ``signatures``."""
         if self.kind == "duckdb":
             for name, t in tables.items():
@@ -86,7 +92,9 @@ def engine(kind: str) -> Engine:
 
 
 def tensors_of(values: list[Any]) -> list[np.ndarray | None]:
-    return [None if v is None else np.asarray(v["data"], np.float64).reshape(v["shape"]) for v in values]
+    return [
+        None if v is None else np.asarray(v["data"], np.float64).reshape(v["shape"]) for v in values
+    ]
 
 
 def approx_equal(a: Any, b: Any, tol: float = 1e-5) -> bool:
@@ -102,22 +110,34 @@ def approx_equal(a: Any, b: Any, tol: float = 1e-5) -> bool:
 # -- slicing -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ENGINES)
 @SQL_SETTINGS
-@given(data=st.data(), seed=st.integers(0, 2**32 - 1), ndim=st.integers(1, 3), is_fixed=st.booleans())
-def test_tensor_slice_in_sql(kind: str, data: st.DataObject, seed: int, ndim: int, is_fixed: bool) -> None:
+@given(
+    data=st.data(), seed=st.integers(0, 2**32 - 1), ndim=st.integers(1, 3), is_fixed=st.booleans()
+)
+def test_tensor_slice_in_sql(
+    kind: str, data: st.DataObject, seed: int, ndim: int, is_fixed: bool
+) -> None:
     rng = np.random.default_rng(seed)
     if is_fixed:
         shape = tuple(int(x) for x in rng.integers(1, 5, ndim))
         rows: list[np.ndarray | None] = list(rng.integers(-50, 50, (4, *shape)).astype(np.int32))
         common = shape
     else:
-        rows = [rng.random(tuple(int(x) for x in rng.integers(1, 5, ndim))).astype(np.float32) for _ in range(4)]
+        rows = [
+            rng.random(tuple(int(x) for x in rng.integers(1, 5, ndim))).astype(np.float32)
+            for _ in range(4)
+        ]
         common = tuple(min(r.shape[k] for r in rows if r is not None) for k in range(ndim))
     rows[2] = None
-    col = column(rows, th.Tensor("int32" if is_fixed else "float32", shape if is_fixed else (None,) * ndim))  # type: ignore[arg-type]
+    col = column(
+        rows, th.Tensor("int32" if is_fixed else "float32", shape if is_fixed else (None,) * ndim)
+    )  # type: ignore[arg-type]
     spec = render(data.draw(slice_keys(common)), True, " ")
     key = th.udfs.parse_slice(spec)
-    out = engine(kind).query(f"SELECT tensor_slice(t, '{spec}') AS r FROM tbl", {"tbl": pa.table({"t": col})},
-                             {"tensor_slice": [col.type, pa.string()]})  # fmt: skip
+    out = engine(kind).query(
+        f"SELECT tensor_slice(t, '{spec}') AS r FROM tbl",
+        {"tbl": pa.table({"t": col})},
+        {"tensor_slice": [col.type, pa.string()]},
+    )
     for r, g in zip(rows, tensors_of(out.column("r").to_pylist()), strict=True):
         assert (g is None) == (r is None)
         if r is not None:
@@ -125,16 +145,25 @@ def test_tensor_slice_in_sql(kind: str, data: st.DataObject, seed: int, ndim: in
 
 
 # -- shapes and reductions --------------------------------------------------------------------
-REDUCE_SQL = ", ".join([
-    "tensor_shape(t) AS shape", "tensor_ndim(t) AS ndim", "tensor_size(t) AS size",
-    *(f"tensor_{op}(t) AS {op}" for op in ("sum", "mean", "min", "max", "std")),
-    "tensor_sum_axis(t, 0) AS sum0", "tensor_max_axis(t, -1) AS maxlast",
-])  # fmt: skip
+REDUCE_SQL = ", ".join(
+    [
+        "tensor_shape(t) AS shape",
+        "tensor_ndim(t) AS ndim",
+        "tensor_size(t) AS size",
+        *(f"tensor_{op}(t) AS {op}" for op in ("sum", "mean", "min", "max", "std")),
+        "tensor_sum_axis(t, 0) AS sum0",
+        "tensor_max_axis(t, -1) AS maxlast",
+    ]
+)
 
 
 @pytest.mark.parametrize("kind", ENGINES)
 @SQL_SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(["float32", "int64", "uint8"]), is_fixed=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(["float32", "int64", "uint8"]),
+    is_fixed=st.booleans(),
+)
 def test_shapes_and_reductions_in_sql(kind: str, seed: int, dtype: str, is_fixed: bool) -> None:
     rng = np.random.default_rng(seed)
     if is_fixed:
@@ -143,8 +172,15 @@ def test_shapes_and_reductions_in_sql(kind: str, seed: int, dtype: str, is_fixed
         rows = [(rng.random((int(rng.integers(0, 4)), 2)) * 100).astype(dtype) for _ in range(5)]
     rows[1] = None
     col = column(rows, th.Tensor(dtype, (2, 3) if is_fixed else (None, 2)))  # type: ignore[arg-type]
-    out = engine(kind).query(f"SELECT {REDUCE_SQL} FROM tbl", {"tbl": pa.table({"t": col})},
-                             types={"tensor": col.type}).to_pylist()  # fmt: skip
+    out = (
+        engine(kind)
+        .query(
+            f"SELECT {REDUCE_SQL} FROM tbl",
+            {"tbl": pa.table({"t": col})},
+            types={"tensor": col.type},
+        )
+        .to_pylist()
+    )
     for r, got in zip(rows, out, strict=True):
         if r is None:
             assert all(v is None for v in got.values())
@@ -171,12 +207,19 @@ def test_similarity_in_sql(kind: str, seed: int, d: int, as_list: bool) -> None:
     a[0] = 0
     bits = rng.integers(0, 2, (6, d)).astype(bool)
     vec_t = pa.list_(pa.float32()) if as_list else pa.list_(pa.float32(), d)
-    tbl = pa.table({"a": pa.array([*list(a[:5]), None], vec_t), "b": pa.array(list(b), vec_t),
-                    "h": pa.array(list(bits), pa.list_(pa.bool_(), d))})  # fmt: skip
+    tbl = pa.table(
+        {
+            "a": pa.array([*list(a[:5]), None], vec_t),
+            "b": pa.array(list(b), vec_t),
+            "h": pa.array(list(bits), pa.list_(pa.bool_(), d)),
+        }
+    )
     q = [round(float(x), 3) for x in rng.standard_normal(d)]
-    sql = (f"SELECT cosine_similarity(a, {q}) AS cq, l2_distance(a, b) AS l2, dot_product(b, a) AS dot, "
-           f"l1_distance(a, {q}) AS l1, linf_distance(a, b) AS linf, "
-           f"hamming_distance(h, {[int(x) for x in bits[0]]}) AS ham FROM tbl")  # fmt: skip
+    sql = (
+        f"SELECT cosine_similarity(a, {q}) AS cq, l2_distance(a, b) AS l2, dot_product(b, a) AS dot, "
+        f"l1_distance(a, {q}) AS l1, linf_distance(a, b) AS linf, "
+        f"hamming_distance(h, {[int(x) for x in bits[0]]}) AS ham FROM tbl"
+    )
     out = engine(kind).query(sql, {"tbl": tbl}).to_pylist()
     qv = np.asarray(q)
     for i, got in enumerate(out):
@@ -185,7 +228,11 @@ def test_similarity_in_sql(kind: str, seed: int, d: int, as_list: bool) -> None:
             assert [got[k] for k in ("cq", "l2", "dot", "l1", "linf")] == [None] * 5
             continue
         x, y = a[i].astype(np.float64), b[i].astype(np.float64)
-        assert got["cq"] == (None if i == 0 else pytest.approx(x @ qv / np.linalg.norm(x) / np.linalg.norm(qv), abs=1e-5))
+        assert got["cq"] == (
+            None
+            if i == 0
+            else pytest.approx(x @ qv / np.linalg.norm(x) / np.linalg.norm(qv), abs=1e-5)
+        )
         assert got["l2"] == pytest.approx(np.linalg.norm(x - y), rel=1e-5)
         assert got["dot"] == pytest.approx(x @ y, rel=1e-5, abs=1e-5)
         assert got["l1"] == pytest.approx(np.abs(x - qv).sum(), rel=1e-5)
@@ -203,9 +250,11 @@ def test_boxes_in_sql(kind: str) -> None:
     rows[3] = None
     truth = [None if r is None else r[::-1] + 0.5 for r in rows]
     tbl = pa.table({"p": column(rows, th.BBox()), "g": column(truth, th.BBox())})
-    sql = ("SELECT num_boxes(p) AS n, box_area(p) AS area, max_iou(p, [1, 1, 4, 4]) AS best, "
-           "box_iou(p[1], [1, 1, 4, 4]) AS first, mean_iou(p, g) AS m, "
-           "normalize_boxes(p, [0, 0, 10, 20]) AS norm FROM tbl")  # fmt: skip
+    sql = (
+        "SELECT num_boxes(p) AS n, box_area(p) AS area, max_iou(p, [1, 1, 4, 4]) AS best, "
+        "box_iou(p[1], [1, 1, 4, 4]) AS first, mean_iou(p, g) AS m, "
+        "normalize_boxes(p, [0, 0, 10, 20]) AS norm FROM tbl"
+    )
     out = engine(kind).query(sql, {"tbl": tbl}).to_pylist()
     query = np.array([1, 1, 4, 4])
     for r, t, got in zip(rows, truth, out, strict=True):
@@ -214,12 +263,19 @@ def test_boxes_in_sql(kind: str) -> None:
             continue
         assert got["n"] == len(r)
         assert got["area"] == pytest.approx([(x[2] - x[0]) * (x[3] - x[1]) for x in r])
-        assert got["best"] == pytest.approx(max([_ref_iou(x, query, "xyxy") or 0 for x in r], default=0.0))
-        assert got["first"] == (None if not len(r) else pytest.approx(_ref_iou(r[0], query, "xyxy")))
+        assert got["best"] == pytest.approx(
+            max([_ref_iou(x, query, "xyxy") or 0 for x in r], default=0.0)
+        )
+        assert got["first"] == (
+            None if not len(r) else pytest.approx(_ref_iou(r[0], query, "xyxy"))
+        )
         want = _ref_mean_iou(r, t, "xyxy")  # type: ignore[arg-type]
         assert got["m"] == (None if want is None else pytest.approx(want))
-        np.testing.assert_allclose(np.asarray(got["norm"]).reshape(-1, 4),
-                                   np.clip(r / [10, 20, 10, 20], 0, 1).reshape(-1, 4), rtol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            np.asarray(got["norm"]).reshape(-1, 4),
+            np.clip(r / [10, 20, 10, 20], 0, 1).reshape(-1, 4),
+            rtol=1e-6,
+        )
 
 
 @pytest.mark.parametrize("kind", ENGINES)
@@ -228,10 +284,16 @@ def test_box_format_argument_and_metadata(kind: str) -> None:
     tbl = pa.Table.from_arrays([boxes], schema=pa.schema([th.BBox("xywh").arrow_field("b")]))
     e = engine(kind)
     sig = {"box_area": [tbl.schema.field("b").type, pa.string()]}
-    assert e.query("SELECT box_area(b, 'xywh') AS a FROM tbl", {"tbl": tbl}, sig).to_pylist() == [{"a": [6.0]}]
+    assert e.query("SELECT box_area(b, 'xywh') AS a FROM tbl", {"tbl": tbl}, sig).to_pylist() == [
+        {"a": [6.0]}
+    ]
     if kind == "datafusion":
         # DataFusion keeps field metadata in SQL: the column's own format can be passed along.
-        got = e.query("SELECT box_area(b, arrow_metadata(b, 'tensorhouse.type')) AS a FROM tbl", {"tbl": tbl}, sig)
+        got = e.query(
+            "SELECT box_area(b, arrow_metadata(b, 'tensorhouse.type')) AS a FROM tbl",
+            {"tbl": tbl},
+            sig,
+        )
         assert got.to_pylist() == [{"a": [6.0]}]
 
 
@@ -239,17 +301,28 @@ def test_box_format_argument_and_metadata(kind: str) -> None:
 @pytest.mark.parametrize("kind", ENGINES)
 def test_images_in_sql(kind: str) -> None:
     rng = np.random.default_rng(3)
-    imgs: list[np.ndarray | None] = [rng.integers(0, 256, (5 + i, 7, 3), dtype=np.uint8) for i in range(4)]
+    imgs: list[np.ndarray | None] = [
+        rng.integers(0, 256, (5 + i, 7, 3), dtype=np.uint8) for i in range(4)
+    ]
     imgs[1] = None
     blobs = column(imgs, th.Image("png"))  # type: ignore[arg-type]
-    sql = ("SELECT decode_image(img) AS d, image_resize(img, 3, 4) AS r, image_to_gray(img) AS g, "
-           "tensor_slice(decode_image(img), '[1:3, ::-2, 0]') AS s"
-           + (", image_resize(decode_image(img), 2, 2) AS rd" if kind == "duckdb" else "") + " FROM tbl")  # fmt: skip
+    sql = (
+        "SELECT decode_image(img) AS d, image_resize(img, 3, 4) AS r, image_to_gray(img) AS g, "
+        "tensor_slice(decode_image(img), '[1:3, ::-2, 0]') AS s"
+        + (", image_resize(decode_image(img), 2, 2) AS rd" if kind == "duckdb" else "")
+        + " FROM tbl"
+    )
     rows = engine(kind).query(sql, {"tbl": pa.table({"img": blobs})}).to_pylist()
     if kind == "datafusion":  # image_resize of a decoded tensor needs its own signature there
-        rd = engine(kind).query("SELECT image_resize(decode_image(img), 2, 2) AS rd FROM tbl",
-                                {"tbl": pa.table({"img": blobs})},
-                                {"image_resize": [th.udfs.IMAGE, pa.int64(), pa.int64()]}).to_pylist()  # fmt: skip
+        rd = (
+            engine(kind)
+            .query(
+                "SELECT image_resize(decode_image(img), 2, 2) AS rd FROM tbl",
+                {"tbl": pa.table({"img": blobs})},
+                {"image_resize": [th.udfs.IMAGE, pa.int64(), pa.int64()]},
+            )
+            .to_pylist()
+        )
         for r, x in zip(rows, rd, strict=True):
             r["rd"] = x["rd"]
     for img, got in zip(imgs, rows, strict=True):
@@ -257,8 +330,17 @@ def test_images_in_sql(kind: str) -> None:
             assert all(v is None for v in got.values())
             continue
         assert got["d"] == {"data": img.reshape(-1).tolist(), "shape": list(img.shape)}
-        assert np.abs(np.asarray(got["r"]["data"]).reshape(3, 4, 3) - _resize_reference(img.astype(float), 3, 4)).max() <= 1
-        assert got["g"]["data"] == np.asarray(PILImage.fromarray(img).convert("L")).reshape(-1).tolist()
+        assert (
+            np.abs(
+                np.asarray(got["r"]["data"]).reshape(3, 4, 3)
+                - _resize_reference(img.astype(float), 3, 4)
+            ).max()
+            <= 1
+        )
+        assert (
+            got["g"]["data"]
+            == np.asarray(PILImage.fromarray(img).convert("L")).reshape(-1).tolist()
+        )
         np.testing.assert_array_equal(tensors_of([got["s"]])[0], img[1:3, ::-2, 0])  # type: ignore[arg-type]
         assert got["rd"]["shape"] == [2, 2, 3]
 
@@ -272,16 +354,37 @@ def _error_cases() -> list[tuple[str, pa.Table, str, dict[str, list[pa.DataType]
     blob = pa.table({"x": pa.array([b"GIF89a not an image"], pa.binary())})
     ts = {"tensor_slice": [t.type, pa.string()]}
     return [
-        ("SELECT tensor_slice(t, '[1:2') FROM tbl", tt,
-         "tensor_slice: argument 2 ('[1:2') is not a valid slice: missing the closing ']'", ts),
-        ("SELECT tensor_slice(t, '[0, 7]') FROM tbl", tt,
-         "tensor_slice: argument 2 ('[0, 7]'): index 7 is out of range for axis 1 with size 3", ts),
-        ("SELECT cosine_similarity(v, [1.0, 2.0]) FROM tbl", vec,
-         "cosine_similarity: argument 1 has length 3 but argument 2 has length 2", {}),
-        ("SELECT num_boxes(b) FROM tbl", bad_boxes, "num_boxes: argument 1 has boxes of type",
-         {"num_boxes": [bad_boxes.schema.field("b").type]}),
-        ("SELECT decode_image(x) FROM tbl", blob, "decode_image: argument 1 is not a JPEG or PNG image", {}),
-    ]  # fmt: skip
+        (
+            "SELECT tensor_slice(t, '[1:2') FROM tbl",
+            tt,
+            "tensor_slice: argument 2 ('[1:2') is not a valid slice: missing the closing ']'",
+            ts,
+        ),
+        (
+            "SELECT tensor_slice(t, '[0, 7]') FROM tbl",
+            tt,
+            "tensor_slice: argument 2 ('[0, 7]'): index 7 is out of range for axis 1 with size 3",
+            ts,
+        ),
+        (
+            "SELECT cosine_similarity(v, [1.0, 2.0]) FROM tbl",
+            vec,
+            "cosine_similarity: argument 1 has length 3 but argument 2 has length 2",
+            {},
+        ),
+        (
+            "SELECT num_boxes(b) FROM tbl",
+            bad_boxes,
+            "num_boxes: argument 1 has boxes of type",
+            {"num_boxes": [bad_boxes.schema.field("b").type]},
+        ),
+        (
+            "SELECT decode_image(x) FROM tbl",
+            blob,
+            "decode_image: argument 1 is not a JPEG or PNG image",
+            {},
+        ),
+    ]
 
 
 @pytest.mark.parametrize("kind", ENGINES)
@@ -301,8 +404,11 @@ def test_wrong_argument_count_and_empty_tables(kind: str) -> None:
         with pytest.raises(Exception, match=re.escape("tensor_sum: takes 1 argument, got 2")):
             e.query("SELECT tensor_sum(t, 0) FROM tbl", {"tbl": pa.table({"t": t})})
     sig = {"tensor_sum": [t.type], "tensor_slice": [t.type, pa.string()]}
-    out = e.query("SELECT tensor_sum(t) AS s, tensor_slice(t, '[0]') AS x FROM tbl WHERE false",
-                  {"tbl": pa.table({"t": t})}, sig)  # fmt: skip
+    out = e.query(
+        "SELECT tensor_sum(t) AS s, tensor_slice(t, '[0]') AS x FROM tbl WHERE false",
+        {"tbl": pa.table({"t": t})},
+        sig,
+    )
     assert out.num_rows == 0
     assert out.schema.field("s").type == pa.float64()
 
@@ -312,21 +418,30 @@ def test_every_function_returns_null_for_null_rows(kind: str) -> None:
     """NULL in any argument gives NULL out, for every function in the catalog."""
     tensor = pa.array([None, {"data": [1, 2, 3, 4, 5, 6], "shape": [1, 2, 3]}], th.udfs.IMAGE)
     samples: dict[str, pa.Array] = {
-        "tensor": tensor, "image": pa.array([None, encode_image("png", np.zeros((2, 2, 3), np.uint8))]),
+        "tensor": tensor,
+        "image": pa.array([None, encode_image("png", np.zeros((2, 2, 3), np.uint8))]),
         "vector": pa.array([None, [1.0, 2.0]], pa.list_(pa.float32())),
         "binvector": pa.array([None, [1.0, 0.0]], pa.list_(pa.float64())),
         "box": pa.array([None, [0.0, 0.0, 1.0, 1.0]], pa.list_(pa.float64())),
         "boxes": pa.array([None, [[0, 0, 1, 1]]], pa.list_(pa.list_(pa.float32(), 4))),
         "frame": pa.array([None, [0.0, 0.0, 2.0, 2.0]], pa.list_(pa.float64())),
-    }  # fmt: skip
+    }
     samples["blob"] = samples["image"]
     options = {"text": "'[0]'", "int": "1", "format": "'xyxy'"}
     cols = {f"c_{k}": v for k, v in samples.items()}
     calls = []
     for udf in CATALOG:
-        args = [f"c_{p.kind}" if p.kind in samples else options[p.kind] for p in udf.params if not p.optional]
+        args = [
+            f"c_{p.kind}" if p.kind in samples else options[p.kind]
+            for p in udf.params
+            if not p.optional
+        ]
         calls.append(f"{udf.name}({', '.join(args)}) AS {udf.name}")
-    out = engine(kind).query(f"SELECT {', '.join(calls)} FROM tbl", {"tbl": pa.table(cols)}).to_pylist()
+    out = (
+        engine(kind)
+        .query(f"SELECT {', '.join(calls)} FROM tbl", {"tbl": pa.table(cols)})
+        .to_pylist()
+    )
     assert all(v is None for v in out[0].values()), out[0]
     assert all(v is not None for v in out[1].values()), out[1]
 
@@ -347,10 +462,15 @@ def test_nearest_matches_numpy(kind: str, metric: str) -> None:
     e.query("SELECT 1", {"docs": tbl})
     q = emb[7] + 0.01
     conn = e.con if kind == "duckdb" else e.ctx
-    got = th.sql.nearest(conn, "docs", "emb", q, k=5, metric=metric, where="grp <> 2", columns=["id"])
+    got = th.sql.nearest(
+        conn, "docs", "emb", q, k=5, metric=metric, where="grp <> 2", columns=["id"]
+    )
     x = emb.astype(np.float64)
-    score = {"cosine": x @ q / np.maximum(np.linalg.norm(x, axis=1), 1e-30) / np.linalg.norm(q),
-             "l2": np.linalg.norm(x - q, axis=1), "dot": x @ q}[metric]  # fmt: skip
+    score = {
+        "cosine": x @ q / np.maximum(np.linalg.norm(x, axis=1), 1e-30) / np.linalg.norm(q),
+        "l2": np.linalg.norm(x - q, axis=1),
+        "dot": x @ q,
+    }[metric]
     ok = (np.arange(len(x)) % 3 != 2) & ((np.linalg.norm(x, axis=1) > 0) | (metric != "cosine"))
     ids = np.flatnonzero(ok)
     order = ids[np.argsort(score[ids] if metric == "l2" else -score[ids], kind="stable")[:5]]
@@ -371,7 +491,12 @@ def test_nearest_validates_names_and_lengths(kind: str) -> None:
         th.sql.nearest(conn, "docs", "emb", [1.0, 2.0, 3.0])
     with pytest.raises(th.ArgumentError, match="all zeros"):
         th.sql.nearest(conn, "docs", "emb", [0.0] * 8)
-    assert th.sql.nearest(conn, "docs", "emb", [1.0] * 8, k=3).column_names == ["id", "grp", "emb", "score"]
+    assert th.sql.nearest(conn, "docs", "emb", [1.0] * 8, k=3).column_names == [
+        "id",
+        "grp",
+        "emb",
+        "score",
+    ]
 
 
 # -- registration and examples -----------------------------------------------------------------
@@ -392,16 +517,28 @@ def _pets() -> pa.Table:
     n = 12
     cols = {
         "id": (np.arange(n), th.Scalar("int64")),
-        "image": ([rng.integers(0, 256, (8 + i % 3 * 4, 8 + i % 2 * 4, 3), dtype=np.uint8) for i in range(n)],
-                  th.Image("jpeg")),
+        "image": (
+            [
+                rng.integers(0, 256, (8 + i % 3 * 4, 8 + i % 2 * 4, 3), dtype=np.uint8)
+                for i in range(n)
+            ],
+            th.Image("jpeg"),
+        ),
         "embedding": (rng.standard_normal((n, 8)).astype(np.float32), th.Embedding(8)),
-        "boxes": ([rng.random((int(k), 4)).astype(np.float32) for k in rng.integers(0, 4, n)], th.BBox()),
+        "boxes": (
+            [rng.random((int(k), 4)).astype(np.float32) for k in rng.integers(0, 4, n)],
+            th.BBox(),
+        ),
         "mask": (rng.integers(0, 2, (n, 4, 4)).astype(np.uint8), th.Tensor("uint8", (4, 4))),
-        "depth": ([rng.random((int(k), 3)).astype(np.float32) for k in rng.integers(1, 4, n)],
-                  th.Tensor("float32", (None, 3))),
-    }  # fmt: skip
-    return pa.Table.from_arrays([column(v, t) for v, t in cols.values()],
-                                schema=pa.schema([t.arrow_field(k) for k, (_, t) in cols.items()]))  # fmt: skip
+        "depth": (
+            [rng.random((int(k), 3)).astype(np.float32) for k in rng.integers(1, 4, n)],
+            th.Tensor("float32", (None, 3)),
+        ),
+    }
+    return pa.Table.from_arrays(
+        [column(v, t) for v, t in cols.values()],
+        schema=pa.schema([t.arrow_field(k) for k, (_, t) in cols.items()]),
+    )
 
 
 UDF_EXAMPLES = sorted(EXAMPLES.glob("udf_*.sql"))
@@ -417,7 +554,9 @@ def test_every_udf_has_an_example_and_a_docs_row() -> None:
     assert markdown_table(sql_type) in docs
     for p in UDF_EXAMPLES:
         head = p.read_text()
-        assert head.startswith("-- shows: ") and "\n-- tables: " in head and "\n-- engines: " in head, p.name
+        assert (
+            head.startswith("-- shows: ") and "\n-- tables: " in head and "\n-- engines: " in head
+        ), p.name
 
 
 @pytest.mark.parametrize("path", UDF_EXAMPLES, ids=[p.stem for p in UDF_EXAMPLES])
@@ -425,7 +564,10 @@ def test_udf_examples_run_and_engines_agree(path: Path) -> None:
     engines = re.search(r"^-- engines: (.+)$", path.read_text(), re.M)
     assert engines
     sql = path.read_text().strip().rstrip(";")
-    results = {k.strip(): engine(k.strip()).query(sql, {"pets": _pets()}).to_pylist() for k in engines.group(1).split(",")}
+    results = {
+        k.strip(): engine(k.strip()).query(sql, {"pets": _pets()}).to_pylist()
+        for k in engines.group(1).split(",")
+    }
     for rows in results.values():
         assert len(rows) == 5
     if len(results) == 2:
@@ -434,7 +576,9 @@ def test_udf_examples_run_and_engines_agree(path: Path) -> None:
 
 def test_end_to_end_through_the_duckdb_connector(tmp_path: Path) -> None:
     connector = pytest.importorskip("tensorhouse.connector.duckdb")
-    ds = th.create(str(tmp_path / "ds"), {"image": th.Image("png"), "emb": th.Embedding(4), "boxes": th.BBox()})
+    ds = th.create(
+        str(tmp_path / "ds"), {"image": th.Image("png"), "emb": th.Embedding(4), "boxes": th.BBox()}
+    )
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(3)]
     emb = rng.standard_normal((3, 4)).astype(np.float32)
@@ -442,12 +586,17 @@ def test_end_to_end_through_the_duckdb_connector(tmp_path: Path) -> None:
     con = duckdb.connect()
     connector.register(con, "ds", str(tmp_path / "ds"))
     th.udfs.register(con)
-    rows = con.sql("SELECT tensor_shape(image_resize(image, 2, 3)) AS s, cosine_similarity(emb, emb) AS c, "
-                   "max_iou(boxes, [1, 1, 2, 2]) AS m FROM ds").fetchall()  # fmt: skip
+    rows = con.sql(
+        "SELECT tensor_shape(image_resize(image, 2, 3)) AS s, cosine_similarity(emb, emb) AS c, "
+        "max_iou(boxes, [1, 1, 2, 2]) AS m FROM ds"
+    ).fetchall()
     assert [r[0] for r in rows] == [[2, 3, 3]] * 3
     assert [round(r[1], 5) for r in rows] == [1.0] * 3 and [r[2] for r in rows] == [0.25] * 3
     decoded = codec_decode("png", encode_image("png", imgs[0]))
-    assert con.sql("SELECT decode_image(image).data AS d FROM ds LIMIT 1").fetchall()[0][0] == decoded.reshape(-1).tolist()
+    assert (
+        con.sql("SELECT decode_image(image).data AS d FROM ds LIMIT 1").fetchall()[0][0]
+        == decoded.reshape(-1).tolist()
+    )
 
 
 def test_nearest_refuses_a_score_column_clash() -> None:
@@ -456,7 +605,18 @@ def test_nearest_refuses_a_score_column_clash() -> None:
     import tensorhouse as th
 
     con = duckdb.connect()
-    con.register("t", pa.table({"score": [1.0, 2.0], "v": pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32(), 2))}))
+    con.register(
+        "t",
+        pa.table(
+            {
+                "score": [1.0, 2.0],
+                "v": pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32(), 2)),
+            }
+        ),
+    )
     with pytest.raises(ValueError, match="already has a column named 'score'"):
         th.sql.nearest(con, "t", "v", [1.0, 0.0], k=1)
-    assert th.sql.nearest(con, "t", "v", [1.0, 0.0], k=1, columns=["v"]).column_names == ["v", "score"]
+    assert th.sql.nearest(con, "t", "v", [1.0, 0.0], k=1, columns=["v"]).column_names == [
+        "v",
+        "score",
+    ]

@@ -52,7 +52,9 @@ def rows_of(result: pa.Array) -> list[np.ndarray | None]:
     """Tensor-struct results back to ndarrays (an independent path: to_pylist)."""
     out: list[np.ndarray | None] = []
     for r in result.to_pylist():
-        out.append(None if r is None else np.asarray(r["data"], dtype=np.float64).reshape(r["shape"]))
+        out.append(
+            None if r is None else np.asarray(r["data"], dtype=np.float64).reshape(r["shape"])
+        )
     return out
 
 
@@ -94,8 +96,10 @@ def test_to_tensors_rejects_non_rectangular_and_non_tensors() -> None:
         to_tensors(pa.array([[[1], [2]], [[1, 2], [3]]]), "f", 1)
     with pytest.raises(UDFArgumentError, match="decode_image"):
         to_tensors(pa.array([b"x"]), "f", 1)
-    bad = pa.array([{"data": [1.0, 2.0], "shape": [3]}],
-                   pa.struct([("data", pa.list_(pa.float64())), ("shape", pa.list_(pa.int32(), 1))]))
+    bad = pa.array(
+        [{"data": [1.0, 2.0], "shape": [3]}],
+        pa.struct([("data", pa.list_(pa.float64())), ("shape", pa.list_(pa.int32(), 1))]),
+    )
     with pytest.raises(UDFArgumentError, match="corrupt tensor"):
         to_tensors(bad, "f", 1)
 
@@ -137,8 +141,9 @@ def slice_keys(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[Any, ...]:
 
 @FAST
 @given(data=st.data(), arr=arrays(), brackets=st.booleans(), space=st.sampled_from(["", " "]))
-def test_tensor_slice_matches_numpy_on_fixed_tensors(data: st.DataObject, arr: np.ndarray, brackets: bool,
-                                                     space: str) -> None:  # fmt: skip
+def test_tensor_slice_matches_numpy_on_fixed_tensors(
+    data: st.DataObject, arr: np.ndarray, brackets: bool, space: str
+) -> None:
     key = data.draw(slice_keys(arr.shape))
     spec = render(key, brackets, space)
     assert parse_slice(spec) == key
@@ -152,7 +157,9 @@ def test_tensor_slice_matches_numpy_on_fixed_tensors(data: st.DataObject, arr: n
 
 @FAST
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1), ndim=st.integers(1, 3))
-def test_tensor_slice_matches_numpy_on_ragged_rows(data: st.DataObject, seed: int, ndim: int) -> None:
+def test_tensor_slice_matches_numpy_on_ragged_rows(
+    data: st.DataObject, seed: int, ndim: int
+) -> None:
     rng = np.random.default_rng(seed)
     shapes = [tuple(int(x) for x in rng.integers(1, 5, ndim)) for _ in range(5)]
     shapes[1] = shapes[0]  # two rows of one shape share a numpy call
@@ -192,8 +199,9 @@ def test_slice_parser_on_arbitrary_text(text: str) -> None:
 def test_rows_differing_only_in_length(seed: int, data: st.DataObject, op: str) -> None:
     """Point-cloud-like rows (n_i x 2 x 3): the one-call path for keys and axes that keep axis 0."""
     rng = np.random.default_rng(seed)
-    rows: list[np.ndarray | None] = [rng.integers(-9, 9, (int(k), 2, 3)).astype(np.float32)
-                                     for k in rng.integers(0, 5, 6)]  # fmt: skip
+    rows: list[np.ndarray | None] = [
+        rng.integers(-9, 9, (int(k), 2, 3)).astype(np.float32) for k in rng.integers(0, 5, 6)
+    ]
     rows[2] = None
     col = ragged(rows, "float32", 3)
     key = (slice(None), *data.draw(slice_keys((2, 3))))
@@ -208,10 +216,18 @@ def test_rows_differing_only_in_length(seed: int, data: st.DataObject, op: str) 
         np.testing.assert_allclose(m, getattr(np, op)(r.astype(np.float64), axis=axis), rtol=1e-12)
 
 
-@pytest.mark.parametrize(("spec", "why"), [
-    ("[1:2", "missing the closing"), ("1:2]", "missing the opening"), ("[a]", "not an integer"),
-    ("[1:2:3:4]", "more than two"), ("[::0]", "step 0"), ("[..., ...]", "at most one"), ("[1,,2]", "empty"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("[1:2", "missing the closing"),
+        ("1:2]", "missing the opening"),
+        ("[a]", "not an integer"),
+        ("[1:2:3:4]", "more than two"),
+        ("[::0]", "step 0"),
+        ("[..., ...]", "at most one"),
+        ("[1,,2]", "empty"),
+    ],
+)
 def test_malformed_slices_name_function_and_argument(spec: str, why: str) -> None:
     with pytest.raises(UDFArgumentError) as info:
         tensor_slice(fixed(np.zeros((1, 3, 3))), spec)
@@ -229,7 +245,11 @@ def test_slice_errors_out_of_range_and_too_many_indices() -> None:
 
 def test_slice_keeps_nulls_and_empty_tensors() -> None:
     got = tensor_slice(ragged([np.zeros((0, 3)), None, np.ones((2, 3))], "float64", 2), "[:, 1:]")
-    assert got.to_pylist() == [{"data": [], "shape": [0, 2]}, None, {"data": [1.0] * 4, "shape": [2, 2]}]
+    assert got.to_pylist() == [
+        {"data": [], "shape": [0, 2]},
+        None,
+        {"data": [1.0] * 4, "shape": [2, 2]},
+    ]
     assert tensor_slice(fixed(np.zeros((0, 2))), "[0]").to_pylist() == []
 
 
@@ -248,11 +268,18 @@ def _ref_reduce(x: np.ndarray, op: str) -> float | None:
     if x.size == 0:
         return 0.0 if op == "sum" else None
     x = x.astype(np.float64)
-    return float({"sum": np.sum, "mean": np.mean, "min": np.min, "max": np.max, "std": np.std}[op](x))
+    return float(
+        {"sum": np.sum, "mean": np.mean, "min": np.min, "max": np.max, "std": np.std}[op](x)
+    )
 
 
 @FAST
-@given(seed=st.integers(0, 2**32 - 1), dtype=DTYPES, op=st.sampled_from(K_red.REDUCTIONS), fixed_shape=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dtype=DTYPES,
+    op=st.sampled_from(K_red.REDUCTIONS),
+    fixed_shape=st.booleans(),
+)
 def test_reductions_match_numpy(seed: int, dtype: str, op: str, fixed_shape: bool) -> None:
     rng = np.random.default_rng(seed)
     if fixed_shape:
@@ -260,7 +287,9 @@ def test_reductions_match_numpy(seed: int, dtype: str, op: str, fixed_shape: boo
         rows: list[np.ndarray | None] = list(batch)
         col = fixed(batch)
     else:
-        rows = [(rng.standard_normal(tuple(rng.integers(0, 4, 2))) * 20).astype(dtype) for _ in range(6)]
+        rows = [
+            (rng.standard_normal(tuple(rng.integers(0, 4, 2))) * 20).astype(dtype) for _ in range(6)
+        ]
         rows[2] = None
         col = ragged(rows, dtype, 2)
     got = K_red.tensor_reduce(col, op).to_pylist()  # type: ignore[arg-type]
@@ -275,14 +304,20 @@ def test_reductions_match_numpy(seed: int, dtype: str, op: str, fixed_shape: boo
 @given(arr=arrays(ndim=(1, 3)), op=st.sampled_from(K_red.REDUCTIONS), data=st.data())
 def test_axis_reductions_match_numpy(arr: np.ndarray, op: str, data: st.DataObject) -> None:
     axis = data.draw(st.integers(-arr.ndim, arr.ndim - 1))
-    got = rows_of(K_red.tensor_reduce_axis(ragged([arr, None, arr * 2], arr.dtype.name, arr.ndim), op, axis))  # type: ignore[arg-type]
+    got = rows_of(
+        K_red.tensor_reduce_axis(ragged([arr, None, arr * 2], arr.dtype.name, arr.ndim), op, axis)
+    )  # type: ignore[arg-type]
     assert got[1] is None
     for src, g in ((arr, got[0]), (arr * 2, got[2])):
-        rest = src.shape[:axis % arr.ndim] + src.shape[axis % arr.ndim + 1:]
+        rest = src.shape[: axis % arr.ndim] + src.shape[axis % arr.ndim + 1 :]
         if src.shape[axis] == 0 and op != "sum" and int(np.prod(rest)) > 0:
             assert g is None
             continue
-        want = getattr(np, op)(src.astype(np.float64), axis=axis) if src.shape[axis] else np.zeros(rest)
+        want = (
+            getattr(np, op)(src.astype(np.float64), axis=axis)
+            if src.shape[axis]
+            else np.zeros(rest)
+        )
         assert g is not None
         np.testing.assert_allclose(g, want, rtol=1e-9, atol=1e-9)
 
@@ -291,7 +326,9 @@ def test_reduction_nulls_empty_and_axis_errors() -> None:
     col = pa.array([[], None, [True, False, True]], pa.list_(pa.bool_()))
     assert K_red.tensor_reduce(col, "sum").to_pylist() == [0.0, None, 2.0]
     assert K_red.tensor_reduce(col, "max").to_pylist() == [None, None, 1.0]
-    with pytest.raises(UDFArgumentError, match=r"tensor_sum_axis: argument 2 \(2\) is out of range for a 1-d"):
+    with pytest.raises(
+        UDFArgumentError, match=r"tensor_sum_axis: argument 2 \(2\) is out of range for a 1-d"
+    ):
         K_red.tensor_reduce_axis(col, "sum", 2)
     with pytest.raises(UDFArgumentError, match=r"takes 1 argument, got 2.*tensor_sum_axis"):
         BY_NAME["tensor_sum"](col, pa.array([0, 0, 0]))
@@ -303,26 +340,45 @@ def _ref_metric(a: np.ndarray, b: np.ndarray, metric: str) -> float | None:
     if metric == "cosine":
         na, nb = np.linalg.norm(a), np.linalg.norm(b)
         return None if na == 0 or nb == 0 else float(a @ b / (na * nb))
-    return float({
-        "dot": lambda: a @ b, "l2": lambda: np.linalg.norm(a - b), "l1": lambda: np.abs(a - b).sum(),
-        "linf": lambda: np.abs(a - b).max(initial=0.0), "hamming": lambda: (a != b).sum(),
-    }[metric]())  # fmt: skip
+    return float(
+        {
+            "dot": lambda: a @ b,
+            "l2": lambda: np.linalg.norm(a - b),
+            "l1": lambda: np.abs(a - b).sum(),
+            "linf": lambda: np.abs(a - b).max(initial=0.0),
+            "hamming": lambda: (a != b).sum(),
+        }[metric]()
+    )
 
 
 METRICS = st.sampled_from(["cosine", "dot", "l2", "l1", "linf", "hamming"])
 
 
 @FAST
-@given(seed=st.integers(0, 2**32 - 1), metric=METRICS, d=st.integers(0, 9), layout=st.sampled_from(["fixed", "list"]),
-       dtype=st.sampled_from(["float32", "float64", "int32"]))  # fmt: skip
-def test_similarity_pairwise_and_constant(seed: int, metric: str, d: int, layout: str, dtype: str) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    metric=METRICS,
+    d=st.integers(0, 9),
+    layout=st.sampled_from(["fixed", "list"]),
+    dtype=st.sampled_from(["float32", "float64", "int32"]),
+)
+def test_similarity_pairwise_and_constant(
+    seed: int, metric: str, d: int, layout: str, dtype: str
+) -> None:
     rng = np.random.default_rng(seed)
     if metric == "hamming":
         a, b = rng.integers(0, 2, (5, d)).astype(dtype), rng.integers(0, 2, (5, d)).astype(dtype)
     else:
-        a, b = (rng.standard_normal((5, d)) * 5).astype(dtype), (rng.standard_normal((5, d)) * 5).astype(dtype)
+        a, b = (
+            (rng.standard_normal((5, d)) * 5).astype(dtype),
+            (rng.standard_normal((5, d)) * 5).astype(dtype),
+        )
     a[1] = 0  # a zero vector: cosine is NULL
-    mk = fixed if layout == "fixed" else (lambda x: pa.array(list(x), pa.list_(pa.from_numpy_dtype(x.dtype))))
+    mk = (
+        fixed
+        if layout == "fixed"
+        else (lambda x: pa.array(list(x), pa.list_(pa.from_numpy_dtype(x.dtype))))
+    )
     q = b[0]
     for got, pairs in (
         (K_sim.similarity(mk(a), mk(b), metric), [(a[i], b[i]) for i in range(5)]),  # type: ignore[arg-type]
@@ -343,11 +399,19 @@ def test_similarity_ragged_lists_nulls_and_errors() -> None:
     assert K_sim.similarity(a, b, "dot").to_pylist() == [6.0, None, 9.0, 0.0, 1.0]
     assert K_sim.similarity(a, b, "cosine").to_pylist()[3] is None
     assert K_sim.similarity(a, b, "linf").to_pylist() == [1.0, None, 0.0, 0.0, 1.0]
-    with pytest.raises(UDFArgumentError, match=r"cosine_similarity: argument 2 has length 1 but argument 1 has length 2 \(row 1"):
+    with pytest.raises(
+        UDFArgumentError,
+        match=r"cosine_similarity: argument 2 has length 1 but argument 1 has length 2 \(row 1",
+    ):
         K_sim.similarity(pa.array([[1.0], [1.0, 2.0]]), pa.array([[2.0], [1.0]]), "cosine")
-    with pytest.raises(UDFArgumentError, match=r"l2_distance: argument 1 has length 2 but argument 2 has length 3 \(row 0"):
+    with pytest.raises(
+        UDFArgumentError,
+        match=r"l2_distance: argument 1 has length 2 but argument 2 has length 3 \(row 0",
+    ):
         K_sim.similarity(pa.array([[1.0, 2.0]]), [1.0, 2.0, 3.0], "l2")
-    with pytest.raises(UDFArgumentError, match="hamming_distance: argument 1 is not a binary vector"):
+    with pytest.raises(
+        UDFArgumentError, match="hamming_distance: argument 1 is not a binary vector"
+    ):
         K_sim.similarity(pa.array([[2, 0]]), pa.array([[1, 0]]), "hamming")
 
 
@@ -371,8 +435,10 @@ def _ref_iou(a: np.ndarray, b: np.ndarray, fmt: str) -> float | None:
 def _ref_mean_iou(pa_: np.ndarray, pb: np.ndarray, fmt: str) -> float | None:
     if len(pa_) == 0 and len(pb) == 0:
         return None
-    pairs = sorted(((_ref_iou(x, y, fmt) or 0.0, i, j) for i, x in enumerate(pa_) for j, y in enumerate(pb)),
-                   key=lambda t: (-t[0], t[1], t[2]))  # fmt: skip
+    pairs = sorted(
+        ((_ref_iou(x, y, fmt) or 0.0, i, j) for i, x in enumerate(pa_) for j, y in enumerate(pb)),
+        key=lambda t: (-t[0], t[1], t[2]),
+    )
     used_a: set[int] = set()
     used_b: set[int] = set()
     total = 0.0
@@ -392,8 +458,11 @@ def box_rows(draw: st.DrawFn, max_boxes: int = 5) -> list[np.ndarray | None]:
         k = int(rng.integers(0, max_boxes + 1))
         xy = rng.integers(0, 8, (k, 2))
         wh = rng.integers(0, 6, (k, 2))
-        rows.append(np.concatenate([xy, xy + wh], axis=1).astype(np.float32) if draw(st.booleans())
-                    else np.concatenate([xy, wh], axis=1).astype(np.float32))  # fmt: skip
+        rows.append(
+            np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+            if draw(st.booleans())
+            else np.concatenate([xy, wh], axis=1).astype(np.float32)
+        )
     if len(rows) > 2:
         rows[1] = None
     return rows
@@ -401,7 +470,9 @@ def box_rows(draw: st.DrawFn, max_boxes: int = 5) -> list[np.ndarray | None]:
 
 @FAST
 @given(a=box_rows(), data=st.data(), fmt=st.sampled_from(["xyxy", "xywh"]))
-def test_box_functions_match_references(a: list[np.ndarray | None], data: st.DataObject, fmt: str) -> None:
+def test_box_functions_match_references(
+    a: list[np.ndarray | None], data: st.DataObject, fmt: str
+) -> None:
     b = data.draw(box_rows().filter(lambda r: len(r) == len(a)))
     ca, cb = column(a, th.BBox(fmt)), column(b, th.BBox(fmt))  # type: ignore[arg-type]
     one = [None if r is None or not len(r) else r[0] for r in b]
@@ -419,7 +490,9 @@ def test_box_functions_match_references(a: list[np.ndarray | None], data: st.Dat
         if ra is None or one[i] is None:
             assert got_max[i] is None
         else:
-            assert got_max[i] == pytest.approx(max([_ref_iou(x, one[i], fmt) or 0.0 for x in ra], default=0.0))
+            assert got_max[i] == pytest.approx(
+                max([_ref_iou(x, one[i], fmt) or 0.0 for x in ra], default=0.0)
+            )
         if ra is not None:
             assert got_n[i] == len(ra)
             assert got_area[i] == pytest.approx([_ref_area(_xyxy(x, fmt)) for x in ra])
@@ -429,20 +502,36 @@ def test_box_iou_normalize_and_errors() -> None:
     t = pa.list_(pa.float32(), 4)
     a = pa.array([[0, 0, 2, 2], [1, 1, 1, 1], None], t)
     b = pa.array([[1, 1, 3, 3], [1, 1, 1, 1], [0, 0, 1, 1]], t)
-    assert K_boxes.box_iou(a, b).to_pylist() == [pytest.approx(1 / 7), None, None]  # zero union -> NULL
+    assert K_boxes.box_iou(a, b).to_pylist() == [
+        pytest.approx(1 / 7),
+        None,
+        None,
+    ]  # zero union -> NULL
     bs = column([np.array([[10, 10, 20, 20], [-5, 0, 50, 200]], np.float32)], th.BBox())
     got = K_boxes.normalize_boxes(bs, [0, 0, 100, 100]).to_pylist()[0]
     np.testing.assert_allclose(got, [[0.1, 0.1, 0.2, 0.2], [0.0, 0.0, 0.5, 1.0]], rtol=1e-6)
     xywh = column([np.array([[10, 10, 20, 20]], np.float32)], th.BBox("xywh"))
-    np.testing.assert_allclose(K_boxes.normalize_boxes(xywh, [0, 0, 100, 50], fmt="xywh").to_pylist()[0],
-                               [[0.1, 0.2, 0.2, 0.4]], rtol=1e-6)  # fmt: skip
-    with pytest.raises(UDFArgumentError, match=r"max_iou: argument 1 has boxes of type .*\[3\].*last dimension must be 4"):
+    np.testing.assert_allclose(
+        K_boxes.normalize_boxes(xywh, [0, 0, 100, 50], fmt="xywh").to_pylist()[0],
+        [[0.1, 0.2, 0.2, 0.4]],
+        rtol=1e-6,
+    )
+    with pytest.raises(
+        UDFArgumentError,
+        match=r"max_iou: argument 1 has boxes of type .*\[3\].*last dimension must be 4",
+    ):
         K_boxes.max_iou(pa.array([[[0, 0, 1]]], pa.list_(pa.list_(pa.float32(), 3))), a)
-    with pytest.raises(UDFArgumentError, match=r"box_iou: argument 2 is not a box: expected 4 numbers, got 3"):
+    with pytest.raises(
+        UDFArgumentError, match=r"box_iou: argument 2 is not a box: expected 4 numbers, got 3"
+    ):
         K_boxes.box_iou(pa.array([[0.0, 0, 1, 1]]), pa.array([[0.0, 0, 1]]))
-    with pytest.raises(UDFArgumentError, match=r"normalize_boxes: argument 2 .* width and height must be > 0"):
+    with pytest.raises(
+        UDFArgumentError, match=r"normalize_boxes: argument 2 .* width and height must be > 0"
+    ):
         K_boxes.normalize_boxes(bs, [0, 0, 0, 10])
-    with pytest.raises(UDFArgumentError, match=r"box_area: argument 2 \('cxcywh'\) is not a box format"):
+    with pytest.raises(
+        UDFArgumentError, match=r"box_area: argument 2 \('cxcywh'\) is not a box format"
+    ):
         K_boxes.box_area(bs, fmt="cxcywh")
     assert K_boxes.box_format('{"kind": "bbox", "format": "xywh"}', "f", 2) == "xywh"
 
@@ -467,14 +556,23 @@ def _resize_reference(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), h=st.integers(1, 9), w=st.integers(1, 9), codec=st.sampled_from(["png", "jpeg"]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    codec=st.sampled_from(["png", "jpeg"]),
+)
 def test_decode_resize_gray_match_references(seed: int, h: int, w: int, codec: str) -> None:
     rng = np.random.default_rng(seed)
-    imgs: list[np.ndarray | None] = [rng.integers(0, 256, (int(rng.integers(1, 8)), int(rng.integers(1, 8)), 3),
-                                                  dtype=np.uint8) for _ in range(4)]  # fmt: skip
+    imgs: list[np.ndarray | None] = [
+        rng.integers(0, 256, (int(rng.integers(1, 8)), int(rng.integers(1, 8)), 3), dtype=np.uint8)
+        for _ in range(4)
+    ]
     imgs[2] = None
     blobs = column(imgs, th.Image(codec))  # type: ignore[arg-type]
-    decoded = [None if x is None else codec_decode(codec, bytes(encode_image(codec, x))) for x in imgs]
+    decoded = [
+        None if x is None else codec_decode(codec, bytes(encode_image(codec, x))) for x in imgs
+    ]
     got = K_images.decode_image(blobs).to_pylist()
     for g, want in zip(got, decoded, strict=True):
         assert (g is None) == (want is None)
@@ -495,15 +593,24 @@ def test_decode_resize_gray_match_references(seed: int, h: int, w: int, codec: s
 
 
 def test_image_errors_and_float_tensors() -> None:
-    with pytest.raises(UDFArgumentError, match=r"decode_image: argument 1 is not a JPEG or PNG image .*\(row 1 of the batch\)"):
-        K_images.decode_image(pa.array([encode_image("png", np.zeros((2, 2, 3), np.uint8)), b"GIF89a..."]))
+    with pytest.raises(
+        UDFArgumentError,
+        match=r"decode_image: argument 1 is not a JPEG or PNG image .*\(row 1 of the batch\)",
+    ):
+        K_images.decode_image(
+            pa.array([encode_image("png", np.zeros((2, 2, 3), np.uint8)), b"GIF89a..."])
+        )
     with pytest.raises(UDFArgumentError, match="decode_image: argument 1 is a corrupt JPEG image"):
         K_images.decode_image(pa.array([b"\xff\xd8\xff\xe0 truncated"]))
-    with pytest.raises(UDFArgumentError, match=r"image_resize: argument 2 \(0\) is not an image size"):
+    with pytest.raises(
+        UDFArgumentError, match=r"image_resize: argument 2 \(0\) is not an image size"
+    ):
         K_images.image_resize(pa.array([b""]), 0, 3)
     # A float tensor (e.g. a tensor_slice result) is rounded and clipped to uint8.
     crop = tensor_slice(ragged([np.full((4, 4, 3), 300.0)], "float64", 3), "[0:2, 0:2, :]")
-    assert K_images.image_resize(crop, 1, 1).to_pylist() == [{"data": [255, 255, 255], "shape": [1, 1, 3]}]
+    assert K_images.image_resize(crop, 1, 1).to_pylist() == [
+        {"data": [255, 255, 255], "shape": [1, 1, 3]}
+    ]
     buf = io.BytesIO()
     PILImage.fromarray(np.zeros((3, 3, 4), np.uint8), "RGBA").save(buf, format="PNG")
     assert K_images.image_to_gray(pa.array([buf.getvalue()])).to_pylist()[0]["shape"] == [3, 3, 1]
@@ -512,11 +619,17 @@ def test_image_errors_and_float_tensors() -> None:
 # -- the catalog -----------------------------------------------------------------------------
 def test_catalog_options_must_be_constant_and_nulls_propagate() -> None:
     t = fixed(np.arange(8, dtype=np.float32).reshape(2, 4))
-    with pytest.raises(UDFArgumentError, match=r"tensor_slice: argument 2 \('\[0\]'\) must be the same on every row"):
+    with pytest.raises(
+        UDFArgumentError,
+        match=r"tensor_slice: argument 2 \('\[0\]'\) must be the same on every row",
+    ):
         BY_NAME["tensor_slice"](t, pa.array(["[0]", "[1]"]))
     got = BY_NAME["tensor_slice"](t, pa.array(["[1:3]", None]))
     assert got.to_pylist() == [{"data": [1.0, 2.0], "shape": [2]}, None]
-    assert BY_NAME["tensor_sum_axis"](t, pa.array([None, None], pa.int64())).to_pylist() == [None, None]
+    assert BY_NAME["tensor_sum_axis"](t, pa.array([None, None], pa.int64())).to_pylist() == [
+        None,
+        None,
+    ]
     for udf in BY_NAME.values():
         assert udf.summary and udf.example.startswith("SELECT") and udf.name in udf.example
 
@@ -526,23 +639,40 @@ def test_every_function_handles_sliced_and_chunked_input() -> None:
     rng = np.random.default_rng(0)
     n = 7
     samples: dict[str, pa.Array] = {
-        "tensor": ragged([rng.random((int(k), 3)).astype("float32") if k != 2 else None
-                          for k in rng.integers(0, 4, n)], "float32", 2),
-        "image": column([rng.integers(0, 255, (4 + i, 5, 3), dtype=np.uint8) if i != 3 else None for i in range(n)],
-                        th.Image("png")),
+        "tensor": ragged(
+            [
+                rng.random((int(k), 3)).astype("float32") if k != 2 else None
+                for k in rng.integers(0, 4, n)
+            ],
+            "float32",
+            2,
+        ),
+        "image": column(
+            [
+                rng.integers(0, 255, (4 + i, 5, 3), dtype=np.uint8) if i != 3 else None
+                for i in range(n)
+            ],
+            th.Image("png"),
+        ),
         "vector": column(rng.random((n, 5)).astype("float32"), th.Embedding(5)),
         "binvector": pa.array([list(rng.integers(0, 2, 5)) for _ in range(n)]),
         "box": pa.array([[0, 0, 1 + i, 2] for i in range(n)], pa.list_(pa.float32(), 4)),
-        "boxes": column([rng.random((int(k), 4)).astype("float32") for k in rng.integers(0, 4, n)], th.BBox()),
+        "boxes": column(
+            [rng.random((int(k), 4)).astype("float32") for k in rng.integers(0, 4, n)], th.BBox()
+        ),
         "frame": pa.array([[0, 0, 2, 2]] * n, pa.list_(pa.float64())),
-        "text": pa.array(["[0:2, 1:]"] * n), "int": pa.array([1] * n), "format": pa.array(["xywh"] * n),
-    }  # fmt: skip
+        "text": pa.array(["[0:2, 1:]"] * n),
+        "int": pa.array([1] * n),
+        "format": pa.array(["xywh"] * n),
+    }
     samples["blob"] = samples["image"]
     for udf in BY_NAME.values():
         args = [samples[p.kind] for p in udf.params]
         full = udf(*args)
         assert len(full) == n and full.type == udf.returns
         for off in (1, 3):
-            assert udf(*[a.slice(off) for a in args]).to_pylist() == full.slice(off).to_pylist(), udf.name
+            assert udf(*[a.slice(off) for a in args]).to_pylist() == full.slice(off).to_pylist(), (
+                udf.name
+            )
             chunked = udf(*[pa.chunked_array([a.slice(0, off), a.slice(off)]) for a in args])
             assert chunked.to_pylist() == full.to_pylist(), udf.name

@@ -12,12 +12,21 @@ import tensorhouse as th
 
 
 def make(tmp_path: Path, n: int = 100, frags: int = 2) -> th.Dataset:
-    ds = th.create(str(tmp_path / "ds"), {"label": "int32", "score": "float32", "name": th.Text(),
-                                          "emb": th.Embedding(4)}, chunk_bytes=1024)  # fmt: skip
+    ds = th.create(
+        str(tmp_path / "ds"),
+        {"label": "int32", "score": "float32", "name": th.Text(), "emb": th.Embedding(4)},
+        chunk_bytes=1024,
+    )
     for f in range(frags):
         ids = np.arange(f * n, (f + 1) * n)
-        ds.append({"label": ids % 5, "score": (ids % 10) / 10, "name": [f"n{i}" for i in ids],
-                   "emb": np.repeat(ids[:, None], 4, 1).astype(np.float32)})  # fmt: skip
+        ds.append(
+            {
+                "label": ids % 5,
+                "score": (ids % 10) / 10,
+                "name": [f"n{i}" for i in ids],
+                "emb": np.repeat(ids[:, None], 4, 1).astype(np.float32),
+            }
+        )
     return ds
 
 
@@ -60,7 +69,9 @@ def test_update_copy_on_write(tmp_path: Path) -> None:
     assert all((lab == 9) == (s >= 0.9 - 1e-6) for lab, s in zip(labels, scores, strict=True))
     assert names.count("changed") == 20
     after = {c.path for f in ds.snapshot.fragments for cs in f.columns.values() for c in cs}
-    assert {p for p in before if p.startswith("data/emb/")} <= after  # untouched columns keep their chunks
+    assert {
+        p for p in before if p.startswith("data/emb/")
+    } <= after  # untouched columns keep their chunks
     assert len(after - before) < len(before)  # only affected chunks were rewritten
     assert col(th.open(ds.uri, version=2), "label").count(9) == 0
     ds.update({"score": 0.5})  # every row
@@ -117,10 +128,15 @@ def test_time_travel_by_timestamp(tmp_path: Path) -> None:
     mid = clock.advance(10)
     clock.advance(10)
     ds.append({"x": [2]})
-    assert [h.timestamp for h in ds.history()] == [created, created + timedelta(seconds=10),
-                                                   created + timedelta(seconds=30)]  # fmt: skip
+    assert [h.timestamp for h in ds.history()] == [
+        created,
+        created + timedelta(seconds=10),
+        created + timedelta(seconds=30),
+    ]
     assert th.open(ds.uri, timestamp=mid).version == 1
-    assert th.open(ds.uri, timestamp=mid - timedelta(seconds=10)).version == 1  # the commit's own millisecond
+    assert (
+        th.open(ds.uri, timestamp=mid - timedelta(seconds=10)).version == 1
+    )  # the commit's own millisecond
     assert th.open(ds.uri, timestamp=mid - timedelta(seconds=10, milliseconds=1)).version == 0
     assert th.open(ds.uri, timestamp=clock.advance(1)).version == 2
     assert th.open(ds.uri, timestamp=mid.replace(tzinfo=None)).version == 1  # naive means UTC
@@ -202,7 +218,10 @@ def test_restore(tmp_path: Path) -> None:
     ds.rename_column("name", "title")
     v = ds.restore(1)
     assert v == 5 and len(ds) == 100 and ds.columns == ["label", "score", "name", "emb"]
-    assert ds.take([0, 99], columns=["_rowid"])["_rowid"].tolist() == [0, 99]  # row ids as they were
+    assert ds.take([0, 99], columns=["_rowid"])["_rowid"].tolist() == [
+        0,
+        99,
+    ]  # row ids as they were
     assert col(ds, "name") == col(th.open(ds.uri, version=1), "name")
     assert len(th.open(ds.uri, version=3)) == 160  # history is kept
 
@@ -210,7 +229,9 @@ def test_restore(tmp_path: Path) -> None:
 def test_transaction_groups_writes(tmp_path: Path) -> None:
     ds = make(tmp_path, frags=1)
     with ds.transaction(message="batch") as tx:
-        tx.append({"label": [4, 4], "score": [0.9, 0.9], "name": ["a", "b"], "emb": np.zeros((2, 4))})
+        tx.append(
+            {"label": [4, 4], "score": [0.9, 0.9], "name": ["a", "b"], "emb": np.zeros((2, 4))}
+        )
         tx.delete(where="name = 'a'")
         tx.add_column("note", th.Text())
     assert ds.version == 2 and len(ds) == 101 and "note" in ds.columns
@@ -251,7 +272,9 @@ def test_compact_merges_small_fragments(tmp_path: Path) -> None:
     ds.delete("label = 0")
     before = ds.to_table(["name", "label", "emb"])
     report = ds.compact(target_rows=25)
-    assert report.fragments_before == 6 and report.fragments_after == 2  # 8 live rows each: groups of three
+    assert (
+        report.fragments_before == 6 and report.fragments_after == 2
+    )  # 8 live rows each: groups of three
     assert ds.to_table(["name", "label", "emb"]).equals(before)
     assert not any(f.deletion for f in ds.snapshot.fragments)
     assert ds.compact(target_rows=25).version is None  # nothing left to do

@@ -36,11 +36,21 @@ class Client:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def get(self, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
-            **params: Any) -> tuple[int, Any, bytes]:  # fmt: skip
+    def get(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> tuple[int, Any, bytes]:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        req = urllib.request.Request(self.url + path.lstrip("/") + ("?" + query if query else ""), method=method,
-                                     headers=headers or {}, data=b"x" if method in ("POST", "PUT") else None)  # fmt: skip
+        req = urllib.request.Request(
+            self.url + path.lstrip("/") + ("?" + query if query else ""),
+            method=method,
+            headers=headers or {},
+            data=b"x" if method in ("POST", "PUT") else None,
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, r.headers, r.read()
@@ -67,9 +77,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> str:
     ds = build(path, rows=40)
     ds.tag("first", 1)
     exp = ds.branch("exp")
-    exp.append({"image": [np.zeros((20, 30, 3), np.uint8)], "label": [2], "boxes": [np.zeros((0, 4), np.float32)],
-                "embedding": np.zeros((1, 64), np.float32), "caption": ["branch row"],
-                "score": np.ones(1, np.float32)})  # fmt: skip
+    exp.append(
+        {
+            "image": [np.zeros((20, 30, 3), np.uint8)],
+            "label": [2],
+            "boxes": [np.zeros((0, 4), np.float32)],
+            "embedding": np.zeros((1, 64), np.float32),
+            "caption": ["branch row"],
+            "score": np.ones(1, np.float32),
+        }
+    )
     ds.delete("label = 0")
     ds.update({"score": 0.0}, where="label = 2")
     return path
@@ -98,14 +115,25 @@ def test_info(client: Client, demo: str) -> None:
     assert info["version"] == info["latest_version"] == 4 and info["branch"] == "main"
     assert info["rows"] == len(th.open(demo)) and info["read_only"] is True
     assert info["versions"] == [0, 1, 2, 3, 4]
-    assert [h["operation"] for h in info["history"]] == ["create", "append", "append", "delete", "update"]
+    assert [h["operation"] for h in info["history"]] == [
+        "create",
+        "append",
+        "append",
+        "delete",
+        "update",
+    ]
     assert [h["rows"] for h in info["history"]][:3] == [0, 20, 40]
     assert info["tags"] == [{"name": "first", "branch": "main", "version": 1}]
     assert info["branches"] == ["main", "exp"]
     kinds = {c["name"]: (c["kind"], c["label"]) for c in info["schema"]}
-    assert kinds == {"image": ("image", "Image jpeg"), "label": ("label", "ClassLabel(3)"),
-                     "boxes": ("bbox", "BBox xyxy"), "embedding": ("vector", "Embedding float32[64]"),
-                     "caption": ("text", "Text"), "score": ("scalar", "float32")}  # fmt: skip
+    assert kinds == {
+        "image": ("image", "Image jpeg"),
+        "label": ("label", "ClassLabel(3)"),
+        "boxes": ("bbox", "BBox xyxy"),
+        "embedding": ("vector", "Embedding float32[64]"),
+        "caption": ("text", "Text"),
+        "score": ("scalar", "float32"),
+    }
     label = next(c for c in info["schema"] if c["name"] == "label")
     assert label["type"] == {"kind": "class_label", "classes": list(CLASSES)}
 
@@ -127,7 +155,12 @@ def test_info_at_a_version_tag_or_branch(client: Client) -> None:
 
 
 def test_rows_where_filters_and_pages(client: Client, demo: str) -> None:
-    expected = [r[0] for r in table(demo, "SELECT _rowid FROM ds WHERE label = 1 AND score > 0.2 ORDER BY _rowid")]
+    expected = [
+        r[0]
+        for r in table(
+            demo, "SELECT _rowid FROM ds WHERE label = 1 AND score > 0.2 ORDER BY _rowid"
+        )
+    ]
     assert expected, "the demo should have some matching rows"
     seen: list[int] = []
     for offset in range(0, len(expected) + 3, 3):
@@ -160,53 +193,77 @@ def test_rows_full_select(client: Client, demo: str) -> None:
     sql = "SELECT _rowid, score * 2 AS double_score, caption FROM ds WHERE label <> 1 ORDER BY score DESC, _rowid;"
     want = table(demo, sql.rstrip(";"))
     page = client.json("/api/rows", sql=sql, limit=4, offset=2)
-    assert page["total"] == len(want) and page["extras"] == ["double_score"]  # caption is a dataset column
+    assert page["total"] == len(want) and page["extras"] == [
+        "double_score"
+    ]  # caption is a dataset column
     assert [r["_rowid"] for r in page["rows"]] == [w[0] for w in want[2:6]]
-    assert [r["extra"]["double_score"] for r in page["rows"]] == pytest.approx([w[1] for w in want[2:6]])
+    assert [r["extra"]["double_score"] for r in page["rows"]] == pytest.approx(
+        [w[1] for w in want[2:6]]
+    )
     # a join with tensor UDFs and a CTE are SELECTs too
-    udf = client.json("/api/rows", sql="WITH t AS (SELECT _rowid, num_boxes(boxes) AS n FROM ds) "
-                                       "SELECT _rowid, n FROM t WHERE n >= 3 ORDER BY n DESC")  # fmt: skip
+    udf = client.json(
+        "/api/rows",
+        sql="WITH t AS (SELECT _rowid, num_boxes(boxes) AS n FROM ds) "
+        "SELECT _rowid, n FROM t WHERE n >= 3 ORDER BY n DESC",
+    )
     assert udf["rows"] and all(r["extra"]["n"] >= 3 for r in udf["rows"])
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "SELECT * FROM read_text('/etc/passwd')",
-    "SELECT * FROM '/etc/passwd'",
-    "SELECT * FROM glob('/etc/*')",
-    "SELECT _rowid FROM ds, read_parquet('/tmp/*.parquet')",
-    "COPY (SELECT 1) TO '/tmp/th_viewer_api_copy.csv'",
-    "COPY ds TO '/tmp/th_viewer_api_copy.csv'",
-    "ATTACH '/tmp/th_viewer_api.db' AS x",
-    "INSTALL httpfs",
-    "LOAD httpfs",
-    "PRAGMA enable_profiling",
-    "SET enable_external_access = true",
-    "RESET lock_configuration",
-    "CREATE TABLE t AS SELECT 1",
-    "DROP VIEW ds",
-    "SELECT _rowid FROM ds; DROP VIEW ds",
-    "SELECT _rowid FROM ds; SELECT 1",
-    "EXPLAIN ANALYZE SELECT 1",
-    "CALL pragma_version()",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM glob('/etc/*')",
+        "SELECT _rowid FROM ds, read_parquet('/tmp/*.parquet')",
+        "COPY (SELECT 1) TO '/tmp/th_viewer_api_copy.csv'",
+        "COPY ds TO '/tmp/th_viewer_api_copy.csv'",
+        "ATTACH '/tmp/th_viewer_api.db' AS x",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "PRAGMA enable_profiling",
+        "SET enable_external_access = true",
+        "RESET lock_configuration",
+        "CREATE TABLE t AS SELECT 1",
+        "DROP VIEW ds",
+        "SELECT _rowid FROM ds; DROP VIEW ds",
+        "SELECT _rowid FROM ds; SELECT 1",
+        "EXPLAIN ANALYZE SELECT 1",
+        "CALL pragma_version()",
+    ],
+)
 def test_only_a_single_read_only_select_runs(client: Client, sql: str) -> None:
     msg = client.error("/api/rows", sql=sql)
-    assert any(s in msg for s in ("only SELECT", "only one statement", "disabled by configuration",
-                                  "does not exist", "Catalog Error")), msg  # fmt: skip
-    assert not Path("/tmp/th_viewer_api_copy.csv").exists() and not Path("/tmp/th_viewer_api.db").exists()
+    assert any(
+        s in msg
+        for s in (
+            "only SELECT",
+            "only one statement",
+            "disabled by configuration",
+            "does not exist",
+            "Catalog Error",
+        )
+    ), msg
+    assert (
+        not Path("/tmp/th_viewer_api_copy.csv").exists()
+        and not Path("/tmp/th_viewer_api.db").exists()
+    )
     assert client.json("/api/rows", limit=1)["total"] > 0  # ds is still there
 
 
-@pytest.mark.parametrize(("where", "needle"), [
-    ("label = 1; DROP VIEW ds", "only one statement"),
-    ("1 = 1) UNION ALL (SELECT 5", "syntax error"),
-    ("1 = 1) --", "syntax error"),
-    ("no_such_column > 1", "no_such_column"),
-    ("label = ", "syntax error"),
-    ("caption = 1 +", "syntax error"),
-    ("EXISTS (SELECT * FROM read_csv('/etc/passwd'))", "disabled by configuration"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("where", "needle"),
+    [
+        ("label = 1; DROP VIEW ds", "only one statement"),
+        ("1 = 1) UNION ALL (SELECT 5", "syntax error"),
+        ("1 = 1) --", "syntax error"),
+        ("no_such_column > 1", "no_such_column"),
+        ("label = ", "syntax error"),
+        ("caption = 1 +", "syntax error"),
+        ("EXISTS (SELECT * FROM read_csv('/etc/passwd'))", "disabled by configuration"),
+    ],
+)
 def test_bad_or_hostile_where_is_a_400(client: Client, where: str, needle: str) -> None:
     assert needle in client.error("/api/rows", where=where)
 
@@ -227,9 +284,14 @@ def test_bad_sql_and_parameters_are_400(client: Client) -> None:
 def test_rows_of_other_versions_and_branches(client: Client, demo: str) -> None:
     assert client.json("/api/rows", version=1)["total"] == 20
     assert client.json("/api/rows", tag="first", where="label = 0")["total"] == len(
-        table(demo, "SELECT 1 FROM ds WHERE label = 0", version=1))
+        table(demo, "SELECT 1 FROM ds WHERE label = 0", version=1)
+    )
     exp = client.json("/api/rows", branch="exp", where="caption = 'branch row'")
-    assert exp["total"] == 1 and exp["branch"] == "exp" and exp["rows"][0]["cells"]["label"]["name"] == "triangle"
+    assert (
+        exp["total"] == 1
+        and exp["branch"] == "exp"
+        and exp["rows"][0]["cells"]["label"]["name"] == "triangle"
+    )
     assert client.json("/api/rows", where="label = 0")["total"] == 0  # deleted at v3
 
 
@@ -238,7 +300,10 @@ def test_a_runaway_query_is_interrupted(demo: str) -> None:
     try:
         t0 = time.perf_counter()
         with pytest.raises(ApiError, match=r"ran longer than 0\.3 s"):
-            api.rows(Ref(), sql="SELECT a._rowid FROM ds a, range(100000000) r WHERE hash(r.range + a._rowid) = 0")  # not pushable: the full cross product
+            api.rows(
+                Ref(),
+                sql="SELECT a._rowid FROM ds a, range(100000000) r WHERE hash(r.range + a._rowid) = 0",
+            )  # not pushable: the full cross product
         assert time.perf_counter() - t0 < 10
         assert api.rows(Ref(), limit=1)["total"] > 0  # the pooled cursor still works
     finally:
@@ -256,8 +321,11 @@ def test_sample_has_every_column(client: Client, demo: str) -> None:
     cols = {c["name"]: c for c in doc["columns"]}
     assert list(cols) == ds.columns
     raw = ds.take_rowids([rowid], decode=False)
-    assert cols["image"]["value"] == {"shape": list(image_header_shape("jpeg", raw["image"][0])), "codec": "jpeg",
-                                      "nbytes": len(raw["image"][0])}  # fmt: skip
+    assert cols["image"]["value"] == {
+        "shape": list(image_header_shape("jpeg", raw["image"][0])),
+        "codec": "jpeg",
+        "nbytes": len(raw["image"][0]),
+    }
     assert cols["label"]["value"]["index"] == int(raw["label"][0])
     boxes = cols["boxes"]["value"]
     assert boxes["format"] == "xyxy" and boxes["shape"] == [len(raw["boxes"][0]), 4]
@@ -300,9 +368,19 @@ def test_every_column_type_of_the_golden_dataset(golden: Client) -> None:
     assert cells[0]["emb"]["spark"] == [1.0, 2.0, 3.0]
     assert "grid" not in cells[0] and "blob" not in cells[0] and "png" not in cells[0]
     kinds = {c["name"]: c["kind"] for c in golden.json("/api/info")["schema"]}
-    assert kinds == {"label": "label", "score": "scalar", "flag": "scalar", "caption": "text", "meta": "json",
-                     "blob": "binary", "emb": "vector", "grid": "tensor", "ragged": "tensor", "boxes": "bbox",
-                     "png": "image"}  # fmt: skip
+    assert kinds == {
+        "label": "label",
+        "score": "scalar",
+        "flag": "scalar",
+        "caption": "text",
+        "meta": "json",
+        "blob": "binary",
+        "emb": "vector",
+        "grid": "tensor",
+        "ragged": "tensor",
+        "boxes": "bbox",
+        "png": "image",
+    }
     code, headers, _ = golden.get(f"/api/thumbnail/{page['rows'][0]['_rowid']}/png", size=64)
     assert code == 200 and (headers["X-Image-Width"], headers["X-Image-Height"]) == ("6", "8")
 
@@ -328,7 +406,9 @@ def test_every_column_type_in_the_sample_view(golden: Client) -> None:
 def test_thumbnails(client: Client, demo: str) -> None:
     ds = th.open(demo)
     rowid = int(ds.take([0], columns=["_rowid"])["_rowid"][0])
-    h, w, _ = image_header_shape("jpeg", ds.take_rowids([rowid], ["image"], decode=False)["image"][0])
+    h, w, _ = image_header_shape(
+        "jpeg", ds.take_rowids([rowid], ["image"], decode=False)["image"][0]
+    )
     before = client.json("/api/health")["thumbnails"]
     code, headers, body = client.get(f"/api/thumbnail/{rowid}/image", size=64, version=4)
     assert code == 200 and headers["Content-Type"] == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
@@ -347,19 +427,32 @@ def test_thumbnails(client: Client, demo: str) -> None:
 
 
 def test_thumbnails_of_png_raw_and_alpha_images() -> None:
-    ds = th.create("memory://viewer-raw-images", {"raw": th.Image(None), "rgba": th.Image("png"),
-                                                  "gray": th.Image("jpeg")})  # fmt: skip
+    ds = th.create(
+        "memory://viewer-raw-images",
+        {"raw": th.Image(None), "rgba": th.Image("png"), "gray": th.Image("jpeg")},
+    )
     rng = np.random.default_rng(0)
-    ds.append({"raw": [rng.integers(0, 255, (300, 200, 3), np.uint8)],
-               "rgba": [rng.integers(0, 255, (40, 50, 4), np.uint8)],
-               "gray": [rng.integers(0, 255, (33, 77, 1), np.uint8)]})  # fmt: skip
+    ds.append(
+        {
+            "raw": [rng.integers(0, 255, (300, 200, 3), np.uint8)],
+            "rgba": [rng.integers(0, 255, (40, 50, 4), np.uint8)],
+            "gray": [rng.integers(0, 255, (33, 77, 1), np.uint8)],
+        }
+    )
     with th.serve("memory://viewer-raw-images", port=0, block=False) as server:
         c = Client(server.url)
-        for col, (w, h, ch) in {"raw": (200, 300, 3), "rgba": (50, 40, 4), "gray": (77, 33, 1)}.items():
+        for col, (w, h, ch) in {
+            "raw": (200, 300, 3),
+            "rgba": (50, 40, 4),
+            "gray": (77, 33, 1),
+        }.items():
             code, headers, body = c.get(f"/api/thumbnail/0/{col}", size=32)
             assert code == 200, body
-            assert (headers["X-Image-Width"], headers["X-Image-Height"], headers["X-Image-Channels"]) == (
-                str(w), str(h), str(ch))
+            assert (
+                headers["X-Image-Width"],
+                headers["X-Image-Height"],
+                headers["X-Image-Channels"],
+            ) == (str(w), str(h), str(ch))
             assert max(simplejpeg.decode_jpeg_header(body)[:2]) == 32
 
 
@@ -370,14 +463,21 @@ def test_diff_of_versions(client: Client, demo: str) -> None:
     circles = len(table(demo, "SELECT 1 FROM ds WHERE label = 0", version=2))
     added = client.json("/api/diff", **{"from": 1, "to": 2, "kind": "added", "limit": 500})
     assert added["counts"] == {"added": 20, "removed": 0, "changed": 0}
-    assert [r["_rowid"] for r in added["rows"]] == [r[0] for r in table(demo, "SELECT _rowid FROM ds ORDER BY 1",
-                                                                         version=2)[20:]]  # fmt: skip
+    assert [r["_rowid"] for r in added["rows"]] == [
+        r[0] for r in table(demo, "SELECT _rowid FROM ds ORDER BY 1", version=2)[20:]
+    ]
     removed = client.json("/api/diff", **{"from": 2, "to": 4, "kind": "removed"})
-    triangles = table(demo, "SELECT count(*) FROM ds WHERE label = 2 AND score <> 0", version=2)[0][0]
+    triangles = table(demo, "SELECT count(*) FROM ds WHERE label = 2 AND score <> 0", version=2)[0][
+        0
+    ]
     assert removed["counts"] == {"added": 0, "removed": circles, "changed": triangles}
-    assert removed["version"] == 2 and all(r["cells"]["label"]["index"] == 0 for r in removed["rows"])
+    assert removed["version"] == 2 and all(
+        r["cells"]["label"]["index"] == 0 for r in removed["rows"]
+    )
     changed = client.json("/api/diff", **{"from": 3, "kind": "changed"})  # to: the default (v4)
-    assert changed["total"] == triangles and all(r["cells"]["score"] == 0.0 for r in changed["rows"])
+    assert changed["total"] == triangles and all(
+        r["cells"]["score"] == 0.0 for r in changed["rows"]
+    )
     assert changed["compared_columns"] == ["label", "boxes", "embedding", "caption", "score"]
     assert "from=" in client.error("/api/diff")
     assert "kind" in client.error("/api/diff", **{"from": 1, "kind": "moved"})
@@ -388,9 +488,13 @@ def test_diff_reports_schema_changes() -> None:
     ds.append({"x": [1, 2], "old": ["a", "b"]})
     ds.add_column("new", "float32", [0.5, 0.25])
     ds.drop_column("old")
-    doc = ViewerAPI("memory://viewer-diff-schema", udfs=False).diff(Ref(version=1), Ref(), kind="changed")
+    doc = ViewerAPI("memory://viewer-diff-schema", udfs=False).diff(
+        Ref(version=1), Ref(), kind="changed"
+    )
     assert doc["schema"] == {"added": ["new"], "removed": ["old"], "changed": []}
-    assert doc["counts"] == {"added": 0, "removed": 0, "changed": 0} and doc["compared_columns"] == ["x"]
+    assert doc["counts"] == {"added": 0, "removed": 0, "changed": 0} and doc[
+        "compared_columns"
+    ] == ["x"]
 
 
 # -- HTTP, safety -------------------------------------------------------------------------------
@@ -403,7 +507,9 @@ def test_page_and_static_files(client: Client) -> None:
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
     assert headers["X-Content-Type-Options"] == "nosniff"
     page = body.decode()
-    assert '<script src="/static/app.js"' in page and "<script>" not in page and "style=" not in page
+    assert (
+        '<script src="/static/app.js"' in page and "<script>" not in page and "style=" not in page
+    )
     for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
         code, headers, body = client.get(f"/static/{name}")
         assert code == 200 and headers["Content-Type"].startswith(kind) and len(body) > 1000
@@ -426,8 +532,10 @@ def test_read_only_and_loopback_only(client: Client) -> None:
 def test_default_version_follows_the_latest_unless_pinned() -> None:
     ds = th.create("memory://viewer-follow", {"x": "int64"})
     ds.append({"x": [1]})
-    with th.serve("memory://viewer-follow", port=0, block=False) as live, \
-         th.serve("memory://viewer-follow", port=0, block=False, version=1) as pinned:  # fmt: skip
+    with (
+        th.serve("memory://viewer-follow", port=0, block=False) as live,
+        th.serve("memory://viewer-follow", port=0, block=False, version=1) as pinned,
+    ):
         a, b = Client(live.url), Client(pinned.url)
         ds.append({"x": [2, 3]})
         assert a.json("/api/info")["rows"] == 3 and a.json("/api/rows")["total"] == 3
@@ -450,9 +558,11 @@ def test_concurrent_requests(client: Client, demo: str) -> None:
     errors: list[str] = []
 
     def work(i: int) -> None:
-        for path, params in (("/api/rows", {"where": f"score > {i / 20}", "limit": 5}),
-                             (f"/api/thumbnail/{rowids[i]}/image", {"size": 48 + i}),
-                             (f"/api/sample/{rowids[i]}", {})):  # fmt: skip
+        for path, params in (
+            ("/api/rows", {"where": f"score > {i / 20}", "limit": 5}),
+            (f"/api/thumbnail/{rowids[i]}/image", {"size": 48 + i}),
+            (f"/api/sample/{rowids[i]}", {}),
+        ):
             code, _, body = client.get(path, **params)
             if code != 200:
                 errors.append(f"{path}: {code} {body[:200]!r}")
@@ -485,21 +595,40 @@ def test_wsgi_app_and_th_serve() -> None:
 def scalar_dataset(path: str, rows: int) -> str:
     """Small scalar columns and a tiny JPEG per row."""
     rng = np.random.default_rng(1)
-    ds = th.create(path, {"image": th.Image("jpeg"), "label": th.ClassLabel(["cat", "dog", "bird"]),
-                          "score": "float32", "n": "int64", "caption": th.Text()})  # fmt: skip
+    ds = th.create(
+        path,
+        {
+            "image": th.Image("jpeg"),
+            "label": th.ClassLabel(["cat", "dog", "bird"]),
+            "score": "float32",
+            "n": "int64",
+            "caption": th.Text(),
+        },
+    )
     tiny = encode_image("jpeg", np.full((8, 8, 3), 120, np.uint8))
-    ds.append({"image": [tiny] * rows, "label": rng.integers(0, 3, rows), "score": rng.random(rows, np.float32),
-               "n": np.arange(rows), "caption": [f"row {i}" for i in range(rows)]})  # fmt: skip
+    ds.append(
+        {
+            "image": [tiny] * rows,
+            "label": rng.integers(0, 3, rows),
+            "score": rng.random(rows, np.float32),
+            "n": np.arange(rows),
+            "caption": [f"row {i}" for i in range(rows)],
+        }
+    )
     return path
 
 
 def page_latencies(uri: str, rows: int) -> dict[str, float]:
     """Median seconds per /api/rows request of a few kinds, over HTTP."""
     queries: dict[str, dict[str, Any]] = {
-        "first page": {}, "last page": {"offset": rows - 48},
+        "first page": {},
+        "last page": {"offset": rows - 48},
         "filtered deep page": {"where": "label = 1 AND score > 0.5", "offset": rows // 10},
-        "full select ordered": {"sql": "SELECT _rowid, n FROM ds ORDER BY score DESC", "offset": rows // 2},
-    }  # fmt: skip
+        "full select ordered": {
+            "sql": "SELECT _rowid, n FROM ds ORDER BY score DESC",
+            "offset": rows // 2,
+        },
+    }
     out = {}
     with th.serve(uri, port=0, block=False) as server:
         c = Client(server.url)
@@ -507,7 +636,9 @@ def page_latencies(uri: str, rows: int) -> dict[str, float]:
             times = []
             for i in range(4):
                 t0 = time.perf_counter()
-                page = c.json("/api/rows", **params, limit=48 - i)  # a new count-free query each time
+                page = c.json(
+                    "/api/rows", **params, limit=48 - i
+                )  # a new count-free query each time
                 times.append(time.perf_counter() - t0)
                 assert len(page["rows"]) == 48 - i or name == "filtered deep page"
             out[name] = statistics.median(times)

@@ -120,26 +120,44 @@ def rowid_field(source: Mapping[str, Any] | None = None) -> pa.Field:
     return pa.field(ROWID, pa.int64(), nullable=False, metadata=meta)
 
 
-def engine_schema(schema: Schema, *, rowid: bool = False, source: Mapping[str, Any] | None = None) -> pa.Schema:
+def engine_schema(
+    schema: Schema, *, rowid: bool = False, source: Mapping[str, Any] | None = None
+) -> pa.Schema:
     """The Arrow schema a registration declares: ``_rowid`` first when ``rowid``, then the columns."""
     fields = [engine_field(n, t) for n, t in schema.columns]
     return pa.schema(([rowid_field(source)] if rowid else []) + fields)
 
 
 # -- opening -----------------------------------------------------------------------
-def open_dataset(source: str | Dataset, *, version: int | None = None, tag: str | None = None,
-                 timestamp: datetime | None = None, branch: str | None = None,
-                 storage_options: Mapping[str, Any] | None = None) -> Dataset:  # fmt: skip
+def open_dataset(
+    source: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Dataset:
     """A Dataset from a URI (at a version, tag, timestamp or branch) or an already open Dataset."""
-    travel = [k for k, v in dict(tag=tag, timestamp=timestamp, branch=branch).items() if v is not None]
+    travel = [
+        k for k, v in dict(tag=tag, timestamp=timestamp, branch=branch).items() if v is not None
+    ]
     if isinstance(source, Dataset):
         if travel:
             raise ValueError(f"pass a URI, not an open Dataset, to open by {', '.join(travel)}")
         return source if version is None or version == source.version else source.checkout(version)
     if not isinstance(source, str):
-        raise TypeError(f"expected a dataset URI or a tensorhouse Dataset, got {type(source).__name__}")
-    return open_uri(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                    storage_options=storage_options)  # fmt: skip
+        raise TypeError(
+            f"expected a dataset URI or a tensorhouse Dataset, got {type(source).__name__}"
+        )
+    return open_uri(
+        source,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        storage_options=storage_options,
+    )
 
 
 # -- one pinned snapshot -------------------------------------------------------------
@@ -194,9 +212,16 @@ class TensorhouseArrowDataset(NativeGuard):
         2
     """
 
-    def __init__(self, dataset: Dataset, *, rowid: bool = False, refresh: bool = False,
-                 filter: pc.Expression | None = None, fragment_rows: int = FRAGMENT_ROWS,
-                 batch_bytes: int = BATCH_BYTES) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        rowid: bool = False,
+        refresh: bool = False,
+        filter: pc.Expression | None = None,
+        fragment_rows: int = FRAGMENT_ROWS,
+        batch_bytes: int = BATCH_BYTES,
+    ) -> None:
         # pyarrow's Dataset constructor is deliberately not called: nothing native backs this object.
         if fragment_rows <= 0 or batch_bytes <= 0:
             raise ValueError("fragment_rows and batch_bytes must be positive")
@@ -208,8 +233,11 @@ class TensorhouseArrowDataset(NativeGuard):
         self._batch_bytes = int(batch_bytes)
         self._lock = threading.Lock()
         self._pinned = _pin(self._ds)
-        source = {"uri": dataset.uri, "version": None if refresh else dataset.version,
-                  "branch": getattr(dataset, "branch_name", None)}  # fmt: skip
+        source = {
+            "uri": dataset.uri,
+            "version": None if refresh else dataset.version,
+            "branch": getattr(dataset, "branch_name", None),
+        }
         self._schema = engine_schema(self._pinned.schema, rowid=rowid, source=source)
         if filter is not None:
             check_filter(filter, self._schema, where=self._where())
@@ -261,16 +289,22 @@ class TensorhouseArrowDataset(NativeGuard):
         if columns is None:
             return list(self._schema.names)
         if isinstance(columns, Mapping):
-            raise UnsupportedError("projections given as {name: expression} are not supported; pass column names")
+            raise UnsupportedError(
+                "projections given as {name: expression} are not supported; pass column names"
+            )
         if isinstance(columns, str):
             raise SchemaError(f"columns must be a list of names, got the string {columns!r}")
         out = list(columns)
         for c in out:
             if c not in self._schema.names:
                 if c == ROWID:
-                    raise SchemaError(f"{ROWID} is not exposed by this registration of {self._ds.uri}; "
-                                      "register it with rowid=True")  # fmt: skip
-                raise SchemaError(f"unknown column {c!r} of {self._where()}; columns are {self._schema.names}")
+                    raise SchemaError(
+                        f"{ROWID} is not exposed by this registration of {self._ds.uri}; "
+                        "register it with rowid=True"
+                    )
+                raise SchemaError(
+                    f"unknown column {c!r} of {self._where()}; columns are {self._schema.names}"
+                )
         return out
 
     def _combine(self, expr: pc.Expression | None) -> pc.Expression | None:
@@ -278,33 +312,61 @@ class TensorhouseArrowDataset(NativeGuard):
             if not isinstance(expr, pc.Expression):
                 check_filter(expr, self._schema, where=self._where())  # the typed error
             try:
-                referenced_columns(expr, self._schema)  # validates too, and is cached per filter text
+                referenced_columns(
+                    expr, self._schema
+                )  # validates too, and is cached per filter text
             except SchemaError:
-                check_filter(expr, self._schema, where=self._where())  # the message naming this dataset
+                check_filter(
+                    expr, self._schema, where=self._where()
+                )  # the message naming this dataset
                 raise
         if self._filter is None:
             return expr
         return self._filter if expr is None else self._filter & expr
 
-    def _plan(self, pinned: _Pinned, expr: pc.Expression | None, start: int, stop: int) -> list[tuple[int, int]]:
+    def _plan(
+        self, pinned: _Pinned, expr: pc.Expression | None, start: int, stop: int
+    ) -> list[tuple[int, int]]:
         if expr is None:
             return [(start, stop)] if stop > start else []
-        stats = {n: pinned.column_stats(n, self._schema.field(n).type)
-                 for n in referenced_columns(expr, self._schema)
-                 if n != ROWID and pinned.schema[n].is_scalar}  # fmt: skip
+        stats = {
+            n: pinned.column_stats(n, self._schema.field(n).type)
+            for n in referenced_columns(expr, self._schema)
+            if n != ROWID and pinned.schema[n].is_scalar
+        }
         r = pinned.reader
-        return plan_ranges(expr, self._schema, stats, start=start, stop=stop, frag_starts=r.frag_starts,
-                           frag_ids=r.frag_ids)  # fmt: skip
+        return plan_ranges(
+            expr,
+            self._schema,
+            stats,
+            start=start,
+            stop=stop,
+            frag_starts=r.frag_starts,
+            frag_ids=r.frag_ids,
+        )
 
-    def _scanner(self, pinned: _Pinned, columns: Sequence[str] | None, expr: pc.Expression | None,
-                 ranges: list[tuple[int, int]] | None, start: int, stop: int, batch_rows: int) -> TensorhouseScanner:  # fmt: skip
+    def _scanner(
+        self,
+        pinned: _Pinned,
+        columns: Sequence[str] | None,
+        expr: pc.Expression | None,
+        ranges: list[tuple[int, int]] | None,
+        start: int,
+        stop: int,
+        batch_rows: int,
+    ) -> TensorhouseScanner:
         cols = self._columns(columns)
         if ranges is None:
             ranges = self._plan(pinned, expr, start, stop)
         return TensorhouseScanner(self, pinned, cols, expr, ranges, batch_rows)
 
-    def scanner(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
-                batch_size: int | None = None, **_ignored: Any) -> TensorhouseScanner:  # fmt: skip
+    def scanner(
+        self,
+        columns: Sequence[str] | None = None,
+        filter: pc.Expression | None = None,
+        batch_size: int | None = None,
+        **_ignored: Any,
+    ) -> TensorhouseScanner:
         """A lazy scan of ``columns`` (None: all declared) of rows where ``filter`` holds.
 
         Other pyarrow scan options (threads, readahead) are accepted and ignored.
@@ -331,12 +393,22 @@ class TensorhouseArrowDataset(NativeGuard):
         # One empty fragment rather than none: DataFusion's CREATE TABLE AS refuses zero partitions.
         return out or [TensorhouseFragment(self, pinned, 0, 0, [])]
 
-    def to_batches(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
-                   batch_size: int | None = None, **_ignored: Any) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    def to_batches(
+        self,
+        columns: Sequence[str] | None = None,
+        filter: pc.Expression | None = None,
+        batch_size: int | None = None,
+        **_ignored: Any,
+    ) -> Iterator[pa.RecordBatch]:
         return self.scanner(columns=columns, filter=filter, batch_size=batch_size).to_batches()
 
-    def to_table(self, columns: Sequence[str] | None = None, filter: pc.Expression | None = None,
-                 batch_size: int | None = None, **_ignored: Any) -> pa.Table:  # fmt: skip
+    def to_table(
+        self,
+        columns: Sequence[str] | None = None,
+        filter: pc.Expression | None = None,
+        batch_size: int | None = None,
+        **_ignored: Any,
+    ) -> pa.Table:
         return self.scanner(columns=columns, filter=filter, batch_size=batch_size).to_table()
 
     def count_rows(self, filter: pc.Expression | None = None, **_ignored: Any) -> int:
@@ -344,25 +416,42 @@ class TensorhouseArrowDataset(NativeGuard):
             return self._current().live_rows
         return self.scanner(columns=[], filter=filter).count_rows()
 
-    def head(self, num_rows: int, columns: Sequence[str] | None = None,
-             filter: pc.Expression | None = None, **_ignored: Any) -> pa.Table:  # fmt: skip
+    def head(
+        self,
+        num_rows: int,
+        columns: Sequence[str] | None = None,
+        filter: pc.Expression | None = None,
+        **_ignored: Any,
+    ) -> pa.Table:
         return self.scanner(columns=columns, filter=filter).head(num_rows)
 
-    def take(self, indices: Sequence[int] | np.ndarray | pa.Array, columns: Sequence[str] | None = None,
-             filter: pc.Expression | None = None, **_ignored: Any) -> pa.Table:  # fmt: skip
+    def take(
+        self,
+        indices: Sequence[int] | np.ndarray | pa.Array,
+        columns: Sequence[str] | None = None,
+        filter: pc.Expression | None = None,
+        **_ignored: Any,
+    ) -> pa.Table:
         """Rows at positions ``indices`` of the (filtered) scan. Reads the asked columns in full."""
         return self.scanner(columns=columns, filter=filter).take(indices)
 
     def filter(self, expression: pc.Expression) -> TensorhouseArrowDataset:
         """A dataset whose every scan also applies ``expression``."""
-        out = TensorhouseArrowDataset(self._ds, rowid=self._rowid, refresh=self._refresh,
-                                      filter=self._combine(expression), fragment_rows=self._fragment_rows,
-                                      batch_bytes=self._batch_bytes)  # fmt: skip
+        out = TensorhouseArrowDataset(
+            self._ds,
+            rowid=self._rowid,
+            refresh=self._refresh,
+            filter=self._combine(expression),
+            fragment_rows=self._fragment_rows,
+            batch_bytes=self._batch_bytes,
+        )
         return out
 
     def _unsupported(self, what: str) -> UnsupportedError:
-        return UnsupportedError(f"{what} is not supported on a tensorhouse Arrow dataset; run it in DuckDB or "
-                                "DataFusion (th.duckdb / th.datafusion), or on to_table()")  # fmt: skip
+        return UnsupportedError(
+            f"{what} is not supported on a tensorhouse Arrow dataset; run it in DuckDB or "
+            "DataFusion (th.duckdb / th.datafusion), or on to_table()"
+        )
 
     def join(self, *args: Any, **kwargs: Any) -> Any:
         raise self._unsupported("join")
@@ -374,8 +463,10 @@ class TensorhouseArrowDataset(NativeGuard):
         raise self._unsupported("sort_by")
 
     def replace_schema(self, *args: Any, **kwargs: Any) -> Any:
-        raise UnsupportedError(f"replace_schema (which pyarrow.dataset.dataset([...]) calls to union datasets) is "
-                               f"not supported on the tensorhouse dataset {self._where()}; {ALTERNATIVES}")  # fmt: skip
+        raise UnsupportedError(
+            f"replace_schema (which pyarrow.dataset.dataset([...]) calls to union datasets) is "
+            f"not supported on the tensorhouse dataset {self._where()}; {ALTERNATIVES}"
+        )
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         """A full scan as an Arrow C stream: ``pa.table(ad)``, ``pyarrow.dataset.write_dataset(ad, ...)``,
@@ -387,8 +478,12 @@ class TensorhouseArrowDataset(NativeGuard):
 
     # -- pickling (Ray tasks, spawn-started workers) ---------------------------------
     def _options(self) -> dict[str, Any]:
-        return {"rowid": self._rowid, "filter": self._filter, "fragment_rows": self._fragment_rows,
-                "batch_bytes": self._batch_bytes}  # fmt: skip
+        return {
+            "rowid": self._rowid,
+            "filter": self._filter,
+            "fragment_rows": self._fragment_rows,
+            "batch_bytes": self._batch_bytes,
+        }
 
     def __reduce__(self) -> Any:
         """Pickles by the Dataset's (uri, branch, version, storage options) and its options; the
@@ -418,8 +513,14 @@ class TensorhouseFragment:
     ``ranges`` are the sub-ranges the filter given to ``get_fragments`` may match.
     """
 
-    def __init__(self, owner: TensorhouseArrowDataset, pinned: _Pinned, start: int, stop: int,
-                 ranges: list[tuple[int, int]]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        owner: TensorhouseArrowDataset,
+        pinned: _Pinned,
+        start: int,
+        stop: int,
+        ranges: list[tuple[int, int]],
+    ) -> None:
         self._owner = owner
         self._pinned = pinned
         self.start = start
@@ -439,7 +540,9 @@ class TensorhouseFragment:
         return (_lazy_fragment, (owner, self.start, self.stop, self._ranges))
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_pinned" and "_owner" in self.__dict__:  # unpickled: the owner pins the same version
+        if (
+            name == "_pinned" and "_owner" in self.__dict__
+        ):  # unpickled: the owner pins the same version
             self._pinned = self._owner._current()
             return self._pinned
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -456,9 +559,14 @@ class TensorhouseFragment:
     def __repr__(self) -> str:
         return f"<TensorhouseFragment rows [{self.start}, {self.stop}) of {self._pinned.uri!r}>"
 
-    def scanner(self, schema: pa.Schema | None = None, columns: Sequence[str] | None = None,
-                filter: pc.Expression | None = None, batch_size: int | None = None,
-                **_ignored: Any) -> TensorhouseScanner:  # fmt: skip
+    def scanner(
+        self,
+        schema: pa.Schema | None = None,
+        columns: Sequence[str] | None = None,
+        filter: pc.Expression | None = None,
+        batch_size: int | None = None,
+        **_ignored: Any,
+    ) -> TensorhouseScanner:
         """A lazy scan of this range. ``batch_size`` below 65,536 rows is raised to it (DataFusion
         asks for 8,192, and every batch costs a round trip through Python)."""
         expr = self._owner._combine(filter)
@@ -485,8 +593,15 @@ class TensorhouseFragment:
 class TensorhouseScanner:
     """A lazy scan: what ``scanner()`` returns. Each ``to_batches``/``to_reader`` call scans afresh."""
 
-    def __init__(self, owner: TensorhouseArrowDataset, pinned: _Pinned, columns: list[str],
-                 expr: pc.Expression | None, ranges: list[tuple[int, int]], batch_rows: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        owner: TensorhouseArrowDataset,
+        pinned: _Pinned,
+        columns: list[str],
+        expr: pc.Expression | None,
+        ranges: list[tuple[int, int]],
+        batch_rows: int,
+    ) -> None:
         self._owner = owner
         self._pinned = pinned
         self._columns = columns
@@ -512,11 +627,22 @@ class TensorhouseScanner:
         if ds.version != self._pinned.version:
             ds = ds.checkout(self._pinned.version)
         owner = _lazy_arrow_dataset(ds, False, self._owner._options())
-        return (_unpickle_scanner, (owner, self._columns, self._expr, self._ranges, self._batch_rows))
+        return (
+            _unpickle_scanner,
+            (owner, self._columns, self._expr, self._ranges, self._batch_rows),
+        )
 
     def to_batches(self) -> Iterator[pa.RecordBatch]:
-        return _scan(self._pinned, self._owner.schema, self.projected_schema, self._columns, self._needed,
-                     self._expr, self._ranges, self._batch_rows)  # fmt: skip
+        return _scan(
+            self._pinned,
+            self._owner.schema,
+            self.projected_schema,
+            self._columns,
+            self._needed,
+            self._expr,
+            self._ranges,
+            self._batch_rows,
+        )
 
     def to_reader(self) -> pa.RecordBatchReader:
         # from_batches pulls one batch at a time; Scanner.from_batches would read ahead.
@@ -547,13 +673,23 @@ class TensorhouseScanner:
         return self.to_table().take(indices)
 
 
-def _scan(pinned: _Pinned, declared: pa.Schema, projected: pa.Schema, columns: list[str], needed: list[str],
-          expr: pc.Expression | None, ranges: list[tuple[int, int]], batch_rows: int) -> Iterator[pa.RecordBatch]:  # fmt: skip
+def _scan(
+    pinned: _Pinned,
+    declared: pa.Schema,
+    projected: pa.Schema,
+    columns: list[str],
+    needed: list[str],
+    expr: pc.Expression | None,
+    ranges: list[tuple[int, int]],
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
     data = [(n, pinned.schema[n]) for n in needed if n != ROWID]
     with_rowid = ROWID in needed
     read_schema = pa.schema([declared.field(n) for n in needed])
     for a, b in ranges:
-        for raw in pinned.reader.iter_batches(data, start=a, stop=b, batch_size=batch_rows, with_rowid=with_rowid):
+        for raw in pinned.reader.iter_batches(
+            data, start=a, stop=b, batch_size=batch_rows, with_rowid=with_rowid
+        ):
             if needed:
                 arrays = []
                 for f in read_schema:
@@ -571,10 +707,14 @@ def _scan(pinned: _Pinned, declared: pa.Schema, projected: pa.Schema, columns: l
             elif len(columns) == len(needed):
                 yield batch
             else:
-                yield pa.RecordBatch.from_arrays([batch.column(c) for c in columns], schema=projected)
+                yield pa.RecordBatch.from_arrays(
+                    [batch.column(c) for c in columns], schema=projected
+                )
 
 
-def _lazy_arrow_dataset(ds: Dataset, refresh: bool, options: dict[str, Any]) -> TensorhouseArrowDataset:
+def _lazy_arrow_dataset(
+    ds: Dataset, refresh: bool, options: dict[str, Any]
+) -> TensorhouseArrowDataset:
     out = TensorhouseArrowDataset.__new__(TensorhouseArrowDataset)
     out.__dict__["_lazy"] = (ds, refresh, options)
     # Not opened yet, so no schema: a refusing C++ object of none until __init__ installs the real one,
@@ -583,22 +723,35 @@ def _lazy_arrow_dataset(ds: Dataset, refresh: bool, options: dict[str, Any]) -> 
     return out
 
 
-def _lazy_fragment(owner: TensorhouseArrowDataset, start: int, stop: int,
-                   ranges: list[tuple[int, int]]) -> TensorhouseFragment:  # fmt: skip
+def _lazy_fragment(
+    owner: TensorhouseArrowDataset, start: int, stop: int, ranges: list[tuple[int, int]]
+) -> TensorhouseFragment:
     frag = TensorhouseFragment.__new__(TensorhouseFragment)
     frag.__dict__.update(_owner=owner, start=start, stop=stop, _ranges=ranges)
     return frag
 
 
-def _unpickle_scanner(owner: TensorhouseArrowDataset, columns: list[str], expr: pc.Expression | None,
-                      ranges: list[tuple[int, int]], batch_rows: int) -> TensorhouseScanner:  # fmt: skip
+def _unpickle_scanner(
+    owner: TensorhouseArrowDataset,
+    columns: list[str],
+    expr: pc.Expression | None,
+    ranges: list[tuple[int, int]],
+    batch_rows: int,
+) -> TensorhouseScanner:
     return TensorhouseScanner(owner, owner._current(), columns, expr, ranges, batch_rows)
 
 
-def arrow_dataset(source: str | Dataset, *, version: int | None = None, tag: str | None = None,
-                  timestamp: datetime | None = None, branch: str | None = None,
-                  storage_options: Mapping[str, Any] | None = None, rowid: bool = False,
-                  refresh: bool = False) -> TensorhouseArrowDataset:  # fmt: skip
+def arrow_dataset(
+    source: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    rowid: bool = False,
+    refresh: bool = False,
+) -> TensorhouseArrowDataset:
     """Open a dataset (URI or Dataset) as a :class:`TensorhouseArrowDataset`.
 
     Example:
@@ -610,7 +763,15 @@ def arrow_dataset(source: str | Dataset, *, version: int | None = None, tag: str
     """
     pinned = any(x is not None for x in (version, tag, timestamp))
     if refresh and pinned:
-        raise ValueError("refresh=True follows the latest version; it cannot be combined with version, tag or timestamp")
-    ds = open_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                      storage_options=storage_options)  # fmt: skip
+        raise ValueError(
+            "refresh=True follows the latest version; it cannot be combined with version, tag or timestamp"
+        )
+    ds = open_dataset(
+        source,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        storage_options=storage_options,
+    )
     return TensorhouseArrowDataset(ds, rowid=rowid, refresh=refresh)

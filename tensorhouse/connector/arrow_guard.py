@@ -39,9 +39,11 @@ import pyarrow.fs as pafs
 from tensorhouse.errors import UnsupportedError
 
 #: What the refusal says to do instead.
-ALTERNATIVES = ("scan it with its own methods (ad.scanner(columns=..., filter=...), ad.to_batches(), "
-                "ad.to_table()), read it as a stream (pa.table(ad), pa.RecordBatchReader.from_stream(ad), "
-                "pyarrow.dataset.write_dataset(ad, ...)), or union and join it in DuckDB or DataFusion")  # fmt: skip
+ALTERNATIVES = (
+    "scan it with its own methods (ad.scanner(columns=..., filter=...), ad.to_batches(), "
+    "ad.to_table()), read it as a stream (pa.table(ad), pa.RecordBatchReader.from_stream(ad), "
+    "pyarrow.dataset.write_dataset(ad, ...)), or union and join it in DuckDB or DataFusion"
+)
 
 
 class _Refusing(pafs.FileSystemHandler):
@@ -51,8 +53,10 @@ class _Refusing(pafs.FileSystemHandler):
         self._where = where
 
     def _refuse(self, *_args: Any, **_kwargs: Any) -> NoReturn:
-        raise UnsupportedError(f"pyarrow's C++ dataset scanner cannot read the tensorhouse dataset {self._where} "
-                               f"(Scanner.from_dataset, UnionDataset, pads.dataset([...]), acero); {ALTERNATIVES}")  # fmt: skip
+        raise UnsupportedError(
+            f"pyarrow's C++ dataset scanner cannot read the tensorhouse dataset {self._where} "
+            f"(Scanner.from_dataset, UnionDataset, pads.dataset([...]), acero); {ALTERNATIVES}"
+        )
 
     def get_type_name(self) -> str:
         return "tensorhouse-guard"
@@ -81,7 +85,9 @@ class NativeGuard(pads.UnionDataset):
         """Back this object with a C++ dataset of ``schema`` that refuses to be scanned."""
         fs = pafs.PyFileSystem(_Refusing(where))
         fmt = pads.IpcFileFormat()
-        child = pads.FileSystemDataset([fmt.make_fragment("tensorhouse", filesystem=fs)], schema, fmt, fs)
+        child = pads.FileSystemDataset(
+            [fmt.make_fragment("tensorhouse", filesystem=fs)], schema, fmt, fs
+        )
         # UnionDataset's constructor is the public way to give a subclass its C++ object.
         pads.UnionDataset.__init__(self, schema, [child])
 

@@ -56,10 +56,19 @@ from tensorhouse.format.dataset import Dataset
 from tensorhouse.types import ROWID
 
 
-def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *, version: int | None = None,
-             tag: str | None = None, timestamp: datetime | None = None, branch: str | None = None,
-             storage_options: Mapping[str, Any] | None = None, refresh: bool = False,
-             rowid: bool = False) -> TensorhouseArrowDataset:  # fmt: skip
+def register(
+    ctx: datafusion.SessionContext,
+    name: str,
+    source: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    refresh: bool = False,
+    rowid: bool = False,
+) -> TensorhouseArrowDataset:
     """Register a dataset (URI or open Dataset) as table ``name`` on ``ctx``; returns the Arrow dataset.
 
     The table has exactly the dataset's columns; ``rowid=True`` adds
@@ -77,8 +86,16 @@ def register(ctx: datafusion.SessionContext, name: str, source: str | Dataset, *
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"a table name is a non-empty string, got {name!r}")
-    table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                          storage_options=storage_options, rowid=True, refresh=refresh)  # fmt: skip
+    table = arrow_dataset(
+        source,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        storage_options=storage_options,
+        rowid=True,
+        refresh=refresh,
+    )
     companion = rowids.companion_name(name)
     ctx.register_dataset(companion, table)
     rowids.remember(companion, table, owner=ctx)
@@ -100,24 +117,34 @@ def _literal(arg: Any, position: int, fname: str) -> Any:
     return value.as_py() if isinstance(value, pa.Scalar) else value
 
 
-def table_function(*, storage_options: Mapping[str, Any] | None = None, rowid: bool = False,
-                   name: str = "tensorhouse") -> Callable[..., TensorhouseArrowDataset]:  # fmt: skip
+def table_function(
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    rowid: bool = False,
+    name: str = "tensorhouse",
+) -> Callable[..., TensorhouseArrowDataset]:
     """The body of the ``tensorhouse(uri [, at [, branch]])`` table function (see the module notes)."""
 
     def tensorhouse_table(*args: Any) -> TensorhouseArrowDataset:
         if not 1 <= len(args) <= 3:
-            raise ValueError(f"{name}(uri [, version | tag | timestamp [, branch]]) takes 1 to 3 arguments, "
-                             f"got {len(args)}")  # fmt: skip
+            raise ValueError(
+                f"{name}(uri [, version | tag | timestamp [, branch]]) takes 1 to 3 arguments, "
+                f"got {len(args)}"
+            )
         uri = _literal(args[0], 1, name)
         if not isinstance(uri, str):
-            raise ValueError(f"{name}(): the first argument is the dataset URI as a string, got {uri!r}")
+            raise ValueError(
+                f"{name}(): the first argument is the dataset URI as a string, got {uri!r}"
+            )
         at = _literal(args[1], 2, name) if len(args) > 1 else None
         branch = _literal(args[2], 3, name) if len(args) > 2 else None
         if branch is not None and not isinstance(branch, str):
             raise ValueError(f"{name}(): the branch is a string, got {branch!r}")
         travel: dict[str, Any] = {}
         if isinstance(at, bool):
-            raise ValueError(f"{name}(): a version is an integer, a tag a string, a time a timestamp; got {at!r}")
+            raise ValueError(
+                f"{name}(): a version is an integer, a tag a string, a time a timestamp; got {at!r}"
+            )
         if isinstance(at, int):
             travel["version"] = at
         elif isinstance(at, str):
@@ -125,14 +152,23 @@ def table_function(*, storage_options: Mapping[str, Any] | None = None, rowid: b
         elif isinstance(at, datetime):
             travel["timestamp"] = at
         elif at is not None:
-            raise ValueError(f"{name}(): a version is an integer, a tag a string, a time a timestamp; got {at!r}")
-        return arrow_dataset(uri, branch=branch, storage_options=storage_options, rowid=rowid, **travel)
+            raise ValueError(
+                f"{name}(): a version is an integer, a tag a string, a time a timestamp; got {at!r}"
+            )
+        return arrow_dataset(
+            uri, branch=branch, storage_options=storage_options, rowid=rowid, **travel
+        )
 
     return tensorhouse_table
 
 
-def install(ctx: datafusion.SessionContext, *, name: str = "tensorhouse",
-            storage_options: Mapping[str, Any] | None = None, rowid: bool = False) -> None:  # fmt: skip
+def install(
+    ctx: datafusion.SessionContext,
+    *,
+    name: str = "tensorhouse",
+    storage_options: Mapping[str, Any] | None = None,
+    rowid: bool = False,
+) -> None:
     """Register the ``tensorhouse(...)`` table function on ``ctx``, and the tensor UDFs if installed.
 
     Example:
@@ -165,9 +201,9 @@ def _register_udfs(ctx: datafusion.SessionContext) -> None:
         hook(ctx)
 
 
-
-
-def rowid_dataframe(df: datafusion.DataFrame, heavy_of: Callable[[Any], set[str]]) -> tuple[datafusion.DataFrame, Any, Any]:
+def rowid_dataframe(
+    df: datafusion.DataFrame, heavy_of: Callable[[Any], set[str]]
+) -> tuple[datafusion.DataFrame, Any, Any]:
     """``df`` rewritten to return ``_rowid`` and its light columns (see :func:`.rowids.rowid_query`).
 
     DataFusion inlines views into the logical plan, so the plan's SQL (from
@@ -182,11 +218,18 @@ def rowid_dataframe(df: datafusion.DataFrame, heavy_of: Callable[[Any], set[str]
     except Exception as err:  # DataFusion raises its own exception types
         raise rowids.LateMaterializationError(
             f"DataFusion cannot write this DataFrame's plan back as SQL ({err}); select {ROWID} from a table "
-            "registered with rowid=True") from None  # fmt: skip
+            "registered with rowid=True"
+        ) from None
     read = rowids.tables_in(sql, dialect=_DIALECT)
     companions = [t for t in _companion_names(sql) if t.lower() in read and rowids.is_companion(t)]
-    q, table = rowids.rowid_loader_query(sql, dialect=_DIALECT, companions=companions, views={},
-                                         output=df.schema().names, heavy_of=heavy_of)  # fmt: skip
+    q, table = rowids.rowid_loader_query(
+        sql,
+        dialect=_DIALECT,
+        companions=companions,
+        views={},
+        output=df.schema().names,
+        heavy_of=heavy_of,
+    )
     ctx = rowids.owner_of(q.companion)
     if ctx is None:
         raise rowids.LateMaterializationError(f"the SessionContext of {q.companion} is gone")
@@ -211,7 +254,9 @@ def registered_table(ctx: datafusion.SessionContext, name: str) -> TensorhouseAr
     return rowids.lookup(companion) if companion is not None else None
 
 
-_DIALECT = "postgres"  # closest to DataFusion's SQL among sqlglot's dialects (double-quoted identifiers)
+_DIALECT = (
+    "postgres"  # closest to DataFusion's SQL among sqlglot's dialects (double-quoted identifiers)
+)
 
 
 def _companion_names(sql: str) -> list[str]:
@@ -221,4 +266,11 @@ def _companion_names(sql: str) -> list[str]:
     return sorted({t.name for t in sqlglot.parse_one(sql, read=_DIALECT).find_all(exp.Table)})
 
 
-__all__ = ["companion_of", "install", "register", "registered_table", "rowid_dataframe", "table_function"]
+__all__ = [
+    "companion_of",
+    "install",
+    "register",
+    "registered_table",
+    "rowid_dataframe",
+    "table_function",
+]

@@ -94,21 +94,31 @@ def dataset_behind(rel: duckdb.DuckDBPyRelation) -> Dataset | None:
     mentioned = {c for c in companions if c.lower() in read}
     for view, text in views.items():
         if view.lower() in read:
-            mentioned |= {c for c in companions if c.lower() in rowids.tables_in(text, dialect="duckdb")}
+            mentioned |= {
+                c for c in companions if c.lower() in rowids.tables_in(text, dialect="duckdb")
+            }
     tables = [t for c in (mentioned or companions) if (t := rowids.lookup(c)) is not None]
     found = {(t.dataset.uri, t.dataset.branch_name, t.dataset.version): t.dataset for t in tables}
     return next(iter(found.values())) if len(found) == 1 else None
 
 
-def rowid_relation(rel: duckdb.DuckDBPyRelation, heavy_of: Any) -> tuple[duckdb.DuckDBPyRelation, Any, Any]:
+def rowid_relation(
+    rel: duckdb.DuckDBPyRelation, heavy_of: Any
+) -> tuple[duckdb.DuckDBPyRelation, Any, Any]:
     """``rel`` rewritten to return ``_rowid`` and its light columns (see :func:`.rowids.rowid_query`).
 
     Returns (the new relation, the rewrite, the Arrow dataset read). Raises
     :class:`~tensorhouse.connector.rowids.LateMaterializationError` when it cannot.
     """
     companions, views = _catalog(rel)
-    q, table = rowids.rowid_loader_query(rel.sql_query(), dialect="duckdb", companions=companions, views=views,
-                                         output=list(rel.columns), heavy_of=heavy_of)  # fmt: skip
+    q, table = rowids.rowid_loader_query(
+        rel.sql_query(),
+        dialect="duckdb",
+        companions=companions,
+        views=views,
+        output=list(rel.columns),
+        heavy_of=heavy_of,
+    )
     out = rel.query("__tensorhouse_input", q.sql)
     if out is None:  # a SELECT always gives a relation
         raise rowids.LateMaterializationError(f"DuckDB returned no relation for {q.sql}")
@@ -158,14 +168,17 @@ def column_types(result: Any) -> dict[str, set[ColumnType]]:
     return out
 
 
-def _register_table(con: duckdb.DuckDBPyConnection, name: str, table: TensorhouseArrowDataset,
-                    rowid: bool) -> str:  # fmt: skip
+def _register_table(
+    con: duckdb.DuckDBPyConnection, name: str, table: TensorhouseArrowDataset, rowid: bool
+) -> str:
     """The companion (with ``_rowid``) under a fresh name, and ``name`` as a view over it."""
     companion = rowids.companion_name(name)
     register_counted(con, companion, table)
     rowids.remember(companion, table)
     old = _companion_behind(con, name)
-    con.execute(f'CREATE OR REPLACE TEMP VIEW {_quote(name)} AS {rowids.view_sql(companion, rowid=rowid)}')
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {_quote(name)} AS {rowids.view_sql(companion, rowid=rowid)}"
+    )
     if old is not None:  # the name now reads the new companion; the old one only held memory
         con.unregister(old)
         rowids.forget(old)
@@ -191,10 +204,19 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def register(con: duckdb.DuckDBPyConnection, name: str, source: str | Dataset, *, version: int | None = None,
-             tag: str | None = None, timestamp: datetime | None = None, branch: str | None = None,
-             storage_options: Mapping[str, Any] | None = None, refresh: bool = False,
-             rowid: bool = False) -> TensorhouseArrowDataset:  # fmt: skip
+def register(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    refresh: bool = False,
+    rowid: bool = False,
+) -> TensorhouseArrowDataset:
     """Register a dataset (URI or open Dataset) as table ``name`` on ``con``; returns the Arrow dataset.
 
     The table has exactly the dataset's columns; ``rowid=True`` adds ``_rowid``
@@ -213,15 +235,31 @@ def register(con: duckdb.DuckDBPyConnection, name: str, source: str | Dataset, *
         [(10,)]
     """
     _check_name(name)
-    table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                          storage_options=storage_options, rowid=True, refresh=refresh)  # fmt: skip
+    table = arrow_dataset(
+        source,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        storage_options=storage_options,
+        rowid=True,
+        refresh=refresh,
+    )
     _register_table(con, name, table, rowid)
     return table
 
 
-def scan(con: duckdb.DuckDBPyConnection, source: str | Dataset, *, version: int | None = None,
-         tag: str | None = None, timestamp: datetime | None = None, branch: str | None = None,
-         storage_options: Mapping[str, Any] | None = None, rowid: bool = False) -> duckdb.DuckDBPyRelation:  # fmt: skip
+def scan(
+    con: duckdb.DuckDBPyConnection,
+    source: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    rowid: bool = False,
+) -> duckdb.DuckDBPyRelation:
     """A relation over one version of a dataset, for a query without a registered name.
 
     Example:
@@ -232,17 +270,29 @@ def scan(con: duckdb.DuckDBPyConnection, source: str | Dataset, *, version: int 
         >>> th.duckdb.scan(duckdb.connect(), "memory://doc-duck-scan", version=1).aggregate("sum(x)").fetchall()
         [(3,)]
     """
-    table = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                          storage_options=storage_options, rowid=True)  # fmt: skip
+    table = arrow_dataset(
+        source,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        storage_options=storage_options,
+        rowid=True,
+    )
     companion = rowids.companion_name("scan")
     register_counted(con, companion, table)
     rowids.remember(companion, table)
     return con.sql(rowids.view_sql(companion, rowid=rowid))
 
 
-def connect(database: str = ":memory:", *, tables: Mapping[str, str | Dataset] | None = None,
-            storage_options: Mapping[str, Any] | None = None, refresh: bool = False,
-            rowid: bool = False) -> duckdb.DuckDBPyConnection:  # fmt: skip
+def connect(
+    database: str = ":memory:",
+    *,
+    tables: Mapping[str, str | Dataset] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    refresh: bool = False,
+    rowid: bool = False,
+) -> duckdb.DuckDBPyConnection:
     """A new DuckDB connection with ``tables`` (name -> URI or Dataset) registered.
 
     Example:

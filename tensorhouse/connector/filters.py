@@ -73,8 +73,10 @@ def check_filter(expr: pc.Expression, schema: pa.Schema, *, where: str = "this d
     except _ERRORS as err:
         missing = _FIELD_NAME.findall(str(err))
         if missing and "No match for FieldRef" in str(err):
-            raise SchemaError(f"filter {expr} names unknown column {missing[0]!r} of {where}; "
-                              f"columns are {schema.names}") from err  # fmt: skip
+            raise SchemaError(
+                f"filter {expr} names unknown column {missing[0]!r} of {where}; "
+                f"columns are {schema.names}"
+            ) from err
         raise SchemaError(f"cannot evaluate filter {expr} on {where}: {err}") from err
 
 
@@ -135,7 +137,10 @@ def apply_filter(batch: pa.RecordBatch, expr: pc.Expression) -> pa.RecordBatch:
     except _ERRORS as err:
         raise SchemaError(f"cannot evaluate filter {expr}: {err}") from err
     if views:
-        arrays = [c.cast(batch.schema.field(i).type) if i in views else c for i, c in enumerate(out.columns)]
+        arrays = [
+            c.cast(batch.schema.field(i).type) if i in views else c
+            for i, c in enumerate(out.columns)
+        ]
         out = pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
     return out
 
@@ -159,7 +164,9 @@ def _lit(value: Any, t: pa.DataType) -> pc.Expression:
     return pc.scalar(stat_scalar(value, t))
 
 
-def column_cases(name: str, t: pa.DataType, stats: Mapping[str, Any] | None, rows: int) -> list[pc.Expression] | None:
+def column_cases(
+    name: str, t: pa.DataType, stats: Mapping[str, Any] | None, rows: int
+) -> list[pc.Expression] | None:
     """What may hold for the rows of one chunk, as alternatives; None when nothing is known."""
     field = pc.field(name)
     if stats is None:
@@ -187,23 +194,36 @@ def column_cases(name: str, t: pa.DataType, stats: Mapping[str, Any] | None, row
     return cases or None
 
 
-def _survivors(expr: pc.Expression, schema: pa.Schema, guarantees: Sequence[pc.Expression]) -> np.ndarray:
+def _survivors(
+    expr: pc.Expression, schema: pa.Schema, guarantees: Sequence[pc.Expression]
+) -> np.ndarray:
     """Which guarantees leave ``expr`` possibly true, via Arrow's simplifier."""
     if not guarantees:
         return np.zeros(0, dtype=bool)
     paths = [f"/g/{i}" for i in range(len(guarantees))]
     dummy = pads.FileSystemDataset.from_paths(
-        paths, schema=schema, format=pads.ParquetFileFormat(), filesystem=pafs.LocalFileSystem(),
+        paths,
+        schema=schema,
+        format=pads.ParquetFileFormat(),
+        filesystem=pafs.LocalFileSystem(),
         partitions=list(guarantees),
-    )  # fmt: skip
+    )
     keep = np.zeros(len(guarantees), dtype=bool)
     for frag in dummy.get_fragments(filter=expr):
         keep[int(frag.path.rsplit("/", 1)[1])] = True
     return keep
 
 
-def plan_ranges(expr: pc.Expression | None, schema: pa.Schema, columns: Mapping[str, ColumnStats], *,
-                start: int, stop: int, frag_starts: np.ndarray, frag_ids: np.ndarray) -> list[tuple[int, int]]:  # fmt: skip
+def plan_ranges(
+    expr: pc.Expression | None,
+    schema: pa.Schema,
+    columns: Mapping[str, ColumnStats],
+    *,
+    start: int,
+    stop: int,
+    frag_starts: np.ndarray,
+    frag_ids: np.ndarray,
+) -> list[tuple[int, int]]:
     """Row ranges within ``[start, stop)`` that may hold rows matching ``expr``, merged and in order.
 
     ``columns`` holds the statistics of the scalar columns ``expr`` reads;
@@ -211,7 +231,9 @@ def plan_ranges(expr: pc.Expression | None, schema: pa.Schema, columns: Mapping[
     """
     if stop <= start:
         return []
-    use_rowid = ROWID in schema.names and expr is not None and ROWID in referenced_columns(expr, schema)
+    use_rowid = (
+        ROWID in schema.names and expr is not None and ROWID in referenced_columns(expr, schema)
+    )
     if expr is None or (not columns and not use_rowid):
         return [(start, stop)]
     cuts = {start, stop}
@@ -238,8 +260,15 @@ def plan_ranges(expr: pc.Expression | None, schema: pa.Schema, columns: Mapping[
         base = frag_ids[f] << 32
         lo_ids = base | (seg_lo - frag_starts[f])
         hi_ids = base | (seg_hi - 1 - frag_starts[f])
-        per_column.append([[(pc.field(ROWID) >= _lit(int(a), pa.int64())) & (pc.field(ROWID) <= _lit(int(b), pa.int64()))]
-                           for a, b in zip(lo_ids, hi_ids, strict=True)])  # fmt: skip
+        per_column.append(
+            [
+                [
+                    (pc.field(ROWID) >= _lit(int(a), pa.int64()))
+                    & (pc.field(ROWID) <= _lit(int(b), pa.int64()))
+                ]
+                for a, b in zip(lo_ids, hi_ids, strict=True)
+            ]
+        )
     guarantees: list[pc.Expression] = []
     owner: list[int] = []
     for s in range(len(seg_lo)):

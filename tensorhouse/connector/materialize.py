@@ -87,36 +87,52 @@ def _plain(t: pa.DataType) -> Any:
 
 def matches(ctype: ColumnType, t: pa.DataType) -> bool:
     """Whether Arrow type ``t`` is how engines show a column of ``ctype``."""
-    return _plain(widen_float16(ctype.arrow_type())) == _plain(t) or _plain(ctype.arrow_type()) == _plain(t)
+    return _plain(widen_float16(ctype.arrow_type())) == _plain(t) or _plain(
+        ctype.arrow_type()
+    ) == _plain(t)
 
 
 def _infer(t: pa.DataType, name: str, *, engine: bool = False) -> ColumnType:
     # From the Arrow type alone (types.infer_from_arrow): boxes, embeddings, tensor extensions, large lists.
     if engine and pa.types.is_string_view(t):
-        t = pa.string()  # an engine's VARCHAR, whatever its Arrow spelling: text, as from any engine
+        t = (
+            pa.string()
+        )  # an engine's VARCHAR, whatever its Arrow spelling: text, as from any engine
     elif engine and pa.types.is_binary_view(t):
         t = pa.binary()
     try:
         return infer_from_arrow(t, name)
     except SchemaError as err:
-        raise SchemaError(f"column {name!r}: no tensorhouse type for Arrow type {t}; CAST it in the query "
-                          f"or pass schema={{{name!r}: ...}}") from err  # fmt: skip
+        raise SchemaError(
+            f"column {name!r}: no tensorhouse type for Arrow type {t}; CAST it in the query "
+            f"or pass schema={{{name!r}: ...}}"
+        ) from err
 
 
-def resolve_schema(arrow_schema: pa.Schema, schema: Mapping[str, TypeLike] | Schema | None = None, *,
-                   hints: Mapping[str, set[ColumnType]] | None = None, engine: bool = False) -> Schema:  # fmt: skip
+def resolve_schema(
+    arrow_schema: pa.Schema,
+    schema: Mapping[str, TypeLike] | Schema | None = None,
+    *,
+    hints: Mapping[str, set[ColumnType]] | None = None,
+    engine: bool = False,
+) -> Schema:
     """The tensorhouse schema for a result's Arrow schema (see the module notes for the rules).
 
     ``hints``: column name -> types of the datasets the result may come from.
     ``engine``: the result comes from a SQL engine, whose ``string_view`` is just
     how it spells VARCHAR (an Arrow table's own types are kept as they are).
     """
-    given = dict(Schema.of(schema).columns) if isinstance(schema, Schema) else \
-        {k: as_type(v) for k, v in (schema or {}).items()}  # fmt: skip
+    given = (
+        dict(Schema.of(schema).columns)
+        if isinstance(schema, Schema)
+        else {k: as_type(v) for k, v in (schema or {}).items()}
+    )
     names = [f.name for f in arrow_schema if f.name != ROWID]
     unknown = [n for n in given if n not in names]
     if unknown:
-        raise SchemaError(f"schema= names column(s) {unknown} that the result does not have; it has {names}")
+        raise SchemaError(
+            f"schema= names column(s) {unknown} that the result does not have; it has {names}"
+        )
     cols: dict[str, TypeLike] = {}
     for f in arrow_schema:
         if f.name == ROWID:
@@ -155,7 +171,9 @@ def _conform(batch: pa.Table, schema: Schema) -> pa.Table:
             except pa.ArrowNotImplementedError:
                 pass  # no Arrow cast (a list for a ragged tensor): normalisation checks the values
             except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-                raise SchemaError(f"column {name!r}: cannot store {col.type} values as {ctype!r}: {err}") from err
+                raise SchemaError(
+                    f"column {name!r}: cannot store {col.type} values as {ctype!r}: {err}"
+                ) from err
         arrays.append(col)
     return pa.table(arrays, names=schema.names)
 
@@ -175,9 +193,16 @@ def _groups(reader: pa.RecordBatchReader, group_bytes: int) -> Iterator[pa.Table
         yield pa.Table.from_batches(group, schema=reader.schema)
 
 
-def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, TypeLike] | Schema | None = None,
-          storage_options: Mapping[str, Any] | None = None, message: str | None = None,
-          group_bytes: int = GROUP_BYTES) -> Dataset:  # fmt: skip
+def write(
+    uri: str,
+    result: Any,
+    *,
+    mode: Mode = "create",
+    schema: Mapping[str, TypeLike] | Schema | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    message: str | None = None,
+    group_bytes: int = GROUP_BYTES,
+) -> Dataset:
     """Write a query result (DuckDB relation, DataFusion DataFrame, Arrow table/reader/batches, pandas or
     Polars DataFrame) to ``uri``.
 
@@ -218,7 +243,9 @@ def write(uri: str, result: Any, *, mode: Mode = "create", schema: Mapping[str, 
             given = schema.columns if isinstance(schema, Schema) else (schema or {}).items()
             differ = [n for n, t in given if n not in target or as_type(t) != target[n]]
             if differ:
-                raise SchemaError(f"schema= gives column(s) {differ} types other than the dataset at {uri}: {target}")
+                raise SchemaError(
+                    f"schema= gives column(s) {differ} types other than the dataset at {uri}: {target}"
+                )
         tx = ds.transaction(message=message)
         changed = False
         if mode == "overwrite" and existing is not None:
@@ -253,8 +280,10 @@ def _check_columns(arrow_schema: pa.Schema, target: Schema, uri: str) -> None:
     missing = [n for n in target.names if n not in names]
     extra = [n for n in names if n not in target]
     if missing or extra:
-        raise SchemaError(f"the result's columns do not match the dataset at {uri}: "
-                          f"missing {missing}, not in the dataset {extra}")  # fmt: skip
+        raise SchemaError(
+            f"the result's columns do not match the dataset at {uri}: "
+            f"missing {missing}, not in the dataset {extra}"
+        )
 
 
 __all__ = ["Mode", "matches", "resolve_schema", "write"]

@@ -67,7 +67,9 @@ def to_arrow_reader(result: Any, *, batch_rows: int = 65536) -> pa.RecordBatchRe
         it = iter(result)
         first = next(it, None)
         if first is None:
-            raise ValueError("an empty iterable of record batches has no schema; pass a pa.Table instead")
+            raise ValueError(
+                "an empty iterable of record batches has no schema; pass a pa.Table instead"
+            )
         if not isinstance(first, pa.RecordBatch):
             raise TypeError(f"expected RecordBatches, got {type(first).__name__}")
 
@@ -76,8 +78,10 @@ def to_arrow_reader(result: Any, *, batch_rows: int = 65536) -> pa.RecordBatchRe
             yield from it
 
         return pa.RecordBatchReader.from_batches(first.schema, chain())
-    raise TypeError(f"cannot read a query result from {type(result).__name__}: pass a DuckDB relation, a "
-                    "DataFusion DataFrame, a pa.Table, a RecordBatchReader or RecordBatches")  # fmt: skip
+    raise TypeError(
+        f"cannot read a query result from {type(result).__name__}: pass a DuckDB relation, a "
+        "DataFusion DataFrame, a pa.Table, a RecordBatchReader or RecordBatches"
+    )
 
 
 def to_table(result: Any) -> pa.Table:
@@ -91,7 +95,11 @@ def _leaf_numpy(arr: pa.Array) -> np.ndarray:
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if arr.null_count:
-        fill = float("nan") if pa.types.is_floating(arr.type) else (False if pa.types.is_boolean(arr.type) else 0)
+        fill = (
+            float("nan")
+            if pa.types.is_floating(arr.type)
+            else (False if pa.types.is_boolean(arr.type) else 0)
+        )
         arr = pc.fill_null(arr, pa.scalar(fill, type=arr.type))
     return arr.to_numpy(zero_copy_only=False)
 
@@ -142,15 +150,21 @@ def _rows_of_ragged(arr: pa.StructArray) -> list[Any]:
     offsets = data.offsets.to_numpy(zero_copy_only=False)
     flat = _leaf_numpy(data.values)
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    return [flat[offsets[i] : offsets[i + 1]].reshape(shapes[i]) if valid[i] else None for i in range(len(arr))]
+    return [
+        flat[offsets[i] : offsets[i + 1]].reshape(shapes[i]) if valid[i] else None
+        for i in range(len(arr))
+    ]
 
 
 def _is_ragged(t: pa.DataType) -> bool:
     if not pa.types.is_struct(t) or {f.name for f in t} != {"data", "shape"}:
         return False
     data, shape = t.field("data").type, t.field("shape").type
-    return (pa.types.is_list(data) or pa.types.is_large_list(data)) and _is_numeric(data.value_type) \
-        and pa.types.is_fixed_size_list(shape)  # fmt: skip
+    return (
+        (pa.types.is_list(data) or pa.types.is_large_list(data))
+        and _is_numeric(data.value_type)
+        and pa.types.is_fixed_size_list(shape)
+    )
 
 
 def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> NumpyColumn:
@@ -173,7 +187,8 @@ def column_to_numpy(col: pa.ChunkedArray | pa.Array) -> NumpyColumn:
         if _is_ragged(c.type):
             rows += _rows_of_ragged(c)
         elif (pa.types.is_list(c.type) or pa.types.is_large_list(c.type)) and (
-            _is_numeric(c.type.value_type) or (_fsl_dims(c.type.value_type)[0] and _is_numeric(_fsl_dims(c.type.value_type)[1]))
+            _is_numeric(c.type.value_type)
+            or (_fsl_dims(c.type.value_type)[0] and _is_numeric(_fsl_dims(c.type.value_type)[1]))
         ):
             rows += _rows_of_list(c)
         else:
@@ -198,7 +213,9 @@ def result_to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[s
     names = table.column_names
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise SchemaError(f"the result has duplicate column names {dupes}; alias them (AS) to convert")
+        raise SchemaError(
+            f"the result has duplicate column names {dupes}; alias them (AS) to convert"
+        )
     wanted = names if columns is None else list(columns)
     unknown = [c for c in wanted if c not in names]
     if unknown:
@@ -209,4 +226,11 @@ def result_to_numpy(result: Any, columns: Sequence[str] | None = None) -> dict[s
 #: The public name (``th.to_numpy``); ``result_to_numpy`` says which of the to_numpy functions this is.
 to_numpy = result_to_numpy
 
-__all__ = ["NumpyColumn", "column_to_numpy", "result_to_numpy", "to_arrow_reader", "to_numpy", "to_table"]
+__all__ = [
+    "NumpyColumn",
+    "column_to_numpy",
+    "result_to_numpy",
+    "to_arrow_reader",
+    "to_numpy",
+    "to_table",
+]

@@ -47,7 +47,9 @@ from tensorhouse.types import ROWID
 #: Every companion's name starts with this.
 COMPANION_PREFIX = "__tensorhouse_"
 _ALIAS = "__th_rowid"
-_SAFE = re.compile(r"[^A-Za-z0-9_]")  # for the readable part of a generated name, not for parsing SQL
+_SAFE = re.compile(
+    r"[^A-Za-z0-9_]"
+)  # for the readable part of a generated name, not for parsing SQL
 
 
 class LateMaterializationError(TensorhouseError, ValueError):
@@ -57,7 +59,9 @@ class LateMaterializationError(TensorhouseError, ValueError):
 @dataclass
 class _Entry:
     table: weakref.ReferenceType[Any]
-    owner: weakref.ReferenceType[Any] | None  # the SessionContext (DataFusion): where a rewrite runs
+    owner: (
+        weakref.ReferenceType[Any] | None
+    )  # the SessionContext (DataFusion): where a rewrite runs
 
 
 _LOCK = threading.Lock()
@@ -126,7 +130,9 @@ def tables_in(sql: str, *, dialect: str) -> set[str]:
     if isinstance(tree, exp.Create) and tree.expression is not None:
         tree = tree.expression
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
-    return {t.name.lower() for t in tree.find_all(exp.Table) if t.name and t.name.lower() not in ctes}
+    return {
+        t.name.lower() for t in tree.find_all(exp.Table) if t.name and t.name.lower() not in ctes
+    }
 
 
 # -- the loader's rewrite -----------------------------------------------------------------
@@ -144,11 +150,18 @@ def _fail(why: str) -> LateMaterializationError:
     return LateMaterializationError(
         f"the loader cannot add {ROWID} to this query: {why}. Select {ROWID} yourself from a table registered "
         f"with rowid=True (SELECT {ROWID}, image, label FROM ...), or pass a plain SELECT ... FROM <table> "
-        "[JOIN ...] [WHERE ...] [ORDER BY ...] [LIMIT ...] over a registered tensorhouse table")
+        "[JOIN ...] [WHERE ...] [ORDER BY ...] [LIMIT ...] over a registered tensorhouse table"
+    )
 
 
-def rowid_query(sql: str, *, dialect: str, tables: Mapping[str, str], heavy: Mapping[str, set[str]],
-                output: Sequence[str]) -> RowidQuery:  # fmt: skip
+def rowid_query(
+    sql: str,
+    *,
+    dialect: str,
+    tables: Mapping[str, str],
+    heavy: Mapping[str, set[str]],
+    output: Sequence[str],
+) -> RowidQuery:
     """Rewrite ``sql`` to read the companion of its tensorhouse table and return ``_rowid`` + light columns.
 
     ``tables``: lower-cased table name -> companion on this connection
@@ -176,7 +189,9 @@ def rowid_query(sql: str, *, dialect: str, tables: Mapping[str, str], heavy: Map
             raise _fail(f"{e.sql(dialect)} aggregates rows")
     ctes = {c.alias_or_name.lower() for c in tree.ctes}
     from_ = tree.args.get("from_")
-    sources = ([from_.this] if from_ is not None else []) + [j.this for j in tree.args.get("joins") or []]
+    sources = ([from_.this] if from_ is not None else []) + [
+        j.this for j in tree.args.get("joins") or []
+    ]
     found: list[tuple[exp.Expression, str, str]] = []  # (node, companion, alias)
     for src in sources:
         comp = _companion_of(src, tables, ctes)
@@ -191,13 +206,19 @@ def rowid_query(sql: str, *, dialect: str, tables: Mapping[str, str], heavy: Map
     has_star = False
     for e in tree.expressions:
         inner = e.unalias()
-        if isinstance(inner, exp.Star) or (isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)):
+        if isinstance(inner, exp.Star) or (
+            isinstance(inner, exp.Column) and isinstance(inner.this, exp.Star)
+        ):
             has_star = True
             continue
         if not isinstance(inner, exp.Column) or e.alias_or_name != inner.name:
             continue
-        owners = [i for i, (_, comp, alias) in enumerate(found) if inner.name in heavy.get(comp, set())
-                  and (not inner.table or inner.table.lower() == alias.lower())]  # fmt: skip
+        owners = [
+            i
+            for i, (_, comp, alias) in enumerate(found)
+            if inner.name in heavy.get(comp, set())
+            and (not inner.table or inner.table.lower() == alias.lower())
+        ]
         if len(owners) == 1:
             heavy_out[inner.name] = owners[0]
     if has_star:
@@ -209,16 +230,26 @@ def rowid_query(sql: str, *, dialect: str, tables: Mapping[str, str], heavy: Map
     if len(targets) > 1:
         raise _fail("its heavy columns come from more than one tensorhouse table")
     if not targets and len(found) > 1:
-        raise _fail("it reads several tensorhouse tables and no heavy column says which one's rows it returns")
+        raise _fail(
+            "it reads several tensorhouse tables and no heavy column says which one's rows it returns"
+        )
     node, companion, alias = found[targets.pop() if targets else 0]
-    new = exp.Table(this=exp.to_identifier(companion, quoted=True)).as_(exp.to_identifier(alias, quoted=True))
+    new = exp.Table(this=exp.to_identifier(companion, quoted=True)).as_(
+        exp.to_identifier(alias, quoted=True)
+    )
     node.replace(new)
-    tree.select(exp.column(ROWID, table=exp.to_identifier(alias, quoted=True), quoted=True).as_(
-        exp.to_identifier(_ALIAS, quoted=True)), copy=False)  # fmt: skip
+    tree.select(
+        exp.column(ROWID, table=exp.to_identifier(alias, quoted=True), quoted=True).as_(
+            exp.to_identifier(_ALIAS, quoted=True)
+        ),
+        copy=False,
+    )
     heavy_names = tuple(n for n in out if n in heavy_out)
     light = tuple(n for n in out if n not in heavy_out)
-    outer = exp.select(exp.column(_ALIAS, quoted=True).as_(exp.to_identifier(ROWID, quoted=True)),
-                       *[exp.column(n, quoted=True) for n in light]).from_(tree.subquery(exp.to_identifier("__th_q", quoted=True)))  # fmt: skip
+    outer = exp.select(
+        exp.column(_ALIAS, quoted=True).as_(exp.to_identifier(ROWID, quoted=True)),
+        *[exp.column(n, quoted=True) for n in light],
+    ).from_(tree.subquery(exp.to_identifier("__th_q", quoted=True)))
     return RowidQuery(outer.sql(dialect=dialect), companion, heavy_names, light)
 
 
@@ -234,7 +265,9 @@ def _companion_of(src: Any, tables: Mapping[str, str], ctes: set[str]) -> str | 
         # DataFusion inlines a view as (SELECT cols FROM companion) AS name.
         inner = src.this
         from_ = inner.args.get("from_")
-        plain = not any(inner.args.get(k) for k in ("joins", "where", "group", "having", "distinct", "limit"))
+        plain = not any(
+            inner.args.get(k) for k in ("joins", "where", "group", "having", "distinct", "limit")
+        )
         if plain and from_ is not None and isinstance(from_.this, exp.Table):
             comp = tables.get(from_.this.name.lower())
             if comp is not None and comp == from_.this.name:
@@ -242,8 +275,15 @@ def _companion_of(src: Any, tables: Mapping[str, str], ctes: set[str]) -> str | 
     return None
 
 
-def rowid_loader_query(sql: str, *, dialect: str, companions: Sequence[str], views: Mapping[str, str],
-                       output: Sequence[str], heavy_of: Callable[[Any], set[str]]) -> tuple[RowidQuery, Any]:  # fmt: skip
+def rowid_loader_query(
+    sql: str,
+    *,
+    dialect: str,
+    companions: Sequence[str],
+    views: Mapping[str, str],
+    output: Sequence[str],
+    heavy_of: Callable[[Any], set[str]],
+) -> tuple[RowidQuery, Any]:
     """:func:`rowid_query` from what an engine's catalog says: ``companions`` present on the
     connection, ``views`` (view name -> its SQL). Returns the rewrite and the companion's Arrow dataset."""
     live = {c: t for c in companions if (t := lookup(c)) is not None}
@@ -253,8 +293,13 @@ def rowid_loader_query(sql: str, *, dialect: str, companions: Sequence[str], vie
         hits = [c for c in live if c.lower() in read]
         if len(hits) == 1 and len(read) == 1:
             tables[view.lower()] = hits[0]
-    q = rowid_query(sql, dialect=dialect, tables=tables, heavy={c: heavy_of(t) for c, t in live.items()},
-                    output=output)  # fmt: skip
+    q = rowid_query(
+        sql,
+        dialect=dialect,
+        tables=tables,
+        heavy={c: heavy_of(t) for c, t in live.items()},
+        output=output,
+    )
     return q, live[q.companion]
 
 

@@ -35,7 +35,11 @@ def _numeric_values(batch: SampleBatch, dtype: str) -> pa.Array:
     arr = np.frombuffer(data, dtype=dtype)
     if arr.ctypes.data % arr.dtype.itemsize:
         arr = arr.copy()  # Arrow kernels expect naturally aligned buffers.
-    return pa.array(arr) if dtype != "float16" else pa.Array.from_buffers(pa.float16(), len(arr), [None, pa.py_buffer(arr)])
+    return (
+        pa.array(arr)
+        if dtype != "float16"
+        else pa.Array.from_buffers(pa.float16(), len(arr), [None, pa.py_buffer(arr)])
+    )
 
 
 def to_arrow(batch: SampleBatch, ctype: ColumnType) -> pa.Array:
@@ -51,8 +55,12 @@ def to_arrow(batch: SampleBatch, ctype: ColumnType) -> pa.Array:
         if offsets[-1] >= 2**31:
             # Beyond int32 offsets: build the large variant, then cast down per slice is
             # impossible, so fail loudly instead of wrapping around.
-            raise ValueError("a batch of more than 2 GiB of bytes cannot be one Arrow array; use a smaller batch")
-        return pa.Array.from_buffers(t, n, [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+            raise ValueError(
+                "a batch of more than 2 GiB of bytes cannot be one Arrow array; use a smaller batch"
+            )
+        return pa.Array.from_buffers(
+            t, n, [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)]
+        )
     values = _numeric_values(batch, ctype.storage_dtype)
     if ctype.is_scalar:
         if validity is None:
@@ -71,7 +79,9 @@ def to_arrow(batch: SampleBatch, ctype: ColumnType) -> pa.Array:
         return pa.ListArray.from_arrays(pa.array(elem_offsets // 4), boxes, mask=mask)
     data = pa.ListArray.from_arrays(pa.array(elem_offsets), values)
     ndim = batch.shapes.shape[1]
-    shape = pa.FixedSizeListArray.from_arrays(pa.array(batch.shapes.reshape(-1).astype(np.int32)), ndim)
+    shape = pa.FixedSizeListArray.from_arrays(
+        pa.array(batch.shapes.reshape(-1).astype(np.int32)), ndim
+    )
     return pa.StructArray.from_arrays([data, shape], fields=list(t), mask=mask)
 
 
@@ -90,18 +100,30 @@ def to_numpy(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> C
         return decode_images(batch, ctype.compression)
     if isinstance(ctype, Json):
         # Stored JSON comes from strangers too: depth and size limits, CorruptChunkError on bad text.
-        return [None if batch.is_null(i) else limits.parse_json(bytes(batch.payload(i)), where=f"row {i} of a chunk",
-                                                                 what="JSON value", error=CorruptChunkError)
-                for i in range(n)]  # fmt: skip
+        return [
+            None
+            if batch.is_null(i)
+            else limits.parse_json(
+                bytes(batch.payload(i)),
+                where=f"row {i} of a chunk",
+                what="JSON value",
+                error=CorruptChunkError,
+            )
+            for i in range(n)
+        ]
     if isinstance(ctype, Text):
-        return [None if batch.is_null(i) else bytes(batch.payload(i)).decode("utf-8", "surrogatepass")
-                for i in range(n)]  # fmt: skip
+        return [
+            None if batch.is_null(i) else bytes(batch.payload(i)).decode("utf-8", "surrogatepass")
+            for i in range(n)
+        ]
     if ctype.storage_dtype == "bytes":
         return [None if batch.is_null(i) else bytes(batch.payload(i)) for i in range(n)]
     dtype = np.dtype(ctype.storage_dtype)
     start = int(batch.offsets[0])
     if ctype.is_fixed_shape:
-        flat = np.frombuffer(batch.data, dtype=dtype, count=int(batch.nbytes // dtype.itemsize), offset=start)
+        flat = np.frombuffer(
+            batch.data, dtype=dtype, count=int(batch.nbytes // dtype.itemsize), offset=start
+        )
         return flat.reshape(n, *ctype.sample_shape)
     out: list[Any] = []
     for i in range(n):
@@ -109,8 +131,11 @@ def to_numpy(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> C
             out.append(None)
             continue
         s, e = int(batch.offsets[i]), int(batch.offsets[i + 1])
-        out.append(np.frombuffer(batch.data, dtype=dtype, count=(e - s) // dtype.itemsize, offset=s)
-                   .reshape(batch.shapes[i]))  # fmt: skip
+        out.append(
+            np.frombuffer(
+                batch.data, dtype=dtype, count=(e - s) // dtype.itemsize, offset=s
+            ).reshape(batch.shapes[i])
+        )
     return out
 
 
@@ -123,8 +148,9 @@ def column_values(arr: pa.Array) -> ColumnValues:
     return arr.to_pylist()
 
 
-def payloads_to_images(views: list[memoryview | bytes], nulls: np.ndarray, codec: str, *,
-                       decode: bool) -> list[Any]:  # fmt: skip
+def payloads_to_images(
+    views: list[memoryview | bytes], nulls: np.ndarray, codec: str, *, decode: bool
+) -> list[Any]:
     """Encoded images -> decoded arrays (on the thread pool) or ``bytes``; None for nulls."""
     if not decode:
         return [None if z else bytes(v) for v, z in zip(views, nulls.tolist(), strict=True)]

@@ -81,8 +81,15 @@ class Dataset:
     Obtain one with :func:`create` or :func:`open`.
     """
 
-    def __init__(self, store: Store, snapshot: Snapshot, *, log: Log, storage_options: Mapping[str, Any] | None = None,
-                 branch: str = refs.MAIN) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        snapshot: Snapshot,
+        *,
+        log: Log,
+        storage_options: Mapping[str, Any] | None = None,
+        branch: str = refs.MAIN,
+    ) -> None:
         self._store = store
         self._log = log
         self._branch = branch
@@ -147,7 +154,10 @@ class Dataset:
         reopens the same version lazily, on first use. A ``memory://`` dataset
         only reopens in a process that can see it (this one, or a fork).
         """
-        return (_unpickle, (self.uri, self._branch, self.version, self._storage_options, self._log.single_writer))
+        return (
+            _unpickle,
+            (self.uri, self._branch, self.version, self._storage_options, self._log.single_writer),
+        )
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes not set yet: those of an unpickled, not yet reopened dataset.
@@ -161,16 +171,28 @@ class Dataset:
         return getattr(self, name)
 
     # -- writing -----------------------------------------------------------------
-    def transaction(self, *, message: str | None = None, app_id: str | None = None,
-                    txn_version: int | None = None) -> Transaction:  # fmt: skip
+    def transaction(
+        self,
+        *,
+        message: str | None = None,
+        app_id: str | None = None,
+        txn_version: int | None = None,
+    ) -> Transaction:
         """Group several writes into one commit: ``with ds.transaction() as tx: tx.append(...); tx.delete(...)``.
 
         With ``app_id``/``txn_version`` the commit is idempotent: a transaction whose
         (app_id, txn_version) was already committed (by anyone) commits nothing.
         A transaction that staged nothing commits nothing either.
         """
-        return Transaction(self._log, self._snapshot, store=self._store, message=message, app_id=app_id,
-                           txn_version=txn_version, on_commit=self._set_snapshot)  # fmt: skip
+        return Transaction(
+            self._log,
+            self._snapshot,
+            store=self._store,
+            message=message,
+            app_id=app_id,
+            txn_version=txn_version,
+            on_commit=self._set_snapshot,
+        )
 
     def stage(self, data: Data) -> list[StagedFragment]:
         """Validate ``data`` and write its chunk files without committing; commit them with :meth:`commit_staged`.
@@ -184,15 +206,27 @@ class Dataset:
         batches = normalize_columns(columns, self.schema)
         return stage_fragments(self._store, self._snapshot.metadata, batches, n) if n else []
 
-    def commit_staged(self, fragments: Sequence[StagedFragment], *, message: str | None = None,
-                      app_id: str | None = None, txn_version: int | None = None) -> int:  # fmt: skip
+    def commit_staged(
+        self,
+        fragments: Sequence[StagedFragment],
+        *,
+        message: str | None = None,
+        app_id: str | None = None,
+        txn_version: int | None = None,
+    ) -> int:
         """Commit fragments written by :meth:`stage` (here or in any process) as one version; returns it."""
         with self.transaction(message=message, app_id=app_id, txn_version=txn_version) as tx:
             tx.add_staged(fragments)
         return self.version
 
-    def append(self, data: Data, *, message: str | None = None, app_id: str | None = None,
-               txn_version: int | None = None) -> int:  # fmt: skip
+    def append(
+        self,
+        data: Data,
+        *,
+        message: str | None = None,
+        app_id: str | None = None,
+        txn_version: int | None = None,
+    ) -> int:
         """Append rows atomically as one commit and return the new version.
 
         ``data``: a dict of column -> values (arrays, lists), a ``pa.Table`` /
@@ -204,8 +238,13 @@ class Dataset:
             tx.append(data)
         return self.version
 
-    def delete(self, where: str | None = None, *, rowids: Sequence[int] | np.ndarray | None = None,
-               message: str | None = None) -> int:  # fmt: skip
+    def delete(
+        self,
+        where: str | None = None,
+        *,
+        rowids: Sequence[int] | np.ndarray | None = None,
+        message: str | None = None,
+    ) -> int:
         """Delete rows matching a SQL predicate (``"label = 3 AND score < 0.5"``) or by row id.
 
         Deleted rows vanish from scans, ``take`` and ``len`` from the new version on;
@@ -215,8 +254,14 @@ class Dataset:
             tx.delete(where, rowids=rowids)
         return self.version
 
-    def update(self, values: Mapping[str, Any], where: str | None = None, *,
-               rowids: Sequence[int] | np.ndarray | None = None, message: str | None = None) -> int:  # fmt: skip
+    def update(
+        self,
+        values: Mapping[str, Any],
+        where: str | None = None,
+        *,
+        rowids: Sequence[int] | np.ndarray | None = None,
+        message: str | None = None,
+    ) -> int:
         """Set columns on matching rows (all live rows without ``where``/``rowids``), copy-on-write.
 
         Example: ``ds.update({"label": 3}, where="score < 0.1")``. Returns the new version.
@@ -225,8 +270,14 @@ class Dataset:
             tx.update(values, where, rowids=rowids)
         return self.version
 
-    def add_column(self, name: str, ctype: TypeLike, values: Sequence[Any] | np.ndarray | None = None, *,
-                   message: str | None = None) -> int:  # fmt: skip
+    def add_column(
+        self,
+        name: str,
+        ctype: TypeLike,
+        values: Sequence[Any] | np.ndarray | None = None,
+        *,
+        message: str | None = None,
+    ) -> int:
         """Add a column (nulls for existing rows, or one value per live row). Returns the new version."""
         with self.transaction(message=message) as tx:
             tx.add_column(name, ctype, values)
@@ -262,7 +313,9 @@ class Dataset:
     @property
     def tags(self) -> dict[str, int]:
         """Tag name -> version, for tags of this branch."""
-        return {n: t.version for n, t in refs.list_tags(self._store).items() if t.branch == self._branch}
+        return {
+            n: t.version for n, t in refs.list_tags(self._store).items() if t.branch == self._branch
+        }
 
     def tag(self, name: str, version: int | None = None) -> None:
         """Name a version (this one by default): ``th.open(uri, tag=name)`` opens it; vacuum keeps it."""
@@ -285,26 +338,37 @@ class Dataset:
         """
         v = self.version if version is None else version
         if v not in self._log.versions():
-            raise VersionNotFoundError(f"{self.uri}: cannot branch from version {v}: it does not exist")
+            raise VersionNotFoundError(
+                f"{self.uri}: cannot branch from version {v}: it does not exist"
+            )
         refs.create_branch(self._store, name, self._branch, v)
         log = refs.branch_log(self._store, name, single_writer=self._log.single_writer)
         log.clock = self._log.clock
-        return Dataset(self._store, log.snapshot(), log=log, storage_options=self._storage_options, branch=name)
+        return Dataset(
+            self._store, log.snapshot(), log=log, storage_options=self._storage_options, branch=name
+        )
 
     def merge(self, branch: str, *, message: str | None = None) -> int:
         """Bring ``branch``'s changes into this branch as one commit (same conflict rules as writes)."""
         source = refs.branch_log(self._store, branch, single_writer=self._log.single_writer)
         if source.parent is None or source.parent[0].prefix != self._log.prefix:
-            raise UnsupportedError(f"{self.uri}: branch {branch!r} was not created from branch {self._branch!r}; "
-                                   "merge it into its own parent")  # fmt: skip
+            raise UnsupportedError(
+                f"{self.uri}: branch {branch!r} was not created from branch {self._branch!r}; "
+                "merge it into its own parent"
+            )
         self.refresh()
         with self.transaction(message=message or f"merge {branch}") as tx:
             merge_branch(tx, source, name=branch)
         return self.version
 
     # -- maintenance ---------------------------------------------------------------
-    def vacuum(self, retention: timedelta = timedelta(days=7), *, dry_run: bool = False,
-               force: bool = False) -> VacuumReport:  # fmt: skip
+    def vacuum(
+        self,
+        retention: timedelta = timedelta(days=7),
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> VacuumReport:
         """Delete files no retained version, tag or branch references, older than ``retention``.
 
         Also deletes chunks staged by writes that never committed (crashed or
@@ -352,8 +416,13 @@ class Dataset:
             raise RowNotFoundError(f"row {bad} is out of range for {n} rows")
         return np.where(idx < 0, idx + n, idx)
 
-    def take(self, indices: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None, *,
-             decode: bool = True) -> dict[str, ColumnValues]:  # fmt: skip
+    def take(
+        self,
+        indices: Sequence[int] | np.ndarray,
+        columns: Sequence[str] | None = None,
+        *,
+        decode: bool = True,
+    ) -> dict[str, ColumnValues]:
         """Rows at positions ``indices`` (any order, repeats allowed), in that order.
 
         Returns column -> stacked ``np.ndarray`` for fixed-shape columns, or a list
@@ -363,35 +432,53 @@ class Dataset:
         rows = self._reader.physical(self._positions(indices))
         return self._take_rows(rows, self._resolve_columns(columns), decode)
 
-    def take_rowids(self, rowids: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None, *,
-                    decode: bool = True) -> dict[str, ColumnValues]:  # fmt: skip
+    def take_rowids(
+        self,
+        rowids: Sequence[int] | np.ndarray,
+        columns: Sequence[str] | None = None,
+        *,
+        decode: bool = True,
+    ) -> dict[str, ColumnValues]:
         """Like :meth:`take`, addressed by stable row ids (``fragment_id << 32 | offset``)."""
         rows = self._reader.rows_of_rowids(np.asarray(rowids, dtype=np.int64))
         return self._take_rows(rows, self._resolve_columns(columns), decode)
 
-    def _take_rows(self, rows: np.ndarray, columns: list[str], decode: bool) -> dict[str, ColumnValues]:
+    def _take_rows(
+        self, rows: np.ndarray, columns: list[str], decode: bool
+    ) -> dict[str, ColumnValues]:
         out: dict[str, ColumnValues] = {}
         for name in columns:
             if name == ROWID:
                 out[name] = self._reader.rowids(rows)
                 continue
             ctype = self.schema[name]
-            if ctype.sample_codec is not None:  # images: decode (or copy) straight from the payload views
+            if (
+                ctype.sample_codec is not None
+            ):  # images: decode (or copy) straight from the payload views
                 views, _, nulls = self._reader.read_views(name, ctype, rows)
                 out[name] = payloads_to_images(views, nulls, ctype.sample_codec, decode=decode)
             else:
-                out[name] = to_numpy(self._reader.read_rows(name, ctype, rows), ctype, decode=decode)
+                out[name] = to_numpy(
+                    self._reader.read_rows(name, ctype, rows), ctype, decode=decode
+                )
         return out
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """One row as a dict of column -> value."""
         if not isinstance(i, int | np.integer):
-            raise TypeError(f"index a dataset with an int (use take() for several rows), got {type(i).__name__}")
+            raise TypeError(
+                f"index a dataset with an int (use take() for several rows), got {type(i).__name__}"
+            )
         row = self.take([int(i)])
         return {k: v[0] for k, v in row.items()}
 
-    def to_batches(self, columns: Sequence[str] | None = None, *, batch_size: int = 65536,
-                   with_rowid: bool = False) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    def to_batches(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        batch_size: int = 65536,
+        with_rowid: bool = False,
+    ) -> Iterator[pa.RecordBatch]:
         """Stream the rows as Arrow RecordBatches, lazily, chunk by chunk.
 
         Only the named columns' chunks are read. Images stay encoded (binary).
@@ -400,20 +487,31 @@ class Dataset:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         names = [c for c in self._resolve_columns(columns) if c != ROWID]
         with_rowid = with_rowid or (columns is not None and ROWID in columns)
-        return self._reader.iter_batches([(n, self.schema[n]) for n in names], batch_size=batch_size,
-                                         with_rowid=with_rowid)  # fmt: skip
+        return self._reader.iter_batches(
+            [(n, self.schema[n]) for n in names], batch_size=batch_size, with_rowid=with_rowid
+        )
 
-    def to_table(self, columns: Sequence[str] | None = None, *, with_rowid: bool = False) -> pa.Table:
+    def to_table(
+        self, columns: Sequence[str] | None = None, *, with_rowid: bool = False
+    ) -> pa.Table:
         """All rows as one Arrow table (for small datasets; prefer to_batches)."""
         names = [c for c in self._resolve_columns(columns) if c != ROWID]
         with_rowid = with_rowid or (columns is not None and ROWID in columns)
         schema = pa.schema([self.schema[n].arrow_field(n) for n in names])
         if with_rowid:
             schema = schema.append(pa.field(ROWID, pa.int64(), nullable=False))
-        return pa.Table.from_batches(list(self.to_batches(names, with_rowid=with_rowid)), schema=schema)
+        return pa.Table.from_batches(
+            list(self.to_batches(names, with_rowid=with_rowid)), schema=schema
+        )
 
-    def to_pandas(self, columns: Sequence[str] | None = None, *, rows: Sequence[int] | np.ndarray | None = None,
-                  decode: bool = False, with_rowid: bool = False) -> Any:  # fmt: skip
+    def to_pandas(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        rows: Sequence[int] | np.ndarray | None = None,
+        decode: bool = False,
+        with_rowid: bool = False,
+    ) -> Any:
         """The rows (all, or the positions ``rows`` in that order) as a ``pandas.DataFrame``.
 
         Class labels become categoricals of their names, tensors and embeddings
@@ -450,8 +548,15 @@ class Dataset:
                         live[f.id] = f.num_live
                     case RemoveFragment(fid):
                         total -= live.pop(fid, 0)
-            out.append(VersionInfo(c.version, datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
-                                   c.operation, c.message, total))  # fmt: skip
+            out.append(
+                VersionInfo(
+                    c.version,
+                    datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
+                    c.operation,
+                    c.message,
+                    total,
+                )
+            )
         return out
 
     def versions(self) -> list[int]:
@@ -471,8 +576,13 @@ class Dataset:
 
     def checkout(self, version: int) -> Dataset:
         """A new Dataset object pinned to ``version`` of the same branch."""
-        return Dataset(self._store, self._log.snapshot(version), log=self._log, storage_options=self._storage_options,
-                       branch=self._branch)  # fmt: skip
+        return Dataset(
+            self._store,
+            self._log.snapshot(version),
+            log=self._log,
+            storage_options=self._storage_options,
+            branch=self._branch,
+        )
 
     # -- vector indexes (the logic lives in tensorhouse.index) -------------------------
     @property
@@ -482,9 +592,18 @@ class Dataset:
 
         return list_indexes(self)
 
-    def create_index(self, column: str, *, name: str | None = None, metric: str = "cosine", kind: str = "ivf_flat",
-                     replace: bool = False, progress: bool | None = None, message: str | None = None,
-                     **params: Any) -> int:  # fmt: skip
+    def create_index(
+        self,
+        column: str,
+        *,
+        name: str | None = None,
+        metric: str = "cosine",
+        kind: str = "ivf_flat",
+        replace: bool = False,
+        progress: bool | None = None,
+        message: str | None = None,
+        **params: Any,
+    ) -> int:
         """Build a vector index over ``column`` (an Embedding or 1-d float Tensor) and commit it; returns the version.
 
         ``metric``: ``"cosine"``, ``"l2"`` or ``"dot"``. ``kind``: ``"ivf_flat"``
@@ -494,8 +613,17 @@ class Dataset:
         """
         from tensorhouse.index import create_index
 
-        return create_index(self, column, name=name, metric=metric, kind=kind, replace=replace, progress=progress,
-                            message=message, **params)  # fmt: skip
+        return create_index(
+            self,
+            column,
+            name=name,
+            metric=metric,
+            kind=kind,
+            replace=replace,
+            progress=progress,
+            message=message,
+            **params,
+        )
 
     def drop_index(self, name: str, *, message: str | None = None) -> int:
         """Drop the index ``name`` from the new version on (older versions keep it). Returns the new version."""
@@ -503,8 +631,9 @@ class Dataset:
 
         return drop_index(self, name, message=message)
 
-    def optimize_indexes(self, name: str | None = None, *, rebuild: bool = False,
-                         progress: bool | None = None) -> list[int]:  # fmt: skip
+    def optimize_indexes(
+        self, name: str | None = None, *, rebuild: bool = False, progress: bool | None = None
+    ) -> list[int]:
         """Extend indexes with rows appended since they were built, or rebuild them after compaction.
 
         Returns the versions committed (none when every index is up to date).
@@ -513,10 +642,20 @@ class Dataset:
 
         return optimize_indexes(self, name, rebuild=rebuild, progress=progress)
 
-    def nearest(self, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
-                metric: str | None = None, exact: bool = False, columns: Sequence[str] | None = None,
-                index: str | None = None, with_rowid: bool = False,
-                search_params: Mapping[str, int] | None = None) -> pa.Table:  # fmt: skip
+    def nearest(
+        self,
+        column: str,
+        query: Sequence[float] | np.ndarray,
+        *,
+        k: int = 10,
+        where: str | None = None,
+        metric: str | None = None,
+        exact: bool = False,
+        columns: Sequence[str] | None = None,
+        index: str | None = None,
+        with_rowid: bool = False,
+        search_params: Mapping[str, int] | None = None,
+    ) -> pa.Table:
         """The ``k`` rows whose ``column`` vector is nearest ``query``, best first: columns plus ``score``.
 
         Uses the column's index when there is one (rows appended since are
@@ -530,13 +669,31 @@ class Dataset:
         """
         from tensorhouse.index import nearest
 
-        return nearest(self, column, query, k=k, where=where, metric=metric, exact=exact, columns=columns,
-                       index=index, with_rowid=with_rowid, search_params=search_params)  # fmt: skip
+        return nearest(
+            self,
+            column,
+            query,
+            k=k,
+            where=where,
+            metric=metric,
+            exact=exact,
+            columns=columns,
+            index=index,
+            with_rowid=with_rowid,
+            search_params=search_params,
+        )
 
 
-def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options: Mapping[str, Any] | None = None,
-           exist_ok: bool = False, chunk_bytes: int | None = None, single_writer: bool = False,
-           clock: Clock | None = None) -> Dataset:  # fmt: skip
+def create(
+    uri: str,
+    schema: Mapping[str, TypeLike] | Schema,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    exist_ok: bool = False,
+    chunk_bytes: int | None = None,
+    single_writer: bool = False,
+    clock: Clock | None = None,
+) -> Dataset:
     """Create an empty dataset at ``uri`` (a path, ``memory://name``, ``s3://bucket/prefix``).
 
     ``clock`` (seconds since the epoch, like ``time.time``, the default) stamps
@@ -560,7 +717,9 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
         if chunk_bytes < 1024:
             raise ValueError(f"chunk_bytes must be at least 1024, got {chunk_bytes}")
         config["chunk_bytes"] = int(chunk_bytes)
-    meta = Metadata(uuid.uuid4().hex, sch, {n: i for i, n in enumerate(sch.names)}, len(sch), config)
+    meta = Metadata(
+        uuid.uuid4().hex, sch, {n: i for i, n in enumerate(sch.names)}, len(sch), config
+    )
 
     def build(snap: Snapshot | None, winners: Sequence[Commit]) -> list[Action]:
         if snap is not None:
@@ -576,14 +735,24 @@ def create(uri: str, schema: Mapping[str, TypeLike] | Schema, *, storage_options
             raise
         ds = open(uri, storage_options=storage_options, single_writer=single_writer, clock=clock)
         if ds.schema != sch:
-            raise DatasetExistsError(f"a dataset with a different schema exists at {uri}: {ds.schema}") from None
+            raise DatasetExistsError(
+                f"a dataset with a different schema exists at {uri}: {ds.schema}"
+            ) from None
         return ds
     return Dataset(store, result.snapshot, log=log, storage_options=storage_options)
 
 
-def open(uri: str, *, version: int | None = None, timestamp: datetime | None = None, tag: str | None = None,
-         branch: str | None = None, storage_options: Mapping[str, Any] | None = None,
-         single_writer: bool = False, clock: Clock | None = None) -> Dataset:  # fmt: skip
+def open(
+    uri: str,
+    *,
+    version: int | None = None,
+    timestamp: datetime | None = None,
+    tag: str | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    single_writer: bool = False,
+    clock: Clock | None = None,
+) -> Dataset:
     """Open the dataset at ``uri``: latest version, or one ``version``, ``timestamp`` or ``tag``, on a ``branch``.
 
     ``clock`` stamps the commits made through the returned object (see :func:`create`).
@@ -602,13 +771,17 @@ def open(uri: str, *, version: int | None = None, timestamp: datetime | None = N
     """
     if sum(x is not None for x in (version, timestamp, tag)) > 1:
         raise ValueError("give at most one of version=, timestamp=, tag=")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int | np.integer)):
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int | np.integer)
+    ):
         raise ArgumentError(f"open(version=...) takes an int version number, got {version!r}")
     store = open_store(uri, storage_options, cacheable=layout.is_immutable)
     if tag is not None:
         t = refs.read_tag(store, tag)
         if branch is not None and branch != t.branch:
-            raise VersionNotFoundError(f"{uri}: tag {tag!r} is on branch {t.branch!r}, not {branch!r}")
+            raise VersionNotFoundError(
+                f"{uri}: tag {tag!r} is on branch {t.branch!r}, not {branch!r}"
+            )
         branch, version = t.branch, t.version
     name = branch or refs.MAIN
     try:
@@ -630,8 +803,14 @@ _REOPENED: dict[tuple[str, str, int, str, bool], tuple[Store, Log, Snapshot]] = 
 _REOPENED_MAX = 16
 
 
-def reopen(uri: str, *, branch: str = refs.MAIN, version: int, storage_options: Mapping[str, Any] | None = None,
-           single_writer: bool = False) -> Dataset:  # fmt: skip
+def reopen(
+    uri: str,
+    *,
+    branch: str = refs.MAIN,
+    version: int,
+    storage_options: Mapping[str, Any] | None = None,
+    single_writer: bool = False,
+) -> Dataset:
     """A Dataset pinned to ``version`` of ``branch`` that opens on first use (what unpickling returns).
 
     Example:
@@ -644,22 +823,40 @@ def reopen(uri: str, *, branch: str = refs.MAIN, version: int, storage_options: 
     """
     ds = Dataset.__new__(Dataset)
     ds.__dict__["_uri_pending"] = uri
-    ds.__dict__["_lazy"] = {"branch": branch, "version": version, "storage_options": dict(storage_options or {}),
-                            "single_writer": single_writer}  # fmt: skip
+    ds.__dict__["_lazy"] = {
+        "branch": branch,
+        "version": version,
+        "storage_options": dict(storage_options or {}),
+        "single_writer": single_writer,
+    }
     return ds
 
 
-def _unpickle(uri: str, branch: str, version: int, storage_options: Mapping[str, Any], single_writer: bool) -> Dataset:
-    return reopen(uri, branch=branch, version=version, storage_options=storage_options, single_writer=single_writer)
+def _unpickle(
+    uri: str, branch: str, version: int, storage_options: Mapping[str, Any], single_writer: bool
+) -> Dataset:
+    return reopen(
+        uri,
+        branch=branch,
+        version=version,
+        storage_options=storage_options,
+        single_writer=single_writer,
+    )
 
 
-def _open_pinned(uri: str, *, branch: str, version: int, storage_options: Mapping[str, Any],
-                 single_writer: bool) -> Dataset:  # fmt: skip
+def _open_pinned(
+    uri: str, *, branch: str, version: int, storage_options: Mapping[str, Any], single_writer: bool
+) -> Dataset:
     key = (uri, branch, version, repr(sorted(storage_options.items())), single_writer)
     hit = _REOPENED.get(key)
     if hit is None:
-        ds = open(uri, version=version, branch=branch, storage_options=storage_options or None,
-                  single_writer=single_writer)  # fmt: skip
+        ds = open(
+            uri,
+            version=version,
+            branch=branch,
+            storage_options=storage_options or None,
+            single_writer=single_writer,
+        )
         if len(_REOPENED) >= _REOPENED_MAX:
             _REOPENED.pop(next(iter(_REOPENED)))
         _REOPENED[key] = hit = (ds.store, ds._log, ds.snapshot)

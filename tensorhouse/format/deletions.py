@@ -38,14 +38,23 @@ def read(store: Store, ref: DeletionRef, num_rows: int) -> np.ndarray:
     """The deleted offsets (int64, sorted), validated against the fragment's row count."""
     where = f"{store.uri}/{ref.path}"
     # The log's size is checked before reading: a 1 GiB or sparse 64 GiB file is refused unread.
-    limits.check("max_deletion_vector_bytes", ref.size, what=f"{where}: deletion vector of {ref.size} bytes",
-                 error=CorruptDataError)  # fmt: skip
+    limits.check(
+        "max_deletion_vector_bytes",
+        ref.size,
+        what=f"{where}: deletion vector of {ref.size} bytes",
+        error=CorruptDataError,
+    )
     if ref.size != _HEAD.size + 4 * ref.count:
-        raise CorruptDataError(f"{where}: the log says {ref.count} deleted rows in {ref.size} bytes")
-    data = limits.read_bounded(store, ref.path, "max_deletion_vector_bytes", what="deletion vector",
-                               error=CorruptDataError)  # fmt: skip
+        raise CorruptDataError(
+            f"{where}: the log says {ref.count} deleted rows in {ref.size} bytes"
+        )
+    data = limits.read_bounded(
+        store, ref.path, "max_deletion_vector_bytes", what="deletion vector", error=CorruptDataError
+    )
     if len(data) != ref.size or len(data) < _HEAD.size:
-        raise CorruptDataError(f"{where}: deletion vector of {len(data)} bytes, the log says {ref.size}")
+        raise CorruptDataError(
+            f"{where}: deletion vector of {len(data)} bytes, the log says {ref.size}"
+        )
     magic, version, _, count, crc = _HEAD.unpack_from(data, 0)
     if magic != MAGIC or version != VERSION:
         raise CorruptDataError(f"{where}: not a deletion vector of a known version")
@@ -54,5 +63,7 @@ def read(store: Store, ref: DeletionRef, num_rows: int) -> np.ndarray:
         raise CorruptDataError(f"{where}: deletion vector fails its checks (count or checksum)")
     offs = np.frombuffer(body, dtype="<u4").astype(np.int64)
     if count and (offs[-1] >= num_rows or bool((np.diff(offs) <= 0).any())):
-        raise CorruptDataError(f"{where}: offsets not sorted or beyond the fragment's {num_rows} rows")
+        raise CorruptDataError(
+            f"{where}: offsets not sorted or beyond the fragment's {num_rows} rows"
+        )
     return offs

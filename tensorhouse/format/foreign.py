@@ -99,19 +99,26 @@ def _fsl(flat: pa.Array, dims: list[int]) -> pa.Array:
 def _objects_to_arrow(values: list[Any], name: str) -> pa.Array:
     arrays = [None if v is None else np.asarray(v) for v in values]
     present = [a for a in arrays if a is not None]
-    if not present or any(a.dtype == object or a.dtype.kind in "USO" for a in present) \
-            or not all(isinstance(v, np.ndarray) for v in values if v is not None):  # fmt: skip
+    if (
+        not present
+        or any(a.dtype == object or a.dtype.kind in "USO" for a in present)
+        or not all(isinstance(v, np.ndarray) for v in values if v is not None)
+    ):
         try:
             return pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-            raise SchemaError(f"column {name!r}: cannot convert its values to Arrow: {err}") from err
+            raise SchemaError(
+                f"column {name!r}: cannot convert its values to Arrow: {err}"
+            ) from err
     dtype = np.result_type(*[a.dtype for a in present])
     shapes = {a.shape for a in present}
     mask = pa.array([a is None for a in arrays])
     if len(shapes) == 1 and present[0].ndim >= 1:  # one shape: nested fixed-size lists
         shape = present[0].shape
         fill = np.zeros(shape, dtype)
-        flat = np.concatenate([(fill if a is None else a.astype(dtype)).reshape(-1) for a in arrays])
+        flat = np.concatenate(
+            [(fill if a is None else a.astype(dtype)).reshape(-1) for a in arrays]
+        )
         out = _fsl(pa.array(flat), list(shape))
         return _with_nulls(out, mask)
     ndims = {a.ndim for a in present}
@@ -121,8 +128,10 @@ def _objects_to_arrow(values: list[Any], name: str) -> pa.Array:
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
         flat = np.concatenate([a.astype(dtype).reshape(-1) for a in present])
         return pa.ListArray.from_arrays(offsets, _fsl(pa.array(flat), inner), mask=mask)
-    raise SchemaError(f"column {name!r}: its arrays have different numbers of dimensions ({sorted(ndims)}); "
-                      "give the column a type with schema= or make the rows alike")
+    raise SchemaError(
+        f"column {name!r}: its arrays have different numbers of dimensions ({sorted(ndims)}); "
+        "give the column a type with schema= or make the rows alike"
+    )
 
 
 def _with_nulls(arr: pa.Array, mask: pa.Array) -> pa.Array:
@@ -173,7 +182,7 @@ def _ragged_rows(arr: pa.Array, depth: int) -> list[Any]:
         values = _flat_numpy(arr.values).reshape(-1, *inner_dims)
         offsets = arr.offsets.to_numpy()
         valid = arr.is_valid().to_numpy(zero_copy_only=False)
-        return [values[offsets[i]:offsets[i + 1]] if valid[i] else None for i in range(len(arr))]
+        return [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(arr))]
     out: list[Any] = []
     for v in arr.to_pylist():
         if v is None:
@@ -193,12 +202,17 @@ def arrow_values(col: pa.Array | pa.ChunkedArray, ctype: ColumnType) -> Any:
     t = arr.type
     if isinstance(t, pa.BaseExtensionType):
         ext = t.extension_name
-        if ext in ("arrow.fixed_shape_tensor", "ray.data.arrow_tensor", "ray.data.arrow_tensor_v2") \
-                and hasattr(t, "shape"):  # fmt: skip
+        if ext in (
+            "arrow.fixed_shape_tensor",
+            "ray.data.arrow_tensor",
+            "ray.data.arrow_tensor_v2",
+        ) and hasattr(t, "shape"):
             return _fixed_tensor(arr, tuple(int(d) for d in t.shape))
         if ext in ("ray.data.arrow_variable_shaped_tensor", "arrow.variable_shape_tensor"):
-            return [None if row is None else np.asarray(row["data"]).reshape(row["shape"])
-                    for row in arr.storage.to_pylist()]  # fmt: skip
+            return [
+                None if row is None else np.asarray(row["data"]).reshape(row["shape"])
+                for row in arr.storage.to_pylist()
+            ]
         return arrow_values(arr.storage, ctype)
     if _is_list(t) and not ctype.is_fixed_shape and ctype.storage_dtype not in ("bytes", "str"):
         return _ragged_rows(arr, len(ctype.sample_shape))

@@ -24,9 +24,13 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     """
     if is_dataframe(data):
         try:
-            data = _dataframe_to_arrow(data)  # typed Arrow columns: datetimes, decimals, categoricals
+            data = _dataframe_to_arrow(
+                data
+            )  # typed Arrow columns: datetimes, decimals, categoricals
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            data = dataframe_columns(data)  # object columns of n-d arrays (boxes, images): format.foreign
+            data = dataframe_columns(
+                data
+            )  # object columns of n-d arrays (boxes, images): format.foreign
     else:
         data = _dataframe_to_arrow(data)
     if isinstance(data, pa.RecordBatch):
@@ -38,19 +42,28 @@ def to_columns(data: Data, schema: Schema) -> tuple[dict[str, Any], int]:
     elif isinstance(data, Sequence) and not isinstance(data, str | bytes):
         for i, row in enumerate(data):
             if not isinstance(row, Mapping):
-                raise SchemaError(f"row {i}: expected a dict of column -> value, got {type(row).__name__}")
+                raise SchemaError(
+                    f"row {i}: expected a dict of column -> value, got {type(row).__name__}"
+                )
         names = set().union(*(row.keys() for row in data)) if data else set(schema.names)
         cols = {name: [row.get(name) for row in data] for name in names}
     else:
-        raise SchemaError(f"cannot append {type(data).__name__}: pass a dict of columns, an Arrow table or a list of rows")
+        raise SchemaError(
+            f"cannot append {type(data).__name__}: pass a dict of columns, an Arrow table or a list of rows"
+        )
     unknown = [c for c in cols if c not in schema]
     if unknown:
         raise SchemaError(f"unknown column(s) {unknown}; the dataset's columns are {schema.names}")
     missing = [c for c in schema.names if c not in cols]
     if missing:
-        raise SchemaError(f"missing column(s) {missing}: every append gives every column (use None for nulls)")
+        raise SchemaError(
+            f"missing column(s) {missing}: every append gives every column (use None for nulls)"
+        )
     # Arrow columns shaped from their type (tensor extensions, empty rows of boxes): format.foreign.
-    cols = {n: arrow_values(v, schema[n]) if isinstance(v, pa.Array | pa.ChunkedArray) else v for n, v in cols.items()}
+    cols = {
+        n: arrow_values(v, schema[n]) if isinstance(v, pa.Array | pa.ChunkedArray) else v
+        for n, v in cols.items()
+    }
     lengths = {name: _length(v, name) for name, v in cols.items()}
     if len(set(lengths.values())) > 1:
         raise SchemaError(f"columns have different lengths: {lengths}")
@@ -75,5 +88,7 @@ def _length(values: Any, name: str) -> int:
             raise SchemaError(f"column {name!r}: expected a sequence of samples, got a 0-d array")
         return len(values)
     if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
-        raise SchemaError(f"column {name!r}: expected a sequence of samples, got {type(values).__name__}")
+        raise SchemaError(
+            f"column {name!r}: expected a sequence of samples, got {type(values).__name__}"
+        )
     return len(values)

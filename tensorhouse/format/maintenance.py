@@ -57,7 +57,9 @@ def _retained_files(lg: Log, cutoff_ms: int, protected: set[int]) -> tuple[set[s
     return files, latest - k + 1 + len(older)
 
 
-def vacuum(store: Store, retention: timedelta, *, dry_run: bool, force: bool, now: float) -> VacuumReport:
+def vacuum(
+    store: Store, retention: timedelta, *, dry_run: bool, force: bool, now: float
+) -> VacuumReport:
     """Delete data and deletion files that no retained version references and that are older than ``retention``.
 
     Retained: every branch's latest version, every tagged version, every branch's
@@ -68,8 +70,10 @@ def vacuum(store: Store, retention: timedelta, *, dry_run: bool, force: bool, no
     (``.tmp-*`` on a local file system) go too, once older than ``retention``.
     """
     if retention < MIN_SAFE_RETENTION and not force:
-        raise ValueError(f"retention {retention} is shorter than {MIN_SAFE_RETENTION}: files of writes still in "
-                         "progress could be deleted; pass force=True if no one else is writing")  # fmt: skip
+        raise ValueError(
+            f"retention {retention} is shorter than {MIN_SAFE_RETENTION}: files of writes still in "
+            "progress could be deleted; pass force=True if no one else is writing"
+        )
     now_ms = now * 1000
     cutoff = now_ms - retention.total_seconds() * 1000
     tags = refs.list_tags(store)
@@ -151,8 +155,10 @@ def compact(tx: Transaction, *, target_rows: int) -> int:
         batches = {}
         n = 0
         for name, ctype in snap.metadata.schema.items():
-            parts = [normalize(b.column(0), ctype, name)
-                     for b in reader.iter_batches([(name, ctype)], start=start, stop=stop)]  # fmt: skip
+            parts = [
+                normalize(b.column(0), ctype, name)
+                for b in reader.iter_batches([(name, ctype)], start=start, stop=stop)
+            ]
             batches[name] = concat(parts) if parts else normalize([], ctype, name)
             n = len(batches[name])
         actions += [RemoveFragment(snap.fragments[i].id) for i in g]

@@ -17,8 +17,10 @@ class VacuumReport:
 
     def __str__(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
-        return (f"vacuum {verb} {len(self.deleted)} files ({self.bytes_freed / 1e6:.1f} MB); kept {self.kept_files} "
-                f"files of {self.retained_versions} retained versions")  # fmt: skip
+        return (
+            f"vacuum {verb} {len(self.deleted)} files ({self.bytes_freed / 1e6:.1f} MB); kept {self.kept_files} "
+            f"files of {self.retained_versions} retained versions"
+        )
 
 
 @dataclass(frozen=True)
@@ -33,5 +35,7 @@ class CompactReport:
     def __str__(self) -> str:
         if self.version is None:
             return f"compact: nothing to do ({self.fragments_before} fragments)"
-        return (f"compact: {self.fragments_before} -> {self.fragments_after} fragments, {self.rows_rewritten} rows "
-                f"rewritten, version {self.version}")  # fmt: skip
+        return (
+            f"compact: {self.fragments_before} -> {self.fragments_after} fragments, {self.rows_rewritten} rows "
+            f"rewritten, version {self.version}"
+        )

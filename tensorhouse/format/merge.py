@@ -53,8 +53,10 @@ def merge_branch(tx: Transaction, source: Log, *, name: str) -> None:
     _, o_changed = _changes(base, ours)
     both = sorted(set(t_changed) & set(o_changed))
     if both:
-        detail = "; ".join(f"fragment {f} (row ids {f << 32}..{(f << 32) + base.fragment(f).num_rows - 1})"
-                           for f in both[:5])  # fmt: skip
+        detail = "; ".join(
+            f"fragment {f} (row ids {f << 32}..{(f << 32) + base.fragment(f).num_rows - 1})"
+            for f in both[:5]
+        )
         raise CommitConflictError(f"{uri}: cannot merge {name!r}: both branches changed {detail}")
     schema_change = theirs.metadata != base.metadata
     if schema_change and ours.metadata != base.metadata and ours.metadata != theirs.metadata:
@@ -62,11 +64,17 @@ def merge_branch(tx: Transaction, source: Log, *, name: str) -> None:
             f"{uri}: cannot merge {name!r}: both branches changed the schema "
             f"(ours: {ours.metadata.schema.names}, theirs: {theirs.metadata.schema.names})"
         )
-    t_indexes = {n for n in {*base.indexes, *theirs.indexes} if base.indexes.get(n) != theirs.indexes.get(n)}
-    o_indexes = {n for n in {*base.indexes, *ours.indexes} if base.indexes.get(n) != ours.indexes.get(n)}
+    t_indexes = {
+        n for n in {*base.indexes, *theirs.indexes} if base.indexes.get(n) != theirs.indexes.get(n)
+    }
+    o_indexes = {
+        n for n in {*base.indexes, *ours.indexes} if base.indexes.get(n) != ours.indexes.get(n)
+    }
     clash = sorted(n for n in t_indexes & o_indexes if ours.indexes.get(n) != theirs.indexes.get(n))
     if clash:
-        raise CommitConflictError(f"{uri}: cannot merge {name!r}: both branches changed the index(es) {clash}")
+        raise CommitConflictError(
+            f"{uri}: cannot merge {name!r}: both branches changed the index(es) {clash}"
+        )
     actions: list[Action] = []
     if schema_change and ours.metadata != theirs.metadata:
         actions.append(SetMetadata(theirs.metadata))
@@ -74,7 +82,9 @@ def merge_branch(tx: Transaction, source: Log, *, name: str) -> None:
         actions.append(RemoveFragment(fid) if f is None else ReplaceFragment(f))
     first = ours.next_fragment_id
     renumber = {f.id: first + i for i, f in enumerate(t_added)}
-    actions += [AddFragment(Fragment(renumber[f.id], f.num_rows, f.columns, f.deletion)) for f in t_added]
+    actions += [
+        AddFragment(Fragment(renumber[f.id], f.num_rows, f.columns, f.deletion)) for f in t_added
+    ]
     for n in sorted(t_indexes):
         entry = theirs.indexes.get(n)
         if entry is None:
@@ -84,4 +94,3 @@ def merge_branch(tx: Transaction, source: Log, *, name: str) -> None:
             ids = tuple(renumber.get(f, f) for f in entry.fragment_ids)
             actions.append(AddIndex(replace(entry, fragment_ids=ids)))
     tx.stage("merge", actions)
-

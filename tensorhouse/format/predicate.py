@@ -80,7 +80,9 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise PredicateError(f"cannot parse predicate at {text[pos:pos + 20]!r} (position {pos})")
+            raise PredicateError(
+                f"cannot parse predicate at {text[pos : pos + 20]!r} (position {pos})"
+            )
         pos = m.end()
         kind = m.lastgroup
         val = m.group(kind)  # type: ignore[arg-type]
@@ -89,8 +91,10 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
                 out.append(("lit", float(val)))
             else:
                 if len(val) > 20 or int(val) > _INT_MAX:
-                    raise PredicateError(f"integer literal {val[:30]}{'...' if len(val) > 30 else ''} (position "
-                                         f"{m.start(kind)}) is out of range: integers must fit 64 bits")  # fmt: skip
+                    raise PredicateError(
+                        f"integer literal {val[:30]}{'...' if len(val) > 30 else ''} (position "
+                        f"{m.start(kind)}) is out of range: integers must fit 64 bits"
+                    )
                 out.append(("lit", int(val)))
         elif kind == "str":
             out.append(("lit", val[1:-1].replace("''", "'")))
@@ -117,14 +121,20 @@ class _Parser:
         self.max_depth = limits.current().max_predicate_depth
         self.terms = 0  # AND/OR operators in the compiled expression
         self.max_terms = limits.current().max_predicate_terms
-        self.equalities: dict[int, tuple[str, Any]] = {}  # id(expr) of "column = literal" -> (column, literal)
+        self.equalities: dict[
+            int, tuple[str, Any]
+        ] = {}  # id(expr) of "column = literal" -> (column, literal)
 
     def enter(self) -> None:
         """One level deeper; refused past max_predicate_depth (the Python and Arrow stacks are finite)."""
         self.depth += 1
         if self.depth > self.max_depth:
-            raise limits.exceeded("max_predicate_depth", self.depth, what=f"predicate {self.text[:60]!r}... nests",
-                                  error=PredicateError)  # fmt: skip
+            raise limits.exceeded(
+                "max_predicate_depth",
+                self.depth,
+                what=f"predicate {self.text[:60]!r}... nests",
+                error=PredicateError,
+            )
 
     def typed(self, x: Any, other: Any) -> pc.Expression:
         """A numeric literal compared with a float column takes the column's type, as in SQL.
@@ -132,7 +142,11 @@ class _Parser:
         Without this, ``score >= 0.9`` on float32 data would compare 0.9f (stored)
         with the float64 0.9 and miss the rows that hold exactly 0.9.
         """
-        if isinstance(x, _Lit) and isinstance(x.value, int | float) and not isinstance(x.value, bool):
+        if (
+            isinstance(x, _Lit)
+            and isinstance(x.value, int | float)
+            and not isinstance(x.value, bool)
+        ):
             ftype = self.types.get(self.fields.get(id(other), ""))
             if ftype is not None and pa.types.is_floating(ftype):
                 return pc.scalar(pa.scalar(x.value, type=ftype))
@@ -150,7 +164,9 @@ class _Parser:
         if not self.peek(kind, value):
             v = self.toks[self.i][1]
             want = value or kind
-            raise PredicateError(f"in predicate {self.text!r}: expected {want}, found {v if v is not None else 'end'}")
+            raise PredicateError(
+                f"in predicate {self.text!r}: expected {want}, found {v if v is not None else 'end'}"
+            )
         self.i += 1
         return self.toks[self.i - 1][1]
 
@@ -179,8 +195,12 @@ class _Parser:
         self.terms += len(terms) - 1
         if self.terms > self.max_terms:
             # Arrow's expression simplifier recurses per term: ~10,000 terms overflow its stack.
-            raise limits.exceeded("max_predicate_terms", self.terms, what=f"predicate {self.text[:60]!r}... has "
-                                  "AND/OR terms", error=PredicateError)  # fmt: skip
+            raise limits.exceeded(
+                "max_predicate_terms",
+                self.terms,
+                what=f"predicate {self.text[:60]!r}... has AND/OR terms",
+                error=PredicateError,
+            )
         return _balanced(terms, op)
 
     def fold_equalities(self, terms: list[Any]) -> list[Any]:
@@ -192,7 +212,9 @@ class _Parser:
                 groups.setdefault(eq[0], []).append(k)
         if not any(len(g) > 1 for g in groups.values()):
             return terms
-        out = [t for k, t in enumerate(terms) if not any(k in g for g in groups.values() if len(g) > 1)]
+        out = [
+            t for k, t in enumerate(terms) if not any(k in g for g in groups.values() if len(g) > 1)
+        ]
         for name, ks in groups.items():
             if len(ks) < 2:
                 continue
@@ -257,18 +279,44 @@ class _Parser:
 
     def cmp(self) -> Any:
         left = self.arith()
-        if self.peek("op") and self.toks[self.i][1] in ("=", "==", "!=", "<>", "<", "<=", ">", ">="):
+        if self.peek("op") and self.toks[self.i][1] in (
+            "=",
+            "==",
+            "!=",
+            "<>",
+            "<",
+            "<=",
+            ">",
+            ">=",
+        ):
             op = self.take("op")
             right = self.arith()
             a, b = self.typed(left, right), self.typed(right, left)
-            if op in ("=", "==") and isinstance(right, _Lit) and right.value is not None and id(left) in self.fields:
+            if (
+                op in ("=", "==")
+                and isinstance(right, _Lit)
+                and right.value is not None
+                and id(left) in self.fields
+            ):
                 e = a == b
                 self.equalities[id(e)] = (self.fields[id(left)], right.value)
                 return e
-            return {"=": a == b, "==": a == b, "!=": a != b, "<>": a != b, "<": a < b, "<=": a <= b,
-                    ">": a > b, ">=": a >= b}[op]  # fmt: skip
+            return {
+                "=": a == b,
+                "==": a == b,
+                "!=": a != b,
+                "<>": a != b,
+                "<": a < b,
+                "<=": a <= b,
+                ">": a > b,
+                ">=": a >= b,
+            }[op]
         negate = False
-        if self.peek("kw", "NOT") and self.toks[self.i + 1][0] == "kw" and self.toks[self.i + 1][1] in ("IN", "BETWEEN"):
+        if (
+            self.peek("kw", "NOT")
+            and self.toks[self.i + 1][0] == "kw"
+            and self.toks[self.i + 1][1] in ("IN", "BETWEEN")
+        ):
             self.i += 1
             negate = True
         if self.peek("kw", "IN"):
@@ -281,9 +329,13 @@ class _Parser:
             self.take("op", ")")
             ftype = self.types.get(self.fields.get(id(left), ""))
             if ftype is not None and _cast_literal(ftype):
-                e = _expr(left).isin(pa.array([_as_column_type(v, ftype, self.text) for v in values], type=ftype))
+                e = _expr(left).isin(
+                    pa.array([_as_column_type(v, ftype, self.text) for v in values], type=ftype)
+                )
             elif ftype is not None and pa.types.is_floating(ftype):
-                values = [pa.scalar(v, type=ftype) if isinstance(v, int | float) else v for v in values]
+                values = [
+                    pa.scalar(v, type=ftype) if isinstance(v, int | float) else v for v in values
+                ]
                 e = _expr(left).isin(pa.array(values, type=ftype))
             else:
                 e = _expr(left).isin(values)
@@ -327,8 +379,10 @@ class _Parser:
         if self.peek("id"):
             name = self.take("id")
             if name not in self.columns:
-                raise PredicateError(f"predicate {self.text!r} names unknown column {name!r}; "
-                                     f"columns usable here: {sorted(self.columns)}")  # fmt: skip
+                raise PredicateError(
+                    f"predicate {self.text!r} names unknown column {name!r}; "
+                    f"columns usable here: {sorted(self.columns)}"
+                )
             self.used.add(name)
             f = pc.field(name)
             self.fields[id(f)] = name
@@ -387,17 +441,28 @@ def parse(text: str, columns: Collection[str] | Mapping[str, pa.DataType]) -> pc
     return parse_with_columns(text, columns)[0]
 
 
-def parse_with_columns(text: str, columns: Collection[str] | Mapping[str, pa.DataType]) -> tuple[pc.Expression, set[str]]:
+def parse_with_columns(
+    text: str, columns: Collection[str] | Mapping[str, pa.DataType]
+) -> tuple[pc.Expression, set[str]]:
     """Like :func:`parse`, also returning the columns the predicate reads."""
     if not isinstance(text, str) or not text.strip():
         raise PredicateError(f"a predicate is a non-empty SQL string, got {text!r}"[:200])
-    limits.check("max_predicate_chars", len(text), what=f"predicate of {len(text)} characters", error=PredicateError)
+    limits.check(
+        "max_predicate_chars",
+        len(text),
+        what=f"predicate of {len(text)} characters",
+        error=PredicateError,
+    )
     p = _Parser(text, columns)
     try:
         expr = p.parse()
-    except RecursionError as err:  # max_predicate_depth raised past what the interpreter's stack holds
-        raise PredicateError(f"predicate nests {p.depth} levels deep, more than Python's recursion limit "
-                             "allows; max_predicate_depth above ~100 needs sys.setrecursionlimit too") from err
+    except (
+        RecursionError
+    ) as err:  # max_predicate_depth raised past what the interpreter's stack holds
+        raise PredicateError(
+            f"predicate nests {p.depth} levels deep, more than Python's recursion limit "
+            "allows; max_predicate_depth above ~100 needs sys.setrecursionlimit too"
+        ) from err
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as err:
         raise PredicateError(f"predicate {text[:200]!r} is not valid: {err}") from err
     if isinstance(columns, Mapping) and all(c in columns for c in p.used):
@@ -411,12 +476,16 @@ def _check_boolean(expr: pc.Expression, text: str, types: Mapping[str, pa.DataTy
 
     schema = pa.schema([pa.field(n, t) for n, t in types.items()])
     try:
-        out = pads.dataset(schema.empty_table()).to_table(columns={"m": expr}).schema.field("m").type
+        out = (
+            pads.dataset(schema.empty_table()).to_table(columns={"m": expr}).schema.field("m").type
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
         raise PredicateError(f"predicate {text[:200]!r} does not type-check: {err}") from err
     if not pa.types.is_boolean(out) and not pa.types.is_null(out):
-        raise PredicateError(f"predicate {text[:200]!r} is a value of type {out}, not a condition (true/false); "
-                             "compare it, e.g. 'x = 1' or 'x IS NOT NULL'")  # fmt: skip
+        raise PredicateError(
+            f"predicate {text[:200]!r} is a value of type {out}, not a condition (true/false); "
+            "compare it, e.g. 'x = 1' or 'x IS NOT NULL'"
+        )
 
 
 def evaluate(expr: pc.Expression, batch: pa.RecordBatch) -> pa.BooleanArray:
@@ -430,5 +499,7 @@ def evaluate(expr: pc.Expression, batch: pa.RecordBatch) -> pa.BooleanArray:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
         raise PredicateError(f"cannot evaluate predicate {str(expr)[:200]}: {err}") from err
     if not pa.types.is_boolean(col.type):
-        raise PredicateError(f"predicate {str(expr)[:200]} is a value of type {col.type}, not a condition (true/false)")
+        raise PredicateError(
+            f"predicate {str(expr)[:200]} is a value of type {col.type}, not a condition (true/false)"
+        )
     return pc.fill_null(col.combine_chunks(), False)

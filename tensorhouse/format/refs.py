@@ -42,7 +42,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 def check_ref_name(name: str, what: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise ValueError(f"invalid {what} name {name!r}: letters, digits, '_', '.', '-', starting with a letter or digit")
+        raise ValueError(
+            f"invalid {what} name {name!r}: letters, digits, '_', '.', '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -71,12 +73,19 @@ def _load(store: Store, key: str, what: str) -> dict[str, object]:
 def create_tag(store: Store, name: str, branch: str, version: int) -> Tag:
     check_ref_name(name, "tag")
     tag = Tag(name, branch, version, int(time.time() * 1000))
-    doc = {"format": "tensorhouse.tag", "format_version": 1, "branch": branch, "version": version,
-           "created_ms": tag.created_ms}  # fmt: skip
+    doc = {
+        "format": "tensorhouse.tag",
+        "format_version": 1,
+        "branch": branch,
+        "version": version,
+        "created_ms": tag.created_ms,
+    }
     try:
         store.put_if_absent(f"{TAG_DIR}{name}.json", json.dumps(doc).encode())
     except ObjectExistsError:
-        raise RefExistsError(f"{store.uri}: tag {name!r} already exists (delete it first to move it)") from None
+        raise RefExistsError(
+            f"{store.uri}: tag {name!r} already exists (delete it first to move it)"
+        ) from None
     return tag
 
 
@@ -87,8 +96,13 @@ def read_tag(store: Store, name: str) -> Tag:
     except ObjectNotFoundError:
         raise VersionNotFoundError(f"{store.uri}: no tag {name!r}") from None
     branch, version, created = doc.get("branch"), doc.get("version"), doc.get("created_ms", 0)
-    if (not isinstance(branch, str) or not _NAME.match(branch) or ".." in branch or not _valid_int(version)
-            or not _valid_int(created)):  # fmt: skip
+    if (
+        not isinstance(branch, str)
+        or not _NAME.match(branch)
+        or ".." in branch
+        or not _valid_int(version)
+        or not _valid_int(created)
+    ):
         raise CorruptLogError(f"{store.uri}: tag {name!r} is malformed")
     return Tag(name, branch, version, created)
 
@@ -115,8 +129,13 @@ def create_branch(store: Store, name: str, parent: str, base_version: int) -> No
     check_ref_name(name, "branch")
     if name == MAIN:
         raise RefExistsError(f"{store.uri}: 'main' is the default branch")
-    doc = {"format": "tensorhouse.branch", "format_version": 1, "parent": parent, "base_version": base_version,
-           "created_ms": int(time.time() * 1000)}  # fmt: skip
+    doc = {
+        "format": "tensorhouse.branch",
+        "format_version": 1,
+        "parent": parent,
+        "base_version": base_version,
+        "created_ms": int(time.time() * 1000),
+    }
     try:
         store.put_if_absent(f"{BRANCH_DIR}{name}/_branch.json", json.dumps(doc).encode())
     except ObjectExistsError:
@@ -124,8 +143,11 @@ def create_branch(store: Store, name: str, parent: str, base_version: int) -> No
 
 
 def list_branches(store: Store) -> list[str]:
-    names = {info.key[len(BRANCH_DIR) :].split("/", 1)[0] for info in store.list(BRANCH_DIR)
-             if info.key.endswith("/_branch.json")}  # fmt: skip
+    names = {
+        info.key[len(BRANCH_DIR) :].split("/", 1)[0]
+        for info in store.list(BRANCH_DIR)
+        if info.key.endswith("/_branch.json")
+    }
     return [MAIN, *sorted(names)]
 
 
@@ -139,9 +161,13 @@ def branch_log(store: Store, name: str, *, single_writer: bool = False, _depth: 
     try:
         doc = _load(store, f"{BRANCH_DIR}{name}/_branch.json", "branch")
     except ObjectNotFoundError:
-        raise VersionNotFoundError(f"{store.uri}: no branch {name!r} (branches: {list_branches(store)})") from None
+        raise VersionNotFoundError(
+            f"{store.uri}: no branch {name!r} (branches: {list_branches(store)})"
+        ) from None
     parent, base = doc.get("parent"), doc.get("base_version")
     if not isinstance(parent, str) or not _valid_int(base):
         raise CorruptLogError(f"{store.uri}: branch {name!r} is malformed")
     parent_log = branch_log(store, parent, single_writer=single_writer, _depth=_depth + 1)
-    return Log(store, prefix=f"{BRANCH_DIR}{name}/", parent=(parent_log, base), single_writer=single_writer)
+    return Log(
+        store, prefix=f"{BRANCH_DIR}{name}/", parent=(parent_log, base), single_writer=single_writer
+    )

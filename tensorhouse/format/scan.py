@@ -105,7 +105,9 @@ class SnapshotReader:
         if offs is None:
             from tensorhouse.format import deletions
 
-            offs = self._deleted[i] = deletions.read(self.reader.store, frag.deletion, frag.num_rows)
+            offs = self._deleted[i] = deletions.read(
+                self.reader.store, frag.deletion, frag.num_rows
+            )
         return offs
 
     def deleted_mask(self, start: int, stop: int) -> np.ndarray | None:
@@ -127,7 +129,9 @@ class SnapshotReader:
             return positions
         if self._live is None:
             mask = self.deleted_mask(0, self.num_physical_rows)
-            self._live = np.flatnonzero(~mask) if mask is not None else np.arange(self.num_physical_rows)
+            self._live = (
+                np.flatnonzero(~mask) if mask is not None else np.arange(self.num_physical_rows)
+            )
         return self._live[positions]
 
     def index(self, name: str) -> ColumnIndex:
@@ -159,7 +163,9 @@ class SnapshotReader:
                 ok[sel] &= ~np.isin(offs[sel], dead)
         if not np.all(ok):
             bad = int(rowids[np.flatnonzero(~ok)[0]])
-            raise RowNotFoundError(f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version")
+            raise RowNotFoundError(
+                f"row id {bad} (fragment {bad >> 32}, offset {bad & 0xFFFFFFFF}) is not in this version"
+            )
         return self.frag_starts[pos_c] + offs
 
     def read_rows(self, name: str, ctype: ColumnType, rows: np.ndarray) -> SampleBatch:
@@ -190,8 +196,9 @@ class SnapshotReader:
             arr = columnar.take(arr, pa.array(where))
         return of_column(arr)
 
-    def read_views(self, name: str, ctype: ColumnType,
-                   rows: np.ndarray) -> tuple[list[memoryview | bytes], np.ndarray, np.ndarray]:  # fmt: skip
+    def read_views(
+        self, name: str, ctype: ColumnType, rows: np.ndarray
+    ) -> tuple[list[memoryview | bytes], np.ndarray, np.ndarray]:
         """Each row's stored payload (a view, no copy), its shape and whether it is null.
 
         Chunks are read in parallel on object storage; local chunks are mapped, so
@@ -207,9 +214,16 @@ class SnapshotReader:
             ref = idx.refs[c]
             if ref is not None:
                 local = row - int(idx.starts[c])
-                view, h = self.reader.read_one(ref.path, local, header_length=ref.header_length, size=ref.size,
-                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
-                null = np.array([bool(h.nulls[local])]) if h.nulls is not None else np.zeros(1, bool)
+                view, h = self.reader.read_one(
+                    ref.path,
+                    local,
+                    header_length=ref.header_length,
+                    size=ref.size,
+                    expect=Expect.of(name, ctype, ref.rows),
+                )
+                null = (
+                    np.array([bool(h.nulls[local])]) if h.nulls is not None else np.zeros(1, bool)
+                )
                 return [view], np.asarray(h.shapes)[local : local + 1], null
         cidx = idx.locate(rows)
         chunks = np.unique(cidx)
@@ -228,8 +242,13 @@ class SnapshotReader:
                 shapes[sel] = empty.shapes[0]
                 nulls[sel] = True
                 return
-            got, h = self.reader.read_payloads(ref.path, local, header_length=ref.header_length, size=ref.size,
-                                               expect=Expect.of(name, ctype, ref.rows))  # fmt: skip
+            got, h = self.reader.read_payloads(
+                ref.path,
+                local,
+                header_length=ref.header_length,
+                size=ref.size,
+                expect=Expect.of(name, ctype, ref.rows),
+            )
             for i, v in zip(sel.tolist(), got, strict=True):
                 views[i] = v
             shapes[sel] = np.asarray(h.shapes)[local]
@@ -251,13 +270,27 @@ class SnapshotReader:
         batch = self.reader.read_all(ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows))
         if batch.column is not None and batch.column.type != ctype.arrow_type():
             return of_column(columnar.cast(batch.column, ctype.arrow_type(), name))
-        if batch.column is None and ctype.is_scalar and ref.stats:  # read anyway: checking the stats costs one pass
-            check_stats(batch, ref.stats, dtype=ctype.storage_dtype, where=f"{self.reader.store.uri}/{ref.path}")
+        if (
+            batch.column is None and ctype.is_scalar and ref.stats
+        ):  # read anyway: checking the stats costs one pass
+            check_stats(
+                batch,
+                ref.stats,
+                dtype=ctype.storage_dtype,
+                where=f"{self.reader.store.uri}/{ref.path}",
+            )
         return batch
 
-    def iter_batches(self, columns: Sequence[tuple[str, ColumnType]], *, start: int = 0, stop: int | None = None,
-                     batch_size: int = 65536, with_rowid: bool = False,
-                     selection: np.ndarray | None = None) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    def iter_batches(
+        self,
+        columns: Sequence[tuple[str, ColumnType]],
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        batch_size: int = 65536,
+        with_rowid: bool = False,
+        selection: np.ndarray | None = None,
+    ) -> Iterator[pa.RecordBatch]:
         """RecordBatches of the live physical rows ``[start, stop)``, lazily, prefetching the next chunk.
 
         ``selection`` (bool per row of the range) keeps only the marked rows; deleted
@@ -292,7 +325,11 @@ class SnapshotReader:
                 batch = cur.rows(pos, end)
                 if keep is not None and not keep.all():
                     rows_kept = np.flatnonzero(keep)
-                    batch = take_column(batch, rows_kept) if batch.column is not None else take(batch, rows_kept)
+                    batch = (
+                        take_column(batch, rows_kept)
+                        if batch.column is not None
+                        else take(batch, rows_kept)
+                    )
                 arrays.append(to_arrow(batch, cur.ctype))
             if with_rowid:
                 # One fragment per batch: ids are a range (no per-row search; count(*) reads them).
@@ -329,7 +366,10 @@ class _Cursor:
         self.current = (c, batch)
         nxt = c + 1
         if nxt < len(self.index.refs) and self.index.starts[nxt] < self.stop:
-            self.pending = (nxt, io_pool().submit(self.reader.read_chunk, self.name, self.ctype, nxt))
+            self.pending = (
+                nxt,
+                io_pool().submit(self.reader.read_chunk, self.name, self.ctype, nxt),
+            )
         else:
             self.pending = None
         return batch

@@ -87,7 +87,9 @@ class Footprint:
     indexes: frozenset[str]
 
     @staticmethod
-    def of(actions: Sequence[Action], *, operation: str = "", below: int | None = None) -> Footprint:
+    def of(
+        actions: Sequence[Action], *, operation: str = "", below: int | None = None
+    ) -> Footprint:
         """The footprint of ``actions``; with ``below``, only fragment ids under it count as touched."""
         touched: set[int] = set()
         indexes: set[str] = set()
@@ -141,9 +143,17 @@ class Transaction:
     through :meth:`stage`.
     """
 
-    def __init__(self, log: Log, base: Snapshot, *, store: Store | None = None, message: str | None = None,
-                 app_id: str | None = None, txn_version: int | None = None,
-                 on_commit: Callable[[Snapshot], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        log: Log,
+        base: Snapshot,
+        *,
+        store: Store | None = None,
+        message: str | None = None,
+        app_id: str | None = None,
+        txn_version: int | None = None,
+        on_commit: Callable[[Snapshot], None] | None = None,
+    ) -> None:
         if (app_id is None) != (txn_version is None):
             raise ValueError("give both app_id and txn_version for an idempotent write, or neither")
         self.log = log
@@ -174,8 +184,13 @@ class Transaction:
         """The schema as of the operations staged so far."""
         return self.state.metadata.schema
 
-    def stage(self, operation: str, actions: Sequence[Action], *,
-              rows: Mapping[int, Sequence[int]] | None = None) -> None:  # fmt: skip
+    def stage(
+        self,
+        operation: str,
+        actions: Sequence[Action],
+        *,
+        rows: Mapping[int, Sequence[int]] | None = None,
+    ) -> None:
         """Add ``actions`` (typed log actions) to this transaction as one named operation.
 
         The actions are validated at once by replaying them onto the working
@@ -190,8 +205,14 @@ class Transaction:
         actions = list(actions)
         if not actions:
             return
-        working = Commit(self.state.version + 1, "working", self.state.timestamp_ms, operation, self.state.version,
-                         tuple(actions))  # fmt: skip
+        working = Commit(
+            self.state.version + 1,
+            "working",
+            self.state.timestamp_ms,
+            operation,
+            self.state.version,
+            tuple(actions),
+        )
         self.state = replay(self.state, [working])
         self.actions.extend(actions)
         self.operations.append(operation)
@@ -210,11 +231,15 @@ class Transaction:
     def add_index(self, entry: IndexEntry) -> None:
         """Create (or replace) the index ``entry.name`` over a column of this version."""
         if entry.column not in self.schema:
-            raise SchemaError(f"index {entry.name!r}: unknown column {entry.column!r}; columns are {self.schema.names}")
+            raise SchemaError(
+                f"index {entry.name!r}: unknown column {entry.column!r}; columns are {self.schema.names}"
+            )
         live = {f.id for f in self.state.fragments}
         unknown = sorted(set(entry.fragment_ids) - live)
         if unknown:
-            raise ValueError(f"index {entry.name!r} covers fragments {unknown[:5]} that are not in this version")
+            raise ValueError(
+                f"index {entry.name!r} covers fragments {unknown[:5]} that are not in this version"
+            )
         self.stage("create_index", [AddIndex(entry)])
 
     def drop_index(self, name: str) -> None:
@@ -231,7 +256,9 @@ class Transaction:
     def append(self, data: Data) -> int:
         """Add rows; returns how many."""
         columns, n = to_columns(data, self.schema)
-        if not n:  # nothing to validate: empty columns have no dtype to check (an empty list is float64)
+        if (
+            not n
+        ):  # nothing to validate: empty columns have no dtype to check (an empty list is float64)
             return 0
         batches = normalize_columns(columns, self.schema)
         self.add_staged(stage_fragments(self.store, self.state.metadata, batches, n))
@@ -239,8 +266,13 @@ class Transaction:
 
     def matching_rowids(self, where: str) -> np.ndarray:
         """Row ids of the live rows where the SQL predicate holds."""
-        usable = {n: t.arrow_type() for n, t in self.schema.items() if pa.types.is_primitive(t.arrow_type())
-                  or pa.types.is_string(t.arrow_type()) or (t.is_scalar and not _view(t.arrow_type()))}  # fmt: skip
+        usable = {
+            n: t.arrow_type()
+            for n, t in self.schema.items()
+            if pa.types.is_primitive(t.arrow_type())
+            or pa.types.is_string(t.arrow_type())
+            or (t.is_scalar and not _view(t.arrow_type()))
+        }
         expr, used = parse_with_columns(where, usable)
         cols = [(n, self.schema[n]) for n in sorted(used)]
         out = []
@@ -256,11 +288,15 @@ class Transaction:
         fids = rowids >> 32
         return {int(f): (rowids[fids == f] & 0xFFFFFFFF) for f in np.unique(fids)}
 
-    def delete(self, where: str | None = None, *, rowids: Sequence[int] | np.ndarray | None = None) -> int:
+    def delete(
+        self, where: str | None = None, *, rowids: Sequence[int] | np.ndarray | None = None
+    ) -> int:
         """Delete rows matching ``where`` (a SQL predicate) or with the given row ids; returns how many."""
         if (where is None) == (rowids is None):
             raise ValueError("delete needs exactly one of where= or rowids=")
-        ids = self.matching_rowids(where) if where is not None else np.asarray(rowids, dtype=np.int64)
+        ids = (
+            self.matching_rowids(where) if where is not None else np.asarray(rowids, dtype=np.int64)
+        )
         groups = self._group(ids)
         actions: list[Action] = []
         positions = {f.id: i for i, f in enumerate(self.state.fragments)}
@@ -272,12 +308,19 @@ class Transaction:
             if len(dead) == frag.num_rows:
                 actions.append(RemoveFragment(fid))
             else:
-                actions.append(ReplaceFragment(replace(frag, deletion=deletions.write(self.store, dead))))
+                actions.append(
+                    ReplaceFragment(replace(frag, deletion=deletions.write(self.store, dead)))
+                )
         self.stage("delete", actions, rows={f: o.tolist() for f, o in groups.items()})
         return int(sum(len(o) for o in groups.values()))
 
-    def update(self, values: Mapping[str, Any], where: str | None = None, *,
-               rowids: Sequence[int] | np.ndarray | None = None) -> int:  # fmt: skip
+    def update(
+        self,
+        values: Mapping[str, Any],
+        where: str | None = None,
+        *,
+        rowids: Sequence[int] | np.ndarray | None = None,
+    ) -> int:
         """Set columns to constant values on matching rows, rewriting only affected chunks; returns how many."""
         if not values:
             raise ValueError("update needs at least one column value")
@@ -300,13 +343,23 @@ class Transaction:
             cols = dict(frag.columns)
             for name, value in new.items():
                 field = self.state.metadata.field_ids[name]
-                cols[field] = self._rewrite_column(chunks, frag, field, self.schema[name], name, offs, value)
+                cols[field] = self._rewrite_column(
+                    chunks, frag, field, self.schema[name], name, offs, value
+                )
             actions.append(ReplaceFragment(replace(frag, columns=cols)))
         self.stage("update", actions, rows={f: o.tolist() for f, o in groups.items()})
         return int(sum(len(o) for o in groups.values()))
 
-    def _rewrite_column(self, reader: ChunkReader, frag: Fragment, field: int, ctype: ColumnType, name: str,
-                        offsets: np.ndarray, value: Any) -> tuple[ChunkRef, ...]:  # fmt: skip
+    def _rewrite_column(
+        self,
+        reader: ChunkReader,
+        frag: Fragment,
+        field: int,
+        ctype: ColumnType,
+        name: str,
+        offsets: np.ndarray,
+        value: Any,
+    ) -> tuple[ChunkRef, ...]:
         """Copy-on-write: new chunks only where a changed row lives."""
         chunks = frag.columns.get(field)
         if chunks is None:  # the column was added after this fragment: materialise its nulls
@@ -319,7 +372,11 @@ class Transaction:
             if not len(local):
                 out.append(ref)
             else:
-                old = null_batch(ctype, ref.rows) if not ref.path else reader.read_all(ref.path, ref.size)
+                old = (
+                    null_batch(ctype, ref.rows)
+                    if not ref.path
+                    else reader.read_all(ref.path, ref.size)
+                )
                 idx = np.arange(ref.rows)
                 idx[local] = ref.rows  # points at the new value, appended after the old rows
                 merged = take(concat([old, value]), idx)
@@ -329,7 +386,9 @@ class Transaction:
         return tuple(out)
 
     # -- schema ----------------------------------------------------------------------
-    def add_column(self, name: str, ctype: TypeLike, values: Sequence[Any] | np.ndarray | None = None) -> None:
+    def add_column(
+        self, name: str, ctype: TypeLike, values: Sequence[Any] | np.ndarray | None = None
+    ) -> None:
         """Add a column; existing rows get nulls, or ``values`` (one per live row)."""
         check_column_name(name)
         if name in self.schema:
@@ -337,13 +396,20 @@ class Transaction:
         t = as_type(ctype)
         meta = self.state.metadata
         fid = meta.next_field_id
-        new_meta = Metadata(meta.dataset_id, Schema((*meta.schema.columns, (name, t))),
-                            {**meta.field_ids, name: fid}, fid + 1, meta.config)  # fmt: skip
+        new_meta = Metadata(
+            meta.dataset_id,
+            Schema((*meta.schema.columns, (name, t))),
+            {**meta.field_ids, name: fid},
+            fid + 1,
+            meta.config,
+        )
         extra: list[Action] = []
         if values is not None:
             reader = self.reader()
             if len(values) != reader.num_rows:
-                raise SchemaError(f"add_column {name!r}: {len(values)} values for {reader.num_rows} rows")
+                raise SchemaError(
+                    f"add_column {name!r}: {len(values)} values for {reader.num_rows} rows"
+                )
             batch = normalize(values, t, name)
             pos = 0
             for i, frag in enumerate(self.state.fragments):
@@ -365,9 +431,20 @@ class Transaction:
         self.schema[name]
         if len(meta.schema) == 1:
             raise SchemaError(f"cannot drop {name!r}, the only column")
-        self.stage("drop_column", [SetMetadata(Metadata(
-            meta.dataset_id, Schema(tuple(c for c in meta.schema.columns if c[0] != name)),
-            {k: v for k, v in meta.field_ids.items() if k != name}, meta.next_field_id, meta.config))])  # fmt: skip
+        self.stage(
+            "drop_column",
+            [
+                SetMetadata(
+                    Metadata(
+                        meta.dataset_id,
+                        Schema(tuple(c for c in meta.schema.columns if c[0] != name)),
+                        {k: v for k, v in meta.field_ids.items() if k != name},
+                        meta.next_field_id,
+                        meta.config,
+                    )
+                )
+            ],
+        )
 
     def rename_column(self, old: str, new: str) -> None:
         """Rename a column; its data is untouched (chunks are addressed by field id)."""
@@ -378,8 +455,14 @@ class Transaction:
             raise SchemaError(f"column {new!r} already exists")
         cols = tuple((new if n == old else n, ct) for n, ct in meta.schema.columns)
         ids = {(new if k == old else k): v for k, v in meta.field_ids.items()}
-        self.stage("rename_column", [SetMetadata(Metadata(meta.dataset_id, Schema(cols), ids, meta.next_field_id,
-                                                          meta.config))])  # fmt: skip
+        self.stage(
+            "rename_column",
+            [
+                SetMetadata(
+                    Metadata(meta.dataset_id, Schema(cols), ids, meta.next_field_id, meta.config)
+                )
+            ],
+        )
 
     def restore(self, version: int) -> None:
         """Make the state equal to ``version`` of this branch (a new commit; history is kept)."""
@@ -396,7 +479,9 @@ class Transaction:
                 actions.append(ReplaceFragment(want[fid]))
         actions += [AddFragment(f) for fid, f in want.items() if fid not in live]
         actions += [DropIndex(n) for n in self.state.indexes if n not in target.indexes]
-        actions += [AddIndex(e) for n, e in target.indexes.items() if self.state.indexes.get(n) != e]
+        actions += [
+            AddIndex(e) for n, e in target.indexes.items() if self.state.indexes.get(n) != e
+        ]
         self.stage("restore", actions)
 
     # -- commit ----------------------------------------------------------------------
@@ -408,14 +493,20 @@ class Transaction:
         for w in winners:
             fp = Footprint.of(w.actions, operation=w.operation)
             if mine.restore:
-                raise CommitConflictError(f"{self.log.store.uri}: version {w.version} ({w.operation}) was committed "
-                                          "while restoring; restore again from the new version")  # fmt: skip
+                raise CommitConflictError(
+                    f"{self.log.store.uri}: version {w.version} ({w.operation}) was committed "
+                    "while restoring; restore again from the new version"
+                )
             if fp.restore and (mine.touched or mine.schema or mine.indexes):
-                raise CommitConflictError(f"{self.log.store.uri}: version {w.version} restored an older state while "
-                                          f"this transaction ({', '.join(self.operations)}) was running")  # fmt: skip
+                raise CommitConflictError(
+                    f"{self.log.store.uri}: version {w.version} restored an older state while "
+                    f"this transaction ({', '.join(self.operations)}) was running"
+                )
             both = sorted(mine.touched & fp.touched)
             if both:
-                rows = "; ".join(f"fragment {f}: rows {_row_ranges(f, self._rows.get(f, []))}" for f in both[:3])
+                rows = "; ".join(
+                    f"fragment {f}: rows {_row_ranges(f, self._rows.get(f, []))}" for f in both[:3]
+                )
                 raise CommitConflictError(
                     f"{self.log.store.uri}: version {w.version} ({w.operation}) changed the same rows' fragments "
                     f"as this {what} ({rows}); re-run it against the new version"
@@ -431,8 +522,11 @@ class Transaction:
                     f"{sorted(mine.indexes)} concurrently; re-run {what}"
                 )
         shift = snap.next_fragment_id - self.base.next_fragment_id if not mine.restore else 0
-        out = [_shift_fragment_ids(a, self.base.next_fragment_id, shift) for a in self.actions] if shift else \
-            list(self.actions)  # fmt: skip
+        out = (
+            [_shift_fragment_ids(a, self.base.next_fragment_id, shift) for a in self.actions]
+            if shift
+            else list(self.actions)
+        )
         if self.app_id is not None and self.txn_version is not None:
             out.append(Txn(self.app_id, self.txn_version))
         return out
@@ -453,7 +547,9 @@ class Transaction:
 
         def build(snap: Snapshot | None, winners: Sequence[Commit]) -> list[Action]:
             if snap is None:
-                raise CommitConflictError(f"{self.log.store.uri}: the dataset has no version to write on")
+                raise CommitConflictError(
+                    f"{self.log.store.uri}: the dataset has no version to write on"
+                )
             return self._rebase(snap, winners)
 
         result = self.log.commit(self.base, build, operation=op, message=self.message)

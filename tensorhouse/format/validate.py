@@ -41,9 +41,12 @@ def check_batch(batch: SampleBatch, ctype: ColumnType, column: str) -> None:
     big = np.flatnonzero(sizes > lim.max_value_bytes)
     if len(big):
         row = int(big[0])
-        raise limits.exceeded("max_value_bytes", int(sizes[row]),
-                              what=f"column {column!r}, row {row}: a value of {int(sizes[row])} bytes",
-                              error=SchemaError)  # fmt: skip
+        raise limits.exceeded(
+            "max_value_bytes",
+            int(sizes[row]),
+            what=f"column {column!r}, row {row}: a value of {int(sizes[row])} bytes",
+            error=SchemaError,
+        )
     if ctype.sample_codec is not None and batch.shapes.shape[1] >= 2:
         # Encoded images: shapes come from their headers (H, W, C); decoding allocates H*W*C bytes.
         shapes = np.asarray(batch.shapes, dtype=np.float64)
@@ -52,6 +55,9 @@ def check_batch(batch: SampleBatch, ctype: ColumnType, column: str) -> None:
         if len(over):
             row = int(over[0])
             h, w = int(shapes[row, 0]), int(shapes[row, 1])
-            raise limits.exceeded("max_image_pixels", h * w,
-                                  what=f"column {column!r}, row {row}: an image whose header claims {h}x{w} pixels",
-                                  error=SchemaError)  # fmt: skip
+            raise limits.exceeded(
+                "max_image_pixels",
+                h * w,
+                what=f"column {column!r}, row {row}: an image whose header claims {h}x{w} pixels",
+                error=SchemaError,
+            )

@@ -80,12 +80,16 @@ class StagedFragment:
     def check(self, metadata: Metadata) -> None:
         """Raise SchemaError unless these chunks fit ``metadata`` (same dataset, columns still there)."""
         if self.dataset_id != metadata.dataset_id:
-            raise SchemaError(f"staged fragment belongs to dataset {self.dataset_id}, not {metadata.dataset_id}")
+            raise SchemaError(
+                f"staged fragment belongs to dataset {self.dataset_id}, not {metadata.dataset_id}"
+            )
         live = set(metadata.field_ids.values())
         for fid in self.columns:
             if fid not in live:
-                raise SchemaError(f"staged fragment has chunks of field {fid}, which this version no longer has "
-                                  "(the column was dropped after the chunks were written)")  # fmt: skip
+                raise SchemaError(
+                    f"staged fragment has chunks of field {fid}, which this version no longer has "
+                    "(the column was dropped after the chunks were written)"
+                )
 
 
 def chunk_bytes(metadata: Metadata, name: str) -> int:
@@ -98,7 +102,9 @@ def normalize_columns(columns: Mapping[str, Any], schema: Schema) -> dict[str, S
     """Validate every column before anything is written, so bad input writes nothing."""
     batches = {name: _normalize(columns[name], schema[name], name) for name in schema.names}
     for name, batch in batches.items():
-        check_batch(batch, schema[name], name)  # values no later read could serve (tensorhouse.limits)
+        check_batch(
+            batch, schema[name], name
+        )  # values no later read could serve (tensorhouse.limits)
     return batches
 
 
@@ -108,12 +114,21 @@ def _normalize(values: Any, ctype: ColumnType, name: str) -> SampleBatch:
         return normalize(values, ctype, name)
     except TensorhouseError:
         raise
-    except (ValueError, TypeError, OverflowError, AttributeError, IndexError) as err:  # e.g. ragged nested lists
-        raise SchemaError(f"column {name!r}: values do not fit a {type(ctype).__name__} column: {err}") from err
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        AttributeError,
+        IndexError,
+    ) as err:  # e.g. ragged nested lists
+        raise SchemaError(
+            f"column {name!r}: values do not fit a {type(ctype).__name__} column: {err}"
+        ) from err
 
 
-def write_chunks(store: Store, metadata: Metadata, name: str, batch: SampleBatch, *,
-                 split: bool = True) -> tuple[ChunkRef, ...]:  # fmt: skip
+def write_chunks(
+    store: Store, metadata: Metadata, name: str, batch: SampleBatch, *, split: bool = True
+) -> tuple[ChunkRef, ...]:
     """Encode and upload one column's rows as chunks of the configured size (one chunk unless ``split``)."""
     ctype = metadata.schema[name]
     ranges = split_points(batch, chunk_bytes(metadata, name)) if split else [(0, len(batch))]
@@ -121,8 +136,9 @@ def write_chunks(store: Store, metadata: Metadata, name: str, batch: SampleBatch
     return tuple(_wait(f) for f in jobs)
 
 
-def stage_fragments(store: Store, metadata: Metadata, batches: Mapping[str, SampleBatch],
-                    num_rows: int) -> list[StagedFragment]:  # fmt: skip
+def stage_fragments(
+    store: Store, metadata: Metadata, batches: Mapping[str, SampleBatch], num_rows: int
+) -> list[StagedFragment]:
     """Encode and upload the chunks of validated columns; one fragment per 2^32-1 rows.
 
     Every chunk of every column is encoded on the CPU pool and uploaded on the
@@ -153,8 +169,9 @@ def _wait(job: Future[tuple[ChunkRef, Future[None]]]) -> ChunkRef:
     return ref
 
 
-def _encode_and_upload(store: Store, name: str, ctype: ColumnType,
-                       batch: SampleBatch) -> tuple[ChunkRef, Future[None]]:  # fmt: skip
+def _encode_and_upload(
+    store: Store, name: str, ctype: ColumnType, batch: SampleBatch
+) -> tuple[ChunkRef, Future[None]]:
     chunk = encode_chunk(batch, ctype)
     path = f"data/{name}/{uuid.uuid4().hex}.chunk"
     upload = io_pool().submit(store.put, path, chunk.data)

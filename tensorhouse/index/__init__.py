@@ -32,14 +32,24 @@ Example:
 from __future__ import annotations
 
 from tensorhouse.index.build import (
-           IndexInfo,
-           create_index,
-           drop_index,
-           list_indexes,
-           optimize_indexes,
+    IndexInfo,
+    create_index,
+    drop_index,
+    list_indexes,
+    optimize_indexes,
 )
 from tensorhouse.index.errors import IndexLibraryMissingError, IndexNotFoundError, VectorSearchError
 from tensorhouse.index.search import nearest, search
 
-__all__ = ["IndexInfo", "IndexLibraryMissingError", "IndexNotFoundError", "VectorSearchError", "create_index",
-           "drop_index", "list_indexes", "nearest", "optimize_indexes", "search"]
+__all__ = [
+    "IndexInfo",
+    "IndexLibraryMissingError",
+    "IndexNotFoundError",
+    "VectorSearchError",
+    "create_index",
+    "drop_index",
+    "list_indexes",
+    "nearest",
+    "optimize_indexes",
+    "search",
+]

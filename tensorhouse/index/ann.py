@@ -60,8 +60,9 @@ def faiss_module() -> Any:
     try:
         import faiss
     except ImportError as err:  # pragma: no cover - the extra is installed in dev
-        raise IndexLibraryMissingError("vector indexes need faiss: pip install 'tensorhouse[vector]' "
-                                       "(or faiss-cpu)") from err  # fmt: skip
+        raise IndexLibraryMissingError(
+            "vector indexes need faiss: pip install 'tensorhouse[vector]' (or faiss-cpu)"
+        ) from err
     return faiss
 
 
@@ -72,12 +73,16 @@ def library_version() -> str:
 def check_params(kind: str, params: Mapping[str, Any]) -> dict[str, int]:
     """Validated integer parameters of ``kind``; VectorSearchError naming a bad one."""
     if kind not in KINDS:
-        raise VectorSearchError(f"kind={kind!r} is not an index kind; expected one of {list(KINDS)}")
+        raise VectorSearchError(
+            f"kind={kind!r} is not an index kind; expected one of {list(KINDS)}"
+        )
     out: dict[str, int] = {}
     for name, value in params.items():
         if name not in _PARAMS[kind]:
-            raise VectorSearchError(f"{name}={value!r} is not a parameter of a {kind} index; "
-                                    f"its parameters are {sorted(_PARAMS[kind])}")  # fmt: skip
+            raise VectorSearchError(
+                f"{name}={value!r} is not a parameter of a {kind} index; "
+                f"its parameters are {sorted(_PARAMS[kind])}"
+            )
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise VectorSearchError(f"{name}={value!r}: must be a positive integer")
         out[name] = int(value)
@@ -110,18 +115,31 @@ def _faiss_metric(faiss: Any, metric: str) -> int:
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     """Vectors as the index stores them: unit length for cosine (searched by inner product)."""
-    return normalized(vectors) if metric == "cosine" else np.ascontiguousarray(vectors, dtype=np.float32)
+    return (
+        normalized(vectors)
+        if metric == "cosine"
+        else np.ascontiguousarray(vectors, dtype=np.float32)
+    )
 
 
-def build(vectors: np.ndarray, *, metric: str, kind: str, params: Mapping[str, Any], progress: bool,
-          desc: str = "index") -> Built:  # fmt: skip
+def build(
+    vectors: np.ndarray,
+    *,
+    metric: str,
+    kind: str,
+    params: Mapping[str, Any],
+    progress: bool,
+    desc: str = "index",
+) -> Built:
     """A faiss index over ``vectors`` (positions are ids), trained and filled on every core."""
     faiss = faiss_module()
     from tqdm.auto import tqdm
 
     n, dim = vectors.shape
     p = resolve_params(kind, n, params)
-    faiss.omp_set_num_threads(os.cpu_count() or 1)  # builds use every core (searches set 1, see search)
+    faiss.omp_set_num_threads(
+        os.cpu_count() or 1
+    )  # builds use every core (searches set 1, see search)
     x = prepare(vectors, metric)
     fm = _faiss_metric(faiss, metric)
     if kind == "ivf_flat":
@@ -157,9 +175,18 @@ def load(data: bytes | memoryview) -> Any:
         raise CorruptDataError(f"the index library could not read the index: {err}") from err
 
 
-def search(index: Any, query: np.ndarray, *, k: int, metric: str, kind: str, params: Mapping[str, int],
-           allowed: np.ndarray | None, selectivity: float = 1.0,
-           exhaustive: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def search(
+    index: Any,
+    query: np.ndarray,
+    *,
+    k: int,
+    metric: str,
+    kind: str,
+    params: Mapping[str, int],
+    allowed: np.ndarray | None,
+    selectivity: float = 1.0,
+    exhaustive: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions and scores of up to ``k`` nearest vectors, best first, among ``allowed`` (bool per position).
 
     The filter is applied inside the search (faiss IDSelector), and the search
@@ -189,12 +216,22 @@ def search(index: Any, query: np.ndarray, *, k: int, metric: str, kind: str, par
         dist, pos = flat.search(q, k_eff, params=sp)
     elif kind == "ivf_flat":
         nlist = index.nlist
-        nprobe = nlist if exhaustive else min(nlist, max(1, math.ceil(params.get("nprobe", 16) * widen)))
-        sp = faiss.SearchParametersIVF(nprobe=nprobe) if sel is None else faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+        nprobe = (
+            nlist if exhaustive else min(nlist, max(1, math.ceil(params.get("nprobe", 16) * widen)))
+        )
+        sp = (
+            faiss.SearchParametersIVF(nprobe=nprobe)
+            if sel is None
+            else faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+        )
         dist, pos = index.search(q, k_eff, params=sp)  # params per call: the cached index is shared
     else:
         ef = max(k_eff, math.ceil(params.get("ef_search", 64) * widen))
-        sp = faiss.SearchParametersHNSW(efSearch=ef) if sel is None else faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+        sp = (
+            faiss.SearchParametersHNSW(efSearch=ef)
+            if sel is None
+            else faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+        )
         dist, pos = index.search(q, k_eff, params=sp)
     del bits  # the selector reads the bitmap during the search only
     pos, dist = pos[0], dist[0]
@@ -205,4 +242,15 @@ def search(index: Any, query: np.ndarray, *, k: int, metric: str, kind: str, par
     return pos, dist
 
 
-__all__ = ["KINDS", "Built", "build", "check_params", "library_version", "load", "prepare", "resolve_params", "save", "search"]
+__all__ = [
+    "KINDS",
+    "Built",
+    "build",
+    "check_params",
+    "library_version",
+    "load",
+    "prepare",
+    "resolve_params",
+    "save",
+    "search",
+]

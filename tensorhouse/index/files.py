@@ -63,22 +63,42 @@ class IndexMeta:
     params: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "tensorhouse.index", "kind": self.kind, "metric": self.metric, "dim": self.dim,
-                "count": self.count, "params": dict(self.params),
-                "fragments": [[f, s, n, list(p)] for f, s, n, p in self.fragments]}  # fmt: skip
+        return {
+            "format": "tensorhouse.index",
+            "kind": self.kind,
+            "metric": self.metric,
+            "dim": self.dim,
+            "count": self.count,
+            "params": dict(self.params),
+            "fragments": [[f, s, n, list(p)] for f, s, n, p in self.fragments],
+        }
 
     @staticmethod
     def from_dict(d: Any) -> IndexMeta:
         try:
             if d["format"] != "tensorhouse.index":
                 raise ValueError("not a tensorhouse index")
-            frags = tuple((int(f), int(s), int(n), tuple(str(x) for x in p)) for f, s, n, p in d["fragments"])
-            meta = IndexMeta(str(d["kind"]), str(d["metric"]), int(d["dim"]), int(d["count"]), frags,
-                             {str(k): int(v) for k, v in d["params"].items()})  # fmt: skip
+            frags = tuple(
+                (int(f), int(s), int(n), tuple(str(x) for x in p)) for f, s, n, p in d["fragments"]
+            )
+            meta = IndexMeta(
+                str(d["kind"]),
+                str(d["metric"]),
+                int(d["dim"]),
+                int(d["count"]),
+                frags,
+                {str(k): int(v) for k, v in d["params"].items()},
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise CorruptDataError(f"malformed index header: {err!r}") from err
-        if meta.kind not in ann.KINDS or sum(n for _, _, n, _ in frags) != meta.count or meta.count < 0:
-            raise CorruptDataError("index header: unknown kind or fragment counts that do not add up")
+        if (
+            meta.kind not in ann.KINDS
+            or sum(n for _, _, n, _ in frags) != meta.count
+            or meta.count < 0
+        ):
+            raise CorruptDataError(
+                "index header: unknown kind or fragment counts that do not add up"
+            )
         return meta
 
 
@@ -93,7 +113,9 @@ class LoadedIndex:
     meta: IndexMeta
     rowids: np.ndarray
     index: Any  # the faiss index
-    order: np.ndarray | None = None  # argsort of rowids when they are not ascending (a restore re-added old ids)
+    order: np.ndarray | None = (
+        None  # argsort of rowids when they are not ascending (a restore re-added old ids)
+    )
 
     def positions(self, rowids: np.ndarray) -> np.ndarray:
         """Index positions of those of ``rowids`` (sorted) that the index holds."""
@@ -150,10 +172,14 @@ def load(store: Store, path: str, size: int) -> LoadedIndex:
     rowids = np.frombuffer(body[: meta.count * 8], dtype="<i8").astype(np.int64)
     index = ann.load(body[meta.count * 8 :])
     if index.ntotal != meta.count or index.d != meta.dim:
-        raise CorruptDataError(f"{where}: the index holds {index.ntotal} x {index.d} vectors, the header says "
-                               f"{meta.count} x {meta.dim}")  # fmt: skip
+        raise CorruptDataError(
+            f"{where}: the index holds {index.ntotal} x {index.d} vectors, the header says "
+            f"{meta.count} x {meta.dim}"
+        )
     ascending = bool(np.all(np.diff(rowids) > 0))
-    loaded = LoadedIndex(meta, rowids, index, None if ascending else np.argsort(rowids, kind="stable"))
+    loaded = LoadedIndex(
+        meta, rowids, index, None if ascending else np.argsort(rowids, kind="stable")
+    )
     with _LOCK:
         _CACHE[key] = loaded
         while len(_CACHE) > CACHE_ENTRIES:

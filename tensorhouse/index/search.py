@@ -82,7 +82,9 @@ def top(rowids: np.ndarray, s: np.ndarray, k: int, metric: str) -> Hits:
 
 
 def merge(a: Hits, b: Hits, k: int, metric: str) -> Hits:
-    return top(np.concatenate([a.rowids, b.rowids]), np.concatenate([a.scores, b.scores]), k, metric)
+    return top(
+        np.concatenate([a.rowids, b.rowids]), np.concatenate([a.scores, b.scores]), k, metric
+    )
 
 
 def indexed_column(ds: Dataset, entry: IndexEntry) -> str | None:
@@ -96,17 +98,22 @@ def indexed_column(ds: Dataset, entry: IndexEntry) -> str | None:
     return entry.column if entry.column in meta.field_ids else None
 
 
-def column_index(ds: Dataset, column: str, name: str | None, metric: str | None = None) -> IndexEntry | None:
+def column_index(
+    ds: Dataset, column: str, name: str | None, metric: str | None = None
+) -> IndexEntry | None:
     """The index a search of ``column`` uses: ``name`` if given (it must cover the column), else the
     first index on the column with ``metric`` (when given and one has it), or None."""
     indexes = ds.snapshot.indexes
     if name is not None:
         entry = indexes.get(name)
         if entry is None:
-            raise IndexNotFoundError(f"{ds.uri} (version {ds.version}): no index {name!r}; "
-                                     f"indexes are {sorted(indexes)}")  # fmt: skip
+            raise IndexNotFoundError(
+                f"{ds.uri} (version {ds.version}): no index {name!r}; indexes are {sorted(indexes)}"
+            )
         if indexed_column(ds, entry) != column:
-            raise VectorSearchError(f"index={name!r} covers column {entry.column!r}, not column={column!r}")
+            raise VectorSearchError(
+                f"index={name!r} covers column {entry.column!r}, not column={column!r}"
+            )
         return entry
     found = [e for _, e in sorted(indexes.items()) if indexed_column(ds, e) == column]
     same = [e for e in found if e.metric == metric]
@@ -129,7 +136,9 @@ class _Filter:
         if where is None or ds is None:
             return
         if not isinstance(where, str):
-            raise VectorSearchError(f"where: must be a SQL condition string, got {type(where).__name__}")
+            raise VectorSearchError(
+                f"where: must be a SQL condition string, got {type(where).__name__}"
+            )
         key = (where, ds.schema)
         with _PARSED_LOCK:
             hit = _PARSED.get(key)
@@ -159,7 +168,10 @@ class _Filter:
             return np.isin(batch.column(ROWID).to_numpy(), self.rowids)
         if self.expr is None:
             return None
-        return np.asarray(evaluate(self.expr, batch.select(self.columns)).to_numpy(zero_copy_only=False), dtype=bool)
+        return np.asarray(
+            evaluate(self.expr, batch.select(self.columns)).to_numpy(zero_copy_only=False),
+            dtype=bool,
+        )
 
     def matching_rowids(self, ds: Dataset) -> np.ndarray:
         """Sorted row ids of the live rows where the predicate holds (reads only its columns)."""
@@ -169,12 +181,22 @@ class _Filter:
         cols = [(n, ds.schema[n]) for n in self.columns]
         for b in ds.reader.iter_batches(cols, with_rowid=True):
             m = self.mask(b)
-            out.append(b.column(ROWID).to_numpy()[m] if m is not None else b.column(ROWID).to_numpy())
+            out.append(
+                b.column(ROWID).to_numpy()[m] if m is not None else b.column(ROWID).to_numpy()
+            )
         return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
-def _exact_ranges(ds: Dataset, column: str, dim: int, q: np.ndarray, k: int, metric: str, flt: _Filter,
-                  ranges: Sequence[tuple[int, int]]) -> Hits:  # fmt: skip
+def _exact_ranges(
+    ds: Dataset,
+    column: str,
+    dim: int,
+    q: np.ndarray,
+    k: int,
+    metric: str,
+    flt: _Filter,
+    ranges: Sequence[tuple[int, int]],
+) -> Hits:
     """Exact top-k over the live rows of physical row ranges, the filter applied per batch."""
     best = Hits.empty()
     cols = [(column, ds.schema[column])] + [(n, ds.schema[n]) for n in flt.columns if n != column]
@@ -212,7 +234,14 @@ MASK_CACHE_ENTRIES = 16
 def _mask(ds: Dataset, loaded: files.LoadedIndex, path: str, column: str, flt: _Filter) -> _Mask:
     key = None
     if flt.rowids is None:
-        key = (ds.store.uri, ds.snapshot.metadata.dataset_id, ds.branch_name, ds.version, path, flt.text)
+        key = (
+            ds.store.uri,
+            ds.snapshot.metadata.dataset_id,
+            ds.branch_name,
+            ds.version,
+            path,
+            flt.text,
+        )
         with _MASK_LOCK:
             hit = _MASKS.get(key)
             if hit is not None:
@@ -246,7 +275,9 @@ def _mask(ds: Dataset, loaded: files.LoadedIndex, path: str, column: str, flt: _
         where_mask[loaded.positions(flt.matching_rowids(ds))] = True
         allowed &= where_mask
         restricted = True
-    out = _Mask(allowed if restricted else None, int(allowed.sum()) if restricted else n, frozenset(covered))
+    out = _Mask(
+        allowed if restricted else None, int(allowed.sum()) if restricted else n, frozenset(covered)
+    )
     if key is not None:
         with _MASK_LOCK:
             _MASKS[key] = out
@@ -259,13 +290,23 @@ def _search_params(kind: str, given: Mapping[str, int] | None) -> dict[str, int]
     allowed = {"ivf_flat": "nprobe", "hnsw": "ef_search"}[kind]
     out = ann.check_params(kind, dict(given or {}))
     if set(out) - {allowed}:
-        raise VectorSearchError(f"search_params={dict(given or {})!r}: a {kind} index is tuned per query with "
-                                f"{allowed!r} only")  # fmt: skip
+        raise VectorSearchError(
+            f"search_params={dict(given or {})!r}: a {kind} index is tuned per query with "
+            f"{allowed!r} only"
+        )
     return out
 
 
-def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int, metric: str,
-             flt: _Filter, tuning: Mapping[str, int]) -> tuple[Hits, frozenset[int]]:  # fmt: skip
+def _indexed(
+    ds: Dataset,
+    entry: IndexEntry,
+    column: str,
+    q: np.ndarray,
+    k: int,
+    metric: str,
+    flt: _Filter,
+    tuning: Mapping[str, int],
+) -> tuple[Hits, frozenset[int]]:
     """Search the index; returns the hits and the ids of the fragments it validly covers."""
     ref = entry.files[0]
     loaded = files.load(ds.store, ref.path, ref.size)
@@ -276,25 +317,55 @@ def _indexed(ds: Dataset, entry: IndexEntry, column: str, q: np.ndarray, k: int,
     params = {**loaded.meta.params, **tuning}
     kind = loaded.meta.kind
     few = m.allowed is not None and m.count <= max(EXACT_BELOW, n // 100)
-    pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=kind, params=params, allowed=m.allowed,
-                        selectivity=m.count / max(n, 1), exhaustive=few)  # fmt: skip
-    if len(pos) < min(k, m.count):  # the search ran out of candidates: score every allowed vector exactly
-        pos, s = ann.search(loaded.index, q, k=k, metric=metric, kind=kind, params=params, allowed=m.allowed,
-                            exhaustive=True)  # fmt: skip
+    pos, s = ann.search(
+        loaded.index,
+        q,
+        k=k,
+        metric=metric,
+        kind=kind,
+        params=params,
+        allowed=m.allowed,
+        selectivity=m.count / max(n, 1),
+        exhaustive=few,
+    )
+    if len(pos) < min(
+        k, m.count
+    ):  # the search ran out of candidates: score every allowed vector exactly
+        pos, s = ann.search(
+            loaded.index,
+            q,
+            k=k,
+            metric=metric,
+            kind=kind,
+            params=params,
+            allowed=m.allowed,
+            exhaustive=True,
+        )
     return Hits(loaded.rowids[pos], s), m.covered
 
 
-def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
-           metric: str | None = None, exact: bool = False, index: str | None = None,
-           allowed_rowids: np.ndarray | None = None,
-           search_params: Mapping[str, int] | None = None) -> tuple[Hits, str]:  # fmt: skip
+def search(
+    ds: Dataset,
+    column: str,
+    query: Sequence[float] | np.ndarray,
+    *,
+    k: int = 10,
+    where: str | None = None,
+    metric: str | None = None,
+    exact: bool = False,
+    index: str | None = None,
+    allowed_rowids: np.ndarray | None = None,
+    search_params: Mapping[str, int] | None = None,
+) -> tuple[Hits, str]:
     """Row ids and scores of the ``k`` nearest rows, and the metric used (see :func:`nearest`).
 
     ``allowed_rowids``: search only these rows (a filter an engine evaluated), instead of ``where``.
     ``search_params``: this query's ``nprobe`` (ivf_flat) or ``ef_search`` (hnsw), trading speed for recall.
     """
     if column not in ds.schema:
-        raise VectorSearchError(f"column={column!r} is not a column of {ds.uri}; columns are {ds.columns}")
+        raise VectorSearchError(
+            f"column={column!r} is not a column of {ds.uri}; columns are {ds.columns}"
+        )
     dim = vector_dim(ds.schema[column], column)
     k = check_k(k)
     entry = column_index(ds, column, index, metric)
@@ -302,9 +373,11 @@ def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: 
         metric = entry.metric if entry is not None else "cosine"
     metric = check_metric(metric)
     if entry is not None and metric != entry.metric and not exact:
-        raise VectorSearchError(f"metric={metric!r} does not match index {entry.name!r} on column {column!r}, "
-                                f"built with metric={entry.metric!r}; pass metric={entry.metric!r}, exact=True, "
-                                "or create an index with this metric")  # fmt: skip
+        raise VectorSearchError(
+            f"metric={metric!r} does not match index {entry.name!r} on column {column!r}, "
+            f"built with metric={entry.metric!r}; pass metric={entry.metric!r}, exact=True, "
+            "or create an index with this metric"
+        )
     q = check_query(query, dim, metric=metric, column=column)
     if where is not None and allowed_rowids is not None:
         raise VectorSearchError("where: give where= or allowed_rowids=, not both")
@@ -312,17 +385,29 @@ def search(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: 
     reader = ds.reader
     starts = reader.frag_starts
     if exact or entry is None:
-        return _exact_ranges(ds, column, dim, q, k, metric, flt, [(0, reader.num_physical_rows)]), metric
+        return _exact_ranges(
+            ds, column, dim, q, k, metric, flt, [(0, reader.num_physical_rows)]
+        ), metric
     tuning = _search_params(entry.kind, search_params)
     hits, covered = _indexed(ds, entry, column, q, k, metric, flt, tuning)
-    rest = [(int(starts[i]), int(starts[i + 1])) for i, f in enumerate(ds.snapshot.fragments) if f.id not in covered]
+    rest = [
+        (int(starts[i]), int(starts[i + 1]))
+        for i, f in enumerate(ds.snapshot.fragments)
+        if f.id not in covered
+    ]
     if rest:
         hits = merge(hits, _exact_ranges(ds, column, dim, q, k, metric, flt, rest), k, metric)
     return hits, metric
 
 
-def rows_table(ds: Dataset, hits: Hits, columns: Sequence[str] | None, *, with_rowid: bool,
-               rowid_field: pa.Field | None = None) -> pa.Table:  # fmt: skip
+def rows_table(
+    ds: Dataset,
+    hits: Hits,
+    columns: Sequence[str] | None,
+    *,
+    with_rowid: bool,
+    rowid_field: pa.Field | None = None,
+) -> pa.Table:
     """The hit rows as an Arrow table: ``_rowid`` (if asked), the columns, then ``score``."""
     names = ds.columns if columns is None else list(columns)
     if isinstance(columns, str):
@@ -331,8 +416,10 @@ def rows_table(ds: Dataset, hits: Hits, columns: Sequence[str] | None, *, with_r
         if c != ROWID and c not in ds.schema:
             raise SchemaError(f"unknown column {c!r}; columns are {ds.columns}")
         if c == SCORE:
-            raise VectorSearchError(f"columns: the dataset's column {SCORE!r} would clash with the result's "
-                                    f"{SCORE!r}; leave it out of columns=[...]")  # fmt: skip
+            raise VectorSearchError(
+                f"columns: the dataset's column {SCORE!r} would clash with the result's "
+                f"{SCORE!r}; leave it out of columns=[...]"
+            )
     with_rowid = with_rowid or ROWID in names
     names = [c for c in names if c != ROWID]
     rows = ds.reader.rows_of_rowids(hits.rowids)
@@ -350,10 +437,20 @@ def rows_table(ds: Dataset, hits: Hits, columns: Sequence[str] | None, *, with_r
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def nearest(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k: int = 10, where: str | None = None,
-            metric: str | None = None, exact: bool = False, columns: Sequence[str] | None = None,
-            index: str | None = None, with_rowid: bool = False,
-            search_params: Mapping[str, int] | None = None) -> pa.Table:  # fmt: skip
+def nearest(
+    ds: Dataset,
+    column: str,
+    query: Sequence[float] | np.ndarray,
+    *,
+    k: int = 10,
+    where: str | None = None,
+    metric: str | None = None,
+    exact: bool = False,
+    columns: Sequence[str] | None = None,
+    index: str | None = None,
+    with_rowid: bool = False,
+    search_params: Mapping[str, int] | None = None,
+) -> pa.Table:
     """The ``k`` rows whose ``column`` vector is nearest ``query``, best first, as an Arrow table.
 
     Columns: the dataset's (or ``columns``), then ``score``. ``where`` (the
@@ -362,10 +459,21 @@ def nearest(ds: Dataset, column: str, query: Sequence[float] | np.ndarray, *, k:
     index's is an error unless ``exact=True``. ``exact=True`` scores every row.
     ``search_params``: ``{"nprobe": 32}`` (ivf_flat) or ``{"ef_search": 128}`` (hnsw) for this query.
     """
-    hits, _ = search(ds, column, query, k=k, where=where, metric=metric, exact=exact, index=index,
-                     search_params=search_params)
+    hits, _ = search(
+        ds,
+        column,
+        query,
+        k=k,
+        where=where,
+        metric=metric,
+        exact=exact,
+        index=index,
+        search_params=search_params,
+    )
     field = None
-    if with_rowid:  # name the dataset in _rowid's metadata, as registered tables do, so th.loader finds it
+    if (
+        with_rowid
+    ):  # name the dataset in _rowid's metadata, as registered tables do, so th.loader finds it
         from tensorhouse.connector.arrow_dataset import rowid_field
 
         field = rowid_field({"uri": ds.uri, "version": ds.version, "branch": ds.branch_name})

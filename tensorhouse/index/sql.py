@@ -67,14 +67,20 @@ def _datafusion_dataset(ctx: Any, table: str) -> Dataset | None:
     from tensorhouse.connector import datafusion as thdf
 
     registered = thdf.registered_table(ctx, table)
-    same = registered is not None and ROWID in registered.schema.names and \
-        registered.schema.field(ROWID).metadata == schema.field(ROWID).metadata  # fmt: skip
+    same = (
+        registered is not None
+        and ROWID in registered.schema.names
+        and registered.schema.field(ROWID).metadata == schema.field(ROWID).metadata
+    )
     if registered is not None and same:
         registered.count_rows()  # a refreshing registration moves to the latest version here, as a query would
         return registered.dataset  # keeps the registration's storage options (S3 credentials)
     try:
         return open_dataset(src["uri"], version=src.get("version"), branch=src.get("branch"))
-    except (TensorhouseError, OSError):  # e.g. S3 without the registration's credentials: brute force
+    except (
+        TensorhouseError,
+        OSError,
+    ):  # e.g. S3 without the registration's credentials: brute force
         return None
 
 
@@ -103,19 +109,36 @@ def _with_rowid(con_or_ctx: Any, engine: str, table: str, tbl_sql: str) -> str:
 
 def dataset_behind(con_or_ctx: Any, engine: str, table: str) -> Dataset | None:
     """The tensorhouse dataset registered (with ``_rowid``) as ``table``, or None."""
-    return _duckdb_dataset(con_or_ctx, table) if engine == "duckdb" else _datafusion_dataset(con_or_ctx, table)
+    return (
+        _duckdb_dataset(con_or_ctx, table)
+        if engine == "duckdb"
+        else _datafusion_dataset(con_or_ctx, table)
+    )
 
 
-def indexed_nearest(con_or_ctx: Any, engine: str, table: str, column: str, query: Sequence[float] | np.ndarray,
-                    *, k: int, where: str | None, metric: str | None, columns: Sequence[str] | None,
-                    tbl_sql: str, cols_sql: str) -> pa.Table | None:  # fmt: skip
+def indexed_nearest(
+    con_or_ctx: Any,
+    engine: str,
+    table: str,
+    column: str,
+    query: Sequence[float] | np.ndarray,
+    *,
+    k: int,
+    where: str | None,
+    metric: str | None,
+    columns: Sequence[str] | None,
+    tbl_sql: str,
+    cols_sql: str,
+) -> pa.Table | None:
     """The index path of ``th.sql.nearest``; None when the table or column has no index to use."""
     ds = dataset_behind(con_or_ctx, engine, table)
     if ds is None or column not in ds.schema or column_index(ds, column, None) is None:
         return None
     allowed = None
     if where is not None:
-        sql = f"SELECT {ROWID} FROM {_with_rowid(con_or_ctx, engine, table, tbl_sql)} WHERE ({where})"
+        sql = (
+            f"SELECT {ROWID} FROM {_with_rowid(con_or_ctx, engine, table, tbl_sql)} WHERE ({where})"
+        )
         ids = con_or_ctx.sql(sql).to_arrow_table()
         allowed = np.sort(ids.column(ROWID).to_numpy())
     hits, _ = search(ds, column, query, k=k, metric=metric, allowed_rowids=allowed)
@@ -126,16 +149,22 @@ def indexed_nearest(con_or_ctx: Any, engine: str, table: str, column: str, query
     got = got.select([*names, SCORE])
     # DuckDB scores FLOAT[n] vectors in float32 (array_cosine_similarity & co); DataFusion's UDF in float64.
     single = engine == "duckdb" and ds.schema[column].storage_dtype in ("float16", "float32")
-    fields = [target.field(n) for n in names] + [pa.field(SCORE, pa.float32() if single else pa.float64())]
-    return pa.Table.from_arrays([got.column(n).cast(f.type) for n, f in zip([*names, SCORE], fields, strict=True)],
-                                schema=pa.schema(fields))  # fmt: skip
+    fields = [target.field(n) for n in names] + [
+        pa.field(SCORE, pa.float32() if single else pa.float64())
+    ]
+    return pa.Table.from_arrays(
+        [got.column(n).cast(f.type) for n, f in zip([*names, SCORE], fields, strict=True)],
+        schema=pa.schema(fields),
+    )
 
 
 def _const(arg: Any, position: int) -> Any:
     try:
         value = arg.python_value()
     except Exception as err:  # DataFusion raises its own exception types for non-constants
-        raise VectorSearchError(f"nearest(): argument {position} must be a constant, got {arg}") from err
+        raise VectorSearchError(
+            f"nearest(): argument {position} must be a constant, got {arg}"
+        ) from err
     return value.as_py() if isinstance(value, pa.Scalar) else value
 
 
@@ -145,15 +174,21 @@ def table_function(*, storage_options: Mapping[str, Any] | None = None) -> Calla
 
     def nearest_table(*args: Any) -> pads.Dataset:
         if not 4 <= len(args) <= 6:
-            raise VectorSearchError("nearest(uri, column, query, k [, where [, version]]) takes 4 to 6 arguments, "
-                                    f"got {len(args)}")  # fmt: skip
+            raise VectorSearchError(
+                "nearest(uri, column, query, k [, where [, version]]) takes 4 to 6 arguments, "
+                f"got {len(args)}"
+            )
         uri, column, query, k = (_const(a, i + 1) for i, a in enumerate(args[:4]))
         where = _const(args[4], 5) if len(args) > 4 else None
         version = _const(args[5], 6) if len(args) > 5 else None
         if not isinstance(uri, str) or not isinstance(column, str):
-            raise VectorSearchError(f"nearest(): uri and column are strings, got {uri!r} and {column!r}")
+            raise VectorSearchError(
+                f"nearest(): uri and column are strings, got {uri!r} and {column!r}"
+            )
         if not isinstance(query, list):
-            raise VectorSearchError(f"nearest(): query is an array literal like [0.1, 0.2], got {query!r}")
+            raise VectorSearchError(
+                f"nearest(): query is an array literal like [0.1, 0.2], got {query!r}"
+            )
         if where is not None and not isinstance(where, str):
             raise VectorSearchError(f"nearest(): where is a condition string, got {where!r}")
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
@@ -164,7 +199,9 @@ def table_function(*, storage_options: Mapping[str, Any] | None = None) -> Calla
     return nearest_table
 
 
-def install(ctx: Any, *, name: str = "nearest", storage_options: Mapping[str, Any] | None = None) -> None:
+def install(
+    ctx: Any, *, name: str = "nearest", storage_options: Mapping[str, Any] | None = None
+) -> None:
     """Register the ``nearest(...)`` table function on a DataFusion SessionContext."""
     import datafusion
 

@@ -34,7 +34,9 @@ HIGHER_IS_NEARER = {"cosine": True, "l2": False, "dot": True}
 
 def check_metric(metric: object, *, argument: str = "metric") -> str:
     if metric not in METRICS:
-        raise VectorSearchError(f"{argument}={metric!r} is not a metric; expected 'cosine', 'l2' or 'dot'")
+        raise VectorSearchError(
+            f"{argument}={metric!r} is not a metric; expected 'cosine', 'l2' or 'dot'"
+        )
     return str(metric)
 
 
@@ -51,15 +53,21 @@ def vector_dim(ctype: ColumnType, column: str) -> int:
     elif isinstance(ctype, Tensor) and len(ctype.shape) == 1 and ctype.shape[0] is not None:
         dim = int(ctype.shape[0])
     else:
-        raise VectorSearchError(f"column={column!r} has type {ctype!r}; a vector index or search needs an "
-                                "Embedding or a 1-d fixed-size float Tensor column")  # fmt: skip
+        raise VectorSearchError(
+            f"column={column!r} has type {ctype!r}; a vector index or search needs an "
+            "Embedding or a 1-d fixed-size float Tensor column"
+        )
     if np.dtype(ctype.storage_dtype).kind != "f":
-        raise VectorSearchError(f"column={column!r} holds {ctype.storage_dtype} vectors; vector search needs "
-                                "float vectors (float16, float32 or float64)")  # fmt: skip
+        raise VectorSearchError(
+            f"column={column!r} holds {ctype.storage_dtype} vectors; vector search needs "
+            "float vectors (float16, float32 or float64)"
+        )
     return dim
 
 
-def check_query(query: Sequence[float] | np.ndarray, dim: int, *, metric: str, column: str = "") -> np.ndarray:
+def check_query(
+    query: Sequence[float] | np.ndarray, dim: int, *, metric: str, column: str = ""
+) -> np.ndarray:
     """The query as a float32 vector of length ``dim``; VectorSearchError naming ``query`` otherwise."""
     try:
         q = np.asarray(query, dtype=np.float64)
@@ -72,7 +80,9 @@ def check_query(query: Sequence[float] | np.ndarray, dim: int, *, metric: str, c
         raise VectorSearchError(f"query: has {len(q)} values but the vectors{of} have {dim}")
     if not np.isfinite(q).all():
         bad = int(np.flatnonzero(~np.isfinite(q))[0])
-        raise VectorSearchError(f"query: value {bad} is {q[bad]}; the query must be finite (no NaN or infinity)")
+        raise VectorSearchError(
+            f"query: value {bad} is {q[bad]}; the query must be finite (no NaN or infinity)"
+        )
     if metric == "cosine" and not np.any(q):
         raise VectorSearchError("query: is all zeros; its cosine similarity is undefined")
     return q.astype(np.float32)
@@ -92,12 +102,20 @@ def to_matrix(arr: pa.Array | pa.ChunkedArray, dim: int) -> tuple[np.ndarray, np
     return m, valid
 
 
-def iter_vectors(ds: Dataset, column: str, dim: int, *, start: int = 0, stop: int | None = None,
-                 batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+def iter_vectors(
+    ds: Dataset,
+    column: str,
+    dim: int,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    batch_size: int = 65536,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rowids, float32 vectors) of the live, non-NULL rows of physical rows ``[start, stop)``."""
     ctype = ds.schema[column]
-    for b in ds.reader.iter_batches([(column, ctype)], start=start, stop=stop, batch_size=batch_size,
-                                    with_rowid=True):  # fmt: skip
+    for b in ds.reader.iter_batches(
+        [(column, ctype)], start=start, stop=stop, batch_size=batch_size, with_rowid=True
+    ):
         m, valid = to_matrix(b.column(0), dim)
         rowids = b.column(1).to_numpy()
         if valid is not None:
@@ -126,5 +144,16 @@ def scores(m: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
     return m @ q
 
 
-__all__ = ["HIGHER_IS_NEARER", "METRICS", "Metric", "check_k", "check_metric", "check_query", "iter_vectors",
-           "normalized", "scores", "to_matrix", "vector_dim"]
+__all__ = [
+    "HIGHER_IS_NEARER",
+    "METRICS",
+    "Metric",
+    "check_k",
+    "check_metric",
+    "check_query",
+    "iter_vectors",
+    "normalized",
+    "scores",
+    "to_matrix",
+    "vector_dim",
+]

@@ -78,7 +78,11 @@ def expand_paths(path_or_glob: str | Sequence[str]) -> list[str]:
     out: set[str] = set()
     for pattern in patterns:
         for p in expand_braces(pattern):
-            matches = glob.glob(p, recursive=True) if glob.has_magic(p) else ([p] if os.path.exists(p) else [])
+            matches = (
+                glob.glob(p, recursive=True)
+                if glob.has_magic(p)
+                else ([p] if os.path.exists(p) else [])
+            )
             out.update(m for m in matches if os.path.isfile(m))
     if not out:
         raise IngestError(f"no files match {path_or_glob!r}")
@@ -95,12 +99,18 @@ def expand_braces(pattern: str) -> list[str]:
     if m:
         a, b = m.group(1), m.group(2)
         width = len(a)
-        return [x for i in range(int(a), int(b) + 1)
-                for x in expand_braces(pattern[: m.start()] + str(i).zfill(width) + pattern[m.end():])]  # fmt: skip
+        return [
+            x
+            for i in range(int(a), int(b) + 1)
+            for x in expand_braces(pattern[: m.start()] + str(i).zfill(width) + pattern[m.end() :])
+        ]
     m = _ALTERNATIVES.search(pattern)
     if m:
-        return [x for alt in m.group(1).split(",")
-                for x in expand_braces(pattern[: m.start()] + alt + pattern[m.end():])]  # fmt: skip
+        return [
+            x
+            for alt in m.group(1).split(",")
+            for x in expand_braces(pattern[: m.start()] + alt + pattern[m.end() :])
+        ]
     return [pattern]
 
 
@@ -109,8 +119,10 @@ def resolve_schema(arrow_schema: pa.Schema, types: TypesArg) -> Schema:
     given = {name: column_type(t) for name, t in (types or {}).items()}
     unknown = [n for n in given if n not in arrow_schema.names]
     if unknown:
-        raise SchemaError(f"types= names column(s) {unknown} that the source does not have; it has "
-                          f"{arrow_schema.names}")  # fmt: skip
+        raise SchemaError(
+            f"types= names column(s) {unknown} that the source does not have; it has "
+            f"{arrow_schema.names}"
+        )
     cols: dict[str, ColumnType] = {}
     for f in arrow_schema:
         if f.name in given:
@@ -130,7 +142,9 @@ def _existing_schema(uri: str, storage_options: Mapping[str, Any] | None) -> Sch
         return None
 
 
-def rebatch(tables: Iterable[pa.RecordBatch | pa.Table], batch_rows: int, batch_bytes: int) -> Iterator[pa.Table]:
+def rebatch(
+    tables: Iterable[pa.RecordBatch | pa.Table], batch_rows: int, batch_bytes: int
+) -> Iterator[pa.Table]:
     """Regroup a stream of batches into tables of ``batch_rows`` rows or about ``batch_bytes``."""
     parts: list[pa.Table] = []
     rows = size = 0
@@ -157,8 +171,10 @@ def _image_values(col: pa.ChunkedArray, name: str, base_dir: str | None) -> list
     if pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return col.to_pylist()
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return [None if p is None else ("path", p if base_dir is None else os.path.join(base_dir, p))
-                for p in col.to_pylist()]  # fmt: skip
+        return [
+            None if p is None else ("path", p if base_dir is None else os.path.join(base_dir, p))
+            for p in col.to_pylist()
+        ]
     if pa.types.is_struct(t) and t.get_field_index("bytes") >= 0:
         out: list[Any] = []
         for row in col.to_pylist():
@@ -167,16 +183,30 @@ def _image_values(col: pa.ChunkedArray, name: str, base_dir: str | None) -> list
             elif row.get("bytes") is not None:
                 out.append(row["bytes"])
             elif row.get("path"):
-                out.append(("path", row["path"] if base_dir is None else os.path.join(base_dir, row["path"])))
+                out.append(
+                    (
+                        "path",
+                        row["path"] if base_dir is None else os.path.join(base_dir, row["path"]),
+                    )
+                )
             else:
                 out.append(None)
         return out
-    raise SchemaError(f"column {name!r}: an Image column takes binary (encoded files), string (file paths) or "
-                      f"struct<bytes, path> values, not {t}")  # fmt: skip
+    raise SchemaError(
+        f"column {name!r}: an Image column takes binary (encoded files), string (file paths) or "
+        f"struct<bytes, path> values, not {t}"
+    )
 
 
-def prepare_table(table: pa.Table, schema: Schema, first_row: int, pool: ThreadPoolExecutor, *,
-                  validate: Validate = "header", base_dir: str | None = None) -> Loaded:  # fmt: skip
+def prepare_table(
+    table: pa.Table,
+    schema: Schema,
+    first_row: int,
+    pool: ThreadPoolExecutor,
+    *,
+    validate: Validate = "header",
+    base_dir: str | None = None,
+) -> Loaded:
     """Columns ready to append: images read/validated on ``pool``, rows with a bad image left out."""
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
@@ -190,7 +220,9 @@ def prepare_table(table: pa.Table, schema: Schema, first_row: int, pool: ThreadP
         codec = ctype.compression
         values = _image_values(table.column(name), name, base_dir)
 
-        def one(v: Any, codec: Any = codec, quality: int = ctype.quality) -> tuple[bytes | None, str | None, int]:
+        def one(
+            v: Any, codec: Any = codec, quality: int = ctype.quality
+        ) -> tuple[bytes | None, str | None, int]:
             if v is None:
                 return None, None, 0
             read = 0  # bytes read from files (encoded bytes in the table are already counted)
@@ -223,8 +255,13 @@ def prepare_table(table: pa.Table, schema: Schema, first_row: int, pool: ThreadP
     return Loaded(columns, len(keep), nbytes, [bad[i] for i in sorted(bad)])
 
 
-def _schema_and_rows(uri: str, arrow_schema: pa.Schema, types: TypesArg, batch_rows: int | None,
-                     storage_options: Mapping[str, Any] | None) -> tuple[Schema, int]:  # fmt: skip
+def _schema_and_rows(
+    uri: str,
+    arrow_schema: pa.Schema,
+    types: TypesArg,
+    batch_rows: int | None,
+    storage_options: Mapping[str, Any] | None,
+) -> tuple[Schema, int]:
     """The target schema (the existing dataset's, else resolved) and the batch row limit.
 
     Without an explicit ``batch_rows``: tabular rows are small, so the byte
@@ -235,33 +272,60 @@ def _schema_and_rows(uri: str, arrow_schema: pa.Schema, types: TypesArg, batch_r
     existing = _existing_schema(uri, storage_options)
     schema = existing if existing is not None else resolve_schema(arrow_schema, types)
     if batch_rows is None:
-        batch_rows = BATCH_ROWS if any(isinstance(t, Image) for t in schema.values()) else ARROW_BATCH_ROWS
+        batch_rows = (
+            BATCH_ROWS if any(isinstance(t, Image) for t in schema.values()) else ARROW_BATCH_ROWS
+        )
     check_batch_limits(batch_rows, 1)
     return schema, batch_rows
 
 
-def _ingest_tables(uri: str, tables: Iterator[pa.Table], schema: Schema, *, kind: str, fp: str,
-                   batching: tuple[int, int],
-                   validate: Validate, base_dir: str | None, strict: bool, progress: bool | None,
-                   total_rows: int | None, workers: int | None,
-                   storage_options: Mapping[str, Any] | None) -> IngestReport:  # fmt: skip
+def _ingest_tables(
+    uri: str,
+    tables: Iterator[pa.Table],
+    schema: Schema,
+    *,
+    kind: str,
+    fp: str,
+    batching: tuple[int, int],
+    validate: Validate,
+    base_dir: str | None,
+    strict: bool,
+    progress: bool | None,
+    total_rows: int | None,
+    workers: int | None,
+    storage_options: Mapping[str, Any] | None,
+) -> IngestReport:
     def plan() -> Iterator[PlannedBatch]:
         first = 0
         for t in tables:
-            yield PlannedBatch(partial(prepare_table, t, schema, first, validate=validate, base_dir=base_dir),
-                               t.num_rows)  # fmt: skip
+            yield PlannedBatch(
+                partial(prepare_table, t, schema, first, validate=validate, base_dir=base_dir),
+                t.num_rows,
+            )
             first += t.num_rows
 
-    return run_batches(uri, schema, plan(), kind=kind, fingerprint=fp, batching=batching, strict=strict,
-                       progress=progress,
-                       total_rows=total_rows, workers=workers, storage_options=storage_options)  # fmt: skip
+    return run_batches(
+        uri,
+        schema,
+        plan(),
+        kind=kind,
+        fingerprint=fp,
+        batching=batching,
+        strict=strict,
+        progress=progress,
+        total_rows=total_rows,
+        workers=workers,
+        storage_options=storage_options,
+    )
 
 
 def _sizes(paths: Sequence[str]) -> list[tuple[str, int]]:
     return [(os.path.abspath(p), os.path.getsize(p)) for p in paths]
 
 
-def _with_base(batches: Iterable[pa.RecordBatch], path_columns: Sequence[str], base: str) -> Iterator[pa.RecordBatch]:
+def _with_base(
+    batches: Iterable[pa.RecordBatch], path_columns: Sequence[str], base: str
+) -> Iterator[pa.RecordBatch]:
     """Make relative image paths of one file absolute against its directory, before files are mixed in a batch."""
     for b in batches:
         if path_columns:
@@ -285,11 +349,20 @@ def _path_columns(arrow_schema: pa.Schema, types: TypesArg) -> list[str]:
     return out
 
 
-def parquet(path_or_glob: str | Sequence[str], uri: str, *, types: TypesArg = None,
-            columns: Sequence[str] | None = None, validate: Validate = "header",
-            batch_rows: int | None = None, batch_bytes: int = BATCH_BYTES, strict: bool = False,
-            progress: bool | None = None, workers: int | None = None,
-            storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def parquet(
+    path_or_glob: str | Sequence[str],
+    uri: str,
+    *,
+    types: TypesArg = None,
+    columns: Sequence[str] | None = None,
+    validate: Validate = "header",
+    batch_rows: int | None = None,
+    batch_bytes: int = BATCH_BYTES,
+    strict: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Ingest Parquet files (a path, a glob such as ``data/*.parquet``, or a list) into ``uri``, in sorted order.
 
     ``types`` maps column -> tensorhouse type where inference is not enough,
@@ -314,7 +387,9 @@ def parquet(path_or_glob: str | Sequence[str], uri: str, *, types: TypesArg = No
     for p, f in zip(paths[1:], files[1:], strict=True):
         names = f.schema_arrow.names
         if any(n not in names for n in arrow_schema.names):
-            raise IngestError(f"{p} does not have the columns of {paths[0]}: {names} vs {arrow_schema.names}")
+            raise IngestError(
+                f"{p} does not have the columns of {paths[0]}: {names} vs {arrow_schema.names}"
+            )
     path_cols = _path_columns(arrow_schema, types)
     schema, rows = _schema_and_rows(uri, arrow_schema, types, batch_rows, storage_options)
 
@@ -325,16 +400,37 @@ def parquet(path_or_glob: str | Sequence[str], uri: str, *, types: TypesArg = No
 
     fp = fingerprint("parquet", 1, _sizes(paths), arrow_schema.names)
     total = sum(f.metadata.num_rows for f in files)
-    return _ingest_tables(uri, rebatch(batches(), rows, batch_bytes), schema, kind="parquet", fp=fp,
-                          batching=(rows, batch_bytes),
-                          validate=validate, base_dir=None, strict=strict, progress=progress,
-                          total_rows=total, workers=workers, storage_options=storage_options)  # fmt: skip
+    return _ingest_tables(
+        uri,
+        rebatch(batches(), rows, batch_bytes),
+        schema,
+        kind="parquet",
+        fp=fp,
+        batching=(rows, batch_bytes),
+        validate=validate,
+        base_dir=None,
+        strict=strict,
+        progress=progress,
+        total_rows=total,
+        workers=workers,
+        storage_options=storage_options,
+    )
 
 
-def csv(path_or_glob: str | Sequence[str], uri: str, *, types: TypesArg = None, delimiter: str = ",",
-        validate: Validate = "header", batch_rows: int | None = None, batch_bytes: int = BATCH_BYTES,
-        strict: bool = False, progress: bool | None = None, workers: int | None = None,
-        storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def csv(
+    path_or_glob: str | Sequence[str],
+    uri: str,
+    *,
+    types: TypesArg = None,
+    delimiter: str = ",",
+    validate: Validate = "header",
+    batch_rows: int | None = None,
+    batch_bytes: int = BATCH_BYTES,
+    strict: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Ingest CSV files (with a header row) into ``uri``, streamed, in sorted file order.
 
     ``types`` fixes column types (the CSV reader then parses those columns as
@@ -374,17 +470,30 @@ def csv(path_or_glob: str | Sequence[str], uri: str, *, types: TypesArg = None, 
         for i, p in enumerate(paths):
             r = first if i == 0 else reader(p)
             if r.schema.names != arrow_schema.names:
-                raise IngestError(f"{p} has columns {r.schema.names}, {paths[0]} has {arrow_schema.names}")
+                raise IngestError(
+                    f"{p} has columns {r.schema.names}, {paths[0]} has {arrow_schema.names}"
+                )
             try:
                 yield from _with_base(r, path_cols, os.path.dirname(os.path.abspath(p)))
             except pa.ArrowInvalid as err:
                 raise IngestError(f"{p}: {err}") from err
 
     fp = fingerprint("csv", 1, _sizes(paths), delimiter)
-    return _ingest_tables(uri, rebatch(batches(), rows, batch_bytes), schema, kind="csv", fp=fp,
-                          batching=(rows, batch_bytes),
-                          validate=validate, base_dir=None, strict=strict, progress=progress,
-                          total_rows=None, workers=workers, storage_options=storage_options)  # fmt: skip
+    return _ingest_tables(
+        uri,
+        rebatch(batches(), rows, batch_bytes),
+        schema,
+        kind="csv",
+        fp=fp,
+        batching=(rows, batch_bytes),
+        validate=validate,
+        base_dir=None,
+        strict=strict,
+        progress=progress,
+        total_rows=None,
+        workers=workers,
+        storage_options=storage_options,
+    )
 
 
 def _digest(table: pa.Table) -> str:
@@ -394,10 +503,21 @@ def _digest(table: pa.Table) -> str:
     return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()
 
 
-def arrow(source: Any, uri: str, *, types: TypesArg = None, source_id: str | None = None,
-          validate: Validate = "header", base_dir: str | None = None, batch_rows: int | None = None,
-          batch_bytes: int = BATCH_BYTES, strict: bool = False, progress: bool | None = None,
-          workers: int | None = None, storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def arrow(
+    source: Any,
+    uri: str,
+    *,
+    types: TypesArg = None,
+    source_id: str | None = None,
+    validate: Validate = "header",
+    base_dir: str | None = None,
+    batch_rows: int | None = None,
+    batch_bytes: int = BATCH_BYTES,
+    strict: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Ingest an Arrow table, RecordBatch, RecordBatchReader, list of batches, or anything with ``__arrow_c_stream__``.
 
     Resuming needs to recognise the source: ``source_id`` names it; without
@@ -421,11 +541,17 @@ def arrow(source: Any, uri: str, *, types: TypesArg = None, source_id: str | Non
     elif hasattr(source, "__arrow_c_stream__"):
         r = pa.RecordBatchReader.from_stream(source)
         arrow_schema, stream = r.schema, r
-    elif isinstance(source, list | tuple) and source and all(isinstance(b, pa.RecordBatch) for b in source):
+    elif (
+        isinstance(source, list | tuple)
+        and source
+        and all(isinstance(b, pa.RecordBatch) for b in source)
+    ):
         arrow_schema, total, stream = source[0].schema, sum(b.num_rows for b in source), source
     else:
-        raise TypeError(f"cannot ingest {type(source).__name__}: pass a pyarrow Table, RecordBatch, "
-                        "RecordBatchReader, a list of RecordBatches, or an object with __arrow_c_stream__")  # fmt: skip
+        raise TypeError(
+            f"cannot ingest {type(source).__name__}: pass a pyarrow Table, RecordBatch, "
+            "RecordBatchReader, a list of RecordBatches, or an object with __arrow_c_stream__"
+        )
     schema, rows = _schema_and_rows(uri, arrow_schema, types, batch_rows, storage_options)
     tables = rebatch(stream, rows, batch_bytes)
     first = next(tables, None)
@@ -435,7 +561,18 @@ def arrow(source: Any, uri: str, *, types: TypesArg = None, source_id: str | Non
         source_id = fingerprint(arrow_schema.to_string(), total, head)
     fp = fingerprint("arrow", 1, source_id)
     all_tables = chain([first], tables) if first is not None else iter(())
-    return _ingest_tables(uri, all_tables, schema, kind="arrow", fp=fp, batching=(rows, batch_bytes),
-                          validate=validate,
-                          base_dir=base_dir or os.getcwd(), strict=strict, progress=progress, total_rows=total,
-                          workers=workers, storage_options=storage_options)  # fmt: skip
+    return _ingest_tables(
+        uri,
+        all_tables,
+        schema,
+        kind="arrow",
+        fp=fp,
+        batching=(rows, batch_bytes),
+        validate=validate,
+        base_dir=base_dir or os.getcwd(),
+        strict=strict,
+        progress=progress,
+        total_rows=total,
+        workers=workers,
+        storage_options=storage_options,
+    )

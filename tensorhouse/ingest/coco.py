@@ -96,6 +96,7 @@ def parse_coco(doc: Any, source: str = "annotations") -> list[CocoImage]:
     refers to an unknown image or category, a bbox that is not 4 numbers, a
     duplicate id.
     """
+
     def fail(msg: str) -> IngestError:
         return IngestError(f"{source}: malformed COCO file: {msg}")
 
@@ -103,8 +104,11 @@ def parse_coco(doc: Any, source: str = "annotations") -> list[CocoImage]:
         raise fail(f"expected a JSON object at the top level, got {type(doc).__name__}")
     images = doc.get("images")
     if not isinstance(images, list):
-        raise fail("missing key 'images' (a list of {id, file_name, width, height})" if images is None
-                   else f"'images' must be a list, got {type(images).__name__}")  # fmt: skip
+        raise fail(
+            "missing key 'images' (a list of {id, file_name, width, height})"
+            if images is None
+            else f"'images' must be a list, got {type(images).__name__}"
+        )
     anns = doc.get("annotations", [])  # test splits have no annotations
     if not isinstance(anns, list):
         raise fail(f"'annotations' must be a list, got {type(anns).__name__}")
@@ -132,7 +136,9 @@ def parse_coco(doc: Any, source: str = "annotations") -> list[CocoImage]:
         if not isinstance(im["file_name"], str) or not im["file_name"]:
             raise fail(f"{_where('images', i, im)}: 'file_name' must be a non-empty string")
         if im["id"] in by_id:
-            raise fail(f"images[{i}]: duplicate image id {im['id']} (also images[{by_id[im['id']]}])")
+            raise fail(
+                f"images[{i}]: duplicate image id {im['id']} (also images[{by_id[im['id']]}])"
+            )
         by_id[im["id"]] = i
     boxes: list[list[list[float]]] = [[] for _ in images]
     categories: list[list[int]] = [[] for _ in images]
@@ -149,9 +155,17 @@ def parse_coco(doc: Any, source: str = "annotations") -> list[CocoImage]:
         if a["category_id"] not in cat_ids:
             raise fail(f"{where} refers to unknown category_id {a['category_id']!r}")
         bbox = a["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)):  # fmt: skip
-            raise fail(f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {bbox!r}")
+        if not (
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in bbox
+            )
+        ):
+            raise fail(
+                f"{where}: bbox must be 4 finite numbers [x, y, width, height], got {bbox!r}"
+            )
         if bbox[2] < 0 or bbox[3] < 0:
             raise fail(f"{where}: bbox width and height must be >= 0, got {bbox!r}")
         k = by_id[a["image_id"]]
@@ -162,8 +176,15 @@ def parse_coco(doc: Any, source: str = "annotations") -> list[CocoImage]:
     for k, im in enumerate(images):
         meta = {key: v for key, v in im.items() if key != "id"}
         meta["annotations"] = extras[k]
-        out.append(CocoImage(im["id"], im["file_name"], np.asarray(boxes[k], np.float32).reshape(-1, 4),
-                             np.asarray(categories[k], np.int32), meta))  # fmt: skip
+        out.append(
+            CocoImage(
+                im["id"],
+                im["file_name"],
+                np.asarray(boxes[k], np.float32).reshape(-1, 4),
+                np.asarray(categories[k], np.int32),
+                meta,
+            )
+        )
     return out
 
 
@@ -173,7 +194,9 @@ def read_coco(path: str) -> tuple[list[CocoImage], str]:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as err:
-        raise IngestError(f"cannot read COCO annotation file {path!r}: {err.strerror or err}") from err
+        raise IngestError(
+            f"cannot read COCO annotation file {path!r}: {err.strerror or err}"
+        ) from err
     try:
         doc = json.loads(raw)
     except ValueError as err:
@@ -181,10 +204,21 @@ def read_coco(path: str) -> tuple[list[CocoImage], str]:
     return parse_coco(doc, path), hashlib.sha256(raw).hexdigest()
 
 
-def coco(annotations: str, images_dir: str, uri: str, *, image_format: Literal["auto", "jpeg", "png"] = "auto",
-         validate: Validate = "header", quality: int = 90, batch_rows: int = BATCH_ROWS,
-         batch_bytes: int = BATCH_BYTES, strict: bool = False, progress: bool | None = None,
-         workers: int | None = None, storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def coco(
+    annotations: str,
+    images_dir: str,
+    uri: str,
+    *,
+    image_format: Literal["auto", "jpeg", "png"] = "auto",
+    validate: Validate = "header",
+    quality: int = 90,
+    batch_rows: int = BATCH_ROWS,
+    batch_bytes: int = BATCH_BYTES,
+    strict: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Ingest COCO detections (``annotations`` JSON + ``images_dir``) into the dataset at ``uri``.
 
     The JSON is validated first (IngestError naming the problem). Images are
@@ -210,8 +244,15 @@ def coco(annotations: str, images_dir: str, uri: str, *, image_format: Literal["
     if not entries:
         raise IngestError(f"{annotations}: the COCO file lists no images")
     fmt = choose_format([e.file_name for e in entries], image_format)
-    schema = Schema.of({"image": Image(fmt, quality=quality), "boxes": BBox("xywh"),
-                        "categories": Tensor("int32", (None,)), "image_id": "int64", "meta": Json()})  # fmt: skip
+    schema = Schema.of(
+        {
+            "image": Image(fmt, quality=quality),
+            "boxes": BBox("xywh"),
+            "categories": Tensor("int32", (None,)),
+            "image_id": "int64",
+            "meta": Json(),
+        }
+    )
     paths = [os.path.join(images_dir, e.file_name) for e in entries]
     sizes = [file_size(p) for p in paths]
     ranges = split_batches(sizes, batch_rows, batch_bytes)
@@ -219,18 +260,37 @@ def coco(annotations: str, images_dir: str, uri: str, *, image_format: Literal["
 
     def plan() -> Iterator[PlannedBatch]:
         for a, b in ranges:
-            yield PlannedBatch(partial(_load, entries[a:b], paths[a:b], fmt, validate, quality), b - a)
+            yield PlannedBatch(
+                partial(_load, entries[a:b], paths[a:b], fmt, validate, quality), b - a
+            )
 
-    return run_batches(uri, schema, plan(), kind="coco", fingerprint=fp, batching=(batch_rows, batch_bytes),
-                       strict=strict, progress=progress,
-                       total_rows=len(entries), workers=workers, storage_options=storage_options)  # fmt: skip
+    return run_batches(
+        uri,
+        schema,
+        plan(),
+        kind="coco",
+        fingerprint=fp,
+        batching=(batch_rows, batch_bytes),
+        strict=strict,
+        progress=progress,
+        total_rows=len(entries),
+        workers=workers,
+        storage_options=storage_options,
+    )
 
 
-def _load(entries: Sequence[CocoImage], paths: list[str], fmt: Literal["jpeg", "png"], validate: Validate,
-          quality: int, pool: ThreadPoolExecutor) -> Loaded:  # fmt: skip
+def _load(
+    entries: Sequence[CocoImage],
+    paths: list[str],
+    fmt: Literal["jpeg", "png"],
+    validate: Validate,
+    quality: int,
+    pool: ThreadPoolExecutor,
+) -> Loaded:
     names = [e.file_name for e in entries]
-    images, errors, nbytes = load_images(paths, fmt, pool, validate=validate, quality=quality, names=names,
-                                         check_header=False)  # fmt: skip
+    images, errors, nbytes = load_images(
+        paths, fmt, pool, validate=validate, quality=quality, names=names, check_header=False
+    )
 
     def build(images: list[bytes | None], errors: list[str]) -> Loaded:
         keep = [i for i, img in enumerate(images) if img is not None]
@@ -238,7 +298,9 @@ def _load(entries: Sequence[CocoImage], paths: list[str], fmt: Literal["jpeg", "
             "image": [images[i] for i in keep],
             "boxes": [entries[i].boxes for i in keep],
             "categories": [entries[i].categories for i in keep],
-            "image_id": np.fromiter((entries[i].image_id for i in keep), dtype=np.int64, count=len(keep)),
+            "image_id": np.fromiter(
+                (entries[i].image_id for i in keep), dtype=np.int64, count=len(keep)
+            ),
             "meta": [entries[i].meta for i in keep],
         }
         return Loaded(columns, len(keep), nbytes, errors)

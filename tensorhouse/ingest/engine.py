@@ -121,10 +121,18 @@ class IngestReport:
         return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "source": self.source, "rows": self.rows, "skipped": self.skipped,
-                "bytes": self.bytes, "seconds": self.seconds, "version": self.version,
-                "batches_committed": self.batches_committed, "batches_skipped": self.batches_skipped,
-                "skipped_items": list(self.skipped_items)}  # fmt: skip
+        return {
+            "uri": self.uri,
+            "source": self.source,
+            "rows": self.rows,
+            "skipped": self.skipped,
+            "bytes": self.bytes,
+            "seconds": self.seconds,
+            "version": self.version,
+            "batches_committed": self.batches_committed,
+            "batches_skipped": self.batches_skipped,
+            "skipped_items": list(self.skipped_items),
+        }
 
     def __str__(self) -> str:
         lines = [
@@ -190,7 +198,9 @@ def check_batch_limits(batch_rows: int, batch_bytes: int) -> None:
         raise ValueError(f"batch_bytes must be positive, got {batch_bytes}")
 
 
-def open_or_create(uri: str, schema: Schema, *, storage_options: Mapping[str, Any] | None = None) -> Dataset:
+def open_or_create(
+    uri: str, schema: Schema, *, storage_options: Mapping[str, Any] | None = None
+) -> Dataset:
     """The dataset at ``uri``, created with ``schema`` when there is none; its schema must equal ``schema``."""
     try:
         ds = open_dataset(uri, storage_options=storage_options)
@@ -215,8 +225,14 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="row", unit_scale=True,
-                            dynamic_ncols=True, file=sys.stderr)  # fmt: skip
+            self.bar = tqdm(
+                total=total,
+                desc=desc,
+                unit="row",
+                unit_scale=True,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
         self.t0 = time.perf_counter()
 
     def update(self, rows: int, nbytes: int, skipped: int) -> None:
@@ -245,11 +261,14 @@ _END = object()
 class _Loader:
     """Loads planned batches on a background thread, at most ``depth`` ahead of the committer."""
 
-    def __init__(self, plan: Iterable[PlannedBatch], done: int, pool: ThreadPoolExecutor, depth: int = 1) -> None:
+    def __init__(
+        self, plan: Iterable[PlannedBatch], done: int, pool: ThreadPoolExecutor, depth: int = 1
+    ) -> None:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(plan, done, pool), daemon=True,
-                                       name="tensorhouse-ingest-loader")  # fmt: skip
+        self.thread = threading.Thread(
+            target=self._run, args=(plan, done, pool), daemon=True, name="tensorhouse-ingest-loader"
+        )
         self.thread.start()
 
     def _put(self, item: Any) -> bool:
@@ -299,13 +318,24 @@ class _Run:
         self.commit_failed = False
 
     def report(self) -> IngestReport:
-        return IngestReport(self.ds.uri, self.kind, self.rows, self.skip_count, self.nbytes,
-                            time.perf_counter() - self.t0, self.ds.version, self.committed, self.already,
-                            tuple(self.skipped))  # fmt: skip
+        return IngestReport(
+            self.ds.uri,
+            self.kind,
+            self.rows,
+            self.skip_count,
+            self.nbytes,
+            time.perf_counter() - self.t0,
+            self.ds.version,
+            self.committed,
+            self.already,
+            tuple(self.skipped),
+        )
 
     def write(self, i: int, loaded: Loaded) -> tuple[Transaction | None, Loaded]:
         """Encode and upload batch ``i``'s chunks (runs on the writer thread); the commit comes later, in order."""
-        tx = self.ds.transaction(message=f"ingest {self.kind} batch {i}", app_id=self.app_id, txn_version=i)
+        tx = self.ds.transaction(
+            message=f"ingest {self.kind} batch {i}", app_id=self.app_id, txn_version=i
+        )
         try:
             if loaded.rows:
                 tx.append(loaded.columns)
@@ -348,10 +378,20 @@ class _Run:
         self.bar.update(loaded.rows, self.nbytes, self.skip_count)
 
 
-def run_batches(uri: str, schema: Schema, plan: Iterable[PlannedBatch], *, kind: str, fingerprint: str,
-                batching: tuple[int, int], strict: bool = False, progress: bool | None = None, total_rows: int | None = None,
-                workers: int | None = None,
-                storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def run_batches(
+    uri: str,
+    schema: Schema,
+    plan: Iterable[PlannedBatch],
+    *,
+    kind: str,
+    fingerprint: str,
+    batching: tuple[int, int],
+    strict: bool = False,
+    progress: bool | None = None,
+    total_rows: int | None = None,
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Commit ``plan``'s batches into ``uri`` (created with ``schema`` if missing), exactly once each, in order.
 
     Raises IngestError for an unreadable item under ``strict``; IngestInterrupted
@@ -363,7 +403,9 @@ def run_batches(uri: str, schema: Schema, plan: Iterable[PlannedBatch], *, kind:
     # and a re-run with other limits must be refused, not counted as a new source (it would
     # append every row again).
     app_id = f"ingest:{fingerprint}:rows={limit_rows}:bytes={limit_bytes}"
-    other = sorted(k for k in ds.snapshot.txns if k.startswith(f"ingest:{fingerprint}:") and k != app_id)
+    other = sorted(
+        k for k in ds.snapshot.txns if k.startswith(f"ingest:{fingerprint}:") and k != app_id
+    )
     if other:
         found = other[0].split(":")[2:]
         raise IngestError(
@@ -374,9 +416,19 @@ def run_batches(uri: str, schema: Schema, plan: Iterable[PlannedBatch], *, kind:
     done = ds.snapshot.txns.get(app_id, -1)
     if done >= 0:
         log.info("%s: resuming %s ingest after batch %d (committed earlier)", ds.uri, kind, done)
-    run = _Run(ds, kind, app_id, strict, _Progress(progress_enabled(progress), total_rows, f"ingest {kind}"))
-    pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="tensorhouse-ingest")
-    writer = ThreadPoolExecutor(max_workers=max(1, WRITE_AHEAD), thread_name_prefix="tensorhouse-ingest-write")
+    run = _Run(
+        ds,
+        kind,
+        app_id,
+        strict,
+        _Progress(progress_enabled(progress), total_rows, f"ingest {kind}"),
+    )
+    pool = ThreadPoolExecutor(
+        max_workers=workers or default_workers(), thread_name_prefix="tensorhouse-ingest"
+    )
+    writer = ThreadPoolExecutor(
+        max_workers=max(1, WRITE_AHEAD), thread_name_prefix="tensorhouse-ingest-write"
+    )
     loader = _Loader(plan, done, pool)
     try:
         try:

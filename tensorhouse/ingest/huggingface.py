@@ -10,9 +10,16 @@ from typing import Any
 from tensorhouse.ingest.engine import IngestReport
 
 
-def huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | None = None, batch_rows: int = 4096,
-                progress: bool | None = None, strict: bool = False,
-                storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def huggingface(
+    hf_dataset: Any,
+    uri: str,
+    *,
+    types: Mapping[str, Any] | None = None,
+    batch_rows: int = 4096,
+    progress: bool | None = None,
+    strict: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Ingest ``hf_dataset`` (a ``datasets.Dataset`` or ``IterableDataset``) into the dataset at ``uri``.
 
     ``Image`` features become ``th.Image`` columns (JPEG stays JPEG), ``ClassLabel``
@@ -28,6 +35,13 @@ def huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | None = 
     """
     from tensorhouse.interop.huggingface import ingest_huggingface
 
-    report: IngestReport = ingest_huggingface(hf_dataset, uri, types=types, batch_rows=batch_rows, progress=progress,
-                                              strict=strict, storage_options=storage_options)  # fmt: skip
+    report: IngestReport = ingest_huggingface(
+        hf_dataset,
+        uri,
+        types=types,
+        batch_rows=batch_rows,
+        progress=progress,
+        strict=strict,
+        storage_options=storage_options,
+    )
     return report

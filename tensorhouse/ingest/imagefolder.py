@@ -55,14 +55,18 @@ from tensorhouse.ingest.images import (
 from tensorhouse.types import ClassLabel, Image, Schema, Text
 
 
-def scan_folder(src: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> tuple[list[str], list[tuple[str, int, int]]]:
+def scan_folder(
+    src: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> tuple[list[str], list[tuple[str, int, int]]]:
     """Class names (sorted folder names) and (relative path, label, size) per image file, sorted by path."""
     if not os.path.isdir(src):
         raise IngestError(f"image folder {src!r} does not exist or is not a directory")
     with os.scandir(src) as it:
         classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
     if not classes:
-        raise IngestError(f"{src}: no class folders (expected the layout root/<class>/<image file>)")
+        raise IngestError(
+            f"{src}: no class folders (expected the layout root/<class>/<image file>)"
+        )
     files: list[tuple[str, int, int]] = []
 
     def walk(directory: str, rel: str, label: int) -> None:
@@ -86,10 +90,20 @@ def scan_folder(src: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> tup
     return classes, files
 
 
-def imagefolder(src: str, uri: str, *, image_format: Literal["auto", "jpeg", "png"] = "auto",
-                validate: Validate = "header", quality: int = 90, batch_rows: int = BATCH_ROWS,
-                batch_bytes: int = BATCH_BYTES, strict: bool = False, progress: bool | None = None,
-                workers: int | None = None, storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def imagefolder(
+    src: str,
+    uri: str,
+    *,
+    image_format: Literal["auto", "jpeg", "png"] = "auto",
+    validate: Validate = "header",
+    quality: int = 90,
+    batch_rows: int = BATCH_ROWS,
+    batch_bytes: int = BATCH_BYTES,
+    strict: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Ingest ``src`` (``root/<class>/<file>``) into the dataset at ``uri``, creating it if needed.
 
     Each batch of ``batch_rows`` files (or ~``batch_bytes``) is one idempotent
@@ -114,9 +128,13 @@ def imagefolder(src: str, uri: str, *, image_format: Literal["auto", "jpeg", "pn
     check_batch_limits(batch_rows, batch_bytes)
     classes, files = scan_folder(src)
     if not files:
-        raise IngestError(f"{src}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folders")
+        raise IngestError(
+            f"{src}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folders"
+        )
     fmt = choose_format([f[0] for f in files], image_format)
-    schema = Schema.of({"image": Image(fmt, quality=quality), "label": ClassLabel(classes), "path": Text()})
+    schema = Schema.of(
+        {"image": Image(fmt, quality=quality), "label": ClassLabel(classes), "path": Text()}
+    )
     ranges = split_batches([f[2] for f in files], batch_rows, batch_bytes)
     fp = fingerprint("imagefolder", 1, classes, files)
 
@@ -124,9 +142,19 @@ def imagefolder(src: str, uri: str, *, image_format: Literal["auto", "jpeg", "pn
         for a, b in ranges:
             yield PlannedBatch(partial(_load, src, files[a:b], fmt, validate, quality), b - a)
 
-    return run_batches(uri, schema, plan(), kind="imagefolder", fingerprint=fp, batching=(batch_rows, batch_bytes),
-                       strict=strict, progress=progress,
-                       total_rows=len(files), workers=workers, storage_options=storage_options)  # fmt: skip
+    return run_batches(
+        uri,
+        schema,
+        plan(),
+        kind="imagefolder",
+        fingerprint=fp,
+        batching=(batch_rows, batch_bytes),
+        strict=strict,
+        progress=progress,
+        total_rows=len(files),
+        workers=workers,
+        storage_options=storage_options,
+    )
 
 
 def _utf8(name: str) -> bool:
@@ -137,25 +165,45 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def _load(src: str, files: list[tuple[str, int, int]], fmt: Literal["jpeg", "png"], validate: Validate,
-          quality: int, pool: ThreadPoolExecutor) -> Loaded:  # fmt: skip
+def _load(
+    src: str,
+    files: list[tuple[str, int, int]],
+    fmt: Literal["jpeg", "png"],
+    validate: Validate,
+    quality: int,
+    pool: ThreadPoolExecutor,
+) -> Loaded:
     rels = [f[0] for f in files]
     paths = [os.path.join(src, r) for r in rels]
-    images, errors, nbytes = load_images(paths, fmt, pool, validate=validate, quality=quality, names=rels,
-                                         sizes=[f[2] for f in files], check_header=False)  # fmt: skip
+    images, errors, nbytes = load_images(
+        paths,
+        fmt,
+        pool,
+        validate=validate,
+        quality=quality,
+        names=rels,
+        sizes=[f[2] for f in files],
+        check_header=False,
+    )
     # A file name that is not UTF-8 decodes (os.fsdecode) to lone surrogates, which no
     # text column can hold and SQL engines cannot read: skip the row with its reason
     # (IngestError with strict=True) rather than store a path nobody can query.
     for i, r in enumerate(rels):
         if images[i] is not None and not _utf8(r):
             images[i] = None
-            errors.append(f"{os.fsencode(r)!r}: the file name is not valid UTF-8, so the path column cannot "
-                          "hold it; rename the file (e.g. with convmv) to ingest it")  # fmt: skip
+            errors.append(
+                f"{os.fsencode(r)!r}: the file name is not valid UTF-8, so the path column cannot "
+                "hold it; rename the file (e.g. with convmv) to ingest it"
+            )
 
     def build(images: list[bytes | None], errors: list[str]) -> Loaded:
         keep = [i for i, img in enumerate(images) if img is not None]
         labels = np.fromiter((files[i][1] for i in keep), dtype=np.int32, count=len(keep))
-        columns = {"image": [images[i] for i in keep], "label": labels, "path": [rels[i] for i in keep]}
+        columns = {
+            "image": [images[i] for i in keep],
+            "label": labels,
+            "path": [rels[i] for i in keep],
+        }
         return Loaded(columns, len(keep), nbytes, errors)
 
     def recheck() -> Loaded:

@@ -52,8 +52,14 @@ def sniff(data: bytes | memoryview) -> ImageFormat | None:
     return None
 
 
-def prepare_image(data: bytes, target: ImageFormat, *, validate: Validate = "header", quality: int = 90,
-                  check_header: bool = True) -> bytes:  # fmt: skip
+def prepare_image(
+    data: bytes,
+    target: ImageFormat,
+    *,
+    validate: Validate = "header",
+    quality: int = 90,
+    check_header: bool = True,
+) -> bytes:
     """The bytes to store for an encoded image in an ``Image(target)`` column; CodecError if it is not one.
 
     Same codec: returned as they are after a header check (skipped with
@@ -93,10 +99,17 @@ def read_file(path: str, size: int | None = None) -> bytes:
         os.close(fd)
 
 
-def load_images(paths: Sequence[str], target: ImageFormat, pool: ThreadPoolExecutor, *,
-                validate: Validate = "header", quality: int = 90, names: Sequence[str] | None = None,
-                sizes: Sequence[int] | None = None,
-                check_header: bool = True) -> tuple[list[bytes | None], list[str], int]:  # fmt: skip
+def load_images(
+    paths: Sequence[str],
+    target: ImageFormat,
+    pool: ThreadPoolExecutor,
+    *,
+    validate: Validate = "header",
+    quality: int = 90,
+    names: Sequence[str] | None = None,
+    sizes: Sequence[int] | None = None,
+    check_header: bool = True,
+) -> tuple[list[bytes | None], list[str], int]:
     """Read and check ``paths`` on ``pool``: (bytes or None per path, "name: reason" per failure, bytes read).
 
     ``sizes`` (from listing the files) saves a stat per file. With
@@ -112,8 +125,13 @@ def load_images(paths: Sequence[str], target: ImageFormat, pool: ThreadPoolExecu
         except OSError as err:
             return None, f"{labels[i]}: cannot read: {err.strerror or err}", 0
         try:
-            return (prepare_image(data, target, validate=validate, quality=quality, check_header=check_header),
-                    None, len(data))  # fmt: skip
+            return (
+                prepare_image(
+                    data, target, validate=validate, quality=quality, check_header=check_header
+                ),
+                None,
+                len(data),
+            )
         except CodecError as err:
             return None, f"{labels[i]}: {err}", len(data)
 
@@ -123,8 +141,12 @@ def load_images(paths: Sequence[str], target: ImageFormat, pool: ThreadPoolExecu
     return images, errors, sum(r[2] for r in results)
 
 
-def recheck_images(images: Sequence[bytes | None], names: Sequence[str], target: ImageFormat,
-                   pool: ThreadPoolExecutor) -> tuple[list[bytes | None], list[str]]:  # fmt: skip
+def recheck_images(
+    images: Sequence[bytes | None],
+    names: Sequence[str],
+    target: ImageFormat,
+    pool: ThreadPoolExecutor,
+) -> tuple[list[bytes | None], list[str]]:
     """Header-check images that were passed on unchecked: (images with failures as None, "name: reason")."""
 
     def one(i: int) -> str | None:
@@ -139,10 +161,13 @@ def recheck_images(images: Sequence[bytes | None], names: Sequence[str], target:
 
     errors = map_slices(one, list(range(len(images))), pool)
     return [None if e is not None else img for img, e in zip(images, errors, strict=True)], [
-        e for e in errors if e is not None]
+        e for e in errors if e is not None
+    ]
 
 
-def map_slices(fn: Callable[[T], R], items: Sequence[T], pool: ThreadPoolExecutor, *, min_slice: int = 16) -> list[R]:
+def map_slices(
+    fn: Callable[[T], R], items: Sequence[T], pool: ThreadPoolExecutor, *, min_slice: int = 16
+) -> list[R]:
     """``[fn(x) for x in items]`` on the pool, one task per contiguous slice.
 
     A future per item costs ~10-20 us of Python; a few slices per worker keep
@@ -160,7 +185,9 @@ def map_slices(fn: Callable[[T], R], items: Sequence[T], pool: ThreadPoolExecuto
     return out
 
 
-def choose_format(file_names: Sequence[str], image_format: Literal["auto", "jpeg", "png"]) -> ImageFormat:
+def choose_format(
+    file_names: Sequence[str], image_format: Literal["auto", "jpeg", "png"]
+) -> ImageFormat:
     """``auto``: PNG when every file is a ``.png`` (stored losslessly, as is), else JPEG.
 
     A PNG among JPEGs is converted to JPEG (quality 90) rather than all the

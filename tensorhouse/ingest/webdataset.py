@@ -96,7 +96,9 @@ class Sample:
 
     __slots__ = ("error", "fields", "key", "shard")
 
-    def __init__(self, shard: str, key: str, fields: dict[str, bytes], error: str | None = None) -> None:
+    def __init__(
+        self, shard: str, key: str, fields: dict[str, bytes], error: str | None = None
+    ) -> None:
         self.shard, self.key, self.fields, self.error = shard, key, fields, error
 
     @property
@@ -138,7 +140,9 @@ def iter_samples(paths: Sequence[str]) -> Iterator[Sample]:
             if key is not None:
                 yield Sample(shard, key, fields)
                 key = None
-            yield Sample(shard, "", {}, f"{shard}: unreadable tar, rest of the shard skipped: {err}")
+            yield Sample(
+                shard, "", {}, f"{shard}: unreadable tar, rest of the shard skipped: {err}"
+            )
         if key is not None:
             yield Sample(shard, key, fields)
 
@@ -187,8 +191,13 @@ def _decode(ctype: ColumnType, data: bytes, validate: Validate) -> Any:
     return data
 
 
-def _load(samples: list[Sample], schema: Schema, ext_of: Mapping[str, str], validate: Validate,
-          pool: ThreadPoolExecutor) -> Loaded:  # fmt: skip
+def _load(
+    samples: list[Sample],
+    schema: Schema,
+    ext_of: Mapping[str, str],
+    validate: Validate,
+    pool: ThreadPoolExecutor,
+) -> Loaded:
     columns = [n for n in schema.names if n != KEY_COLUMN]
 
     def one(s: Sample) -> tuple[list[Any] | None, str | None]:
@@ -196,8 +205,10 @@ def _load(samples: list[Sample], schema: Schema, ext_of: Mapping[str, str], vali
             return None, s.error
         unknown = [e for e in s.fields if column_name(e) not in ext_of]
         if unknown:
-            raise IngestError(f"{s.shard}: sample {s.key!r} has field(s) {unknown} that the dataset has no "
-                              f"column for (columns: {schema.names}); declare them with types=")  # fmt: skip
+            raise IngestError(
+                f"{s.shard}: sample {s.key!r} has field(s) {unknown} that the dataset has no "
+                f"column for (columns: {schema.names}); declare them with types="
+            )
         values: list[Any] = []
         for name in columns:
             ext = ext_of[name]
@@ -215,14 +226,18 @@ def _load(samples: list[Sample], schema: Schema, ext_of: Mapping[str, str], vali
 
     results = map_slices(one, samples, pool)
     keep = [i for i, r in enumerate(results) if r[0] is not None]
-    cols: dict[str, Any] = {KEY_COLUMN: [samples[i].key for i in keep]} if KEY_COLUMN in schema else {}
+    cols: dict[str, Any] = (
+        {KEY_COLUMN: [samples[i].key for i in keep]} if KEY_COLUMN in schema else {}
+    )
     for j, name in enumerate(columns):
         cols[name] = [results[i][0][j] for i in keep]  # type: ignore[index]
     errors = [r[1] for r in results if r[1] is not None]
     return Loaded(cols, len(keep), sum(s.nbytes for s in samples), errors)
 
 
-def _batches(samples: Iterator[Sample], batch_rows: int, batch_bytes: int) -> Iterator[list[Sample]]:
+def _batches(
+    samples: Iterator[Sample], batch_rows: int, batch_bytes: int
+) -> Iterator[list[Sample]]:
     batch: list[Sample] = []
     size = 0
     for s in samples:
@@ -235,10 +250,20 @@ def _batches(samples: Iterator[Sample], batch_rows: int, batch_bytes: int) -> It
         yield batch
 
 
-def webdataset(shards: str | Sequence[str], uri: str, *, types: TypesArg = None, validate: Validate = "header",
-               infer_samples: int = 1000, batch_rows: int = BATCH_ROWS, batch_bytes: int = BATCH_BYTES,
-               strict: bool = False, progress: bool | None = None, workers: int | None = None,
-               storage_options: Mapping[str, Any] | None = None) -> IngestReport:  # fmt: skip
+def webdataset(
+    shards: str | Sequence[str],
+    uri: str,
+    *,
+    types: TypesArg = None,
+    validate: Validate = "header",
+    infer_samples: int = 1000,
+    batch_rows: int = BATCH_ROWS,
+    batch_bytes: int = BATCH_BYTES,
+    strict: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> IngestReport:
     """Ingest WebDataset shards (a path, a glob, ``shard-{000000..000099}.tar``, or a list) into ``uri``.
 
     Columns are named after the fields' extensions, plus ``key``; ``types``
@@ -291,6 +316,15 @@ def webdataset(shards: str | Sequence[str], uri: str, *, types: TypesArg = None,
         for batch in _batches(chain(head, samples), batch_rows, batch_bytes):
             yield PlannedBatch(partial(_load, batch, schema, ext_of, validate), len(batch))
 
-    return run_batches(uri, schema, plan(), kind="webdataset", fingerprint=fp, batching=(batch_rows, batch_bytes),
-                       strict=strict, progress=progress,
-                       workers=workers, storage_options=storage_options)  # fmt: skip
+    return run_batches(
+        uri,
+        schema,
+        plan(),
+        kind="webdataset",
+        fingerprint=fp,
+        batching=(batch_rows, batch_bytes),
+        strict=strict,
+        progress=progress,
+        workers=workers,
+        storage_options=storage_options,
+    )

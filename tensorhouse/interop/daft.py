@@ -41,27 +41,52 @@ except ImportError as _err:  # pragma: no cover - daft is in the dev extra
 
 
 @functools.lru_cache(maxsize=16)
-def _open(uri: str, version: int, branch: str, options: tuple[tuple[str, Any], ...], rowid: bool) -> Any:
+def _open(
+    uri: str, version: int, branch: str, options: tuple[tuple[str, Any], ...], rowid: bool
+) -> Any:
     """The Arrow dataset of one snapshot, opened once per process (tasks of one query share it)."""
     from tensorhouse.connector.arrow_dataset import arrow_dataset
 
-    return arrow_dataset(uri, version=version, branch=branch, storage_options=dict(options), rowid=rowid)
+    return arrow_dataset(
+        uri, version=version, branch=branch, storage_options=dict(options), rowid=rowid
+    )
 
 
 class TensorhouseSource(DataSource):
     """A Daft ``DataSource`` over one snapshot of a tensorhouse dataset."""
 
-    def __init__(self, source: str | Dataset, *, version: int | None = None, tag: str | None = None,
-                 timestamp: datetime | None = None, branch: str | None = None,
-                 storage_options: Mapping[str, Any] | None = None, rowid: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source: str | Dataset,
+        *,
+        version: int | None = None,
+        tag: str | None = None,
+        timestamp: datetime | None = None,
+        branch: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        rowid: bool = False,
+    ) -> None:
         from daft.schema import Schema as DaftSchema
 
         from tensorhouse.connector.arrow_dataset import arrow_dataset
 
-        ad = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                           storage_options=storage_options, rowid=rowid)  # fmt: skip
+        ad = arrow_dataset(
+            source,
+            version=version,
+            tag=tag,
+            timestamp=timestamp,
+            branch=branch,
+            storage_options=storage_options,
+            rowid=rowid,
+        )
         ds = ad.dataset
-        self._key = (ds.uri, ds.version, ds.branch_name, tuple(sorted(ds.storage_options.items())), rowid)
+        self._key = (
+            ds.uri,
+            ds.version,
+            ds.branch_name,
+            tuple(sorted(ds.storage_options.items())),
+            rowid,
+        )
         self._arrow_schema = ad.schema
         self._schema = DaftSchema.from_pyarrow_schema(ad.schema)
 
@@ -75,14 +100,24 @@ class TensorhouseSource(DataSource):
 
     async def get_tasks(self, pushdowns: Any) -> AsyncIterator[DataSourceTask]:
         ad = _open(*self._key)
-        columns = list(pushdowns.columns) if pushdowns.columns is not None else list(self._arrow_schema.names)
+        columns = (
+            list(pushdowns.columns)
+            if pushdowns.columns is not None
+            else list(self._arrow_schema.names)
+        )
         flt = None
         if pushdowns.filters is not None:
             # Daft applies its filter after the scan as well; ours only skips fragments and chunks early.
             try:
                 flt = pushdowns.filters.to_arrow_expr()
                 fragments = ad.get_fragments(flt)
-            except (TensorhouseError, ValueError, TypeError, NotImplementedError, pa.ArrowException):
+            except (
+                TensorhouseError,
+                ValueError,
+                TypeError,
+                NotImplementedError,
+                pa.ArrowException,
+            ):
                 flt = None
         if flt is None:
             fragments = ad.get_fragments()
@@ -94,8 +129,15 @@ class TensorhouseTask(DataSourceTask):
     """One scan fragment (by its first row): reopens the snapshot by its key, reads the asked
     columns of the rows the filter may match, stops at ``limit``."""
 
-    def __init__(self, key: tuple[Any, ...], start: int, columns: list[str], filter: Any, limit: int | None,
-                 schema: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        key: tuple[Any, ...],
+        start: int,
+        columns: list[str],
+        filter: Any,
+        limit: int | None,
+        schema: Any,
+    ) -> None:
         self._key = key
         self._start = start
         self._columns = columns
@@ -125,12 +167,26 @@ class TensorhouseTask(DataSourceTask):
                 return
 
 
-def read(source: str | Dataset, *, version: int | None = None, tag: str | None = None,
-         timestamp: datetime | None = None, branch: str | None = None,
-         storage_options: Mapping[str, Any] | None = None, rowid: bool = False) -> Any:  # fmt: skip
+def read(
+    source: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    rowid: bool = False,
+) -> Any:
     """A lazy ``daft.DataFrame`` over a dataset (URI or Dataset) at a version, tag, timestamp or branch."""
-    return TensorhouseSource(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                             storage_options=storage_options, rowid=rowid).read()  # fmt: skip
+    return TensorhouseSource(
+        source,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        storage_options=storage_options,
+        rowid=rowid,
+    ).read()
 
 
 __all__ = ["TensorhouseSource", "read"]

@@ -56,8 +56,26 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "csv": (".csv",),
 }
 #: Extensions of file formats we do not write: a destination ending so is refused, not made a dataset.
-REFUSED_EXTENSIONS = (".json", ".jsonl", ".ndjson", ".txt", ".tsv", ".xlsx", ".xls", ".orc", ".avro", ".npy",
-                      ".npz", ".pkl", ".pickle", ".h5", ".hdf5", ".zip", ".tar", ".gz")  # fmt: skip
+REFUSED_EXTENSIONS = (
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".txt",
+    ".tsv",
+    ".xlsx",
+    ".xls",
+    ".orc",
+    ".avro",
+    ".npy",
+    ".npz",
+    ".pkl",
+    ".pickle",
+    ".h5",
+    ".hdf5",
+    ".zip",
+    ".tar",
+    ".gz",
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +99,10 @@ def format_of(dest: str) -> str | None:
             return fmt
     if lower.endswith(REFUSED_EXTENSIONS):
         ext = os.path.splitext(lower)[1]
-        raise UnsupportedError(f"cannot write {ext} files ({dest}); write .parquet, .arrow or .csv, or give a "
-                               "dataset URI (a path without a file extension)")  # fmt: skip
+        raise UnsupportedError(
+            f"cannot write {ext} files ({dest}); write .parquet, .arrow or .csv, or give a "
+            "dataset URI (a path without a file extension)"
+        )
     return None
 
 
@@ -92,15 +112,25 @@ def check_format(schema: pa.Schema, fmt: str) -> None:
         raise ValueError(f"format must be one of {sorted(EXTENSIONS)}, got {fmt!r}")
     if fmt != "csv":
         return
-    bad = [f for f in schema if pa.types.is_nested(f.type) or pa.types.is_binary(f.type)
-           or pa.types.is_large_binary(f.type) or pa.types.is_binary_view(f.type)]  # fmt: skip
+    bad = [
+        f
+        for f in schema
+        if pa.types.is_nested(f.type)
+        or pa.types.is_binary(f.type)
+        or pa.types.is_large_binary(f.type)
+        or pa.types.is_binary_view(f.type)
+    ]
     if bad:
         cols = ", ".join(f"{f.name} ({f.type})" for f in bad)
-        raise UnsupportedError(f"CSV cannot hold the column(s) {cols}: tensors, lists, images and bytes need "
-                               ".parquet or .arrow; or leave them out (SELECT * EXCLUDE (...), columns=[...])")  # fmt: skip
+        raise UnsupportedError(
+            f"CSV cannot hold the column(s) {cols}: tensors, lists, images and bytes need "
+            ".parquet or .arrow; or leave them out (SELECT * EXCLUDE (...), columns=[...])"
+        )
     import pyarrow.csv as pacsv
 
-    pacsv.CSVWriter(io.BytesIO(), schema).close()  # anything else the CSV writer refuses, refused now
+    pacsv.CSVWriter(
+        io.BytesIO(), schema
+    ).close()  # anything else the CSV writer refuses, refused now
 
 
 def _fs(dest: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, bool]:
@@ -115,8 +145,13 @@ def _fs(dest: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str,
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path, False
 
 
-def write_file(reader: pa.RecordBatchReader, dest: str, *, format: Format | None = None,
-               storage_options: Mapping[str, Any] | None = None) -> int:  # fmt: skip
+def write_file(
+    reader: pa.RecordBatchReader,
+    dest: str,
+    *,
+    format: Format | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> int:
     """Stream ``reader`` into one file at ``dest``; returns the rows written.
 
     Written under a temporary name and renamed when complete: a failure leaves nothing at ``dest``.
@@ -172,11 +207,22 @@ def _remove(fs: Any, path: str) -> None:
         pass
 
 
-def export(source: str | Dataset, dest: str, *, format: Format | None = None, columns: Sequence[str] | None = None,
-           filter: pc.Expression | None = None, version: int | None = None, tag: str | None = None,
-           branch: str | None = None, partition_by: Sequence[str] | None = None,
-           storage_options: Mapping[str, Any] | None = None, dest_storage_options: Mapping[str, Any] | None = None,
-           overwrite: bool = False, max_rows_per_file: int | None = None) -> ExportReport:  # fmt: skip
+def export(
+    source: str | Dataset,
+    dest: str,
+    *,
+    format: Format | None = None,
+    columns: Sequence[str] | None = None,
+    filter: pc.Expression | None = None,
+    version: int | None = None,
+    tag: str | None = None,
+    branch: str | None = None,
+    partition_by: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    dest_storage_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    max_rows_per_file: int | None = None,
+) -> ExportReport:
     """Write a dataset (URI or Dataset, at a version/tag/branch) to Parquet, Arrow IPC or CSV at ``dest``.
 
     ``columns``/``filter`` (a ``pyarrow.compute`` expression) are pushed into the
@@ -193,32 +239,56 @@ def export(source: str | Dataset, dest: str, *, format: Format | None = None, co
     if fmt not in EXTENSIONS:
         raise ValueError(f"format must be one of {sorted(EXTENSIONS)}, got {fmt!r}")
     rowid = columns is not None and "_rowid" in columns
-    ad = arrow_dataset(source, version=version, tag=tag, branch=branch, storage_options=storage_options,
-                       rowid=rowid)  # fmt: skip
+    ad = arrow_dataset(
+        source,
+        version=version,
+        tag=tag,
+        branch=branch,
+        storage_options=storage_options,
+        rowid=rowid,
+    )
     scanner = ad.scanner(columns=None if columns is None else list(columns), filter=filter)
     schema = scanner.projected_schema
     check_format(schema, fmt)
     if partition_by:
         missing = [c for c in partition_by if c not in schema.names]
         if missing:
-            raise SchemaError(f"partition_by names column(s) {missing} that the export does not have: {schema.names}")
+            raise SchemaError(
+                f"partition_by names column(s) {missing} that the export does not have: {schema.names}"
+            )
     fs, path, _ = _fs(dest, dest_storage_options)
     single = not partition_by and format_of(dest) is not None
     existing = fs.get_file_info(path)
     import pyarrow.fs as pafs
 
     if existing.type != pafs.FileType.NotFound and not overwrite:
-        taken = existing.type == pafs.FileType.File or fs.get_file_info(pafs.FileSelector(path)) != []
+        taken = (
+            existing.type == pafs.FileType.File or fs.get_file_info(pafs.FileSelector(path)) != []
+        )
         if taken:
-            raise TensorhouseError(f"{dest} already exists; pass overwrite=True (--overwrite) to replace it")
+            raise TensorhouseError(
+                f"{dest} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
     if single:
-        rows = write_file(scanner.to_reader(), dest, format=fmt, storage_options=dest_storage_options)  # type: ignore[arg-type]
+        rows = write_file(
+            scanner.to_reader(), dest, format=fmt, storage_options=dest_storage_options
+        )  # type: ignore[arg-type]
         return ExportReport(dest, fmt, rows, 1)
-    return _write_directory(scanner.to_reader(), fs, path, dest, fmt, partition_by, overwrite, max_rows_per_file)
+    return _write_directory(
+        scanner.to_reader(), fs, path, dest, fmt, partition_by, overwrite, max_rows_per_file
+    )
 
 
-def _write_directory(reader: pa.RecordBatchReader, fs: Any, path: str, dest: str, fmt: str,
-                     partition_by: Sequence[str] | None, overwrite: bool, max_rows_per_file: int | None) -> ExportReport:  # fmt: skip
+def _write_directory(
+    reader: pa.RecordBatchReader,
+    fs: Any,
+    path: str,
+    dest: str,
+    fmt: str,
+    partition_by: Sequence[str] | None,
+    overwrite: bool,
+    max_rows_per_file: int | None,
+) -> ExportReport:
     import pyarrow.dataset as pads
 
     counted = 0
@@ -233,13 +303,18 @@ def _write_directory(reader: pa.RecordBatchReader, fs: Any, path: str, dest: str
     tmp = f"{path.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
     file_format = {"parquet": "parquet", "arrow": "ipc", "csv": "csv"}[fmt]
     try:
-        pads.write_dataset(pa.RecordBatchReader.from_batches(reader.schema, counting()), tmp, filesystem=fs,
-                           format=file_format, partitioning=list(partition_by) if partition_by else None,
-                           partitioning_flavor="hive" if partition_by else None,
-                           basename_template="part-{i}" + EXTENSIONS[fmt][0],
-                           max_rows_per_file=max_rows_per_file or 0,
-                           max_rows_per_group=min(max_rows_per_file or (1 << 20), 1 << 20),
-                           file_visitor=lambda f: written.append(f.path))  # fmt: skip
+        pads.write_dataset(
+            pa.RecordBatchReader.from_batches(reader.schema, counting()),
+            tmp,
+            filesystem=fs,
+            format=file_format,
+            partitioning=list(partition_by) if partition_by else None,
+            partitioning_flavor="hive" if partition_by else None,
+            basename_template="part-{i}" + EXTENSIONS[fmt][0],
+            max_rows_per_file=max_rows_per_file or 0,
+            max_rows_per_group=min(max_rows_per_file or (1 << 20), 1 << 20),
+            file_visitor=lambda f: written.append(f.path),
+        )
         if overwrite:
             _remove(fs, path)
         if not written:  # nothing matched: still an (empty) directory, as a query with no rows
@@ -260,10 +335,22 @@ def _move_dir(fs: Any, src: str, dst: str) -> None:
         shutil.move(src, dst)
         return
     # Object stores have no directories to rename: move the files one by one (a copy and a delete each).
-    files = [i.path for i in fs.get_file_info(pafs.FileSelector(src, recursive=True)) if i.type == pafs.FileType.File]
+    files = [
+        i.path
+        for i in fs.get_file_info(pafs.FileSelector(src, recursive=True))
+        if i.type == pafs.FileType.File
+    ]
     for path in files:
-        fs.move(path, dst.rstrip("/") + path[len(src.rstrip("/")):])
+        fs.move(path, dst.rstrip("/") + path[len(src.rstrip("/")) :])
     _remove(fs, src)
 
 
-__all__ = ["EXTENSIONS", "ExportReport", "Format", "check_format", "export", "format_of", "write_file"]
+__all__ = [
+    "EXTENSIONS",
+    "ExportReport",
+    "Format",
+    "check_format",
+    "export",
+    "format_of",
+    "write_file",
+]

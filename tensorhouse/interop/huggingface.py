@@ -58,7 +58,9 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError as err:  # pragma: no cover - datasets is in the dev extra
-        raise UnsupportedError("Hugging Face interop needs datasets: pip install 'tensorhouse[huggingface]'") from err
+        raise UnsupportedError(
+            "Hugging Face interop needs datasets: pip install 'tensorhouse[huggingface]'"
+        ) from err
     return datasets
 
 
@@ -106,13 +108,23 @@ def _hf_column(arr: pa.Array, ctype: ColumnType) -> pa.Array:
             from tensorhouse.format.chunks.codecs import encode_image
 
             values = arr.to_pylist()
-            data = [None if v is None else encode_image("png", np.asarray(v["data"], np.uint8).reshape(v["shape"]))
-                    for v in values]  # fmt: skip
+            data = [
+                None
+                if v is None
+                else encode_image("png", np.asarray(v["data"], np.uint8).reshape(v["shape"]))
+                for v in values
+            ]
             arr = pa.array(data, pa.binary())
-        return pa.StructArray.from_arrays([arr, pa.nulls(len(arr), pa.string())], names=["bytes", "path"],
-                                          mask=arr.is_null())  # fmt: skip
-    if isinstance(ctype, Tensor) and not ctype.is_fixed_shape:  # struct<data, shape> -> nested lists
-        rows = [None if v is None else np.asarray(v["data"]).reshape(v["shape"]).tolist() for v in arr.to_pylist()]
+        return pa.StructArray.from_arrays(
+            [arr, pa.nulls(len(arr), pa.string())], names=["bytes", "path"], mask=arr.is_null()
+        )
+    if (
+        isinstance(ctype, Tensor) and not ctype.is_fixed_shape
+    ):  # struct<data, shape> -> nested lists
+        rows = [
+            None if v is None else np.asarray(v["data"]).reshape(v["shape"]).tolist()
+            for v in arr.to_pylist()
+        ]
         return pa.array(rows)
     return arr
 
@@ -125,9 +137,16 @@ def _hf_table(batch: pa.RecordBatch | pa.Table, schema: Schema, features: Any) -
     return table_cast(pa.table(cols), features.arrow_schema)
 
 
-def to_huggingface(source: str | Dataset, columns: Sequence[str] | None = None, *, version: int | None = None,
-                   tag: str | None = None, branch: str | None = None, streaming: bool = False,
-                   storage_options: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
+def to_huggingface(
+    source: str | Dataset,
+    columns: Sequence[str] | None = None,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    branch: str | None = None,
+    streaming: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Any:
     """A ``datasets.Dataset`` (in memory) of a tensorhouse dataset, with real features (see the module notes).
 
     ``streaming=True`` returns a ``datasets.IterableDataset`` that reads the
@@ -136,7 +155,14 @@ def to_huggingface(source: str | Dataset, columns: Sequence[str] | None = None, 
     hf = _datasets()
     from tensorhouse.connector.arrow_dataset import arrow_dataset
 
-    ad = arrow_dataset(source, version=version, tag=tag, branch=branch, storage_options=storage_options, rowid=False)
+    ad = arrow_dataset(
+        source,
+        version=version,
+        tag=tag,
+        branch=branch,
+        storage_options=storage_options,
+        rowid=False,
+    )
     schema = ad.dataset.schema
     names = list(schema.names if columns is None else columns)
     sub = Schema(tuple((n, schema[n]) for n in names))
@@ -145,18 +171,26 @@ def to_huggingface(source: str | Dataset, columns: Sequence[str] | None = None, 
         # datasets pickles the generator and its arguments (to fingerprint them): pass what reopens the snapshot.
         ds = ad.dataset
         # A list in gen_kwargs would be split into shards by datasets: the names go as a tuple.
-        kwargs = {"uri": ds.uri, "version": ds.version, "branch": ds.branch_name, "names": tuple(names),
-                  "storage_options": ds.storage_options}  # fmt: skip
+        kwargs = {
+            "uri": ds.uri,
+            "version": ds.version,
+            "branch": ds.branch_name,
+            "names": tuple(names),
+            "storage_options": ds.storage_options,
+        }
         return hf.IterableDataset.from_generator(_stream_rows, features=features, gen_kwargs=kwargs)
     table = ad.scanner(columns=names).to_table()
     return hf.Dataset(_hf_table(table, sub, features), info=hf.DatasetInfo(features=features))
 
 
-def _stream_rows(uri: str, version: int, branch: str, names: tuple[str, ...],
-                 storage_options: dict[str, Any]) -> Iterator[dict[str, Any]]:  # fmt: skip
+def _stream_rows(
+    uri: str, version: int, branch: str, names: tuple[str, ...], storage_options: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
     from tensorhouse.connector.arrow_dataset import arrow_dataset
 
-    ad = arrow_dataset(uri, version=version, branch=branch, storage_options=storage_options, rowid=False)
+    ad = arrow_dataset(
+        uri, version=version, branch=branch, storage_options=storage_options, rowid=False
+    )
     sub = Schema(tuple((n, ad.dataset.schema[n]) for n in names))
     features = features_for(sub)
     for batch in ad.scanner(columns=list(names)).to_batches():
@@ -183,8 +217,10 @@ def type_for(feature: Any, name: str = "?") -> ColumnType | None:
     try:
         return infer_from_arrow(hf.Features({name: feature}).arrow_schema.field(name).type, name)
     except SchemaError as err:
-        raise SchemaError(f"column {name!r}: no tensorhouse type for the Hugging Face feature {feature}; "
-                          "pass types={...}") from err  # fmt: skip
+        raise SchemaError(
+            f"column {name!r}: no tensorhouse type for the Hugging Face feature {feature}; "
+            "pass types={...}"
+        ) from err
 
 
 def _sniff_codec(data: Any) -> str:
@@ -195,7 +231,11 @@ def _sniff_codec(data: Any) -> str:
 def _array_xd(storage: pa.Array, shape: Sequence[int | None]) -> pa.Array:
     """An ArrayXD's storage (nested lists) as fixed-size lists, the first dim kept as a list where it is None."""
     flat = storage
-    while pa.types.is_list(flat.type) or pa.types.is_large_list(flat.type) or pa.types.is_fixed_size_list(flat.type):
+    while (
+        pa.types.is_list(flat.type)
+        or pa.types.is_large_list(flat.type)
+        or pa.types.is_fixed_size_list(flat.type)
+    ):
         flat = flat.flatten()
     inner = flat
     for d in reversed(shape[1:]):
@@ -204,7 +244,9 @@ def _array_xd(storage: pa.Array, shape: Sequence[int | None]) -> pa.Array:
     if shape[0] is None:
         offsets = storage.offsets
         return pa.ListArray.from_arrays(offsets, inner, mask=mask if storage.null_count else None)
-    return pa.FixedSizeListArray.from_arrays(inner, int(shape[0]), mask=mask if storage.null_count else None)
+    return pa.FixedSizeListArray.from_arrays(
+        inner, int(shape[0]), mask=mask if storage.null_count else None
+    )
 
 
 def _plain(table: pa.Table) -> pa.Table:
@@ -212,19 +254,30 @@ def _plain(table: pa.Table) -> pa.Table:
     cols = {}
     for name in table.column_names:
         col = table.column(name)
-        if isinstance(col.type, pa.BaseExtensionType) and col.type.extension_name.startswith("datasets."):
+        if isinstance(col.type, pa.BaseExtensionType) and col.type.extension_name.startswith(
+            "datasets."
+        ):
             shape = getattr(col.type, "shape", None)
             chunks = [c.storage for c in col.chunks]
             if shape is not None:
                 chunks = [_array_xd(c, shape) for c in chunks]
-            col = pa.chunked_array(chunks) if chunks else pa.chunked_array([], col.type.storage_type)
+            col = (
+                pa.chunked_array(chunks) if chunks else pa.chunked_array([], col.type.storage_type)
+            )
         cols[name] = col
     return pa.table(cols)
 
 
-def ingest_huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | None = None,
-                       batch_rows: int = 4096, progress: bool | None = None, strict: bool = False,
-                       storage_options: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
+def ingest_huggingface(
+    hf_dataset: Any,
+    uri: str,
+    *,
+    types: Mapping[str, Any] | None = None,
+    batch_rows: int = 4096,
+    progress: bool | None = None,
+    strict: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Any:
     """Ingest a ``datasets.Dataset`` or ``IterableDataset`` into the dataset at ``uri``, types kept.
 
     Features map back as in the module notes (``Image`` columns keep their
@@ -237,8 +290,10 @@ def ingest_huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | 
 
     features = hf_dataset.features
     if features is None:
-        raise SchemaError("this IterableDataset has no features; resolve them first (ds._resolve_features()) "
-                          "or pass types= for every column")  # fmt: skip
+        raise SchemaError(
+            "this IterableDataset has no features; resolve them first (ds._resolve_features()) "
+            "or pass types= for every column"
+        )
     given = dict(types or {})
     batches = (_plain(t) for t in _arrow_batches(hf_dataset, features, batch_rows))
     first = next(batches, None)
@@ -252,7 +307,9 @@ def ingest_huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | 
         t = type_for(feature, name)
         if t is None:  # an Image: JPEG bytes stay JPEG, anything else is stored as PNG
             col = first.column(name)
-            sample = next((r["bytes"] for r in col.to_pylist() if r is not None and r.get("bytes")), None)
+            sample = next(
+                (r["bytes"] for r in col.to_pylist() if r is not None and r.get("bytes")), None
+            )
             t = Image("jpeg" if sample is not None and _sniff_codec(sample) == "jpeg" else "png")
         out[name] = t
 
@@ -261,8 +318,15 @@ def ingest_huggingface(hf_dataset: Any, uri: str, *, types: Mapping[str, Any] | 
             yield from table.to_batches()
 
     reader = pa.RecordBatchReader.from_batches(first.schema, stream())
-    return ingest_arrow(reader, uri, types=out, batch_rows=batch_rows, progress=progress, strict=strict,
-                        storage_options=storage_options)  # fmt: skip
+    return ingest_arrow(
+        reader,
+        uri,
+        types=out,
+        batch_rows=batch_rows,
+        progress=progress,
+        strict=strict,
+        storage_options=storage_options,
+    )
 
 
 def _arrow_batches(hf_dataset: Any, features: Any, batch_rows: int) -> Iterator[pa.Table]:
@@ -274,7 +338,10 @@ def _arrow_batches(hf_dataset: Any, features: Any, batch_rows: int) -> Iterator[
 
     schema = features.arrow_schema
     if not isinstance(hf_dataset, hf.IterableDataset):
-        yield from (table_cast(t, schema) for t in hf_dataset.with_format("arrow").iter(batch_size=batch_rows))
+        yield from (
+            table_cast(t, schema)
+            for t in hf_dataset.with_format("arrow").iter(batch_size=batch_rows)
+        )
         return
     for name, f in features.items():
         if isinstance(f, hf.Image):  # the encoded bytes, not PIL images

@@ -67,7 +67,10 @@ def _rows_of_struct(arr: pa.Array) -> list[Any]:
     offsets = data.offsets.to_numpy()
     values = data.values.to_numpy(zero_copy_only=False)
     valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    return [values[offsets[i]:offsets[i + 1]].reshape(dims[i]) if valid[i] else None for i in range(len(arr))]
+    return [
+        values[offsets[i] : offsets[i + 1]].reshape(dims[i]) if valid[i] else None
+        for i in range(len(arr))
+    ]
 
 
 def _values(arr: pa.Array, ctype: ColumnType, decode: bool) -> Any:
@@ -81,19 +84,29 @@ def _values(arr: pa.Array, ctype: ColumnType, decode: bool) -> Any:
     if ctype.is_scalar or (isinstance(ctype, Text) and not isinstance(ctype, Json)):
         if arr.null_count and (pa.types.is_integer(arr.type) or pa.types.is_boolean(arr.type)):
             # pandas' nullable dtype (Int64, boolean) keeps the ints; NaN would make them floats.
-            return pd.array(arr.to_pylist(), dtype="boolean" if pa.types.is_boolean(arr.type) else
-                            str(arr.type).replace("int", "Int").replace("uInt", "UInt"))  # fmt: skip
+            return pd.array(
+                arr.to_pylist(),
+                dtype="boolean"
+                if pa.types.is_boolean(arr.type)
+                else str(arr.type).replace("int", "Int").replace("uInt", "UInt"),
+            )
         return arr.to_pandas()
     if isinstance(ctype, Json):
         return [None if v is None else json.loads(v) for v in arr.to_pylist()]
-    if isinstance(ctype, Arrow):  # tabular Arrow types (dates, decimals, ...): pandas' own conversion
+    if isinstance(
+        ctype, Arrow
+    ):  # tabular Arrow types (dates, decimals, ...): pandas' own conversion
         return arr.to_pandas()
     if isinstance(ctype, Image) and ctype.compression is not None:
         data = arr.to_pylist()
         if not decode:
             return data
-        return payloads_to_images([b or b"" for b in data], np.array([b is None for b in data], dtype=bool),
-                                  ctype.compression, decode=True)  # fmt: skip
+        return payloads_to_images(
+            [b or b"" for b in data],
+            np.array([b is None for b in data], dtype=bool),
+            ctype.compression,
+            decode=True,
+        )
     if ctype.storage_dtype == "bytes":
         return arr.to_pylist()
     if pa.types.is_struct(arr.type):  # ragged tensors and raw images
@@ -104,16 +117,30 @@ def _values(arr: pa.Array, ctype: ColumnType, decode: bool) -> Any:
         while pa.types.is_fixed_size_list(flat.type):
             flat = flat.flatten()
         # A null fixed-shape row still holds its (zero) values in the buffers: cut rows from the full width.
-        stacked = flat.to_numpy(zero_copy_only=False).reshape(len(arr), *shape) if arr.null_count == 0 else None
+        stacked = (
+            flat.to_numpy(zero_copy_only=False).reshape(len(arr), *shape)
+            if arr.null_count == 0
+            else None
+        )
         if stacked is None:
-            return [None if v is None else np.asarray(v, dtype=ctype.storage_dtype).reshape(shape)
-                    for v in arr.to_pylist()]  # fmt: skip
+            return [
+                None if v is None else np.asarray(v, dtype=ctype.storage_dtype).reshape(shape)
+                for v in arr.to_pylist()
+            ]
         return list(stacked)
-    return arrow_values(arr, ctype)  # boxes and other lists of fixed-size lists: arrays of each row's shape
+    return arrow_values(
+        arr, ctype
+    )  # boxes and other lists of fixed-size lists: arrays of each row's shape
 
 
-def to_pandas(ds: Dataset, columns: Sequence[str] | None = None, *, rows: Sequence[int] | np.ndarray | None = None,
-              decode: bool = False, with_rowid: bool = False) -> Any:  # fmt: skip
+def to_pandas(
+    ds: Dataset,
+    columns: Sequence[str] | None = None,
+    *,
+    rows: Sequence[int] | np.ndarray | None = None,
+    decode: bool = False,
+    with_rowid: bool = False,
+) -> Any:
     """``ds`` as a ``pandas.DataFrame`` (see the module notes for the column types).
 
     ``columns``: the columns to read (default all; ``"_rowid"`` for the stable row
@@ -147,7 +174,9 @@ def to_pandas(ds: Dataset, columns: Sequence[str] | None = None, *, rows: Sequen
             data[name] = arrays[name].to_numpy()
         else:
             data[name] = _values(arrays[name], ds.schema[name], decode)
-    return pd.DataFrame({k: _objects(v) if isinstance(v, list) else v for k, v in data.items()}, columns=names)
+    return pd.DataFrame(
+        {k: _objects(v) if isinstance(v, list) else v for k, v in data.items()}, columns=names
+    )
 
 
 def _objects(values: list[Any]) -> np.ndarray:

@@ -46,7 +46,14 @@ def _polars() -> Any:
     return polars
 
 
-_OPS = {"Eq": "__eq__", "NotEq": "__ne__", "Lt": "__lt__", "LtEq": "__le__", "Gt": "__gt__", "GtEq": "__ge__"}
+_OPS = {
+    "Eq": "__eq__",
+    "NotEq": "__ne__",
+    "Lt": "__lt__",
+    "LtEq": "__le__",
+    "Gt": "__gt__",
+    "GtEq": "__ge__",
+}
 _FLIP = {"Lt": "Gt", "LtEq": "GtEq", "Gt": "Lt", "GtEq": "LtEq", "Eq": "Eq", "NotEq": "NotEq"}
 
 
@@ -58,9 +65,23 @@ def _literal(node: Any) -> tuple[bool, Any]:
     for kind in ("Dyn", "Scalar"):
         inner = lit.get(kind) if isinstance(lit, dict) else None
         if isinstance(inner, dict) and len(inner) == 1:
-            (name, value), = inner.items()
-            if name in ("Int", "Float", "String", "Boolean", "Int64", "Int32", "Float64", "Float32", "UInt32",
-                        "UInt64", "Int16", "Int8", "UInt8", "UInt16") and isinstance(value, int | float | str | bool):  # fmt: skip
+            ((name, value),) = inner.items()
+            if name in (
+                "Int",
+                "Float",
+                "String",
+                "Boolean",
+                "Int64",
+                "Int32",
+                "Float64",
+                "Float32",
+                "UInt32",
+                "UInt64",
+                "Int16",
+                "Int8",
+                "UInt8",
+                "UInt16",
+            ) and isinstance(value, int | float | str | bool):
                 return True, value
     return False, None
 
@@ -86,7 +107,7 @@ def to_arrow_filter(node: Any, *, exact: bool = True) -> pc.Expression | None:
     """
     if not isinstance(node, dict) or len(node) != 1:
         return None
-    (kind, body), = node.items()
+    ((kind, body),) = node.items()
     if kind == "BinaryExpr":
         op, left, right = body.get("op"), body.get("left"), body.get("right")
         if op in ("And", "LogicalAnd"):
@@ -113,19 +134,36 @@ def to_arrow_filter(node: Any, *, exact: bool = True) -> pc.Expression | None:
         if boolean == "Not" and len(args) == 1:
             inner = to_arrow_filter(args[0], exact=True)
             return ~inner if inner is not None else None
-        if isinstance(boolean, dict) and "IsIn" in boolean and len(args) == 2 and isinstance(args[0], dict) \
-                and "Column" in args[0]:  # fmt: skip
+        if (
+            isinstance(boolean, dict)
+            and "IsIn" in boolean
+            and len(args) == 2
+            and isinstance(args[0], dict)
+            and "Column" in args[0]
+        ):
             values = _literal_list(args[1])
             return pc.field(args[0]["Column"]).isin(values) if values is not None else None
-        if boolean in ("IsNull", "IsNotNull") and len(args) == 1 and isinstance(args[0], dict) and "Column" in args[0]:
+        if (
+            boolean in ("IsNull", "IsNotNull")
+            and len(args) == 1
+            and isinstance(args[0], dict)
+            and "Column" in args[0]
+        ):
             f = pc.field(args[0]["Column"])
             return f.is_null() if boolean == "IsNull" else f.is_valid()
     return None
 
 
-def scan(source: str | Dataset, *, version: int | None = None, tag: str | None = None,
-         timestamp: datetime | None = None, branch: str | None = None,
-         storage_options: Mapping[str, Any] | None = None, rowid: bool = False) -> Any:  # fmt: skip
+def scan(
+    source: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    rowid: bool = False,
+) -> Any:
     """A Polars ``LazyFrame`` over a dataset (URI or Dataset) at a version, tag, timestamp or branch.
 
     The snapshot is fixed when ``scan`` is called: every ``collect`` reads the
@@ -138,28 +176,44 @@ def scan(source: str | Dataset, *, version: int | None = None, tag: str | None =
 
     from tensorhouse.connector.arrow_dataset import arrow_dataset
 
-    ad = arrow_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                       storage_options=storage_options, rowid=rowid)  # fmt: skip
+    ad = arrow_dataset(
+        source,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        storage_options=storage_options,
+        rowid=rowid,
+    )
     arrow_schema = ad.schema
     schema = pl.from_arrow(arrow_schema.empty_table()).schema
 
-    def source_fn(with_columns: list[str] | None, predicate: Any, n_rows: int | None,
-                  batch_size: int | None) -> Iterator[Any]:  # fmt: skip
+    def source_fn(
+        with_columns: list[str] | None, predicate: Any, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[Any]:
         wanted = list(arrow_schema.names) if with_columns is None else list(with_columns)
         needed = list(wanted)
         pushed = None
         if predicate is not None:
             needed += [c for c in predicate.meta.root_names() if c not in needed]
             try:
-                pushed = to_arrow_filter(json.loads(predicate.meta.serialize(format="json")), exact=False)
-            except (ValueError, TypeError, AttributeError):  # a form we do not read: Polars filters alone
+                pushed = to_arrow_filter(
+                    json.loads(predicate.meta.serialize(format="json")), exact=False
+                )
+            except (
+                ValueError,
+                TypeError,
+                AttributeError,
+            ):  # a form we do not read: Polars filters alone
                 pushed = None
         rows = batch_size or 65536
         if n_rows is not None:
             rows = max(1, min(rows, n_rows))
         try:
             scanner = ad.scanner(columns=needed, filter=pushed, batch_size=rows)
-        except TensorhouseError:  # the pushed filter names a type the scan cannot compare: Polars filters alone
+        except (
+            TensorhouseError
+        ):  # the pushed filter names a type the scan cannot compare: Polars filters alone
             scanner = ad.scanner(columns=needed, batch_size=rows)
         left = n_rows
         if left is not None and left <= 0:
@@ -179,8 +233,9 @@ def scan(source: str | Dataset, *, version: int | None = None, tag: str | None =
                 return
 
     where = f"{ad.dataset.uri} (version {ad.version})"
-    return register_io_source(source_fn, schema=schema, is_pure=True, explain_name="tensorhouse",
-                              explain_detail=where)  # fmt: skip
+    return register_io_source(
+        source_fn, schema=schema, is_pure=True, explain_name="tensorhouse", explain_detail=where
+    )
 
 
 __all__ = ["scan", "to_arrow_filter"]

@@ -70,8 +70,10 @@ def loader(
     """
     cfg = (config or LoaderConfig()).with_options(**options)
     r0, w0 = _distributed_defaults(cfg.format)
-    cfg = cfg.with_options(rank=r0 if cfg.rank is None else cfg.rank,
-                           world_size=w0 if cfg.world_size is None else cfg.world_size)  # fmt: skip
+    cfg = cfg.with_options(
+        rank=r0 if cfg.rank is None else cfg.rank,
+        world_size=w0 if cfg.world_size is None else cfg.world_size,
+    )
     from tensorhouse.loader.core import Loader
     from tensorhouse.loader.source import select
 
@@ -84,14 +86,23 @@ def loader(
 
     dev = torch.device(cfg.device) if cfg.device is not None else None
     gpu_cols: list[str] = []
-    usable = (torch_adapter.gpu_jpeg_available(dev) and cfg.decode and cfg.transform is None
-              and cfg.collate is None)  # fmt: skip
+    usable = (
+        torch_adapter.gpu_jpeg_available(dev)
+        and cfg.decode
+        and cfg.transform is None
+        and cfg.collate is None
+    )
     if cfg.gpu_decode and not usable:
-        raise ValueError("gpu_decode=True needs device='cuda', a working torchvision, decode=True and no transform/collate")
+        raise ValueError(
+            "gpu_decode=True needs device='cuda', a working torchvision, decode=True and no transform/collate"
+        )
     if usable and cfg.gpu_decode is not False:
-        gpu_cols = [c for c in sel.heavy if getattr(sel.dataset.schema[c], "compression", None) == "jpeg"]
-    return torch_adapter.TorchLoader(Loader(sel, cfg), device=dev, pin_memory=cfg.pin_memory,
-                                     gpu_decode_columns=gpu_cols)  # fmt: skip
+        gpu_cols = [
+            c for c in sel.heavy if getattr(sel.dataset.schema[c], "compression", None) == "jpeg"
+        ]
+    return torch_adapter.TorchLoader(
+        Loader(sel, cfg), device=dev, pin_memory=cfg.pin_memory, gpu_decode_columns=gpu_cols
+    )
 
 
 # The reading machinery loads with the first loader, not with `import tensorhouse`.

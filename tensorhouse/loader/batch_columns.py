@@ -95,7 +95,11 @@ class BufferRing:
     kept batches never change under the caller. ``fresh`` counts those.
     """
 
-    def __init__(self, slots: int, allocator: Callable[[tuple[int, ...], np.dtype[Any]], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        slots: int,
+        allocator: Callable[[tuple[int, ...], np.dtype[Any]], np.ndarray] | None = None,
+    ) -> None:
         self.allocator = allocator or (lambda shape, dtype: np.empty(shape, dtype))
         self.slots = slots
         self._bufs: dict[tuple[str, int], np.ndarray] = {}
@@ -122,8 +126,17 @@ _RING_REFS = 3
 class Materializer:
     """Reads and decodes heavy columns for batches of physical rows."""
 
-    def __init__(self, reader: SnapshotReader, columns: Sequence[Column], *, threads: ThreadPoolExecutor,
-                 n_threads: int, cache_bytes: int, ring: BufferRing | None, whole_chunks: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        reader: SnapshotReader,
+        columns: Sequence[Column],
+        *,
+        threads: ThreadPoolExecutor,
+        n_threads: int,
+        cache_bytes: int,
+        ring: BufferRing | None,
+        whole_chunks: bool = True,
+    ) -> None:
         self.reader = reader
         self.columns = list(columns)
         self.threads = threads
@@ -134,7 +147,9 @@ class Materializer:
         #: where a batch touches many chunks once each); True: read and cache whole chunks.
         self.whole_chunks = whole_chunks
 
-    def _payloads(self, col: Column, rows: np.ndarray) -> tuple[list[memoryview | None], np.ndarray]:
+    def _payloads(
+        self, col: Column, rows: np.ndarray
+    ) -> tuple[list[memoryview | None], np.ndarray]:
         """Each row's stored payload (encoded image / raw bytes) and its shape."""
         index = self.reader.index(col.name)
         cidx = index.locate(rows)
@@ -185,20 +200,37 @@ class Materializer:
         if not col.decode and ctype.sample_codec is not None:
             # Encoded images handed over as zero-copy views of their chunks (GPU decode joins them).
             return self._payloads(col, rows)[0]
-        if not col.decode or ctype.storage_dtype in ("bytes", "str") or (
-            ctype.sample_codec is None and not ctype.is_fixed_shape and not col.pad and not isinstance(ctype, Image)
+        if (
+            not col.decode
+            or ctype.storage_dtype in ("bytes", "str")
+            or (
+                ctype.sample_codec is None
+                and not ctype.is_fixed_shape
+                and not col.pad
+                and not isinstance(ctype, Image)
+            )
         ):
             # Text, json, encoded bytes and ragged tensors: the format layer's own conversion.
-            return to_numpy(self.reader.read_rows(col.name, ctype, rows) if len(rows) else null_batch(ctype, 0),
-                            ctype, decode=col.decode)  # fmt: skip
+            return to_numpy(
+                self.reader.read_rows(col.name, ctype, rows) if len(rows) else null_batch(ctype, 0),
+                ctype,
+                decode=col.decode,
+            )
         payloads, shapes = self._payloads(col, rows)
         codec = ctype.sample_codec
         dtype = np.dtype(ctype.storage_dtype)
-        uniform = len(rows) > 0 and bool((shapes == shapes[0]).all()) and all(p is not None for p in payloads)
+        uniform = (
+            len(rows) > 0
+            and bool((shapes == shapes[0]).all())
+            and all(p is not None for p in payloads)
+        )
         if uniform:
             shape = (len(rows), *map(int, shapes[0]))
-            out = (self.ring.get(col.name, slot, shape, dtype) if self.ring is not None
-                   else np.empty(shape, dtype))  # fmt: skip
+            out = (
+                self.ring.get(col.name, slot, shape, dtype)
+                if self.ring is not None
+                else np.empty(shape, dtype)
+            )
 
             def fill(a: int, b: int) -> None:
                 for i in range(a, b):
@@ -231,7 +263,9 @@ class Materializer:
 def pad(items: Sequence[np.ndarray | None], dtype: np.dtype[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Ragged samples -> (zero-padded stack, per-sample shapes); a null sample is all zeros, shape 0."""
     ndim = next((x.ndim for x in items if x is not None), 1)
-    shapes = np.array([x.shape if x is not None else (0,) * ndim for x in items], dtype=np.int64).reshape(len(items), ndim)
+    shapes = np.array(
+        [x.shape if x is not None else (0,) * ndim for x in items], dtype=np.int64
+    ).reshape(len(items), ndim)
     top = shapes.max(axis=0) if len(items) else np.zeros(ndim, np.int64)
     out = np.zeros((len(items), *map(int, top)), dtype)
     for i, x in enumerate(items):

@@ -93,7 +93,11 @@ class LoaderConfig:
     gpu_decode: bool | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.shuffle_mode not in ("chunk", "full"):
             raise ValueError(f"shuffle_mode must be 'chunk' or 'full', got {self.shuffle_mode!r}")
@@ -109,7 +113,11 @@ class LoaderConfig:
             raise ValueError(f"format must be 'torch' or 'numpy', got {self.format!r}")
         if self.format == "numpy" and (self.device is not None or self.pin_memory):
             raise ValueError("device= and pin_memory= need format='torch'")
-        if self.rank is not None and self.world_size is not None and not 0 <= self.rank < self.world_size:
+        if (
+            self.rank is not None
+            and self.world_size is not None
+            and not 0 <= self.rank < self.world_size
+        ):
             raise ValueError(f"rank {self.rank} is not in a world of {self.world_size}")
 
     def with_options(self, **options: Any) -> LoaderConfig:

@@ -35,9 +35,15 @@ class Loader:
 
     def __init__(self, sel: Selection, config: LoaderConfig) -> None:
         if config.rank is None or config.world_size is None:
-            raise ValueError("Loader needs a config with rank and world_size resolved (th.loader does it)")
-        plan.shard(np.zeros(0, np.int64), rank=config.rank, world_size=config.world_size,
-                   drop_last=config.drop_last)  # fmt: skip  # validates
+            raise ValueError(
+                "Loader needs a config with rank and world_size resolved (th.loader does it)"
+            )
+        plan.shard(
+            np.zeros(0, np.int64),
+            rank=config.rank,
+            world_size=config.world_size,
+            drop_last=config.drop_last,
+        )  # validates
         self.sel = sel
         self.config = config
         self.num_threads = config.num_threads or max(2, os.cpu_count() or 2)
@@ -57,14 +63,18 @@ class Loader:
         state = dict(self.__dict__)
         ds = self.sel.dataset
         state["_reopen"] = (ds.uri, ds.version, ds.branch_name, ds.storage_options)
-        state["sel"] = Selection(None, self.sel.rowids, self.sel.light, self.sel.heavy, self.sel.keep_rowid)  # type: ignore[arg-type]
+        state["sel"] = Selection(
+            None, self.sel.rowids, self.sel.light, self.sel.heavy, self.sel.keep_rowid
+        )  # type: ignore[arg-type]
         state["_physical"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         uri, version, branch, opts = state.pop("_reopen")
         self.__dict__.update(state)
-        self.sel.dataset = open_dataset(uri, version=version, branch=branch, storage_options=opts or None)
+        self.sel.dataset = open_dataset(
+            uri, version=version, branch=branch, storage_options=opts or None
+        )
 
     # -- planning ----------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -85,16 +95,25 @@ class Loader:
                 self._physical = reader.rows_of_rowids(self.sel.rowids)
         return self._physical
 
-    def indices(self, *, worker: int = 0, num_workers: int = 1, epoch: int | None = None) -> np.ndarray:
+    def indices(
+        self, *, worker: int = 0, num_workers: int = 1, epoch: int | None = None
+    ) -> np.ndarray:
         """Selection indices this rank (and worker) visits in ``epoch`` (default: the current one), in order."""
         cfg = self.config
         phys = self.physical_rows()
         heavy = self.sel.heavy or self.sel.dataset.columns[:1]
         chunk_of_row = self.sel.dataset.reader.index(heavy[0]).locate(phys) if len(phys) else phys
-        order = plan.epoch_order(chunk_of_row, shuffle=cfg.shuffle, mode=cfg.shuffle_mode, seed=cfg.seed,
-                                 epoch=self.epoch if epoch is None else epoch,
-                                 buffer_chunks=cfg.buffer_chunks)  # fmt: skip
-        mine = plan.shard(order, rank=self.rank, world_size=self.world_size, drop_last=cfg.drop_last)
+        order = plan.epoch_order(
+            chunk_of_row,
+            shuffle=cfg.shuffle,
+            mode=cfg.shuffle_mode,
+            seed=cfg.seed,
+            epoch=self.epoch if epoch is None else epoch,
+            buffer_chunks=cfg.buffer_chunks,
+        )
+        mine = plan.shard(
+            order, rank=self.rank, world_size=self.world_size, drop_last=cfg.drop_last
+        )
         if num_workers > 1:
             # Workers of one rank split its shard by whole batches: together they yield it exactly once.
             bs = cfg.batch_size
@@ -107,13 +126,25 @@ class Loader:
 
     def __len__(self) -> int:
         cfg = self.config
-        n = len(plan.shard(np.arange(len(self.sel)), rank=self.rank, world_size=self.world_size,
-                           drop_last=cfg.drop_last))  # fmt: skip
+        n = len(
+            plan.shard(
+                np.arange(len(self.sel)),
+                rank=self.rank,
+                world_size=self.world_size,
+                drop_last=cfg.drop_last,
+            )
+        )
         return n // cfg.batch_size if cfg.drop_last else -(-n // cfg.batch_size)
 
     # -- iteration ---------------------------------------------------------------------
-    def iter_batches(self, *, worker: int = 0, num_workers: int = 1, epoch: int | None = None,
-                     hooks: BatchHooks | None = None) -> Iterator[Any]:  # fmt: skip
+    def iter_batches(
+        self,
+        *,
+        worker: int = 0,
+        num_workers: int = 1,
+        epoch: int | None = None,
+        hooks: BatchHooks | None = None,
+    ) -> Iterator[Any]:
         """Batches of ``epoch`` (default: the one ``set_epoch`` chose) for one worker of this rank.
 
         ``hooks`` are the caller's process-local pieces (the torch adapter's device copy,
@@ -129,12 +160,22 @@ class Loader:
         decode_pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="tensorhouse-decode")
         batch_pool = ThreadPoolExecutor(cfg.prefetch, thread_name_prefix="tensorhouse-batch")
         ring = BufferRing(cfg.prefetch + 2, hooks.allocator) if cfg.reuse_buffers else None
-        cols = [Column(n, self.sel.dataset.schema[n], cfg.decode and n not in hooks.raw_columns, cfg.pad)
-                for n in self.sel.heavy]  # fmt: skip
+        cols = [
+            Column(
+                n, self.sel.dataset.schema[n], cfg.decode and n not in hooks.raw_columns, cfg.pad
+            )
+            for n in self.sel.heavy
+        ]
         remote = not self.sel.dataset.store.is_local
-        mat = Materializer(self.sel.dataset.reader, cols, threads=decode_pool, n_threads=self.num_threads,
-                           cache_bytes=cfg.cache_bytes, ring=ring,
-                           whole_chunks=not (remote and cfg.shuffle and cfg.shuffle_mode == "full"))  # fmt: skip
+        mat = Materializer(
+            self.sel.dataset.reader,
+            cols,
+            threads=decode_pool,
+            n_threads=self.num_threads,
+            cache_bytes=cfg.cache_bytes,
+            ring=ring,
+            whole_chunks=not (remote and cfg.shuffle and cfg.shuffle_mode == "full"),
+        )
         # Object stores answer in tens of milliseconds: read the chunks of the next
         # batches ahead, on their own wide pool, so no batch waits for a request.
         lookahead = cfg.prefetch + (self.LOOKAHEAD_BATCHES if remote else 0)
@@ -150,8 +191,11 @@ class Loader:
             for name, values in self.sel.light.items():
                 out[name] = values[sel_idx]
             if self.sel.keep_rowid:
-                out[ROWID] = (self.sel.rowids[sel_idx] if self.sel.rowids is not None
-                              else self.sel.dataset.reader.rowids(rows))  # fmt: skip
+                out[ROWID] = (
+                    self.sel.rowids[sel_idx]
+                    if self.sel.rowids is not None
+                    else self.sel.dataset.reader.rowids(rows)
+                )
             done = self._finish(out)
             return post(done) if post is not None else done
 
@@ -212,7 +256,10 @@ def default_collate(rows: Sequence[dict[str, Any]]) -> Batch:
     out: Batch = {}
     for k in rows[0] if rows else ():
         vals = [r[k] for r in rows]
-        if all(isinstance(v, np.ndarray | np.generic) for v in vals) and len({np.shape(v) for v in vals}) == 1:
+        if (
+            all(isinstance(v, np.ndarray | np.generic) for v in vals)
+            and len({np.shape(v) for v in vals}) == 1
+        ):
             out[k] = np.stack(vals)
         else:
             out[k] = vals

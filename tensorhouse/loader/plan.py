@@ -14,8 +14,15 @@ import numpy as np
 from tensorhouse.loader.config import ShuffleMode
 
 
-def epoch_order(chunk_of_row: np.ndarray, *, shuffle: bool, mode: ShuffleMode, seed: int, epoch: int,
-                buffer_chunks: int) -> np.ndarray:  # fmt: skip
+def epoch_order(
+    chunk_of_row: np.ndarray,
+    *,
+    shuffle: bool,
+    mode: ShuffleMode,
+    seed: int,
+    epoch: int,
+    buffer_chunks: int,
+) -> np.ndarray:
     """A permutation of ``range(len(chunk_of_row))``.
 
     ``chunk``: visit chunks in a random order, and shuffle rows within a window
@@ -29,7 +36,9 @@ def epoch_order(chunk_of_row: np.ndarray, *, shuffle: bool, mode: ShuffleMode, s
     if mode == "full":
         return rng.permutation(n).astype(np.int64)
     chunks, inverse = np.unique(chunk_of_row, return_inverse=True)
-    chunk_rank = rng.permutation(len(chunks))[inverse]  # each row's chunk position in the visit order
+    chunk_rank = rng.permutation(len(chunks))[
+        inverse
+    ]  # each row's chunk position in the visit order
     window = chunk_rank // max(1, buffer_chunks)
     # Sort by window, then by a random key: rows mix freely inside a window only.
     key = rng.random(n)

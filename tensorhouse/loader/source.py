@@ -90,8 +90,10 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
             return _rewritten(source, kind, names, columns, dataset)
         ds = dataset or _dataset_from_registry(source)
         if ds is None:
-            raise ValueError("cannot tell which tensorhouse dataset this DuckDB query reads: pass dataset=ds "
-                             "(or read exactly one dataset registered with th.duckdb.register)")  # fmt: skip
+            raise ValueError(
+                "cannot tell which tensorhouse dataset this DuckDB query reads: pass dataset=ds "
+                "(or read exactly one dataset registered with th.duckdb.register)"
+            )
         keep = _light(ds, names, columns)
         table = source.project(", ".join(_quote(c) for c in keep)).to_arrow_table()
     elif kind == "datafusion":
@@ -100,7 +102,9 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
             return _rewritten(source, kind, names, columns, dataset)
         ds = dataset or _dataset_from_metadata(source.schema())
         if ds is None:
-            raise ValueError("cannot tell which tensorhouse dataset this DataFrame reads: pass dataset=ds")
+            raise ValueError(
+                "cannot tell which tensorhouse dataset this DataFrame reads: pass dataset=ds"
+            )
         keep = _light(ds, names, columns)
         table = source.select(*[_quote(c) for c in keep]).to_arrow_table()
     elif isinstance(source, pa.Table | pa.RecordBatch | pa.RecordBatchReader):
@@ -109,15 +113,21 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
         _require_rowid(names)
         ds = dataset or _dataset_from_metadata(table.schema)
         if ds is None:
-            raise ValueError("cannot tell which tensorhouse dataset these row ids belong to: pass dataset=ds")
+            raise ValueError(
+                "cannot tell which tensorhouse dataset these row ids belong to: pass dataset=ds"
+            )
         keep = _light(ds, names, columns)
         table = table.select(keep)
     else:
-        raise TypeError(f"cannot load from {type(source).__name__}: pass a tensorhouse Dataset, a DuckDB relation, "
-                        "a DataFusion DataFrame or an Arrow table with a _rowid column")  # fmt: skip
+        raise TypeError(
+            f"cannot load from {type(source).__name__}: pass a tensorhouse Dataset, a DuckDB relation, "
+            "a DataFusion DataFrame or an Arrow table with a _rowid column"
+        )
     wanted = list(columns) if columns is not None else names
     heavy = [c for c in wanted if is_heavy(ds, c)]
-    light = {c: _to_numpy(table.column(c)) for c in table.column_names if c != ROWID and c in wanted}
+    light = {
+        c: _to_numpy(table.column(c)) for c in table.column_names if c != ROWID and c in wanted
+    }
     rowids = table.column(ROWID).to_numpy().astype(np.int64)
     return Selection(ds, rowids, light, heavy, ROWID in wanted)
 
@@ -127,8 +137,9 @@ def _heavy_columns(table: Any) -> set[str]:
     return {c for c in ds.columns if is_heavy(ds, c)}
 
 
-def _rewritten(source: Any, kind: str, names: list[str], columns: Sequence[str] | None,
-               dataset: Dataset | None) -> Selection:  # fmt: skip
+def _rewritten(
+    source: Any, kind: str, names: list[str], columns: Sequence[str] | None, dataset: Dataset | None
+) -> Selection:
     """A query without ``_rowid``: rewritten to return row ids and light columns only."""
     wanted = list(columns) if columns is not None else names
     unknown = [c for c in wanted if c not in names]
@@ -152,8 +163,10 @@ def _rewritten(source: Any, kind: str, names: list[str], columns: Sequence[str] 
 
 def _require_rowid(names: Sequence[str]) -> None:
     if ROWID not in names:
-        raise SchemaError(f"the query must select {ROWID} so the loader can read tensors by row id "
-                          f"(e.g. SELECT {ROWID}, image, label FROM ...); it selects {list(names)}")  # fmt: skip
+        raise SchemaError(
+            f"the query must select {ROWID} so the loader can read tensors by row id "
+            f"(e.g. SELECT {ROWID}, image, label FROM ...); it selects {list(names)}"
+        )
 
 
 def _light(ds: Dataset, names: Sequence[str], columns: Sequence[str] | None) -> list[str]:
@@ -170,7 +183,10 @@ def _quote(name: str) -> str:
 
 def _to_numpy(col: pa.ChunkedArray) -> Any:
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    if (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type)) \
-            and arr.null_count == 0:  # fmt: skip
+    if (
+        pa.types.is_integer(arr.type)
+        or pa.types.is_floating(arr.type)
+        or pa.types.is_boolean(arr.type)
+    ) and arr.null_count == 0:
         return arr.to_numpy(zero_copy_only=False)
     return np.array(arr.to_pylist(), dtype=object)

@@ -63,8 +63,14 @@ class TorchLoader(IterableDataset):
     pinned batch buffers, so the training loop only receives ready GPU tensors.
     """
 
-    def __init__(self, core: Loader, *, device: str | torch.device | None, pin_memory: bool,
-                 gpu_decode_columns: list[str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        core: Loader,
+        *,
+        device: str | torch.device | None,
+        pin_memory: bool,
+        gpu_decode_columns: list[str],
+    ) -> None:
         self.core = core
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = pin_memory and torch.cuda.is_available()
@@ -120,7 +126,11 @@ class TorchLoader(IterableDataset):
         assert self.device is not None
         stream = self._stream()
         with torch.cuda.stream(stream):
-            raw = {name: batch.pop(name) for name in self.gpu_decode_columns} if isinstance(batch, dict) else {}
+            raw = (
+                {name: batch.pop(name) for name in self.gpu_decode_columns}
+                if isinstance(batch, dict)
+                else {}
+            )
             out = batch_to_tensors(batch, pin=False, device=self.device)
             for name, payloads in raw.items():
                 out[name] = gpu_decode(payloads, self.device)
@@ -146,7 +156,9 @@ class TorchLoader(IterableDataset):
             allocator=pinned if pin else None,
             raw_columns=frozenset(self.gpu_decode_columns) if on_gpu else frozenset(),
         )
-        for batch in self.core.iter_batches(worker=worker, num_workers=workers, epoch=self.epoch, hooks=hooks):
+        for batch in self.core.iter_batches(
+            worker=worker, num_workers=workers, epoch=self.epoch, hooks=hooks
+        ):
             if self.device is not None and not on_gpu:
                 batch = batch_to_tensors(batch, pin=False, device=self.device)
             yield batch
@@ -166,8 +178,20 @@ def gpu_decode(payloads: list[Any], device: torch.device) -> Any:
     return [i.permute(1, 2, 0) for i in imgs]
 
 
-_TORCH_DTYPES = {np.dtype(k): v for k, v in {
-    "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32, "int64": torch.int64,
-    "float16": torch.float16, "float32": torch.float32, "float64": torch.float64, "bool": torch.bool,
-    "uint16": torch.uint16, "uint32": torch.uint32, "uint64": torch.uint64,
-}.items()}  # fmt: skip
+_TORCH_DTYPES = {
+    np.dtype(k): v
+    for k, v in {
+        "uint8": torch.uint8,
+        "int8": torch.int8,
+        "int16": torch.int16,
+        "int32": torch.int32,
+        "int64": torch.int64,
+        "float16": torch.float16,
+        "float32": torch.float32,
+        "float64": torch.float64,
+        "bool": torch.bool,
+        "uint16": torch.uint16,
+        "uint32": torch.uint32,
+        "uint64": torch.uint64,
+    }.items()
+}

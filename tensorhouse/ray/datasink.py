@@ -59,7 +59,9 @@ class TaskResult:
     num_rows: int
     schema: Schema | None  # the types this task resolved (None when it saw no rows)
     fragments: tuple[StagedFragment, ...] = ()
-    tables: tuple[pa.Table, ...] = ()  # rows for a memory:// target, which only the driver can write
+    tables: tuple[
+        pa.Table, ...
+    ] = ()  # rows for a memory:// target, which only the driver can write
 
 
 def _process_local(uri: str) -> bool:
@@ -97,13 +99,17 @@ def _given(schema: SchemaLike | _SourceTypes | None, names: Sequence[str]) -> di
     return {k: as_type(v) for k, v in (schema or {}).items()}
 
 
-def resolve_types(arrow_schema: pa.Schema, schema: SchemaLike | _SourceTypes | None = None) -> Schema:
+def resolve_types(
+    arrow_schema: pa.Schema, schema: SchemaLike | _SourceTypes | None = None
+) -> Schema:
     """The tensorhouse schema for a Ray block's Arrow schema (see the module notes)."""
     names = [f.name for f in arrow_schema if f.name != ROWID]
     given = _given(schema, names)
     unknown = [n for n in given if n not in names]
     if unknown:
-        raise SchemaError(f"schema= names column(s) {unknown} that the Ray dataset does not have; it has {names}")
+        raise SchemaError(
+            f"schema= names column(s) {unknown} that the Ray dataset does not have; it has {names}"
+        )
     out: dict[str, ColumnType] = {}
     plain: list[pa.Field] = []
     for f in arrow_schema:
@@ -126,8 +132,10 @@ def _rows(table: pa.Table, target: Schema, uri: str) -> dict[str, Any]:
     missing = [n for n in target.names if n not in names]
     extra = [n for n in names if n not in target]
     if missing or extra:
-        raise SchemaError(f"the Ray dataset's columns do not match the dataset at {uri}: missing {missing}, "
-                          f"not in the dataset {extra}")  # fmt: skip
+        raise SchemaError(
+            f"the Ray dataset's columns do not match the dataset at {uri}: missing {missing}, "
+            f"not in the dataset {extra}"
+        )
     return {n: column_values(table.column(n)) for n in target.names}
 
 
@@ -138,10 +146,18 @@ class TensorhouseDatasink(Datasink[TaskResult]):
     version before the job when there was nothing to write).
     """
 
-    def __init__(self, uri: str, *, mode: Mode = "append", schema: SchemaLike | None = None,
-                 storage_options: Mapping[str, Any] | None = None, message: str | None = None,
-                 group_bytes: int = GROUP_BYTES, app_id: str | None = None,
-                 txn_version: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        uri: str,
+        *,
+        mode: Mode = "append",
+        schema: SchemaLike | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        message: str | None = None,
+        group_bytes: int = GROUP_BYTES,
+        app_id: str | None = None,
+        txn_version: int | None = None,
+    ) -> None:
         if mode not in ("append", "create", "overwrite"):
             raise ValueError(f"mode must be 'append', 'create' or 'overwrite', got {mode!r}")
         if group_bytes <= 0:
@@ -161,13 +177,19 @@ class TensorhouseDatasink(Datasink[TaskResult]):
         with contextlib.suppress(DatasetNotFoundError):
             existing = open_uri(uri, storage_options=self._options or None)
         if existing is not None and mode == "create":
-            raise DatasetExistsError(f"a dataset already exists at {uri}; use mode='append' or 'overwrite'")
+            raise DatasetExistsError(
+                f"a dataset already exists at {uri}; use mode='append' or 'overwrite'"
+            )
         if existing is not None and schema is not None and not isinstance(schema, Dataset):
             given = _given(schema, list(existing.schema.names))
-            differ = [n for n, t in given.items() if n not in existing.schema or t != existing.schema[n]]
+            differ = [
+                n for n, t in given.items() if n not in existing.schema or t != existing.schema[n]
+            ]
             if differ:
-                raise SchemaError(f"schema= gives column(s) {differ} types other than the dataset at {uri}: "
-                                  f"{existing.schema}")  # fmt: skip
+                raise SchemaError(
+                    f"schema= gives column(s) {differ} types other than the dataset at {uri}: "
+                    f"{existing.schema}"
+                )
         # The driver's handle: write tasks get only the layout (pickled with this object, lazily reopened).
         self._existing = existing
         self._layout = WriteLayout.of_dataset(existing) if existing is not None else None
@@ -195,7 +217,11 @@ class TensorhouseDatasink(Datasink[TaskResult]):
             nonlocal group, size
             if not group:
                 return
-            table = pa.concat_tables(group, promote_options="permissive") if len(group) > 1 else group[0]
+            table = (
+                pa.concat_tables(group, promote_options="permissive")
+                if len(group) > 1
+                else group[0]
+            )
             assert layout is not None
             if self._local:
                 tables.append(table)
@@ -207,22 +233,33 @@ class TensorhouseDatasink(Datasink[TaskResult]):
             table = BlockAccessor.for_block(block).to_arrow()
             if table.num_rows == 0:
                 continue
-            if layout is None:  # a new dataset: this task resolves the types; the driver checks all agree
-                layout = WriteLayout.for_new(self._uri, resolve_types(table.schema, self._given), self._options)
+            if (
+                layout is None
+            ):  # a new dataset: this task resolves the types; the driver checks all agree
+                layout = WriteLayout.for_new(
+                    self._uri, resolve_types(table.schema, self._given), self._options
+                )
             group.append(table)
             size += table.nbytes
             rows += table.num_rows
             if size >= self._group_bytes:
                 flush()
         flush()
-        return TaskResult(int(ctx.task_idx), rows, layout.schema if layout else None,
-                          tuple(staging.merge(staged)), tuple(tables))  # fmt: skip
+        return TaskResult(
+            int(ctx.task_idx),
+            rows,
+            layout.schema if layout else None,
+            tuple(staging.merge(staged)),
+            tuple(tables),
+        )
 
     # -- on the driver ------------------------------------------------------------------------
     def on_write_complete(self, write_result: WriteResult[TaskResult]) -> None:
         results: dict[int, TaskResult] = {}
         for r in write_result.write_returns:
-            results.setdefault(r.task_idx, r)  # a duplicate of a task's result is never committed twice
+            results.setdefault(
+                r.task_idx, r
+            )  # a duplicate of a task's result is never committed twice
         ordered = [results[k] for k in sorted(results)]
         ds = self._existing
         if ds is None:
@@ -235,8 +272,14 @@ class TensorhouseDatasink(Datasink[TaskResult]):
             staged.extend(staging.adopt(ds, r.fragments))
             for t in r.tables:
                 staged.extend(staging.stage(layout, _rows(t, layout.schema, self._uri)))
-        self.version = staging.commit(ds, staged, overwrite=self._mode == "overwrite", message=self._message,
-                                      app_id=self._txn[0], txn_version=self._txn[1])  # fmt: skip
+        self.version = staging.commit(
+            ds,
+            staged,
+            overwrite=self._mode == "overwrite",
+            message=self._message,
+            app_id=self._txn[0],
+            txn_version=self._txn[1],
+        )
         self.num_rows = sum(r.num_rows for r in ordered)
 
     def _create(self, results: Sequence[TaskResult]) -> Dataset | None:
@@ -244,26 +287,47 @@ class TensorhouseDatasink(Datasink[TaskResult]):
         if len(schemas) > 1:
             a, b = sorted(schemas, key=repr)[:2]
             diff = [n for n in a.names if n not in b or a[n] != b[n]]
-            raise SchemaError(f"write tasks inferred different types for column(s) {diff} ({a} vs {b}); "
-                              "pass schema= to fix them")  # fmt: skip
+            raise SchemaError(
+                f"write tasks inferred different types for column(s) {diff} ({a} vs {b}); "
+                "pass schema= to fix them"
+            )
         if schemas:
             target = schemas.pop()
         elif self._given is not None and not isinstance(self._given, _SourceTypes):
             target = Schema.of(self._given)
         else:
-            raise SchemaError(f"nothing to write to {self._uri} and no schema= to create the dataset with")
-        ds = create(self._uri, target, storage_options=self._options or None,
-                    exist_ok=self._mode != "create")  # fmt: skip
-        if dict(ds.snapshot.metadata.field_ids) != dict(WriteLayout.for_new(self._uri, target).metadata.field_ids):
-            raise DatasetExistsError(f"a dataset with other columns was created at {self._uri} while this job ran")
+            raise SchemaError(
+                f"nothing to write to {self._uri} and no schema= to create the dataset with"
+            )
+        ds = create(
+            self._uri,
+            target,
+            storage_options=self._options or None,
+            exist_ok=self._mode != "create",
+        )
+        if dict(ds.snapshot.metadata.field_ids) != dict(
+            WriteLayout.for_new(self._uri, target).metadata.field_ids
+        ):
+            raise DatasetExistsError(
+                f"a dataset with other columns was created at {self._uri} while this job ran"
+            )
         return ds
 
 
-def write(ray_dataset: ray.data.Dataset, uri: str, *, mode: Mode = "append",
-          schema: SchemaLike | None = None, storage_options: Mapping[str, Any] | None = None,
-          message: str | None = None, group_bytes: int = GROUP_BYTES, app_id: str | None = None,
-          txn_version: int | None = None, ray_remote_args: Mapping[str, Any] | None = None,
-          concurrency: int | None = None) -> int:  # fmt: skip
+def write(
+    ray_dataset: ray.data.Dataset,
+    uri: str,
+    *,
+    mode: Mode = "append",
+    schema: SchemaLike | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    message: str | None = None,
+    group_bytes: int = GROUP_BYTES,
+    app_id: str | None = None,
+    txn_version: int | None = None,
+    ray_remote_args: Mapping[str, Any] | None = None,
+    concurrency: int | None = None,
+) -> int:
     """Write a ``ray.data.Dataset`` to a tensorhouse dataset as one commit; returns the new version.
 
     ``schema``: column types for a new dataset (a mapping of some or all
@@ -284,9 +348,19 @@ def write(ray_dataset: ray.data.Dataset, uri: str, *, mode: Mode = "append",
         >>> th.ray.write(rds, "s3://bucket/squares", mode="create")  # doctest: +SKIP
         1
     """
-    sink = TensorhouseDatasink(uri, mode=mode, schema=schema, storage_options=storage_options, message=message,
-                               group_bytes=group_bytes, app_id=app_id, txn_version=txn_version)  # fmt: skip
-    ray_dataset.write_datasink(sink, ray_remote_args=dict(ray_remote_args or {}), concurrency=concurrency)
+    sink = TensorhouseDatasink(
+        uri,
+        mode=mode,
+        schema=schema,
+        storage_options=storage_options,
+        message=message,
+        group_bytes=group_bytes,
+        app_id=app_id,
+        txn_version=txn_version,
+    )
+    ray_dataset.write_datasink(
+        sink, ray_remote_args=dict(ray_remote_args or {}), concurrency=concurrency
+    )
     if sink.version is None:  # nothing was written to an existing dataset
         assert sink._existing is not None
         return sink._existing.version

@@ -60,15 +60,31 @@ class TensorhouseDatasource(Datasource):
     predicate into it; both are applied inside the read tasks.
     """
 
-    def __init__(self, source: str | Dataset, *, version: int | None = None, tag: str | None = None,
-                 timestamp: datetime | None = None, branch: str | None = None, columns: Sequence[str] | None = None,
-                 filter: Filter = None, storage_options: Mapping[str, Any] | None = None,
-                 decode_images: bool = False, task_bytes: int = TASK_BYTES) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source: str | Dataset,
+        *,
+        version: int | None = None,
+        tag: str | None = None,
+        timestamp: datetime | None = None,
+        branch: str | None = None,
+        columns: Sequence[str] | None = None,
+        filter: Filter = None,
+        storage_options: Mapping[str, Any] | None = None,
+        decode_images: bool = False,
+        task_bytes: int = TASK_BYTES,
+    ) -> None:
         super().__init__()
         if task_bytes <= 0:
             raise ValueError(f"task_bytes must be positive, got {task_bytes}")
-        self._ds = open_dataset(source, version=version, tag=tag, timestamp=timestamp, branch=branch,
-                                storage_options=storage_options)  # fmt: skip
+        self._ds = open_dataset(
+            source,
+            version=version,
+            tag=tag,
+            timestamp=timestamp,
+            branch=branch,
+            storage_options=storage_options,
+        )
         self._declared = engine_schema(self._ds.schema, rowid=True)
         self._columns = self._check_columns(columns)
         self._filter = self._parse_filter(filter)
@@ -92,21 +108,28 @@ class TensorhouseDatasource(Datasource):
             raise SchemaError(f"columns must be a list of names, got the string {columns!r}")
         for c in columns:
             if c != ROWID and c not in self._ds.schema:
-                raise SchemaError(f"unknown column {c!r} of {self._ds.uri}; columns are {self._ds.columns}")
+                raise SchemaError(
+                    f"unknown column {c!r} of {self._ds.uri}; columns are {self._ds.columns}"
+                )
         return list(columns)
 
     def _parse_filter(self, filter: Filter) -> pc.Expression | None:
         if filter is None:
             return None
         if isinstance(filter, str):
-            usable = {f.name: f.type for f in self._declared if pa.types.is_primitive(f.type)
-                      or pa.types.is_string(f.type)}  # fmt: skip
+            usable = {
+                f.name: f.type
+                for f in self._declared
+                if pa.types.is_primitive(f.type) or pa.types.is_string(f.type)
+            }
             expr = parse(filter, usable)
         elif isinstance(filter, pc.Expression):
             expr = filter
         else:
-            raise SchemaError(f"filter is a SQL predicate string or a pyarrow.compute.Expression, "
-                              f"got {type(filter).__name__}")  # fmt: skip
+            raise SchemaError(
+                f"filter is a SQL predicate string or a pyarrow.compute.Expression, "
+                f"got {type(filter).__name__}"
+            )
         check_filter(expr, self._declared, where=f"{self._ds.uri} (version {self._ds.version})")
         return expr
 
@@ -126,7 +149,11 @@ class TensorhouseDatasource(Datasource):
             return pa.field(ROWID, pa.int64(), nullable=False)
         ctype = self._ds.schema[name]
         # The type in the field metadata lets th.ray.write keep it (an Image stays an Image).
-        return pa.field(name, ray_type(ctype, decode_images=self._decode), metadata=ctype.arrow_field(name).metadata)
+        return pa.field(
+            name,
+            ray_type(ctype, decode_images=self._decode),
+            metadata=ctype.arrow_field(name).metadata,
+        )
 
     def _expression(self) -> pc.Expression | None:
         pushed = self.get_current_predicate()
@@ -155,7 +182,13 @@ class TensorhouseDatasource(Datasource):
     def _stored_bytes(self, names: Sequence[str]) -> int:
         snap = self._ds.snapshot
         ids = {snap.metadata.field_ids[n] for n in names if n != ROWID}
-        return sum(c.size for f in snap.fragments for fid, refs in f.columns.items() if fid in ids for c in refs)
+        return sum(
+            c.size
+            for f in snap.fragments
+            for fid, refs in f.columns.items()
+            if fid in ids
+            for c in refs
+        )
 
     def estimate_inmemory_data_size(self) -> int | None:
         return self._stored_bytes(self.selected_columns())
@@ -175,16 +208,23 @@ class TensorhouseDatasource(Datasource):
         row_bytes = self._stored_bytes(self._needed(expr)) / physical
         rows = int(max(1, min(physical, self._task_bytes // max(row_bytes, 1e-9))))
         batch_bytes = DECODE_BATCH_BYTES if self._decode else BATCH_BYTES
-        arrow = TensorhouseArrowDataset(self._ds, rowid=True, fragment_rows=rows, batch_bytes=batch_bytes)
+        arrow = TensorhouseArrowDataset(
+            self._ds, rowid=True, fragment_rows=rows, batch_bytes=batch_bytes
+        )
         return arrow.get_fragments(expr)
 
-    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                       data_context: Any = None) -> list[ReadTask]:  # fmt: skip
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+    ) -> list[ReadTask]:
         """One task per piece; adjacent pieces share a task when Ray asks for fewer (``override_num_blocks``)."""
         pieces = self.pieces()
         if not pieces:
             return []
-        n_tasks = len(pieces) if parallelism is None or parallelism <= 0 else min(len(pieces), parallelism)
+        n_tasks = (
+            len(pieces)
+            if parallelism is None or parallelism <= 0
+            else min(len(pieces), parallelism)
+        )
         expr = self._expression()
         columns = self.selected_columns()
         types = {c: self._ds.schema[c] for c in columns if c != ROWID}
@@ -211,7 +251,9 @@ class TensorhouseDatasource(Datasource):
                 def read_fn(frags: list[TensorhouseFragment] = frags) -> Iterator[pa.Table]:
                     return _read_pieces(frags, columns, expr, types, decode, schema)
 
-            tasks.append(ReadTask(read_fn, meta, schema=schema, per_task_row_limit=per_task_row_limit))
+            tasks.append(
+                ReadTask(read_fn, meta, schema=schema, per_task_row_limit=per_task_row_limit)
+            )
         return tasks
 
 
@@ -220,21 +262,41 @@ def _live_rows(ds: Dataset, start: int, stop: int) -> int:
     return stop - start - (int(dead.sum()) if dead is not None else 0)
 
 
-def _read_pieces(frags: Sequence[TensorhouseFragment], columns: list[str], expr: pc.Expression | None,
-                 types: Mapping[str, ColumnType], decode: bool, schema: pa.Schema) -> Iterator[pa.Table]:  # fmt: skip
+def _read_pieces(
+    frags: Sequence[TensorhouseFragment],
+    columns: list[str],
+    expr: pc.Expression | None,
+    types: Mapping[str, ColumnType],
+    decode: bool,
+    schema: pa.Schema,
+) -> Iterator[pa.Table]:
     """What a read task runs: scan each piece (projection and filter applied), convert tensor columns."""
     for frag in frags:
         for batch in frag.scanner(columns=columns, filter=expr).to_batches():
-            arrays = [batch.column(c) if c == ROWID else to_ray(batch.column(c), types[c], decode_images=decode)
-                      for c in columns]  # fmt: skip
+            arrays = [
+                batch.column(c)
+                if c == ROWID
+                else to_ray(batch.column(c), types[c], decode_images=decode)
+                for c in columns
+            ]
             yield pa.Table.from_arrays(arrays, schema=schema)
 
 
-def read(uri: str | Dataset, *, version: int | None = None, tag: str | None = None, timestamp: datetime | None = None,
-         branch: str | None = None, columns: Sequence[str] | None = None, filter: Filter = None,
-         storage_options: Mapping[str, Any] | None = None, decode_images: bool = False,
-         override_num_blocks: int | None = None, ray_remote_args: Mapping[str, Any] | None = None,
-         concurrency: int | None = None) -> ray.data.Dataset:  # fmt: skip
+def read(
+    uri: str | Dataset,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    timestamp: datetime | None = None,
+    branch: str | None = None,
+    columns: Sequence[str] | None = None,
+    filter: Filter = None,
+    storage_options: Mapping[str, Any] | None = None,
+    decode_images: bool = False,
+    override_num_blocks: int | None = None,
+    ray_remote_args: Mapping[str, Any] | None = None,
+    concurrency: int | None = None,
+) -> ray.data.Dataset:
     """Read a tensorhouse dataset (one version of it) as a ``ray.data.Dataset``.
 
     ``version``/``tag``/``timestamp``/``branch`` pick the version (default: the
@@ -254,10 +316,23 @@ def read(uri: str | Dataset, *, version: int | None = None, tag: str | None = No
         ...                   storage_options={"endpoint_url": "http://127.0.0.1:9000"})  # doctest: +SKIP
         >>> rds.map_batches(lambda b: {"n": b["label"] * 2}, batch_format="numpy").count()  # doctest: +SKIP
     """
-    source = TensorhouseDatasource(uri, version=version, tag=tag, timestamp=timestamp, branch=branch, columns=columns,
-                                   filter=filter, storage_options=storage_options, decode_images=decode_images)  # fmt: skip
-    return ray.data.read_datasource(source, override_num_blocks=override_num_blocks,
-                                    ray_remote_args=dict(ray_remote_args or {}), concurrency=concurrency)  # fmt: skip
+    source = TensorhouseDatasource(
+        uri,
+        version=version,
+        tag=tag,
+        timestamp=timestamp,
+        branch=branch,
+        columns=columns,
+        filter=filter,
+        storage_options=storage_options,
+        decode_images=decode_images,
+    )
+    return ray.data.read_datasource(
+        source,
+        override_num_blocks=override_num_blocks,
+        ray_remote_args=dict(ray_remote_args or {}),
+        concurrency=concurrency,
+    )
 
 
 __all__ = ["TensorhouseDatasource", "read"]

@@ -60,7 +60,9 @@ class WriteLayout:
         return WriteLayout(ds.uri, ds.snapshot.metadata, ds.storage_options)
 
     @staticmethod
-    def for_new(uri: str, schema: Schema, storage_options: Mapping[str, Any] | None = None) -> WriteLayout:
+    def for_new(
+        uri: str, schema: Schema, storage_options: Mapping[str, Any] | None = None
+    ) -> WriteLayout:
         """The layout ``th.create(uri, schema)`` gives a new dataset (field ids in schema order)."""
         meta = Metadata(UNBORN, schema, {n: i for i, n in enumerate(schema.names)}, len(schema), {})
         return WriteLayout(uri, meta, dict(storage_options or {}))
@@ -83,7 +85,9 @@ def stage(layout: WriteLayout, data: Data) -> list[StagedFragment]:
     columns, n = to_columns(data, layout.schema)
     if not n:
         return []
-    return stage_fragments(_store(layout), layout.metadata, normalize_columns(columns, layout.schema), n)
+    return stage_fragments(
+        _store(layout), layout.metadata, normalize_columns(columns, layout.schema), n
+    )
 
 
 def merge(staged: Sequence[StagedFragment]) -> list[StagedFragment]:
@@ -91,8 +95,12 @@ def merge(staged: Sequence[StagedFragment]) -> list[StagedFragment]:
     out: list[StagedFragment] = []
     for s in staged:
         last = out[-1] if out else None
-        if last is not None and last.columns.keys() == s.columns.keys() and last.dataset_id == s.dataset_id \
-                and last.num_rows + s.num_rows <= MAX_FRAGMENT_ROWS:  # fmt: skip
+        if (
+            last is not None
+            and last.columns.keys() == s.columns.keys()
+            and last.dataset_id == s.dataset_id
+            and last.num_rows + s.num_rows <= MAX_FRAGMENT_ROWS
+        ):
             cols = {k: (*last.columns[k], *s.columns[k]) for k in last.columns}
             out[-1] = StagedFragment(last.dataset_id, last.num_rows + s.num_rows, cols)
         else:
@@ -106,8 +114,15 @@ def adopt(ds: Dataset, staged: Sequence[StagedFragment]) -> list[StagedFragment]
     return [replace(s, dataset_id=own) if s.dataset_id == UNBORN else s for s in staged]
 
 
-def commit(ds: Dataset, staged: Sequence[StagedFragment], *, overwrite: bool = False, message: str | None = None,
-           app_id: str | None = None, txn_version: int | None = None) -> int:  # fmt: skip
+def commit(
+    ds: Dataset,
+    staged: Sequence[StagedFragment],
+    *,
+    overwrite: bool = False,
+    message: str | None = None,
+    app_id: str | None = None,
+    txn_version: int | None = None,
+) -> int:
     """Commit staged fragments (after deleting the rows live at ``ds.version`` when ``overwrite``) as one
     version, and return it. Nothing to commit leaves the dataset at its version. With ``app_id`` and
     ``txn_version`` the commit is idempotent: a pair already in the log commits nothing."""
@@ -116,7 +131,9 @@ def commit(ds: Dataset, staged: Sequence[StagedFragment], *, overwrite: bool = F
         live = [b.column(ROWID).to_numpy() for b in ds.reader.iter_batches([], with_rowid=True)]
         if sum(len(x) for x in live):
             tx.delete(rowids=np.concatenate(live))
-    tx.add_staged([s for s in staged if s.num_rows])  # checks each was written for this dataset's columns
+    tx.add_staged(
+        [s for s in staged if s.num_rows]
+    )  # checks each was written for this dataset's columns
     return tx.commit()
 
 

@@ -91,14 +91,18 @@ def ray_type(ctype: ColumnType, *, decode_images: bool = False) -> pa.DataType:
         return ArrowVariableShapedTensorType(pa.uint8(), 3)
     if kind == "boxes":
         return ArrowVariableShapedTensorType(engine.value_type.value_type, 2)
-    return ArrowVariableShapedTensorType(engine.field("data").type.value_type, engine.field("shape").type.list_size)
+    return ArrowVariableShapedTensorType(
+        engine.field("data").type.value_type, engine.field("shape").type.list_size
+    )
 
 
 def _mask(arr: pa.Array) -> pa.Array | None:
     return arr.is_null() if arr.null_count else None
 
 
-def _fixed_storage(t: pa.DataType, flat: pa.Array, size: int, n: int, mask: pa.Array | None) -> pa.Array:
+def _fixed_storage(
+    t: pa.DataType, flat: pa.Array, size: int, n: int, mask: pa.Array | None
+) -> pa.Array:
     storage = t.storage_type
     if pa.types.is_fixed_size_list(storage):
         return pa.FixedSizeListArray.from_arrays(flat, size, mask=mask)
@@ -108,13 +112,21 @@ def _fixed_storage(t: pa.DataType, flat: pa.Array, size: int, n: int, mask: pa.A
     return pa.ListArray.from_arrays(offsets.cast(pa.int32()), flat, mask=mask)
 
 
-def _variable(value: pa.DataType, ndim: int, offsets: np.ndarray, flat: pa.Array, shapes: np.ndarray,
-              mask: pa.Array | None) -> pa.Array:  # fmt: skip
+def _variable(
+    value: pa.DataType,
+    ndim: int,
+    offsets: np.ndarray,
+    flat: pa.Array,
+    shapes: np.ndarray,
+    mask: pa.Array | None,
+) -> pa.Array:
     t = ArrowVariableShapedTensorType(value, ndim)
     n = len(offsets) - 1
     data = pa.LargeListArray.from_arrays(pa.array(offsets.astype(np.int64)), flat)
-    shape = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * ndim),
-                                     pa.array(shapes.reshape(-1).astype(np.int64)))  # fmt: skip
+    shape = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * ndim),
+        pa.array(shapes.reshape(-1).astype(np.int64)),
+    )
     storage = pa.StructArray.from_arrays([data, shape], fields=list(t.storage_type), mask=mask)
     return pa.ExtensionArray.from_storage(t, storage)
 
@@ -130,7 +142,9 @@ def _list_values(arr: pa.Array) -> pa.Array:
     return arr.values.slice(int(offs[0]), int(offs[-1] - offs[0]))
 
 
-def to_ray(arr: pa.Array | pa.ChunkedArray, ctype: ColumnType, *, decode_images: bool = False) -> pa.Array:
+def to_ray(
+    arr: pa.Array | pa.ChunkedArray, ctype: ColumnType, *, decode_images: bool = False
+) -> pa.Array:
     """One column as ``th.ray.read`` hands it to Ray (see :func:`ray_type`)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -158,7 +172,11 @@ def to_ray(arr: pa.Array | pa.ChunkedArray, ctype: ColumnType, *, decode_images:
         data = arr.field("data")
         shape = arr.field("shape")
         ndim = shape.type.list_size
-        shapes = shape.values.slice(shape.offset * ndim, n * ndim).to_numpy(zero_copy_only=False).reshape(n, ndim)
+        shapes = (
+            shape.values.slice(shape.offset * ndim, n * ndim)
+            .to_numpy(zero_copy_only=False)
+            .reshape(n, ndim)
+        )
         return _variable(t.value_type, ndim, _list_offsets(data), _list_values(data), shapes, mask)
     # kind == "image": decode the encoded files on the thread pool
     _, off_buf, values = arr.buffers()[:3]
@@ -201,8 +219,12 @@ def infer_type(t: pa.DataType, name: str) -> ColumnType | None:
     """The tensorhouse type of a Ray tensor column, or None for other Arrow types."""
     if isinstance(t, _FIXED_TYPES):
         value = t.value_type
-        if not (pa.types.is_integer(value) or pa.types.is_floating(value) or pa.types.is_boolean(value)):
-            raise SchemaError(f"column {name!r}: tensors of {value} cannot be stored; cast them to a number type")
+        if not (
+            pa.types.is_integer(value) or pa.types.is_floating(value) or pa.types.is_boolean(value)
+        ):
+            raise SchemaError(
+                f"column {name!r}: tensors of {value} cannot be stored; cast them to a number type"
+            )
         return Tensor(np.dtype(value.to_pandas_dtype()).name, tuple(int(d) for d in t.shape))
     if isinstance(t, ArrowVariableShapedTensorType):
         return Tensor(np.dtype(t.value_type.to_pandas_dtype()).name, (None,) * t.ndim)
@@ -221,16 +243,29 @@ def column_values(col: pa.Array | pa.ChunkedArray) -> Any:
         shape = tuple(int(d) for d in t.shape)
         storage = col.storage
         if pa.types.is_fixed_size_list(storage.type):
-            flat = storage.values.slice(storage.offset * storage.type.list_size, len(storage) * storage.type.list_size)
+            flat = storage.values.slice(
+                storage.offset * storage.type.list_size, len(storage) * storage.type.list_size
+            )
         else:
             flat = _list_values(storage)
         return flat.to_numpy(zero_copy_only=False).reshape(len(col), *shape)
     out: list[np.ndarray | None] = []
     for i in range(len(col)):
         s = col[i]
-        out.append(None if not s.is_valid else np.asarray(s.to_numpy() if hasattr(s, "to_numpy") else s.as_py()))
+        out.append(
+            None
+            if not s.is_valid
+            else np.asarray(s.to_numpy() if hasattr(s, "to_numpy") else s.as_py())
+        )
     return out
 
 
-__all__ = ["column_values", "fixed_tensor_type", "images_to_ray", "infer_type", "is_tensor_type", "ray_type",
-           "to_ray"]  # fmt: skip
+__all__ = [
+    "column_values",
+    "fixed_tensor_type",
+    "images_to_ray",
+    "infer_type",
+    "is_tensor_type",
+    "ray_type",
+    "to_ray",
+]

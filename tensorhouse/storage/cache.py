@@ -240,7 +240,9 @@ class CachedStore(Store):
         self.inner.close()
 
 
-def _rebuild(inner: Store, cache_dir: str, max_bytes: int, cacheable: Callable[[str], bool]) -> CachedStore:
+def _rebuild(
+    inner: Store, cache_dir: str, max_bytes: int, cacheable: Callable[[str], bool]
+) -> CachedStore:
     return CachedStore(inner, cache_dir, max_bytes, cacheable=cacheable)
 
 

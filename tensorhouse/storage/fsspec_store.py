@@ -236,7 +236,9 @@ class FsspecStore(Store):
                 if partial and self.protocol in ("s3", "s3a"):
                     # S3 filters by key prefix on the server: listing the log from one
                     # block of versions costs one request, not one per 1,000 entries.
-                    found: dict[str, dict[str, Any]] = self.fs.find(base, detail=True, prefix=partial)
+                    found: dict[str, dict[str, Any]] = self.fs.find(
+                        base, detail=True, prefix=partial
+                    )
                 else:
                     found = self.fs.find(base, detail=True)
             except FileNotFoundError:

@@ -32,7 +32,12 @@ TMP_PREFIX = ".tmp-"
 # Windows cannot open a directory to fsync it; elsewhere the fsync makes a new
 # directory entry (a rename or link) survive a crash.
 _FSYNC_DIRS = os.name == "posix"
-_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_READ = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 #: Linux names an open file's real path here: one readlink, no race with a swapped symlink.
 _PROC_FD = "/proc/self/fd/" if os.path.isdir("/proc/self/fd") else None
 
@@ -112,12 +117,16 @@ class LocalStore(Store):
         return real == self._real_root or real.startswith(self._real_root.rstrip(os.sep) + os.sep)
 
     def _escape(self, key: str, why: str) -> StorageError:
-        return StorageError(f"refusing to read {key!r} in {self.uri!r}: {why} (a dataset's files must be "
-                            "regular files inside its folder; see SECURITY.md)")  # fmt: skip
+        return StorageError(
+            f"refusing to read {key!r} in {self.uri!r}: {why} (a dataset's files must be "
+            "regular files inside its folder; see SECURITY.md)"
+        )
 
     def _open(self, key: str) -> tuple[int, int]:
         """An fd of ``key`` checked to be a regular file inside the root, and its size."""
-        path = self._path(key)  # ValueError for an invalid key (the log's parsers refuse those first)
+        path = self._path(
+            key
+        )  # ValueError for an invalid key (the log's parsers refuse those first)
         try:
             fd = os.open(path, _O_READ)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
@@ -144,8 +153,10 @@ class LocalStore(Store):
         """Refuse to write or delete through a symlinked directory that leaves the root."""
         real = os.path.realpath(directory)
         if not self._inside(real):
-            raise StorageError(f"refusing to write {key!r} in {self.uri!r}: its folder resolves to {real!r}, "
-                               "outside the dataset")  # fmt: skip
+            raise StorageError(
+                f"refusing to write {key!r} in {self.uri!r}: its folder resolves to {real!r}, "
+                "outside the dataset"
+            )
 
     def _not_found(self, key: str) -> ObjectNotFoundError:
         return ObjectNotFoundError(f"no object {key!r} in {self.uri!r}")
@@ -200,7 +211,10 @@ class LocalStore(Store):
         fd, size = self._open(key)
         try:
             # Clamped to the file's size: a range far past the end allocates nothing.
-            return [pread_exact(fd, start, max(0, min(length, size - start))) for start, length in ranges]
+            return [
+                pread_exact(fd, start, max(0, min(length, size - start)))
+                for start, length in ranges
+            ]
         except OSError as err:
             raise self._failed("read", key, err) from err
         finally:
@@ -248,7 +262,9 @@ class LocalStore(Store):
         if directory:
             check_key(directory)
         base = os.path.join(self.root, *directory.split("/")) if directory else self.root
-        return sorted(_walk_staged(base, directory + "/" if directory else ""), key=lambda info: info.key)
+        return sorted(
+            _walk_staged(base, directory + "/" if directory else ""), key=lambda info: info.key
+        )
 
     def delete_staged(self, key: str) -> None:
         check_key(key)
@@ -328,7 +344,9 @@ def _walk_names(directory: str, key_base: str, partial: str) -> Iterator[str]:
     try:
         with os.scandir(directory) as it:
             # Filter by name first, in one comprehension: a log folder holds 10,000s of entries.
-            entries = [e for e in it if e.name.startswith(partial) and not e.name.startswith(TMP_PREFIX)]
+            entries = [
+                e for e in it if e.name.startswith(partial) and not e.name.startswith(TMP_PREFIX)
+            ]
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:

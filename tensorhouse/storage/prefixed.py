@@ -61,7 +61,10 @@ class PrefixedStore(Store):
 
     def list_staged(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         n = len(self.prefix)
-        return [ObjectInfo(i.key[n:], i.size, i.mtime) for i in self.parent.list_staged(self.prefix + prefix)]
+        return [
+            ObjectInfo(i.key[n:], i.size, i.mtime)
+            for i in self.parent.list_staged(self.prefix + prefix)
+        ]
 
     def delete_staged(self, key: str) -> None:
         self.parent.delete_staged(self._k(key))

@@ -40,7 +40,19 @@ from tensorhouse.udfs.kernels import boxes, images, reductions, similarity, slic
 from tensorhouse.udfs.kernels.errors import UDFArgumentError, arg_error
 from tensorhouse.udfs.kernels.tensors import IMAGE, RAGGED_F64, plain, validity
 
-ArgKind = Literal["tensor", "image", "blob", "vector", "binvector", "box", "boxes", "frame", "text", "int", "format"]
+ArgKind = Literal[
+    "tensor",
+    "image",
+    "blob",
+    "vector",
+    "binvector",
+    "box",
+    "boxes",
+    "frame",
+    "text",
+    "int",
+    "format",
+]
 #: Kinds whose argument is one option value for the whole call, not per-row data.
 OPTION_KINDS = frozenset({"text", "int", "format"})
 
@@ -96,11 +108,20 @@ class UDF:
 
     def __call__(self, *args: pa.Array | pa.ChunkedArray) -> pa.Array:
         if not self.min_args <= len(args) <= self.max_args:
-            want = str(self.min_args) if self.min_args == self.max_args else f"{self.min_args} to {self.max_args}"
+            want = (
+                str(self.min_args)
+                if self.min_args == self.max_args
+                else f"{self.min_args} to {self.max_args}"
+            )
             noun = "argument" if want == "1" else "arguments"
-            hint = f"; over one axis use {self.name}_axis(t, axis)" if f"{self.name}_axis" in _AXIS_NAMES else ""
+            hint = (
+                f"; over one axis use {self.name}_axis(t, axis)"
+                if f"{self.name}_axis" in _AXIS_NAMES
+                else ""
+            )
             raise UDFArgumentError(
-                f"{self.name}: takes {want} {noun}, got {len(args)}: {self.signature()}{hint}")
+                f"{self.name}: takes {want} {noun}, got {len(args)}: {self.signature()}{hint}"
+            )
         arrays = [plain(a) for a in args]
         n = len(arrays[0]) if arrays else 0
         option_valid = np.ones(n, dtype=bool)
@@ -191,55 +212,154 @@ _SIM_DOC: dict[similarity.Metric, tuple[str, str]] = {
 }
 
 CATALOG: tuple[UDF, ...] = (
-    UDF("tensor_slice", (_T, Param("slice", "text")), RAGGED_F64,
+    UDF(
+        "tensor_slice",
+        (_T, Param("slice", "text")),
+        RAGGED_F64,
         "numpy basic indexing (ints, negative ints, start:stop:step, ':', '...'); "
         "the result is a tensor struct<data: DOUBLE[], shape: INTEGER[]>",
-        "SELECT tensor_slice(decode_image(image), '[100:500, 100:500, 0:2]') FROM photos", _slice),
-    UDF("tensor_shape", (_T,), pa.list_(pa.int32()), "The shape, as INTEGER[]",
-        "SELECT tensor_shape(depth) FROM scans  -- [480, 640]", reductions.tensor_shape),
-    UDF("tensor_ndim", (_T,), pa.int32(), "Number of dimensions",
-        "SELECT tensor_ndim(mask) FROM scans  -- 2", reductions.tensor_ndim),
-    UDF("tensor_size", (_T,), pa.int64(), "Number of elements",
-        "SELECT tensor_size(mask) FROM scans  -- 16", reductions.tensor_size),
-    *(UDF(f"tensor_{op}", (_T,), pa.float64(), _REDUCE_DOC[op],
-          f"SELECT tensor_{op}(depth) FROM scans", partial(_reduce, op)) for op in reductions.REDUCTIONS),
-    *(UDF(f"tensor_{op}_axis", (_T, Param("axis", "int")), RAGGED_F64,
-          f"tensor_{op} over one axis (negative counts from the end); a tensor of one less dimension",
-          f"SELECT tensor_{op}_axis(depth, 0) FROM scans", partial(_reduce_axis, op))
-      for op in reductions.REDUCTIONS),
-    UDF("decode_image", (Param("blob", "blob"),), IMAGE,
+        "SELECT tensor_slice(decode_image(image), '[100:500, 100:500, 0:2]') FROM photos",
+        _slice,
+    ),
+    UDF(
+        "tensor_shape",
+        (_T,),
+        pa.list_(pa.int32()),
+        "The shape, as INTEGER[]",
+        "SELECT tensor_shape(depth) FROM scans  -- [480, 640]",
+        reductions.tensor_shape,
+    ),
+    UDF(
+        "tensor_ndim",
+        (_T,),
+        pa.int32(),
+        "Number of dimensions",
+        "SELECT tensor_ndim(mask) FROM scans  -- 2",
+        reductions.tensor_ndim,
+    ),
+    UDF(
+        "tensor_size",
+        (_T,),
+        pa.int64(),
+        "Number of elements",
+        "SELECT tensor_size(mask) FROM scans  -- 16",
+        reductions.tensor_size,
+    ),
+    *(
+        UDF(
+            f"tensor_{op}",
+            (_T,),
+            pa.float64(),
+            _REDUCE_DOC[op],
+            f"SELECT tensor_{op}(depth) FROM scans",
+            partial(_reduce, op),
+        )
+        for op in reductions.REDUCTIONS
+    ),
+    *(
+        UDF(
+            f"tensor_{op}_axis",
+            (_T, Param("axis", "int")),
+            RAGGED_F64,
+            f"tensor_{op} over one axis (negative counts from the end); a tensor of one less dimension",
+            f"SELECT tensor_{op}_axis(depth, 0) FROM scans",
+            partial(_reduce_axis, op),
+        )
+        for op in reductions.REDUCTIONS
+    ),
+    UDF(
+        "decode_image",
+        (Param("blob", "blob"),),
+        IMAGE,
         "Decode a JPEG/PNG file to a uint8 HxWxC tensor (struct<data: UTINYINT[], shape: INTEGER[3]>)",
-        "SELECT tensor_shape(decode_image(image)) FROM photos  -- [480, 640, 3]", images.decode_image),
-    UDF("image_resize", (Param("img", "image"), Param("height", "int"), Param("width", "int")), IMAGE,
+        "SELECT tensor_shape(decode_image(image)) FROM photos  -- [480, 640, 3]",
+        images.decode_image,
+    ),
+    UDF(
+        "image_resize",
+        (Param("img", "image"), Param("height", "int"), Param("width", "int")),
+        IMAGE,
         "Bilinear resize (half-pixel centres, no antialias) to a uint8 image",
-        "SELECT image_resize(image, 224, 224) FROM photos", _resize),
-    UDF("image_to_gray", (Param("img", "image"),), IMAGE,
+        "SELECT image_resize(image, 224, 224) FROM photos",
+        _resize,
+    ),
+    UDF(
+        "image_to_gray",
+        (Param("img", "image"),),
+        IMAGE,
         "Luma (ITU-R 601-2, as Pillow's convert('L')) as a 1-channel uint8 image",
-        "SELECT tensor_mean(image_to_gray(image)) FROM photos", images.image_to_gray),
-    *(UDF(name, (Param("a", "vector"), Param("b", "vector")), pa.float64(), doc,
-          f"SELECT id, {name}(embedding, [0.1, 0.2, 0.3]) AS s FROM docs ORDER BY s LIMIT 10",
-          partial(_similar, metric)) for metric, (name, doc) in _SIM_DOC.items()),
-    UDF("hamming_distance", (Param("a", "binvector"), Param("b", "binvector")), pa.int64(),
+        "SELECT tensor_mean(image_to_gray(image)) FROM photos",
+        images.image_to_gray,
+    ),
+    *(
+        UDF(
+            name,
+            (Param("a", "vector"), Param("b", "vector")),
+            pa.float64(),
+            doc,
+            f"SELECT id, {name}(embedding, [0.1, 0.2, 0.3]) AS s FROM docs ORDER BY s LIMIT 10",
+            partial(_similar, metric),
+        )
+        for metric, (name, doc) in _SIM_DOC.items()
+    ),
+    UDF(
+        "hamming_distance",
+        (Param("a", "binvector"), Param("b", "binvector")),
+        pa.int64(),
         "Positions where two binary vectors (booleans or 0/1) differ",
-        "SELECT hamming_distance(code, [1, 0, 1, 1]) FROM hashes", partial(_similar, "hamming")),
-    UDF("box_iou", (Param("a", "box"), Param("b", "box"), Param("format", "format", True)), pa.float64(),
+        "SELECT hamming_distance(code, [1, 0, 1, 1]) FROM hashes",
+        partial(_similar, "hamming"),
+    ),
+    UDF(
+        "box_iou",
+        (Param("a", "box"), Param("b", "box"), Param("format", "format", True)),
+        pa.float64(),
         "Intersection over union of two boxes; NULL if both have zero area",
-        "SELECT box_iou(boxes[1], [0, 0, 10, 10]) FROM pets", _box_iou),
-    UDF("max_iou", (Param("boxes", "boxes"), Param("box", "box"), Param("format", "format", True)),
-        pa.float64(), "Best IoU of one box among a row's boxes (0.0 when there are none)",
-        "SELECT id FROM pets WHERE max_iou(boxes, [0, 0, 50, 50]) > 0.5", _max_iou),
-    UDF("mean_iou", (Param("a", "boxes"), Param("b", "boxes"), Param("format", "format", True)),
-        pa.float64(), "Greedy one-to-one matching by IoU; sum of matched IoUs / max(len(a), len(b)); "
-        "NULL if both are empty", "SELECT avg(mean_iou(pred, truth)) FROM detections", _mean_iou),
-    UDF("normalize_boxes", (Param("boxes", "boxes"), Param("frame", "frame"), Param("format", "format", True)),
-        boxes.BOXES, "Boxes relative to a frame [x, y, w, h], clipped to [0, 1], same format (FLOAT[4][])",
-        "SELECT normalize_boxes(boxes, [0, 0, 640, 480]) FROM pets", _normalize),
-    UDF("box_area", (Param("boxes", "boxes"), Param("format", "format", True)), pa.list_(pa.float64()),
+        "SELECT box_iou(boxes[1], [0, 0, 10, 10]) FROM pets",
+        _box_iou,
+    ),
+    UDF(
+        "max_iou",
+        (Param("boxes", "boxes"), Param("box", "box"), Param("format", "format", True)),
+        pa.float64(),
+        "Best IoU of one box among a row's boxes (0.0 when there are none)",
+        "SELECT id FROM pets WHERE max_iou(boxes, [0, 0, 50, 50]) > 0.5",
+        _max_iou,
+    ),
+    UDF(
+        "mean_iou",
+        (Param("a", "boxes"), Param("b", "boxes"), Param("format", "format", True)),
+        pa.float64(),
+        "Greedy one-to-one matching by IoU; sum of matched IoUs / max(len(a), len(b)); "
+        "NULL if both are empty",
+        "SELECT avg(mean_iou(pred, truth)) FROM detections",
+        _mean_iou,
+    ),
+    UDF(
+        "normalize_boxes",
+        (Param("boxes", "boxes"), Param("frame", "frame"), Param("format", "format", True)),
+        boxes.BOXES,
+        "Boxes relative to a frame [x, y, w, h], clipped to [0, 1], same format (FLOAT[4][])",
+        "SELECT normalize_boxes(boxes, [0, 0, 640, 480]) FROM pets",
+        _normalize,
+    ),
+    UDF(
+        "box_area",
+        (Param("boxes", "boxes"), Param("format", "format", True)),
+        pa.list_(pa.float64()),
         "Area of each box (DOUBLE[]); negative sizes count as 0",
-        "SELECT list_sum(box_area(boxes, 'xywh')) FROM pets", _area),
-    UDF("num_boxes", (Param("boxes", "boxes"),), pa.int64(), "Number of boxes in the row",
-        "SELECT num_boxes(boxes) FROM pets", boxes.num_boxes),
-)  # fmt: skip
+        "SELECT list_sum(box_area(boxes, 'xywh')) FROM pets",
+        _area,
+    ),
+    UDF(
+        "num_boxes",
+        (Param("boxes", "boxes"),),
+        pa.int64(),
+        "Number of boxes in the row",
+        "SELECT num_boxes(boxes) FROM pets",
+        boxes.num_boxes,
+    ),
+)
 
 BY_NAME: dict[str, UDF] = {u.name: u for u in CATALOG}
 
@@ -260,10 +380,22 @@ def markdown_table(returns_sql: Callable[[pa.DataType], str] | None = None) -> s
     rows = ["| name | arguments | returns | example |", "|---|---|---|---|"]
     for u in CATALOG:
         args = ", ".join(f"{p.name}{'?' if p.optional else ''}: *{p.kind}*" for p in u.params)
-        rows.append(f"| `{u.name}` | {args} | {cell(ret(u.returns))}: {cell(u.summary)} | `{cell(u.example)}` |")
+        rows.append(
+            f"| `{u.name}` | {args} | {cell(ret(u.returns))}: {cell(u.summary)} | `{cell(u.example)}` |"
+        )
     rows += ["", "Argument kinds (`?`: optional, may be left off the end):", ""]
     rows += [f"- *{k}*: {v}" for k, v in KIND_DOCS.items()]
     return "\n".join(rows) + "\n"
 
 
-__all__ = ["BY_NAME", "CATALOG", "KIND_DOCS", "OPTION_KINDS", "UDF", "ArgKind", "Param", "markdown_table", "option"]
+__all__ = [
+    "BY_NAME",
+    "CATALOG",
+    "KIND_DOCS",
+    "OPTION_KINDS",
+    "UDF",
+    "ArgKind",
+    "Param",
+    "markdown_table",
+    "option",
+]

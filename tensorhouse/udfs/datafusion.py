@@ -75,7 +75,9 @@ def _wrap(udf: UDF) -> Callable[..., pa.Array]:
     return call
 
 
-def specialize(ctx: datafusion.SessionContext, name: str, arg_types: Sequence[pa.DataType | pa.Field]) -> None:
+def specialize(
+    ctx: datafusion.SessionContext, name: str, arg_types: Sequence[pa.DataType | pa.Field]
+) -> None:
     """(Re-)register UDF ``name`` for exactly these argument types (and so this many arguments).
 
     Example:
@@ -90,14 +92,20 @@ def specialize(ctx: datafusion.SessionContext, name: str, arg_types: Sequence[pa
     if udf is None:
         raise UDFArgumentError(f"no tensor UDF named {name!r}; see tensorhouse.udfs.catalog")
     if not udf.min_args <= len(arg_types) <= udf.max_args:
-        raise UDFArgumentError(f"{name}: takes {udf.min_args} to {udf.max_args} arguments, "
-                               f"got {len(arg_types)} types: {udf.signature()}")  # fmt: skip
+        raise UDFArgumentError(
+            f"{name}: takes {udf.min_args} to {udf.max_args} arguments, "
+            f"got {len(arg_types)} types: {udf.signature()}"
+        )
     types = [t.type if isinstance(t, pa.Field) else t for t in arg_types]
     ctx.register_udf(datafusion.udf(_wrap(udf), types, udf.returns, "immutable", name))
 
 
-def register(ctx: datafusion.SessionContext, *, types: Mapping[str, pa.DataType] | None = None,
-             names: Iterable[str] | None = None) -> list[str]:  # fmt: skip
+def register(
+    ctx: datafusion.SessionContext,
+    *,
+    types: Mapping[str, pa.DataType] | None = None,
+    names: Iterable[str] | None = None,
+) -> list[str]:
     """Install the tensor UDFs (all, or ``names``) for the default argument types, or ``types`` per kind.
 
     ``types`` maps an argument kind (``"tensor"``, ``"vector"``, ``"image"``,
@@ -114,7 +122,9 @@ def register(ctx: datafusion.SessionContext, *, types: Mapping[str, pa.DataType]
     chosen = {**DEFAULT_TYPES, **(types or {})}
     unknown = set(types or {}) - set(DEFAULT_TYPES)
     if unknown:
-        raise UDFArgumentError(f"unknown argument kinds {sorted(unknown)}; expected some of {sorted(DEFAULT_TYPES)}")
+        raise UDFArgumentError(
+            f"unknown argument kinds {sorted(unknown)}; expected some of {sorted(DEFAULT_TYPES)}"
+        )
     wanted = set(names) if names is not None else None
     done: list[str] = []
     for udf in CATALOG:

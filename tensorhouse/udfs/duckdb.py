@@ -43,11 +43,20 @@ import pyarrow as pa
 from tensorhouse.udfs.catalog import CATALOG, UDF
 
 _PRIMITIVES: dict[pa.DataType, str] = {
-    pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER",
-    pa.int64(): "BIGINT", pa.uint8(): "UTINYINT", pa.uint16(): "USMALLINT", pa.uint32(): "UINTEGER",
-    pa.uint64(): "UBIGINT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.string(): "VARCHAR",
     pa.binary(): "BLOB",
-}  # fmt: skip
+}
 
 
 def sql_type(t: pa.DataType) -> str:
@@ -65,7 +74,9 @@ def sql_type(t: pa.DataType) -> str:
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return f"{sql_type(t.value_type)}[]"
     if pa.types.is_struct(t):
-        inner = ", ".join(f'"{t.field(i).name}" {sql_type(t.field(i).type)}' for i in range(t.num_fields))
+        inner = ", ".join(
+            f'"{t.field(i).name}" {sql_type(t.field(i).type)}' for i in range(t.num_fields)
+        )
         return f"STRUCT({inner})"
     raise TypeError(f"no DuckDB type for Arrow type {t}")
 
@@ -100,8 +111,14 @@ def register(con: duckdb.DuckDBPyConnection, *, names: Iterable[str] | None = No
         with contextlib.suppress(duckdb.Error):  # not registered yet
             con.remove_function(udf.name)
         # parameters=None: any number of arguments of any type (see the module docstring).
-        con.create_function(udf.name, _wrap(udf), None, duckdb.sqltype(sql_type(udf.returns)),
-                            type=duckdb.func.ARROW, null_handling=duckdb.func.SPECIAL)  # fmt: skip
+        con.create_function(
+            udf.name,
+            _wrap(udf),
+            None,
+            duckdb.sqltype(sql_type(udf.returns)),
+            type=duckdb.func.ARROW,
+            null_handling=duckdb.func.SPECIAL,
+        )
         done.append(udf.name)
     return done
 

@@ -91,9 +91,14 @@ DETAIL_VALUES = 1000
 MAX_EXTRAS = 32
 
 # Set once on the viewer's database, then locked: no user query can change them back.
-_LOCKDOWN = ("SET enable_external_access = false", "SET python_enable_replacements = false",
-             "SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
-             "SET allow_community_extensions = false", "SET lock_configuration = true")  # fmt: skip
+_LOCKDOWN = (
+    "SET enable_external_access = false",
+    "SET python_enable_replacements = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET allow_community_extensions = false",
+    "SET lock_configuration = true",
+)
 
 
 class ApiError(TensorhouseError):
@@ -140,7 +145,9 @@ def jsonable(x: Any, *, max_items: int = DETAIL_VALUES, max_chars: int = DETAIL_
         return jsonable(x.item(), max_items=max_items, max_chars=max_chars)
     if isinstance(x, np.ndarray):
         flat = x.reshape(-1)[:max_items]
-        if flat.dtype.kind == "f" and flat.dtype.itemsize < 8:  # float32 as float32 prints, not 0.1000000015
+        if (
+            flat.dtype.kind == "f" and flat.dtype.itemsize < 8
+        ):  # float32 as float32 prints, not 0.1000000015
             flat = np.array([float(f"{e:.7g}") for e in flat.tolist()])
         return jsonable(flat.tolist() if x.size > max_items else flat.reshape(x.shape).tolist())
     if isinstance(x, bytes | bytearray | memoryview):
@@ -148,7 +155,10 @@ def jsonable(x: Any, *, max_items: int = DETAIL_VALUES, max_chars: int = DETAIL_
     if isinstance(x, list | tuple):
         return [jsonable(v, max_items=max_items, max_chars=max_chars) for v in x[:max_items]]
     if isinstance(x, dict):
-        return {str(k): jsonable(v, max_items=max_items, max_chars=max_chars) for k, v in list(x.items())[:max_items]}
+        return {
+            str(k): jsonable(v, max_items=max_items, max_chars=max_chars)
+            for k, v in list(x.items())[:max_items]
+        }
     if isinstance(x, datetime | date | dtime):
         return x.isoformat()
     if isinstance(x, Decimal):
@@ -160,9 +170,14 @@ def jsonable(x: Any, *, max_items: int = DETAIL_VALUES, max_chars: int = DETAIL_
 
 
 _KINDS: tuple[tuple[type[ColumnType], CellKind], ...] = (
-    (Image, "image"), (ClassLabel, "label"), (BBox, "bbox"), (Json, "json"), (Text, "text"), (Binary, "binary"),
+    (Image, "image"),
+    (ClassLabel, "label"),
+    (BBox, "bbox"),
+    (Json, "json"),
+    (Text, "text"),
+    (Binary, "binary"),
     (Scalar, "scalar"),
-)  # fmt: skip
+)
 
 
 def cell_kind(ctype: ColumnType) -> CellKind:
@@ -171,7 +186,11 @@ def cell_kind(ctype: ColumnType) -> CellKind:
         if isinstance(ctype, cls):
             return kind
     shape = ctype.sample_shape
-    return "vector" if len(shape) == 1 and shape[0] is not None and shape[0] <= MAX_VECTOR else "tensor"
+    return (
+        "vector"
+        if len(shape) == 1 and shape[0] is not None and shape[0] <= MAX_VECTOR
+        else "tensor"
+    )
 
 
 def type_label(ctype: ColumnType) -> str:
@@ -204,8 +223,14 @@ def _stats(arr: np.ndarray) -> dict[str, Any] | None:
     a = arr.astype(np.float64)
     f = a[np.isfinite(a)]
     out: dict[str, Any] = {"nan": int(np.isnan(a).sum())}
-    return out | ({k: float(g(f)) for k, g in (("min", np.min), ("max", np.max), ("mean", np.mean), ("std", np.std))}
-                  if f.size else {})
+    return out | (
+        {
+            k: float(g(f))
+            for k, g in (("min", np.min), ("max", np.max), ("mean", np.mean), ("std", np.std))
+        }
+        if f.size
+        else {}
+    )
 
 
 def _label(ctype: ClassLabel, v: Any) -> dict[str, Any]:
@@ -265,8 +290,16 @@ def detail_value(kind: CellKind, ctype: ColumnType, v: Any) -> Any:
 
 
 def schema_doc(ds: Dataset) -> list[dict[str, Any]]:
-    return [{"name": name, "kind": cell_kind(t), "label": type_label(t), "type": t.to_dict(), "arrow": str(t.arrow_type())}
-            for name, t in ds.schema.columns]  # fmt: skip
+    return [
+        {
+            "name": name,
+            "kind": cell_kind(t),
+            "label": type_label(t),
+            "type": t.to_dict(),
+            "arrow": str(t.arrow_type()),
+        }
+        for name, t in ds.schema.columns
+    ]
 
 
 # -- SQL ------------------------------------------------------------------------------
@@ -298,17 +331,25 @@ def single_select(sql: str) -> str:
         ('SELECT 1', 'FROM ds')
     """
     if len(sql) > MAX_SQL_CHARS or "\x00" in sql:
-        raise ApiError(400, f"the query is longer than {MAX_SQL_CHARS} characters or holds a NUL character")
+        raise ApiError(
+            400, f"the query is longer than {MAX_SQL_CHARS} characters or holds a NUL character"
+        )
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as err:
         raise ApiError(400, f"SQL error: {err}") from None
     if len(statements) != 1:
-        raise ApiError(400, "only one statement is allowed: ';' separates statements" if statements
-                       else "the query is empty")  # fmt: skip
+        raise ApiError(
+            400,
+            "only one statement is allowed: ';' separates statements"
+            if statements
+            else "the query is empty",
+        )
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
-        raise ApiError(400, f"only SELECT queries are allowed, not {kind.name}: the viewer is read-only")
+        raise ApiError(
+            400, f"only SELECT queries are allowed, not {kind.name}: the viewer is read-only"
+        )
     return sql.rstrip().rstrip(";").rstrip()
 
 
@@ -341,8 +382,12 @@ def register_limited_udfs(db: duckdb.DuckDBPyConnection, max_output_bytes: int) 
             # A thread-local override: DuckDB calls Python UDFs on the thread that runs them.
             with limits.override(max_udf_output_bytes=cap):
                 out = udf(*args)
-            limits.check("max_udf_output_bytes", out.nbytes, what=f"{udf.name}: a result of {out.nbytes} bytes",
-                         error=UDFArgumentError)  # fmt: skip
+            limits.check(
+                "max_udf_output_bytes",
+                out.nbytes,
+                what=f"{udf.name}: a result of {out.nbytes} bytes",
+                error=UDFArgumentError,
+            )
             return out
 
         call.__name__ = udf.name
@@ -350,8 +395,14 @@ def register_limited_udfs(db: duckdb.DuckDBPyConnection, max_output_bytes: int) 
 
     names = []
     for udf in CATALOG:
-        db.create_function(udf.name, wrap(udf), None, duckdb.sqltype(sql_type(udf.returns)),
-                           type=duckdb.func.ARROW, null_handling=duckdb.func.SPECIAL)  # fmt: skip
+        db.create_function(
+            udf.name,
+            wrap(udf),
+            None,
+            duckdb.sqltype(sql_type(udf.returns)),
+            type=duckdb.func.ARROW,
+            null_handling=duckdb.func.SPECIAL,
+        )
         names.append(udf.name)
     return names
 
@@ -359,7 +410,9 @@ def register_limited_udfs(db: duckdb.DuckDBPyConnection, max_output_bytes: int) 
 class _Sessions:
     """DuckDB cursors with datasets registered, pooled per set of tables, on one locked database."""
 
-    def __init__(self, *, timeout_s: float, udfs: bool, max_keys: int = 8, per_key: int = 4) -> None:
+    def __init__(
+        self, *, timeout_s: float, udfs: bool, max_keys: int = 8, per_key: int = 4
+    ) -> None:
         # Imported at start-up, not on the first request: tensorhouse.connector takes a second to import.
         from tensorhouse.connector import duckdb as th_duckdb
 
@@ -368,8 +421,13 @@ class _Sessions:
         lim = limits.current()
         # Set at connect: temp_directory '' turns spilling off, which is what removes the
         # temp directory from the directories DuckDB lets queries read with external access off.
-        self._db = duckdb.connect(config={"temp_directory": "", "memory_limit": f"{lim.viewer_memory_limit_bytes}B",
-                                          "threads": max(1, lim.viewer_threads)})  # fmt: skip
+        self._db = duckdb.connect(
+            config={
+                "temp_directory": "",
+                "memory_limit": f"{lim.viewer_memory_limit_bytes}B",
+                "threads": max(1, lim.viewer_threads),
+            }
+        )
         if udfs:
             try:
                 register_limited_udfs(self._db, lim.viewer_max_udf_output_bytes)
@@ -382,7 +440,9 @@ class _Sessions:
         self._max_keys, self._per_key = max_keys, per_key
 
     @contextmanager
-    def cursor(self, key: tuple[Any, ...], tables: Mapping[str, Dataset]) -> Iterator[duckdb.DuckDBPyConnection]:
+    def cursor(
+        self, key: tuple[Any, ...], tables: Mapping[str, Dataset]
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._lock:
             idle = self._idle.get(key)
             cur = idle.pop() if idle else None
@@ -403,7 +463,9 @@ class _Sessions:
             for c in closing:
                 c.close()
 
-    def query(self, key: tuple[Any, ...], tables: Mapping[str, Dataset], sql: str) -> list[tuple[Any, ...]]:
+    def query(
+        self, key: tuple[Any, ...], tables: Mapping[str, Dataset], sql: str
+    ) -> list[tuple[Any, ...]]:
         """Run one checked SELECT; DuckDB errors become ApiError 400, a timeout interrupts it."""
         sql = single_select(sql)
         with self.cursor(key, tables) as cur:
@@ -413,13 +475,17 @@ class _Sessions:
             try:
                 return cur.execute(sql).fetchall()
             except duckdb.InterruptException:
-                raise ApiError(400, f"the query ran longer than {self.timeout_s:g} s and was stopped") from None
+                raise ApiError(
+                    400, f"the query ran longer than {self.timeout_s:g} s and was stopped"
+                ) from None
             except duckdb.Error as err:
                 raise ApiError(400, str(err)) from None
             finally:
                 timer.cancel()
 
-    def columns(self, key: tuple[Any, ...], tables: Mapping[str, Dataset], sql: str) -> list[tuple[str, str]]:
+    def columns(
+        self, key: tuple[Any, ...], tables: Mapping[str, Dataset], sql: str
+    ) -> list[tuple[str, str]]:
         """Names and DuckDB types of a SELECT's result, without running it."""
         sql = single_select(sql)
         with self.cursor(key, tables) as cur:
@@ -467,9 +533,17 @@ class ViewerAPI:
     version of the branch each time :meth:`info` is asked for it.
     """
 
-    def __init__(self, uri: str, *, version: int | None = None, tag: str | None = None, branch: str | None = None,
-                 storage_options: Mapping[str, Any] | None = None, query_timeout_s: float = 30.0,
-                 udfs: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        uri: str,
+        *,
+        version: int | None = None,
+        tag: str | None = None,
+        branch: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        query_timeout_s: float = 30.0,
+        udfs: bool = True,
+    ) -> None:
         self.uri = uri
         self.storage_options = dict(storage_options or {})
         self._default_ref = Ref(version, tag, branch)
@@ -483,8 +557,13 @@ class ViewerAPI:
     # -- datasets ---------------------------------------------------------------------
     def _open(self, ref: Ref) -> Dataset:
         try:
-            return open_dataset(self.uri, version=ref.version, tag=ref.tag, branch=ref.branch,
-                                storage_options=self.storage_options)  # fmt: skip
+            return open_dataset(
+                self.uri,
+                version=ref.version,
+                tag=ref.tag,
+                branch=ref.branch,
+                storage_options=self.storage_options,
+            )
         except VersionNotFoundError as err:
             raise ApiError(404, str(err)) from None
         except ValueError as err:
@@ -497,12 +576,24 @@ class ViewerAPI:
         if ref.version is None:  # a tag, or the latest of a branch: look it up now
             ds = self._open(ref)
             return self._datasets.get_or((ds.branch_name, ds.version), lambda: ds)
-        return self._datasets.get_or((ref.branch or refs.MAIN, ref.version), lambda: self._open(ref))
+        return self._datasets.get_or(
+            (ref.branch or refs.MAIN, ref.version), lambda: self._open(ref)
+        )
 
     def _history(self, latest: Dataset) -> list[dict[str, Any]]:
-        return self._histories.get_or((latest.branch_name, latest.version), lambda: [
-            {"version": h.version, "timestamp": h.timestamp.isoformat(), "operation": h.operation,
-             "message": h.message, "rows": h.num_rows} for h in latest.history()])  # fmt: skip
+        return self._histories.get_or(
+            (latest.branch_name, latest.version),
+            lambda: [
+                {
+                    "version": h.version,
+                    "timestamp": h.timestamp.isoformat(),
+                    "operation": h.operation,
+                    "message": h.message,
+                    "rows": h.num_rows,
+                }
+                for h in latest.history()
+            ],
+        )
 
     # -- endpoints --------------------------------------------------------------------
     def info(self, ref: Ref) -> dict[str, Any]:
@@ -513,17 +604,34 @@ class ViewerAPI:
         if ref.is_default and self._follow_latest:
             self._default = ds = latest
         store, history = ds.store, self._history(latest)
-        tags = [{"name": n, "branch": t.branch, "version": t.version} for n, t in sorted(refs.list_tags(store).items())]
+        tags = [
+            {"name": n, "branch": t.branch, "version": t.version}
+            for n, t in sorted(refs.list_tags(store).items())
+        ]
         return {
-            "uri": self.uri, "version": ds.version, "branch": ds.branch_name, "rows": len(ds),
+            "uri": self.uri,
+            "version": ds.version,
+            "branch": ds.branch_name,
+            "rows": len(ds),
             "latest_version": history[-1]["version"] if history else ds.version,
-            "schema": schema_doc(ds), "history": history, "versions": [h["version"] for h in history],
-            "tags": tags, "branches": refs.list_branches(store), "read_only": True,
+            "schema": schema_doc(ds),
+            "history": history,
+            "versions": [h["version"] for h in history],
+            "tags": tags,
+            "branches": refs.list_branches(store),
+            "read_only": True,
             "elapsed_ms": round((time.perf_counter() - t0) * 1000, 2),
-        }  # fmt: skip
+        }
 
-    def rows(self, ref: Ref, *, where: str | None = None, sql: str | None = None, offset: int = 0,
-             limit: int = 48) -> dict[str, Any]:  # fmt: skip
+    def rows(
+        self,
+        ref: Ref,
+        *,
+        where: str | None = None,
+        sql: str | None = None,
+        offset: int = 0,
+        limit: int = 48,
+    ) -> dict[str, Any]:
         """A page of rows matching a WHERE expression or returned by a full SELECT over ``ds``."""
         t0 = time.perf_counter()
         offset, limit = _page(offset, limit)
@@ -536,9 +644,14 @@ class ViewerAPI:
             body = single_select(sql)
             cols = self._sessions.columns(key, tables, body)
             if ROWID not in [c for c, _ in cols]:
-                raise ApiError(400, "the query must return the _rowid column, e.g. SELECT _rowid, label FROM ds")
+                raise ApiError(
+                    400,
+                    "the query must return the _rowid column, e.g. SELECT _rowid, label FROM ds",
+                )
             # Dataset columns are shown from the dataset; BLOBs would make DuckDB read every image up to the page.
-            extras = [c for c, t in cols if c != ROWID and c not in ds.schema and t != "BLOB"][:MAX_EXTRAS]
+            extras = [c for c, t in cols if c != ROWID and c not in ds.schema and t != "BLOB"][
+                :MAX_EXTRAS
+            ]
             types = dict(cols)
             projection = ", ".join([quote_ident(ROWID), *(_truncated(c, types[c]) for c in extras)])
             page_sql = f"SELECT {projection} FROM (\n{body}\n) AS q LIMIT {limit} OFFSET {offset}"
@@ -553,21 +666,41 @@ class ViewerAPI:
         if any(not isinstance(r, int) for r in rowids):
             raise ApiError(400, "_rowid must be the dataset's integer row ids (not NULL)")
         cells = self._cells(ds, rowids)
-        rows = [{"_rowid": r[0], "cells": c, "extra": {n: jsonable(v, max_items=MAX_GRID_ITEMS, max_chars=GRID_TEXT)
-                                                      for n, v in zip(extras, r[1:], strict=True)}}
-                for r, c in zip(data, cells, strict=True)]  # fmt: skip
-        return {"version": ds.version, "branch": ds.branch_name, "offset": offset, "limit": limit, "total": total,
-                "extras": extras, "rows": rows, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 2)}  # fmt: skip
+        rows = [
+            {
+                "_rowid": r[0],
+                "cells": c,
+                "extra": {
+                    n: jsonable(v, max_items=MAX_GRID_ITEMS, max_chars=GRID_TEXT)
+                    for n, v in zip(extras, r[1:], strict=True)
+                },
+            }
+            for r, c in zip(data, cells, strict=True)
+        ]
+        return {
+            "version": ds.version,
+            "branch": ds.branch_name,
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "extras": extras,
+            "rows": rows,
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 2),
+        }
 
     def _count(self, key: tuple[Any, ...], tables: Mapping[str, Dataset], sql: str) -> int:
         """A count query's answer, cached: versions never change."""
-        return self._counts.get_or((key, sql), lambda: int(self._sessions.query(key, tables, sql)[0][0]))
+        return self._counts.get_or(
+            (key, sql), lambda: int(self._sessions.query(key, tables, sql)[0][0])
+        )
 
     def _rows_of(self, ds: Dataset, rowids: list[int], status: int) -> np.ndarray:
         try:
             return ds.reader.rows_of_rowids(np.asarray(rowids, dtype=np.int64))
         except KeyError as err:
-            raise ApiError(status, f"{err.args[0]} (version {ds.version}, branch {ds.branch_name!r})") from None
+            raise ApiError(
+                status, f"{err.args[0]} (version {ds.version}, branch {ds.branch_name!r})"
+            ) from None
 
     def _cells(self, ds: Dataset, rowids: list[int]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [{} for _ in rowids]
@@ -591,11 +724,22 @@ class ViewerAPI:
         for name, ctype in ds.schema.columns:
             kind = cell_kind(ctype)
             batch = ds.reader.read_rows(name, ctype, rows)
-            value = None if batch.is_null(0) else detail_value(kind, ctype, to_numpy(batch, ctype, decode=False)[0])
+            value = (
+                None
+                if batch.is_null(0)
+                else detail_value(kind, ctype, to_numpy(batch, ctype, decode=False)[0])
+            )
             columns.append({"name": name, "kind": kind, "label": type_label(ctype), "value": value})
-        return {"_rowid": rowid, "version": ds.version, "branch": ds.branch_name, "columns": columns}
+        return {
+            "_rowid": rowid,
+            "version": ds.version,
+            "branch": ds.branch_name,
+            "columns": columns,
+        }
 
-    def image_source(self, ref: Ref, rowid: int, column: str) -> tuple[Dataset, Callable[[], ImageSource]]:
+    def image_source(
+        self, ref: Ref, rowid: int, column: str
+    ) -> tuple[Dataset, Callable[[], ImageSource]]:
         """Check that a row has an image column now; return its dataset and a loader of the stored image."""
         ds = self.dataset(ref)
         if column not in ds.schema:
@@ -613,7 +757,9 @@ class ViewerAPI:
 
         return ds, load
 
-    def diff(self, a: Ref, b: Ref, *, kind: str = "added", offset: int = 0, limit: int = 48) -> dict[str, Any]:
+    def diff(
+        self, a: Ref, b: Ref, *, kind: str = "added", offset: int = 0, limit: int = 48
+    ) -> dict[str, Any]:
         """What changed from version ``a`` to ``b``: schema, counts, and a page of added/removed/changed rows.
 
         Rows pair up by ``_rowid`` (updates keep it). Changed rows differ in a
@@ -625,29 +771,56 @@ class ViewerAPI:
             raise ApiError(400, f"kind must be added, removed or changed, not {kind!r}")
         offset, limit = _page(offset, limit)
         da, db = self.dataset(a), self.dataset(b)
-        key, tables = ("diff", da.branch_name, da.version, db.branch_name, db.version), {"a": da, "b": db}
+        key, tables = (
+            ("diff", da.branch_name, da.version, db.branch_name, db.version),
+            {"a": da, "b": db},
+        )
         sa, sb = dict(da.schema.columns), dict(db.schema.columns)
         common = [n for n in sb if n in sa and sa[n] == sb[n]]
         compared = [n for n in common if cell_kind(sb[n]) not in ("image", "binary")]
-        cond = " OR ".join(f"a.{quote_ident(n)} IS DISTINCT FROM b.{quote_ident(n)}" for n in compared) or "false"
+        cond = (
+            " OR ".join(f"a.{quote_ident(n)} IS DISTINCT FROM b.{quote_ident(n)}" for n in compared)
+            or "false"
+        )
         queries = {
             "added": "SELECT _rowid FROM b ANTI JOIN a USING (_rowid)",
             "removed": "SELECT _rowid FROM a ANTI JOIN b USING (_rowid)",
             "changed": f"SELECT _rowid FROM a JOIN b USING (_rowid) WHERE {cond}",
         }
-        counts = {k: self._count(key, tables, f"SELECT count(*) FROM ({q}) AS d") for k, q in queries.items()}
-        page = self._sessions.query(key, tables, f"SELECT _rowid FROM ({queries[kind]}) AS d ORDER BY _rowid "
-                                                 f"LIMIT {limit} OFFSET {offset}")  # fmt: skip
+        counts = {
+            k: self._count(key, tables, f"SELECT count(*) FROM ({q}) AS d")
+            for k, q in queries.items()
+        }
+        page = self._sessions.query(
+            key,
+            tables,
+            f"SELECT _rowid FROM ({queries[kind]}) AS d ORDER BY _rowid "
+            f"LIMIT {limit} OFFSET {offset}",
+        )
         src, rowids = (da if kind == "removed" else db), [r[0] for r in page]
-        rows = [{"_rowid": r, "cells": c, "extra": {}} for r, c in zip(rowids, self._cells(src, rowids), strict=True)]
+        rows = [
+            {"_rowid": r, "cells": c, "extra": {}}
+            for r, c in zip(rowids, self._cells(src, rowids), strict=True)
+        ]
         return {
-            "from": {"version": da.version, "branch": da.branch_name}, "to": {"version": db.version, "branch": db.branch_name},
-            "schema": {"added": [n for n in sb if n not in sa], "removed": [n for n in sa if n not in sb],
-                       "changed": [n for n in sb if n in sa and sa[n] != sb[n]]},
-            "compared_columns": compared, "counts": counts, "kind": kind, "total": counts[kind],
-            "offset": offset, "limit": limit, "rows": rows, "version": src.version, "branch": src.branch_name,
+            "from": {"version": da.version, "branch": da.branch_name},
+            "to": {"version": db.version, "branch": db.branch_name},
+            "schema": {
+                "added": [n for n in sb if n not in sa],
+                "removed": [n for n in sa if n not in sb],
+                "changed": [n for n in sb if n in sa and sa[n] != sb[n]],
+            },
+            "compared_columns": compared,
+            "counts": counts,
+            "kind": kind,
+            "total": counts[kind],
+            "offset": offset,
+            "limit": limit,
+            "rows": rows,
+            "version": src.version,
+            "branch": src.branch_name,
             "elapsed_ms": round((time.perf_counter() - t0) * 1000, 2),
-        }  # fmt: skip
+        }
 
     def close(self) -> None:
         self._sessions.close()

@@ -45,12 +45,21 @@ from tensorhouse.viewer.thumbnails import ThumbnailCache
 log = logging.getLogger("tensorhouse.viewer")
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-          "style.css": "text/css; charset=utf-8"}  # fmt: skip
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # fmt: skip
-COMMON_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
-                  ("X-Frame-Options", "DENY"), ("Cross-Origin-Resource-Policy", "same-origin"))  # fmt: skip
+STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+COMMON_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+)
 THUMB_MIN, THUMB_MAX, THUMB_DEFAULT = 16, 1024, 256
 
 
@@ -97,8 +106,11 @@ def _int(params: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _ref(params: Mapping[str, str], prefix: str = "") -> Ref:
-    return Ref(_opt_int(params, prefix + "version"), params.get(prefix + "tag") or None,
-               params.get(prefix + "branch") or None)  # fmt: skip
+    return Ref(
+        _opt_int(params, prefix + "version"),
+        params.get(prefix + "tag") or None,
+        params.get(prefix + "branch") or None,
+    )
 
 
 def _host_name(host: str) -> str:
@@ -127,18 +139,30 @@ class ViewerApp:
         >>> app.close()
     """
 
-    def __init__(self, api: ViewerAPI, *, thumbnails: ThumbnailCache | None = None,
-                 allowed_hosts: Iterable[str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        api: ViewerAPI,
+        *,
+        thumbnails: ThumbnailCache | None = None,
+        allowed_hosts: Iterable[str] | None = None,
+    ) -> None:
         self.api = api
         self.thumbnails = thumbnails or ThumbnailCache()
-        self.allowed_hosts = None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+        self.allowed_hosts = (
+            None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+        )
         files = resources.files("tensorhouse.viewer") / "static"
         self._static = {name: (files / name).read_bytes() for name in STATIC}
         self._routes: dict[str, Callable[[Mapping[str, str], list[str]], Response]] = {
             "info": lambda p, _: Response.json(self.api.info(_ref(p))),
-            "rows": self._rows, "sample": self._sample, "thumbnail": self._thumbnail, "diff": self._diff,
-            "health": lambda p, _: Response.json({"ok": True, "thumbnails": self.thumbnails.stats()}),
-        }  # fmt: skip
+            "rows": self._rows,
+            "sample": self._sample,
+            "thumbnail": self._thumbnail,
+            "diff": self._diff,
+            "health": lambda p, _: Response.json(
+                {"ok": True, "thumbnails": self.thumbnails.stats()}
+            ),
+        }
 
     # -- dispatch ---------------------------------------------------------------------
     def respond(self, method: str, path: str, query: str = "", host: str | None = None) -> Response:
@@ -156,8 +180,15 @@ class ViewerApp:
         return resp
 
     def _dispatch(self, method: str, path: str, query: str, host: str | None) -> Response:
-        if host is not None and self.allowed_hosts is not None and _host_name(host) not in self.allowed_hosts:
-            return Response.error(403, f"host {host!r} is not allowed (the viewer answers to {sorted(self.allowed_hosts)})")
+        if (
+            host is not None
+            and self.allowed_hosts is not None
+            and _host_name(host) not in self.allowed_hosts
+        ):
+            return Response.error(
+                403,
+                f"host {host!r} is not allowed (the viewer answers to {sorted(self.allowed_hosts)})",
+            )
         if method not in ("GET", "HEAD"):
             resp = Response.error(405, f"{method} is not allowed: the viewer is read-only")
             resp.headers.append(("Allow", "GET, HEAD"))
@@ -181,8 +212,15 @@ class ViewerApp:
 
     # -- endpoints --------------------------------------------------------------------
     def _rows(self, p: Mapping[str, str], _: list[str]) -> Response:
-        return Response.json(self.api.rows(_ref(p), where=p.get("where"), sql=p.get("sql"),
-                                           offset=_int(p, "offset", 0), limit=_int(p, "limit", 48)))  # fmt: skip
+        return Response.json(
+            self.api.rows(
+                _ref(p),
+                where=p.get("where"),
+                sql=p.get("sql"),
+                offset=_int(p, "offset", 0),
+                limit=_int(p, "limit", 48),
+            )
+        )
 
     def _sample(self, p: Mapping[str, str], rest: list[str]) -> Response:
         if len(rest) != 1:
@@ -196,30 +234,63 @@ class ViewerApp:
         size = min(THUMB_MAX, max(THUMB_MIN, _int(p, "size", THUMB_DEFAULT)))
         ref = _ref(p)
         ds, load = self.api.image_source(ref, rowid, rest[1])
-        thumb = self.thumbnails.get((ds.uri, ds.branch_name, ds.version, rowid, rest[1], size), load, size)
+        thumb = self.thumbnails.get(
+            (ds.uri, ds.branch_name, ds.version, rowid, rest[1], size), load, size
+        )
         # A URL naming its version always means the same bytes; the default version may move.
         cache = "private, max-age=86400, immutable" if ref.version is not None else "no-cache"
-        return Response(200, thumb.jpeg, "image/jpeg", [
-            ("Cache-Control", cache), ("X-Image-Width", str(thumb.width)),
-            ("X-Image-Height", str(thumb.height)), ("X-Image-Channels", str(thumb.channels)),
-        ])  # fmt: skip
+        return Response(
+            200,
+            thumb.jpeg,
+            "image/jpeg",
+            [
+                ("Cache-Control", cache),
+                ("X-Image-Width", str(thumb.width)),
+                ("X-Image-Height", str(thumb.height)),
+                ("X-Image-Channels", str(thumb.channels)),
+            ],
+        )
 
     def _diff(self, p: Mapping[str, str], _: list[str]) -> Response:
         if not p.get("from", "").strip():
             raise ApiError(400, "diff needs from= (a version)")
         a = Ref(_opt_int(p, "from"), None, p.get("from_branch") or p.get("branch") or None)
         b = Ref(_opt_int(p, "to"), None, p.get("branch") or None)
-        return Response.json(self.api.diff(a, b, kind=p.get("kind") or "added", offset=_int(p, "offset", 0),
-                                           limit=_int(p, "limit", 48)))  # fmt: skip
+        return Response.json(
+            self.api.diff(
+                a,
+                b,
+                kind=p.get("kind") or "added",
+                offset=_int(p, "offset", 0),
+                limit=_int(p, "limit", 48),
+            )
+        )
 
     # -- WSGI -------------------------------------------------------------------------
-    def __call__(self, environ: Mapping[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    def __call__(
+        self, environ: Mapping[str, Any], start_response: Callable[..., Any]
+    ) -> list[bytes]:
         """The WSGI entry point: ``gunicorn 'mymodule:app'`` with ``app = make_app(uri)``."""
-        resp = self.respond(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/") or "/",
-                            environ.get("QUERY_STRING", ""), environ.get("HTTP_HOST"))  # fmt: skip
-        reason = {200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-                  405: "Method Not Allowed", 500: "Internal Server Error"}.get(resp.status, "")  # fmt: skip
-        headers = [("Content-Type", resp.content_type), ("Content-Length", str(len(resp.body))), *resp.headers]
+        resp = self.respond(
+            environ.get("REQUEST_METHOD", "GET"),
+            environ.get("PATH_INFO", "/") or "/",
+            environ.get("QUERY_STRING", ""),
+            environ.get("HTTP_HOST"),
+        )
+        reason = {
+            200: "OK",
+            204: "No Content",
+            400: "Bad Request",
+            403: "Forbidden",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            500: "Internal Server Error",
+        }.get(resp.status, "")
+        headers = [
+            ("Content-Type", resp.content_type),
+            ("Content-Length", str(len(resp.body))),
+            *resp.headers,
+        ]
         start_response(f"{resp.status} {reason}", headers)
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [resp.body]
 
@@ -292,14 +363,18 @@ class ViewerServer(ThreadingHTTPServer):
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):  # a browser left mid-answer
+        if isinstance(
+            sys.exc_info()[1], ConnectionError | TimeoutError
+        ):  # a browser left mid-answer
             log.debug("viewer client %s went away", client_address)
             return
         super().handle_error(request, client_address)
 
     def start(self) -> ViewerServer:
         """Serve on a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self.serve_forever, name="tensorhouse-viewer", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="tensorhouse-viewer", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -331,10 +406,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_app(uri: str, *, version: int | None = None, tag: str | None = None, branch: str | None = None,
-             storage_options: Mapping[str, Any] | None = None, query_timeout_s: float = 30.0,
-             thumbnail_cache_bytes: int = 64 << 20, thumbnail_workers: int = 4,
-             allowed_hosts: Iterable[str] | None = None, udfs: bool = True) -> ViewerApp:  # fmt: skip
+def make_app(
+    uri: str,
+    *,
+    version: int | None = None,
+    tag: str | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    query_timeout_s: float = 30.0,
+    thumbnail_cache_bytes: int = 64 << 20,
+    thumbnail_workers: int = 4,
+    allowed_hosts: Iterable[str] | None = None,
+    udfs: bool = True,
+) -> ViewerApp:
     """The viewer for the dataset at ``uri`` as an app (WSGI callable), without a server.
 
     Example:
@@ -344,15 +428,32 @@ def make_app(uri: str, *, version: int | None = None, tag: str | None = None, br
         >>> make_app("memory://doc-make-app").respond("GET", "/api/info").status
         200
     """
-    api = ViewerAPI(uri, version=version, tag=tag, branch=branch, storage_options=storage_options,
-                    query_timeout_s=query_timeout_s, udfs=udfs)  # fmt: skip
+    api = ViewerAPI(
+        uri,
+        version=version,
+        tag=tag,
+        branch=branch,
+        storage_options=storage_options,
+        query_timeout_s=query_timeout_s,
+        udfs=udfs,
+    )
     cache = ThumbnailCache(max_bytes=thumbnail_cache_bytes, workers=thumbnail_workers)
     return ViewerApp(api, thumbnails=cache, allowed_hosts=allowed_hosts)
 
 
-def serve(uri: str, *, host: str = "127.0.0.1", port: int = 8765, version: int | None = None, tag: str | None = None,
-          branch: str | None = None, storage_options: Mapping[str, Any] | None = None, open_browser: bool = False,
-          block: bool = True, query_timeout_s: float = 30.0) -> ViewerServer:  # fmt: skip
+def serve(
+    uri: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    version: int | None = None,
+    tag: str | None = None,
+    branch: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    open_browser: bool = False,
+    block: bool = True,
+    query_timeout_s: float = 30.0,
+) -> ViewerServer:
     """Serve the browser viewer of the dataset at ``uri`` on ``http://host:port/`` (``port=0``: any free one).
 
     ``block=True`` serves until Ctrl-C, then returns the stopped server;
@@ -369,8 +470,15 @@ def serve(uri: str, *, host: str = "127.0.0.1", port: int = 8765, version: int |
         >>> server.stop()
     """
     loopback = is_loopback(host)
-    app = make_app(uri, version=version, tag=tag, branch=branch, storage_options=storage_options,
-                   query_timeout_s=query_timeout_s, allowed_hosts=LOOPBACK_NAMES if loopback else None)  # fmt: skip
+    app = make_app(
+        uri,
+        version=version,
+        tag=tag,
+        branch=branch,
+        storage_options=storage_options,
+        query_timeout_s=query_timeout_s,
+        allowed_hosts=LOOPBACK_NAMES if loopback else None,
+    )
     try:
         server = ViewerServer(app, host=host, port=port)
     except OSError:

@@ -63,9 +63,12 @@ def _decode(data: bytes | np.ndarray, codec: str | None, tw: int, th: int) -> np
 
         h, w, cs, _ = simplejpeg.decode_jpeg_header(data)
         # A stranger's dataset may hold a JPEG claiming any size: refuse before decoding.
-        limits.check("max_image_pixels", int(h) * int(w), what=f"a JPEG of {h}x{w} pixels", error=CodecError)
-        img = simplejpeg.decode_jpeg(data, colorspace="GRAY" if cs == "Gray" else "RGB",
-                                     min_height=th, min_width=tw)  # fmt: skip
+        limits.check(
+            "max_image_pixels", int(h) * int(w), what=f"a JPEG of {h}x{w} pixels", error=CodecError
+        )
+        img = simplejpeg.decode_jpeg(
+            data, colorspace="GRAY" if cs == "Gray" else "RGB", min_height=th, min_width=tw
+        )
         return img if img.ndim == 3 else img[:, :, None]
     if codec is None:
         raise ValueError("an encoded image needs its codec")
@@ -82,7 +85,9 @@ def _header_size(data: bytes | np.ndarray, codec: str | None) -> tuple[int, int,
     return image_header_shape(codec, data)
 
 
-def make_thumbnail(data: bytes | np.ndarray, codec: str | None, size: int, *, quality: int = 85) -> Thumbnail:
+def make_thumbnail(
+    data: bytes | np.ndarray, codec: str | None, size: int, *, quality: int = 85
+) -> Thumbnail:
     """A JPEG of the image scaled to fit ``size`` x ``size`` (alpha composited over grey)."""
     import simplejpeg
     from PIL import Image as PILImage
@@ -101,8 +106,12 @@ def make_thumbnail(data: bytes | np.ndarray, codec: str | None, size: int, *, qu
         if img.ndim == 2:
             img = img[:, :, None]
     gray = img.shape[2] == 1
-    jpeg = simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=quality,
-                                  colorspace="GRAY" if gray else "RGB", colorsubsampling="420")  # fmt: skip
+    jpeg = simplejpeg.encode_jpeg(
+        np.ascontiguousarray(img),
+        quality=quality,
+        colorspace="GRAY" if gray else "RGB",
+        colorsubsampling="420",
+    )
     return Thumbnail(bytes(jpeg), w, h, c, (tw, th))
 
 
@@ -119,8 +128,14 @@ class ThumbnailCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable, load: Callable[[], ImageSource], size: int, *,
-            timeout: float | None = 60.0) -> Thumbnail:  # fmt: skip
+    def get(
+        self,
+        key: Hashable,
+        load: Callable[[], ImageSource],
+        size: int,
+        *,
+        timeout: float | None = 60.0,
+    ) -> Thumbnail:
         """The cached thumbnail, or one made now on the pool (``load`` runs there too)."""
         with self._lock:
             hit = self._items.get(key)
@@ -154,7 +169,12 @@ class ThumbnailCache:
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            return {"entries": len(self._items), "bytes": self._bytes, "hits": self.hits, "misses": self.misses}
+            return {
+                "entries": len(self._items),
+                "bytes": self._bytes,
+                "hits": self.hits,
+                "misses": self.misses,
+            }
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -35,18 +35,29 @@ def expected() -> dict[str, list[object]]:
         "blob": [b"\x00\x01", b"", None],
         "emb": [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [-1.0, 0.5, 0.25]],
         "grid": [np.arange(6, dtype=np.int16).reshape(2, 3).tolist()] * 3,
-        "ragged": [np.ones((2, 2)).tolist(), np.zeros((0, 2)).tolist(), np.arange(6.0).reshape(3, 2).tolist()],
+        "ragged": [
+            np.ones((2, 2)).tolist(),
+            np.zeros((0, 2)).tolist(),
+            np.arange(6.0).reshape(3, 2).tolist(),
+        ],
         "boxes": [[[1.0, 2.0, 3.0, 4.0]], [], [[0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 5.0, 6.0]]],
         "png": [img.tolist(), img[:4].tolist(), img[:, :3].tolist()],
     }
 
 
 SCHEMA = {
-    "label": th.ClassLabel(["a", "b", "c"]), "score": "float64", "flag": "bool", "caption": th.Text(),
-    "meta": th.Json(), "blob": th.Binary(compression="zstd"), "emb": th.Embedding(3),
-    "grid": th.Tensor("int16", (2, 3), compression="lz4"), "ragged": th.Tensor("float32", (None, 2)),
-    "boxes": th.BBox("xywh"), "png": th.Image("png"),
-}  # fmt: skip
+    "label": th.ClassLabel(["a", "b", "c"]),
+    "score": "float64",
+    "flag": "bool",
+    "caption": th.Text(),
+    "meta": th.Json(),
+    "blob": th.Binary(compression="zstd"),
+    "emb": th.Embedding(3),
+    "grid": th.Tensor("int16", (2, 3), compression="lz4"),
+    "ragged": th.Tensor("float32", (None, 2)),
+    "boxes": th.BBox("xywh"),
+    "png": th.Image("png"),
+}
 
 
 def tabular() -> pa.Table:
@@ -54,31 +65,64 @@ def tabular() -> pa.Table:
     utc = datetime.timezone.utc
     dec = decimal.Decimal
     d = [datetime.date(2024, 2, 29), None, datetime.date(1, 1, 1)]
-    return pa.table({
-        "t_date32": pa.array(d, pa.date32()),
-        "t_date64": pa.array(d, pa.date64()),
-        "t_time32": pa.array([datetime.time(1, 2, 3), None, datetime.time(23, 59, 59)], pa.time32("s")),
-        "t_time64": pa.array([datetime.time(1, 2, 3, 4), None, datetime.time(0)], pa.time64("ns")),
-        "t_ts": pa.array([datetime.datetime(2024, 1, 1, 12, 30, 1, 123456), None,
-                          datetime.datetime(9999, 12, 31, 23, 59, 59)], pa.timestamp("us")),
-        "t_tstz": pa.array([datetime.datetime(2024, 1, 1, tzinfo=utc), None,
-                            datetime.datetime(2000, 6, 1, 5, tzinfo=utc)], pa.timestamp("ns", tz="Europe/Paris")),
-        "t_dur": pa.array([datetime.timedelta(seconds=1.5), None, datetime.timedelta(days=-3)], pa.duration("ms")),
-        "t_dec": pa.array([dec("1234567890123.45"), None, dec("-0.01")], pa.decimal128(15, 2)),
-        "t_dec38": pa.array([dec("1" * 30 + ".12345678"), None, dec("0E-8")], pa.decimal128(38, 8)),
-        "t_dec256": pa.array([dec("1" * 40 + ".12345"), None, dec("0.00000")], pa.decimal256(45, 5)),
-        "t_str": pa.array(["héllo", None, ""], pa.string()),
-        "t_lstr": pa.array(["a" * 100, None, "z"], pa.large_string()),
-        "t_vstr": pa.array(["view", None, "a longer string than twelve bytes"], pa.string_view()),
-        "t_bin": pa.array([b"\x00\xff", None, b""], pa.binary()),
-        "t_lbin": pa.array([b"x", None, b"y" * 50], pa.large_binary()),
-        "t_vbin": pa.array([b"\x01", None, b"b" * 20], pa.binary_view()),
-        "t_dict": pa.array(["red", None, "red"]).dictionary_encode().cast(pa.dictionary(pa.int8(), pa.string())),
-        "t_dates": pa.array([[datetime.date(2020, 1, 1), None], None, []], pa.list_(pa.date32())),
-        "t_rec": pa.array([{"price": dec("1.50"), "tags": ["a", "b"]}, None, {"price": None, "tags": []}],
-                          pa.struct([("price", pa.decimal128(9, 2)), ("tags", pa.list_(pa.string()))])),
-        "t_map": pa.array([[("k", 1)], None, []], pa.map_(pa.string(), pa.int64())),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "t_date32": pa.array(d, pa.date32()),
+            "t_date64": pa.array(d, pa.date64()),
+            "t_time32": pa.array(
+                [datetime.time(1, 2, 3), None, datetime.time(23, 59, 59)], pa.time32("s")
+            ),
+            "t_time64": pa.array(
+                [datetime.time(1, 2, 3, 4), None, datetime.time(0)], pa.time64("ns")
+            ),
+            "t_ts": pa.array(
+                [
+                    datetime.datetime(2024, 1, 1, 12, 30, 1, 123456),
+                    None,
+                    datetime.datetime(9999, 12, 31, 23, 59, 59),
+                ],
+                pa.timestamp("us"),
+            ),
+            "t_tstz": pa.array(
+                [
+                    datetime.datetime(2024, 1, 1, tzinfo=utc),
+                    None,
+                    datetime.datetime(2000, 6, 1, 5, tzinfo=utc),
+                ],
+                pa.timestamp("ns", tz="Europe/Paris"),
+            ),
+            "t_dur": pa.array(
+                [datetime.timedelta(seconds=1.5), None, datetime.timedelta(days=-3)],
+                pa.duration("ms"),
+            ),
+            "t_dec": pa.array([dec("1234567890123.45"), None, dec("-0.01")], pa.decimal128(15, 2)),
+            "t_dec38": pa.array(
+                [dec("1" * 30 + ".12345678"), None, dec("0E-8")], pa.decimal128(38, 8)
+            ),
+            "t_dec256": pa.array(
+                [dec("1" * 40 + ".12345"), None, dec("0.00000")], pa.decimal256(45, 5)
+            ),
+            "t_str": pa.array(["héllo", None, ""], pa.string()),
+            "t_lstr": pa.array(["a" * 100, None, "z"], pa.large_string()),
+            "t_vstr": pa.array(
+                ["view", None, "a longer string than twelve bytes"], pa.string_view()
+            ),
+            "t_bin": pa.array([b"\x00\xff", None, b""], pa.binary()),
+            "t_lbin": pa.array([b"x", None, b"y" * 50], pa.large_binary()),
+            "t_vbin": pa.array([b"\x01", None, b"b" * 20], pa.binary_view()),
+            "t_dict": pa.array(["red", None, "red"])
+            .dictionary_encode()
+            .cast(pa.dictionary(pa.int8(), pa.string())),
+            "t_dates": pa.array(
+                [[datetime.date(2020, 1, 1), None], None, []], pa.list_(pa.date32())
+            ),
+            "t_rec": pa.array(
+                [{"price": dec("1.50"), "tags": ["a", "b"]}, None, {"price": None, "tags": []}],
+                pa.struct([("price", pa.decimal128(9, 2)), ("tags", pa.list_(pa.string()))]),
+            ),
+            "t_map": pa.array([[("k", 1)], None, []], pa.map_(pa.string(), pa.int64())),
+        }
+    )
 
 
 TABULAR = {f.name: th.Arrow(f.type) for f in tabular().schema}

@@ -70,7 +70,9 @@ def decompress(codec: str, data: bytes | memoryview, raw_length: int) -> bytes |
     except Exception as err:  # each library has its own error type
         raise CorruptChunkError(f"{codec} data section does not decompress: {err}") from err
     if len(out) != raw_length:
-        raise CorruptChunkError(f"{codec} data section decompressed to {len(out)} bytes, header says {raw_length}")
+        raise CorruptChunkError(
+            f"{codec} data section decompressed to {len(out)} bytes, header says {raw_length}"
+        )
     return out
 
 
@@ -88,8 +90,14 @@ def encode_image(codec: str, img: np.ndarray, quality: int = 90) -> bytes:
         if c not in (1, 3):
             raise CodecError(f"jpeg stores 1 or 3 channels, got {c}; use Image('png') for alpha")
         colorspace = "GRAY" if c == 1 else "RGB"
-        return bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(img), quality=quality,
-                                            colorspace=colorspace, colorsubsampling="420"))  # fmt: skip
+        return bytes(
+            simplejpeg.encode_jpeg(
+                np.ascontiguousarray(img),
+                quality=quality,
+                colorspace=colorspace,
+                colorsubsampling="420",
+            )
+        )
     if codec == "png":
         from PIL import Image as PILImage
 
@@ -101,7 +109,9 @@ def encode_image(codec: str, img: np.ndarray, quality: int = 90) -> bytes:
         buf = io.BytesIO()
         # compress_level 1: PNG's zlib at default levels is ~10x slower to
         # write for a few percent of size on photographic content.
-        PILImage.fromarray(np.ascontiguousarray(arr), mode=mode).save(buf, format="PNG", compress_level=1)
+        PILImage.fromarray(np.ascontiguousarray(arr), mode=mode).save(
+            buf, format="PNG", compress_level=1
+        )
         return buf.getvalue()
     raise CodecError(f"unknown image codec {codec!r}")
 
@@ -150,7 +160,9 @@ def decode_image(codec: str, data: bytes | memoryview, out: np.ndarray | None = 
         from tensorhouse import limits
 
         h, w, _c = image_header_shape(codec, data)
-        limits.check("max_image_pixels", h * w, what=f"{codec} image of {h}x{w} pixels", error=CodecError)
+        limits.check(
+            "max_image_pixels", h * w, what=f"{codec} image of {h}x{w} pixels", error=CodecError
+        )
     if codec == "jpeg":
         import simplejpeg
 

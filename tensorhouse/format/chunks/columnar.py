@@ -56,8 +56,16 @@ SAMPLE_ROWS = 4096
 MIN_GAIN = 0.10
 #: Bytes of statistics kept for a string column's min/max.
 STAT_PREFIX = 64
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError,
-                 ValueError, UnicodeError, decimal.InvalidOperation)  # fmt: skip
+_ARROW_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    TypeError,
+    ValueError,
+    UnicodeError,
+    decimal.InvalidOperation,
+)
 #: 0001-01-01 and 9999-12-31 23:59:59.999999999 in seconds since the epoch.
 _MIN_SECONDS = -62135596800
 _MAX_SECONDS = 253402300800
@@ -89,7 +97,9 @@ def _tz_kind(v: Any) -> bool | None:
 
 def _check_timezones(values: Any, t: pa.DataType, column: str) -> None:
     """Naive and aware datetimes do not mix, and match the column's time zone (or its absence)."""
-    if not pa.types.is_timestamp(t) or (isinstance(values, np.ndarray) and values.dtype.kind == "M"):
+    if not pa.types.is_timestamp(t) or (
+        isinstance(values, np.ndarray) and values.dtype.kind == "M"
+    ):
         return
     if hasattr(values, "dtype") and getattr(values.dtype, "kind", "O") == "M":
         return  # a pandas datetime column: one kind throughout
@@ -102,14 +112,26 @@ def _check_timezones(values: Any, t: pa.DataType, column: str) -> None:
         if first is None:
             first = (row, kind)
         if kind != first[1]:
-            raise _err(column, row, f"{'an aware' if kind else 'a naive'} datetime after "
-                                    f"{'an aware' if first[1] else 'a naive'} one at row {first[0]}: naive and "
-                                    "time-zone-aware timestamps do not mix")  # fmt: skip
+            raise _err(
+                column,
+                row,
+                f"{'an aware' if kind else 'a naive'} datetime after "
+                f"{'an aware' if first[1] else 'a naive'} one at row {first[0]}: naive and "
+                "time-zone-aware timestamps do not mix",
+            )
         if kind != want_aware:
-            what = f"timestamps with time zone {t.tz}" if want_aware else "naive timestamps (no time zone)"
-            raise _err(column, row, f"{'an aware' if kind else 'a naive'} datetime {v!r} in a column of {what}; "
-                                    f"give {'aware' if want_aware else 'naive'} datetimes or declare the column "
-                                    f"{'timestamp[us]' if want_aware else 'timestamp[us, tz=UTC]'}")  # fmt: skip
+            what = (
+                f"timestamps with time zone {t.tz}"
+                if want_aware
+                else "naive timestamps (no time zone)"
+            )
+            raise _err(
+                column,
+                row,
+                f"{'an aware' if kind else 'a naive'} datetime {v!r} in a column of {what}; "
+                f"give {'aware' if want_aware else 'naive'} datetimes or declare the column "
+                f"{'timestamp[us]' if want_aware else 'timestamp[us, tz=UTC]'}",
+            )
 
 
 def _from_python(values: Any, t: pa.DataType, column: str) -> pa.Array:
@@ -119,8 +141,12 @@ def _from_python(values: Any, t: pa.DataType, column: str) -> pa.Array:
     if pa.types.is_decimal(t) or (pa.types.is_dictionary(t) and pa.types.is_decimal(t.value_type)):
         for row, v in enumerate(values):
             if isinstance(v, float | np.floating):
-                raise _err(column, row, f"a float ({v!r}) in a decimal column: give decimal.Decimal or str "
-                                        "values so that no digit is lost")  # fmt: skip
+                raise _err(
+                    column,
+                    row,
+                    f"a float ({v!r}) in a decimal column: give decimal.Decimal or str "
+                    "values so that no digit is lost",
+                )
     try:
         inferred = pa.array(values, from_pandas=True)
     except _ARROW_ERRORS:
@@ -146,9 +172,17 @@ def cast(arr: pa.Array, t: pa.DataType, column: str) -> pa.Array:
         return arr
     src = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
     dst = t.value_type if pa.types.is_dictionary(t) else t
-    if pa.types.is_timestamp(src) and pa.types.is_timestamp(dst) and (src.tz is None) != (dst.tz is None):
-        raise _err(column, 0, f"{src} values in a {dst} column: naive and time-zone-aware timestamps do not "
-                              "mix; cast them in the source or declare the column's type to match")  # fmt: skip
+    if (
+        pa.types.is_timestamp(src)
+        and pa.types.is_timestamp(dst)
+        and (src.tz is None) != (dst.tz is None)
+    ):
+        raise _err(
+            column,
+            0,
+            f"{src} values in a {dst} column: naive and time-zone-aware timestamps do not "
+            "mix; cast them in the source or declare the column's type to match",
+        )
     if pa.types.is_floating(src) and pa.types.is_temporal(dst):
         raise _err(column, 0, f"cannot store {src} values as {dst}")
     if pa.types.is_integer(src) and pa.types.is_decimal(dst) and not pa.types.is_dictionary(t):
@@ -210,16 +244,28 @@ def _validate(arr: pa.Array, t: pa.DataType, column: str) -> None:
         if len(where):
             row = int(where[0])
             if isinstance(arr, pa.DictionaryArray):
-                row = int(np.flatnonzero(pc.equal(arr.indices, row).fill_null(False).to_numpy(zero_copy_only=False))[0])
-            raise _err(column, row, f"{vt} value {ints[int(where[0])].as_py()} (stored) is outside "
-                                    "0001-01-01 .. 9999-12-31, the range dates and timestamps can hold")  # fmt: skip
+                row = int(
+                    np.flatnonzero(
+                        pc.equal(arr.indices, row).fill_null(False).to_numpy(zero_copy_only=False)
+                    )[0]
+                )
+            raise _err(
+                column,
+                row,
+                f"{vt} value {ints[int(where[0])].as_py()} (stored) is outside "
+                "0001-01-01 .. 9999-12-31, the range dates and timestamps can hold",
+            )
     if pa.types.is_string(vt) or pa.types.is_large_string(vt) or pa.types.is_string_view(vt):
         try:
             values.validate(full=True)
         except pa.ArrowInvalid:
             row = _first_invalid_utf8(values)
-            raise _err(column, row, "text is not valid UTF-8; store such values in a binary column "
-                                    "(th.Binary() or 'binary')") from None  # fmt: skip
+            raise _err(
+                column,
+                row,
+                "text is not valid UTF-8; store such values in a binary column "
+                "(th.Binary() or 'binary')",
+            ) from None
     if pa.types.is_list(vt) or pa.types.is_large_list(vt) or pa.types.is_fixed_size_list(vt):
         _validate(values.flatten(), vt.value_type, column)
     elif pa.types.is_struct(vt):
@@ -228,8 +274,11 @@ def _validate(arr: pa.Array, t: pa.DataType, column: str) -> None:
 
 
 def _first_invalid_utf8(values: pa.Array) -> int:
-    as_binary = values.cast(pa.large_binary()) if not pa.types.is_string_view(values.type) else \
-        values.view(pa.binary_view())  # fmt: skip
+    as_binary = (
+        values.cast(pa.large_binary())
+        if not pa.types.is_string_view(values.type)
+        else values.view(pa.binary_view())
+    )
     for row, v in enumerate(as_binary.to_pylist()):
         if v is not None:
             try:
@@ -310,9 +359,17 @@ def _parquet_bytes(arr: pa.Array, codec: str, dictionary: bool) -> bytes:
     table = pa.Table.from_arrays([arr], names=["v"])
     # Decimals of up to 18 digits as INT64 (Parquet's own option): 6x faster to decode
     # than fixed-length byte arrays, and dictionary/RLE encodings apply to them.
-    pq.write_table(table, sink, compression=codec, use_dictionary=dictionary, write_statistics=False,
-                   row_group_size=max(len(arr), 1), store_schema=True, data_page_size=1 << 20,
-                   store_decimal_as_integer=True)  # fmt: skip
+    pq.write_table(
+        table,
+        sink,
+        compression=codec,
+        use_dictionary=dictionary,
+        write_statistics=False,
+        row_group_size=max(len(arr), 1),
+        store_schema=True,
+        data_page_size=1 << 20,
+        store_decimal_as_integer=True,
+    )
     return sink.getvalue().to_pybytes()
 
 
@@ -367,14 +424,24 @@ def decode(data: bytes | memoryview, t: pa.DataType | None, num_rows: int) -> pa
         md = f.metadata
         claimed = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
         # A stranger's footer must not make the decoder allocate without bound (tensorhouse.limits).
-        limits.check("max_chunk_decompressed_bytes", claimed, what=f"columnar chunk of {claimed} bytes decoded",
-                     error=CorruptChunkError)  # fmt: skip
+        limits.check(
+            "max_chunk_decompressed_bytes",
+            claimed,
+            what=f"columnar chunk of {claimed} bytes decoded",
+            error=CorruptChunkError,
+        )
         if claimed > limits.current().compression_ratio_floor:
-            limits.check("max_compression_ratio", claimed // max(len(data), 1),
-                         what=f"columnar chunk of {len(data)} bytes claiming {claimed}", error=CorruptChunkError)  # fmt: skip
+            limits.check(
+                "max_compression_ratio",
+                claimed // max(len(data), 1),
+                what=f"columnar chunk of {len(data)} bytes claiming {claimed}",
+                error=CorruptChunkError,
+            )
         if len(f.schema_arrow) != 1 or md.num_rows != num_rows:
-            raise CorruptChunkError(f"columnar chunk holds {len(f.schema_arrow)} columns of "
-                                    f"{f.metadata.num_rows} rows, the header says 1 of {num_rows}")  # fmt: skip
+            raise CorruptChunkError(
+                f"columnar chunk holds {len(f.schema_arrow)} columns of "
+                f"{f.metadata.num_rows} rows, the header says 1 of {num_rows}"
+            )
         col = f.read(use_threads=False).column(0)
     except CorruptChunkError:
         raise
@@ -449,7 +516,9 @@ def column_stats(arr: pa.Array) -> dict[str, Any]:
     vt = values.type
     if pa.types.is_string(vt) or pa.types.is_large_string(vt) or pa.types.is_string_view(vt):
         lo_s, hi_s = lo.as_py(), hi.as_py()
-        stats["min"] = lo_s[:STAT_PREFIX] if lo_s is not None else None  # a prefix is still a lower bound
+        stats["min"] = (
+            lo_s[:STAT_PREFIX] if lo_s is not None else None
+        )  # a prefix is still a lower bound
         stats["max"] = hi_s if hi_s is not None and len(hi_s) <= STAT_PREFIX else None
         return stats
     stats["min"], stats["max"] = stat_value(lo), stat_value(hi)

@@ -149,13 +149,25 @@ def encode_header(
         pad = -unpadded % ALIGN
         parts.append(b"\0" * pad)
         parts[0] = _FIXED.pack(
-            MAGIC, unpadded + pad, COLUMNAR_VERSION, CHUNK_CODEC_IDS[chunk_codec], SAMPLE_CODEC_IDS[None],
-            DTYPES.index("arrow"), 0, FLAG_COLUMNAR | FLAG_UNIFORM, n, data_length, raw_length, block_size,
-        )  # fmt: skip
+            MAGIC,
+            unpadded + pad,
+            COLUMNAR_VERSION,
+            CHUNK_CODEC_IDS[chunk_codec],
+            SAMPLE_CODEC_IDS[None],
+            DTYPES.index("arrow"),
+            0,
+            FLAG_COLUMNAR | FLAG_UNIFORM,
+            n,
+            data_length,
+            raw_length,
+            block_size,
+        )
         head = b"".join(parts)
         return head + struct.pack("<I", zlib.crc32(head))
     uniform = n > 0 and bool((shapes == shapes[0]).all()) if ndim else True
-    flags = (FLAG_UNIFORM if uniform else 0) | (FLAG_NULLS if nulls is not None and nulls.any() else 0)
+    flags = (FLAG_UNIFORM if uniform else 0) | (
+        FLAG_NULLS if nulls is not None and nulls.any() else 0
+    )
     sizes = np.diff(offsets)
     fixed = n > 0 and bool((sizes == sizes[0]).all())
     if fixed:
@@ -174,10 +186,19 @@ def encode_header(
     parts.append(b"\0" * pad)
     header_length = unpadded + pad
     parts[0] = _FIXED.pack(
-        MAGIC, header_length, FORMAT_VERSION, CHUNK_CODEC_IDS[chunk_codec],
-        SAMPLE_CODEC_IDS[sample_codec], DTYPES.index(dtype), ndim, flags, n,
-        data_length, raw_length, block_size,
-    )  # fmt: skip
+        MAGIC,
+        header_length,
+        FORMAT_VERSION,
+        CHUNK_CODEC_IDS[chunk_codec],
+        SAMPLE_CODEC_IDS[sample_codec],
+        DTYPES.index(dtype),
+        ndim,
+        flags,
+        n,
+        data_length,
+        raw_length,
+        block_size,
+    )
     head = b"".join(parts)
     return head + struct.pack("<I", zlib.crc32(head))
 
@@ -193,49 +214,87 @@ def header_length_hint(data: bytes | memoryview) -> int:
 
 def check_header_length(length: int) -> None:
     """Refuse a header length over ``max_chunk_header_bytes`` before reading that many bytes."""
-    limits.check("max_chunk_header_bytes", length, what=f"chunk header of {length} bytes", error=CorruptChunkError)
+    limits.check(
+        "max_chunk_header_bytes",
+        length,
+        what=f"chunk header of {length} bytes",
+        error=CorruptChunkError,
+    )
 
 
 def check_expansion(codec: str, data_length: int, raw_length: int) -> None:
     """Refuse a data section that would decompress to more than the limits allow, before allocating it."""
     lim = limits.current()
-    limits.check("max_chunk_decompressed_bytes", raw_length, what=f"chunk data section of {raw_length} bytes",
-                 error=CorruptChunkError)  # fmt: skip
-    if codec != "none" and raw_length > lim.compression_ratio_floor and raw_length > lim.max_compression_ratio * max(data_length, 1):
+    limits.check(
+        "max_chunk_decompressed_bytes",
+        raw_length,
+        what=f"chunk data section of {raw_length} bytes",
+        error=CorruptChunkError,
+    )
+    if (
+        codec != "none"
+        and raw_length > lim.compression_ratio_floor
+        and raw_length > lim.max_compression_ratio * max(data_length, 1)
+    ):
         ratio = raw_length // max(data_length, 1)
-        raise limits.exceeded("max_compression_ratio", ratio,
-                              what=f"{codec} chunk of {data_length} stored bytes claiming {raw_length} decompressed",
-                              error=CorruptChunkError)  # fmt: skip
+        raise limits.exceeded(
+            "max_compression_ratio",
+            ratio,
+            what=f"{codec} chunk of {data_length} stored bytes claiming {raw_length} decompressed",
+            error=CorruptChunkError,
+        )
 
 
 def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -> ChunkHeader:
     """Parse and validate a header from the first ``header_length`` bytes of a chunk."""
     if len(data) < FIXED_SIZE + 4:
         raise CorruptChunkError(f"chunk header truncated ({len(data)} bytes)")
-    (magic, header_length, version, cc, sc, dt, ndim, flags, n,
-     data_length, raw_length, block_size) = _FIXED.unpack_from(data, 0)  # fmt: skip
+    (
+        magic,
+        header_length,
+        version,
+        cc,
+        sc,
+        dt,
+        ndim,
+        flags,
+        n,
+        data_length,
+        raw_length,
+        block_size,
+    ) = _FIXED.unpack_from(data, 0)
     if magic != MAGIC:
         raise CorruptChunkError("not a tensorhouse chunk (bad magic bytes)")
     if version not in READABLE_VERSIONS:
-        raise CorruptChunkError(f"chunk format version {version} is not supported (this reader knows {READABLE_VERSIONS})")
+        raise CorruptChunkError(
+            f"chunk format version {version} is not supported (this reader knows {READABLE_VERSIONS})"
+        )
     if flags & FLAG_FIXED_SIZE and version < 2:
         raise CorruptChunkError("chunk flag 4 (fixed sample size) in a format 1 header")
     check_header_length(header_length)
     columnar = bool(flags & FLAG_COLUMNAR)
     if columnar and (version < 3 or flags & (FLAG_FIXED_SIZE | FLAG_NULLS) or ndim):
-        raise CorruptChunkError(f"chunk flag 8 (columnar) with format {version}, flags {flags}, ndim {ndim}")
+        raise CorruptChunkError(
+            f"chunk flag 8 (columnar) with format {version}, flags {flags}, ndim {ndim}"
+        )
     if (DTYPES[dt] == "arrow" if dt < len(DTYPES) else False) != columnar:
         raise CorruptChunkError("chunk dtype 'arrow' and flag 8 (columnar) come together")
     if header_length > len(data) or header_length < FIXED_SIZE + 4:
-        raise CorruptChunkError(f"chunk header length {header_length} does not fit the {len(data)} bytes read")
+        raise CorruptChunkError(
+            f"chunk header length {header_length} does not fit the {len(data)} bytes read"
+        )
     (stored_crc,) = struct.unpack_from("<I", data, header_length - 4)
     if zlib.crc32(memoryview(data)[: header_length - 4]) != stored_crc:
         raise CorruptChunkError("chunk header checksum mismatch")
     if cc not in _CHUNK_CODEC_NAMES or sc not in _SAMPLE_CODEC_NAMES or dt >= len(DTYPES):
         raise CorruptChunkError(f"chunk header names an unknown codec or dtype ({cc}, {sc}, {dt})")
-    limits.check("max_chunk_samples", n, what=f"chunk header claiming {n} samples", error=CorruptChunkError)
+    limits.check(
+        "max_chunk_samples", n, what=f"chunk header claiming {n} samples", error=CorruptChunkError
+    )
     if ndim > MAX_NDIM or not (MIN_BLOCK <= block_size <= MAX_BLOCK):
-        raise CorruptChunkError(f"chunk header out of bounds (ndim {ndim}, {n} samples, block {block_size})")
+        raise CorruptChunkError(
+            f"chunk header out of bounds (ndim {ndim}, {n} samples, block {block_size})"
+        )
     chunk_codec = _CHUNK_CODEC_NAMES[cc]
     check_expansion(chunk_codec, data_length, raw_length)
     uniform = bool(flags & FLAG_UNIFORM)
@@ -249,21 +308,34 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     expected += 4
     expected += -expected % ALIGN
     if expected != header_length:
-        raise CorruptChunkError(f"chunk header length {header_length} disagrees with its fields ({expected})")
+        raise CorruptChunkError(
+            f"chunk header length {header_length} disagrees with its fields ({expected})"
+        )
     raw_shapes = np.frombuffer(data, dtype="<u4", count=n_shape, offset=pos).astype(np.int64)
     pos += 4 * n_shape
     shapes = np.broadcast_to(raw_shapes, (n, ndim)) if uniform else raw_shapes.reshape(n, ndim)
     # In floating point: an int64 product of 65536^4 wraps to 0 and would pass the size check below.
-    if ndim and n and float(np.prod(raw_shapes.reshape(-1, ndim).astype(np.float64), axis=1).max()) > MAX_ELEMENTS:
-        raise CorruptChunkError(f"chunk sample shape {raw_shapes.reshape(-1, ndim)[0].tolist()} is too large")
+    if (
+        ndim
+        and n
+        and float(np.prod(raw_shapes.reshape(-1, ndim).astype(np.float64), axis=1).max())
+        > MAX_ELEMENTS
+    ):
+        raise CorruptChunkError(
+            f"chunk sample shape {raw_shapes.reshape(-1, ndim)[0].tolist()} is too large"
+        )
     if columnar:
-        offsets = np.zeros(n + 1, dtype=np.int64)  # no per-sample payloads: the section is one column
+        offsets = np.zeros(
+            n + 1, dtype=np.int64
+        )  # no per-sample payloads: the section is one column
         if data_length != raw_length:
             raise CorruptChunkError("columnar chunk with data_length != raw_length")
     elif fixed:
         (size,) = struct.unpack_from("<Q", data, pos)
         if size * n != raw_length:
-            raise CorruptChunkError(f"{n} samples of {size} bytes do not fill the {raw_length}-byte data section")
+            raise CorruptChunkError(
+                f"{n} samples of {size} bytes do not fill the {raw_length}-byte data section"
+            )
         offsets = np.arange(n + 1, dtype=np.int64) * size
         pos += 8
     else:
@@ -273,8 +345,12 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
     pos += 4 * n_blocks
     nulls = None
     if flags & FLAG_NULLS:
-        nulls = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=(n + 7) // 8, offset=pos), count=n).astype(bool)
-    if not columnar and (offsets[0] != 0 or offsets[-1] != raw_length or (n and bool((np.diff(offsets) < 0).any()))):
+        nulls = np.unpackbits(
+            np.frombuffer(data, dtype=np.uint8, count=(n + 7) // 8, offset=pos), count=n
+        ).astype(bool)
+    if not columnar and (
+        offsets[0] != 0 or offsets[-1] != raw_length or (n and bool((np.diff(offsets) < 0).any()))
+    ):
         raise CorruptChunkError("chunk sample offsets are not monotonic within the data section")
     if chunk_codec == "none" and data_length != raw_length:
         raise CorruptChunkError("uncompressed chunk with data_length != raw_length")
@@ -289,11 +365,22 @@ def decode_header(data: bytes | memoryview, *, file_length: int | None = None) -
             f"chunk is {file_length} bytes but its header describes {header_length + data_length}"
         )
     return ChunkHeader(
-        header_length=header_length, chunk_codec=chunk_codec, sample_codec=_SAMPLE_CODEC_NAMES[sc],
-        dtype=dtype, ndim=ndim, num_samples=n, data_length=data_length, raw_length=raw_length,
-        block_size=block_size, shapes=shapes, offsets=offsets, block_crcs=block_crcs, nulls=nulls,
-        uniform=uniform, columnar=columnar,
-    )  # fmt: skip
+        header_length=header_length,
+        chunk_codec=chunk_codec,
+        sample_codec=_SAMPLE_CODEC_NAMES[sc],
+        dtype=dtype,
+        ndim=ndim,
+        num_samples=n,
+        data_length=data_length,
+        raw_length=raw_length,
+        block_size=block_size,
+        shapes=shapes,
+        offsets=offsets,
+        block_crcs=block_crcs,
+        nulls=nulls,
+        uniform=uniform,
+        columnar=columnar,
+    )
 
 
 def choose_block_size(raw_length: int, num_samples: int) -> int:
@@ -313,8 +400,11 @@ def block_checksums(data: bytes | memoryview, block_size: int) -> np.ndarray:
     """crc32 of each ``block_size`` slice of ``data`` (zlib releases the GIL)."""
     view = memoryview(data)
     n = -(-len(view) // block_size)
-    return np.fromiter((zlib.crc32(view[i * block_size : (i + 1) * block_size]) for i in range(n)),
-                       dtype=np.uint32, count=n)  # fmt: skip
+    return np.fromiter(
+        (zlib.crc32(view[i * block_size : (i + 1) * block_size]) for i in range(n)),
+        dtype=np.uint32,
+        count=n,
+    )
 
 
 def verify_blocks(header: ChunkHeader, first_block: int, data: bytes | memoryview) -> None:

@@ -99,25 +99,47 @@ class Expect:
             fixed = [(i, d) for i, d in enumerate(self.shape) if d is not None]
             shapes = np.asarray(h.shapes[:1]) if h.uniform else np.asarray(h.shapes)
             if h.nulls is not None:  # a null sample's shape is all zeros: only values must fit
-                shapes = shapes[:0] if h.uniform and h.nulls.all() else shapes if h.uniform else shapes[~h.nulls]
+                shapes = (
+                    shapes[:0]
+                    if h.uniform and h.nulls.all()
+                    else shapes
+                    if h.uniform
+                    else shapes[~h.nulls]
+                )
             for i, d in fixed:
                 if bool((shapes[:, i] != d).any()):
                     bad = f"holds samples of shape {shapes[0].tolist()}, the column's is {list(self.shape)}"
                     break
-            if bad is None and self.sample_codec is not None and len(shapes) and shapes.shape[1] >= 2:
+            if (
+                bad is None
+                and self.sample_codec is not None
+                and len(shapes)
+                and shapes.shape[1] >= 2
+            ):
                 # Decoding allocates H x W x C from these shapes before the codec sees a byte.
                 pixels = shapes[:, 0].astype(np.float64) * shapes[:, 1]
                 worst = int(pixels.argmax())
-                limits.check("max_image_pixels", int(pixels[worst]),
-                             what=f"{where} (column {self.column!r}): an image of {shapes[worst, 0]}x"
-                                  f"{shapes[worst, 1]} pixels", error=CorruptChunkError)  # fmt: skip
+                limits.check(
+                    "max_image_pixels",
+                    int(pixels[worst]),
+                    what=f"{where} (column {self.column!r}): an image of {shapes[worst, 0]}x"
+                    f"{shapes[worst, 1]} pixels",
+                    error=CorruptChunkError,
+                )
         if bad is not None:
             raise CorruptChunkError(f"{where} (column {self.column!r}) {bad}")
 
 
-def check_stats(batch: SampleBatch, stats: Mapping[str, Any] | None, *, dtype: str, where: str) -> None:
+def check_stats(
+    batch: SampleBatch, stats: Mapping[str, Any] | None, *, dtype: str, where: str
+) -> None:
     """The log's min/max of a scalar chunk must cover the values read (forged stats prune wrongly)."""
-    if not stats or dtype in ("bytes", "str", "arrow") or len(batch) == 0 or np.asarray(batch.shapes).shape[1] != 0:
+    if (
+        not stats
+        or dtype in ("bytes", "str", "arrow")
+        or len(batch) == 0
+        or np.asarray(batch.shapes).shape[1] != 0
+    ):
         return
     lo, hi = stats.get("min"), stats.get("max")
     if lo is None and hi is None:
@@ -136,8 +158,10 @@ def check_stats(batch: SampleBatch, stats: Mapping[str, Any] | None, *, dtype: s
     except TypeError:  # a stats value of the wrong kind (a string for a number)
         below = above = True
     if below or above:
-        raise CorruptChunkError(f"{where}: the log's statistics (min {lo!r}, max {hi!r}) do not cover the chunk's "
-                                f"values (min {vmin!r}, max {vmax!r}); the log is corrupt or forged")  # fmt: skip
+        raise CorruptChunkError(
+            f"{where}: the log's statistics (min {lo!r}, max {hi!r}) do not cover the chunk's "
+            f"values (min {vmin!r}, max {vmax!r}); the log is corrupt or forged"
+        )
 
 
 class ChunkReader:
@@ -151,8 +175,9 @@ class ChunkReader:
         self.store = store
         self.headers = headers or _HEADERS
 
-    def header(self, path: str, header_length: int | None, size: int | None,
-               expect: Expect | None = None) -> ChunkHeader:  # fmt: skip
+    def header(
+        self, path: str, header_length: int | None, size: int | None, expect: Expect | None = None
+    ) -> ChunkHeader:
         key = (self.store.uri, path)
         h = self.headers.get(key)
         if h is not None:
@@ -167,7 +192,11 @@ class ChunkReader:
         if header_length is None:
             probe = self.store.get_range(path, 0, HEADER_PROBE)
             header_length = header_length_hint(probe)
-            data = probe if header_length <= len(probe) else self.store.get_range(path, 0, header_length)
+            data = (
+                probe
+                if header_length <= len(probe)
+                else self.store.get_range(path, 0, header_length)
+            )
         else:
             data = self.store.get_range(path, 0, header_length)
         h = self._parse(path, data, size)
@@ -196,7 +225,9 @@ class ChunkReader:
         if view is None:
             return None
         if size is not None and len(view) != size:
-            raise CorruptChunkError(f"{self.store.uri}/{path}: {len(view)} bytes, the log says {size}")
+            raise CorruptChunkError(
+                f"{self.store.uri}/{path}: {len(view)} bytes, the log says {size}"
+            )
         m = _Mapped(view)
         with _MAPS_LOCK:
             _MAPS[key] = m
@@ -224,7 +255,9 @@ class ChunkReader:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         m.verified[todo] = True
 
-    def read_all(self, path: str, size: int | None = None, *, expect: Expect | None = None) -> SampleBatch:
+    def read_all(
+        self, path: str, size: int | None = None, *, expect: Expect | None = None
+    ) -> SampleBatch:
         """Every sample of a chunk, read with one request (or mapped, locally) and verified."""
         if size is not None and expect is not None:
             # Known header (cached): refuse a mismatch before reading the data at all.
@@ -234,7 +267,9 @@ class ChunkReader:
         m = self._mapped(path, size)
         blob: bytes | memoryview = m.view if m is not None else self.store.get(path)
         if size is not None and len(blob) != size:
-            raise CorruptChunkError(f"{self.store.uri}/{path}: {len(blob)} bytes, the log says {size}")
+            raise CorruptChunkError(
+                f"{self.store.uri}/{path}: {len(blob)} bytes, the log says {size}"
+            )
         view = memoryview(blob)
         h = self.headers.get((self.store.uri, path))
         if h is None:
@@ -267,9 +302,18 @@ class ChunkReader:
             check_utf8(raw, h.offsets, f"{self.store.uri}/{path}")
             _TEXT_OK.put(key, h)
 
-    def read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
-                      size: int | None = None, expect: Expect | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
-        views, h = self._read_payloads(path, rows, header_length=header_length, size=size, expect=expect)
+    def read_payloads(
+        self,
+        path: str,
+        rows: np.ndarray,
+        *,
+        header_length: int | None = None,
+        size: int | None = None,
+        expect: Expect | None = None,
+    ) -> tuple[list[memoryview], ChunkHeader]:
+        views, h = self._read_payloads(
+            path, rows, header_length=header_length, size=size, expect=expect
+        )
         if h.dtype == "str" and _TEXT_OK.get((self.store.uri, path)) is None:
             m = self._mapped(path, size)
             if m is not None:  # local: check the whole chunk once
@@ -279,8 +323,15 @@ class ChunkReader:
                     check_utf8(v, np.array([0, len(v)]), f"{self.store.uri}/{path}")
         return views, h
 
-    def _read_payloads(self, path: str, rows: np.ndarray, *, header_length: int | None = None,
-                       size: int | None = None, expect: Expect | None = None) -> tuple[list[memoryview], ChunkHeader]:  # fmt: skip
+    def _read_payloads(
+        self,
+        path: str,
+        rows: np.ndarray,
+        *,
+        header_length: int | None = None,
+        size: int | None = None,
+        expect: Expect | None = None,
+    ) -> tuple[list[memoryview], ChunkHeader]:
         """Views of the stored payloads of ``rows`` (chunk-local, any order), verified, and the header.
 
         Locally: slices of the mapped file, no system call once mapped. Elsewhere:
@@ -290,7 +341,9 @@ class ChunkReader:
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= h.num_samples):
             # The caller computed the rows from the log: a chunk with fewer samples is corrupt.
-            raise CorruptChunkError(f"{self.store.uri}/{path}: row out of range for a chunk of {h.num_samples} samples")
+            raise CorruptChunkError(
+                f"{self.store.uri}/{path}: row out of range for a chunk of {h.num_samples} samples"
+            )
         starts = h.offsets[rows]
         ends = h.offsets[rows + 1]
         if h.chunk_codec != "none":
@@ -303,11 +356,15 @@ class ChunkReader:
         m = self._mapped(path, size)
         if m is not None:
             span = int((b1 - b0).max()) if len(rows) else 0
-            cand = (b0[:, None] + np.arange(span)[None, :])[(np.arange(span)[None, :] < (b1 - b0)[:, None])]
+            cand = (b0[:, None] + np.arange(span)[None, :])[
+                (np.arange(span)[None, :] < (b1 - b0)[:, None])
+            ]
             self._verify_mapped(m, h, np.unique(cand), path)
             base = h.header_length
             v = m.view
-            return [v[base + s : base + e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)], h
+            return [
+                v[base + s : base + e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+            ], h
         # Expand each sample to the checksum blocks that cover it, then merge nearby ranges.
         order = np.argsort(b0, kind="stable")
         ranges: list[list[int]] = []
@@ -317,14 +374,18 @@ class ChunkReader:
             else:
                 ranges.append([lo, hi])
         total_blocks = len(h.block_crcs)
-        reqs = [(h.header_length + lo * bs, min(hi, total_blocks) * bs - lo * bs) for lo, hi in ranges]
+        reqs = [
+            (h.header_length + lo * bs, min(hi, total_blocks) * bs - lo * bs) for lo, hi in ranges
+        ]
         reqs = [(s, min(ln, h.data_length - (s - h.header_length))) for s, ln in reqs]
         parts = self.store.get_ranges(path, reqs)
         firsts = np.array([lo for lo, _ in ranges], dtype=np.int64)
         views = []
         for (lo, _hi), part, (_s, ln) in zip(ranges, parts, reqs, strict=True):
             if len(part) != ln:
-                raise CorruptChunkError(f"{self.store.uri}/{path}: short read ({len(part)} of {ln} bytes)")
+                raise CorruptChunkError(
+                    f"{self.store.uri}/{path}: short read ({len(part)} of {ln} bytes)"
+                )
             try:
                 verify_blocks(h, lo, part)
             except CorruptChunkError as err:
@@ -332,18 +393,33 @@ class ChunkReader:
             views.append(memoryview(part))
         which = np.searchsorted(firsts, b0, side="right") - 1
         bases = firsts[which] * bs
-        return [views[w][s - b : e - b] for w, s, e, b in
-                zip(which.tolist(), starts.tolist(), ends.tolist(), bases.tolist(), strict=True)], h  # fmt: skip
+        return [
+            views[w][s - b : e - b]
+            for w, s, e, b in zip(
+                which.tolist(), starts.tolist(), ends.tolist(), bases.tolist(), strict=True
+            )
+        ], h
 
-    def read_one(self, path: str, row: int, *, header_length: int | None = None,
-                 size: int | None = None, expect: Expect | None = None) -> tuple[memoryview, ChunkHeader]:  # fmt: skip
+    def read_one(
+        self,
+        path: str,
+        row: int,
+        *,
+        header_length: int | None = None,
+        size: int | None = None,
+        expect: Expect | None = None,
+    ) -> tuple[memoryview, ChunkHeader]:
         """One sample's stored payload: the lean path of single-row reads (plain ints, no arrays)."""
         h = self.header(path, header_length, size, expect)
         if not 0 <= row < h.num_samples:
-            raise CorruptChunkError(f"{self.store.uri}/{path}: row {row} out of range for a chunk of {h.num_samples} samples")
+            raise CorruptChunkError(
+                f"{self.store.uri}/{path}: row {row} out of range for a chunk of {h.num_samples} samples"
+            )
         m = self._mapped(path, size) if h.chunk_codec == "none" else None
         if m is None:
-            views, h = self.read_payloads(path, np.array([row]), header_length=header_length, size=size)
+            views, h = self.read_payloads(
+                path, np.array([row]), header_length=header_length, size=size
+            )
             return views[0], h
         s, e = int(h.offsets[row]), int(h.offsets[row + 1])
         bs = h.block_size
@@ -354,12 +430,20 @@ class ChunkReader:
             self._check_text(path, m.view[h.header_length : h.header_length + h.raw_length], h)
         return m.view[h.header_length + s : h.header_length + e], h
 
-    def read_rows(self, path: str, rows: Sequence[int] | np.ndarray, *, header_length: int | None = None,
-                  size: int | None = None) -> SampleBatch:  # fmt: skip
+    def read_rows(
+        self,
+        path: str,
+        rows: Sequence[int] | np.ndarray,
+        *,
+        header_length: int | None = None,
+        size: int | None = None,
+    ) -> SampleBatch:
         """Samples ``rows`` (chunk-local indices, any order, repeats allowed), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         views, h = self.read_payloads(path, rows, header_length=header_length, size=size)
-        return gather(views, np.asarray(h.shapes)[rows], h.nulls[rows] if h.nulls is not None else None)
+        return gather(
+            views, np.asarray(h.shapes)[rows], h.nulls[rows] if h.nulls is not None else None
+        )
 
 
 def check_utf8(data: bytes | memoryview, offsets: np.ndarray, where: str) -> None:
@@ -367,8 +451,11 @@ def check_utf8(data: bytes | memoryview, offsets: np.ndarray, where: str) -> Non
     import pyarrow as pa
 
     try:
-        pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(np.ascontiguousarray(offsets, np.int64)),
-                                         pa.py_buffer(data)).validate(full=True)  # fmt: skip
+        pa.LargeStringArray.from_buffers(
+            len(offsets) - 1,
+            pa.py_buffer(np.ascontiguousarray(offsets, np.int64)),
+            pa.py_buffer(data),
+        ).validate(full=True)
     except (pa.ArrowInvalid, ValueError) as err:
         # Chunks written before lone surrogates were refused hold them "surrogatepass"-encoded: still readable.
         try:
@@ -377,7 +464,9 @@ def check_utf8(data: bytes | memoryview, offsets: np.ndarray, where: str) -> Non
             raise CorruptChunkError(f"{where}: a text sample is not valid UTF-8 ({err})") from err
 
 
-def gather(views: Sequence[memoryview | bytes], shapes: np.ndarray, nulls: np.ndarray | None) -> SampleBatch:
+def gather(
+    views: Sequence[memoryview | bytes], shapes: np.ndarray, nulls: np.ndarray | None
+) -> SampleBatch:
     """One SampleBatch from payload views in order: a single copy."""
     lengths = np.fromiter((len(v) for v in views), dtype=np.int64, count=len(views))
     offsets = np.zeros(len(views) + 1, dtype=np.int64)
@@ -420,8 +509,12 @@ def take(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
         # Fixed-size samples: one vectorised gather instead of a join.
         size = int(lengths[0])
         base = batch.offsets[0]
-        if bool(((batch.offsets - base) == np.arange(n + 1) * size).all()):  # every sample, not only those taken
-            arr = np.frombuffer(batch.data, dtype=np.uint8, count=n * size, offset=int(base)).reshape(n, size)
+        if bool(
+            ((batch.offsets - base) == np.arange(n + 1) * size).all()
+        ):  # every sample, not only those taken
+            arr = np.frombuffer(
+                batch.data, dtype=np.uint8, count=n * size, offset=int(base)
+            ).reshape(n, size)
             data: bytes | memoryview = arr[rows].reshape(-1).data
             nulls = batch.nulls[rows] if batch.nulls is not None else None
             return SampleBatch(data, offsets, batch.shapes[rows], nulls)

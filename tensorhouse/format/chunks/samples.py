@@ -69,8 +69,12 @@ class SampleBatch:
         nulls = self.nulls[start:stop] if self.nulls is not None else None
         if nulls is not None and not nulls.any():
             nulls = None
-        return SampleBatch(memoryview(self.data)[a:b], self.offsets[start : stop + 1] - a,
-                           self.shapes[start:stop], nulls)  # fmt: skip
+        return SampleBatch(
+            memoryview(self.data)[a:b],
+            self.offsets[start : stop + 1] - a,
+            self.shapes[start:stop],
+            nulls,
+        )
 
     def payload(self, i: int) -> memoryview:
         return memoryview(self.data)[int(self.offsets[i]) : int(self.offsets[i + 1])]
@@ -83,7 +87,9 @@ def of_column(arr: pa.Array) -> SampleBatch:
     """A batch holding an Arrow array (the rows of an ``Arrow`` column)."""
     n = len(arr)
     # Read-only zero-byte stand-ins: a column batch has no payload offsets or shapes.
-    return SampleBatch(b"", np.broadcast_to(np.int64(0), (n + 1,)), np.empty((n, 0), np.int64), None, arr)
+    return SampleBatch(
+        b"", np.broadcast_to(np.int64(0), (n + 1,)), np.empty((n, 0), np.int64), None, arr
+    )
 
 
 def take_column(batch: SampleBatch, rows: np.ndarray) -> SampleBatch:
@@ -98,15 +104,26 @@ def concat(batches: Sequence[SampleBatch]) -> SampleBatch:
         return batches[0]
     if batches and batches[0].column is not None:
         t = batches[0].column.type
-        return of_column(pa.concat_arrays([b.column if b.column.type == t else b.column.cast(t)
-                                           for b in batches if b.column is not None]))
+        return of_column(
+            pa.concat_arrays(
+                [
+                    b.column if b.column.type == t else b.column.cast(t)
+                    for b in batches
+                    if b.column is not None
+                ]
+            )
+        )
     sizes = [b.nbytes for b in batches]
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    offsets = np.concatenate([b.offsets[:-1] - b.offsets[0] + s for b, s in zip(batches, starts, strict=False)]
-                             + [np.array([starts[-1]], dtype=np.int64)])  # fmt: skip
+    offsets = np.concatenate(
+        [b.offsets[:-1] - b.offsets[0] + s for b, s in zip(batches, starts, strict=False)]
+        + [np.array([starts[-1]], dtype=np.int64)]
+    )
     data = b"".join(memoryview(b.data)[int(b.offsets[0]) : int(b.offsets[-1])] for b in batches)
     ndim = batches[0].shapes.shape[1] if batches else 0
-    shapes = np.concatenate([b.shapes for b in batches]) if batches else np.zeros((0, ndim), np.int64)
+    shapes = (
+        np.concatenate([b.shapes for b in batches]) if batches else np.zeros((0, ndim), np.int64)
+    )
     if any(b.nulls is not None for b in batches):
         nulls: np.ndarray | None = np.concatenate(
             [b.nulls if b.nulls is not None else np.zeros(len(b), bool) for b in batches]
@@ -146,7 +163,9 @@ def _class_indices(values: Any, ctype: ClassLabel, column: str) -> np.ndarray:
         for row, v in enumerate(seq):
             if isinstance(v, str):
                 if v not in lookup:
-                    raise _err(column, row, f"unknown class {v!r}; classes are {list(ctype.classes)}")
+                    raise _err(
+                        column, row, f"unknown class {v!r}; classes are {list(ctype.classes)}"
+                    )
                 out.append(lookup[v])
             else:
                 out.append(v)
@@ -162,7 +181,9 @@ def normalize(values: Any, ctype: ColumnType, column: str) -> SampleBatch:
     if isinstance(ctype, Arrow):
         return of_column(columnar.to_column(values, ctype.arrow_type(), column))
     if isinstance(values, pa.ChunkedArray | pa.Array):
-        if ctype.storage_dtype == "bytes" and (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+        if ctype.storage_dtype == "bytes" and (
+            pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)
+        ):
             return _binary_batch(values)
         values = _from_arrow(values, ctype, column)
     if ctype.storage_dtype in ("bytes", "str"):
@@ -180,14 +201,19 @@ def _normalize_numeric(values: Any, ctype: ColumnType, column: str) -> SampleBat
     # Fast path: one stacked array of fixed-shape samples.
     if isinstance(values, np.ndarray) and values.dtype != object and ctype.is_fixed_shape:
         if values.ndim != len(spec) + 1 or not shape_matches(values.shape[1:], spec):
-            raise _err(column, 0, f"expected samples of shape {spec}, got an array of shape {values.shape}")
+            raise _err(
+                column, 0, f"expected samples of shape {spec}, got an array of shape {values.shape}"
+            )
         arr = np.ascontiguousarray(_cast_numeric(values, dtype, column, 0))
         n = len(arr)
         nbytes = arr[0].nbytes if n else 0
         _check_labels(arr, ctype, column)
-        return SampleBatch(arr.reshape(-1).view(np.uint8).data if n else b"",
-                           np.arange(n + 1, dtype=np.int64) * nbytes,
-                           np.tile(np.asarray(spec, dtype=np.int64), (n, 1)), None)  # fmt: skip
+        return SampleBatch(
+            arr.reshape(-1).view(np.uint8).data if n else b"",
+            np.arange(n + 1, dtype=np.int64) * nbytes,
+            np.tile(np.asarray(spec, dtype=np.int64), (n, 1)),
+            None,
+        )
     if isinstance(values, np.ndarray) and values.ndim == 0:
         raise _err(column, 0, "expected a sequence of samples, got a 0-d array")
     parts: list[bytes | memoryview] = []
@@ -226,11 +252,19 @@ def _check_labels(arr: np.ndarray, ctype: ColumnType, column: str) -> None:
     if isinstance(ctype, ClassLabel) and ctype.classes and arr.size:
         bad = np.flatnonzero((arr < 0) | (arr >= len(ctype.classes)))
         if len(bad):
-            raise _err(column, int(bad[0]), f"label {arr.reshape(-1)[bad[0]]} is not in 0..{len(ctype.classes) - 1}")
+            raise _err(
+                column,
+                int(bad[0]),
+                f"label {arr.reshape(-1)[bad[0]]} is not in 0..{len(ctype.classes) - 1}",
+            )
 
 
-def _pack(parts: Sequence[bytes | memoryview], shapes: Sequence[Sequence[int]], ndim: int,
-          nulls: np.ndarray | None) -> SampleBatch:  # fmt: skip
+def _pack(
+    parts: Sequence[bytes | memoryview],
+    shapes: Sequence[Sequence[int]],
+    ndim: int,
+    nulls: np.ndarray | None,
+) -> SampleBatch:
     lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
     offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -250,8 +284,14 @@ def _binary_batch(arr: pa.ChunkedArray | pa.Array) -> SampleBatch:
         return _pack([b""] * n, [()] * n, 0, np.ones(n, bool) if n else None)
     width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
     offs = np.frombuffer(off_buf, width)[arr.offset : arr.offset + n + 1].astype(np.int64)
-    view = np.frombuffer(data, np.uint8).data[int(offs[0]) : int(offs[-1])] if data is not None else b""
-    nulls = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool) if arr.null_count else None
+    view = (
+        np.frombuffer(data, np.uint8).data[int(offs[0]) : int(offs[-1])]
+        if data is not None
+        else b""
+    )
+    nulls = (
+        np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool) if arr.null_count else None
+    )
     return SampleBatch(view, offs - offs[0], np.zeros((n, 0), np.int64), nulls)
 
 
@@ -268,17 +308,25 @@ def _normalize_bytes(values: Any, ctype: ColumnType, column: str) -> SampleBatch
             except (TypeError, ValueError) as err:
                 raise _err(column, row, f"value is not JSON-serialisable: {err}") from err
             except RecursionError as err:  # nested deeper than Python can serialise
-                raise _err(column, row, "value is nested too deeply to store as JSON (deeper than Python's "
-                           "recursion limit)") from err
+                raise _err(
+                    column,
+                    row,
+                    "value is nested too deeply to store as JSON (deeper than Python's "
+                    "recursion limit)",
+                ) from err
         elif isinstance(ctype, Text):
             if not isinstance(v, str):
                 raise _err(column, row, f"expected str, got {type(v).__name__}")
             try:
                 parts.append(v.encode("utf-8"))
             except UnicodeEncodeError as err:
-                raise _err(column, row, f"text is not valid Unicode ({err.reason} at character {err.start}, "
-                                        "e.g. a lone surrogate from os.fsdecode of a non-UTF-8 name): store "
-                                        "it as bytes in a th.Binary() column") from None  # fmt: skip
+                raise _err(
+                    column,
+                    row,
+                    f"text is not valid Unicode ({err.reason} at character {err.start}, "
+                    "e.g. a lone surrogate from os.fsdecode of a non-UTF-8 name): store "
+                    "it as bytes in a th.Binary() column",
+                ) from None
         else:
             if not isinstance(v, bytes | bytearray | memoryview):
                 raise _err(column, row, f"expected bytes, got {type(v).__name__}")
@@ -309,20 +357,30 @@ def _normalize_images(values: Any, ctype: Image, column: str) -> SampleBatch:
         if a.shape[0] == 0 or a.shape[1] == 0:
             raise _err(column, row, f"cannot encode an empty image of shape {a.shape}")
         try:
-            return codecs.encode_image(codec, a, ctype.quality), (a.shape[0], a.shape[1], a.shape[2])
+            return codecs.encode_image(codec, a, ctype.quality), (
+                a.shape[0],
+                a.shape[1],
+                a.shape[2],
+            )
         except CodecError as err:
             raise _err(column, row, str(err)) from err
 
     items = list(values)
     # Validating an encoded file's header takes microseconds, less than a pool task
     # costs: do it inline. Encoding arrays is the real work: spread it in groups.
-    to_encode = [i for i, v in enumerate(items) if v is not None and not isinstance(v, bytes | bytearray | memoryview)]
+    to_encode = [
+        i
+        for i, v in enumerate(items)
+        if v is not None and not isinstance(v, bytes | bytearray | memoryview)
+    ]
     results: list[tuple[bytes, tuple[int, int, int]] | None] = [None] * len(items)
     for i, v in enumerate(items):
         if v is not None and isinstance(v, bytes | bytearray | memoryview):
             results[i] = one(i, v)
     if len(to_encode) > 8:
-        groups = np.array_split(np.asarray(to_encode), max(1, min(len(to_encode) // 8, 4 * (os.cpu_count() or 2))))
+        groups = np.array_split(
+            np.asarray(to_encode), max(1, min(len(to_encode) // 8, 4 * (os.cpu_count() or 2)))
+        )
 
         def encode_group(g: np.ndarray) -> None:
             for i in g.tolist():
@@ -345,22 +403,35 @@ def _from_arrow(arr: pa.ChunkedArray | pa.Array, ctype: ColumnType, column: str)
     if isinstance(ctype, Scalar) and arr.type != ctype.arrow_type():
         # The one casting rule of every write path: Arrow's safe cast, exact or an error naming the row.
         arr = columnar.cast(arr, ctype.arrow_type(), column)
-    if pa.types.is_fixed_size_list(arr.type) and arr.null_count == 0 and ctype.is_fixed_shape \
-            and ctype.storage_dtype not in ("bytes", "str"):  # fmt: skip
+    if (
+        pa.types.is_fixed_size_list(arr.type)
+        and arr.null_count == 0
+        and ctype.is_fixed_shape
+        and ctype.storage_dtype not in ("bytes", "str")
+    ):
         flat = arr
         dims = []
         while pa.types.is_fixed_size_list(flat.type):
             dims.append(flat.type.list_size)
             flat = flat.flatten()
         return flat.to_numpy(zero_copy_only=False).reshape(len(arr), *dims)
-    if ctype.is_scalar and arr.null_count == 0 and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)
-                                                   or pa.types.is_boolean(arr.type)):  # fmt: skip
+    if (
+        ctype.is_scalar
+        and arr.null_count == 0
+        and (
+            pa.types.is_integer(arr.type)
+            or pa.types.is_floating(arr.type)
+            or pa.types.is_boolean(arr.type)
+        )
+    ):
         return arr.to_numpy(zero_copy_only=False)
     if pa.types.is_struct(arr.type) and {f.name for f in arr.type} == {"data", "shape"}:
         out: list[Any] = []
         for row in arr.to_pylist():
             out.append(None if row is None else np.asarray(row["data"]).reshape(row["shape"]))
         return out
-    if isinstance(ctype, Json) and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+    if isinstance(ctype, Json) and (
+        pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+    ):
         return [None if s is None else json.loads(s) for s in arr.to_pylist()]
     return arr.to_pylist()

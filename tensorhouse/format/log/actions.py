@@ -45,13 +45,20 @@ def load_json(raw: bytes | str, where: str) -> Any:
     invalid input (including integers of more digits than Python converts);
     the limits are ``max_log_entry_bytes`` and ``max_json_depth``.
     """
-    return limits.parse_json(raw, where=where, what="log document (torn or corrupt?)", error=CorruptLogError,
-                             size_limit="max_log_entry_bytes")  # fmt: skip
+    return limits.parse_json(
+        raw,
+        where=where,
+        what="log document (torn or corrupt?)",
+        error=CorruptLogError,
+        size_limit="max_log_entry_bytes",
+    )
 
 
 def document_crc(doc: Mapping[str, Any]) -> int:
     """crc32 of a document's canonical JSON: catches bit flips that still parse as JSON."""
-    return zlib.crc32(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode())
+    return zlib.crc32(
+        json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    )
 
 
 def _int(d: Mapping[str, Any], key: str, lo: int = 0, hi: int = 1 << 63) -> int:
@@ -72,8 +79,14 @@ def _check_path(path: str) -> str:
     """Data paths come from strangers' logs: relative, inside the dataset, no '..'."""
     parts = path.split("/")
     # NUL and ".tmp-" (names stores reserve for staged writes) would only fail later, in the store.
-    if (not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path
-            or "\x00" in path or parts[-1].startswith(".tmp-")):  # fmt: skip
+    if (
+        not path
+        or path.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or "\\" in path
+        or "\x00" in path
+        or parts[-1].startswith(".tmp-")
+    ):
         raise CorruptLogError(f"unsafe data path {path!r} in the log")
     return path
 
@@ -89,8 +102,12 @@ class ChunkRef:
     stats: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "rows": self.rows, "header_length": self.header_length,
-                             "size": self.size}  # fmt: skip
+        d: dict[str, Any] = {
+            "path": self.path,
+            "rows": self.rows,
+            "header_length": self.header_length,
+            "size": self.size,
+        }
         if self.stats is not None:
             d["stats"] = dict(self.stats)
         return d
@@ -102,8 +119,13 @@ class ChunkRef:
             raise CorruptLogError(f"chunk stats must be an object, got {stats!r}")
         size = _int(d, "size", 0)
         header_length = _int(d, "header_length", 44, size)
-        return ChunkRef(_check_path(_str(d, "path")), _int(d, "rows", 0, MAX_FRAGMENT_ROWS), header_length,
-                        size, stats)  # fmt: skip
+        return ChunkRef(
+            _check_path(_str(d, "path")),
+            _int(d, "rows", 0, MAX_FRAGMENT_ROWS),
+            header_length,
+            size,
+            stats,
+        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +141,9 @@ class DeletionRef:
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> DeletionRef:
-        return DeletionRef(_check_path(_str(d, "path")), _int(d, "count", 1, MAX_FRAGMENT_ROWS), _int(d, "size", 0))
+        return DeletionRef(
+            _check_path(_str(d, "path")), _int(d, "count", 1, MAX_FRAGMENT_ROWS), _int(d, "size", 0)
+        )
 
 
 @dataclass(frozen=True)
@@ -150,8 +174,11 @@ class Fragment:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "num_rows": self.num_rows,
-                             "columns": {str(k): [c.to_dict() for c in v] for k, v in self.columns.items()}}  # fmt: skip
+        d: dict[str, Any] = {
+            "id": self.id,
+            "num_rows": self.num_rows,
+            "columns": {str(k): [c.to_dict() for c in v] for k, v in self.columns.items()},
+        }
         if self.deletion:
             d["deletion"] = self.deletion.to_dict()
         return d
@@ -169,8 +196,10 @@ class Fragment:
                 raise CorruptLogError(f"fragment {fid}: bad column entry {k!r}")
             refs = tuple(ChunkRef.from_dict(c) for c in chunks)
             if sum(r.rows for r in refs) != n:
-                raise CorruptLogError(f"fragment {fid}: chunks of field {k} cover "
-                                      f"{sum(r.rows for r in refs)} rows, fragment has {n}")  # fmt: skip
+                raise CorruptLogError(
+                    f"fragment {fid}: chunks of field {k} cover "
+                    f"{sum(r.rows for r in refs)} rows, fragment has {n}"
+                )
             cols[int(k)] = refs
         deletion = DeletionRef.from_dict(d["deletion"]) if d.get("deletion") is not None else None
         if deletion is not None and deletion.count > n:
@@ -192,9 +221,13 @@ class Metadata:
         return self.field_ids[name]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dataset_id": self.dataset_id, "schema": self.schema.to_dict(),
-                "field_ids": dict(self.field_ids), "next_field_id": self.next_field_id,
-                "config": dict(self.config)}  # fmt: skip
+        return {
+            "dataset_id": self.dataset_id,
+            "schema": self.schema.to_dict(),
+            "field_ids": dict(self.field_ids),
+            "next_field_id": self.next_field_id,
+            "config": dict(self.config),
+        }
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Metadata:
@@ -211,7 +244,9 @@ class Metadata:
         field_ids = {k: _int(ids, k) for k in ids}
         next_id = _int(d, "next_field_id")
         # Field ids are handed out from next_field_id: a duplicate or a higher one is a forged map.
-        if len(set(field_ids.values())) != len(field_ids) or any(v >= next_id for v in field_ids.values()):
+        if len(set(field_ids.values())) != len(field_ids) or any(
+            v >= next_id for v in field_ids.values()
+        ):
             raise CorruptLogError("metadata field_ids are not distinct ids below next_field_id")
         return Metadata(_str(d, "dataset_id"), schema, field_ids, next_id, dict(config))
 
@@ -247,23 +282,44 @@ class IndexEntry:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "column": self.column, "metric": self.metric, "kind": self.kind,
-                "files": [f.to_dict() for f in self.files], "fragment_ids": list(self.fragment_ids),
-                "params": dict(self.params)}  # fmt: skip
+        return {
+            "name": self.name,
+            "column": self.column,
+            "metric": self.metric,
+            "kind": self.kind,
+            "files": [f.to_dict() for f in self.files],
+            "fragment_ids": list(self.fragment_ids),
+            "params": dict(self.params),
+        }
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> IndexEntry:
         files = d.get("files")
         fids = d.get("fragment_ids")
         params = d.get("params", {})
-        if not isinstance(files, list) or not isinstance(fids, list) or not isinstance(params, Mapping):
-            raise CorruptLogError("an index entry needs a files list, a fragment_ids list and a params object")
-        if not all(isinstance(f, int) and not isinstance(f, bool) and 0 <= f < 1 << 31 for f in fids):
+        if (
+            not isinstance(files, list)
+            or not isinstance(fids, list)
+            or not isinstance(params, Mapping)
+        ):
+            raise CorruptLogError(
+                "an index entry needs a files list, a fragment_ids list and a params object"
+            )
+        if not all(
+            isinstance(f, int) and not isinstance(f, bool) and 0 <= f < 1 << 31 for f in fids
+        ):
             raise CorruptLogError("index fragment_ids must be fragment ids")
         if not all(isinstance(f, Mapping) for f in files):
             raise CorruptLogError("index files must be objects")
-        return IndexEntry(_str(d, "name"), _str(d, "column"), _str(d, "metric"), _str(d, "kind"),
-                          tuple(IndexFile.from_dict(f) for f in files), tuple(fids), dict(params))  # fmt: skip
+        return IndexEntry(
+            _str(d, "name"),
+            _str(d, "column"),
+            _str(d, "metric"),
+            _str(d, "kind"),
+            tuple(IndexFile.from_dict(f) for f in files),
+            tuple(fids),
+            dict(params),
+        )
 
 
 # -- actions: one frozen dataclass per kind ------------------------------------------
@@ -332,7 +388,17 @@ class DropIndex:
     name: str
 
 
-Action = Protocol | SetMetadata | AddFragment | ReplaceFragment | RemoveFragment | Txn | Restore | AddIndex | DropIndex
+Action = (
+    Protocol
+    | SetMetadata
+    | AddFragment
+    | ReplaceFragment
+    | RemoveFragment
+    | Txn
+    | Restore
+    | AddIndex
+    | DropIndex
+)
 
 
 def protocol() -> Protocol:
@@ -374,8 +440,10 @@ def decode_action(d: Any) -> Action:
         case "protocol":
             reader = _int(body, "min_reader_version")
             if reader > READER_VERSION:
-                raise CorruptLogError(f"dataset needs reader version {reader}; "
-                                      f"this tensorhouse reads {READER_VERSION}: upgrade tensorhouse")  # fmt: skip
+                raise CorruptLogError(
+                    f"dataset needs reader version {reader}; "
+                    f"this tensorhouse reads {READER_VERSION}: upgrade tensorhouse"
+                )
             return Protocol(reader, _int(body, "min_writer_version"))
         case "metadata":
             return SetMetadata(Metadata.from_dict(body))
@@ -416,10 +484,17 @@ class Commit:
         return RAW_CRC_PREFIX + str(zlib.crc32(body)).encode() + b"," + body[1:]
 
     def to_dict(self) -> dict[str, Any]:
-        doc = {"format": COMMIT_FORMAT, "format_version": COMMIT_FORMAT_VERSION, "version": self.version,
-               "txn_id": self.txn_id, "timestamp_ms": self.timestamp_ms, "operation": self.operation,
-               "read_version": self.read_version, "message": self.message,
-               "actions": [encode_action(a) for a in self.actions]}  # fmt: skip
+        doc = {
+            "format": COMMIT_FORMAT,
+            "format_version": COMMIT_FORMAT_VERSION,
+            "version": self.version,
+            "txn_id": self.txn_id,
+            "timestamp_ms": self.timestamp_ms,
+            "operation": self.operation,
+            "read_version": self.read_version,
+            "message": self.message,
+            "actions": [encode_action(a) for a in self.actions],
+        }
         doc["crc32"] = document_crc(doc)
         return doc
 
@@ -429,21 +504,34 @@ class Commit:
         if not isinstance(d, Mapping) or d.get("format") != COMMIT_FORMAT:
             raise CorruptLogError("not a tensorhouse commit document")
         if d.get("format_version") not in READABLE_COMMIT_FORMATS:
-            raise CorruptLogError(f"commit format version {d.get('format_version')!r} is not supported "
-                                  "(written by a newer tensorhouse?)")  # fmt: skip
-        if not checked and d.get("crc32") != document_crc({k: v for k, v in d.items() if k != "crc32"}):
+            raise CorruptLogError(
+                f"commit format version {d.get('format_version')!r} is not supported "
+                "(written by a newer tensorhouse?)"
+            )
+        if not checked and d.get("crc32") != document_crc(
+            {k: v for k, v in d.items() if k != "crc32"}
+        ):
             raise CorruptLogError("commit checksum mismatch (corrupt entry)")
         version = _int(d, "version")
         if version != expected_version:
-            raise CorruptLogError(f"entry of version {expected_version} says it is version {version}")
+            raise CorruptLogError(
+                f"entry of version {expected_version} says it is version {version}"
+            )
         actions = d.get("actions")
         if not isinstance(actions, list):
             raise CorruptLogError("commit actions must be a list")
         msg = d.get("message")
         if msg is not None and not isinstance(msg, str):
             raise CorruptLogError("commit message must be a string")
-        return Commit(version, _str(d, "txn_id"), _int(d, "timestamp_ms"), _str(d, "operation"),
-                      _int(d, "read_version", -1), tuple(decode_action(a) for a in actions), msg)  # fmt: skip
+        return Commit(
+            version,
+            _str(d, "txn_id"),
+            _int(d, "timestamp_ms"),
+            _str(d, "operation"),
+            _int(d, "read_version", -1),
+            tuple(decode_action(a) for a in actions),
+            msg,
+        )
 
 
 def parse_entry(raw: bytes, version: int, where: str) -> Commit:
@@ -453,14 +541,29 @@ def parse_entry(raw: bytes, version: int, where: str) -> Commit:
         if raw.startswith(RAW_CRC_PREFIX):  # format 3: check the raw bytes, no re-serialisation
             comma = raw.find(b",", len(RAW_CRC_PREFIX))
             digits = raw[len(RAW_CRC_PREFIX) : comma]
-            if comma < 0 or not digits.isdigit() or zlib.crc32(b"{" + raw[comma + 1 :]) != int(digits):
+            if (
+                comma < 0
+                or not digits.isdigit()
+                or zlib.crc32(b"{" + raw[comma + 1 :]) != int(digits)
+            ):
                 raise CorruptLogError("commit checksum mismatch (corrupt entry)")
             checked = True
         return Commit.from_dict(load_json(raw, where), version, checked=checked)
     except CorruptLogError as err:
-        raise CorruptLogError(f"{where}: {err}" if not str(err).startswith(where) else str(err)) from err
+        raise CorruptLogError(
+            f"{where}: {err}" if not str(err).startswith(where) else str(err)
+        ) from err
 
 
 #: Every stored action kind (the JSON key of an action).
-KINDS = ("protocol", "metadata", "add_fragment", "replace_fragment", "remove_fragment", "txn", "restore",
-         "add_index", "drop_index")  # fmt: skip
+KINDS = (
+    "protocol",
+    "metadata",
+    "add_fragment",
+    "replace_fragment",
+    "remove_fragment",
+    "txn",
+    "restore",
+    "add_index",
+    "drop_index",
+)

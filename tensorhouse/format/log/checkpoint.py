@@ -38,11 +38,18 @@ LEGACY_FORMAT = "tensorhouse.checkpoint"
 
 def encode_checkpoint(snap: Snapshot) -> bytes:
     """The stored bytes of ``snap``'s checkpoint."""
-    state = {"version": snap.version, "timestamp_ms": snap.timestamp_ms, "next_fragment_id": snap.next_fragment_id,
-             "metadata": snap.metadata.to_dict(), "txns": dict(snap.txns),
-             "indexes": [e.to_dict() for e in snap.indexes.values()]}  # fmt: skip
+    state = {
+        "version": snap.version,
+        "timestamp_ms": snap.timestamp_ms,
+        "next_fragment_id": snap.next_fragment_id,
+        "metadata": snap.metadata.to_dict(),
+        "txns": dict(snap.txns),
+        "indexes": [e.to_dict() for e in snap.indexes.values()],
+    }
     table = to_table(snap.fragments)
-    table = table.replace_schema_metadata({STATE_KEY: json.dumps(state, separators=(",", ":")).encode()})
+    table = table.replace_schema_metadata(
+        {STATE_KEY: json.dumps(state, separators=(",", ":")).encode()}
+    )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -85,9 +92,18 @@ def parse_checkpoint(raw: bytes, where: str) -> Snapshot:
         next_id = _int(state, "next_fragment_id")
         metadata = Metadata.from_dict(state["metadata"])
         _check_field_ids(table, metadata.next_field_id)
-        fragments = FragmentColumns.from_table(table.replace_schema_metadata(None), next_fragment_id=next_id)
-        return Snapshot(_int(state, "version"), _int(state, "timestamp_ms"), metadata,
-                        fragments, next_id, _txns(state.get("txns")), _indexes(state.get("indexes", [])))  # fmt: skip
+        fragments = FragmentColumns.from_table(
+            table.replace_schema_metadata(None), next_fragment_id=next_id
+        )
+        return Snapshot(
+            _int(state, "version"),
+            _int(state, "timestamp_ms"),
+            metadata,
+            fragments,
+            next_id,
+            _txns(state.get("txns")),
+            _indexes(state.get("indexes", [])),
+        )
     except (CorruptLogError, KeyError, TypeError, ValueError) as err:
         raise CorruptLogError(f"{where}: malformed checkpoint: {err}") from err
 
@@ -114,7 +130,9 @@ def _int(d: Mapping[str, Any], key: str) -> int:
 
 
 def _txns(raw: Any) -> dict[str, int]:
-    if not isinstance(raw, Mapping) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw.values()):
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in raw.values()
+    ):
         raise CorruptLogError("checkpoint txns must map app ids to ints")
     return dict(raw)
 
@@ -132,7 +150,9 @@ def _parse_legacy(raw: bytes, where: str) -> Snapshot:
         if doc.get("format") != LEGACY_FORMAT or doc.get("format_version") != 1:
             raise CorruptLogError("not a tensorhouse checkpoint of a known version")
         state = doc["state"]
-        digest = hashlib.sha256(json.dumps(state, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
         if digest != doc.get("sha256"):
             raise CorruptLogError("checkpoint checksum mismatch")
         return Snapshot.from_dict(state)

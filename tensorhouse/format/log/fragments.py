@@ -28,11 +28,26 @@ from tensorhouse.format.log.actions import (
     load_json,
 )
 
-CHUNK_TYPE = pa.struct([("field", pa.int64()), ("path", pa.string()), ("rows", pa.int64()),
-                        ("header_length", pa.int64()), ("size", pa.int64()), ("stats", pa.string())])  # fmt: skip
-SCHEMA = pa.schema([("id", pa.int64()), ("num_rows", pa.int64()), ("deletion_path", pa.string()),
-                    ("deletion_count", pa.int64()), ("deletion_size", pa.int64()),
-                    ("chunks", pa.list_(CHUNK_TYPE))])  # fmt: skip
+CHUNK_TYPE = pa.struct(
+    [
+        ("field", pa.int64()),
+        ("path", pa.string()),
+        ("rows", pa.int64()),
+        ("header_length", pa.int64()),
+        ("size", pa.int64()),
+        ("stats", pa.string()),
+    ]
+)
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("num_rows", pa.int64()),
+        ("deletion_path", pa.string()),
+        ("deletion_count", pa.int64()),
+        ("deletion_size", pa.int64()),
+        ("chunks", pa.list_(CHUNK_TYPE)),
+    ]
+)
 MAX_FRAGMENT_ID = (1 << 31) - 1
 
 
@@ -48,9 +63,22 @@ def to_table(fragments: Sequence[Fragment]) -> pa.Table:
         dpath.append(d.path if d else None)
         dcount.append(d.count if d else 0)
         dsize.append(d.size if d else 0)
-        chunks.append([{"field": fid, "path": c.path, "rows": c.rows, "header_length": c.header_length, "size": c.size,
-                        "stats": None if c.stats is None else json.dumps(c.stats, separators=(",", ":"))}
-                       for fid, refs in f.columns.items() for c in refs])  # fmt: skip
+        chunks.append(
+            [
+                {
+                    "field": fid,
+                    "path": c.path,
+                    "rows": c.rows,
+                    "header_length": c.header_length,
+                    "size": c.size,
+                    "stats": None
+                    if c.stats is None
+                    else json.dumps(c.stats, separators=(",", ":")),
+                }
+                for fid, refs in f.columns.items()
+                for c in refs
+            ]
+        )
     return pa.table([ids, rows, dpath, dcount, dsize, chunks], schema=SCHEMA)
 
 
@@ -77,9 +105,15 @@ def _unsafe_paths(paths: pa.Array) -> None:
     if n == 0:
         return
     width = np.int64 if paths.type == pa.large_string() else np.int32
-    offsets = np.frombuffer(paths.buffers()[1], width)[paths.offset : paths.offset + n + 1].astype(np.int64)
+    offsets = np.frombuffer(paths.buffers()[1], width)[paths.offset : paths.offset + n + 1].astype(
+        np.int64
+    )
     data = paths.buffers()[2]
-    raw = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
+    raw = (
+        np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+        if data is not None
+        else np.zeros(0, np.uint8)
+    )
     starts, ends = offsets[:-1] - offsets[0], offsets[1:] - offsets[0]
     nonempty = ends > starts
     if not nonempty.all() or (raw == ord("\\")).any() or (raw == 0).any():
@@ -90,11 +124,15 @@ def _unsafe_paths(paths: pa.Array) -> None:
     # "//" or "/." inside a string, or a string starting with "."
     pairs = np.flatnonzero(slash & (raw[1:] == ord("/")) | slash & dot)
     owners = np.searchsorted(ends, pairs, side="right")
-    suspects = set(owners[pairs + 1 < ends[owners]].tolist()) | set(np.flatnonzero(raw[starts] == ord(".")).tolist())
+    suspects = set(owners[pairs + 1 < ends[owners]].tolist()) | set(
+        np.flatnonzero(raw[starts] == ord(".")).tolist()
+    )
     for i in sorted(suspects):
         path = paths[i].as_py()
         # ".tmp-" names are stores' staged writes (every such name is a suspect: it follows "/" or starts the path).
-        if any(part in ("", ".", "..") for part in path.split("/")) or path.rsplit("/", 1)[-1].startswith(".tmp-"):
+        if any(part in ("", ".", "..") for part in path.split("/")) or path.rsplit("/", 1)[
+            -1
+        ].startswith(".tmp-"):
             raise CorruptLogError(f"unsafe data path {path!r} in a checkpoint")
 
 
@@ -103,21 +141,35 @@ class _Columns:
 
     def __init__(self, table: pa.Table, next_fragment_id: int) -> None:
         if not table.schema.equals(SCHEMA):
-            raise CorruptLogError(f"checkpoint fragments have schema {table.schema}, expected {SCHEMA}")
+            raise CorruptLogError(
+                f"checkpoint fragments have schema {table.schema}, expected {SCHEMA}"
+            )
         table = table.combine_chunks()
         self.table = table
         self.ids = _ints(table, "id", 0, min(MAX_FRAGMENT_ID, next_fragment_id - 1))
         if self.ids.size > 1 and not (np.diff(self.ids) > 0).all():
             raise CorruptLogError("checkpoint fragments are not unique and ordered")
         self.num_rows = _ints(table, "num_rows", 0, MAX_FRAGMENT_ROWS)
-        dpath = table.column("deletion_path").chunk(0) if table.num_rows else pa.array([], pa.string())
+        dpath = (
+            table.column("deletion_path").chunk(0) if table.num_rows else pa.array([], pa.string())
+        )
         self.has_deletion = dpath.is_valid().to_numpy(zero_copy_only=False)
-        self.num_deleted = np.where(self.has_deletion, _ints(table, "deletion_count", 0, MAX_FRAGMENT_ROWS), 0)
+        self.num_deleted = np.where(
+            self.has_deletion, _ints(table, "deletion_count", 0, MAX_FRAGMENT_ROWS), 0
+        )
         _ints(table, "deletion_size", 0, 1 << 62)
-        if (self.has_deletion & ((self.num_deleted < 1) | (self.num_deleted > self.num_rows))).any():
-            raise CorruptLogError("checkpoint has a deletion count outside [1, rows of its fragment]")
+        if (
+            self.has_deletion & ((self.num_deleted < 1) | (self.num_deleted > self.num_rows))
+        ).any():
+            raise CorruptLogError(
+                "checkpoint has a deletion count outside [1, rows of its fragment]"
+            )
         _unsafe_paths(dpath.drop_null())
-        chunks = table.column("chunks").chunk(0) if table.num_rows else pa.array([], pa.list_(CHUNK_TYPE))
+        chunks = (
+            table.column("chunks").chunk(0)
+            if table.num_rows
+            else pa.array([], pa.list_(CHUNK_TYPE))
+        )
         if chunks.null_count:
             raise CorruptLogError("checkpoint column 'chunks' has nulls")
         self.offsets = chunks.offsets.to_numpy()
@@ -144,7 +196,9 @@ class _Columns:
             want = self.num_rows[groups // (int(fields.max()) + 1)]
             if (sums != want).any():
                 bad = int(owner[np.flatnonzero(sums[inverse] != want[inverse])[0]])
-                raise CorruptLogError(f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows")
+                raise CorruptLogError(
+                    f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows"
+                )
         self._chunk_refs: list[ChunkRef] | None = None
         self._fields: list[int] = []
         self._dpath: list[str | None] = []
@@ -156,14 +210,24 @@ class _Columns:
             v = self.values
             raw_stats = v.field("stats").to_pylist()
             # One JSON parse for every chunk's stats, not one per chunk.
-            stats = load_json("[" + ",".join(x if x is not None else "null" for x in raw_stats) + "]",
-                              "checkpoint chunk stats")  # fmt: skip
+            stats = load_json(
+                "[" + ",".join(x if x is not None else "null" for x in raw_stats) + "]",
+                "checkpoint chunk stats",
+            )
             if not all(x is None or isinstance(x, Mapping) for x in stats):
                 raise CorruptLogError("checkpoint chunk stats must be objects")
             self._fields = v.field("field").to_pylist()
-            self._chunk_refs = [ChunkRef(*args) for args in zip(v.field("path").to_pylist(), v.field("rows").to_pylist(),
-                                                               v.field("header_length").to_pylist(),
-                                                               v.field("size").to_pylist(), stats, strict=True)]  # fmt: skip
+            self._chunk_refs = [
+                ChunkRef(*args)
+                for args in zip(
+                    v.field("path").to_pylist(),
+                    v.field("rows").to_pylist(),
+                    v.field("header_length").to_pylist(),
+                    v.field("size").to_pylist(),
+                    stats,
+                    strict=True,
+                )
+            ]
             self._dpath = self.table.column("deletion_path").to_pylist()
             self._dsize = self.table.column("deletion_size").to_pylist()
         return self._chunk_refs
@@ -175,14 +239,23 @@ class _Columns:
             cols.setdefault(self._fields[j], []).append(refs[j])
         deletion = None
         if self.has_deletion[pos]:
-            deletion = DeletionRef(str(self._dpath[pos]), int(self.num_deleted[pos]), self._dsize[pos])
-        return Fragment(int(self.ids[pos]), int(self.num_rows[pos]), {k: tuple(v) for k, v in cols.items()}, deletion)
+            deletion = DeletionRef(
+                str(self._dpath[pos]), int(self.num_deleted[pos]), self._dsize[pos]
+            )
+        return Fragment(
+            int(self.ids[pos]),
+            int(self.num_rows[pos]),
+            {k: tuple(v) for k, v in cols.items()},
+            deletion,
+        )
 
 
 class FragmentColumns(Sequence[Fragment]):
     """Fragments in id order: a checkpoint's arrays, plus an overlay of later changes."""
 
-    def __init__(self, cols: _Columns, overlay: Mapping[int, Fragment | None] | None = None) -> None:
+    def __init__(
+        self, cols: _Columns, overlay: Mapping[int, Fragment | None] | None = None
+    ) -> None:
         self._cols = cols
         self._overlay = dict(overlay or {})
         self._cache: dict[int, Fragment] = {}
@@ -194,7 +267,9 @@ class FragmentColumns(Sequence[Fragment]):
         else:
             changed = np.fromiter(self._overlay, np.int64, len(self._overlay))
             keep = ~np.isin(cols.ids, changed)
-            extra = np.array(sorted(k for k, v in self._overlay.items() if v is not None), dtype=np.int64)
+            extra = np.array(
+                sorted(k for k, v in self._overlay.items() if v is not None), dtype=np.int64
+            )
             ids = np.concatenate([cols.ids[keep], extra])
             src = np.concatenate([np.flatnonzero(keep), np.full(len(extra), -1)])
             order = np.argsort(ids, kind="stable")
@@ -294,5 +369,8 @@ def fragment_arrays(fragments: Sequence[Fragment]) -> tuple[np.ndarray, np.ndarr
     """(ids, row counts, deleted row counts) of fragments, without building them from a checkpoint."""
     if isinstance(fragments, FragmentColumns):
         return fragments.ids(), fragments.row_counts(), fragments.deleted_counts()
-    return (np.array([f.id for f in fragments], dtype=np.int64), np.array([f.num_rows for f in fragments], dtype=np.int64),
-            np.array([f.num_deleted for f in fragments], dtype=np.int64))  # fmt: skip
+    return (
+        np.array([f.id for f in fragments], dtype=np.int64),
+        np.array([f.num_rows for f in fragments], dtype=np.int64),
+        np.array([f.num_deleted for f in fragments], dtype=np.int64),
+    )

@@ -121,9 +121,16 @@ class Log:
     was created from.
     """
 
-    def __init__(self, store: Store, *, prefix: str = "", parent: tuple[Log, int] | None = None,
-                 single_writer: bool = False, checkpoint_interval: int | None = None,
-                 clock: Clock | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        *,
+        prefix: str = "",
+        parent: tuple[Log, int] | None = None,
+        single_writer: bool = False,
+        checkpoint_interval: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.store = store
         self.prefix = prefix
         self.parent = parent
@@ -135,7 +142,11 @@ class Log:
 
     @property
     def checkpoint_interval(self) -> int:
-        return self._checkpoint_interval if self._checkpoint_interval is not None else CHECKPOINT_INTERVAL
+        return (
+            self._checkpoint_interval
+            if self._checkpoint_interval is not None
+            else CHECKPOINT_INTERVAL
+        )
 
     @property
     def first_version(self) -> int:
@@ -198,31 +209,53 @@ class Log:
                     entries.add(v)
             missing = _missing(entries, lo)
             if missing:
-                raise CorruptLogError(f"{self.store.uri}: log has gaps (missing versions {missing[:5]})")
+                raise CorruptLogError(
+                    f"{self.store.uri}: log has gaps (missing versions {missing[:5]})"
+                )
         return sorted(entries), sorted(checkpoints)
 
     def _hinted_listing(self, version: int | None) -> tuple[list[int], list[int], _Hint | None]:
         """The listing needed to open ``version`` (latest when None): from the hinted checkpoint when it is usable."""
         hint = self._read_hint()
         first = self.first_version
-        if hint is not None and hint.version >= first and (version is None or hint.version <= version):
+        if (
+            hint is not None
+            and hint.version >= first
+            and (version is None or hint.version <= version)
+        ):
             entries, checkpoints = self._listing(hint.version)
-            if entries and entries[0] <= hint.version <= entries[-1] and hint.version in checkpoints:
+            if (
+                entries
+                and entries[0] <= hint.version <= entries[-1]
+                and hint.version in checkpoints
+            ):
                 return entries, checkpoints, hint
-            log.debug("%s: ignoring a _last_checkpoint hint of version %d", self.store.uri, hint.version)
+            log.debug(
+                "%s: ignoring a _last_checkpoint hint of version %d", self.store.uri, hint.version
+            )
         entries, checkpoints = self._listing()
         return entries, checkpoints, None
 
     def _read_hint(self) -> _Hint | None:
         try:
-            raw = limits.read_bounded(self.store, self.hint_key, "max_ref_bytes", what="checkpoint hint",
-                                      error=CorruptLogError)  # fmt: skip
+            raw = limits.read_bounded(
+                self.store,
+                self.hint_key,
+                "max_ref_bytes",
+                what="checkpoint hint",
+                error=CorruptLogError,
+            )
         except (ObjectNotFoundError, StorageError, CorruptLogError):
             return None
         try:
             doc = load_json(raw, f"{self.store.uri}/{self.hint_key}")
             return _Hint(int(doc["version"]), int(doc["size"]), int(doc["xxh3"]))
-        except (CorruptLogError, KeyError, TypeError, ValueError):  # a hint from an older tensorhouse, or garbage
+        except (
+            CorruptLogError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ):  # a hint from an older tensorhouse, or garbage
             return None
 
     def versions(self) -> list[int]:
@@ -247,9 +280,13 @@ class Log:
         where = f"{self.store.uri}/{key}"
         try:
             # Size-checked before reading, depth- and digit-limited parse (tensorhouse.limits).
-            raw = limits.read_bounded(self.store, key, "max_log_entry_bytes", what="log entry", error=CorruptLogError)
+            raw = limits.read_bounded(
+                self.store, key, "max_log_entry_bytes", what="log entry", error=CorruptLogError
+            )
         except ObjectNotFoundError as err:
-            raise VersionNotFoundError(f"{self.store.uri}: version {version} does not exist") from err
+            raise VersionNotFoundError(
+                f"{self.store.uri}: version {version} does not exist"
+            ) from err
         try:
             return parse_entry(raw, version, where)
         except CorruptLogError:
@@ -271,7 +308,9 @@ class Log:
         """The checkpoint of ``version``; with ``hint``, its bytes must also match the hint's size and checksum."""
         key = self.checkpoint_key(version)
         # Size-checked before reading (tensorhouse.limits); its JSON parts go through load_json's limits.
-        raw = limits.read_bounded(self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError)
+        raw = limits.read_bounded(
+            self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError
+        )
         where = f"{self.store.uri}/{key}"
         if hint is not None and (len(raw) != hint.size or checkpoint_digest(raw) != hint.digest):
             raise CorruptLogError(f"{where}: does not match its _last_checkpoint hint")
@@ -294,12 +333,16 @@ class Log:
         latest = entries[-1] if entries else first - 1
         target = latest if version is None else version
         if target < 0 or target > latest:
-            raise VersionNotFoundError(f"{self.store.uri}: version {version} does not exist (latest is {latest})")
+            raise VersionNotFoundError(
+                f"{self.store.uri}: version {version} does not exist (latest is {latest})"
+            )
         if self.parent and target < first:
             return self.parent[0].snapshot(target)
         try:
             return self._replay_to(target, checkpoints, hint)
-        except _UnusableHint:  # the listing started at the hinted checkpoint: list everything instead
+        except (
+            _UnusableHint
+        ):  # the listing started at the hinted checkpoint: list everything instead
             return self._replay_to(target, self._listing()[1], None)
 
     def _replay_to(self, target: int, checkpoints: Sequence[int], hint: _Hint | None) -> Snapshot:
@@ -308,7 +351,9 @@ class Log:
         base: Snapshot | None = None
         for cp in reversed([c for c in checkpoints if first <= c <= target]):
             try:
-                base = self.read_checkpoint(cp, hint=hint if hint is not None and hint.version == cp else None)
+                base = self.read_checkpoint(
+                    cp, hint=hint if hint is not None and hint.version == cp else None
+                )
                 break
             except (CorruptLogError, ObjectNotFoundError) as err:
                 # A checkpoint is only an accelerator: skip a bad one, replay instead.
@@ -335,7 +380,9 @@ class Log:
             raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
         lo, hi = 0, len(versions) - 1
         if self.read(versions[0]).timestamp_ms > timestamp_ms:
-            raise VersionNotFoundError(f"{self.store.uri}: no version at or before that time (the first commit is later)")
+            raise VersionNotFoundError(
+                f"{self.store.uri}: no version at or before that time (the first commit is later)"
+            )
         while lo < hi:
             mid = (lo + hi + 1) // 2
             if self.read(versions[mid]).timestamp_ms <= timestamp_ms:
@@ -345,8 +392,14 @@ class Log:
         return versions[lo]
 
     # -- writing -------------------------------------------------------------------
-    def commit(self, base: Snapshot | None, build: ActionBuilder, *, operation: str,
-               message: str | None = None) -> CommitResult:  # fmt: skip
+    def commit(
+        self,
+        base: Snapshot | None,
+        build: ActionBuilder,
+        *,
+        operation: str,
+        message: str | None = None,
+    ) -> CommitResult:
         """Atomically commit the actions ``build`` returns, retrying on collisions.
 
         When ``build`` raises AlreadyCommitted (an idempotent write already in
@@ -376,15 +429,24 @@ class Log:
             now = int(self.clock() * 1000)
             # Timestamps increase with versions so that time travel by timestamp is well defined.
             ts = max(now, snapshot.timestamp_ms + 1) if snapshot else now
-            entry = Commit(version, txn_id, ts, operation, snapshot.version if snapshot else -1,
-                           tuple(actions), message)  # fmt: skip
+            entry = Commit(
+                version,
+                txn_id,
+                ts,
+                operation,
+                snapshot.version if snapshot else -1,
+                tuple(actions),
+                message,
+            )
             data = entry.to_bytes()
             try:
                 self._put(self.entry_key(version), data)
             except ObjectExistsError:
                 won = self.read_since(snapshot.version if snapshot else -1)
                 if not won:
-                    raise CorruptLogError(f"{self.store.uri}: version {version} exists but cannot be read") from None
+                    raise CorruptLogError(
+                        f"{self.store.uri}: version {version} exists but cannot be read"
+                    ) from None
                 mine = [c for c in won if c.txn_id == txn_id]
                 if mine:  # our earlier attempt landed after all (an ambiguous outcome)
                     return self._finish(replay(snapshot, won[: won.index(mine[0]) + 1]), attempt)
@@ -402,10 +464,16 @@ class Log:
                     return self._finish(replay(snapshot, [landed]), attempt)
                 raise
             return self._finish(replay(snapshot, [entry]), attempt)
-        raise CommitConflictError(f"{self.store.uri}: gave up after {attempt} attempts under contention")
+        raise CommitConflictError(
+            f"{self.store.uri}: gave up after {attempt} attempts under contention"
+        )
 
     def _finish(self, snap: Snapshot, attempts: int) -> CommitResult:
-        if self.checkpoint_interval and snap.version % self.checkpoint_interval == 0 and snap.version:
+        if (
+            self.checkpoint_interval
+            and snap.version % self.checkpoint_interval == 0
+            and snap.version
+        ):
             try:
                 self.write_checkpoint(snap)
             except StorageError as err:  # the commit stands; a checkpoint only speeds up opening
@@ -418,11 +486,16 @@ class Log:
         key = self.checkpoint_key(snap.version)
         try:
             self._put(key, data)
-        except ObjectExistsError:  # someone else wrote the same state: the hint must describe their bytes
+        except (
+            ObjectExistsError
+        ):  # someone else wrote the same state: the hint must describe their bytes
             data = self.store.get(key)
         current = self._read_hint()
-        if current is not None and current.version > snap.version and self.store.exists(
-                self.checkpoint_key(current.version)):  # fmt: skip
+        if (
+            current is not None
+            and current.version > snap.version
+            and self.store.exists(self.checkpoint_key(current.version))
+        ):
             return  # an older checkpoint (written on demand from an old handle) must not pull the hint back
         hint = {"version": snap.version, "size": len(data), "xxh3": checkpoint_digest(data)}
         self.store.put(self.hint_key, json.dumps(hint).encode())

@@ -85,22 +85,37 @@ class Snapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON checkpoint form of this state (checkpoint format 1)."""
-        return {"version": self.version, "timestamp_ms": self.timestamp_ms, "metadata": self.metadata.to_dict(),
-                "fragments": [f.to_dict() for f in self.fragments], "next_fragment_id": self.next_fragment_id,
-                "txns": dict(self.txns), "indexes": [e.to_dict() for e in self.indexes.values()]}  # fmt: skip
+        return {
+            "version": self.version,
+            "timestamp_ms": self.timestamp_ms,
+            "metadata": self.metadata.to_dict(),
+            "fragments": [f.to_dict() for f in self.fragments],
+            "next_fragment_id": self.next_fragment_id,
+            "txns": dict(self.txns),
+            "indexes": [e.to_dict() for e in self.indexes.values()],
+        }
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> Snapshot:
         try:
-            if not isinstance(d["fragments"], list):  # a string iterates too: '' would read as no fragments
+            if not isinstance(
+                d["fragments"], list
+            ):  # a string iterates too: '' would read as no fragments
                 raise CorruptLogError("checkpoint fragments must be a list")
             frags = tuple(Fragment.from_dict(f) for f in d["fragments"])
             txns = d["txns"]
             if not isinstance(txns, Mapping) or not all(isinstance(v, int) for v in txns.values()):
                 raise CorruptLogError("checkpoint txns must map app ids to ints")
             indexes = {e.name: e for e in (IndexEntry.from_dict(x) for x in d.get("indexes", []))}
-            snap = Snapshot(int(d["version"]), int(d["timestamp_ms"]), Metadata.from_dict(d["metadata"]), frags,
-                            int(d["next_fragment_id"]), dict(txns), indexes)  # fmt: skip
+            snap = Snapshot(
+                int(d["version"]),
+                int(d["timestamp_ms"]),
+                Metadata.from_dict(d["metadata"]),
+                frags,
+                int(d["next_fragment_id"]),
+                dict(txns),
+                indexes,
+            )
         except (KeyError, TypeError, ValueError) as err:
             if isinstance(err, CorruptLogError):
                 raise
@@ -118,10 +133,13 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
     commit cost ~100 ms when replaying 99 commits over 10,000 fragments.
     """
     metadata = base.metadata if base else None
-    lazy = base.fragments if base is not None and isinstance(base.fragments, FragmentColumns) else None
+    lazy = (
+        base.fragments if base is not None and isinstance(base.fragments, FragmentColumns) else None
+    )
     # Over a checkpoint's columns, commits become an overlay: no fragment of the checkpoint is built.
-    frags: MutableMapping[int, Fragment] = _Overlay(lazy) if lazy is not None else \
-        ({f.id: f for f in base.fragments} if base else {})  # fmt: skip
+    frags: MutableMapping[int, Fragment] = (
+        _Overlay(lazy) if lazy is not None else ({f.id: f for f in base.fragments} if base else {})
+    )
     next_id = base.next_fragment_id if base else 0
     txns = dict(base.txns) if base else {}
     indexes = dict(base.indexes) if base else {}
@@ -140,18 +158,24 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
                     # An id below next_id may come back (restore re-adds the fragments
                     # of an older version, keeping their row ids), but never while live.
                     if f.id in frags:
-                        raise CorruptLogError(f"version {c.version}: adds fragment {f.id}, which is live")
+                        raise CorruptLogError(
+                            f"version {c.version}: adds fragment {f.id}, which is live"
+                        )
                     frags[f.id] = f
                     next_id = max(next_id, f.id + 1)
                 case ReplaceFragment(f):
                     old = frags.get(f.id)
                     if old is None or old.num_rows != f.num_rows:
-                        raise CorruptLogError(f"version {c.version}: replaces fragment {f.id}, which is not live "
-                                              "or has another row count")  # fmt: skip
+                        raise CorruptLogError(
+                            f"version {c.version}: replaces fragment {f.id}, which is not live "
+                            "or has another row count"
+                        )
                     frags[f.id] = f
                 case RemoveFragment(fid):
                     if fid not in frags:
-                        raise CorruptLogError(f"version {c.version}: removes unknown fragment {fid}")
+                        raise CorruptLogError(
+                            f"version {c.version}: removes unknown fragment {fid}"
+                        )
                     del frags[fid]
                 case Txn(app_id, v):
                     txns[app_id] = v
@@ -167,7 +191,9 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
         version, timestamp = c.version, c.timestamp_ms
     if metadata is None or version < 0:
         raise CorruptLogError("empty log")
-    fragments = frags.result() if isinstance(frags, _Overlay) else tuple(frags[k] for k in sorted(frags))
+    fragments = (
+        frags.result() if isinstance(frags, _Overlay) else tuple(frags[k] for k in sorted(frags))
+    )
     return Snapshot(version, timestamp, metadata, fragments, next_id, txns, indexes)
 
 

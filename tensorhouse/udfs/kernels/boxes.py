@@ -74,8 +74,9 @@ def _to_xyxy(b: np.ndarray, fmt: BoxFormat) -> np.ndarray:
     return out
 
 
-def single_boxes(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int, fmt: BoxFormat,
-                 what: str = "a box") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def single_boxes(
+    arr: pa.Array | pa.ChunkedArray, fn: str, pos: int, fmt: BoxFormat, what: str = "a box"
+) -> tuple[np.ndarray, np.ndarray]:
     """One box (or frame) per row -> ``((n, 4) float64 xyxy, valid)``."""
     tb = to_tensors(arr, fn, pos)
     if tb.ndim != 1:
@@ -91,7 +92,9 @@ def single_boxes(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int, fmt: BoxFor
     return _to_xyxy(boxes, fmt), tb.valid
 
 
-def box_sets(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int, fmt: BoxFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def box_sets(
+    arr: pa.Array | pa.ChunkedArray, fn: str, pos: int, fmt: BoxFormat
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A set of boxes per row -> ``(flat (total, 4) float64 xyxy, counts (n,), valid)``.
 
     NULL rows count 0 boxes. A last dimension other than 4 is an error.
@@ -99,15 +102,31 @@ def box_sets(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int, fmt: BoxFormat)
     inner = plain(arr).type
     while pa.types.is_list(inner) or pa.types.is_large_list(inner):
         inner = inner.value_type
-    if pa.types.is_fixed_size_list(inner) and inner.list_size != 4 and not pa.types.is_fixed_size_list(inner.value_type):
-        raise arg_error(fn, pos, None, f"has boxes of type {inner}; a box has 4 numbers (last dimension must be 4)")
+    if (
+        pa.types.is_fixed_size_list(inner)
+        and inner.list_size != 4
+        and not pa.types.is_fixed_size_list(inner.value_type)
+    ):
+        raise arg_error(
+            fn,
+            pos,
+            None,
+            f"has boxes of type {inner}; a box has 4 numbers (last dimension must be 4)",
+        )
     tb = to_tensors(arr, fn, pos)
     if tb.ndim != 2:
-        raise arg_error(fn, pos, None, f"is a {tb.ndim}-d tensor; expected boxes, a list of FLOAT[4]")
+        raise arg_error(
+            fn, pos, None, f"is a {tb.ndim}-d tensor; expected boxes, a list of FLOAT[4]"
+        )
     wrong = tb.valid & (tb.shapes[:, 1] != 4) & (tb.shapes[:, 0] > 0)
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
-        raise row_error(fn, pos, i, f"has boxes of {tb.shapes[i, 1]} numbers; a box has 4 (last dimension must be 4)")
+        raise row_error(
+            fn,
+            pos,
+            i,
+            f"has boxes of {tb.shapes[i, 1]} numbers; a box has 4 (last dimension must be 4)",
+        )
     counts = np.where(tb.valid, tb.shapes[:, 0], 0)
     rows = np.flatnonzero(counts)
     sizes = counts * 4
@@ -116,7 +135,9 @@ def box_sets(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int, fmt: BoxFormat)
     else:
         starts = tb.offsets[rows]
         new_starts = np.concatenate([[0], np.cumsum(sizes[rows])[:-1]]).astype(np.int64)
-        idx = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - new_starts, sizes[rows])
+        idx = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(
+            starts - new_starts, sizes[rows]
+        )
         flat = tb.values[idx]
     return _to_xyxy(flat.reshape(-1, 4).astype(np.float64), fmt), counts, tb.valid
 
@@ -132,10 +153,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inter = w * h
     union = _area(a) + _area(b) - inter
     ok = union > 0
-    return np.divide(inter, union, out=np.zeros(np.broadcast(a[..., 0], b[..., 0]).shape), where=ok), ok
+    return np.divide(
+        inter, union, out=np.zeros(np.broadcast(a[..., 0], b[..., 0]).shape), where=ok
+    ), ok
 
 
-def box_iou(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray, *, fmt: str = "xyxy") -> pa.Array:
+def box_iou(
+    a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray, *, fmt: str = "xyxy"
+) -> pa.Array:
     """IoU of two boxes per row (DOUBLE); NULL when both have zero area.
 
     Example:
@@ -151,7 +176,9 @@ def box_iou(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray, *, fmt
     return float_array(iou, va & vb & ok)
 
 
-def max_iou(boxes: pa.Array | pa.ChunkedArray, box: pa.Array | pa.ChunkedArray, *, fmt: str = "xyxy") -> pa.Array:
+def max_iou(
+    boxes: pa.Array | pa.ChunkedArray, box: pa.Array | pa.ChunkedArray, *, fmt: str = "xyxy"
+) -> pa.Array:
     """The best IoU of ``box`` among the row's ``boxes`` (0.0 for no boxes).
 
     Example:
@@ -182,7 +209,9 @@ def _greedy(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray) -> np.
     """Greedy matched-IoU sums for k rows padded to ``a: (k, PA, 4)``, ``b: (k, PB, 4)``."""
     k, pa_, pb_ = a.shape[0], a.shape[1], b.shape[1]
     m, _ = _iou(a[:, :, None, :], b[:, None, :, :])
-    pad = (np.arange(pa_)[None, :, None] >= na[:, None, None]) | (np.arange(pb_)[None, None, :] >= nb[:, None, None])
+    pad = (np.arange(pa_)[None, :, None] >= na[:, None, None]) | (
+        np.arange(pb_)[None, None, :] >= nb[:, None, None]
+    )
     m = np.where(pad, -1.0, m)
     total = np.zeros(k)
     flat = m.reshape(k, -1)
@@ -200,7 +229,9 @@ def _greedy(a: np.ndarray, b: np.ndarray, na: np.ndarray, nb: np.ndarray) -> np.
     return total
 
 
-def mean_iou(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray, *, fmt: str = "xyxy") -> pa.Array:
+def mean_iou(
+    a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray, *, fmt: str = "xyxy"
+) -> pa.Array:
     """Mean IoU of a greedy one-to-one matching of two box sets (see the module docstring).
 
     Example:
@@ -235,8 +266,12 @@ def mean_iou(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray, *, fm
     return float_array(totals / denom, valid)
 
 
-def normalize_boxes(boxes: pa.Array | pa.ChunkedArray, frame: pa.Array | pa.ChunkedArray | Sequence[float], *,
-                    fmt: str = "xyxy") -> pa.Array:  # fmt: skip
+def normalize_boxes(
+    boxes: pa.Array | pa.ChunkedArray,
+    frame: pa.Array | pa.ChunkedArray | Sequence[float],
+    *,
+    fmt: str = "xyxy",
+) -> pa.Array:
     """Boxes relative to a frame ``[x, y, w, h]`` (e.g. ``[0, 0, width, height]``), clipped to [0, 1].
 
     Example:
@@ -250,17 +285,23 @@ def normalize_boxes(boxes: pa.Array | pa.ChunkedArray, frame: pa.Array | pa.Chun
     flat, counts, valid = box_sets(boxes, fn, 1, f)
     n = len(counts)
     if isinstance(frame, pa.Array | pa.ChunkedArray):
-        fr, fvalid = single_boxes(frame, fn, 2, "xyxy", "a frame [x, y, width, height]")  # raw values
+        fr, fvalid = single_boxes(
+            frame, fn, 2, "xyxy", "a frame [x, y, width, height]"
+        )  # raw values
         valid = valid & fvalid
     else:
         one = np.asarray(frame, dtype=np.float64)
         if one.shape != (4,):
-            raise arg_error(fn, 2, list(one.reshape(-1)), "is not a frame: expected [x, y, width, height]")
+            raise arg_error(
+                fn, 2, list(one.reshape(-1)), "is not a frame: expected [x, y, width, height]"
+            )
         fr = np.tile(one, (n, 1))
     bad = valid & ((fr[:, 2] <= 0) | (fr[:, 3] <= 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise row_error(fn, 2, i, f"is not a frame: width and height must be > 0, got {fr[i].tolist()}")
+        raise row_error(
+            fn, 2, i, f"is not a frame: width and height must be > 0, got {fr[i].tolist()}"
+        )
     per_box = np.repeat(fr, counts, axis=0)
     scale = np.where(per_box[:, 2:] > 0, per_box[:, 2:], 1.0)
     rel = np.empty_like(flat)
@@ -271,7 +312,9 @@ def normalize_boxes(boxes: pa.Array | pa.ChunkedArray, frame: pa.Array | pa.Chun
         rel[:, 2:] -= rel[:, :2]
     sizes = np.where(valid, counts, 0)
     keep = np.repeat(valid, counts)
-    values = pa.FixedSizeListArray.from_arrays(pa.array(rel[keep].reshape(-1).astype(np.float32)), 4)
+    values = pa.FixedSizeListArray.from_arrays(
+        pa.array(rel[keep].reshape(-1).astype(np.float32)), 4
+    )
     return list_array(values, sizes, valid, BOXES, fn)
 
 

@@ -55,7 +55,9 @@ def _is_binary(t: pa.DataType) -> bool:
     return pa.types.is_binary(t) or pa.types.is_large_binary(t)
 
 
-def decode_batch(arr: pa.Array | pa.ChunkedArray, fn: str = "decode_image", pos: int = 1) -> TensorBatch:
+def decode_batch(
+    arr: pa.Array | pa.ChunkedArray, fn: str = "decode_image", pos: int = 1
+) -> TensorBatch:
     """Decode a column of JPEG/PNG files into a TensorBatch of ``HxWxC`` uint8 images."""
     arr = plain(arr)
     if not _is_binary(arr.type):
@@ -63,11 +65,15 @@ def decode_batch(arr: pa.Array | pa.ChunkedArray, fn: str = "decode_image", pos:
     n = len(arr)
     valid = validity(arr)
     if n == 0:
-        return TensorBatch(np.zeros(0, np.uint8), np.zeros(1, np.int64), np.zeros((0, 3), np.int64), valid)
+        return TensorBatch(
+            np.zeros(0, np.uint8), np.zeros(1, np.int64), np.zeros((0, 3), np.int64), valid
+        )
     off_dtype = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
     offsets = np.frombuffer(arr.buffers()[1], dtype=off_dtype)[arr.offset : arr.offset + n + 1]
     # pa.Buffer exports signed chars; simplejpeg wants unsigned bytes.
-    data = memoryview(arr.buffers()[2]).cast("B") if arr.buffers()[2] is not None else memoryview(b"")
+    data = (
+        memoryview(arr.buffers()[2]).cast("B") if arr.buffers()[2] is not None else memoryview(b"")
+    )
 
     def codec_of(i: int) -> tuple[str, memoryview]:
         blob = data[int(offsets[i]) : int(offsets[i + 1])]
@@ -95,17 +101,28 @@ def decode_batch(arr: pa.Array | pa.ChunkedArray, fn: str = "decode_image", pos:
             h, w, c = codecs.image_header_shape(codec, blob)
         except CodecError as err:
             raise row_error(fn, pos, i, f"is a corrupt {codec.upper()} image: {err}") from err
-        limits.check("max_image_pixels", h * w, what=f"{fn}: row {i} is an image of {h}x{w} pixels",
-                     error=UDFArgumentError)  # fmt: skip
+        limits.check(
+            "max_image_pixels",
+            h * w,
+            what=f"{fn}: row {i} is an image of {h}x{w} pixels",
+            error=UDFArgumentError,
+        )
         total += h * w * max(c, 3)
-    limits.check("max_udf_output_bytes", total, what=f"{fn}: bytes needed to decode {len(rows)} images",
-                 error=UDFArgumentError)  # fmt: skip
+    limits.check(
+        "max_udf_output_bytes",
+        total,
+        what=f"{fn}: bytes needed to decode {len(rows)} images",
+        error=UDFArgumentError,
+    )
     if len(rows) > 2:
         from tensorhouse.format.threads import pool
 
         # A few rows per task: small images decode in microseconds, less than a task's overhead.
         step = max(1, len(rows) // 64)
-        parts = pool().map(lambda part: [one(i) for i in part], [rows[k : k + step] for k in range(0, len(rows), step)])
+        parts = pool().map(
+            lambda part: [one(i) for i in part],
+            [rows[k : k + step] for k in range(0, len(rows), step)],
+        )
         images = [img for part in parts for img in part]
     else:
         images = [one(i) for i in rows]
@@ -116,7 +133,9 @@ def decode_batch(arr: pa.Array | pa.ChunkedArray, fn: str = "decode_image", pos:
         sizes[i] = img.size
     offs = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(sizes, out=offs[1:])
-    values = np.concatenate([img.reshape(-1) for img in images]) if images else np.zeros(0, np.uint8)
+    values = (
+        np.concatenate([img.reshape(-1) for img in images]) if images else np.zeros(0, np.uint8)
+    )
     return TensorBatch(values, offs, shapes, valid)
 
 
@@ -127,10 +146,16 @@ def images(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int = 1) -> TensorBatc
         return decode_batch(arr, fn, pos)
     tb = to_tensors(arr, fn, pos)
     if tb.ndim == 2:
-        return TensorBatch(tb.values, tb.offsets, np.concatenate([tb.shapes, np.ones((tb.n, 1), np.int64)], 1),
-                           tb.valid)  # fmt: skip
+        return TensorBatch(
+            tb.values,
+            tb.offsets,
+            np.concatenate([tb.shapes, np.ones((tb.n, 1), np.int64)], 1),
+            tb.valid,
+        )
     if tb.ndim != 3:
-        raise arg_error(fn, pos, None, f"is a {tb.ndim}-d tensor; expected an image (HxWxC) or an encoded file")
+        raise arg_error(
+            fn, pos, None, f"is a {tb.ndim}-d tensor; expected an image (HxWxC) or an encoded file"
+        )
     return tb
 
 
@@ -178,8 +203,14 @@ def resize_stack(stack: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _size(value: object, fn: str, pos: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 1 <= int(value) <= MAX_SIDE:
-        raise arg_error(fn, pos, value, f"is not an image size: expected an integer in 1..{MAX_SIDE}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or not 1 <= int(value) <= MAX_SIDE
+    ):
+        raise arg_error(
+            fn, pos, value, f"is not an image size: expected an integer in 1..{MAX_SIDE}"
+        )
     return int(value)
 
 
@@ -198,13 +229,18 @@ def image_resize(imgs: pa.Array | pa.ChunkedArray, height: int, width: int) -> p
     tb = images(imgs, fn)
     # The result, and the float32 rows resizing goes through (4 bytes a value), checked before allocating.
     channels = int(tb.shapes[tb.valid, 2].sum()) if tb.n and tb.shapes.shape[1] == 3 else 0
-    limits.check("max_udf_output_bytes", 5 * h * w * channels,
-                 what=f"{fn}: bytes needed to resize {int(tb.valid.sum())} images to {h}x{w}",
-                 error=UDFArgumentError)  # fmt: skip
+    limits.check(
+        "max_udf_output_bytes",
+        5 * h * w * channels,
+        what=f"{fn}: bytes needed to resize {int(tb.valid.sum())} images to {h}x{w}",
+        error=UDFArgumentError,
+    )
 
     def apply(stack: np.ndarray, shape: tuple[int, ...], first_row: int) -> np.ndarray:
         if shape[0] == 0 or shape[1] == 0:
-            raise row_error(fn, 1, first_row, f"is an empty image of shape {list(shape)}; it cannot be resized")
+            raise row_error(
+                fn, 1, first_row, f"is an empty image of shape {list(shape)}; it cannot be resized"
+            )
         return resize_stack(stack, h, w)
 
     values, shapes, valid = map_groups(tb, apply, np.uint8)
@@ -247,7 +283,9 @@ def image_to_gray(imgs: pa.Array | pa.ChunkedArray) -> pa.StructArray:
         else:
             sizes = tb.sizes[rows]
             starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            flat = tb.values[np.arange(int(sizes.sum())) + np.repeat(tb.offsets[rows] - starts, sizes)]
+            flat = tb.values[
+                np.arange(int(sizes.sum())) + np.repeat(tb.offsets[rows] - starts, sizes)
+            ]
         gray = _gray_pixels(_as_uint8(flat).reshape(-1, c))
         shapes = tb.shapes.copy()
         shapes[:, 2] = 1
@@ -264,4 +302,12 @@ def image_to_gray(imgs: pa.Array | pa.ChunkedArray) -> pa.StructArray:
     return ragged_array(values, shapes, valid, IMAGE, fn)
 
 
-__all__ = ["MAX_SIDE", "decode_batch", "decode_image", "image_resize", "image_to_gray", "images", "resize_stack"]
+__all__ = [
+    "MAX_SIDE",
+    "decode_batch",
+    "decode_image",
+    "image_resize",
+    "image_to_gray",
+    "images",
+    "resize_stack",
+]

@@ -84,7 +84,9 @@ def tensor_size(tensors: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 # -- whole-tensor reductions -----------------------------------------------------
-def _segment(ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray, nonempty: np.ndarray) -> np.ndarray:
+def _segment(
+    ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray, nonempty: np.ndarray
+) -> np.ndarray:
     """``ufunc.reduce`` over each non-empty row's segment (rows are contiguous in ``values``)."""
     out = np.zeros(len(nonempty), dtype=np.float64)
     starts = offsets[:-1][nonempty]
@@ -177,7 +179,9 @@ def _reduce_axis_stack(data: np.ndarray, op: Reduction, axis: int) -> np.ndarray
     return (data.min(axis=axis) if op == "min" else data.max(axis=axis)).astype(np.float64)
 
 
-def tensor_reduce_axis(tensors: pa.Array | pa.ChunkedArray, op: Reduction, axis: int) -> pa.StructArray:
+def tensor_reduce_axis(
+    tensors: pa.Array | pa.ChunkedArray, op: Reduction, axis: int
+) -> pa.StructArray:
     """Reduce each tensor over one axis; returns a tensor struct (float64 data) of one less dimension.
 
     Example:

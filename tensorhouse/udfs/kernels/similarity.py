@@ -54,7 +54,9 @@ def vectors(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int) -> TensorBatch:
     """A column of 1-d vectors; anything else is an error naming ``fn`` and ``pos``."""
     tb = to_tensors(arr, fn, pos)
     if tb.ndim != 1:
-        raise arg_error(fn, pos, None, f"is a {tb.ndim}-d tensor; expected a vector (a list or FLOAT[n])")
+        raise arg_error(
+            fn, pos, None, f"is a {tb.ndim}-d tensor; expected a vector (a list or FLOAT[n])"
+        )
     return tb
 
 
@@ -88,7 +90,9 @@ def _check_binary(x: np.ndarray, fn: str, pos: int, row_of: np.ndarray | None) -
         if row_of is None:
             raise arg_error(fn, pos, None, "is not a binary vector: values must be booleans or 0/1")
         first = int(np.argwhere(bad)[0][0])
-        raise row_error(fn, pos, int(row_of[first]), "is not a binary vector: values must be booleans or 0/1")
+        raise row_error(
+            fn, pos, int(row_of[first]), "is not a binary vector: values must be booleans or 0/1"
+        )
 
 
 def _matrix(tb: TensorBatch, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +116,9 @@ def _matvec(x: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.einsum("ij,j->i", x, q)
 
 
-def _against_constant(tb: TensorBatch, q: np.ndarray, metric: Metric, fn: str, pos: int,
-                      qpos: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _against_constant(
+    tb: TensorBatch, q: np.ndarray, metric: Metric, fn: str, pos: int, qpos: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every row of ``tb`` against the one vector ``q``."""
     d = len(q)
     wrong = tb.valid & (tb.sizes != d)
@@ -152,7 +157,9 @@ def _against_constant(tb: TensorBatch, q: np.ndarray, metric: Metric, fn: str, p
     return out, valid
 
 
-def _pairwise(ta: TensorBatch, tb: TensorBatch, metric: Metric, fn: str) -> tuple[np.ndarray, np.ndarray]:
+def _pairwise(
+    ta: TensorBatch, tb: TensorBatch, metric: Metric, fn: str
+) -> tuple[np.ndarray, np.ndarray]:
     if ta.n != tb.n:
         raise arg_error(fn, 2, None, f"has {tb.n} rows but argument 1 has {ta.n}")
     valid = ta.valid & tb.valid
@@ -180,7 +187,9 @@ def _pairwise(ta: TensorBatch, tb: TensorBatch, metric: Metric, fn: str) -> tupl
         _check_binary(a, fn, 1, rows if row_of is None else row_of)
         _check_binary(b, fn, 2, rows if row_of is None else row_of)
         ne = a.astype(bool) != b.astype(bool)
-        out[rows] = ne.sum(axis=1) if row_of is None else np.bincount(row_of, ne, minlength=ta.n)[rows]
+        out[rows] = (
+            ne.sum(axis=1) if row_of is None else np.bincount(row_of, ne, minlength=ta.n)[rows]
+        )
         return out, valid
     dt = np.float32 if _work_dtype(a) == np.float32 and _work_dtype(b) == np.float32 else np.float64
     a = a.astype(dt, copy=False)
@@ -233,8 +242,11 @@ def _gather(tb: TensorBatch, rows: np.ndarray) -> np.ndarray:
     return tb.values[idx]
 
 
-def similarity(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray | Sequence[float] | np.ndarray,
-               metric: Metric) -> pa.Array:  # fmt: skip
+def similarity(
+    a: pa.Array | pa.ChunkedArray,
+    b: pa.Array | pa.ChunkedArray | Sequence[float] | np.ndarray,
+    metric: Metric,
+) -> pa.Array:
     """``metric`` between the vectors of ``a`` and ``b`` (a column, or one vector for every row).
 
     Example:

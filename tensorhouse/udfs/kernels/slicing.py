@@ -42,7 +42,9 @@ _MAX_INDEX = 2**62
 def parse_slice(spec: str, fn: str = "tensor_slice", pos: int = 2) -> tuple[Index, ...]:
     """Parse a numpy-style index string into a tuple of ints, slices and ``...``."""
     if not isinstance(spec, str):
-        raise arg_error(fn, pos, spec, "is not a valid slice: expected a string like '[0:10, ::2, -1]'")
+        raise arg_error(
+            fn, pos, spec, "is not a valid slice: expected a string like '[0:10, ::2, -1]'"
+        )
     text = spec.strip()
     if text.startswith("["):
         if not text.endswith("]"):
@@ -67,7 +69,9 @@ def _parse_int(text: str, spec: str, k: int, fn: str, pos: int) -> int | None:
     if text == "":
         return None
     if not _INT.fullmatch(text):
-        raise arg_error(fn, pos, spec, f"is not a valid slice: item {k}: {text!r} is not an integer")
+        raise arg_error(
+            fn, pos, spec, f"is not a valid slice: item {k}: {text!r} is not an integer"
+        )
     value = int(text)
     if abs(value) > _MAX_INDEX:
         raise arg_error(fn, pos, spec, f"is not a valid slice: item {k}: {text} is too large")
@@ -78,10 +82,14 @@ def _parse_item(text: str, spec: str, k: int, fn: str, pos: int) -> Index:
     if text == "...":
         return Ellipsis
     if text == "":
-        raise arg_error(fn, pos, spec, f"is not a valid slice: item {k} is empty (use ':' for a whole axis)")
+        raise arg_error(
+            fn, pos, spec, f"is not a valid slice: item {k} is empty (use ':' for a whole axis)"
+        )
     bits = text.split(":")
     if len(bits) > 3:
-        raise arg_error(fn, pos, spec, f"is not a valid slice: item {k} ({text!r}) has more than two ':'")
+        raise arg_error(
+            fn, pos, spec, f"is not a valid slice: item {k} ({text!r}) has more than two ':'"
+        )
     if len(bits) == 1:
         value = _parse_int(bits[0].strip(), spec, k, fn, pos)
         assert value is not None
@@ -93,8 +101,9 @@ def _parse_item(text: str, spec: str, k: int, fn: str, pos: int) -> Index:
     return slice(start, stop, step)
 
 
-def expand(key: tuple[Index, ...], ndim: int, spec: str, fn: str = "tensor_slice",
-           pos: int = 2) -> tuple[int | slice, ...]:  # fmt: skip
+def expand(
+    key: tuple[Index, ...], ndim: int, spec: str, fn: str = "tensor_slice", pos: int = 2
+) -> tuple[int | slice, ...]:
     """Replace ``...`` by full slices for an ``ndim``-d tensor; too many indices is an error."""
     n_real = sum(1 for it in key if it is not Ellipsis)
     if n_real > ndim:
@@ -110,8 +119,14 @@ def expand(key: tuple[Index, ...], ndim: int, spec: str, fn: str = "tensor_slice
     return tuple(out)
 
 
-def check_bounds(key: tuple[int | slice, ...], shape: tuple[int, ...], spec: str, row: int,
-                 fn: str = "tensor_slice", pos: int = 2) -> None:  # fmt: skip
+def check_bounds(
+    key: tuple[int | slice, ...],
+    shape: tuple[int, ...],
+    spec: str,
+    row: int,
+    fn: str = "tensor_slice",
+    pos: int = 2,
+) -> None:
     """Raise a clear error when an integer index is out of range for ``shape``."""
     for axis, (it, dim) in enumerate(zip(key, shape, strict=True)):
         if isinstance(it, int) and not -dim <= it < dim:
@@ -121,8 +136,9 @@ def check_bounds(key: tuple[int | slice, ...], shape: tuple[int, ...], spec: str
             )
 
 
-def slice_tensor_batch(tensors: pa.Array | pa.ChunkedArray, key: tuple[Index, ...], spec: str,
-                       fn: str = "tensor_slice") -> pa.StructArray:  # fmt: skip
+def slice_tensor_batch(
+    tensors: pa.Array | pa.ChunkedArray, key: tuple[Index, ...], spec: str, fn: str = "tensor_slice"
+) -> pa.StructArray:
     """Slice every row of a tensor column with an already parsed key."""
     tb = to_tensors(tensors, fn, 1)
     full = expand(key, tb.ndim, spec, fn)
@@ -132,7 +148,9 @@ def slice_tensor_batch(tensors: pa.Array | pa.ChunkedArray, key: tuple[Index, ..
         # slice the concatenated rows in one numpy operation.
         check_bounds(full[1:], trailing, spec, 0, fn)
         res = tb.concatenated(trailing)[(slice(None), *full[1:])]
-        shapes = np.concatenate([tb.shapes[:, :1], np.tile(np.asarray(res.shape[1:], np.int64), (tb.n, 1))], 1)
+        shapes = np.concatenate(
+            [tb.shapes[:, :1], np.tile(np.asarray(res.shape[1:], np.int64), (tb.n, 1))], 1
+        )
         values = np.ascontiguousarray(res, dtype=np.float64).reshape(-1)
         return ragged_array(values, shapes, tb.valid, RAGGED_F64, fn)
 

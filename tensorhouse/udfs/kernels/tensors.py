@@ -35,10 +35,12 @@ from tensorhouse.types import ragged_arrow_type
 from tensorhouse.udfs.kernels.errors import arg_error, row_error
 
 #: What tensor-valued UDFs return: float64 data and a shape list (its length is the ndim).
-RAGGED_F64 = pa.struct([
-    pa.field("data", pa.list_(pa.float64()), nullable=False),
-    pa.field("shape", pa.list_(pa.int32()), nullable=False),
-])  # fmt: skip
+RAGGED_F64 = pa.struct(
+    [
+        pa.field("data", pa.list_(pa.float64()), nullable=False),
+        pa.field("shape", pa.list_(pa.int32()), nullable=False),
+    ]
+)
 #: A decoded uint8 HxWxC image: the ``Image(None)`` / ``Tensor("uint8", (None,)*3)`` layout.
 IMAGE = ragged_arrow_type(pa.uint8(), 3)
 
@@ -48,8 +50,11 @@ _MAX_OFFSET = 2**31 - 1
 def plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """One contiguous array: chunks combined (DuckDB hands ChunkedArrays), extension unwrapped."""
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.chunk(0) if arr.num_chunks == 1 else (
-            arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type))
+        arr = (
+            arr.chunk(0)
+            if arr.num_chunks == 1
+            else (arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type))
+        )
     if isinstance(arr.type, pa.BaseExtensionType) and not _is_fixed_tensor(arr.type):
         arr = arr.storage
     return arr
@@ -211,18 +216,37 @@ def to_tensors(arr: pa.Array | pa.ChunkedArray, fn: str, pos: int) -> TensorBatc
         shape = tuple(int(d) for d in t.shape)
         if list(t.permutation or range(len(shape))) != list(range(len(shape))):
             raise arg_error(fn, pos, None, "is a permuted fixed_shape_tensor; store it in C order")
-        return TensorBatch(tb.values, tb.offsets, np.tile(np.asarray(shape, np.int64), (n, 1)), tb.valid)
+        return TensorBatch(
+            tb.values, tb.offsets, np.tile(np.asarray(shape, np.int64), (n, 1)), tb.valid
+        )
     if pa.types.is_struct(t):
         return _from_struct(arr, fn, pos, valid)
     if _is_listlike(t):
         return _from_lists(arr, fn, pos, valid)
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
-        return TensorBatch(primitive_numpy(arr, fn, pos), np.arange(n + 1, dtype=np.int64),
-                           np.zeros((n, 0), np.int64), valid)  # fmt: skip
+    if (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_decimal(t)
+    ):
+        return TensorBatch(
+            primitive_numpy(arr, fn, pos),
+            np.arange(n + 1, dtype=np.int64),
+            np.zeros((n, 0), np.int64),
+            valid,
+        )
     if pa.types.is_null(t):
-        return TensorBatch(np.zeros(n), np.arange(n + 1, dtype=np.int64), np.zeros((n, 0), np.int64), valid)
-    hint = "; decode images with decode_image()" if pa.types.is_binary(t) or pa.types.is_large_binary(t) else ""
-    raise arg_error(fn, pos, None, f"has type {t}; expected a tensor (array, list or struct<data, shape>){hint}")
+        return TensorBatch(
+            np.zeros(n), np.arange(n + 1, dtype=np.int64), np.zeros((n, 0), np.int64), valid
+        )
+    hint = (
+        "; decode images with decode_image()"
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t)
+        else ""
+    )
+    raise arg_error(
+        fn, pos, None, f"has type {t}; expected a tensor (array, list or struct<data, shape>){hint}"
+    )
 
 
 def _from_lists(arr: pa.Array, fn: str, pos: int, valid: np.ndarray) -> TensorBatch:
@@ -248,11 +272,17 @@ def _from_lists(arr: pa.Array, fn: str, pos: int, valid: np.ndarray) -> TensorBa
             dim = np.where(counts > 0, lens[firsts] if len(lens) else 0, 0).astype(np.int64)
             mismatch = lens[int(row_off[0]) : int(row_off[-1])] != np.repeat(dim, counts)
             if mismatch.any():
-                ragged_rows = _rows_with(np.concatenate([np.zeros(int(row_off[0]), bool), mismatch]), row_off)
+                ragged_rows = _rows_with(
+                    np.concatenate([np.zeros(int(row_off[0]), bool), mismatch]), row_off
+                )
                 culprit = np.flatnonzero(ragged_rows & valid & ~bad)
                 if len(culprit):
-                    raise row_error(fn, pos, int(culprit[0]),
-                                    f"is not rectangular: its level-{level + 1} lists differ in length")  # fmt: skip
+                    raise row_error(
+                        fn,
+                        pos,
+                        int(culprit[0]),
+                        f"is not rectangular: its level-{level + 1} lists differ in length",
+                    )
             dims.append(dim)
         row_off = child_off[row_off]
         cur = cur.values
@@ -267,7 +297,9 @@ def _from_lists(arr: pa.Array, fn: str, pos: int, valid: np.ndarray) -> TensorBa
 def _from_struct(arr: pa.StructArray, fn: str, pos: int, valid: np.ndarray) -> TensorBatch:
     names = [arr.type.field(i).name for i in range(arr.type.num_fields)]
     if "data" not in names or "shape" not in names:
-        raise arg_error(fn, pos, None, f"has type {arr.type}; expected a tensor struct<data, shape>")
+        raise arg_error(
+            fn, pos, None, f"has type {arr.type}; expected a tensor struct<data, shape>"
+        )
     data = arr.field("data")
     shape = arr.field("shape")
     if not _is_listlike(data.type) or not _is_listlike(shape.type):
@@ -285,8 +317,12 @@ def _from_struct(arr: pa.StructArray, fn: str, pos: int, valid: np.ndarray) -> T
         lens = sb.sizes
         ndims = np.unique(lens[valid])
         if len(ndims) > 1:
-            raise row_error(fn, pos, int(np.flatnonzero(valid & (lens != ndims[0]))[0]),
-                            "has rows of different ndim in one batch")  # fmt: skip
+            raise row_error(
+                fn,
+                pos,
+                int(np.flatnonzero(valid & (lens != ndims[0]))[0]),
+                "has rows of different ndim in one batch",
+            )
         ndim = int(ndims[0]) if len(ndims) else 0
         shapes = np.zeros((n, ndim), dtype=np.int64)
         ok = lens == ndim
@@ -296,7 +332,9 @@ def _from_struct(arr: pa.StructArray, fn: str, pos: int, valid: np.ndarray) -> T
     wrong = flat.valid & ((np.prod(shapes, axis=1) != sizes) | (shapes < 0).any(axis=1))
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
-        raise row_error(fn, pos, i, f"is a corrupt tensor: shape {shapes[i].tolist()} but {sizes[i]} elements")
+        raise row_error(
+            fn, pos, i, f"is a corrupt tensor: shape {shapes[i].tolist()} but {sizes[i]} elements"
+        )
     return TensorBatch(flat.values, flat.offsets, shapes, flat.valid)
 
 
@@ -307,7 +345,11 @@ def _mask(valid: np.ndarray) -> pa.Array | None:
 
 def float_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     """A DOUBLE column; rows where ``valid`` is False (or the value is undefined) are NULL."""
-    return pa.array(np.asarray(values, dtype=np.float64), type=pa.float64(), mask=None if valid.all() else ~valid)
+    return pa.array(
+        np.asarray(values, dtype=np.float64),
+        type=pa.float64(),
+        mask=None if valid.all() else ~valid,
+    )
 
 
 _INT64 = pa.int64()
@@ -315,7 +357,9 @@ _INT64 = pa.int64()
 
 def int_array(values: np.ndarray, valid: np.ndarray, type_: pa.DataType = _INT64) -> pa.Array:
     dtype = np.dtype(type_.to_pandas_dtype())
-    return pa.array(np.asarray(values, dtype=dtype), type=type_, mask=None if valid.all() else ~valid)
+    return pa.array(
+        np.asarray(values, dtype=dtype), type=type_, mask=None if valid.all() else ~valid
+    )
 
 
 def _offsets32(sizes: np.ndarray, fn: str) -> pa.Array:
@@ -326,31 +370,48 @@ def _offsets32(sizes: np.ndarray, fn: str) -> pa.Array:
     return pa.array(offsets.astype(np.int32), type=pa.int32())
 
 
-def list_array(values: np.ndarray | pa.Array, sizes: np.ndarray, valid: np.ndarray, type_: pa.ListType,
-               fn: str = "?") -> pa.Array:  # fmt: skip
+def list_array(
+    values: np.ndarray | pa.Array,
+    sizes: np.ndarray,
+    valid: np.ndarray,
+    type_: pa.ListType,
+    fn: str = "?",
+) -> pa.Array:
     """A ``list<...>`` column from flat values and per-row sizes (NULL rows should have size 0)."""
     vals = pa.array(values, type=type_.value_type) if isinstance(values, np.ndarray) else values
     return pa.ListArray.from_arrays(_offsets32(sizes, fn), vals, type=type_, mask=_mask(valid))
 
 
-def ragged_array(values: np.ndarray, shapes: np.ndarray, valid: np.ndarray, type_: pa.StructType = RAGGED_F64,
-                 fn: str = "?") -> pa.StructArray:  # fmt: skip
+def ragged_array(
+    values: np.ndarray,
+    shapes: np.ndarray,
+    valid: np.ndarray,
+    type_: pa.StructType = RAGGED_F64,
+    fn: str = "?",
+) -> pa.StructArray:
     """A tensor-struct column; row i holds ``prod(shapes[i])`` consecutive elements of ``values``."""
     n, ndim = shapes.shape
     data_t = type_.field("data").type
     shape_t = type_.field("shape").type
     sizes = np.prod(shapes, axis=1, dtype=np.int64)
-    data = pa.ListArray.from_arrays(_offsets32(sizes, fn), pa.array(values, type=data_t.value_type), type=data_t)
+    data = pa.ListArray.from_arrays(
+        _offsets32(sizes, fn), pa.array(values, type=data_t.value_type), type=data_t
+    )
     flat_shapes = pa.array(shapes.reshape(-1).astype(np.int32), type=pa.int32())
     if pa.types.is_fixed_size_list(shape_t):
         shape = pa.FixedSizeListArray.from_arrays(flat_shapes, type=shape_t)
     else:
-        shape = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * ndim), flat_shapes, type=shape_t)
+        shape = pa.ListArray.from_arrays(
+            pa.array(np.arange(n + 1, dtype=np.int32) * ndim), flat_shapes, type=shape_t
+        )
     return pa.StructArray.from_arrays([data, shape], fields=list(type_), mask=_mask(valid))
 
 
-def map_groups(tb: TensorBatch, fn: Callable[[np.ndarray, tuple[int, ...], int], np.ndarray],
-               out_dtype: np.dtype | type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def map_groups(
+    tb: TensorBatch,
+    fn: Callable[[np.ndarray, tuple[int, ...], int], np.ndarray],
+    out_dtype: np.dtype | type,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply ``fn(stack, shape, first_row) -> (k, *out_shape)`` per shape group; gather the results.
 
     Returns ``(values, shapes, valid)`` ready for :func:`ragged_array`. All
