@@ -615,8 +615,11 @@ def _write_output(result: Any, output: str, mode: str, storage_options: dict[str
     if fmt is not None:
         # Checked against the result's columns before a byte is written; written under a temporary name.
         rows = write_file(
-            to_arrow_reader(result), output, format=fmt, storage_options=storage_options
-        )  # type: ignore[arg-type]
+            to_arrow_reader(result),
+            output,
+            format=fmt,  # type: ignore[arg-type]
+            storage_options=storage_options,
+        )
         return f"wrote {rows:,} rows to {output}"
     prior: th.Dataset | None = None
     if mode != "create":
@@ -813,11 +816,11 @@ def export_(
     report = export(
         uri,
         dest,
-        format=fmt,
+        format=fmt,  # type: ignore[arg-type]
         columns=cols,
         partition_by=parts,
         version=version,
-        tag=tag,  # type: ignore[arg-type]
+        tag=tag,
         branch=branch,
         storage_options=storage_options,
         dest_storage_options=storage_options,

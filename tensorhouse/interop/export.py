@@ -271,8 +271,11 @@ def export(
             )
     if single:
         rows = write_file(
-            scanner.to_reader(), dest, format=fmt, storage_options=dest_storage_options
-        )  # type: ignore[arg-type]
+            scanner.to_reader(),
+            dest,
+            format=fmt,  # type: ignore[arg-type]
+            storage_options=dest_storage_options,
+        )
         return ExportReport(dest, fmt, rows, 1)
     return _write_directory(
         scanner.to_reader(), fs, path, dest, fmt, partition_by, overwrite, max_rows_per_file

@@ -64,8 +64,12 @@ class Loader:
         ds = self.sel.dataset
         state["_reopen"] = (ds.uri, ds.version, ds.branch_name, ds.storage_options)
         state["sel"] = Selection(
-            None, self.sel.rowids, self.sel.light, self.sel.heavy, self.sel.keep_rowid
-        )  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            self.sel.rowids,
+            self.sel.light,
+            self.sel.heavy,
+            self.sel.keep_rowid,
+        )
         state["_physical"] = None
         return state
 
