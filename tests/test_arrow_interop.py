@@ -82,7 +82,7 @@ CASES = {
     ),
     "pa.table": (
         "t = pa.table(ad); print(t.num_rows, t.column_names)",
-        "5 ['_rowid', 'label', 'emb']",
+        "5 ['label', 'emb']",
     ),
     "RecordBatchReader.from_stream": (
         "print(pa.RecordBatchReader.from_stream(ad).read_all().num_rows)",
