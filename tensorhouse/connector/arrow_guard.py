@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import time
 from typing import Any, NoReturn
 
 import pyarrow as pa
@@ -46,6 +48,29 @@ ALTERNATIVES = (
 )
 
 
+#: monotonic time of the last refusal, or None: read by the exit hook below.
+_LAST_REFUSAL: list[float] = []
+
+
+def _drain_refusals() -> None:
+    """At exit, let Arrow's I/O threads finish their refused calls before the interpreter goes.
+
+    A C++ scan calls the handler on Arrow's I/O threads. A thread still
+    waiting for the GIL when the interpreter finalizes is ended from inside
+    C++ frames, and the process aborts ("terminate called without an active
+    exception"). Releasing the GIL briefly after the last refusal lets every
+    such call run (each raises at once); processes that never refused pay nothing.
+    """
+    if not _LAST_REFUSAL:
+        return
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and time.monotonic() - _LAST_REFUSAL[-1] < 0.2:
+        time.sleep(0.01)
+
+
+atexit.register(_drain_refusals)
+
+
 class _Refusing(pafs.FileSystemHandler):
     """A filesystem whose every call raises: where a C++ scan of a guarded dataset ends up."""
 
@@ -53,6 +78,7 @@ class _Refusing(pafs.FileSystemHandler):
         self._where = where
 
     def _refuse(self, *_args: Any, **_kwargs: Any) -> NoReturn:
+        _LAST_REFUSAL[:] = [time.monotonic()]
         raise UnsupportedError(
             f"pyarrow's C++ dataset scanner cannot read the tensorhouse dataset {self._where} "
             f"(Scanner.from_dataset, UnionDataset, pads.dataset([...]), acero); {ALTERNATIVES}"
