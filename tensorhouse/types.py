@@ -106,6 +106,11 @@ class ColumnType:
         return "none"
 
     @property
+    def chunk_dtype(self) -> str:
+        """The dtype a chunk of this column declares in its header (checked on every read)."""
+        return self.storage_dtype
+
+    @property
     def is_fixed_shape(self) -> bool:
         return all(d is not None for d in self.sample_shape)
 
@@ -442,6 +447,11 @@ class Arrow(ColumnType):
     def arrow_type(self) -> pa.DataType:
         assert isinstance(self.type, pa.DataType)
         return self.type
+
+    @property
+    def chunk_dtype(self) -> str:
+        """Columnar chunks (format 3) declare "arrow"; samples are handled as bytes elsewhere."""
+        return "arrow"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "type": str(self.type)}

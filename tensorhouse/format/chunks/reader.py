@@ -80,10 +80,10 @@ class Expect:
 
     @staticmethod
     def of(column: str, ctype: Any, rows: int) -> Expect:
-        """From a column type (anything with storage_dtype, sample_shape, sample_codec)."""
-        # An ``Arrow`` column's chunks are columnar (dtype "arrow"); its storage_dtype describes samples.
-        dtype = "arrow" if getattr(ctype, "kind", None) == "arrow" else ctype.storage_dtype
-        return Expect(column, dtype, tuple(ctype.sample_shape), ctype.sample_codec, int(rows))
+        """From a column type (anything with chunk_dtype, sample_shape, sample_codec)."""
+        return Expect(
+            column, ctype.chunk_dtype, tuple(ctype.sample_shape), ctype.sample_codec, int(rows)
+        )
 
     def check(self, h: ChunkHeader, where: str) -> None:
         bad = None
