@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -146,6 +147,37 @@ def test_encoded_jpeg_bytes_are_stored_as_is() -> None:
     path, _hl, size = _write(store, [blob], t)
     assert to_numpy(ChunkReader(store).read_all(path, size), t, decode=False) == [blob]
     assert decode_image("jpeg", blob).shape == (64, 48, 3)
+
+
+@pytest.mark.parametrize("binary", [pa.binary(), pa.large_binary()])
+def test_encoded_images_in_an_arrow_column_match_the_general_path(binary: pa.DataType) -> None:
+    # An Arrow binary column of JPEGs (a Ray block, a Parquet file) is checked header by header
+    # without a bytes object per row; the batch must equal the one built from Python values.
+    rng = np.random.default_rng(5)
+    blobs = [encode_image("jpeg", scene(rng, 24 + 8 * i, 32)[0], 80) for i in range(4)]
+    values = [blobs[0], None, blobs[1], blobs[2], blobs[3]]
+    t = th.Image("jpeg")
+    arr = pa.array(values, binary).slice(1)  # an offset into the buffers, and a null
+    fast = normalize(arr, t, "img")
+    slow = normalize(values[1:], t, "img")
+    assert bytes(fast.data) == bytes(slow.data)
+    assert fast.offsets.tolist() == slow.offsets.tolist()
+    assert (
+        fast.shapes.tolist()
+        == slow.shapes.tolist()
+        == [
+            [0, 0, 0],
+            [32, 32, 3],
+            [40, 32, 3],
+            [48, 32, 3],
+        ]
+    )
+    assert fast.nulls is not None and fast.nulls.tolist() == [True, False, False, False]
+    chunked = pa.chunked_array([pa.array(blobs[:2], binary), pa.array(blobs[2:], binary)])
+    assert bytes(normalize(chunked, t, "img").data) == b"".join(blobs)
+    bad = pa.array([blobs[0], b"\xff\xd8\xffnot really"], binary)
+    with pytest.raises(th.SchemaError, match="column 'img'.*row 1: bytes are not a jpeg image"):
+        normalize(bad, t, "img")
 
 
 @pytest.mark.parametrize(

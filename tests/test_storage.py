@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
 from tensorhouse.errors import ObjectExistsError, ObjectNotFoundError, StorageError
@@ -160,6 +161,14 @@ class StoreContract:
         store.put("a/b.bin", data)
         assert store.get("a/b.bin") == bytes(data)
         assert store.size("a/b.bin") == len(bytes(data))
+
+    def test_put_parts(self, store: Store) -> None:
+        # A chunk's header and data section go in as two parts, one possibly a numpy view.
+        view = np.frombuffer(b"\x00data section", np.uint8).data[1:]
+        store.put_parts("a/c.chunk", (b"header|", view, b""))
+        assert store.get("a/c.chunk") == b"header|data section"
+        store.put_parts("a/c.chunk", (b"v2",))  # replaces, as put does
+        assert store.get("a/c.chunk") == b"v2"
 
     def test_put_copies_mutable_buffers(self, store: Store) -> None:
         data = bytearray(b"before")

@@ -174,5 +174,5 @@ def _encode_and_upload(
 ) -> tuple[ChunkRef, Future[None]]:
     chunk = encode_chunk(batch, ctype)
     path = f"data/{name}/{uuid.uuid4().hex}.chunk"
-    upload = io_pool().submit(store.put, path, chunk.data)
-    return ChunkRef(path, chunk.num_rows, chunk.header_length, len(chunk.data), chunk.stats), upload
+    upload = io_pool().submit(store.put_parts, path, chunk.parts)
+    return ChunkRef(path, chunk.num_rows, chunk.header_length, chunk.size, chunk.stats), upload

@@ -65,6 +65,10 @@ class Store(abc.ABC):
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Write an object, replacing any previous one. Atomic: readers never see a torn object."""
 
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """``put(key, b"".join(parts))``; a backend that can write the parts in turn skips the copy."""
+        self.put(key, b"".join(parts))
+
     @abc.abstractmethod
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Write an object only if the key is free, atomically; else ObjectExistsError."""

@@ -164,15 +164,16 @@ class LocalStore(Store):
     def _failed(self, action: str, key: str, err: OSError) -> StorageError:
         return StorageError(f"cannot {action} {key!r} in {self.uri!r}: {err}")
 
-    def _stage(self, path: str, data: bytes | bytearray | memoryview) -> str:
-        """Write ``data`` durably to a fresh temp file beside ``path``; return its name."""
+    def _stage(self, path: str, parts: Sequence[bytes | bytearray | memoryview]) -> str:
+        """Write ``parts``, in turn, durably to a fresh temp file beside ``path``; return its name."""
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         self._check_dir(directory, os.path.relpath(path, self.root))
         tmp = os.path.join(directory, TMP_PREFIX + uuid.uuid4().hex)
         try:
             with open(tmp, "xb") as f:
-                f.write(data)
+                for part in parts:  # big parts bypass the file's buffer: no copy
+                    f.write(part)
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
@@ -274,9 +275,12 @@ class LocalStore(Store):
 
     # -- writes ----------------------------------------------------------------
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self.put_parts(key, (data,))
+
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview]) -> None:
         path = self._path(key)
         try:
-            tmp = self._stage(path, data)
+            tmp = self._stage(path, parts)
             try:
                 os.replace(tmp, path)
             except BaseException:
@@ -291,7 +295,7 @@ class LocalStore(Store):
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
         path = self._path(key)
         try:
-            tmp = self._stage(path, data)
+            tmp = self._stage(path, (data,))
             try:
                 # link() fails if the name is taken, atomically: the staged file
                 # is complete before anyone can see it under the final name.

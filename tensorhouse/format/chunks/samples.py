@@ -185,6 +185,14 @@ def normalize(values: Any, ctype: ColumnType, column: str) -> SampleBatch:
             pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)
         ):
             return _binary_batch(values)
+        if (
+            isinstance(ctype, Image)
+            and ctype.compression is not None
+            and (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type))
+        ):
+            fast = _binary_images(values, ctype, column)
+            if fast is not None:
+                return fast
         values = _from_arrow(values, ctype, column)
     if ctype.storage_dtype in ("bytes", "str"):
         return _normalize_bytes(values, ctype, column)
@@ -293,6 +301,47 @@ def _binary_batch(arr: pa.ChunkedArray | pa.Array) -> SampleBatch:
         np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool) if arr.null_count else None
     )
     return SampleBatch(view, offs - offs[0], np.zeros((n, 0), np.int64), nulls)
+
+
+def _binary_images(
+    arr: pa.ChunkedArray | pa.Array, ctype: Image, column: str
+) -> SampleBatch | None:
+    """Encoded images in an Arrow binary column, checked header by header but not copied.
+
+    The same checks and result as :func:`_normalize_images` on the values as
+    bytes, without a Python bytes object per row and a join (a third of a Ray
+    write task's time on JPEGs). None (use the general path) when a null slot
+    has bytes, which the general path would drop.
+    """
+    codec = ctype.compression
+    assert codec is not None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    n = len(arr)
+    _, off_buf, data = arr.buffers()[:3]
+    if n == 0 or off_buf is None or data is None:
+        return None
+    width = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    offs = np.frombuffer(off_buf, width)[arr.offset : arr.offset + n + 1].astype(np.int64)
+    nulls = (
+        np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool) if arr.null_count else None
+    )
+    if nulls is not None and (np.diff(offs)[nulls] != 0).any():
+        return None
+    # Unsigned bytes: simplejpeg refuses a signed view.
+    view = np.frombuffer(data, np.uint8).data[int(offs[0]) : int(offs[-1])]
+    rel = (offs - offs[0]).tolist()
+    shapes = np.zeros((n, 3), np.int64)
+    for row in range(n):
+        if nulls is not None and nulls[row]:
+            continue
+        try:
+            shapes[row] = codecs.image_header_shape(codec, view[rel[row] : rel[row + 1]])
+        except CodecError as err:
+            raise _err(column, row, f"bytes are not a {codec} image: {err}") from err
+    if nulls is not None and not nulls.any():
+        nulls = None
+    return SampleBatch(view, offs - offs[0], shapes, nulls)
 
 
 def _normalize_bytes(values: Any, ctype: ColumnType, column: str) -> SampleBatch:

@@ -27,12 +27,27 @@ MAX_RATIO = 0.8
 
 @dataclass(frozen=True, eq=False)
 class EncodedChunk:
-    """A chunk file's bytes plus what the log records about it."""
+    """A chunk file's bytes (the header, then the data section) plus what the log records about it.
 
-    data: bytes
+    The two parts stay apart: the data section is often a view of the caller's
+    buffer (an Arrow binary column), and ``Store.put_parts`` writes them one
+    after the other instead of first copying both into one new buffer.
+    """
+
+    parts: tuple[bytes | memoryview, ...]
     num_rows: int
     header_length: int
     stats: dict[str, Any] | None
+
+    @property
+    def size(self) -> int:
+        """The chunk file's length in bytes."""
+        return sum(memoryview(p).nbytes for p in self.parts)
+
+    @property
+    def data(self) -> bytes:
+        """The chunk file's bytes in one buffer (a copy)."""
+        return b"".join(self.parts)
 
 
 def split_points(batch: SampleBatch, target_bytes: int) -> list[tuple[int, int]]:
@@ -120,7 +135,7 @@ def encode_columnar(batch: SampleBatch) -> tuple[EncodedChunk, str]:
         block_crcs=block_checksums(stored, block_size),
         columnar=True,
     )
-    return EncodedChunk(b"".join((header, stored)), len(batch), len(header), None), codec
+    return EncodedChunk((header, stored), len(batch), len(header), None), codec
 
 
 def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
@@ -134,7 +149,7 @@ def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
         chunk, codec = encode_columnar(batch)
         col_stats = scalar_stats(batch, ctype) or {}
         col_stats["codec"] = f"parquet+{codec}"
-        return EncodedChunk(chunk.data, chunk.num_rows, chunk.header_length, col_stats)
+        return EncodedChunk(chunk.parts, chunk.num_rows, chunk.header_length, col_stats)
     raw = memoryview(batch.data)[int(batch.offsets[0]) : int(batch.offsets[-1])]
     codec = scalar_codec(raw) if isinstance(ctype, Scalar) else ctype.chunk_codec
     # zstd level 1 for scalars: measured on TPC-H keys, 2x faster than 3 for 2-3% more bytes.
@@ -160,4 +175,4 @@ def encode_chunk(batch: SampleBatch, ctype: ColumnType) -> EncodedChunk:
         block_size=block_size,
         block_crcs=block_checksums(stored, block_size),
     )
-    return EncodedChunk(b"".join((header, stored)), len(batch), len(header), stats)
+    return EncodedChunk((header, stored), len(batch), len(header), stats)
