@@ -11,6 +11,7 @@ import numpy as np
 
 import tensorhouse as th
 from tensorhouse.format.chunks.codecs import encode_image
+from tensorhouse.ray.columns import TensorhouseColumnSink
 from tensorhouse.ray.datasink import TensorhouseDatasink
 
 SCHEMA = {
@@ -92,3 +93,24 @@ def always_fail(batch: dict[str, Any]) -> dict[str, Any]:
     if int(batch["id"][0]) >= 20:
         raise RuntimeError("boom in the job")
     return batch
+
+
+class KillingColumnSink(TensorhouseColumnSink):
+    """Fault injection for add_columns: the first write task to finish staging its chunk files
+    kills its worker before returning them; ``marker`` records that it happened."""
+
+    def __init__(self, uri: str, marker: Path, **kw: Any) -> None:
+        super().__init__(uri, **kw)
+        self.marker = marker
+
+    def write(self, blocks: Iterable[Any], ctx: Any) -> Any:
+        result = super().write(blocks, ctx)
+        if result.segments and not self.marker.exists():
+            self.marker.write_text(f"task {ctx.task_idx}")
+            os._exit(1)
+        return result
+
+
+def emb_plus(batch: dict[str, Any]) -> dict[str, Any]:
+    """New columns for existing rows: keyed by ``_rowid``, derived from ``id`` and ``emb``."""
+    return {"_rowid": batch["_rowid"], "emb2": batch["emb"] * 2, "tag": batch["id"] * 10}

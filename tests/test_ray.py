@@ -21,10 +21,12 @@ import tensorhouse as th  # noqa: E402
 from tensorhouse.format.chunks.codecs import decode_image  # noqa: E402
 from tensorhouse.ray.datasource import TensorhouseDatasource  # noqa: E402
 from tests.ray_helpers import (  # noqa: E402
+    KillingColumnSink,
     KillingSink,
     always_fail,
     data_files,
     double_emb,
+    emb_plus,
     make,
     referenced,
     rows,
@@ -302,6 +304,88 @@ def test_memory_datasets_within_one_process() -> None:
     assert sorted(
         th.open("memory://ray-mem-out").to_table(["id"]).column("id").to_pylist()
     ) == list(range(30))
+
+
+def _embs(ds: th.Dataset) -> dict[int, np.ndarray]:
+    t = ds.to_table(["id", "emb"])
+    return {
+        int(i): np.asarray(e, np.float32)
+        for i, e in zip(t.column("id").to_pylist(), t.column("emb").to_pylist(), strict=True)
+    }
+
+
+def _check_added(ds: th.Dataset, src_emb: dict[int, np.ndarray], given: set[int]) -> None:
+    """Every live row has its own new values when the job gave them, nulls otherwise."""
+    t = ds.to_table(["id", "emb2", "tag"])
+    for i, e, tag in zip(*(t.column(c).to_pylist() for c in ("id", "emb2", "tag")), strict=True):
+        if i in given:
+            np.testing.assert_allclose(np.asarray(e, np.float32), src_emb[i] * 2)
+            assert tag == i * 10
+        else:
+            assert e is None and tag is None
+
+
+def test_add_columns_by_rowid_to_existing_rows_once(tmp_path: Path) -> None:
+    uri = str(tmp_path / "d")
+    ds = make(uri, fragments=3)
+    ds.delete("id % 10 = 3 OR id = 59")  # deleted rows inside and at the end of fragments
+    emb = _embs(ds)
+    rds = th.ray.read(uri, columns=["_rowid", "id", "emb"], filter="id < 50", override_num_blocks=3)
+    v = th.ray.add_columns(rds.map_batches(emb_plus, batch_size=7), uri)
+    got = th.open(uri)
+    assert v == got.version == ds.version + 1 and got.history()[-1].operation == "add_column"
+    assert got.schema["emb2"] == th.Tensor("float32", (8,)) and got.columns[-2:] == ["emb2", "tag"]
+    assert len(got) == len(ds) == 53
+    _check_added(got, emb, {i for i in emb if i < 50})
+    # The older version is untouched; duplicates and unknown rows commit nothing.
+    assert th.open(uri, version=ds.version).columns == ds.columns
+    twice = th.ray.read(uri, columns=["_rowid", "id", "emb"], filter="id < 5").map_batches(emb_plus)
+    with pytest.raises(Exception, match=r"appears 2 times|two write tasks"):
+        th.ray.add_columns(
+            twice.union(twice).map_batches(lambda b: {**b, "x": b["tag"]}), uri, columns=["x"]
+        )
+    stray = ray.data.from_items([{"_rowid": (7 << 32) + 1, "y": 1.0}])
+    with pytest.raises(Exception, match="not a row"):
+        th.ray.add_columns(stray, uri)
+    with pytest.raises(th.SchemaError, match="already exist"):
+        th.ray.add_columns(stray, uri, columns=["tag"])
+    assert th.open(uri).version == v
+
+
+def test_add_columns_task_killed_mid_write_commits_once(tmp_path: Path) -> None:
+    uri = str(tmp_path / "d")
+    ds = make(uri, fragments=2)
+    emb = _embs(ds)
+    marker = tmp_path / "killed"
+    rds = th.ray.read(uri, columns=["_rowid", "id", "emb"]).map_batches(emb_plus)
+    sink = KillingColumnSink(uri, marker)
+    # An append that lands while the job runs: its rows read the new columns as null.
+    th.open(uri).append(rows(100, 3))
+    rds.write_datasink(sink)
+    assert marker.exists() and sink.version == 4
+    got = th.open(uri)
+    assert len(got) == 43 and got.history()[-1].operation == "add_column"
+    _check_added(got, emb, set(range(40)))
+    orphans = data_files(Path(uri)) - referenced(got)
+    assert orphans  # the killed attempt's chunk files: in no commit
+    got.vacuum(retention=timedelta(0), force=True)
+    assert data_files(Path(uri)) == referenced(got)
+    _check_added(th.open(uri), emb, set(range(40)))
+
+
+def test_add_columns_to_a_memory_dataset() -> None:
+    ds = make("memory://ray-mem-cols", fragments=2)
+    emb = _embs(ds)
+    rds = th.ray.read("memory://ray-mem-cols", columns=["_rowid", "id", "emb"], filter="id >= 10")
+    assert (
+        th.ray.add_columns(
+            rds.map_batches(emb_plus), "memory://ray-mem-cols", schema={"tag": "int32"}
+        )
+        == 3
+    )
+    got = th.open("memory://ray-mem-cols")
+    assert got.schema["tag"] == th.Scalar("int32")
+    _check_added(got, emb, set(range(10, 40)))
 
 
 @pytest.mark.parametrize("name", ["01_decode_augment_torch", "02_embedding_append", "03_scale_out"])

@@ -71,8 +71,8 @@ class WriteLayout:
 _STORES: dict[tuple[str, str], Store] = {}
 
 
-def _store(layout: WriteLayout) -> Store:
-    # One store per process and dataset: a Ray worker runs many write tasks.
+def store_for(layout: WriteLayout) -> Store:
+    """The store of ``layout``'s dataset: one per process and dataset (a Ray worker runs many write tasks)."""
     key = (layout.uri, repr(sorted(layout.storage_options.items())))
     store = _STORES.get(key)
     if store is None:
@@ -86,7 +86,7 @@ def stage(layout: WriteLayout, data: Data) -> list[StagedFragment]:
     if not n:
         return []
     return stage_fragments(
-        _store(layout), layout.metadata, normalize_columns(columns, layout.schema), n
+        store_for(layout), layout.metadata, normalize_columns(columns, layout.schema), n
     )
 
 
@@ -137,4 +137,4 @@ def commit(
     return tx.commit()
 
 
-__all__ = ["StagedFragment", "WriteLayout", "adopt", "commit", "merge", "stage"]
+__all__ = ["StagedFragment", "WriteLayout", "adopt", "commit", "merge", "stage", "store_for"]
