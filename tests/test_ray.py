@@ -388,7 +388,7 @@ def test_add_columns_to_a_memory_dataset() -> None:
     _check_added(got, emb, set(range(10, 40)))
 
 
-@pytest.mark.parametrize("name", ["01_decode_augment_torch", "02_embedding_append", "03_scale_out"])
+@pytest.mark.parametrize("name", ["01_decode_augment_torch", "02_embedding_column", "03_scale_out"])
 def test_ray_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
@@ -402,7 +402,7 @@ def test_ray_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     ray.cloudpickle.register_pickle_by_value(module)  # its functions run in the workers
     from _data import pets  # the examples' generated images
 
-    if name == "02_embedding_append":
+    if name == "02_embedding_column":
         result = module.main(str(tmp_path))
     else:
         uri = str(tmp_path / "pets")
@@ -410,7 +410,7 @@ def test_ray_examples_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         result = module.main(uri)
     if name == "01_decode_augment_torch":
         assert 0 < result < 128  # the filter keeps some of the 128 images
-    elif name == "02_embedding_append":
+    elif name == "02_embedding_column":
         assert result == 72
     else:
         assert (
