@@ -97,6 +97,10 @@ class UnsupportedError(TensorhouseError, NotImplementedError):
     """An operation this dataset, store or type does not support."""
 
 
+class NotIterableError(UnsupportedError, TypeError):
+    """Iterating an object that is not a sequence of rows or tables (a TypeError, as ``iter()`` raises)."""
+
+
 __all__ = [
     "ArgumentError",
     "CodecError",
@@ -107,6 +111,7 @@ __all__ = [
     "CorruptLogError",
     "DatasetExistsError",
     "DatasetNotFoundError",
+    "NotIterableError",
     "ObjectExistsError",
     "ObjectNotFoundError",
     "RefExistsError",

@@ -306,6 +306,19 @@ def test_memory_datasets_within_one_process() -> None:
     ) == list(range(30))
 
 
+def test_from_arrow_of_an_arrow_dataset_points_to_th_ray_read(tmp_path: Path) -> None:
+    # Ray's from_arrow iterates "a list of tables" and puts each in memory; the Arrow dataset is
+    # not one (it would be loaded whole on the driver): a clear TypeError says what to use.
+    make(str(tmp_path / "d"), fragments=2)
+    ad = th.connector.arrow_dataset(str(tmp_path / "d"))
+    with pytest.raises(TypeError, match=r"th\.ray\.read\(uri") as err:
+        ray.data.from_arrow(ad)
+    assert isinstance(err.value, th.errors.NotIterableError)
+    assert not np.iterable(ad)
+    assert pa.table(ad).num_rows == 40  # the Arrow C stream still works
+    assert ray.data.from_arrow(ad.to_table(["id"])).count() == 40
+
+
 def _embs(ds: th.Dataset) -> dict[int, np.ndarray]:
     t = ds.to_table(["id", "emb"])
     return {

@@ -73,7 +73,7 @@ from tensorhouse.connector.filters import (
     plan_ranges,
     referenced_columns,
 )
-from tensorhouse.errors import SchemaError, UnsupportedError
+from tensorhouse.errors import NotIterableError, SchemaError, UnsupportedError
 from tensorhouse.format.chunks.columnar import engine_type
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.dataset import open as open_uri
@@ -466,6 +466,16 @@ class TensorhouseArrowDataset(NativeGuard):
         raise UnsupportedError(
             f"replace_schema (which pyarrow.dataset.dataset([...]) calls to union datasets) is "
             f"not supported on the tensorhouse dataset {self._where()}; {ALTERNATIVES}"
+        )
+
+    def __iter__(self) -> Any:
+        # ray.data.from_arrow (and other "list of tables" APIs) iterate what they get and put every
+        # table in memory: a dataset of any size would be loaded whole on the driver. Say what to use.
+        raise NotIterableError(
+            f"a tensorhouse Arrow dataset ({self._where()}) is not an iterable of tables or rows. "
+            "For Ray Data read it in parallel with th.ray.read(uri, columns=..., filter=...) "
+            "(ray.data.from_arrow takes in-memory tables only); for one table pa.table(ad) or "
+            "ad.to_table(); for pandas th.open(uri).to_pandas()"
         )
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
