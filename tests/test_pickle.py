@@ -134,7 +134,9 @@ def test_arrow_dataset_fragments_and_scanners_pickle(tmp_path: Path) -> None:
     assert f.to_table(columns=["x"], filter=pc.field("x") < 12).column("x").to_pylist() == [10, 11]
     sc = a.scanner(columns=["_rowid", "x"], filter=pc.field("x") < 7)
     s = pickle.loads(pickle.dumps(sc))
+    assert "_pinned" not in vars(s)  # lazy: the scan is planned (the dataset reopened) on first use
     assert s.to_table().to_pydict() == sc.to_table().to_pydict()
+    assert s.projected_schema == sc.projected_schema and s.ranges == sc.ranges
     assert _in_child(pickle.dumps(frags[0]), "obj.to_table(columns=['x']).num_rows") == "5"
 
 

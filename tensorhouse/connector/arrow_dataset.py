@@ -626,6 +626,17 @@ class TensorhouseScanner:
         self._needed = needed
         self._batch_rows = owner._batch_rows(pinned, needed, batch_rows)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set yet: those of an unpickled scanner, not yet reopened.
+        lazy = self.__dict__.pop("_lazy", None)
+        if lazy is None or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        owner, columns, expr, ranges, batch_rows = lazy
+        TensorhouseScanner.__init__(
+            self, owner, owner._current(), columns, expr, ranges, batch_rows
+        )
+        return getattr(self, name)
+
     @property
     def ranges(self) -> list[tuple[int, int]]:
         """The physical row ranges this scan reads after statistics pruning."""
@@ -748,7 +759,10 @@ def _unpickle_scanner(
     ranges: list[tuple[int, int]],
     batch_rows: int,
 ) -> TensorhouseScanner:
-    return TensorhouseScanner(owner, owner._current(), columns, expr, ranges, batch_rows)
+    # Lazy, like the dataset: the scan is planned (and the dataset reopened) on first use.
+    scanner = TensorhouseScanner.__new__(TensorhouseScanner)
+    scanner.__dict__["_lazy"] = (owner, columns, expr, ranges, batch_rows)
+    return scanner
 
 
 def arrow_dataset(
