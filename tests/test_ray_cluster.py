@@ -89,6 +89,33 @@ def test_s3_time_travel(nodes: Any, s3_uri: tuple[str, dict[str, Any]]) -> None:
     assert sorted(th.ray.read(uri, storage_options=opts).to_pandas()["id"]) == list(range(15))
 
 
+def _emb_plus_node(batch: dict[str, Any]) -> dict[str, Any]:
+    node = ray.get_runtime_context().get_node_id()
+    return {
+        "_rowid": batch["_rowid"],
+        "emb2": batch["emb"] * 2,
+        "node": np.array([node] * len(batch["_rowid"])),
+    }
+
+
+def test_s3_add_columns_from_both_nodes(nodes: Any, s3_uri: tuple[str, dict[str, Any]]) -> None:
+    uri, opts = s3_uri
+    ds = make(uri, fragments=4, per=10, storage_options=opts)
+    ds.delete(where="id % 7 = 0")
+    rds = th.ray.read(uri, columns=["_rowid", "emb"], storage_options=opts)
+    version = th.ray.add_columns(
+        rds.map_batches(_emb_plus_node, batch_format="numpy"), uri, storage_options=opts
+    )
+    got = th.open(uri, storage_options=opts)
+    assert version == got.version == 6 and len(got) == 34
+    t = got.to_table(["emb", "emb2", "node"])
+    emb = np.stack(t.column("emb").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(np.stack(t.column("emb2").to_numpy(zero_copy_only=False)), emb * 2)
+    assert len(set(t.column("node").to_pylist())) == 2  # values computed and staged on both nodes
+
+
+# The single-node module runs the same two checks by default; here they also cross nodes and S3.
+@pytest.mark.slow
 def test_s3_worker_killed_mid_write_commits_once(
     nodes: Any, s3_uri: tuple[str, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -112,6 +139,7 @@ def test_s3_worker_killed_mid_write_commits_once(
     assert report.deleted  # the dead attempt's chunk files, referenced by no version
 
 
+@pytest.mark.slow
 def test_s3_two_concurrent_write_jobs(nodes: Any, s3_uri: tuple[str, dict[str, Any]]) -> None:
     src_uri, opts = _s3(s3_uri, "src")
     src = make(src_uri, fragments=2, per=10, storage_options=opts)
