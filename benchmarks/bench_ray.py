@@ -21,7 +21,10 @@ reach the driver); the driver sums them. ``tensorhouse (decode in read)`` is
 1. read + decode, each system (default read parallelism);
 2. tensorhouse with 1 read task vs 2 (``override_num_blocks``);
 3. writes of the same materialized Ray dataset (image bytes + label):
-   ``th.ray.write`` vs ``Dataset.write_parquet`` (and ``lance_ray.write_lance``).
+   ``th.ray.write`` vs ``Dataset.write_parquet`` (and ``lance_ray.write_lance``);
+   then where the time goes: the median time inside one write task's
+   ``write()`` (tensorhouse's sink vs Ray's Parquet sink, same blocks) and in
+   tensorhouse's driver commit (``on_write_complete``: create + commit).
 
 Run:
     .venv/bin/python benchmarks/bench_ray.py               # 10,000 rows, 3 repeats, a few minutes
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import shutil
 import sys
@@ -259,6 +263,52 @@ def run_writes(paths: dict[str, str], root: Path, n: int, repeats: int) -> None:
     print(markdown_table([write_row], list(writes), reference="tensorhouse"))
     print()
     print(target_table([write_row], "tensorhouse", {write_row.name: ("parquet", 1.3)}))
+    print()
+    profile_writes(source, root, repeats)
+
+
+def profile_writes(source: Any, root: Path, repeats: int) -> None:
+    """Median time inside each write task (and tensorhouse's driver commit), same blocks for both sinks."""
+    from ray.data._internal.datasource.parquet_datasink import ParquetDatasink
+
+    from tensorhouse.ray.datasink import TensorhouseDatasink
+
+    log = root / "task_times.jsonl"
+
+    def record(kind: str, t0: float) -> None:
+        with open(log, "a") as f:  # the workers share this machine's file system
+            f.write(json.dumps({"kind": kind, "s": time.perf_counter() - t0}) + "\n")
+
+    class TimedTh(TensorhouseDatasink):
+        def write(self, blocks: Any, ctx: Any) -> Any:
+            t0 = time.perf_counter()
+            out = super().write(blocks, ctx)
+            record("tensorhouse write task", t0)
+            return out
+
+        def on_write_complete(self, write_result: Any) -> None:
+            t0 = time.perf_counter()
+            super().on_write_complete(write_result)
+            record("tensorhouse driver commit", t0)
+
+    class TimedParquet(ParquetDatasink):
+        def write(self, blocks: Any, ctx: Any) -> Any:
+            t0 = time.perf_counter()
+            out = super().write(blocks, ctx)
+            record("parquet write task", t0)
+            return out
+
+    counter = iter(range(1_000_000))
+    for _ in range(max(2, repeats)):
+        source.write_datasink(TimedTh(str(root / f"p_th_{next(counter)}"), mode="create"))
+        source.write_datasink(TimedParquet(str(root / f"p_pq_{next(counter)}")))
+    times: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        times.setdefault(r["kind"], []).append(r["s"])
+    print("| where | median | samples |\n|---|---|---|")
+    for kind, v in times.items():
+        print(f"| {kind} | {np.median(v) * 1000:.0f} ms | {len(v)} |")
 
 
 if __name__ == "__main__":
