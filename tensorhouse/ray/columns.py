@@ -14,7 +14,9 @@ The driver keeps one result per task index (a retried or duplicated task
 never counts twice), checks that no row id came twice, writes null chunks for
 the rows no task gave a value (rows the job filtered out read as null), and
 commits once: the new columns in the schema and, for each fragment that got
-values, its new chunk references. The commit is based on the version the job
+values, its new chunk references. Rows that reached the tasks shuffled make
+many tiny segments; the driver then rewrites that fragment's new column as
+regular chunks before committing. The commit is based on the version the job
 started from: a concurrent append commits too (its rows read the new columns
 as null); a concurrent delete, update or schema change of those fragments
 makes this commit fail with ``CommitConflictError``, and the dataset keeps its
@@ -37,7 +39,7 @@ from ray.data.datasource import Datasink
 from ray.data.datasource.datasink import WriteResult
 
 from tensorhouse.errors import RowNotFoundError, SchemaError
-from tensorhouse.format.chunks import SampleBatch, concat, take
+from tensorhouse.format.chunks import ChunkReader, SampleBatch, concat, take
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.dataset import open as open_uri
 from tensorhouse.format.log import Action, Metadata, ReplaceFragment, SetMetadata
@@ -301,6 +303,20 @@ class TensorhouseColumnSink(Datasink[ColumnTaskResult]):
         self.num_rows = sum(r.num_rows for r in ordered)
 
 
+#: A fragment's new column is rewritten by the driver when it would have more chunks than this, of
+#: fewer rows than SMALL_CHUNK_ROWS on average (rows that reached the tasks shuffled).
+MAX_SMALL_CHUNKS = 8
+SMALL_CHUNK_ROWS = 256
+
+
+def _rewrite(
+    store: Store, meta: Metadata, name: str, refs: Sequence[ChunkRef]
+) -> tuple[ChunkRef, ...]:
+    reader = ChunkReader(store)
+    batch = concat([reader.read_all(r.path, r.size) for r in refs])
+    return write_chunks(store, meta, name, batch)
+
+
 def _commit(
     ds: Dataset,
     new: Schema,
@@ -351,6 +367,9 @@ def _commit(
                 pos = s.stop
             if pos < frag.num_rows:
                 refs += write_chunks(store, meta, name, null_batch(ctype, frag.num_rows - pos))
+            if len(refs) > MAX_SMALL_CHUNKS and frag.num_rows < SMALL_CHUNK_ROWS * len(refs):
+                # Rows arrived scattered (a shuffle): many tiny chunks would slow every later scan.
+                refs = list(_rewrite(store, meta, name, refs))
             cols[meta.field_ids[name]] = tuple(refs)
         actions.append(ReplaceFragment(replace(frag, columns=cols)))
     tx.stage("add_column", actions)
