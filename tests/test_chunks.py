@@ -176,7 +176,7 @@ def test_encoded_images_in_an_arrow_column_match_the_general_path(binary: pa.Dat
     chunked = pa.chunked_array([pa.array(blobs[:2], binary), pa.array(blobs[2:], binary)])
     assert bytes(normalize(chunked, t, "img").data) == b"".join(blobs)
     bad = pa.array([blobs[0], b"\xff\xd8\xffnot really"], binary)
-    with pytest.raises(th.SchemaError, match="column 'img'.*row 1: bytes are not a jpeg image"):
+    with pytest.raises(th.SchemaError, match=r"column 'img'.*row 1: bytes are not a jpeg image"):
         normalize(bad, t, "img")
 
 
