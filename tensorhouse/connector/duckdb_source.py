@@ -65,7 +65,8 @@ TESTED_VERSIONS = ((2, 0),)
 #: A predicate is pushed into the scan when chunk statistics rule out at least this share of the
 #: rows. Below it, keeping the filter in DuckDB's plan (a better estimate, a faster filter) is worth
 #: more than the chunks skipped. DuckDB offers each column's conjunction (``a >= x AND a < y``) as
-#: one predicate, so both ends of a range are judged together.
+#: one predicate, so both ends of a range are judged together. 0 pushes every predicate (as before
+#: this policy; ``benchmarks/bench_duckdb_plans.py --compare-push-all`` measures both).
 PUSH_WHEN_SKIPPED = 0.5
 
 _DECISIONS_KEPT = 512
@@ -133,6 +134,7 @@ def _source_class() -> type | None:
         def __init__(self, obj: Any, *, pinned: bool) -> None:
             super().__init__(obj)
             self.pinned = pinned
+            self.push_when_skipped = PUSH_WHEN_SKIPPED  # read once: a benchmark compares settings
             self._decided: dict[tuple[int, str], bool] = {}
             self._no_null: dict[str, bool] = {}
 
@@ -154,7 +156,7 @@ def _source_class() -> type | None:
                 decided = self._decided.get(key)
                 if decided is None:
                     expr = to_arrow(predicate, self.declared_schema())
-                    decided = skipped_share(self.obj, expr) >= PUSH_WHEN_SKIPPED
+                    decided = skipped_share(self.obj, expr) >= self.push_when_skipped
                     if len(self._decided) >= _DECISIONS_KEPT:
                         self._decided.clear()
                     self._decided[key] = decided
