@@ -126,6 +126,31 @@ def test_is_not_null_is_exact_pinned_or_refreshing(tmp_path: Path) -> None:
     assert got.fetchall() == [(101,)]
 
 
+def test_is_not_null_is_not_evaluated_where_pinned_statistics_prove_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = th.create(str(tmp_path / "n"), {"k": "int64"})
+    ds.append({"k": list(range(100))})
+    scans: list[str] = []
+    real = TensorhouseArrowDataset.scanner
+
+    def spy(
+        self: TensorhouseArrowDataset, columns: Any = None, filter: Any = None, **kw: Any
+    ) -> Any:
+        if columns != []:  # the scan DuckDB reads, not a planning-time statistics probe
+            scans.append(str(filter))
+        return real(self, columns=columns, filter=filter, **kw)
+
+    monkeypatch.setattr(TensorhouseArrowDataset, "scanner", spy)
+    con = duckdb.connect()
+    th.duckdb.register(con, "pinned", ds)
+    th.duckdb.register(con, "live", ds, refresh=True)
+    for name in ("pinned", "live"):
+        scans.clear()
+        assert con.sql(f"SELECT sum(k) FROM {name} WHERE k IS NOT NULL").fetchall() == [(4950,)]
+        assert scans == (["None"] if name == "pinned" else ["is_valid(k)"]), name
+
+
 def test_join_builds_on_the_small_side(tmp_path: Path) -> None:
     """bench_sql's join: a big dataset joined with a small Parquet table hashes the small one."""
     n = 20_000

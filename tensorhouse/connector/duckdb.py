@@ -288,7 +288,7 @@ def scan(
         rowid=True,
     )
     companion = rowids.companion_name("scan")
-    register_counted(con, companion, table)
+    register_counted(con, companion, table, pinned=True)
     rowids.remember(companion, table)
     return con.sql(rowids.view_sql(companion, rowid=rowid))
 

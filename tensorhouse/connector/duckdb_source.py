@@ -187,10 +187,11 @@ def supported() -> bool:
     return _source_class() is not None
 
 
-def register_counted(con: Any, name: str, table: Any, *, pinned: bool = True) -> bool:
+def register_counted(con: Any, name: str, table: Any, *, pinned: bool = False) -> bool:
     """Register ``table`` (a :class:`TensorhouseArrowDataset`) as ``name`` through the source
     described above; False when only the plain registration (no row count, every filter pushed)
-    was possible. ``pinned``: the table reads one version for good (False for ``refresh=True``)."""
+    was possible. ``pinned=True`` says the table reads one version for good (not ``refresh``), so
+    an ``IS NOT NULL`` its statistics prove true need not be evaluated."""
     cls = _source_class()
     if cls is None:
         con.register(name, table)
