@@ -27,8 +27,8 @@ measured consequences shape the source registered here:
    registration whose column holds no null it is not even evaluated.
 
 Either way every row is filtered exactly once, by the scan or by DuckDB, so
-results do not depend on the choice. ``notes/duckdb-plans.md`` has the
-EXPLAIN ANALYZE plans before and after.
+results do not depend on the choice. ``benchmarks/bench_duckdb_plans.py``
+prints the EXPLAIN ANALYZE plans of both choices (``--compare-push-all``).
 
 The names used are private to DuckDB 2.0.x (``PyArrowDatasetSource``,
 ``to_arrow``, the predicate nodes and ``DuckDBPyConnection._register_arrow_source``;
