@@ -148,18 +148,19 @@ def _schema_of(ctx: datafusion.SessionContext) -> Callable[[str], pa.Schema | No
     return schema
 
 
-def prepare(ctx: datafusion.SessionContext, query: str) -> str:
-    """Register every tensor UDF ``query`` calls for its argument types; returns the SQL to plan.
+def prepare(ctx: datafusion.SessionContext, query: str) -> routing.Routing:
+    """Register every tensor UDF ``query`` calls for its argument types; returns the routing.
 
-    The SQL comes back unchanged unless the query calls one function with
-    two different argument types: the later calls are then renamed
-    (``tensor_sum__2``). Plan it while holding :func:`planning_lock`, so
-    that another thread's query cannot re-register a name in between.
+    ``.sql`` is the SQL to plan: ``query`` unchanged unless it calls one
+    function with two different argument types, whose later calls are then
+    renamed (``tensor_sum__2``). Plan it while holding :func:`planning_lock`,
+    so that another thread's query cannot re-register a name in between;
+    :func:`plan` does both.
 
     Example:
         >>> import datafusion
         >>> ctx = datafusion.SessionContext()
-        >>> prepare(ctx, "SELECT tensor_sum([[1, 2], [3, 4]]) + tensor_sum([5]) AS s")
+        >>> prepare(ctx, "SELECT tensor_sum([[1, 2], [3, 4]]) + tensor_sum([5]) AS s").sql
         'SELECT tensor_sum([[1, 2], [3, 4]]) + tensor_sum__2([5]) AS s'
         >>> ctx.sql(_).to_pydict()
         {'s': [15.0]}
@@ -169,12 +170,36 @@ def prepare(ctx: datafusion.SessionContext, query: str) -> str:
     for call in routed.calls:
         if state.signatures.get(call.name) != call.arg_types:
             _register_as(ctx, call.name, BY_NAME[call.function], call.arg_types)
-    return routed.sql
+    return routed
 
 
 def planning_lock(ctx: datafusion.SessionContext) -> threading.RLock:
     """Hold this while calling :func:`prepare` and planning its SQL on ``ctx``."""
     return _state(ctx).lock
+
+
+def plan(
+    ctx: datafusion.SessionContext, query: str, run: Callable[[str], datafusion.DataFrame]
+) -> datafusion.DataFrame:
+    """``run(sql)`` for the prepared ``query``, output columns named as ``query`` names them."""
+    with planning_lock(ctx):
+        routed = prepare(ctx, query)
+        df = run(routed.sql)
+    renamed = {c.name: c.function for c in routed.calls if c.name != c.function}
+    if not renamed:
+        return df
+    names = df.schema().names
+    fixed = [_unrename(n, renamed) for n in names]
+    if fixed == names:
+        return df
+    return df.select(*[datafusion.col(n).alias(f) for n, f in zip(names, fixed, strict=True)])
+
+
+def _unrename(label: str, renamed: Mapping[str, str]) -> str:
+    # DataFusion labels an unaliased expression with its text; say the name the user wrote.
+    for hidden, name in renamed.items():
+        label = label.replace(f"{hidden}(", f"{name}(")
+    return label
 
 
 def sql(ctx: datafusion.SessionContext, query: str, **kwargs: Any) -> datafusion.DataFrame:
@@ -189,9 +214,8 @@ def sql(ctx: datafusion.SessionContext, query: str, **kwargs: Any) -> datafusion
         >>> sql(ctx, "SELECT num_boxes(boxes) AS n, box_iou(boxes[1], boxes[2], 'xyxy') AS iou FROM pets").to_pydict()
         {'n': [2], 'iou': [0.14285714285714285]}
     """
-    with planning_lock(ctx):
-        # The base method: a routing context (connector.datafusion) would route the SQL again.
-        return datafusion.SessionContext.sql(ctx, prepare(ctx, query), **kwargs)
+    # The base method: a routing context (connector.datafusion) would route the SQL again.
+    return plan(ctx, query, lambda q: datafusion.SessionContext.sql(ctx, q, **kwargs))
 
 
 def register(
@@ -229,4 +253,4 @@ def register(
     return done
 
 
-__all__ = ["DEFAULT_TYPES", "planning_lock", "prepare", "register", "specialize", "sql"]
+__all__ = ["DEFAULT_TYPES", "plan", "planning_lock", "prepare", "register", "specialize", "sql"]
