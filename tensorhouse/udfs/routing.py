@@ -33,9 +33,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -87,11 +89,12 @@ def route(
     import sqlglot
     from sqlglot import exp
 
+    dialect = _dialect()
     try:
-        tree = sqlglot.parse_one(sql, read=DIALECT)
+        tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError:
         return Routing(sql, ())
-    typed, tags = _annotated(tree, schema_of)
+    typed, tags = _annotated(tree, schema_of, dialect)
     found: list[tuple[exp.Expression, UDF, tuple[pa.DataType, ...]]] = []
     known: dict[int, pa.DataType] = {}  # id(node) -> the type a catalog call returns
     for node in _post_order(typed):
@@ -133,8 +136,26 @@ def route(
     )
 
 
+@functools.cache
+def _dialect() -> type:
+    """DIALECT, reading every catalog name as a plain call (``dot_product`` is a built-in there).
+
+    Plain calls keep the position of their name, which a rename needs.
+    """
+    from sqlglot.dialects.dialect import Dialect
+
+    base = Dialect.get_or_raise(DIALECT).__class__
+
+    class Parser(base.Parser):  # type: ignore[name-defined,misc]
+        FUNCTIONS: ClassVar[dict[str, Any]] = {
+            k: v for k, v in base.Parser.FUNCTIONS.items() if k.lower() not in BY_NAME
+        }
+
+    return type("TensorhouseSQL", (base,), {"Parser": Parser})
+
+
 def _annotated(
-    tree: object, schema_of: Callable[[str], pa.Schema | None]
+    tree: object, schema_of: Callable[[str], pa.Schema | None], dialect: type
 ) -> tuple[object, list[pa.DataType]]:
     """A copy of ``tree`` whose columns carry ``th_type_<i>`` types (``tags[i]`` is the Arrow type)."""
     from sqlglot import exp
@@ -162,15 +183,15 @@ def _annotated(
     if not mapping:
         return copy, tags
     try:
-        schema = MappingSchema(mapping, dialect=DIALECT, normalize=False)
+        schema = MappingSchema(mapping, dialect=dialect, normalize=False)
         copy = qualify(
             copy,
             schema=schema,
-            dialect=DIALECT,
+            dialect=dialect,
             validate_qualify_columns=False,
             identify=False,
         )
-        copy = annotate_types(copy, schema=schema, dialect=DIALECT)
+        copy = annotate_types(copy, schema=schema, dialect=dialect)
     except Exception:  # sqlglot cannot qualify every query; its calls then get default types
         return tree.copy(), []
     return copy, tags
