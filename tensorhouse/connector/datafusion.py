@@ -252,6 +252,10 @@ def sql(ctx: datafusion.SessionContext, query: str, **kwargs: Any) -> datafusion
         >>> th.datafusion.sql(ctx, "SELECT tensor_size(depth) AS n FROM scans").to_pydict()
         {'n': [6, 4]}
     """
+    return _typed_sql(ctx, query, **kwargs)
+
+
+def _typed_sql(ctx: datafusion.SessionContext, query: str, **kwargs: Any) -> datafusion.DataFrame:
     udfs = _udf_module()
     if udfs is None:
         return ctx.sql(query, **kwargs)
@@ -311,7 +315,7 @@ def rowid_dataframe(
         raise rowids.LateMaterializationError(f"the SessionContext of {q.companion} is gone")
     # Re-planned from text, so tensor UDFs must be typed for it again (another query may have
     # re-registered them since the original DataFrame was planned).
-    return sql(ctx, q.sql), q, table
+    return _typed_sql(ctx, q.sql), q, table
 
 
 def companion_of(ctx: datafusion.SessionContext, name: str) -> str | None:
