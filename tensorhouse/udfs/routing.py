@@ -37,11 +37,14 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
 from tensorhouse.udfs.catalog import BY_NAME, OPTION_KINDS, UDF
+
+if TYPE_CHECKING:
+    from sqlglot import exp
 
 #: sqlglot's dialect closest to DataFusion's SQL (double-quoted identifiers, ARRAY[...]).
 DIALECT = "postgres"
@@ -87,7 +90,6 @@ def route(
     if not mentions_udfs(sql):
         return Routing(sql, ())
     import sqlglot
-    from sqlglot import exp
 
     dialect = _dialect()
     try:
@@ -95,7 +97,7 @@ def route(
     except sqlglot.errors.SqlglotError:
         return Routing(sql, ())
     typed, tags = _annotated(tree, schema_of, dialect)
-    found: list[tuple[exp.Expression, UDF, tuple[pa.DataType, ...]]] = []
+    found: list[tuple[exp.Expr, UDF, tuple[pa.DataType, ...]]] = []
     known: dict[int, pa.DataType] = {}  # id(node) -> the type a catalog call returns
     for node in _post_order(typed):
         udf = _catalog_call(node)
@@ -144,9 +146,9 @@ def _dialect() -> type:
     """
     from sqlglot.dialects.dialect import Dialect
 
-    base = Dialect.get_or_raise(DIALECT).__class__
+    base: Any = Dialect.get_or_raise(DIALECT).__class__
 
-    class Parser(base.Parser):  # type: ignore[name-defined,misc]
+    class Parser(base.Parser):
         FUNCTIONS: ClassVar[dict[str, Any]] = {
             k: v for k, v in base.Parser.FUNCTIONS.items() if k.lower() not in BY_NAME
         }
@@ -155,17 +157,16 @@ def _dialect() -> type:
 
 
 def _annotated(
-    tree: object, schema_of: Callable[[str], pa.Schema | None], dialect: type
-) -> tuple[object, list[pa.DataType]]:
+    tree: exp.Expr, schema_of: Callable[[str], pa.Schema | None], dialect: type
+) -> tuple[exp.Expr, list[pa.DataType]]:
     """A copy of ``tree`` whose columns carry ``th_type_<i>`` types (``tags[i]`` is the Arrow type)."""
     from sqlglot import exp
     from sqlglot.optimizer.annotate_types import annotate_types
     from sqlglot.optimizer.qualify import qualify
     from sqlglot.schema import MappingSchema
 
-    assert isinstance(tree, exp.Expression)
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
-    mapping: dict[str, dict[str, str]] = {}
+    mapping: dict[str, object] = {}
     tags: list[pa.DataType] = []
     for table in tree.find_all(exp.Table):
         name = table.name
@@ -197,13 +198,11 @@ def _annotated(
     return copy, tags
 
 
-def _post_order(tree: object) -> list[object]:
-    from sqlglot import exp
+def _post_order(tree: exp.Expr) -> list[exp.Expr]:
 
-    assert isinstance(tree, exp.Expression)
-    out: list[exp.Expression] = []
+    out: list[exp.Expr] = []
 
-    def visit(node: exp.Expression) -> None:
+    def visit(node: exp.Expr) -> None:
         for child in node.iter_expressions():
             visit(child)
         out.append(node)
@@ -212,7 +211,7 @@ def _post_order(tree: object) -> list[object]:
     return out
 
 
-def _catalog_call(node: object) -> UDF | None:
+def _catalog_call(node: exp.Expr) -> UDF | None:
     from sqlglot import exp
 
     if isinstance(node, exp.Anonymous):
@@ -222,13 +221,12 @@ def _catalog_call(node: object) -> UDF | None:
     return None
 
 
-def _call_args(node: object) -> list[object]:
+def _call_args(node: exp.Expr) -> list[exp.Expr]:
     from sqlglot import exp
 
-    assert isinstance(node, exp.Func)
     if isinstance(node, exp.Anonymous):
         return list(node.expressions)
-    args: list[object] = []
+    args: list[exp.Expr] = []
     for key in node.arg_types:
         value = node.args.get(key)
         if isinstance(value, list):
@@ -238,7 +236,7 @@ def _call_args(node: object) -> list[object]:
     return args
 
 
-def _name_span(node: object) -> tuple[int, int] | None:
+def _name_span(node: exp.Expr) -> tuple[int, int] | None:
     from sqlglot import exp
 
     if not isinstance(node, exp.Anonymous):
@@ -250,7 +248,7 @@ def _name_span(node: object) -> tuple[int, int] | None:
 
 
 def _type_of(
-    node: object, tags: list[pa.DataType], known: dict[int, pa.DataType]
+    node: exp.Expr, tags: list[pa.DataType], known: dict[int, pa.DataType]
 ) -> pa.DataType | None:
     from sqlglot import exp
 
@@ -287,7 +285,7 @@ def _type_of(
     return None
 
 
-def _literal_depth(node: object) -> int | None:
+def _literal_depth(node: exp.Expr) -> int | None:
     """Nesting depth of an array literal of numbers (None if it holds anything else)."""
     from sqlglot import exp
 
