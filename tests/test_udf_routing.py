@@ -199,3 +199,19 @@ def test_context_is_a_session_context_with_everything_installed(ds: th.Dataset) 
     th.datafusion.register(ctx, "scans", ds)
     n = ctx.sql(f"SELECT count(*) AS n FROM tensorhouse('{ds.uri}')").to_pydict()["n"]
     assert n == [12]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "datafusion"])
+def test_cli_sql_has_the_tensor_udfs(ds: th.Dataset, engine: str) -> None:
+    from click.testing import CliRunner
+
+    from tensorhouse.cli import cli
+
+    query = (
+        "SELECT id, tensor_sum(mask) AS s, tensor_size(depth) AS n FROM scans ORDER BY id LIMIT 2"
+    )
+    out = CliRunner().invoke(cli, ["sql", query, "-d", f"scans={ds.uri}", "--engine", engine])
+    assert out.exit_code == 0, out.output
+    rows = [line.split() for line in out.output.splitlines()[2:4]]
+    sizes = [a.size for a in _np(ds, "depth")]
+    assert rows == [[str(i), f"{sums(ds, 'mask')[i]:g}", str(sizes[i])] for i in range(2)]
