@@ -175,12 +175,19 @@ def _annotated(
         schema = schema_of(".".join(p for p in (table.db, name) if p))
         if schema is None:
             continue
-        cols: dict[str, str] = {}
+        cols: dict[str, exp.DataType] = {}
         for f in schema:
-            cols[f.name] = f"{_TAG}{len(tags)}"
+            # Built, not parsed: sqlglot would parse a type string per column of every table.
+            tag = exp.to_identifier(f"{_TAG}{len(tags)}")
+            cols[f.name] = exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=tag)
             tags.append(f.type)
         mapping[name] = cols
     copy = tree.copy()
+    for arr in list(copy.find_all(exp.Array)):
+        # Only the depth of a number literal matters here: typing a 128-number query vector
+        # element by element would be most of the time spent reading the query.
+        if len(arr.expressions) > 1 and _literal_depth(arr) is not None:
+            arr.set("expressions", arr.expressions[:1])
     if not mapping:
         return copy, tags
     try:
