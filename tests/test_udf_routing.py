@@ -215,3 +215,25 @@ def test_cli_sql_has_the_tensor_udfs(ds: th.Dataset, engine: str) -> None:
     rows = [line.split() for line in out.output.splitlines()[2:4]]
     sizes = [a.size for a in _np(ds, "depth")]
     assert rows == [[str(i), f"{sums(ds, 'mask')[i]:g}", str(sizes[i])] for i in range(2)]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "datafusion"])
+def test_a_wrong_column_type_gets_our_message_in_both_engines(engine: str) -> None:
+    ds = th.create(
+        f"memory://udf-routing-text-{engine}",
+        {"id": "int64", "name": th.Text(), "photo": th.Binary()},
+    )
+    ds.append({"id": [1], "name": ["cat"], "photo": [b"not an image"]})
+    if engine == "duckdb":
+        con = duckdb.connect()
+        th.udfs.register(con)
+        th.duckdb.register(con, "t", ds)
+        run: Any = lambda q: con.sql(q).fetchall()  # noqa: E731
+    else:
+        ctx = th.datafusion.context()
+        th.datafusion.register(ctx, "t", ds)
+        run = lambda q: ctx.sql(q).collect()  # noqa: E731
+    with pytest.raises(Exception, match=r"tensor_sum.*expected a tensor"):
+        run("SELECT tensor_sum(name) FROM t")
+    with pytest.raises(Exception, match=r"tensor_sum.*decode images with decode_image"):
+        run("SELECT tensor_sum(photo) FROM t")
