@@ -2,7 +2,8 @@
 
 One dataset holds a column of each type the format produces (a fixed-shape
 tensor of every dtype at 1, 2 and 3 dimensions, ragged tensors, embeddings,
-boxes in both formats, encoded and raw images, blobs, labels and scalars),
+boxes in both formats, encoded and raw images, blobs, Arrow list columns, labels and
+scalars),
 plus UDF results used as arguments (a decoded image, a slice). It is
 registered through the real connectors: ``th.duckdb.register`` and
 ``th.datafusion.register`` on ``th.datafusion.context()``, queried with plain
@@ -21,6 +22,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image as PILImage
 from test_udfs_kernels import _ref_iou, _ref_mean_iou, _ref_metric, _resize_reference
@@ -188,6 +190,23 @@ def build(uri: str) -> tuple[th.Dataset, dict[str, Column]]:
         schema[name] = ctype
         data[name] = blobs
         cols[name] = Column(name, [_decode(b) for b in blobs], {"image", "blob"})
+    # Arrow list columns (what Parquet and Delta lists ingest as): ragged, nested, large.
+    add(
+        "a_f64",
+        th.Arrow("list<double>"),
+        [_values(rng, "float64", (i + 1,)) for i in range(N)],
+        tensor,
+    )
+    nested = [_values(rng, "int32", (2, 3)) for _ in range(N)]
+    schema["a_i32_2"] = th.Arrow("list<list<int32>>")
+    data["a_i32_2"] = pa.array([a.tolist() for a in nested], pa.list_(pa.list_(pa.int32())))
+    cols["a_i32_2"] = Column("a_i32_2", nested, tensor)
+    add(
+        "a_large",
+        th.Arrow(pa.large_list(pa.float32())),
+        [_values(rng, "float32", (4,)) for _ in range(N)],
+        tensor | {"vector"},
+    )
     add("label", th.ClassLabel(["a", "b", "c"]), [i % 3 for i in range(N)], tensor)
     for dtype in ("int64", "float32", "bool"):
         add(f"s_{dtype}", dtype, list(_values(rng, dtype, (N,))), tensor)
