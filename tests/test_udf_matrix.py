@@ -2,9 +2,9 @@
 
 One dataset holds a column of each type the format produces (a fixed-shape
 tensor of every dtype at 1, 2 and 3 dimensions, ragged tensors, embeddings,
-boxes in both formats, encoded and raw images, blobs, Arrow list columns, labels and
-scalars),
-plus UDF results used as arguments (a decoded image, a slice). It is
+boxes in both formats, encoded and raw images, blobs, Arrow list columns,
+labels and scalars), plus UDF results used as arguments (a decoded image, a
+slice). It is
 registered through the real connectors: ``th.duckdb.register`` and
 ``th.datafusion.register`` on ``th.datafusion.context()``, queried with plain
 ``ctx.sql`` and no ``types=``. :class:`TestEveryUDF` runs once per engine;
