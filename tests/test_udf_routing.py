@@ -237,3 +237,19 @@ def test_a_wrong_column_type_gets_our_message_in_both_engines(engine: str) -> No
         run("SELECT tensor_sum(name) FROM t")
     with pytest.raises(Exception, match=r"tensor_sum.*decode images with decode_image"):
         run("SELECT tensor_sum(photo) FROM t")
+
+
+def test_the_same_text_over_a_table_whose_types_changed_is_read_again(ds: th.Dataset) -> None:
+    ctx = th.datafusion.context()
+    th.datafusion.register(ctx, "scans", ds)
+    q = "SELECT tensor_sum(mask) AS s FROM scans ORDER BY id"
+    assert np.allclose(ctx.sql(q).to_pydict()["s"], sums(ds, "mask"))
+    other = th.create(
+        "memory://udf-routing-retyped", {"id": "int64", "mask": th.Tensor("float64", (None,))}
+    )
+    other.append({"id": [0, 1], "mask": [np.array([0.5, 1.0]), np.array([2.0])]})
+    th.datafusion.register(ctx, "scans", other)  # same name, same column, another type
+    assert ctx.sql(q).to_pydict()["s"] == [1.5, 2.0]
+    assert routing.route(q, SCHEMAS.get, defaults=udf_df.DEFAULT_TYPES).calls[0].arg_types == (
+        MASK,
+    )

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -89,6 +91,40 @@ def route(
     """
     if not mentions_udfs(sql):
         return Routing(sql, ())
+    key = (sql, tuple(sorted(defaults.items())))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+    if hit is not None and all(schema_of(name) == was for name, was in hit[0]):
+        return hit[1]  # the same text over tables of the same schemas: the same routing
+    looked: dict[str, pa.Schema | None] = {}
+
+    def recorded(name: str) -> pa.Schema | None:
+        looked[name] = schema_of(name)
+        return looked[name]
+
+    routed = _route(sql, recorded, defaults)
+    with _CACHE_LOCK:
+        _CACHE[key] = (tuple(looked.items()), routed)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return routed
+
+
+#: Recent routings by (SQL text, defaults): reading a query costs milliseconds (sqlglot parses in
+#: Python), checking that its tables still have the same schemas costs microseconds.
+_CACHE: OrderedDict[
+    tuple[str, tuple[tuple[str, pa.DataType], ...]],
+    tuple[tuple[tuple[str, pa.Schema | None], ...], Routing],
+] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 512
+
+
+def _route(
+    sql: str, schema_of: Callable[[str], pa.Schema | None], defaults: Mapping[str, pa.DataType]
+) -> Routing:
     import sqlglot
 
     dialect = _dialect()
