@@ -253,3 +253,27 @@ def test_the_same_text_over_a_table_whose_types_changed_is_read_again(ds: th.Dat
     assert routing.route(q, SCHEMAS.get, defaults=udf_df.DEFAULT_TYPES).calls[0].arg_types == (
         MASK,
     )
+
+
+def test_explain_and_identifier_case_are_routed(ds: th.Dataset) -> None:
+    ctx = th.datafusion.context()
+    th.datafusion.register(ctx, "Scans", ds)  # DataFusion folds it to scans, as for a native table
+    want = sums(ds, "mask")
+    for q in (
+        "SELECT tensor_sum(MASK) AS s FROM SCANS",
+        'SELECT tensor_sum("mask") AS s FROM "scans"',
+    ):
+        assert np.allclose(ctx.sql(f"{q} ORDER BY id").to_pydict()["s"], want), q
+    plan = ctx.sql("EXPLAIN ANALYZE SELECT tensor_sum(mask) FROM scans").to_pydict()
+    assert "tensor_sum" in str(plan)
+    r = route("explain verbose SELECT tensor_sum(mask) FROM scans")
+    assert r.sql.startswith("explain verbose SELECT") and sigs(r) == {"tensor_sum": [MASK]}
+
+
+def test_a_mixed_case_table_name_registers_as_a_native_table_would(ds: th.Dataset) -> None:
+    ctx = datafusion.SessionContext()
+    th.datafusion.register(ctx, "T", ds)  # failed before: the quoted companion kept its capital
+    ctx.register_record_batches("N", [[pa.record_batch({"id": [1]})]])
+    for table, native in (("T", "N"), ("t", "n")):  # both fold to lower case
+        assert ctx.sql(f"SELECT count(*) AS n FROM {table}").to_pydict() == {"n": [12]}, table
+        assert ctx.sql(f"SELECT count(*) AS n FROM {native}").to_pydict() == {"n": [1]}, native

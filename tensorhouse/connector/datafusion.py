@@ -100,12 +100,15 @@ def register(
         rowid=True,
         refresh=refresh,
     )
-    companion = rowids.companion_name(name)
+    # DataFusion folds a registered name to lower case, as it does unquoted SQL names; so the
+    # companion is made lower-case (the view's SQL quotes it) and the user's name is registered
+    # as register_dataset would register it: "T" is table t, as for a native table.
+    companion = rowids.companion_name(name).lower()
     ctx.register_dataset(companion, table)
     rowids.remember(companion, table, owner=ctx)
     if ctx.table_exist(name):
         ctx.deregister_table(name)
-    ctx.sql(f"CREATE VIEW {_quote(name)} AS {rowids.view_sql(companion, rowid=rowid)}").collect()
+    ctx.register_view(name, ctx.sql(rowids.view_sql(companion, rowid=rowid)))
     return table
 
 

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 DIALECT = "postgres"
 _NAMES = re.compile(r"\b(" + "|".join(sorted(BY_NAME, key=len, reverse=True)) + r")\s*\(", re.I)
 _TAG = "th_type_"
+_EXPLAIN = re.compile(r"\s*EXPLAIN(\s+ANALYZE)?(\s+VERBOSE)?(\s+FORMAT\s+\w+)?\s+", re.I)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ def route(
     """
     if not mentions_udfs(sql):
         return Routing(sql, ())
+    explain = _EXPLAIN.match(sql)
+    if explain:  # sqlglot reads EXPLAIN as an opaque command: route the statement it explains
+        inner = route(sql[explain.end() :], schema_of, defaults=defaults)
+        return Routing(sql[: explain.end()] + inner.sql, inner.calls)
     key = (sql, tuple(sorted(defaults.items())))
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
@@ -205,7 +210,10 @@ def _annotated(
     mapping: dict[str, object] = {}
     tags: list[pa.DataType] = []
     for table in tree.find_all(exp.Table):
+        ident = table.this
         name = table.name
+        if not isinstance(ident, exp.Identifier) or not ident.quoted:
+            name = name.lower()  # as DataFusion (and sqlglot's qualify) fold unquoted names
         if not name or name.lower() in ctes or name in mapping:
             continue
         schema = schema_of(".".join(p for p in (table.db, name) if p))
