@@ -277,3 +277,12 @@ def test_a_mixed_case_table_name_registers_as_a_native_table_would(ds: th.Datase
     for table, native in (("T", "N"), ("t", "n")):  # both fold to lower case
         assert ctx.sql(f"SELECT count(*) AS n FROM {table}").to_pydict() == {"n": [12]}, table
         assert ctx.sql(f"SELECT count(*) AS n FROM {native}").to_pydict() == {"n": [1]}, native
+
+
+def test_columns_of_the_time_travel_table_function_are_typed(ds: th.Dataset) -> None:
+    ctx = th.datafusion.context()
+    q = f"SELECT t.id, tensor_sum(t.mask) AS s, tensor_size(depth) AS n FROM tensorhouse('{ds.uri}', 1) AS t ORDER BY id"
+    got = ctx.sql(q).to_pydict()
+    assert got["id"] == list(range(12))
+    assert np.allclose(got["s"], sums(ds, "mask"))
+    assert got["n"] == [a.size for a in _np(ds, "depth")]

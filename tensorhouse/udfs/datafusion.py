@@ -148,6 +148,16 @@ def _schema_of(ctx: datafusion.SessionContext) -> Callable[[str], pa.Schema | No
     return schema
 
 
+def _relation_of(ctx: datafusion.SessionContext) -> Callable[[str], pa.Schema | None]:
+    def schema(call: str) -> pa.Schema | None:
+        try:  # the base method: this is no query of the user's to route
+            return datafusion.SessionContext.sql(ctx, f"SELECT * FROM {call}").schema()
+        except Exception:  # not a table function DataFusion can plan: its columns stay untyped
+            return None
+
+    return schema
+
+
 def prepare(ctx: datafusion.SessionContext, query: str) -> routing.Routing:
     """Register every tensor UDF ``query`` calls for its argument types; returns the routing.
 
@@ -165,7 +175,9 @@ def prepare(ctx: datafusion.SessionContext, query: str) -> routing.Routing:
         >>> ctx.sql(_).to_pydict()
         {'s': [15.0]}
     """
-    routed = routing.route(query, _schema_of(ctx), defaults=DEFAULT_TYPES)
+    routed = routing.route(
+        query, _schema_of(ctx), defaults=DEFAULT_TYPES, relation_of=_relation_of(ctx)
+    )
     state = _state(ctx)
     for call in routed.calls:
         if state.signatures.get(call.name) != call.arg_types:

@@ -82,11 +82,14 @@ def route(
     schema_of: Callable[[str], pa.Schema | None],
     *,
     defaults: Mapping[str, pa.DataType],
+    relation_of: Callable[[str], pa.Schema | None] | None = None,
 ) -> Routing:
     """The signatures each catalog function needs in ``sql`` (see the module notes).
 
     ``schema_of(table_name)`` gives a table's Arrow schema, or None when
-    unknown; ``defaults`` maps an argument kind to the type used when an
+    unknown; ``relation_of(sql)`` the schema of a table function call in
+    FROM (``tensorhouse('data/pets', 3)``), given as SQL text;
+    ``defaults`` maps an argument kind to the type used when an
     argument's type cannot be told from the text (and for option arguments).
     SQL that sqlglot cannot read comes back unchanged, with no calls.
     """
@@ -94,22 +97,26 @@ def route(
         return Routing(sql, ())
     explain = _EXPLAIN.match(sql)
     if explain:  # sqlglot reads EXPLAIN as an opaque command: route the statement it explains
-        inner = route(sql[explain.end() :], schema_of, defaults=defaults)
+        inner = route(sql[explain.end() :], schema_of, defaults=defaults, relation_of=relation_of)
         return Routing(sql[: explain.end()] + inner.sql, inner.calls)
     key = (sql, tuple(sorted(defaults.items())))
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
             _CACHE.move_to_end(key)
-    if hit is not None and all(schema_of(name) == was for name, was in hit[0]):
+    lookups = {"table": schema_of, "relation": relation_of or (lambda _: None)}
+    if hit is not None and all(lookups[kind](name) == was for (kind, name), was in hit[0]):
         return hit[1]  # the same text over tables of the same schemas: the same routing
-    looked: dict[str, pa.Schema | None] = {}
+    looked: dict[tuple[str, str], pa.Schema | None] = {}
 
-    def recorded(name: str) -> pa.Schema | None:
-        looked[name] = schema_of(name)
-        return looked[name]
+    def recorder(kind: str) -> Callable[[str], pa.Schema | None]:
+        def lookup(name: str) -> pa.Schema | None:
+            looked[kind, name] = lookups[kind](name)
+            return looked[kind, name]
 
-    routed = _route(sql, recorded, defaults)
+        return lookup
+
+    routed = _route(sql, recorder("table"), recorder("relation"), defaults)
     with _CACHE_LOCK:
         _CACHE[key] = (tuple(looked.items()), routed)
         while len(_CACHE) > _CACHE_SIZE:
@@ -121,14 +128,17 @@ def route(
 #: Python), checking that its tables still have the same schemas costs microseconds.
 _CACHE: OrderedDict[
     tuple[str, tuple[tuple[str, pa.DataType], ...]],
-    tuple[tuple[tuple[str, pa.Schema | None], ...], Routing],
+    tuple[tuple[tuple[tuple[str, str], pa.Schema | None], ...], Routing],
 ] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 512
 
 
 def _route(
-    sql: str, schema_of: Callable[[str], pa.Schema | None], defaults: Mapping[str, pa.DataType]
+    sql: str,
+    schema_of: Callable[[str], pa.Schema | None],
+    relation_of: Callable[[str], pa.Schema | None],
+    defaults: Mapping[str, pa.DataType],
 ) -> Routing:
     import sqlglot
 
@@ -137,7 +147,7 @@ def _route(
         tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError:
         return Routing(sql, ())
-    typed, tags = _annotated(tree, schema_of, dialect)
+    typed, tags = _annotated(tree, schema_of, relation_of, dialect)
     found: list[tuple[exp.Expr, UDF, tuple[pa.DataType, ...]]] = []
     known: dict[int, pa.DataType] = {}  # id(node) -> the type a catalog call returns
     for node in _post_order(typed):
@@ -198,7 +208,10 @@ def _dialect() -> type:
 
 
 def _annotated(
-    tree: exp.Expr, schema_of: Callable[[str], pa.Schema | None], dialect: type
+    tree: exp.Expr,
+    schema_of: Callable[[str], pa.Schema | None],
+    relation_of: Callable[[str], pa.Schema | None],
+    dialect: type,
 ) -> tuple[exp.Expr, list[pa.DataType]]:
     """A copy of ``tree`` whose columns carry ``th_type_<i>`` types (``tags[i]`` is the Arrow type)."""
     from sqlglot import exp
@@ -206,17 +219,23 @@ def _annotated(
     from sqlglot.optimizer.qualify import qualify
     from sqlglot.schema import MappingSchema
 
-    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    copy = tree.copy()
+    ctes = {c.alias_or_name.lower() for c in copy.find_all(exp.CTE)}
     mapping: dict[str, object] = {}
     tags: list[pa.DataType] = []
-    for table in tree.find_all(exp.Table):
+    for k, table in enumerate(list(copy.find_all(exp.Table))):
         ident = table.this
-        name = table.name
-        if not isinstance(ident, exp.Identifier) or not ident.quoted:
-            name = name.lower()  # as DataFusion (and sqlglot's qualify) fold unquoted names
-        if not name or name.lower() in ctes or name in mapping:
-            continue
-        schema = schema_of(".".join(p for p in (table.db, name) if p))
+        if isinstance(ident, exp.Func):  # a table function: a named stand-in with its columns
+            schema = relation_of(ident.sql(dialect=dialect, normalize_functions=False))
+            name = f"__th_relation_{k}"
+            table.set("this", exp.to_identifier(name))
+        else:
+            name = table.name
+            if not isinstance(ident, exp.Identifier) or not ident.quoted:
+                name = name.lower()  # as DataFusion (and sqlglot's qualify) fold unquoted names
+            if not name or name.lower() in ctes or name in mapping:
+                continue
+            schema = schema_of(".".join(p for p in (table.db, name) if p))
         if schema is None:
             continue
         cols: dict[str, exp.DataType] = {}
@@ -226,7 +245,6 @@ def _annotated(
             cols[f.name] = exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=tag)
             tags.append(f.type)
         mapping[name] = cols
-    copy = tree.copy()
     for arr in list(copy.find_all(exp.Array)):
         # Only the depth of a number literal matters here: typing a 128-number query vector
         # element by element would be most of the time spent reading the query.
