@@ -112,10 +112,6 @@ def register(
     return table
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _literal(arg: Any, position: int, fname: str) -> Any:
     try:
         value = arg.python_value()
