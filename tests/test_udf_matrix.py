@@ -4,7 +4,7 @@ One dataset holds a column of each type the format produces (a fixed-shape
 tensor of every dtype at 1, 2 and 3 dimensions, ragged tensors, embeddings,
 boxes in both formats, encoded and raw images, blobs, Arrow list columns,
 labels and scalars), plus UDF results used as arguments (a decoded image, a
-slice). It is
+slice); one row is NULL in every column. It is
 registered through the real connectors: ``th.duckdb.register`` and
 ``th.datafusion.register`` on ``th.datafusion.context()``, queried with plain
 ``ctx.sql`` and no ``types=``. :class:`TestEveryUDF` runs once per engine;
@@ -32,6 +32,14 @@ from tensorhouse.udfs.catalog import BY_NAME, CATALOG
 
 ENGINES = ["duckdb", "datafusion"]
 N = 4
+NULL_ROW = 2  # every column is NULL in this row: every function must give NULL there
+
+
+def each(rows: list[Any], f: Callable[[Any], Any]) -> list[Any]:
+    """``f`` of every row, NULL rows staying NULL."""
+    return [None if r is None else f(r) for r in rows]
+
+
 Rows = list[Any]
 Ref = Callable[[np.ndarray], Any]
 
@@ -88,9 +96,10 @@ def build(uri: str) -> tuple[th.Dataset, dict[str, Column]]:
     cols: dict[str, Column] = {}
 
     def add(name: str, ctype: Any, rows: list[Any], roles: set[str], **kw: Any) -> None:
+        rows = [None if i == NULL_ROW else r for i, r in enumerate(rows)]
         schema[name] = ctype
         data[name] = rows
-        cols[name] = Column(name, [np.asarray(r) for r in rows], roles, **kw)
+        cols[name] = Column(name, each(rows, np.asarray), roles, **kw)
 
     tensor = {"tensor"}
     for i, dtype in enumerate(DTYPES):  # every dtype, cycling through 1-3 dimensions
@@ -187,9 +196,10 @@ def build(uri: str) -> tuple[th.Dataset, dict[str, Column]]:
         "blob": (th.Binary(), [_png(p[::-1]) for p in pictures]),
     }
     for name, (ctype, blobs) in encoded.items():
+        blobs = [None if i == NULL_ROW else b for i, b in enumerate(blobs)]
         schema[name] = ctype
         data[name] = blobs
-        cols[name] = Column(name, [_decode(b) for b in blobs], {"image", "blob"})
+        cols[name] = Column(name, each(blobs, _decode), {"image", "blob"})
     # Arrow list columns (what Parquet and Delta lists ingest as): ragged, nested, large.
     add(
         "a_f64",
@@ -199,7 +209,8 @@ def build(uri: str) -> tuple[th.Dataset, dict[str, Column]]:
     )
     nested = [_values(rng, "int32", (2, 3)) for _ in range(N)]
     schema["a_i32_2"] = th.Arrow("list<list<int32>>")
-    data["a_i32_2"] = pa.array([a.tolist() for a in nested], pa.list_(pa.list_(pa.int32())))
+    nested = [None if i == NULL_ROW else a for i, a in enumerate(nested)]
+    data["a_i32_2"] = pa.array(each(nested, np.ndarray.tolist), pa.list_(pa.list_(pa.int32())))
     cols["a_i32_2"] = Column("a_i32_2", nested, tensor)
     add(
         "a_large",
@@ -214,7 +225,7 @@ def build(uri: str) -> tuple[th.Dataset, dict[str, Column]]:
     cols["decoded"] = Column("decode_image(img_png)", cols["img_png"].rows, tensor)
     cols["sliced"] = Column(
         "tensor_slice(f32_3d, '[1]')",
-        [r[1].astype(np.float64) for r in cols["f32_3d"].rows],
+        each(cols["f32_3d"].rows, lambda r: r[1].astype(np.float64)),
         tensor,
     )
     ds = th.create(uri, schema)
@@ -321,14 +332,14 @@ class TestEveryUDF:
 
     def test_shape_and_reductions(self) -> None:
         for c in self.columns("tensor"):
-            rows = [r.astype(np.float64) for r in c.rows]
+            rows = each(c.rows, lambda r: r.astype(np.float64))
             calls = [
-                Call("tensor_shape", c.sql, [list(r.shape) for r in rows]),
-                Call("tensor_ndim", c.sql, [r.ndim for r in rows]),
-                Call("tensor_size", c.sql, [r.size for r in rows]),
+                Call("tensor_shape", c.sql, each(rows, lambda r: list(r.shape))),
+                Call("tensor_ndim", c.sql, each(rows, lambda r: r.ndim)),
+                Call("tensor_size", c.sql, each(rows, lambda r: r.size)),
             ]
             for op in ("sum", "mean", "min", "max", "std"):
-                want = [float(getattr(np, op)(r)) for r in rows]
+                want = each(rows, lambda r, op=op: float(getattr(np, op)(r)))
                 calls.append(Call(f"tensor_{op}", c.sql, want, tol=1e-9))
             self.check(calls)
 
@@ -342,19 +353,21 @@ class TestEveryUDF:
             ndim = c.rows[0].ndim
             if ndim == 0:
                 continue
-            rows = [r.astype(np.float64) for r in c.rows]
+            rows = each(c.rows, lambda r: r.astype(np.float64))
             spec, key = specs[ndim]
-            calls = [Call("tensor_slice", f"{c.sql}, {spec}", [r[key] for r in rows])]
+            calls = [Call("tensor_slice", f"{c.sql}, {spec}", each(rows, lambda r, k=key: r[k]))]
             for op in ("sum", "mean", "min", "max", "std"):
                 for axis in (0, -1):
-                    want = [np.asarray(getattr(np, op)(r, axis=axis)) for r in rows]
+                    want = each(
+                        rows, lambda r, op=op, a=axis: np.asarray(getattr(np, op)(r, axis=a))
+                    )
                     calls.append(Call(f"tensor_{op}_axis", f"{c.sql}, {axis}", want, tol=1e-9))
             self.check(calls)
 
     def test_images(self) -> None:
         for c in self.columns("image"):
-            resized = [_resize_reference(r.astype(np.float64), 3, 2) for r in c.rows]
-            gray = [np.asarray(PILImage.fromarray(r).convert("L"))[..., None] for r in c.rows]
+            resized = each(c.rows, lambda r: _resize_reference(r.astype(np.float64), 3, 2))
+            gray = each(c.rows, lambda r: np.asarray(PILImage.fromarray(r).convert("L"))[..., None])
             calls = [
                 Call("image_resize", f"{c.sql}, 3, 2", resized, tol=1.0),  # bilinear rounding
                 Call("image_to_gray", c.sql, gray, tol=0),
@@ -377,20 +390,33 @@ class TestEveryUDF:
             calls = []
             for metric, fn in names.items():
                 calls += [
-                    Call(fn, f"{c.sql}, {lit}", [_ref_metric(r, q, metric) for r in c.rows], 1e-5),
-                    Call(fn, f"{lit}, {c.sql}", [_ref_metric(q, r, metric) for r in c.rows], 1e-5),
                     Call(
-                        fn, f"{c.sql}, {c.sql}", [_ref_metric(r, r, metric) for r in c.rows], 1e-5
+                        fn,
+                        f"{c.sql}, {lit}",
+                        each(c.rows, lambda r, m=metric: _ref_metric(r, q, m)),
+                        1e-5,
+                    ),
+                    Call(
+                        fn,
+                        f"{lit}, {c.sql}",
+                        each(c.rows, lambda r, m=metric: _ref_metric(q, r, m)),
+                        1e-5,
+                    ),
+                    Call(
+                        fn,
+                        f"{c.sql}, {c.sql}",
+                        each(c.rows, lambda r, m=metric: _ref_metric(r, r, m)),
+                        1e-5,
                     ),
                 ]
             self.check(calls)
         bits = np.array([1, 0, 1, 1])
         for c in self.columns("binvector"):
-            differ = [int((r.astype(int) != bits).sum()) for r in c.rows]
+            differ = each(c.rows, lambda r: int((r.astype(int) != bits).sum()))
             self.check(
                 [
                     Call("hamming_distance", f"{c.sql}, [1, 0, 1, 1]", differ),
-                    Call("hamming_distance", f"{c.sql}, {c.sql}", [0] * N),
+                    Call("hamming_distance", f"{c.sql}, {c.sql}", each(c.rows, lambda r: 0)),
                 ]
             )
 
@@ -401,30 +427,31 @@ class TestEveryUDF:
         single = [(box4.sql, box4.rows, "xyxy")]
         for c in self.columns("boxes"):
             opt = "" if c.fmt == "xyxy" else f", '{c.fmt}'"
-            best = [max((_ref_iou(b, box, c.fmt) or 0.0) for b in r) for r in c.rows]
-            areas = [np.array([_ref_box_area(b, c.fmt) for b in r]) for r in c.rows]
+            f = c.fmt
+            best = each(c.rows, lambda r, f=f: max((_ref_iou(b, box, f) or 0.0) for b in r))
+            areas = each(c.rows, lambda r, f=f: np.array([_ref_box_area(b, f) for b in r]))
             self.check(
                 [
                     Call("max_iou", f"{c.sql}, {lit}{opt}", best),
                     Call(
                         "mean_iou",
                         f"{c.sql}, {c.sql}{opt}",
-                        [_ref_mean_iou(r, r, c.fmt) for r in c.rows],
+                        each(c.rows, lambda r, f=f: _ref_mean_iou(r, r, f)),
                     ),
                     Call(
                         "normalize_boxes",
                         f"{c.sql}, [0, 0, 8, 8]{opt}",
-                        [_ref_normalize(r, frame, c.fmt) for r in c.rows],
+                        each(c.rows, lambda r, f=f: _ref_normalize(r, frame, f)),
                     ),
                     Call("box_area", f"{c.sql}{opt}", areas),
-                    Call("num_boxes", c.sql, [len(r) for r in c.rows]),
+                    Call("num_boxes", c.sql, each(c.rows, len)),
                 ]
             )
             if c.sql != "rbox":  # x[1] is a box of a list column, not of a struct
-                single.append((f"{c.sql}[1]", [r[0] for r in c.rows], c.fmt))
+                single.append((f"{c.sql}[1]", each(c.rows, lambda r: r[0]), c.fmt))
         for sql, rows, fmt in single:
             opt = "" if fmt == "xyxy" else f", '{fmt}'"
-            want = [_ref_iou(r, box, fmt) for r in rows]
+            want = each(rows, lambda r, f=fmt: _ref_iou(r, box, f))
             self.check([Call("box_iou", f"{sql}, {lit}{opt}", want)])
 
 
