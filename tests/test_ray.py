@@ -357,9 +357,13 @@ def test_add_columns_by_rowid_to_existing_rows_once(tmp_path: Path) -> None:
         th.ray.add_columns(
             twice.union(twice).map_batches(lambda b: {**b, "x": b["tag"]}), uri, columns=["x"]
         )
-    stray = ray.data.from_items([{"_rowid": (7 << 32) + 1, "y": 1.0}])
+    stray = ray.data.from_items(
+        [{"_rowid": 0, "y": 1.0}, {"_rowid": (7 << 32) + 1, "y": 2.0}], override_num_blocks=1
+    )
+    files = data_files(Path(uri))
     with pytest.raises(Exception, match="not a row"):
         th.ray.add_columns(stray, uri)
+    assert data_files(Path(uri)) == files  # checked before anything is written
     with pytest.raises(th.SchemaError, match="already exist"):
         th.ray.add_columns(stray, uri, columns=["tag"])
     assert th.open(uri).version == v

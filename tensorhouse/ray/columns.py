@@ -125,9 +125,11 @@ def stage_segments(
     fids, offs = ids >> 32, ids & 0xFFFFFFFF
     snap, reader = ds.snapshot, ds.reader
     positions = {f.id: i for i, f in enumerate(snap.fragments)}
-    out: list[Segment] = []
-    bounds = np.flatnonzero(np.diff(fids)) + 1
-    for sel in np.split(np.arange(len(ids)), bounds):
+    # Every row id is checked first, so bad input writes no file.
+    plan: list[
+        tuple[int, int, np.ndarray, np.ndarray]
+    ] = []  # fragment id, rows, live mask, positions
+    for sel in np.split(np.arange(len(ids)), np.flatnonzero(np.diff(fids)) + 1):
         fid = int(fids[sel[0]])
         i = positions.get(fid)
         o = offs[sel]
@@ -143,6 +145,10 @@ def stage_segments(
         if not live[o].all():
             bad = int(ids[sel[int(np.argmin(live[o]))]])
             raise RowNotFoundError(f"row id {bad} of {ds.uri} is deleted at version {ds.version}")
+        plan.append((fid, n, live, sel))
+    out: list[Segment] = []
+    for fid, n, live, sel in plan:
+        o = offs[sel]
         before = np.concatenate(([0], np.cumsum(live)))  # before[k]: live rows below offset k
         live_at = np.flatnonzero(live)
         # A run ends where a live row the task does not hold lies between two of its rows.
