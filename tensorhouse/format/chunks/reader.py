@@ -256,9 +256,17 @@ class ChunkReader:
         m.verified[todo] = True
 
     def read_all(
-        self, path: str, size: int | None = None, *, expect: Expect | None = None
+        self,
+        path: str,
+        size: int | None = None,
+        *,
+        expect: Expect | None = None,
+        wanted: Any = None,
     ) -> SampleBatch:
-        """Every sample of a chunk, read with one request (or mapped, locally) and verified."""
+        """Every sample of a chunk, read with one request (or mapped, locally) and verified.
+
+        ``wanted``: the Arrow type a columnar chunk will be cast to (see ``columnar.decode``).
+        """
         if size is not None and expect is not None:
             # Known header (cached): refuse a mismatch before reading the data at all.
             cached = self.headers.get((self.store.uri, path))
@@ -288,7 +296,7 @@ class ChunkReader:
                 verify_blocks(h, 0, stored)
             raw = codecs.decompress(h.chunk_codec, stored, h.raw_length)
             if h.columnar:  # one encoded column (format 3), decoded to the Arrow type it stores
-                return of_column(columnar.decode(raw, None, h.num_samples))
+                return of_column(columnar.decode(raw, None, h.num_samples, wanted=wanted))
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
         if h.dtype == "str":
