@@ -115,23 +115,32 @@ def rows_of(table: pa.Table) -> list[tuple[Any, ...]]:
 
 
 # -- systems ------------------------------------------------------------------------
-def connect(th_dir: Path, pq_dir: Path) -> dict[str, Callable[[str], pa.Table]]:
+def connect(
+    th_dir: Path, pq_dir: Path, systems: Sequence[str] = SYSTEMS
+) -> dict[str, Callable[[str], pa.Table]]:
     """One query function per system, each over its own connection or context."""
-    con_th = duckdb.connect()
-    con_pq = duckdb.connect()
-    ctx_th = datafusion.SessionContext()
-    ctx_pq = datafusion.SessionContext()
-    for t in TABLES:
-        th.duckdb.register(con_th, t, str(th_dir / t), rowid=False)
-        con_pq.sql(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{pq_dir / t}.parquet')")
-        th.datafusion.register(ctx_th, t, str(th_dir / t), rowid=False)
-        ctx_pq.register_parquet(t, str(pq_dir / f"{t}.parquet"))
-    return {
-        "duckdb/th": lambda q: con_th.sql(q).to_arrow_table(),
-        "duckdb/parquet": lambda q: con_pq.sql(q).to_arrow_table(),
-        "df/th": lambda q: ctx_th.sql(q).to_arrow_table(),
-        "df/parquet": lambda q: ctx_pq.sql(q).to_arrow_table(),
-    }
+    out: dict[str, Callable[[str], pa.Table]] = {}
+    for system in systems:
+        engine, kind = system.split("/")
+        if engine == "duckdb":
+            con = duckdb.connect()
+            for t in TABLES:
+                if kind == "th":
+                    th.duckdb.register(con, t, str(th_dir / t), rowid=False)
+                else:
+                    con.sql(
+                        f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{pq_dir / t}.parquet')"
+                    )
+            out[system] = lambda q, con=con: con.sql(q).to_arrow_table()
+        else:
+            ctx = datafusion.SessionContext()
+            for t in TABLES:
+                if kind == "th":
+                    th.datafusion.register(ctx, t, str(th_dir / t), rowid=False)
+                else:
+                    ctx.register_parquet(t, str(pq_dir / f"{t}.parquet"))
+            out[system] = lambda q, ctx=ctx: ctx.sql(q).to_arrow_table()
+    return out
 
 
 def check_queries(
@@ -175,15 +184,117 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--data", type=Path, default=DATA_DIR, help="cache directory for generated data"
     )
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="skip ingest and sizes when the datasets and Parquet files exist (query timings only)",
+    )
+    ap.add_argument(
+        "--memory-queries",
+        type=int,
+        nargs="*",
+        default=list(MEMORY_QUERIES),
+        help="queries whose peak RSS is measured, each in a fresh process per system (none: skip)",
+    )
+    ap.add_argument(
+        "--memory-child", nargs=3, metavar=("DIR", "SYSTEM", "QUERY"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args(argv)
+    if args.memory_child:
+        return memory_child(
+            Path(args.memory_child[0]), args.memory_child[1], int(args.memory_child[2])
+        )
     if args.smoke:
         args.sf, args.repeats = 0.01, 1
+        args.memory_queries = args.memory_queries[:1]
     t_start = time.perf_counter()
     src = generate(args.sf, args.data)
     work = args.data / f"tpch-sf{args.sf:g}"
     th_dir, pq_dir = work / "tensorhouse", work / "parquet"
 
-    # 1. ingest (from the generated files), then from memory; 2. sizes
+    print(
+        f"# TPC-H SF {args.sf:g}: tensorhouse vs Parquet, DuckDB {duckdb.__version__}, "
+        f"DataFusion {datafusion.__version__}, pyarrow {pa.__version__}\n"
+    )
+    reuse = args.reuse and all(
+        (th_dir / t / "_log").exists() and (pq_dir / f"{t}.parquet").exists() for t in TABLES
+    )
+    if reuse:
+        print("(ingest and sizes skipped: --reuse, datasets already written)")
+    else:
+        ingest_and_sizes(src, th_dir, pq_dir, args.repeats)
+    status = run_queries(th_dir, pq_dir, args.queries, args.repeats, t_start)
+    if args.memory_queries:
+        print(memory_report(work, args.memory_queries))
+    return status
+
+
+# -- peak memory, one fresh process per (system, query) ------------------------------
+#: Q1 scans most of lineitem into a small group-by; Q9 joins six tables.
+MEMORY_QUERIES = (1, 9)
+
+
+def memory_child(work: Path, system: str, n: int) -> int:
+    """Run query ``n`` once on ``system``; print the peak RSS of the query alone (JSON)."""
+    import json
+
+    run = connect(work / "tensorhouse", work / "parquet", systems=[system])[system]
+    run("SELECT 1")
+    base = _status("VmRSS")
+    # Reset the high-water mark (Linux: clear_refs 5) so imports and registration do not count.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    run(QUERIES[n])
+    print(json.dumps({"peak": _status("VmHWM"), "base": base}))
+    return 0
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def memory_report(work: Path, queries: Sequence[int]) -> str:
+    import json
+
+    lines = [
+        "",
+        "## Peak RSS of one query in a fresh process (MB; growth over the RSS before the query)",
+        "",
+        "| query | DuckDB th | DuckDB Parquet | DuckDB ratio | DataFusion th | DataFusion Parquet "
+        "| DataFusion ratio | target <= 1.5x |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for n in queries:
+        got = {}
+        for system in SYSTEMS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(work), system, str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            got[system] = json.loads(out.stdout.strip().splitlines()[-1])
+        cells = []
+        ratios = []
+        for engine in ("duckdb", "df"):
+            a, b = got[f"{engine}/th"], got[f"{engine}/parquet"]
+            ratios.append(a["peak"] / b["peak"])
+            cells += [
+                f"{a['peak'] / 1e6:,.0f} (+{(a['peak'] - a['base']) / 1e6:,.0f})",
+                f"{b['peak'] / 1e6:,.0f} (+{(b['peak'] - b['base']) / 1e6:,.0f})",
+                f"{ratios[-1]:.2f}x",
+            ]
+        ok = "met" if max(ratios) <= 1.5 else "MISSED"
+        lines.append(f"| Q{n} | " + " | ".join(cells) + f" | {ok} |")
+    return "\n".join(lines)
+
+
+def ingest_and_sizes(src: Path, th_dir: Path, pq_dir: Path, repeats: int) -> None:
+    """1. ingest (from the generated files), then from memory; 2. sizes."""
     th_dir.mkdir(parents=True, exist_ok=True)
     ingest: dict[str, list[float]] = {
         "th.ingest.parquet": [],
@@ -192,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pq.write_table": [],
     }
     tables = {t: pq.read_table(src / f"{t}.parquet") for t in TABLES}
-    rounds = max(1, min(args.repeats, 2))
+    rounds = max(1, min(repeats, 2))
     for r in range(rounds):
         for t in TABLES:
             order = ["th", "pq"] if (r + TABLES.index(t)) % 2 == 0 else ["pq", "th"]
@@ -219,10 +330,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_tables = len(TABLES)
     totals = {k: sum(v) / rounds for k, v in ingest.items()}
     del tables
-    print(
-        f"# TPC-H SF {args.sf:g}: tensorhouse vs Parquet, DuckDB {duckdb.__version__}, "
-        f"DataFusion {datafusion.__version__}, pyarrow {pa.__version__}\n"
-    )
     print(f"## Ingest of all {n_tables} tables (mean of {rounds} rounds, interleaved)\n")
     print("| measurement | tensorhouse s | Parquet s | ratio | target |")
     print("|---|---:|---:|---:|---|")
@@ -252,22 +359,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(target <= 1.1x: {'ok' if size_ratio <= 1.1 else 'MISSED'}) |"
     )
 
-    # 3. queries: correctness first, then timing
+
+def run_queries(
+    th_dir: Path, pq_dir: Path, queries: Sequence[int], repeats: int, t_start: float
+) -> int:
+    """3. queries: correctness first, then timing; the exit status (1 when a result differs)."""
     systems = connect(th_dir, pq_dir)
-    problems = check_queries(systems, args.queries)
+    problems = check_queries(systems, queries)
     timings: dict[int, dict[str, float]] = {}
-    for n in args.queries:
+    for n in queries:
         q = QUERIES[n]
         fns = {name: (lambda run=run, q=q: run(q)) for name, run in systems.items()}
         try:
-            res = time_interleaved(fns, repeats=args.repeats)
+            res = time_interleaved(fns, repeats=repeats)
         except Exception as err:  # already reported by check_queries
             log(f"Q{n}: {err}")
             continue
         timings[n] = {k: v.median for k, v in res.items()}
         log(f"Q{n}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in timings[n].items()))
     print(
-        f"\n## Queries (median of {args.repeats} interleaved repeats; ratio = tensorhouse / Parquet, same engine)\n"
+        f"\n## Queries (median of {repeats} interleaved repeats; ratio = tensorhouse / Parquet, same engine)\n"
     )
     print(
         "| query | DuckDB th ms | DuckDB Parquet ms | DuckDB ratio | DataFusion th ms | DataFusion Parquet ms "
@@ -275,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     ratios: dict[str, list[float]] = {"duckdb": [], "df": []}
-    for n in args.queries:
+    for n in queries:
         if n not in timings:
             print(f"| Q{n} | | | | | | | FAILED |")
             continue
@@ -290,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(
         f"| **geometric mean** | | | **{geomean(ratios['duckdb']):.2f}x** | | | **{geomean(ratios['df']):.2f}x** | "
-        f"{len(args.queries) - len({p.split()[0] for p in problems})}/{len(args.queries)} |"
+        f"{len(queries) - len({p.split()[0] for p in problems})}/{len(queries)} |"
     )
     if problems:
         print("\n## Differences\n")
