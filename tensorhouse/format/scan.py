@@ -17,7 +17,7 @@ from tensorhouse.format.chunks.samples import normalize, of_column, take_column
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
 from tensorhouse.format.log.snapshot import Snapshot
-from tensorhouse.format.threads import io_pool
+from tensorhouse.format.threads import decode_pool, io_pool
 from tensorhouse.types import ROWID, Arrow, ColumnType
 
 
@@ -400,7 +400,7 @@ class _Cursor:
         if nxt < len(self.index.refs) and self.index.starts[nxt] < self.stop:
             self.pending = (
                 nxt,
-                io_pool().submit(self._read, nxt),
+                decode_pool().submit(self._read_ahead, nxt),
             )
         else:
             self.pending = None
@@ -408,6 +408,14 @@ class _Cursor:
 
     def _read(self, c: int) -> SampleBatch:
         return self.reader.read_chunk(self.name, self.ctype, c, as_type=self.as_type)
+
+    def _read_ahead(self, c: int) -> SampleBatch:
+        batch = self._read(c)
+        # This thread's allocator heap holds the chunks it decoded before, freed since by the
+        # engine's threads: hand those pages back now, not after mimalloc's purge delay
+        # (measured on TPC-H SF1 Q1 in DuckDB: peak RSS 399 -> ~300 MB; ~0.1 ms a chunk).
+        pa.default_memory_pool().release_unused()
+        return batch
 
     def chunk_end(self, pos: int) -> int:
         """The first row after the chunk holding ``pos``."""

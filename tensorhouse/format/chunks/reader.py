@@ -305,7 +305,8 @@ class ChunkReader:
         view = memoryview(blob)
         if h is None:
             try:
-                h = decode_header(view[: header_length_hint(view)], file_length=len(blob))
+                # From a copy: the cached header's arrays must not keep a mapped file alive.
+                h = decode_header(bytes(view[: header_length_hint(view)]), file_length=len(blob))
             except CorruptChunkError as err:
                 raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
             self.headers.put(key, h)
