@@ -134,15 +134,16 @@ def apply_filter(batch: pa.RecordBatch, expr: pc.Expression) -> pa.RecordBatch:
     ``string_view``/``binary_view`` columns are filtered as their plain
     equivalents (Arrow has few view kernels) and come back as views.
     """
-    try:
-        used = referenced_columns(expr, batch.schema)
-    except SchemaError:
-        raise
+    views = [i for i, f in enumerate(batch.schema) if plain_type(f.type) != f.type]
+    schema = batch.schema
+    if views:
+        schema = pa.schema([f.with_type(plain_type(f.type)) for f in batch.schema])
+    used = referenced_columns(expr, schema)
     if not used:  # a constant filter: nothing to project, let Arrow evaluate it
         return _filter_by_expression(batch, expr)
     sub = batch.select(used)
-    if any(plain_type(f.type) != f.type for f in sub.schema):
-        sub = pa.RecordBatch.from_arrays([unview(c) for c in sub.columns], names=sub.schema.names)
+    if views:
+        sub = pa.RecordBatch.from_arrays([unview(c) for c in sub.columns], names=used)
     try:
         mask = _mask(sub, expr)
     except _ERRORS as err:
@@ -153,7 +154,6 @@ def apply_filter(batch: pa.RecordBatch, expr: pc.Expression) -> pa.RecordBatch:
             return batch
         if kept == 0:
             return batch.slice(0, 0)
-    views = [i for i, f in enumerate(batch.schema) if plain_type(f.type) != f.type]
     if not views:
         return batch.filter(mask)
     out = pa.RecordBatch.from_arrays(
