@@ -455,8 +455,10 @@ def decode(
         f = pq.ParquetFile(pa.BufferReader(pa.py_buffer(data)))
         expand = t is None and _dictionary_pays_on_read(f, wanted)
         if expand:
-            f = pq.ParquetFile(
-                pa.BufferReader(pa.py_buffer(data)), read_dictionary=f.schema_arrow.names
+            f = pq.ParquetFile(  # the footer parsed above is reused, not parsed again
+                pa.BufferReader(pa.py_buffer(data)),
+                read_dictionary=f.schema_arrow.names,
+                metadata=f.metadata,
             )
         md = f.metadata
         claimed = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
