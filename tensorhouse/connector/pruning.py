@@ -1,0 +1,563 @@
+"""Filters as a typed tree: which columns they read, and which row ranges min/max statistics rule out.
+
+DuckDB, DataFusion, Ray and users hand the scanner a
+``pyarrow.compute.Expression`` (SQL ``where=`` strings become one in
+:mod:`tensorhouse.format.predicate`). pyarrow has no call that walks an
+expression, so :func:`from_arrow` reads it into a small tree of frozen
+dataclasses (:class:`Field`, :class:`Literal`, :class:`Call`) through public
+interfaces only: pickling an expression yields Arrow's own serialization, an
+Arrow IPC file whose schema metadata lists the tree in prefix order (``call``,
+``field_ref``, ``literal``, ``options``, ``end``) and whose single row holds
+the literals and function options as typed Arrow scalars. ``nanoarrow`` reads
+that metadata in order (pyarrow's ``Schema.metadata`` is a dict and drops the
+repeated keys). The layout is Arrow's, not a documented format, so it is read
+here and nowhere else, ``tests/test_pruning.py`` pins it for every node kind
+(a new pyarrow that changes it fails there, loudly), and an expression this
+module cannot read is still filtered exactly: it reads every column and
+prunes nothing.
+
+Pruning (:func:`plan_ranges`) evaluates the tree on each candidate row range
+with three-valued logic: for every node it computes which outcomes (TRUE,
+FALSE, NULL) are *possible* given the range's statistics (min, max, null
+count, NaN), vectorised over all ranges with Arrow's own comparison kernels,
+so a literal meets the statistics with the same implicit casts it meets the
+rows with. A range is read when TRUE is possible. Every rule over-approximates
+(an unknown function or an undecidable comparison says "anything is
+possible"), so a range holding a matching row is never dropped; the property
+tests in ``tests/test_pruning.py`` check that over random data of every
+scalar type and random predicates.
+
+Statistics are JSON in the log: integers, strings (a string column's min is
+a prefix of at most 64 characters, still a lower bound; a longer max is not
+kept), dates/times/timestamps/durations as their stored integers, decimals
+as text (:func:`tensorhouse.format.chunks.columnar.stat_scalar` turns them
+back into typed scalars). Min and max leave NaN out; a range holding NaN may
+give any comparison outcome (Arrow: NaN compares false, ``!=`` true).
+
+Example:
+    >>> import pyarrow as pa, pyarrow.compute as pc
+    >>> tree = from_arrow((pc.field("a") > 1) & pc.field("img").is_valid())
+    >>> tree.function, sorted(columns_of(tree))
+    ('and_kleene', ['a', 'img'])
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tensorhouse.format.chunks.columnar import plain_type, stat_scalar
+from tensorhouse.types import ROWID
+
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowKeyError)
+#: Above this many values, ``is_in`` prunes nothing (each value costs two compares per range).
+MAX_IN_VALUES = 1024
+
+
+# -- the tree ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Field:
+    """A column reference: ``path[0]`` is the column, the rest a path into a struct."""
+
+    path: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path[0]
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A typed constant (an Arrow scalar, so ``1`` as int64 and as int8 differ)."""
+
+    value: pa.Scalar
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call of an Arrow compute function; ``options`` as Arrow serialized them (a struct scalar)."""
+
+    function: str
+    args: tuple[Node, ...]
+    options: pa.StructScalar | None = None
+
+    def option(self, name: str) -> Any:
+        """One option's value as Python, None when absent."""
+        if self.options is None or self.options.type.get_field_index(name) < 0:
+            return None
+        return self.options[name].as_py()
+
+
+Node = Field | Literal | Call
+
+
+class UnreadableExpression(ValueError):
+    """An expression :func:`from_arrow` cannot read (callers then read everything and prune nothing)."""
+
+
+def _serialized(expr: pc.Expression) -> tuple[Any, bytes]:
+    """Arrow's serialization of ``expr`` (what pickling it yields), and its bytes."""
+    try:
+        payload = expr.__reduce__()[1][0]
+        return payload, (payload.to_pybytes() if isinstance(payload, pa.Buffer) else bytes(payload))
+    except (*_ARROW_ERRORS, TypeError, IndexError, pickle.PicklingError) as err:
+        # Arrow serializes only name references (pc.field(0) is refused).
+        raise UnreadableExpression(f"cannot serialize {expr}: {err}") from err
+
+
+def expression_key(expr: pc.Expression) -> bytes | None:
+    """Bytes equal exactly when two expressions are the same (literal types included); None if unknown."""
+    try:
+        return _serialized(expr)[1]
+    except UnreadableExpression:
+        return None
+
+
+def from_arrow(expr: pc.Expression) -> Node:
+    """The tree of an Arrow expression; :class:`UnreadableExpression` when it cannot be read.
+
+    Cached by the expression's serialized bytes: every scan of a query asks again.
+    """
+    payload, key = _serialized(expr)
+    hit = _TREES.get(key)
+    if hit is not None:
+        return hit
+    tree = _decode(payload)
+    if len(_TREES) >= 4096:
+        _TREES.clear()
+    _TREES[key] = tree
+    return tree
+
+
+_TREES: dict[bytes, Node] = {}
+
+
+def _decode(payload: Any) -> Node:
+    import nanoarrow
+
+    try:
+        batch = pa.ipc.open_file(payload).get_batch(0)
+        pairs = [
+            (k.decode(), v.decode()) for k, v in nanoarrow.c_schema(batch.schema).metadata.items()
+        ]
+    except (*_ARROW_ERRORS, OSError, UnicodeDecodeError, TypeError, ValueError) as err:
+        raise UnreadableExpression(f"cannot read a serialized expression: {err}") from err
+    pos = 0
+
+    def scalar(index: str) -> pa.Scalar:
+        return batch.column(int(index))[0]
+
+    def node() -> Node:
+        nonlocal pos
+        key, value = pairs[pos]
+        pos += 1
+        if key == "literal":
+            return Literal(scalar(value))
+        if key == "field_ref":
+            return Field((value,))
+        if key == "nested_field_ref":
+            names = pairs[pos : pos + int(value)]
+            if len(names) != int(value) or any(k != "field_ref" for k, _ in names):
+                raise UnreadableExpression(f"unexpected nested reference {names}")
+            pos += int(value)
+            return Field(tuple(v for _, v in names))
+        if key == "call":
+            args: list[Node] = []
+            options = None
+            while pairs[pos][0] != "end":
+                if pairs[pos][0] == "options":
+                    options = scalar(pairs[pos][1])
+                    pos += 1
+                else:
+                    args.append(node())
+            if pairs[pos][1] != value:
+                raise UnreadableExpression(f"call {value!r} ends as {pairs[pos][1]!r}")
+            pos += 1
+            return Call(value, tuple(args), options)
+        raise UnreadableExpression(f"unknown serialized node {key!r}")
+
+    try:
+        tree = node()
+    except (IndexError, ValueError) as err:
+        raise UnreadableExpression(f"cannot read a serialized expression: {err}") from err
+    if pos != len(pairs):
+        raise UnreadableExpression(f"{len(pairs) - pos} serialized entries left over")
+    return tree
+
+
+def fields_of(tree: Node) -> list[Field]:
+    """Every column reference in the tree, in prefix order."""
+    if isinstance(tree, Field):
+        return [tree]
+    if isinstance(tree, Call):
+        return [f for a in tree.args for f in fields_of(a)]
+    return []
+
+
+def columns_of(tree: Node) -> set[str]:
+    """The columns the tree reads."""
+    return {f.name for f in fields_of(tree)}
+
+
+def unknown_columns(tree: Node, schema: pa.Schema) -> list[str]:
+    """Column references of the tree that ``schema`` lacks (a struct path names each missing step)."""
+    out: list[str] = []
+    for f in fields_of(tree):
+        if f.name not in schema.names:
+            out.append(f.name)
+            continue
+        t = schema.field(f.name).type
+        for depth, step in enumerate(f.path[1:], start=1):
+            if not pa.types.is_struct(t) or t.get_field_index(step) < 0:
+                out.append(".".join(f.path[: depth + 1]))
+                break
+            t = t.field(step).type
+    return list(dict.fromkeys(out))
+
+
+# -- what each range may hold --------------------------------------------------------
+@dataclass(frozen=True)
+class ColumnStats:
+    """Statistics of one scalar column, chunk by chunk, in physical row order.
+
+    ``stats[i]`` covers rows ``[starts[i], starts[i + 1])``; ``None`` marks a
+    range where the column is absent (rows written before it existed: all
+    null), ``{}`` a chunk without statistics (nothing known).
+    """
+
+    type: pa.DataType
+    starts: np.ndarray
+    stats: Sequence[Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """What the values of a node may be, per range.
+
+    ``lo``/``hi``: bounds of the non-null, non-NaN values (an Arrow array over
+    the ranges or one scalar; a null entry, or None, is unbounded).
+    ``values``/``nulls``/``nans``: whether a range may hold a non-null value, a
+    null, a NaN.
+    """
+
+    lo: pa.Array | pa.Scalar | None
+    hi: pa.Array | pa.Scalar | None
+    values: np.ndarray
+    nulls: np.ndarray
+    nans: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Truth:
+    """Which outcomes a condition may have, per range."""
+
+    t: np.ndarray
+    f: np.ndarray
+    n: np.ndarray
+
+    def swap(self) -> _Truth:
+        return _Truth(self.f, self.t, self.n)
+
+
+class _Ranges:
+    """The statistics of the candidate ranges, and the rules that evaluate a tree on them."""
+
+    def __init__(self, n: int, columns: Mapping[str, _Bounds]) -> None:
+        self.n = n
+        self.columns = columns
+        self.yes = np.ones(n, dtype=bool)
+        self.no = np.zeros(n, dtype=bool)
+
+    def unknown(self) -> _Bounds:
+        return _Bounds(None, None, self.yes, self.yes, self.yes)
+
+    def anything(self) -> _Truth:
+        return _Truth(self.yes, self.yes, self.yes)
+
+    def mask(self, result: Any) -> np.ndarray:
+        """An Arrow boolean result (array or scalar; null: unknown) as a per-range mask."""
+        if isinstance(result, pa.Scalar):
+            return self.yes if not result.is_valid or result.as_py() else self.no
+        return np.asarray(pc.fill_null(result, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+    # -- values ---------------------------------------------------------------------
+    def bounds(self, node: Node) -> _Bounds:
+        if isinstance(node, Field):
+            b = self.columns.get(node.name) if len(node.path) == 1 else None
+            return b if b is not None else self.unknown()
+        if isinstance(node, Literal):
+            v = node.value
+            valid = v.is_valid
+            nan = bool(valid and pa.types.is_floating(v.type) and np.isnan(v.as_py()))
+            return _Bounds(
+                v if valid and not nan else None,
+                v if valid and not nan else None,
+                self.yes if valid and not nan else self.no,
+                self.no if valid else self.yes,
+                self.yes if nan else self.no,
+            )
+        if node.function == "cast" and len(node.args) == 1:
+            return self.cast(self.bounds(node.args[0]), node)
+        return self.unknown()
+
+    def cast(self, b: _Bounds, call: Call) -> _Bounds:
+        """Casts between numbers (or between timestamps) keep order; others lose the bounds."""
+        to = call.options.type.field("to_type").type if call.options is not None else None
+        ends = [e for e in (b.lo, b.hi) if e is not None]
+        if to is None or not ends:
+            return _Bounds(None, None, b.values, b.nulls, b.nans)
+        src = ends[0].type
+        numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
+        ordered = (any(p(src) for p in numeric) and any(p(to) for p in numeric)) or (
+            pa.types.is_timestamp(src) and pa.types.is_timestamp(to)
+        )
+        if not ordered:
+            return _Bounds(None, None, b.values, b.nulls, self.yes)
+        try:
+            lo = None if b.lo is None else pc.cast(b.lo, to)
+            hi = None if b.hi is None else pc.cast(b.hi, to)
+        except (*_ARROW_ERRORS, OverflowError):
+            return _Bounds(None, None, b.values, b.nulls, self.yes)
+        return _Bounds(lo, hi, b.values, b.nulls, b.nans)
+
+    def compare(self, fn: Callable[..., Any], x: Any, y: Any) -> np.ndarray:
+        """``fn(x, y)`` over the ranges; unbounded or incomparable ends: possible."""
+        if x is None or y is None:
+            return self.yes
+        try:
+            return self.mask(fn(x, y))
+        except (*_ARROW_ERRORS, OverflowError):
+            return self.yes
+
+    def comparison(self, function: str, a: _Bounds, b: _Bounds) -> _Truth:
+        if function in ("greater", "greater_equal"):
+            a, b = b, a
+            function = "less" if function == "greater" else "less_equal"
+        both = a.values & b.values
+        nan = (a.nans & (b.values | b.nans)) | (b.nans & (a.values | a.nans))
+        nulls = a.nulls | b.nulls
+        if function == "less":
+            t = both & self.compare(pc.less, a.lo, b.hi)
+            f = both & self.compare(pc.greater_equal, a.hi, b.lo)
+        elif function == "less_equal":
+            t = both & self.compare(pc.less_equal, a.lo, b.hi)
+            f = both & self.compare(pc.greater, a.hi, b.lo)
+        else:  # equal, not_equal
+            t = (
+                both
+                & self.compare(pc.less_equal, a.lo, b.hi)
+                & self.compare(pc.less_equal, b.lo, a.hi)
+            )
+            single = (
+                ~self.compare(pc.not_equal, a.lo, a.hi)
+                & ~self.compare(pc.not_equal, b.lo, b.hi)
+                & ~self.compare(pc.not_equal, a.lo, b.lo)
+            )
+            known = all(e is not None for e in (a.lo, a.hi, b.lo, b.hi))
+            f = both & (~single if known else self.yes)
+            if function == "not_equal":
+                t, f = f, t
+        return _Truth(t | nan, f | nan, nulls)
+
+    # -- conditions -----------------------------------------------------------------
+    def truth(self, node: Node) -> _Truth:
+        if isinstance(node, Literal):
+            v = node.value
+            if not v.is_valid:
+                return _Truth(self.no, self.no, self.yes)
+            if pa.types.is_boolean(v.type):
+                return _Truth(
+                    self.yes if v.as_py() else self.no, self.no if v.as_py() else self.yes, self.no
+                )
+            return self.anything()
+        if isinstance(node, Field):
+            b = self.bounds(node)
+            if b.lo is None or b.hi is None or not pa.types.is_boolean(b.lo.type):
+                return _Truth(b.values, b.values, b.nulls)  # a boolean column without bounds
+            t = b.values & self.compare(pc.equal, b.hi, pa.scalar(True))
+            f = b.values & self.compare(pc.equal, b.lo, pa.scalar(False))
+            return _Truth(t, f, b.nulls)
+        fn, args = node.function, node.args
+        if len(args) == 2 and fn in (
+            "equal",
+            "not_equal",
+            "less",
+            "less_equal",
+            "greater",
+            "greater_equal",
+        ):
+            return self.comparison(fn, self.bounds(args[0]), self.bounds(args[1]))
+        if fn == "invert":
+            return self.truth(args[0]).swap()
+        if fn in ("and_kleene", "and", "and_not_kleene", "and_not"):
+            a, b = self.truth(args[0]), self.truth(args[1])
+            if fn.startswith("and_not"):
+                b = b.swap()
+            kleene = fn.endswith("kleene")  # NULL AND FALSE is FALSE; without Kleene it is NULL
+            n = ((a.n & (b.t | b.n)) | (b.n & (a.t | a.n))) if kleene else a.n | b.n
+            return _Truth(a.t & b.t, a.f | b.f, n)
+        if fn in ("or_kleene", "or"):
+            a, b = self.truth(args[0]), self.truth(args[1])
+            kleene = fn == "or_kleene"  # NULL OR TRUE is TRUE; without Kleene it is NULL
+            n = ((a.n & (b.f | b.n)) | (b.n & (a.f | a.n))) if kleene else a.n | b.n
+            return _Truth(a.t | b.t, a.f & b.f, n)
+        if fn == "is_null":
+            b = self.bounds(args[0])
+            return _Truth(
+                b.nulls | (b.nans if node.option("nan_is_null") else self.no),
+                b.values | b.nans,
+                self.no,
+            )
+        if fn == "is_valid":
+            b = self.bounds(args[0])
+            return _Truth(b.values | b.nans, b.nulls, self.no)
+        if fn == "is_nan":
+            b = self.bounds(args[0])
+            return _Truth(b.nans, b.values, b.nulls)
+        if fn == "true_unless_null":
+            b = self.bounds(args[0])
+            return _Truth(b.values | b.nans, self.no, b.nulls)
+        if fn == "is_in" and node.options is not None:
+            return self.is_in(self.bounds(args[0]), node)
+        if fn == "if_else" and len(args) == 3:
+            c, a, b = (self.truth(x) for x in args)
+            return _Truth(
+                (c.t & a.t) | (c.f & b.t),
+                (c.t & a.f) | (c.f & b.f),
+                c.n | (c.t & a.n) | (c.f & b.n),
+            )
+        return self.anything()
+
+    def is_in(self, x: _Bounds, call: Call) -> _Truth:
+        assert call.options is not None
+        value_set = call.options["value_set"].values
+        behavior = call.option(
+            "null_matching_behavior"
+        )  # 0 MATCH, 1 SKIP, 2 EMIT_NULL, 3 INCONCLUSIVE
+        if value_set is None or behavior not in (0, 1, 2, 3):
+            return self.anything()
+        has_null = value_set.null_count > 0
+        present = value_set.drop_null()
+        if len(present) > MAX_IN_VALUES:
+            t = x.values.copy()
+        else:
+            t = self.no.copy()
+            for k in range(len(present)):
+                v = present[k]
+                t |= self.compare(pc.less_equal, x.lo, v) & self.compare(pc.greater_equal, x.hi, v)
+            t &= x.values
+        t = t | x.nans  # NaN is in a set holding NaN
+        f = x.values | x.nans
+        n = self.no
+        if behavior == 0:
+            t, f = (t | x.nulls, f) if has_null else (t, f | x.nulls)
+        elif behavior == 1:
+            f = f | x.nulls
+        else:
+            n = x.nulls | ((x.values | x.nans) if behavior == 3 and has_null else self.no)
+        return _Truth(t, f, n)
+
+
+def _column_bounds(cs: ColumnStats, chunk: np.ndarray, rows: np.ndarray) -> _Bounds:
+    """Per-range bounds of one column, from the statistics of the chunk each range lies in."""
+    t = plain_type(cs.type.value_type if pa.types.is_dictionary(cs.type) else cs.type)
+    k = len(cs.stats)
+    lo_c: list[pa.Scalar | None] = []
+    hi_c: list[pa.Scalar | None] = []
+    values_c = np.ones(k + 1, dtype=bool)
+    nulls_c = np.ones(k + 1, dtype=bool)
+    nans_c = np.ones(k + 1, dtype=bool)
+    for i, s in enumerate(cs.stats):
+        lo = hi = None
+        if s is None:  # the column did not exist yet: all null
+            values_c[i], nans_c[i] = False, False
+        elif s:
+            nulls = s.get("null_count")
+            count = rows[i]
+            if nulls is not None:
+                nulls_c[i] = int(nulls) > 0
+                values_c[i] = count - int(nulls) > 0
+            nans_c[i] = bool(s.get("has_nan")) if pa.types.is_floating(t) else False
+            try:
+                lo = None if s.get("min") is None else stat_scalar(s["min"], t)
+                hi = None if s.get("max") is None else stat_scalar(s["max"], t)
+            except (*_ARROW_ERRORS, OverflowError, ValueError, ArithmeticError, TypeError):
+                lo = hi = None  # statistics that do not fit the type: know nothing
+            if pa.types.is_floating(t) and "has_nan" not in s:
+                nans_c[i] = True  # statistics written without a NaN count
+        lo_c.append(lo)
+        hi_c.append(hi)
+    lo_c.append(None)  # index k: a range outside every chunk, nothing known
+    hi_c.append(None)
+    idx = np.where((chunk >= 0) & (chunk < k), chunk, k)
+    try:
+        lo_arr = pa.array(lo_c, type=t).take(pa.array(idx))
+        hi_arr = pa.array(hi_c, type=t).take(pa.array(idx))
+    except (*_ARROW_ERRORS, OverflowError):
+        return _Bounds(
+            None, None, np.ones(len(idx), bool), np.ones(len(idx), bool), np.ones(len(idx), bool)
+        )
+    return _Bounds(lo_arr, hi_arr, values_c[idx], nulls_c[idx], nans_c[idx])
+
+
+def plan_ranges(
+    expr: pc.Expression | None,
+    schema: pa.Schema,
+    columns: Mapping[str, ColumnStats],
+    *,
+    start: int,
+    stop: int,
+    frag_starts: np.ndarray,
+    frag_ids: np.ndarray,
+) -> list[tuple[int, int]]:
+    """Row ranges within ``[start, stop)`` that may hold rows matching ``expr``, merged and in order.
+
+    ``columns`` holds the statistics of the scalar columns ``expr`` reads;
+    ``_rowid`` in ``expr`` prunes by the row ids each range can hold.
+    """
+    if stop <= start:
+        return []
+    if expr is None:
+        return [(start, stop)]
+    try:
+        tree = from_arrow(expr)
+    except UnreadableExpression:
+        return [(start, stop)]
+    use_rowid = ROWID in schema.names and ROWID in columns_of(tree)
+    if not columns and not use_rowid:
+        return [(start, stop)]
+    cuts = {start, stop}
+    for idx in [frag_starts, *(c.starts for c in columns.values())]:
+        inside = idx[(idx > start) & (idx < stop)]
+        cuts.update(int(x) for x in inside)
+    bounds = np.array(sorted(cuts), dtype=np.int64)
+    seg_lo, seg_hi = bounds[:-1], bounds[1:]
+    n = len(seg_lo)
+    known: dict[str, _Bounds] = {}
+    for name, cs in columns.items():
+        chunk = np.searchsorted(cs.starts, seg_lo, side="right") - 1
+        known[name] = _column_bounds(cs, chunk, np.diff(np.asarray(cs.starts, dtype=np.int64)))
+    if use_rowid:
+        f = np.searchsorted(frag_starts, seg_lo, side="right") - 1
+        base = frag_ids[f].astype(np.int64) << 32
+        lo_ids = base | (seg_lo - frag_starts[f])
+        hi_ids = base | (seg_hi - 1 - frag_starts[f])
+        none = np.zeros(n, dtype=bool)
+        known[ROWID] = _Bounds(
+            pa.array(lo_ids, pa.int64()), pa.array(hi_ids, pa.int64()), ~none, none, none
+        )
+    keep = _Ranges(n, known).truth(tree).t
+    out: list[tuple[int, int]] = []
+    for k in np.flatnonzero(keep):
+        a, b = int(seg_lo[k]), int(seg_hi[k])
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
