@@ -314,7 +314,12 @@ def predicate(draw: st.DrawFn, literal: Any, floating: bool, depth: int = 0) -> 
         values = draw(st.lists(literal, min_size=1, max_size=4))
         try:
             value_set = pa.array([v.as_py() for v in values], type=values[0].type)
-        except (pa.ArrowInvalid, OverflowError):  # literals of mixed types: the first one only
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+            TypeError,
+            OverflowError,
+        ):  # mixed literal types
             value_set = pa.array([values[0].as_py()], type=values[0].type)
         if draw(st.booleans()):
             value_set = pa.concat_arrays([value_set, pa.nulls(1, value_set.type)])

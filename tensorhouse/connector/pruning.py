@@ -368,21 +368,23 @@ class _Ranges:
     # -- conditions -----------------------------------------------------------------
     def truth(self, node: Node) -> _Truth:
         if isinstance(node, Literal):
-            v = node.value
-            if not v.is_valid:
+            value = node.value
+            if not value.is_valid:
                 return _Truth(self.no, self.no, self.yes)
-            if pa.types.is_boolean(v.type):
+            if pa.types.is_boolean(value.type):
                 return _Truth(
-                    self.yes if v.as_py() else self.no, self.no if v.as_py() else self.yes, self.no
+                    self.yes if value.as_py() else self.no,
+                    self.no if value.as_py() else self.yes,
+                    self.no,
                 )
             return self.anything()
         if isinstance(node, Field):
-            b = self.bounds(node)
-            if b.lo is None or b.hi is None or not pa.types.is_boolean(b.lo.type):
-                return _Truth(b.values, b.values, b.nulls)  # a boolean column without bounds
-            t = b.values & self.compare(pc.equal, b.hi, pa.scalar(True))
-            f = b.values & self.compare(pc.equal, b.lo, pa.scalar(False))
-            return _Truth(t, f, b.nulls)
+            v = self.bounds(node)
+            if v.lo is None or v.hi is None or not pa.types.is_boolean(v.lo.type):
+                return _Truth(v.values, v.values, v.nulls)  # a boolean column without bounds
+            t = v.values & self.compare(pc.equal, v.hi, pa.scalar(True))
+            f = v.values & self.compare(pc.equal, v.lo, pa.scalar(False))
+            return _Truth(t, f, v.nulls)
         fn, args = node.function, node.args
         if len(args) == 2 and fn in (
             "equal",
@@ -408,21 +410,21 @@ class _Ranges:
             n = ((a.n & (b.f | b.n)) | (b.n & (a.f | a.n))) if kleene else a.n | b.n
             return _Truth(a.t | b.t, a.f & b.f, n)
         if fn == "is_null":
-            b = self.bounds(args[0])
+            v = self.bounds(args[0])
             return _Truth(
-                b.nulls | (b.nans if node.option("nan_is_null") else self.no),
-                b.values | b.nans,
+                v.nulls | (v.nans if node.option("nan_is_null") else self.no),
+                v.values | v.nans,
                 self.no,
             )
         if fn == "is_valid":
-            b = self.bounds(args[0])
-            return _Truth(b.values | b.nans, b.nulls, self.no)
+            v = self.bounds(args[0])
+            return _Truth(v.values | v.nans, v.nulls, self.no)
         if fn == "is_nan":
-            b = self.bounds(args[0])
-            return _Truth(b.nans, b.values, b.nulls)
+            v = self.bounds(args[0])
+            return _Truth(v.nans, v.values, v.nulls)
         if fn == "true_unless_null":
-            b = self.bounds(args[0])
-            return _Truth(b.values | b.nans, self.no, b.nulls)
+            v = self.bounds(args[0])
+            return _Truth(v.values | v.nans, self.no, v.nulls)
         if fn == "is_in" and node.options is not None:
             return self.is_in(self.bounds(args[0]), node)
         if fn == "if_else" and len(args) == 3:
