@@ -22,6 +22,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tensorhouse.connector import pruning
 from tensorhouse.connector.pruning import (
     UnreadableExpression,
     columns_of,
@@ -80,6 +81,12 @@ def referenced_columns(expr: pc.Expression, schema: pa.Schema) -> list[str]:
 
 
 _REFERENCED: dict[tuple[bytes, pa.Schema], tuple[str, ...]] = {}
+
+
+def clear_caches() -> None:
+    """Forget checked filters and their trees (benchmarks time a first use)."""
+    _REFERENCED.clear()
+    pruning.clear_cache()
 
 
 def apply_filter(batch: pa.RecordBatch, expr: pc.Expression) -> pa.RecordBatch:

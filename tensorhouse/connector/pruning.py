@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import decimal
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,11 @@ def from_arrow(expr: pc.Expression) -> Node:
 
 
 _TREES: dict[bytes, Node] = {}
+
+
+def clear_cache() -> None:
+    """Forget the trees read so far (benchmarks time a first read)."""
+    _TREES.clear()
 
 
 def _decode(payload: Any) -> Node:
@@ -466,12 +472,35 @@ class _Ranges:
         return _Truth(t, f, n)
 
 
+def _stat_array(raw: list[Any], t: pa.DataType) -> pa.Array:
+    """Stored statistics (JSON values, None unknown) as one Arrow array of ``t``.
+
+    The vectorised form of :func:`~tensorhouse.format.chunks.columnar.stat_scalar`;
+    a value that does not fit the type becomes unknown (None), one by one.
+    """
+    try:
+        if pa.types.is_temporal(t):
+            return pa.array(raw, type=pa.int32() if t.bit_width == 32 else pa.int64()).view(t)
+        if pa.types.is_decimal(t):
+            return pa.array([None if v is None else decimal.Decimal(v) for v in raw], type=t)
+        return pa.array(raw, type=t)
+    except (*_ARROW_ERRORS, OverflowError, ValueError, ArithmeticError, TypeError):
+        out: list[pa.Scalar | None] = []
+        for v in raw:
+            try:
+                out.append(None if v is None else stat_scalar(v, t))
+            except (*_ARROW_ERRORS, OverflowError, ValueError, ArithmeticError, TypeError):
+                out.append(None)  # a statistic that does not fit the type: know nothing
+        return pa.array(out, type=t)
+
+
 def _column_bounds(cs: ColumnStats, chunk: np.ndarray, rows: np.ndarray) -> _Bounds:
     """Per-range bounds of one column, from the statistics of the chunk each range lies in."""
     t = plain_type(cs.type.value_type if pa.types.is_dictionary(cs.type) else cs.type)
+    floating = pa.types.is_floating(t)
     k = len(cs.stats)
-    lo_c: list[pa.Scalar | None] = []
-    hi_c: list[pa.Scalar | None] = []
+    lo_raw: list[Any] = []
+    hi_raw: list[Any] = []
     values_c = np.ones(k + 1, dtype=bool)
     nulls_c = np.ones(k + 1, dtype=bool)
     nans_c = np.ones(k + 1, dtype=bool)
@@ -481,26 +510,20 @@ def _column_bounds(cs: ColumnStats, chunk: np.ndarray, rows: np.ndarray) -> _Bou
             values_c[i], nans_c[i] = False, False
         elif s:
             nulls = s.get("null_count")
-            count = rows[i]
             if nulls is not None:
                 nulls_c[i] = int(nulls) > 0
-                values_c[i] = count - int(nulls) > 0
-            nans_c[i] = bool(s.get("has_nan")) if pa.types.is_floating(t) else False
-            try:
-                lo = None if s.get("min") is None else stat_scalar(s["min"], t)
-                hi = None if s.get("max") is None else stat_scalar(s["max"], t)
-            except (*_ARROW_ERRORS, OverflowError, ValueError, ArithmeticError, TypeError):
-                lo = hi = None  # statistics that do not fit the type: know nothing
-            if pa.types.is_floating(t) and "has_nan" not in s:
-                nans_c[i] = True  # statistics written without a NaN count
-        lo_c.append(lo)
-        hi_c.append(hi)
-    lo_c.append(None)  # index k: a range outside every chunk, nothing known
-    hi_c.append(None)
+                values_c[i] = int(rows[i]) - int(nulls) > 0
+            # Statistics written without a NaN flag (columnar chunks) may hide a NaN.
+            nans_c[i] = bool(s.get("has_nan", True)) if floating else False
+            lo, hi = s.get("min"), s.get("max")
+        lo_raw.append(lo)
+        hi_raw.append(hi)
+    lo_raw.append(None)  # index k: a range outside every chunk, nothing known
+    hi_raw.append(None)
     idx = np.where((chunk >= 0) & (chunk < k), chunk, k)
     try:
-        lo_arr = pa.array(lo_c, type=t).take(pa.array(idx))
-        hi_arr = pa.array(hi_c, type=t).take(pa.array(idx))
+        lo_arr = _stat_array(lo_raw, t).take(pa.array(idx))
+        hi_arr = _stat_array(hi_raw, t).take(pa.array(idx))
     except (*_ARROW_ERRORS, OverflowError):
         return _Bounds(
             None, None, np.ones(len(idx), bool), np.ones(len(idx), bool), np.ones(len(idx), bool)
