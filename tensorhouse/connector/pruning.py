@@ -32,7 +32,7 @@ a prefix of at most 64 characters, still a lower bound; a longer max is not
 kept), dates/times/timestamps/durations as their stored integers, decimals
 as text (:func:`tensorhouse.format.chunks.columnar.stat_scalar` turns them
 back into typed scalars). Min and max leave NaN out; a range holding NaN may
-give any comparison outcome (Arrow: NaN compares false, ``!=`` true).
+hold a row where a comparison is FALSE (``!=``: TRUE), as Arrow compares NaN.
 
 Example:
     >>> import pyarrow as pa, pyarrow.compute as pc
@@ -369,7 +369,11 @@ class _Ranges:
             f = both & (~single if known else self.yes)
             if function == "not_equal":
                 t, f = f, t
-        return _Truth(t | nan, f | nan, nulls)
+        # Arrow: a comparison with NaN is FALSE, and != is TRUE (rows are filtered by Arrow,
+        # whatever NaN ordering the engine has: the engines drop a filter they push down).
+        if function == "not_equal":
+            return _Truth(t | nan, f, nulls)
+        return _Truth(t, f | nan, nulls)
 
     # -- conditions -----------------------------------------------------------------
     def truth(self, node: Node) -> _Truth:
