@@ -295,10 +295,14 @@ TYPES: dict[str, tuple[str, pa.DataType, Any, Any]] = {
 
 
 @st.composite
-def predicate(draw: st.DrawFn, literal: Any, floating: bool, depth: int = 0) -> pc.Expression:
+def predicate(
+    draw: st.DrawFn, literal: Any, floating: bool, numeric: bool = False, depth: int = 0
+) -> pc.Expression:
     kinds = ["cmp", "cmp", "in", "null", "between"]
     if floating:
         kinds.append("nan")
+    if numeric:
+        kinds.append("cast")
     if depth < 2:
         kinds += ["and", "or", "not", "cmp_y"]
     kind = draw(st.sampled_from(kinds))
@@ -331,14 +335,17 @@ def predicate(draw: st.DrawFn, literal: Any, floating: bool, depth: int = 0) -> 
         return draw(st.sampled_from([x.is_null(), x.is_valid(), x.is_null(nan_is_null=True)]))
     if kind == "nan":
         return x.is_nan()
+    if kind == "cast":  # unsafe casts too: a NaN or an overflow becomes some value
+        to = draw(st.sampled_from([pa.float64(), pa.int64(), pa.int8(), pa.float32()]))
+        return x.cast(to, safe=draw(st.booleans())) > draw(st.integers(-130, 130))
     if kind == "between":
         lo, hi = draw(literal), draw(literal)
         return (x >= lo) & (x <= hi)
     if kind == "not":
-        return ~draw(predicate(literal, floating, depth + 1))
+        return ~draw(predicate(literal, floating, numeric, depth + 1))
     a, b = (
-        draw(predicate(literal, floating, depth + 1)),
-        draw(predicate(literal, floating, depth + 1)),
+        draw(predicate(literal, floating, numeric, depth + 1)),
+        draw(predicate(literal, floating, numeric, depth + 1)),
     )
     return a & b if kind == "and" else a | b
 
@@ -373,7 +380,9 @@ def _check(name: str, data: st.DataObject) -> None:
     for a, b in zip([0, *cuts], [*cuts, len(xs)], strict=True):
         if b > a:
             ds.append(table.slice(a, b - a))
-    expr = data.draw(predicate(literal, pa.types.is_floating(arrow_type)), label="predicate")
+    floating = pa.types.is_floating(arrow_type)
+    numeric = floating or pa.types.is_integer(arrow_type)
+    expr = data.draw(predicate(literal, floating, numeric), label="predicate")
     want = _mask(table, expr)
     if want is None:
         return

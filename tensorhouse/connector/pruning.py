@@ -330,7 +330,13 @@ class _Ranges:
             hi = None if b.hi is None else pc.cast(b.hi, to)
         except (*_ARROW_ERRORS, OverflowError):
             return _Bounds(None, None, b.values, b.nulls, self.yes)
-        return _Bounds(lo, hi, b.values, b.nulls, b.nans)
+        if pa.types.is_floating(to) or not b.nans.any():
+            return _Bounds(lo, hi, b.values, b.nulls, b.nans)
+        # A NaN cast to a non-float (where the cast allows it) is some value: unbounded there.
+        nan = pa.array(b.nans)
+        lo = pc.if_else(nan, pa.scalar(None, lo.type), lo) if isinstance(lo, pa.Array) else None
+        hi = pc.if_else(nan, pa.scalar(None, hi.type), hi) if isinstance(hi, pa.Array) else None
+        return _Bounds(lo, hi, b.values | b.nans, b.nulls, self.no)
 
     def compare(self, fn: Callable[..., Any], x: Any, y: Any) -> np.ndarray:
         """``fn(x, y)`` over the ranges; unbounded or incomparable ends: possible."""
