@@ -476,3 +476,15 @@ def test_decimal_and_timestamp_literals_of_other_types_compare_as_arrow_casts_th
     ]
     for expr, ranges in cases:
         assert scan.scanner(filter=expr).ranges == ranges, expr
+
+
+def test_in_casts_its_values_to_the_column_type_as_arrow_does() -> None:
+    """Arrow casts an IN list of timestamps to a date column's type: 00:00:01 is that day."""
+    ds = th.create("memory://pruning-in-cast", {"d": "date32"})
+    ds.append({"d": [dt.date(2020, 1, 1)]})
+    ds.append({"d": [dt.date(2020, 1, 3)]})
+    value_set = pa.array([dt.datetime(2020, 1, 1, 0, 0, 1)], pa.timestamp("s"))
+    expr = pc.field("d").isin(value_set)
+    scan = TensorhouseArrowDataset(ds)
+    assert scan.scanner(filter=expr).ranges == [(0, 1)]
+    assert scan.to_table(filter=expr).num_rows == 1

@@ -462,13 +462,24 @@ class _Ranges:
             return self.anything()
         has_null = value_set.null_count > 0
         present = value_set.drop_null()
-        if len(present) > MAX_IN_VALUES:
+        # Arrow compares numbers in a common type but casts, e.g., timestamps to a date column's
+        # type (a timestamp at 00:00:01 is in a date's set): try both readings, keep either's match.
+        readings = [present]
+        bound = x.lo if x.lo is not None else x.hi
+        if bound is not None and bound.type != present.type:
+            try:
+                readings.append(pc.cast(present, bound.type, safe=False))
+            except (*_ARROW_ERRORS, OverflowError):
+                pass
+        if sum(len(r) for r in readings) > MAX_IN_VALUES:
             t = x.values.copy()
         else:
             t = self.no.copy()
-            for k in range(len(present)):
-                v = present[k]
-                t |= self.compare(pc.less_equal, x.lo, v) & self.compare(pc.greater_equal, x.hi, v)
+            for values in readings:
+                for k in range(len(values)):
+                    v = values[k]
+                    lo_ok = self.compare(pc.less_equal, x.lo, v)
+                    t |= lo_ok & self.compare(pc.greater_equal, x.hi, v)
             t &= x.values
         t = t | x.nans  # NaN is in a set holding NaN
         f = x.values | x.nans
