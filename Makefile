@@ -69,8 +69,11 @@ bench: $(VENV)/.stamp-bench
 	done; exit $$status
 
 # The declared floors, installed exactly (.ci/min_constraints.py pins every `>=` of the core
-# dependencies and of the SQL engines' and S3 extras to `==`; the test tools keep their own
-# floors), then the tests of the format, storage (S3 on moto_server), SQL connectors and filters. Not in .ci/run: it builds a second venv (a few minutes of pip).
+# dependencies and of the SQL engines' extras to `==`; the test tools keep their own floors),
+# then the tests of the format, local storage, SQL connectors and filters. Not in .ci/run: it
+# builds a second venv (a few minutes of pip). The s3 extra is left out: s3fs==2024.2 with
+# moto[server] sent pip's resolver backtracking through aiobotocore for over 8 minutes, so
+# the S3 tests skip here (moto_server absent).
 MIN_VENV ?= .venv-min
 MIN_TESTS ?= tests/test_dataset.py tests/test_types.py tests/test_chunks.py tests/test_predicate.py \
   tests/test_pruning.py tests/test_connector_dataset.py tests/test_tabular_types.py \
@@ -78,9 +81,9 @@ MIN_TESTS ?= tests/test_dataset.py tests/test_types.py tests/test_chunks.py test
 
 $(MIN_VENV)/.stamp-min: pyproject.toml .ci/min_constraints.py
 	$(PY) -m venv $(MIN_VENV)
-	$(PY) .ci/min_constraints.py duckdb datafusion s3 > $(MIN_VENV)/constraints.txt
-	$(MIN_VENV)/bin/pip install -q -c $(MIN_VENV)/constraints.txt -e '.[duckdb,datafusion,s3]' \
-	  pytest pytest-timeout hypothesis pandas deltalake 'moto[server]'
+	$(PY) .ci/min_constraints.py duckdb datafusion > $(MIN_VENV)/constraints.txt
+	$(MIN_VENV)/bin/pip install -q -c $(MIN_VENV)/constraints.txt -e '.[duckdb,datafusion]' \
+	  pytest pytest-timeout hypothesis pandas deltalake
 	touch $@
 
 test-min: $(MIN_VENV)/.stamp-min
