@@ -77,13 +77,14 @@ bench: $(VENV)/.stamp-bench
 MIN_VENV ?= .venv-min
 MIN_TESTS ?= tests/test_dataset.py tests/test_types.py tests/test_chunks.py tests/test_predicate.py \
   tests/test_pruning.py tests/test_connector_dataset.py tests/test_tabular_types.py \
-  tests/test_duckdb.py tests/test_datafusion.py tests/test_versions.py tests/test_storage.py
+  tests/test_duckdb.py tests/test_datafusion.py tests/test_versions.py tests/test_storage.py \
+  --deselect tests/test_duckdb.py::test_to_torch
 
 $(MIN_VENV)/.stamp-min: pyproject.toml .ci/min_constraints.py
 	$(PY) -m venv $(MIN_VENV)
 	$(PY) .ci/min_constraints.py duckdb datafusion > $(MIN_VENV)/constraints.txt
 	$(MIN_VENV)/bin/pip install -q -c $(MIN_VENV)/constraints.txt -e '.[duckdb,datafusion]' \
-	  pytest pytest-timeout hypothesis pandas deltalake
+	  pytest pytest-timeout hypothesis pandas deltalake polars
 	touch $@
 
 test-min: $(MIN_VENV)/.stamp-min
