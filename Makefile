@@ -70,8 +70,8 @@ bench: $(VENV)/.stamp-bench
 
 # The declared floors, installed exactly (.ci/min_constraints.py pins every `>=` of the core
 # dependencies and of the SQL engines' extras to `==`; the test tools keep their own floors),
-# then the tests of the format, local storage, SQL connectors and filters. Not in .ci/run: it
-# builds a second venv (a few minutes of pip). The s3 extra is left out: s3fs==2024.2 with
+# then the tests of the format, local storage, SQL connectors and filters. .ci/run runs it last:
+# it builds a second venv (about 12 minutes of pip on a fresh machine, 2 of tests). The s3 extra is left out: s3fs==2024.2 with
 # moto[server] sent pip's resolver backtracking through aiobotocore for over 8 minutes, so
 # the S3 tests skip here (moto_server absent).
 MIN_VENV ?= .venv-min
