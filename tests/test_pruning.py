@@ -302,7 +302,7 @@ def predicate(
     if floating:
         kinds.append("nan")
     if numeric:
-        kinds.append("cast")
+        kinds += ["cast", "arith"]
     if depth < 2:
         kinds += ["and", "or", "not", "cmp_y"]
     kind = draw(st.sampled_from(kinds))
@@ -335,6 +335,16 @@ def predicate(
         return draw(st.sampled_from([x.is_null(), x.is_valid(), x.is_null(nan_is_null=True)]))
     if kind == "nan":
         return x.is_nan()
+    if kind == "arith":  # x + c, c + x, x - c: unchecked kernels wrap, the bounds must not lie
+        c = draw(
+            st.sampled_from(
+                [pa.scalar(3), pa.scalar(-2.5), pa.scalar(2**62), pa.scalar(32_700, pa.int16())]
+            )
+        )
+        shifted = draw(st.sampled_from([x + c, pc.scalar(c) + x, x - c]))
+        op = draw(st.sampled_from(["<", ">=", "=="]))
+        v = draw(st.integers(-200, 200))
+        return {"<": shifted < v, ">=": shifted >= v, "==": shifted == v}[op]
     if kind == "cast":  # unsafe casts too: a NaN or an overflow becomes some value
         to = draw(st.sampled_from([pa.float64(), pa.int64(), pa.int8(), pa.float32()]))
         return x.cast(to, safe=draw(st.booleans())) > draw(st.integers(-130, 130))
@@ -441,6 +451,7 @@ def test_pruning_skips_what_statistics_rule_out() -> None:
             [(0, 100), (200, 300)],
         ),
         (x.cast(pa.int64()) > 350, [(200, 400)]),
+        (x + 50.0 < 100, [(0, 100)]),  # NaN + 50 is NaN, NULL + 50 is NULL: neither matches
     ]
     for expr, want in cases:
         merged: list[tuple[int, int]] = []

@@ -57,6 +57,8 @@ from tensorhouse.format.chunks.columnar import plain_type, stat_scalar
 from tensorhouse.types import ROWID
 
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowKeyError)
+#: Arithmetic with a constant whose bounds follow the constant (``x + 1 > 2``).
+_SHIFTS = ("add", "add_checked", "subtract", "subtract_checked")
 #: Above this many values, ``is_in`` prunes nothing (each value costs two compares per range).
 MAX_IN_VALUES = 1024
 
@@ -310,7 +312,36 @@ class _Ranges:
             )
         if node.function == "cast" and len(node.args) == 1:
             return self.cast(self.bounds(node.args[0]), node)
+        if node.function in _SHIFTS and len(node.args) == 2:
+            return self.shift(node)
         return self.unknown()
+
+    def shift(self, call: Call) -> _Bounds:
+        """``x + c``, ``c + x``, ``x - c``: bounds move with the constant, in the kernel's own type.
+
+        The bounds are shifted with the checked kernel: where that overflows, a row
+        near the bound may wrap around in the unchecked one, so nothing is known.
+        """
+        a, b = (self.bounds(x) for x in call.args)
+        constant = [isinstance(x, Literal) for x in call.args]
+        if call.function.startswith("subtract") and not constant[1]:
+            return self.unknown()  # c - x reverses the order: not worth a rule
+        if constant[1]:
+            x, c = a, call.args[1]
+        elif constant[0]:
+            x, c = b, call.args[0]
+        else:
+            return self.unknown()
+        assert isinstance(c, Literal)
+        if not c.value.is_valid or x.lo is None or x.hi is None:
+            return _Bounds(None, None, x.values, x.nulls | (not c.value.is_valid), self.yes)
+        kernel = pc.subtract_checked if call.function.startswith("subtract") else pc.add_checked
+        try:
+            lo, hi = kernel(x.lo, c.value), kernel(x.hi, c.value)
+        except (*_ARROW_ERRORS, OverflowError):
+            return _Bounds(None, None, x.values, x.nulls, self.yes)
+        nans = x.nans | (pa.types.is_floating(lo.type) and bool(np.isnan(c.value.as_py())))
+        return _Bounds(lo, hi, x.values, x.nulls, nans)
 
     def cast(self, b: _Bounds, call: Call) -> _Bounds:
         """Casts between numbers (or between timestamps) keep order; others lose the bounds."""
