@@ -25,17 +25,16 @@ from hypothesis import strategies as st
 
 import tensorhouse as th
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset
-from tensorhouse.connector.filters import check_filter, referenced_columns
-from tensorhouse.connector.pruning import (
+from tensorhouse.connector.filter_tree import (
     Call,
-    ColumnStats,
     Field,
     Literal,
     UnreadableExpression,
     from_arrow,
-    plan_ranges,
     unknown_columns,
 )
+from tensorhouse.connector.filters import check_filter, referenced_columns
+from tensorhouse.connector.pruning import ColumnStats, plan_ranges
 
 
 # -- the contract with Arrow's serialized expressions -----------------------------

@@ -4,7 +4,7 @@ DuckDB and DataFusion hand the scanner a ``pyarrow.compute.Expression`` and
 then drop that filter from their own plan, so the scanner must apply it
 exactly (:func:`apply_filter`). Which columns a filter reads, and which row
 ranges its min/max statistics rule out, come from the filter's tree
-(:mod:`tensorhouse.connector.pruning`).
+(:mod:`tensorhouse.connector.filter_tree`, :mod:`tensorhouse.connector.pruning`).
 
 ``string_view``/``binary_view`` columns are filtered as their plain
 equivalents: Arrow has no view compare/filter kernels yet (a contract test in
@@ -22,8 +22,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tensorhouse.connector import pruning
-from tensorhouse.connector.pruning import (
+from tensorhouse.connector import filter_tree
+from tensorhouse.connector.filter_tree import (
     UnreadableExpression,
     columns_of,
     expression_key,
@@ -59,7 +59,7 @@ def check_filter(expr: pc.Expression, schema: pa.Schema, *, where: str = "this d
 def referenced_columns(expr: pc.Expression, schema: pa.Schema) -> list[str]:
     """The columns of ``schema`` that ``expr`` reads, in schema order.
 
-    An expression whose tree cannot be read (see :mod:`tensorhouse.connector.pruning`)
+    An expression whose tree cannot be read (see :mod:`tensorhouse.connector.filter_tree`)
     reads every column: slower, never wrong. Answers are cached: binding the
     expression plans an Acero query (~0.5 ms), and every scan of a query asks again.
     """
@@ -86,7 +86,7 @@ _REFERENCED: dict[tuple[bytes, pa.Schema], tuple[str, ...]] = {}
 def clear_caches() -> None:
     """Forget checked filters and their trees (benchmarks time a first use)."""
     _REFERENCED.clear()
-    pruning.clear_cache()
+    filter_tree.clear_cache()
 
 
 def apply_filter(batch: pa.RecordBatch, expr: pc.Expression) -> pa.RecordBatch:
