@@ -498,3 +498,15 @@ def test_in_casts_its_values_to_the_column_type_as_arrow_does() -> None:
     scan = TensorhouseArrowDataset(ds)
     assert scan.scanner(filter=expr).ranges == [(0, 1)]
     assert scan.to_table(filter=expr).num_rows == 1
+
+
+def test_a_deep_unbalanced_chain_is_read_in_full_not_a_crash() -> None:
+    """1,500 ANDs chained one by one nest deeper than Python's stack: no tree, exact result."""
+    ds = th.create("memory://pruning-deep", {"x": "int64"})
+    ds.append({"x": list(range(100))})
+    expr = pc.field("x") >= 0
+    for k in range(1500):
+        expr = expr & (pc.field("x") != -1 - k)
+    scan = TensorhouseArrowDataset(ds)
+    assert referenced_columns(expr, scan.schema) == ["x"]
+    assert scan.to_table(filter=expr).num_rows == 100

@@ -171,6 +171,8 @@ def _decode(payload: Any) -> Node:
 
     try:
         tree = node()
+    except RecursionError as err:  # a chain of thousands of unbalanced ANDs: read everything
+        raise UnreadableExpression("the expression nests deeper than Python's stack") from err
     except (IndexError, ValueError) as err:
         raise UnreadableExpression(f"cannot read a serialized expression: {err}") from err
     if pos != len(pairs):
@@ -179,12 +181,16 @@ def _decode(payload: Any) -> Node:
 
 
 def fields_of(tree: Node) -> list[Field]:
-    """Every column reference in the tree, in prefix order."""
-    if isinstance(tree, Field):
-        return [tree]
-    if isinstance(tree, Call):
-        return [f for a in tree.args for f in fields_of(a)]
-    return []
+    """Every column reference in the tree, in prefix order (iterative: trees may be deep)."""
+    out: list[Field] = []
+    stack: list[Node] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Field):
+            out.append(node)
+        elif isinstance(node, Call):
+            stack.extend(reversed(node.args))
+    return out
 
 
 def columns_of(tree: Node) -> set[str]:

@@ -458,7 +458,10 @@ def plan_ranges(
         known[ROWID] = _Bounds(
             pa.array(lo_ids, pa.int64()), pa.array(hi_ids, pa.int64()), ~none, none, none
         )
-    keep = _Ranges(n, known).truth(tree).t
+    try:
+        keep = _Ranges(n, known).truth(tree).t
+    except RecursionError:  # deeper than Python's stack (a long unbalanced chain): read everything
+        return [(start, stop)]
     out: list[tuple[int, int]] = []
     for k in np.flatnonzero(keep):
         a, b = int(seg_lo[k]), int(seg_hi[k])
