@@ -13,7 +13,7 @@ import pytest
 
 import tensorhouse as th
 from tensorhouse.format.dataset import Dataset
-from tensorhouse.format.log import Log
+from tensorhouse.format.log import Log, cache
 from tensorhouse.format.log import log as log_module
 from tensorhouse.storage import LocalStore
 
@@ -39,6 +39,8 @@ def xs(ds: th.Dataset) -> list[int]:
 
 
 def open_counting(uri: str, version: int | None = None) -> tuple[th.Dataset, CountingStore]:
+    """Open as a new process would: nothing cached from the writes made in this one."""
+    cache.clear()
     store = CountingStore(LocalStore(uri))
     log = Log(store)
     return Dataset(store, log.snapshot(version), log=log), store

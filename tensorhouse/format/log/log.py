@@ -34,6 +34,7 @@ from tensorhouse.errors import (
     VersionNotFoundError,
 )
 from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entry
+from tensorhouse.format.log.cache import CACHE, CacheKey
 from tensorhouse.format.log.checkpoint import checkpoint_digest, encode_checkpoint, parse_checkpoint
 from tensorhouse.format.log.snapshot import Snapshot, replay
 from tensorhouse.format.threads import io_pool
@@ -345,11 +346,26 @@ class Log:
         ):  # the listing started at the hinted checkpoint: list everything instead
             return self._replay_to(target, self._listing()[1], None)
 
+    def _cache_key(self, version: int, size: int, digest: int) -> CacheKey:
+        return CacheKey(self.store.uri, self.prefix, version, size, digest)
+
     def _replay_to(self, target: int, checkpoints: Sequence[int], hint: _Hint | None) -> Snapshot:
         """The newest readable checkpoint at or before ``target``, plus the entries after it."""
         first = self.first_version
+        usable = [c for c in checkpoints if first <= c <= target]
+        key = None
+        if hint is not None and usable and usable[-1] == hint.version:
+            # The hinted checkpoint is the one to start from: a state cached from it needs only newer entries.
+            key = self._cache_key(hint.version, hint.size, hint.digest)
+            hit = CACHE.get(key)
+            if hit is not None:
+                cp_state, newest = hit
+                start = newest if newest.version <= target else cp_state
+                snap = self._replay_from(start, target)
+                CACHE.put(key, cp_state, snap)
+                return snap
         base: Snapshot | None = None
-        for cp in reversed([c for c in checkpoints if first <= c <= target]):
+        for cp in reversed(usable):
             try:
                 base = self.read_checkpoint(
                     cp, hint=hint if hint is not None and hint.version == cp else None
@@ -364,8 +380,17 @@ class Log:
             raise _UnusableHint
         if base is None and self.parent:
             base = self.parent[0].snapshot(self.parent[1])
-        start = base.version + 1 if base else 0
-        return replay(base, self._read_many(range(start, target + 1))) if target >= start else base  # type: ignore[return-value]
+        if base is None:
+            return replay(None, self._read_many(range(0, target + 1)))
+        snap = self._replay_from(base, target)
+        if key is not None and base.version == key.version:
+            CACHE.put(key, base, snap)
+        return snap
+
+    def _replay_from(self, base: Snapshot, target: int) -> Snapshot:
+        if target <= base.version:
+            return base
+        return replay(base, self._read_many(range(base.version + 1, target + 1)))
 
     def read_since(self, version: int) -> list[Commit]:
         """Commits after ``version`` (used to rebase and to refresh): one listing, then the entries it names."""
@@ -497,8 +522,11 @@ class Log:
             and self.store.exists(self.checkpoint_key(current.version))
         ):
             return  # an older checkpoint (written on demand from an old handle) must not pull the hint back
-        hint = {"version": snap.version, "size": len(data), "xxh3": checkpoint_digest(data)}
+        digest = checkpoint_digest(data)
+        hint = {"version": snap.version, "size": len(data), "xxh3": digest}
         self.store.put(self.hint_key, json.dumps(hint).encode())
+        # The next open in this process starts from this state instead of reading the file back.
+        CACHE.put(self._cache_key(snap.version, len(data), digest), snap)
 
     def _put(self, key: str, data: bytes) -> None:
         if self.store.supports_conditional_put:
