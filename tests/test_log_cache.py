@@ -63,9 +63,7 @@ def append_in_another_process(uri: str, values: list[int], interval: int = 5) ->
     assert p.exitcode == 0
 
 
-def test_a_reopen_reads_the_hint_and_the_listing_only(
-    tmp_path: Path, small_checkpoints: None
-) -> None:
+def test_a_reopen_reads_the_hint_and_nothing_else(tmp_path: Path, small_checkpoints: None) -> None:
     uri = str(tmp_path / "ds")
     build(uri, 13)
     cache.clear()
@@ -74,8 +72,9 @@ def test_a_reopen_reads_the_hint_and_the_listing_only(
     assert "_log/00000000000000000010.checkpoint" in log_reads(first)
     again = CountingStore(LocalStore(uri))
     assert xs(open_with(again)) == list(range(13))
-    # no checkpoint and no entry: the state replayed by the first open is reused
-    assert again.calls["list"] == 1 and log_reads(again) == ["_log/_last_checkpoint"]
+    # no listing, no checkpoint, no entry: the hint, and one failed read of version 14
+    assert again.calls["list"] == 0 and log_reads(again) == ["_log/_last_checkpoint"]
+    assert xs(open_with(again)) == list(range(13))
     assert cache.stats().hits >= 1
 
 
@@ -95,6 +94,7 @@ def test_commits_from_another_process_are_read_and_only_they(
         "_log/00000000000000000014.json",
         "_log/_last_checkpoint",
     ]
+    assert store.calls["list"] == 0  # a few new entries are read in order until one is missing
     # the same state as a cold open
     cache.clear()
     cold = th.open(uri)
@@ -112,6 +112,21 @@ def test_a_new_checkpoint_from_another_process_is_read(
     ds = open_with(store)
     assert xs(ds) == [*range(11), *range(200, 206)]
     assert "_log/00000000000000000015.checkpoint" in log_reads(store)
+
+
+def test_many_new_entries_are_listed_and_read_in_parallel(
+    tmp_path: Path, small_checkpoints: None, monkeypatch: Any
+) -> None:
+    uri = str(tmp_path / "ds")
+    build(uri, 11)
+    assert len(th.open(uri)) == 11
+    monkeypatch.setattr(log_module, "PROBE_MAX", 2)
+    append_in_another_process(
+        uri, [300, 301, 302, 303], interval=100
+    )  # versions 12-15, no checkpoint
+    store = CountingStore(LocalStore(uri))
+    assert xs(open_with(store)) == [*range(11), *range(300, 304)]
+    assert store.calls["list"] == 1
 
 
 def test_time_travel_behind_the_cached_state(tmp_path: Path, small_checkpoints: None) -> None:

@@ -24,16 +24,31 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from tensorhouse.format.log import Snapshot
 from tensorhouse.format.maintenance import compact
 from tensorhouse.format.maintenance_types import CompactReport
+from tensorhouse.format.transaction import Transaction
 from tensorhouse.types import TypeLike
 
-if TYPE_CHECKING:
-    from tensorhouse.format.dataset import Dataset
+
+class Dataset(Protocol):
+    """What the groups use of a dataset (format/ never imports the facade: no import cycle)."""
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def snapshot(self) -> Snapshot: ...
+    def refresh(self) -> Any: ...
+    def transaction(self, *, message: str | None = None) -> Transaction: ...
+    def optimize_indexes(
+        self, name: str | None = None, *, rebuild: bool = False, progress: bool | None = None
+    ) -> list[int]: ...
 
 
 class Optimize:
@@ -48,7 +63,8 @@ class Optimize:
         Fragments with deleted rows are rewritten without them. Nothing is
         committed when there is nothing to merge (the report's version is None).
         """
-        ds = self._ds.refresh()
+        ds = self._ds
+        ds.refresh()
         before = len(ds.snapshot.fragments)
         with ds.transaction(message=message) as tx:
             rewritten = compact(tx, target_rows=target_rows)

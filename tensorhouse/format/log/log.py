@@ -49,6 +49,8 @@ HINT_NAME = "_last_checkpoint"
 #: Listing from a checkpoint asks for versions sharing all but the last LIST_BLOCK_DIGITS digits.
 LIST_BLOCK_DIGITS = 3
 LIST_BLOCK = 10**LIST_BLOCK_DIGITS
+#: A re-open with a cached state reads up to this many new entries one by one before it lists instead.
+PROBE_MAX = 8
 #: Missing entries asked for one by one after a second listing still shows a gap.
 MAX_RECHECKS = 1000
 #: Retries are bounded by time, not a small count: with W writers racing, each
@@ -215,9 +217,16 @@ class Log:
                 )
         return sorted(entries), sorted(checkpoints)
 
-    def _hinted_listing(self, version: int | None) -> tuple[list[int], list[int], _Hint | None]:
-        """The listing needed to open ``version`` (latest when None): from the hinted checkpoint when it is usable."""
-        hint = self._read_hint()
+    def _hinted_listing(
+        self, version: int | None, hint: _Hint | bool | None = False
+    ) -> tuple[list[int], list[int], _Hint | None]:
+        """The listing needed to open ``version`` (latest when None): from the hinted checkpoint when it is usable.
+
+        ``hint``: the hint already read (None: there is none), or False to read it here.
+        """
+        if hint is False:
+            hint = self._read_hint()
+        assert hint is None or isinstance(hint, _Hint)
         first = self.first_version
         if (
             hint is not None
@@ -327,7 +336,12 @@ class Log:
 
     def snapshot(self, version: int | None = None) -> Snapshot:
         """The state at ``version`` (latest when None): newest valid checkpoint + later entries."""
-        entries, checkpoints, hint = self._hinted_listing(version)
+        hint = self._read_hint()
+        if version is None and hint is not None:
+            cached = self._cached_latest(hint)
+            if cached is not None:
+                return cached
+        entries, checkpoints, hint = self._hinted_listing(version, hint)
         first = self.first_version
         if not entries and not self.parent:
             raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
@@ -348,6 +362,36 @@ class Log:
 
     def _cache_key(self, version: int, size: int, digest: int) -> CacheKey:
         return CacheKey(self.store.uri, self.prefix, version, size, digest)
+
+    def _cached_latest(self, hint: _Hint) -> Snapshot | None:
+        """The latest state from the cache and the entries after it, without a listing; None: list instead.
+
+        Versions are written in order (a writer takes version v + 1 only once v
+        exists) and entries are never removed, so the entries after the cached
+        state are read one by one until one is missing: that one was not
+        committed yet when it was asked for, and neither was any later one. A
+        whole directory listing costs O(history) on a local file system; this
+        costs one failed read. More than ``PROBE_MAX`` new entries: list and
+        read them in parallel instead.
+        """
+        if hint.version < self.first_version:
+            return None
+        key = self._cache_key(hint.version, hint.size, hint.digest)
+        hit = CACHE.get(key)
+        if hit is None:
+            return None
+        cp_state, newest = hit
+        new: list[Commit] = []
+        while True:
+            try:
+                new.append(self.read(newest.version + 1 + len(new)))
+            except VersionNotFoundError:
+                break
+            if len(new) > PROBE_MAX:
+                return None
+        snap = replay(newest, new) if new else newest
+        CACHE.put(key, cp_state, snap)
+        return snap
 
     def _replay_to(self, target: int, checkpoints: Sequence[int], hint: _Hint | None) -> Snapshot:
         """The newest readable checkpoint at or before ``target``, plus the entries after it."""
