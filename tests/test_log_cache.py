@@ -121,6 +121,7 @@ def test_many_new_entries_are_listed_and_read_in_parallel(
     build(uri, 11)
     assert len(th.open(uri)) == 11
     monkeypatch.setattr(log_module, "PROBE_MAX", 2)
+    monkeypatch.setattr(log_module, "LOCAL_PROBE_MAX", 2)
     append_in_another_process(
         uri, [300, 301, 302, 303], interval=100
     )  # versions 12-15, no checkpoint

@@ -78,7 +78,8 @@ def test_open_reads_the_hint_the_checkpoint_and_the_entries_after_it_only(
     cache.clear()  # as a new process: nothing cached from the build
     store = CountingStore(LocalStore(uri))
     assert xs(open_with(store)) == list(range(13))
-    assert store.calls["list"] == 1 and store.keys_read[:2] == [
+    # locally no listing: the entries after the checkpoint are read in order until one is missing
+    assert store.calls["list"] == 0 and store.keys_read[:2] == [
         "_log/_last_checkpoint",
         "_log/00000000000000000010.checkpoint",
     ]

@@ -54,7 +54,7 @@ def test_checkpoints_every_interval_and_bounded_open(
     assert "00000000000000000005.checkpoint" in names and "00000000000000000010.checkpoint" in names
     ds, store = open_counting(uri)
     assert xs(ds) == list(range(12))
-    assert store.calls["list"] == 1
+    assert store.calls["list"] == 0  # locally: entries read in order until one is missing
     log_gets = [k for k in store.keys_read if k.startswith("_log/")]
     # the verified hint, the checkpoint it names, the entries after it (read in parallel)
     assert log_gets[:2] == ["_log/_last_checkpoint", "_log/00000000000000000010.checkpoint"]

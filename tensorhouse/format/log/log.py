@@ -51,6 +51,8 @@ LIST_BLOCK_DIGITS = 3
 LIST_BLOCK = 10**LIST_BLOCK_DIGITS
 #: A re-open with a cached state reads up to this many new entries one by one before it lists instead.
 PROBE_MAX = 8
+#: The same on a local store (a failed read is one syscall), which also opens cold this way.
+LOCAL_PROBE_MAX = 1000
 #: Missing entries asked for one by one after a second listing still shows a gap.
 MAX_RECHECKS = 1000
 #: Retries are bounded by time, not a small count: with W writers racing, each
@@ -338,9 +340,9 @@ class Log:
         """The state at ``version`` (latest when None): newest valid checkpoint + later entries."""
         hint = self._read_hint()
         if version is None and hint is not None:
-            cached = self._cached_latest(hint)
-            if cached is not None:
-                return cached
+            found = self._latest_without_listing(hint)
+            if found is not None:
+                return found
         entries, checkpoints, hint = self._hinted_listing(version, hint)
         first = self.first_version
         if not entries and not self.parent:
@@ -363,31 +365,40 @@ class Log:
     def _cache_key(self, version: int, size: int, digest: int) -> CacheKey:
         return CacheKey(self.store.uri, self.prefix, version, size, digest)
 
-    def _cached_latest(self, hint: _Hint) -> Snapshot | None:
-        """The latest state from the cache and the entries after it, without a listing; None: list instead.
+    def _latest_without_listing(self, hint: _Hint) -> Snapshot | None:
+        """The latest state from the hinted checkpoint (cached, or read on a local store) and the entries after it.
 
-        Versions are written in order (a writer takes version v + 1 only once v
-        exists) and entries are never removed, so the entries after the cached
-        state are read one by one until one is missing: that one was not
-        committed yet when it was asked for, and neither was any later one. A
-        whole directory listing costs O(history) on a local file system; this
-        costs one failed read. More than ``PROBE_MAX`` new entries: list and
-        read them in parallel instead.
+        None: list instead. Versions are written in order (a writer takes version
+        v + 1 only once v exists) and entries are never removed, so the entries
+        after a known state are read one by one until one is missing: that one
+        was not committed yet when it was asked for, and neither was any later
+        one. This costs one failed read where a listing costs a LIST, and a
+        local listing is O(history) (one directory holds every entry). On a
+        remote store, more than ``PROBE_MAX`` new entries are listed and read in
+        parallel instead; without a cached state, a remote open lists.
         """
         if hint.version < self.first_version:
             return None
         key = self._cache_key(hint.version, hint.size, hint.digest)
         hit = CACHE.get(key)
-        if hit is None:
+        if hit is not None:
+            cp_state, newest = hit
+        elif self.store.is_local:
+            try:
+                cp_state = newest = self.read_checkpoint(hint.version, hint=hint)
+            except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+                log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
+                return None
+        else:
             return None
-        cp_state, newest = hit
+        limit = PROBE_MAX if not self.store.is_local else LOCAL_PROBE_MAX
         new: list[Commit] = []
         while True:
             try:
                 new.append(self.read(newest.version + 1 + len(new)))
             except VersionNotFoundError:
                 break
-            if len(new) > PROBE_MAX:
+            if len(new) > limit:
                 return None
         snap = replay(newest, new) if new else newest
         CACHE.put(key, cp_state, snap)
