@@ -199,3 +199,28 @@ def test_a_created_handle_commits_on_columns_with_a_bounded_overlay(tmp_path: Pa
     cache.clear()
     again = th.open(ds.uri)
     assert again.snapshot == ds.snapshot and xs(again) == xs(ds)
+
+
+def test_local_time_travel_reads_by_name_without_listing(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
+    uri = str(tmp_path / "ds")
+    build(uri, 17)  # checkpoints 5, 10, 15
+    for v in (0, 3, 5, 7, 12, 17):
+        cache.clear()
+        store = CountingStore(LocalStore(uri))
+        assert xs(open_with(store, v)) == list(range(v))
+        assert store.calls["list"] == 0
+        if v >= 5:
+            assert f"_log/{v - v % 5:020d}.checkpoint" in log_reads(store)
+    with pytest.raises(th.VersionNotFoundError, match="latest is 17"):
+        th.open(uri, version=18)
+    # a damaged checkpoint is skipped: the listing path replays instead
+    (Path(uri) / "_log" / f"{10:020d}.checkpoint").write_bytes(b"THCKPT02" + b"\0" * 30)
+    cache.clear()
+    assert xs(th.open(uri, version=12)) == list(range(12))
+    # time travel by timestamp finds the latest version without a listing too
+    ts = th.open(uri, version=9).history(limit=1)[0].timestamp
+    store = CountingStore(LocalStore(uri))
+    log = Log(store)
+    assert log.version_at(int(ts.timestamp() * 1000)) == 9 and store.calls["list"] == 0

@@ -35,6 +35,8 @@ from tensorhouse.errors import (
 )
 from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entry
 from tensorhouse.format.log.cache import CACHE, CacheKey
+from tensorhouse.format.log.checkpoint import HEADER as CHECKPOINT_HEADER
+from tensorhouse.format.log.checkpoint import MAGIC as CHECKPOINT_MAGIC
 from tensorhouse.format.log.checkpoint import checkpoint_digest, encode_checkpoint, parse_checkpoint
 from tensorhouse.format.log.snapshot import Snapshot, replay
 from tensorhouse.format.threads import io_pool
@@ -277,6 +279,14 @@ class Log:
         return inherited + own
 
     def latest_version(self) -> int:
+        if self.store.is_local and self.parent is None:
+            # The hinted checkpoint's entry, then one existence check per entry after it (no listing).
+            hint = self._read_hint()
+            if hint is not None and self.store.exists(self.entry_key(hint.version)):
+                v = hint.version
+                while self.store.exists(self.entry_key(v + 1)):
+                    v += 1
+                return v
         own = self._hinted_listing(None)[0]
         if own:
             return own[-1]
@@ -343,6 +353,10 @@ class Log:
             found = self._latest_without_listing(hint)
             if found is not None:
                 return found
+        if version is not None and self.store.is_local and self.parent is None:
+            found = self._version_without_listing(version)
+            if found is not None:
+                return found
         entries, checkpoints, hint = self._hinted_listing(version, hint)
         first = self.first_version
         if not entries and not self.parent:
@@ -361,6 +375,49 @@ class Log:
             _UnusableHint
         ):  # the listing started at the hinted checkpoint: list everything instead
             return self._replay_to(target, self._listing()[1], None)
+
+    def _version_without_listing(self, version: int) -> Snapshot | None:
+        """``version`` from the checkpoint of its interval and the entries up to it, read by name; None: list instead.
+
+        Time travel on a local store: listing the log costs O(history), while
+        checkpoints sit at multiples of the interval. Without that checkpoint
+        (never written, or unreadable) the caller lists.
+        """
+        k = self.checkpoint_interval
+        cp = version - version % k if k else 0
+        base: Snapshot | None = None
+        if cp > 0:
+            base = self._checkpoint_state(cp)
+            if base is None:
+                return None
+        start = base.version + 1 if base is not None else 0
+        try:
+            commits = self._read_many(range(start, version + 1))
+        except VersionNotFoundError:
+            return None  # past the latest version: the listing says so precisely
+        return replay(base, commits) if commits else base
+
+    def _checkpoint_state(self, version: int) -> Snapshot | None:
+        """The state a checkpoint holds, from the process cache when its header's checksum matches one there."""
+        key = self.checkpoint_key(version)
+        try:
+            head = self.store.get_range(key, 0, CHECKPOINT_HEADER.size)
+        except (ObjectNotFoundError, StorageError):
+            return None
+        if len(head) < CHECKPOINT_HEADER.size or head[:8] != CHECKPOINT_MAGIC:
+            return None  # a format 1 checkpoint, or garbage: the listing path reads or skips it
+        _, digest, length = CHECKPOINT_HEADER.unpack_from(head)
+        ck = self._cache_key(version, CHECKPOINT_HEADER.size + length, digest)
+        hit = CACHE.get(ck)
+        if hit is not None:
+            return hit[0]
+        try:
+            state = self.read_checkpoint(version)
+        except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+            log.debug("%s: checkpoint %d unusable: %s", self.store.uri, version, err)
+            return None
+        CACHE.put(ck, state)
+        return state
 
     def _cache_key(self, version: int, size: int, digest: int) -> CacheKey:
         return CacheKey(self.store.uri, self.prefix, version, size, digest)
@@ -455,7 +512,11 @@ class Log:
 
     def version_at(self, timestamp_ms: int) -> int:
         """The latest version committed at or before ``timestamp_ms`` (binary search; timestamps increase)."""
-        versions = self.versions()
+        versions: Sequence[int] = (
+            range(self.first_version, self.latest_version() + 1)
+            if self.store.is_local and self.parent is None
+            else self.versions()
+        )
         if not versions:
             raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
         lo, hi = 0, len(versions) - 1
