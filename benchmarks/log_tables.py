@@ -3,7 +3,8 @@
 Each table holds N commits that each append one row (``id`` int64, ``value`` float32).
 
 * **tensorhouse**: N real ``ds.append`` calls, the public commit path, checkpoints
-  included. The table is built on a RAM file system (``/dev/shm``) when there is
+  included (above 10,000 commits, old checkpoints are pruned as they go: see
+  :func:`prune_checkpoints`). The table is built on a RAM file system (``/dev/shm``) when there is
   one, where ``fsync`` costs nothing, then copied to its cache directory: the
   files are the same bytes a build on disk would write (about 2 ms a commit
   instead of 15 ms).
@@ -49,7 +50,7 @@ LANCE_BATCH = 1_000
 #: delta-rs's post-commit hook checkpoints every version v with (v + 1) % interval == 0.
 DELTA_CHECKPOINT_INTERVAL = 100
 #: Up to this many commits, the fast Delta build checkpoints every 100 versions as the hook does.
-DELTA_ALL_CHECKPOINTS_MAX = 10_000
+DELTA_ALL_CHECKPOINTS_MAX = ALL_CHECKPOINTS_MAX = 10_000
 #: Milliseconds between the synthetic Delta commits' timestamps.
 DELTA_STEP_MS = 2
 
@@ -83,10 +84,27 @@ def build_tensorhouse(path: str, n: int, *, progress: Progress = _nothing) -> No
         for i in range(n):
             ds.append(th_row(i))
             progress(i + 1, n)
+            if n > ALL_CHECKPOINTS_MAX and (i + 1) % 1000 == 0:
+                prune_checkpoints(Path(where) / "_log", ".checkpoint")
         if ram:
             shutil.copytree(where, path, copy_function=shutil.copy2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def prune_checkpoints(log_dir: Path, suffix: str) -> None:
+    """Delete the checkpoints but every 10,000th and the newest 5: above 10,000 commits they add up to O(N^2).
+
+    A checkpoint of f fragments is O(f) bytes, so a checkpoint every 100 commits
+    of a 100,000-commit table adds up to 15 GB (tensorhouse; Delta's alike).
+    Checkpoints only speed reads up, and the benchmark reads from the newest one
+    and from the one at the middle version (a multiple of 10,000), so both
+    tables keep the same sparse set (see :func:`delta_checkpoint_versions`).
+    """
+    versions = sorted(int(f.name[:20]) for f in log_dir.iterdir() if f.name.endswith(suffix))
+    for v in versions[:-5]:
+        if v % 10_000:
+            (log_dir / f"{v:020d}{suffix}").unlink(missing_ok=True)
 
 
 # -- deltalake ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ LIST_BLOCK = 10**LIST_BLOCK_DIGITS
 PROBE_MAX = 8
 #: The same on a local store (a failed read is one syscall), which also opens cold this way.
 LOCAL_PROBE_MAX = 1000
+LOCAL_PROBE_BATCH = 16
 #: Missing entries asked for one by one after a second listing still shows a gap.
 MAX_RECHECKS = 1000
 #: Retries are bounded by time, not a small count: with W writers racing, each
@@ -419,6 +420,36 @@ class Log:
         CACHE.put(ck, state)
         return state
 
+    def _read_until_missing(self, start: int) -> list[Commit] | None:
+        """Entries from ``start`` on, up to the first missing one; None when there are too many to read this way.
+
+        Remote: one at a time, up to ``PROBE_MAX`` (each read is a request).
+        Local: ``LOCAL_PROBE_BATCH`` at a time in parallel (a failed read is one syscall).
+        """
+        out: list[Commit] = []
+        local = self.store.is_local
+        batch = LOCAL_PROBE_BATCH if local else 1
+        limit = LOCAL_PROBE_MAX if local else PROBE_MAX
+        while True:
+            first = start + len(out)
+            got = (
+                [self._read_or_none(first)]
+                if batch == 1
+                else list(io_pool().map(self._read_or_none, range(first, first + batch)))
+            )
+            for c in got:
+                if c is None:
+                    return out
+                out.append(c)
+                if len(out) > limit:
+                    return None
+
+    def _read_or_none(self, version: int) -> Commit | None:
+        try:
+            return self.read(version)
+        except VersionNotFoundError:
+            return None
+
     def _cache_key(self, version: int, size: int, digest: int) -> CacheKey:
         return CacheKey(self.store.uri, self.prefix, version, size, digest)
 
@@ -448,15 +479,9 @@ class Log:
                 return None
         else:
             return None
-        limit = PROBE_MAX if not self.store.is_local else LOCAL_PROBE_MAX
-        new: list[Commit] = []
-        while True:
-            try:
-                new.append(self.read(newest.version + 1 + len(new)))
-            except VersionNotFoundError:
-                break
-            if len(new) > limit:
-                return None
+        new = self._read_until_missing(newest.version + 1)
+        if new is None:
+            return None
         snap = replay(newest, new) if new else newest
         CACHE.put(key, cp_state, snap)
         return snap
