@@ -841,6 +841,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the size opened through moto S3 (default: 10,000 if measured, else the largest)",
     )
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) measurement")
+    ap.add_argument(
+        "--no-history", action="store_true", help="skip history() (minutes per call at 100,000)"
+    )
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached tables")
     ap.add_argument(
         "--build-only", action="store_true", help="build (or reuse) the tables, measure nothing"
@@ -1035,7 +1038,7 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
         )
         log(f"[timestamp] {s}: {r_ts.timings[s].median * 1e3:.2f} ms")
     r_hist = Row(f"history() of all {n:,} versions")
-    for s in systems:
+    for s in systems if not args.no_history else []:
         sysm, p = ALL[s], paths[s]
         r_hist.timings[s] = time_repeat(
             lambda sysm=sysm, p=p: sysm.history(p), max(3, repeats // 5)
@@ -1129,7 +1132,7 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     rows += [
         r_tt,
         r_ts,
-        r_hist,
+        *([r_hist] if r_hist.timings else []),
         r_app_h,
         r_app_p,
         *([r_app_nc] if r_app_nc.timings else []),
