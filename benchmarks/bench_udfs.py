@@ -13,6 +13,13 @@
 3. Every UDF in DuckDB vs the same function written as a per-row Python UDF
    (DuckDB ``type="native"``, one call per row with Python values) on the same
    data. Target: at least 50x faster.
+4. DataFusion typed per query (issue 12): ``tensor_sum`` on a fixed
+   ``uint8[8][16]`` tensor, a ragged ``float32[?][16]`` tensor and a 128-d
+   embedding, and ``cosine_similarity`` on the embedding, about 1M values
+   each, from a registered tensorhouse dataset: DuckDB, DataFusion through
+   ``th.datafusion.context()`` (each query read for its argument types) and
+   DataFusion with the types given by hand (``types=``, no reading). Then the
+   planning time of ``ctx.sql`` with and without the reading.
 
 Times are medians of interleaved repeats; the tables print ratios.
 
@@ -414,6 +421,104 @@ def bench_per_row(n: int, n_img: int, repeats: int) -> str:
     return "\n".join(lines)
 
 
+# -- 4. DataFusion typed per query vs DuckDB ---------------------------------------------------
+def bench_typed(values: int, repeats: int) -> str:
+    rows = max(values // 128, 8)
+    log(f"typed per query: {rows:,} rows, 128 values per row per column")
+    rng = np.random.default_rng(4)
+    ds = th.create(
+        f"memory://bench-typed-{rows}",
+        {
+            "mask": th.Tensor("uint8", (8, 16)),
+            "depth": th.Tensor("float32", (None, 16)),
+            "emb": th.Embedding(128),
+        },
+    )
+    ds.append(
+        {
+            "mask": rng.integers(0, 255, (rows, 8, 16), dtype=np.uint8),
+            "depth": [rng.normal(size=(4 + i % 9, 16)).astype(np.float32) for i in range(rows)],
+            "emb": rng.normal(size=(rows, 128)).astype(np.float32),
+        }
+    )
+    con = duckdb.connect()
+    th.udfs.register(con)
+    th.duckdb.register(con, "t", ds)
+    routed = th.datafusion.context()
+    th.datafusion.register(routed, "t", ds)
+    by_hand = datafusion.SessionContext()
+    th.datafusion.register(by_hand, "t", ds)
+    th.udfs.register(by_hand)
+    schema = by_hand.table("t").schema()
+    q = rng.normal(size=128)
+    literal = "[" + ", ".join(f"{v:.6f}" for v in q) + "]"
+    cases = {
+        "tensor_sum(mask) uint8[8][16]": ("tensor_sum(mask)", "tensor_sum", ["mask"]),
+        "tensor_sum(depth) float32[?][16]": ("tensor_sum(depth)", "tensor_sum", ["depth"]),
+        "tensor_sum(emb) float32[128]": ("tensor_sum(emb)", "tensor_sum", ["emb"]),
+        "cosine_similarity(emb, [..128])": (
+            f"cosine_similarity(emb, {literal})",
+            "cosine_similarity",
+            ["emb", None],
+        ),
+    }
+    lines = [
+        f"### DataFusion typed per query vs DuckDB ({rows:,} rows; median of {repeats}, interleaved)",
+        "",
+        "| call | values | DuckDB | DataFusion, context() | DataFusion, types= by hand | context() / DuckDB | context() / by hand |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    plan_rows = []
+    for label, (call, fn, cols) in cases.items():
+        sql = f"SELECT sum({call}) AS s FROM t"
+        types = [schema.field(c).type if c else pa.list_(pa.float64()) for c in cols]
+
+        def hand(sql: str = sql, fn: str = fn, types: list[pa.DataType] = types) -> Any:
+            th.udfs.datafusion.specialize(by_hand, fn, types)
+            return by_hand.sql(sql).to_pydict()["s"][0]
+
+        paths: dict[str, Callable[[], Any]] = {
+            "duckdb": lambda sql=sql: con.sql(sql).fetchall()[0][0],
+            "routed": lambda sql=sql: routed.sql(sql).to_pydict()["s"][0],
+            "hand": hand,
+        }
+        got = {k: f() for k, f in paths.items()}
+        if not np.allclose(list(got.values()), got["duckdb"], rtol=1e-9):
+            raise AssertionError(f"{label}: results differ {got}")
+        t = time_interleaved(paths, repeats=repeats)
+        n_values = rows * 128 if "depth" not in call else sum(4 + i % 9 for i in range(rows)) * 16
+        per_m = 1e6 / n_values
+        d, r, h = (t[k].median * per_m for k in ("duckdb", "routed", "hand"))
+        lines.append(
+            f"| `{label}` | {n_values:,} | {fmt_seconds(d)} /1M | {fmt_seconds(r)} /1M | "
+            f"{fmt_seconds(h)} /1M | {r / d:.2f}x | {r / h:.2f}x |"
+        )
+        fresh = iter(range(10**9))
+        plans = time_interleaved(
+            {
+                # A new text each time (a trailing comment) defeats the routing cache: a first read.
+                "first": lambda sql=sql, fresh=fresh: routed.sql(f"{sql} -- {next(fresh)}"),
+                "again": lambda sql=sql: routed.sql(sql),
+                "plain": lambda sql=sql: datafusion.SessionContext.sql(routed, sql),
+            },
+            repeats=max(repeats * 4, 3),
+        )
+        base = plans["plain"].median
+        plan_rows.append(
+            f"| `{label}` | {fmt_seconds(base)} | +{fmt_seconds(plans['first'].median - base)} | "
+            f"+{fmt_seconds(plans['again'].median - base)} |"
+        )
+    lines += [
+        "",
+        "Planning only (``ctx.sql`` without running; the reading is per query, not per batch):",
+        "",
+        "| query | SessionContext.sql | context().sql adds, new text | adds, repeated text |",
+        "|---|---|---|---|",
+        *plan_rows,
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
@@ -423,9 +528,17 @@ def main() -> None:
     p.add_argument("--images", type=int, default=10_000)
     p.add_argument("--rows", type=int, default=20_000, help="rows for the per-UDF comparison")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--typed-values", type=int, default=1_000_000, help="values per column for part 4"
+    )
+    p.add_argument("--only-typed", action="store_true", help="run part 4 only")
     args = p.parse_args()
     if args.smoke:
         args.vectors, args.images, args.rows, args.repeats = 20_000, 200, 500, 1
+        args.typed_values = 20_000
+    if args.only_typed:
+        print(bench_typed(args.typed_values, args.repeats))
+        return
     t0 = time.perf_counter()
     out = [
         f"## tensorhouse UDF benchmark (duckdb {duckdb.__version__}, datafusion {datafusion.__version__})",
@@ -437,6 +550,8 @@ def main() -> None:
         bench_per_row(
             args.rows, max(args.rows // 10, 50), max(args.repeats // 2, 2) if not args.smoke else 1
         ),
+        "",
+        bench_typed(args.typed_values, args.repeats),
         "",
     ]
     print("\n".join(out))

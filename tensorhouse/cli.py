@@ -723,6 +723,7 @@ def _run_sql(
         import duckdb
 
         con = duckdb.connect()
+        th.udfs.register(con)  # the tensor UDFs, as in DataFusion's context below
         for name, uri in tables:
             th.duckdb.register(con, name, uri, storage_options=storage_options)
         result = con.sql(query)
@@ -731,9 +732,8 @@ def _run_sql(
             return
         limited = result.limit
     else:
-        import datafusion
-
-        ctx = datafusion.SessionContext()
+        # The table function, nearest() and the tensor UDFs, typed for each query's columns.
+        ctx = th.datafusion.context(storage_options=storage_options)
         for name, uri in tables:
             th.datafusion.register(ctx, name, uri, storage_options=storage_options)
         result = ctx.sql(query)

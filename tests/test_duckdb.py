@@ -244,31 +244,3 @@ def test_registered_datasets(demo: Any) -> None:
 
     gc.collect()
     assert [d.version for d in th.duckdb.registered_datasets(c)] == [3]
-
-
-def test_duckdb_private_source_contract(tmp_path: Path) -> None:
-    """connector/duckdb_source.py uses two DuckDB internals; this fails loudly when a version changes them."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from tensorhouse.connector import duckdb_source
-
-    version = tuple(int(x) for x in duckdb.__version__.split(".")[:2])
-    assert version in duckdb_source.TESTED_VERSIONS, (
-        f"DuckDB {duckdb.__version__}: re-check duckdb._sources.pyarrow.PyArrowDatasetSource and "
-        "DuckDBPyConnection._register_arrow_source, then add the version to TESTED_VERSIONS"
-    )
-    assert duckdb_source.supported()
-    n = 20_000
-    ds = th.create(str(tmp_path / "big"), {"id": "int64", "v": "float32"})
-    ds.append({"id": np.arange(n), "v": np.ones(n, np.float32)})
-    pq.write_table(pa.table({"id": np.arange(0, n, 100)}), str(tmp_path / "small.parquet"))
-    con = duckdb.connect()
-    th.duckdb.register(con, "big", ds)
-    plan = con.sql("EXPLAIN SELECT count(*) FROM big").fetchall()[0][1].replace(",", "")
-    assert f"~{n} rows" in plan  # the row count reached the optimizer
-    q = f"SELECT count(*) FROM big b JOIN '{tmp_path / 'small.parquet'}' s ON b.id = s.id"
-    assert con.sql(q).fetchall() == [(n // 100,)]
-    explained = con.sql("EXPLAIN " + q).fetchall()[0][1]
-    # The probe (left) side of the hash join is the big tensorhouse scan, the build (right) side the small file.
-    assert explained.index("PYTHON_ARROW_SCAN") < explained.index("PARQUET_SCAN")

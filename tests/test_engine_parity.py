@@ -89,21 +89,25 @@ SCRIPTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same tables as tensorhouse datasets and as Arrow tables (and pets as Parquet)."""
+    root = tmp_path_factory.mktemp("parity")
+    out: dict[str, Any] = {"uris": {}, "arrow": {}}
+    for name, (schema, table) in tables().items():
+        uri = str(root / name)
+        th.create(uri, schema).append(table)
+        out["uris"][name] = uri
+        out["arrow"][name] = table
+    out["parquet"] = str(root / "pets.parquet")
+    pq.write_table(tables()["pets"][1], out["parquet"])
+    return out
+
+
+# A module-scoped fixture, not a class-scoped method: pytest 9 deprecates
+# class-scoped fixtures defined on the class, and the data is the same for both engines.
 class EngineParity:
     """Subclasses set up one engine: ``session(kind)`` with kind "tensorhouse" or "native"."""
-
-    @pytest.fixture(scope="class")
-    def data(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        root = tmp_path_factory.mktemp("parity")
-        out: dict[str, Any] = {"uris": {}, "arrow": {}}
-        for name, (schema, table) in tables().items():
-            uri = str(root / name)
-            th.create(uri, schema).append(table)
-            out["uris"][name] = uri
-            out["arrow"][name] = table
-        out["parquet"] = str(root / "pets.parquet")
-        pq.write_table(tables()["pets"][1], out["parquet"])
-        return out
 
     def session(self, kind: str, data: dict[str, Any]) -> Any:
         raise NotImplementedError

@@ -2,8 +2,9 @@
 
 Tables are plain pyarrow tables in tensorhouse's layouts (no connector), except
 one end-to-end test through ``th.duckdb.register``. DataFusion UDFs have one
-exact signature each, so the tests ``specialize`` them for the column types
-they query (see tensorhouse/udfs/datafusion.py).
+exact signature each: tests that pass ``types``/``signatures`` register them by
+hand (the ``types=`` path); the others are typed per query by
+``udfs.datafusion.sql`` (see tensorhouse/udfs/datafusion.py).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class Engine:
             if self.ctx.table_exist(name):
                 self.ctx.deregister_table(name)
             self.ctx.from_arrow(t, name=name)
+        if types is None and signatures is None:  # typed per query, as th.datafusion.context() does
+            return udf_df.sql(self.ctx, sql).to_arrow_table()
         udf_df.register(self.ctx, types=types)  # undo earlier tests' signatures
         for fn, arg_types in (signatures or {}).items():
             udf_df.specialize(self.ctx, fn, arg_types)

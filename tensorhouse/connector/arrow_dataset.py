@@ -686,9 +686,17 @@ def _scan(
     data = [(n, pinned.schema[n]) for n in needed if n != ROWID]
     with_rowid = ROWID in needed
     read_schema = pa.schema([declared.field(n) for n in needed])
+    # Columnar chunks are produced in the declared (engine) types directly, once per chunk:
+    # a string_view chunk is read as string instead of being cast batch by batch.
+    types = [declared.field(n).type for n, _ in data]
     for a, b in ranges:
         for raw in pinned.reader.iter_batches(
-            data, start=a, stop=b, batch_size=batch_rows, with_rowid=with_rowid
+            data,
+            start=a,
+            stop=b,
+            batch_size=batch_rows,
+            with_rowid=with_rowid,
+            arrow_types=types,
         ):
             if needed:
                 arrays = []

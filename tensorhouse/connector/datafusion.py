@@ -4,6 +4,10 @@
 ``install`` adds the table function ``tensorhouse(uri [, at])`` for time
 travel in SQL, ``nearest(uri, column, [..], k)`` for vector search
 (:mod:`tensorhouse.index.sql`), and the tensor UDFs when they are available.
+``context()`` makes a SessionContext with all of that whose ``sql`` types
+the tensor UDFs for each query's columns; ``sql(ctx, query)`` does the
+same on any context (DataFusion 55 gives a Python UDF one signature per
+name: see :mod:`tensorhouse.udfs.datafusion`).
 
 How DataFusion 55 treats a registered dataset (measured):
 
@@ -96,17 +100,16 @@ def register(
         rowid=True,
         refresh=refresh,
     )
-    companion = rowids.companion_name(name)
+    # DataFusion folds a registered name to lower case, as it does unquoted SQL names; so the
+    # companion is made lower-case (the view's SQL quotes it) and the user's name is registered
+    # as register_dataset would register it: "T" is table t, as for a native table.
+    companion = rowids.companion_name(name).lower()
     ctx.register_dataset(companion, table)
     rowids.remember(companion, table, owner=ctx)
     if ctx.table_exist(name):
         ctx.deregister_table(name)
-    ctx.sql(f"CREATE VIEW {_quote(name)} AS {rowids.view_sql(companion, rowid=rowid)}").collect()
+    ctx.register_view(name, ctx.sql(rowids.view_sql(companion, rowid=rowid)))
     return table
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _literal(arg: Any, position: int, fname: str) -> Any:
@@ -190,6 +193,82 @@ def install(
     _register_udfs(ctx)
 
 
+class TensorhouseContext(datafusion.SessionContext):
+    """A DataFusion SessionContext whose ``sql`` types the tensor UDFs for each query.
+
+    Everything else is DataFusion's own. Before planning, ``sql`` registers
+    each tensor UDF the query calls for the Arrow types of its arguments
+    (:func:`tensorhouse.udfs.datafusion.prepare`), so ``tensor_sum(mask)``
+    works on a ``uint8[6][7][3]`` column, a ragged tensor, an embedding or
+    a decoded image alike, as in DuckDB. Make one with :func:`context`.
+    """
+
+    def sql(
+        self,
+        query: str,
+        options: Any = None,
+        param_values: dict[str, Any] | None = None,
+        **named_params: Any,
+    ) -> datafusion.DataFrame:
+        udfs = _udf_module()
+        base = super().sql
+        if udfs is None:
+            return base(query, options, param_values, **named_params)
+        return udfs.plan(self, query, lambda q: base(q, options, param_values, **named_params))
+
+
+def context(
+    config: datafusion.SessionConfig | None = None,
+    runtime: datafusion.RuntimeEnvBuilder | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> TensorhouseContext:
+    """A SessionContext with :func:`install` done whose ``ctx.sql`` types the tensor UDFs per query.
+
+    Example:
+        >>> import numpy as np, tensorhouse as th
+        >>> ds = th.create("memory://doc-df-ctx", {"mask": th.Tensor("uint8", (2, 3)), "emb": th.Embedding(2)})
+        >>> _ = ds.append({"mask": np.arange(12, dtype="uint8").reshape(2, 2, 3), "emb": np.eye(2, dtype="float32")})
+        >>> ctx = th.datafusion.context()
+        >>> _ = th.datafusion.register(ctx, "scans", ds)
+        >>> ctx.sql("SELECT tensor_sum(mask) AS s, tensor_sum(emb) AS e, tensor_shape(mask) AS shape FROM scans").to_pydict()
+        {'s': [15.0, 51.0], 'e': [1.0, 1.0], 'shape': [[2, 3], [2, 3]]}
+    """
+    ctx = TensorhouseContext(config, runtime)
+    install(ctx, storage_options=storage_options)
+    return ctx
+
+
+def sql(ctx: datafusion.SessionContext, query: str, **kwargs: Any) -> datafusion.DataFrame:
+    """``ctx.sql(query, **kwargs)`` on any SessionContext, with the tensor UDFs typed for this query.
+
+    Example:
+        >>> import datafusion, numpy as np, tensorhouse as th
+        >>> ds = th.create("memory://doc-df-sql", {"depth": th.Tensor("float32", (None, None))})
+        >>> _ = ds.append({"depth": [np.ones((2, 3), "float32"), np.ones((1, 4), "float32")]})
+        >>> ctx = datafusion.SessionContext()
+        >>> _ = th.datafusion.register(ctx, "scans", ds)
+        >>> th.datafusion.sql(ctx, "SELECT tensor_size(depth) AS n FROM scans").to_pydict()
+        {'n': [6, 4]}
+    """
+    return _typed_sql(ctx, query, **kwargs)
+
+
+def _typed_sql(ctx: datafusion.SessionContext, query: str, **kwargs: Any) -> datafusion.DataFrame:
+    udfs = _udf_module()
+    if udfs is None:
+        return ctx.sql(query, **kwargs)
+    return udfs.sql(ctx, query, **kwargs)
+
+
+def _udf_module() -> Any:
+    # The UDF package is optional here (see _register_udfs); its DataFusion half imports lazily.
+    try:
+        return importlib.import_module("tensorhouse.udfs.datafusion")
+    except ImportError:
+        return None
+
+
 def _register_udfs(ctx: datafusion.SessionContext) -> None:
     # The UDF package is written separately; install works with or without it.
     try:
@@ -233,7 +312,9 @@ def rowid_dataframe(
     ctx = rowids.owner_of(q.companion)
     if ctx is None:
         raise rowids.LateMaterializationError(f"the SessionContext of {q.companion} is gone")
-    return ctx.sql(q.sql), q, table
+    # Re-planned from text, so tensor UDFs must be typed for it again (another query may have
+    # re-registered them since the original DataFrame was planned).
+    return _typed_sql(ctx, q.sql), q, table
 
 
 def companion_of(ctx: datafusion.SessionContext, name: str) -> str | None:
@@ -267,10 +348,13 @@ def _companion_names(sql: str) -> list[str]:
 
 
 __all__ = [
+    "TensorhouseContext",
     "companion_of",
+    "context",
     "install",
     "register",
     "registered_table",
     "rowid_dataframe",
+    "sql",
     "table_function",
 ]

@@ -20,14 +20,18 @@ How DuckDB 2.0 treats a registered dataset (measured):
   :mod:`tensorhouse.connector.rowids`); ``rowid=True`` shows ``_rowid`` as the
   table's first column for those who want row ids in SQL.
 - The companion is registered with the dataset's row count, so DuckDB's join
-  order builds hash tables on the small side (:mod:`.duckdb_source`).
+  order builds hash tables on the small side, and it takes from DuckDB only
+  the filters that chunk statistics make it skip rows for; DuckDB keeps the
+  others in its plan, where its estimates count them as they would over
+  Parquet (:mod:`.duckdb_source`).
 - Field metadata (the tensorhouse type) does not survive DuckDB: its
   results carry plain Arrow types. The registered tables are found again
   from a query (its connection's catalog lists the companions), so
   ``th.write`` recovers column types by name and the loader finds the
   dataset behind a query without ``_rowid``.
-- Filters DuckDB pushes (comparisons with constants, IN, IS NULL, AND/OR/NOT)
-  prune chunks by their min/max statistics and are then applied exactly.
+- Filters DuckDB offers (comparisons with constants, IN, IS NULL, AND/OR/NOT)
+  are taken by the scan when they prune chunks by their min/max statistics,
+  and are then applied exactly there; DuckDB applies the rest itself.
 
 Example:
     >>> import duckdb, numpy as np, tensorhouse as th
@@ -169,11 +173,15 @@ def column_types(result: Any) -> dict[str, set[ColumnType]]:
 
 
 def _register_table(
-    con: duckdb.DuckDBPyConnection, name: str, table: TensorhouseArrowDataset, rowid: bool
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    table: TensorhouseArrowDataset,
+    rowid: bool,
+    refresh: bool,
 ) -> str:
     """The companion (with ``_rowid``) under a fresh name, and ``name`` as a view over it."""
     companion = rowids.companion_name(name)
-    register_counted(con, companion, table)
+    register_counted(con, companion, table, pinned=not refresh)
     rowids.remember(companion, table)
     old = _companion_behind(con, name)
     con.execute(
@@ -245,7 +253,7 @@ def register(
         rowid=True,
         refresh=refresh,
     )
-    _register_table(con, name, table, rowid)
+    _register_table(con, name, table, rowid, refresh)
     return table
 
 
@@ -280,7 +288,7 @@ def scan(
         rowid=True,
     )
     companion = rowids.companion_name("scan")
-    register_counted(con, companion, table)
+    register_counted(con, companion, table, pinned=True)
     rowids.remember(companion, table)
     return con.sql(rowids.view_sql(companion, rowid=rowid))
 

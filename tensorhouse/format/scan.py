@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from tensorhouse.format.chunks.samples import normalize, of_column, take_column
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
 from tensorhouse.format.log.snapshot import Snapshot
-from tensorhouse.format.threads import io_pool
+from tensorhouse.format.threads import decode_pool, io_pool
 from tensorhouse.types import ROWID, Arrow, ColumnType
 
 
@@ -262,14 +263,24 @@ class SnapshotReader:
             list(io_pool().map(read, chunks.tolist()))
         return views, shapes, nulls
 
-    def read_chunk(self, name: str, ctype: ColumnType, c: int) -> SampleBatch:
+    def read_chunk(
+        self, name: str, ctype: ColumnType, c: int, *, as_type: pa.DataType | None = None
+    ) -> SampleBatch:
+        """Chunk ``c`` of a column. ``as_type``: the Arrow type an ``Arrow`` column's rows are
+        wanted in (the engines' plain ``string`` for ``string_view``), converted once per chunk,
+        and read the cheapest way to it; other columns ignore it."""
         idx = self.index(name)
         ref = idx.refs[c]
+        want = as_type if as_type is not None and isinstance(ctype, Arrow) else ctype.arrow_type()
         if ref is None:
+            if isinstance(ctype, Arrow):
+                return of_column(pa.nulls(int(idx.starts[c + 1] - idx.starts[c]), want))
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
-        batch = self.reader.read_all(ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows))
-        if batch.column is not None and batch.column.type != ctype.arrow_type():
-            return of_column(columnar.cast(batch.column, ctype.arrow_type(), name))
+        batch = self.reader.read_all(
+            ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows), wanted=want
+        )
+        if batch.column is not None and batch.column.type != want:
+            return of_column(columnar.cast(batch.column, want, name))
         if (
             batch.column is None and ctype.is_scalar and ref.stats
         ):  # read anyway: checking the stats costs one pass
@@ -290,19 +301,29 @@ class SnapshotReader:
         batch_size: int = 65536,
         with_rowid: bool = False,
         selection: np.ndarray | None = None,
+        arrow_types: Sequence[pa.DataType | None] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """RecordBatches of the live physical rows ``[start, stop)``, lazily, prefetching the next chunk.
 
         ``selection`` (bool per row of the range) keeps only the marked rows; deleted
         rows are always dropped. Batches
         never cross a fragment boundary, so a scan of one fragment is one call.
+        ``arrow_types`` (one per column, None to keep the column's own): the type an
+        ``Arrow`` column is produced in, converted once per chunk rather than per batch.
         """
         stop = self.num_physical_rows if stop is None else stop
         dead = self.deleted_mask(start, stop)
         if dead is not None:
             selection = ~dead if selection is None else (selection & ~dead)
-        cursors = [_Cursor(self, n, t, stop) for n, t in columns]
-        fields = [t.arrow_field(n) for n, t in columns]
+        wanted = list(arrow_types) if arrow_types is not None else [None] * len(columns)
+        cursors = [
+            _Cursor(self, n, t, stop, as_type=w if isinstance(t, Arrow) else None)
+            for (n, t), w in zip(columns, wanted, strict=True)
+        ]
+        fields = [
+            t.arrow_field(n) if c.as_type is None else t.arrow_field(n).with_type(c.as_type)
+            for (n, t), c in zip(columns, cursors, strict=True)
+        ]
         if with_rowid:
             fields.append(pa.field(ROWID, pa.int64(), nullable=False))
         schema = pa.schema(fields)
@@ -330,7 +351,10 @@ class SnapshotReader:
                         if batch.column is not None
                         else take(batch, rows_kept)
                     )
-                arrays.append(to_arrow(batch, cur.ctype))
+                if cur.as_type is not None and batch.column is not None:
+                    arrays.append(batch.column)
+                else:
+                    arrays.append(to_arrow(batch, cur.ctype))
             if with_rowid:
                 # One fragment per batch: ids are a range (no per-row search; count(*) reads them).
                 base = (int(self.frag_ids[f]) << 32) - int(self.frag_starts[f])
@@ -344,14 +368,42 @@ class SnapshotReader:
             pos = end
 
 
+#: Chunks read ahead between two hand-backs of freed allocator pages (see ``_release_now``).
+RELEASE_EVERY = 8
+_reads_ahead = itertools.count()
+
+
+def _release_now() -> None:
+    """Every RELEASE_EVERY chunks read ahead, hand the pages freed since back to the system.
+
+    The read-ahead threads allocate the decoded chunks and the engine's
+    threads free them: mimalloc keeps such pages with the allocating thread
+    until it collects. Measured on TPC-H SF1 Q1 in DuckDB (peak RSS; Parquet
+    264 MB): never 399 MB, every 8th chunk 376, every 4th 350, every chunk 313
+    MB. Collecting costs CPU, since pages handed back fault in again: +20-40%
+    on Q1/Q6 after every chunk, ~15% every 4th, ~5% every 8th.
+    """
+    if next(_reads_ahead) % RELEASE_EVERY == RELEASE_EVERY - 1:
+        pa.default_memory_pool().release_unused()
+
+
 class _Cursor:
     """Walks one column's chunks in order, holding the current one and prefetching the next."""
 
-    def __init__(self, reader: SnapshotReader, name: str, ctype: ColumnType, stop: int) -> None:
+    def __init__(
+        self,
+        reader: SnapshotReader,
+        name: str,
+        ctype: ColumnType,
+        stop: int,
+        *,
+        as_type: pa.DataType | None = None,
+    ) -> None:
         self.reader = reader
         self.stop = stop  # no prefetch past the scan's last row (a pruned range, a partition)
         self.name = name
         self.ctype = ctype
+        self.as_type = as_type
         self.index = reader.index(name)
         self.current: tuple[int, SampleBatch] | None = None
         self.pending: tuple[int, Future[SampleBatch]] | None = None
@@ -362,27 +414,35 @@ class _Cursor:
         if self.pending is not None and self.pending[0] == c:
             batch = self.pending[1].result()
         else:
-            batch = self.reader.read_chunk(self.name, self.ctype, c)
+            batch = self._read(c)
         self.current = (c, batch)
         nxt = c + 1
         if nxt < len(self.index.refs) and self.index.starts[nxt] < self.stop:
             self.pending = (
                 nxt,
-                io_pool().submit(self.reader.read_chunk, self.name, self.ctype, nxt),
+                decode_pool().submit(self._read_ahead, nxt),
             )
         else:
             self.pending = None
         return batch
 
+    def _read(self, c: int) -> SampleBatch:
+        return self.reader.read_chunk(self.name, self.ctype, c, as_type=self.as_type)
+
+    def _read_ahead(self, c: int) -> SampleBatch:
+        batch = self._read(c)
+        _release_now()
+        return batch
+
     def chunk_end(self, pos: int) -> int:
         """The first row after the chunk holding ``pos``."""
-        return int(self.index.starts[int(np.searchsorted(self.index.starts, pos, side="right"))])
+        return int(self.index.starts[self.index.locate_one(pos) + 1])
 
     def rows(self, start: int, stop: int) -> SampleBatch:
         parts = []
         pos = start
         while pos < stop:
-            c = int(self.index.locate(np.array([pos]))[0])
+            c = self.index.locate_one(pos)
             cstart, cend = int(self.index.starts[c]), int(self.index.starts[c + 1])
             hi = min(stop, cend)
             parts.append(self._chunk(c).slice(pos - cstart, hi - cstart))

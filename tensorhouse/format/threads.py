@@ -62,3 +62,38 @@ def _reset_io_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_io_after_fork)
+
+
+_decode_lock = threading.Lock()
+_decode_pool: ThreadPoolExecutor | None = None
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """A small pool that reads and decodes the next chunk of a scan ahead of it.
+
+    Apart from :func:`pool` so that a scan driven from a pool task never waits
+    on work queued behind itself, and small because every thread that
+    allocates decoded chunks keeps an allocator heap of its own: with the 16
+    I/O threads, a TPC-H SF1 scan peaked at 355 MB RSS, with 2 at 273 MB, for
+    the same speed on 2 cores (decoding is CPU work).
+    """
+    global _decode_pool
+    if _decode_pool is None:
+        with _decode_lock:
+            if _decode_pool is None:
+                n = int(os.environ.get("TENSORHOUSE_DECODE_THREADS", "0")) or max(
+                    2, min(8, os.cpu_count() or 2)
+                )
+                _decode_pool = ThreadPoolExecutor(
+                    max_workers=n, thread_name_prefix="tensorhouse-decode"
+                )
+    return _decode_pool
+
+
+def _reset_decode_after_fork() -> None:
+    global _decode_pool, _decode_lock
+    _decode_pool = None
+    _decode_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_decode_after_fork)

@@ -2,8 +2,12 @@
 
 ``register(con_or_ctx)`` installs every function of :mod:`tensorhouse.udfs.catalog`
 on a DuckDB connection or a DataFusion SessionContext, with the same names
-and semantics in both. The kernels work on plain Arrow arrays and can be
-called from Python too. Engines are imported only when ``register`` needs one.
+and semantics in both. DataFusion gives a Python function one argument type
+per name, so there the functions are typed for each query's columns by
+``th.datafusion.context()`` (whose ``ctx.sql`` does it) or
+``th.datafusion.sql(ctx, query)`` (:mod:`tensorhouse.udfs.routing`). The
+kernels work on plain Arrow arrays and can be called from Python too.
+Engines are imported only when ``register`` needs one.
 
 Example:
     >>> import duckdb, tensorhouse as th

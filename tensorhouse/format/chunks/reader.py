@@ -61,6 +61,14 @@ class HeaderCache:
 _HEADERS = HeaderCache()
 #: Text chunks whose samples were checked to be UTF-8 in this process.
 _TEXT_OK = HeaderCache()
+#: Chunks read whole and verified in this process without keeping their mapping.
+_WHOLE_OK = HeaderCache()
+
+
+def _decoded_apart(h: ChunkHeader) -> bool:
+    """Whether reading the chunk whole copies its data out (decompressed or decoded), so
+    nothing returned views the file's bytes."""
+    return bool(h.columnar or h.chunk_codec != "none")
 
 
 @dataclass(frozen=True)
@@ -211,8 +219,13 @@ class ChunkReader:
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
 
-    def _mapped(self, path: str, size: int | None) -> _Mapped | None:
-        """The chunk file mapped into memory (local stores), from a process-wide LRU."""
+    def _mapped(self, path: str, size: int | None, *, keep: bool = True) -> _Mapped | None:
+        """The chunk file mapped into memory (local stores), from a process-wide LRU.
+
+        ``keep=False`` maps it for this read only (not kept in the LRU): for
+        chunks decoded into memory of their own, whose file pages would
+        otherwise stay mapped, and counted in the process's RSS, long after.
+        """
         if not self.store.is_local:
             return None
         key = (self.store.uri, path)
@@ -229,11 +242,17 @@ class ChunkReader:
                 f"{self.store.uri}/{path}: {len(view)} bytes, the log says {size}"
             )
         m = _Mapped(view)
-        with _MAPS_LOCK:
-            _MAPS[key] = m
-            while len(_MAPS) > _MAPS_CAPACITY:
-                _MAPS.popitem(last=False)
+        if keep:
+            with _MAPS_LOCK:
+                _MAPS[key] = m
+                while len(_MAPS) > _MAPS_CAPACITY:
+                    _MAPS.popitem(last=False)
         return m
+
+    def _release(self, path: str) -> None:
+        """Drop a chunk's mapping from the LRU (unmapped once nothing views it)."""
+        with _MAPS_LOCK:
+            _MAPS.pop((self.store.uri, path), None)
 
     def _verify_mapped(self, m: _Mapped, h: ChunkHeader, blocks: np.ndarray, path: str) -> None:
         """Check the given blocks once per process: mapped bytes were verified when first used."""
@@ -256,41 +275,61 @@ class ChunkReader:
         m.verified[todo] = True
 
     def read_all(
-        self, path: str, size: int | None = None, *, expect: Expect | None = None
+        self,
+        path: str,
+        size: int | None = None,
+        *,
+        expect: Expect | None = None,
+        wanted: Any = None,
     ) -> SampleBatch:
-        """Every sample of a chunk, read with one request (or mapped, locally) and verified."""
+        """Every sample of a chunk, read with one request (or mapped, locally) and verified.
+
+        ``wanted``: the Arrow type a columnar chunk will be cast to (see ``columnar.decode``).
+        """
         if size is not None and expect is not None:
             # Known header (cached): refuse a mismatch before reading the data at all.
             cached = self.headers.get((self.store.uri, path))
             if cached is not None:
                 expect.check(cached, f"{self.store.uri}/{path}")
-        m = self._mapped(path, size)
+        key = (self.store.uri, path)
+        h = self.headers.get(key)
+        # A compressed or columnar chunk is decoded into memory of its own: its file need not
+        # stay mapped after this read (the bytes stay in the page cache, out of this RSS).
+        transient = h is not None and _decoded_apart(h)
+        m = self._mapped(path, size, keep=not transient)
         blob: bytes | memoryview = m.view if m is not None else self.store.get(path)
         if size is not None and len(blob) != size:
             raise CorruptChunkError(
                 f"{self.store.uri}/{path}: {len(blob)} bytes, the log says {size}"
             )
         view = memoryview(blob)
-        h = self.headers.get((self.store.uri, path))
         if h is None:
             try:
-                h = decode_header(view[: header_length_hint(view)], file_length=len(blob))
+                # From a copy: the cached header's arrays must not keep a mapped file alive.
+                h = decode_header(bytes(view[: header_length_hint(view)]), file_length=len(blob))
             except CorruptChunkError as err:
                 raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
-            self.headers.put((self.store.uri, path), h)
+            self.headers.put(key, h)
         if expect is not None:
             expect.check(h, f"{self.store.uri}/{path}")
         stored = view[h.header_length :]
         try:
-            if m is not None:
+            if m is not None and not _decoded_apart(h):
                 self._verify_mapped(m, h, np.arange(len(h.block_crcs)), path)
+            elif m is not None and _WHOLE_OK.get(key) is not None:
+                pass  # verified whole earlier in this process (chunk files are immutable)
             else:
                 verify_blocks(h, 0, stored)
+                if m is not None:
+                    _WHOLE_OK.put(key, h)
             raw = codecs.decompress(h.chunk_codec, stored, h.raw_length)
             if h.columnar:  # one encoded column (format 3), decoded to the Arrow type it stores
-                return of_column(columnar.decode(raw, None, h.num_samples))
+                return of_column(columnar.decode(raw, None, h.num_samples, wanted=wanted))
         except CorruptChunkError as err:
             raise CorruptChunkError(f"{self.store.uri}/{path}: {err}") from err
+        finally:
+            if m is not None and _decoded_apart(h):
+                self._release(path)
         if h.dtype == "str":
             self._check_text(path, raw, h)
         return SampleBatch(raw, h.offsets, np.asarray(h.shapes), h.nulls)
