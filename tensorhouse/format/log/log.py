@@ -432,9 +432,10 @@ class Log:
         limit = LOCAL_PROBE_MAX if local else PROBE_MAX
         while True:
             first = start + len(out)
+            # The first read alone: usually nothing is new, and one failed read is cheaper than a batch.
             got = (
                 [self._read_or_none(first)]
-                if batch == 1
+                if batch == 1 or not out
                 else list(io_pool().map(self._read_or_none, range(first, first + batch)))
             )
             for c in got:
