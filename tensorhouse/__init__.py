@@ -76,7 +76,7 @@ _LAZY = {
 
 # Functions of lazily loaded modules: name -> (module, attribute).
 _LAZY_ATTRS = {
-    "write": ("tensorhouse.connector.materialize", "write"),
+    "write": ("tensorhouse.connector.write_results", "write"),
     "to_numpy": ("tensorhouse.connector.results", "result_to_numpy"),
     "to_torch": ("tensorhouse.loader.tensors", "result_to_torch"),
     "serve": ("tensorhouse.viewer", "serve"),

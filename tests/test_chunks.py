@@ -12,7 +12,7 @@ import tensorhouse as th
 from tensorhouse.format.chunks import ChunkReader, encode_chunk, normalize, split_points
 from tensorhouse.format.chunks.codecs import decode_image, encode_image
 from tensorhouse.format.chunks.header import decode_header
-from tensorhouse.format.convert import to_arrow, to_numpy
+from tensorhouse.format.convert import batch_to_values, to_arrow
 from tensorhouse.storage import MemoryStore
 from tensorhouse.synth import scene
 from tensorhouse.types import ColumnType
@@ -47,12 +47,12 @@ def test_fixed_tensor_round_trip(codec: str, dtype: str) -> None:
     store = _store()
     path, hl, size = _write(store, arr, t)
     reader = ChunkReader(store)
-    got = to_numpy(reader.read_all(path, size), t)
+    got = batch_to_values(reader.read_all(path, size), t)
     assert isinstance(got, np.ndarray) and got.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(got, arr)
     rows = [39, 0, 7, 7, 12]
     np.testing.assert_array_equal(
-        to_numpy(reader.read_rows(path, rows, header_length=hl, size=size), t), arr[rows]
+        batch_to_values(reader.read_rows(path, rows, header_length=hl, size=size), t), arr[rows]
     )
 
 
@@ -61,7 +61,7 @@ def test_uncompressed_fixed_shape_decodes_zero_copy() -> None:
     store = _store()
     path, _, size = _write(store, np.ones((100, 16), np.float32), t)
     batch = ChunkReader(store).read_all(path, size)
-    got = to_numpy(batch, t)
+    got = batch_to_values(batch, t)
     assert isinstance(got, np.ndarray)
     assert not got.flags.owndata  # a view of the chunk's bytes, not a copy
     assert np.shares_memory(got, np.frombuffer(batch.data, np.uint8))
@@ -79,7 +79,7 @@ def test_ragged_round_trip_property(shapes: list[tuple[int, int]], codec: str, d
     values = [(rng.random(s) * 50).astype(dtype) for s in shapes]
     store = _store()
     path, _hl, size = _write(store, values, t)
-    got = to_numpy(ChunkReader(store).read_all(path, size), t)
+    got = batch_to_values(ChunkReader(store).read_all(path, size), t)
     assert len(got) == len(values)
     for a, b in zip(got, values, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
@@ -95,7 +95,7 @@ def test_unicode_text_round_trip(values: list[str | None]) -> None:
     t = th.Text()
     store = _store()
     path, _hl, size = _write(store, values, t)
-    assert to_numpy(ChunkReader(store).read_all(path, size), t) == values
+    assert batch_to_values(ChunkReader(store).read_all(path, size), t) == values
     assert to_arrow(ChunkReader(store).read_all(path, size), t).to_pylist() == values
 
 
@@ -110,7 +110,7 @@ def test_json_binary_scalars_zero_d_and_empty() -> None:
     ]
     for t, values in cases:
         path, _hl, size = _write(store, values, t)
-        got = to_numpy(ChunkReader(store).read_all(path, size), t)
+        got = batch_to_values(ChunkReader(store).read_all(path, size), t)
         for a, b in zip(got, values, strict=True):
             if b is None:
                 assert a is None
@@ -128,12 +128,14 @@ def test_png_is_bit_exact_and_jpeg_within_psnr() -> None:
     store = _store()
     t = th.Image("png")
     path, hl, size = _write(store, [*imgs, gray, rgba], t)
-    got = to_numpy(ChunkReader(store).read_all(path, size), t)
+    got = batch_to_values(ChunkReader(store).read_all(path, size), t)
     for a, b in zip(got, [*imgs, gray, rgba], strict=True):
         np.testing.assert_array_equal(a, b)
     t = th.Image("jpeg", quality=90)
     path, hl, size = _write(store, [*imgs, gray], t)
-    got = to_numpy(ChunkReader(store).read_rows(path, [12, 3], header_length=hl, size=size), t)
+    got = batch_to_values(
+        ChunkReader(store).read_rows(path, [12, 3], header_length=hl, size=size), t
+    )
     assert got[0].shape == gray.shape and got[1].shape == imgs[3].shape
     assert _psnr(got[1], imgs[3]) > 30 and _psnr(got[0], gray) > 30
 
@@ -144,7 +146,7 @@ def test_encoded_jpeg_bytes_are_stored_as_is() -> None:
     store = _store()
     t = th.Image("jpeg")
     path, _hl, size = _write(store, [blob], t)
-    assert to_numpy(ChunkReader(store).read_all(path, size), t, decode=False) == [blob]
+    assert batch_to_values(ChunkReader(store).read_all(path, size), t, decode=False) == [blob]
     assert decode_image("jpeg", blob).shape == (64, 48, 3)
 
 
@@ -219,7 +221,7 @@ def test_corrupt_sample_detected_on_range_read() -> None:
     with pytest.raises(th.CorruptChunkError, match="checksum"):
         reader.read_rows(path, [5], header_length=hl, size=size)
     np.testing.assert_array_equal(
-        to_numpy(reader.read_rows(path, [40], header_length=hl, size=size), t)[0], arr[40]
+        batch_to_values(reader.read_rows(path, [40], header_length=hl, size=size), t)[0], arr[40]
     )
 
 

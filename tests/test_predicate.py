@@ -67,3 +67,18 @@ def test_arithmetic_property(a: int, b: int, c: int) -> None:
     batch = pa.record_batch({"x": pa.array([a], pa.int64())})
     got = evaluate(parse(f"x % {b} = {c}", {"x": pa.int64()}), batch).to_pylist()[0]
     assert got == (math.fmod(a, b) == c)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("s = 'abc", "unterminated string at position 4"),
+        ('"x = 1', "unterminated quoted column name at position 0"),
+        ("x = 3 AND", "expected a literal, found end"),
+        ("x IN (1, 2", "expected \\), found end"),
+        ("nope > 1", "unknown column 'nope'"),
+    ],
+)
+def test_malformed_predicates_say_what_and_where(bad: str, message: str) -> None:
+    with pytest.raises(th.SchemaError, match=message):
+        parse(bad, TYPES)

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
-from tensorhouse.connector.materialize import write
 from tensorhouse.connector.results import to_numpy
+from tensorhouse.connector.write_results import write
 
 __all__ = ["TensorhouseArrowDataset", "arrow_dataset", "to_numpy", "write"]

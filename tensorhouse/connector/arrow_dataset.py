@@ -66,13 +66,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tensorhouse.connector.arrow_guard import ALTERNATIVES, NativeGuard
-from tensorhouse.connector.filters import (
-    ColumnStats,
-    apply_filter,
-    check_filter,
-    plan_ranges,
-    referenced_columns,
-)
+from tensorhouse.connector.filters import apply_filter, check_filter, referenced_columns
+from tensorhouse.connector.pruning import ColumnStats, plan_ranges
 from tensorhouse.errors import SchemaError, UnsupportedError
 from tensorhouse.format.chunks.columnar import engine_type
 from tensorhouse.format.dataset import Dataset

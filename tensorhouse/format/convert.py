@@ -85,7 +85,7 @@ def to_arrow(batch: SampleBatch, ctype: ColumnType) -> pa.Array:
     return pa.StructArray.from_arrays([data, shape], fields=list(t), mask=mask)
 
 
-def to_numpy(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> ColumnValues:
+def batch_to_values(batch: SampleBatch, ctype: ColumnType, *, decode: bool = True) -> ColumnValues:
     """Values for ``take``: a stacked array for fixed shapes, else a list per row.
 
     Null rows are zeros in stacked arrays (use Arrow output to see the mask)

@@ -34,7 +34,7 @@ from tensorhouse.errors import (
 )
 from tensorhouse.format import layout, refs
 from tensorhouse.format.chunks import ChunkReader
-from tensorhouse.format.convert import ColumnValues, payloads_to_images, to_numpy
+from tensorhouse.format.convert import ColumnValues, batch_to_values, payloads_to_images
 from tensorhouse.format.groups import Alter, Optimize
 from tensorhouse.format.input import Data, to_columns
 from tensorhouse.format.log import (
@@ -458,7 +458,7 @@ class Dataset:
                 views, _, nulls = self._reader.read_views(name, ctype, rows)
                 out[name] = payloads_to_images(views, nulls, ctype.sample_codec, decode=decode)
             else:
-                out[name] = to_numpy(
+                out[name] = batch_to_values(
                     self._reader.read_rows(name, ctype, rows), ctype, decode=decode
                 )
         return out

@@ -369,9 +369,14 @@ def parquet(
     e.g. ``{"img": th.Image("jpeg"), "emb": th.Embedding(128)}``; ``columns``
     picks a subset. Files are streamed batch by batch (constant memory).
 
-    Example:
-        >>> import tensorhouse as th
-        >>> th.ingest.parquet("pets/*.parquet", "data/pets", types={"image": th.Image("jpeg")})  # doctest: +SKIP
+    Example (``types={"image": th.Image("jpeg")}`` stores a column of JPEG bytes as images):
+        >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq, tensorhouse as th
+        >>> tmp = tempfile.mkdtemp()
+        >>> for k in range(2):
+        ...     pq.write_table(pa.table({"label": [k, k], "caption": ["a", "b"]}), f"{tmp}/part-{k}.parquet")
+        >>> report = th.ingest.parquet(f"{tmp}/*.parquet", f"{tmp}/pets", types={"label": "int16"}, progress=False)
+        >>> report.rows, th.open(f"{tmp}/pets").schema["label"]
+        (4, Scalar(dtype='int16'))
     """
     import pyarrow.parquet as pq
 
@@ -437,9 +442,14 @@ def csv(
     such instead of guessing per block); a column typed ``th.Image(...)``
     holds image file paths, relative to the CSV file's directory.
 
-    Example:
-        >>> import tensorhouse as th
-        >>> th.ingest.csv("labels.csv", "data/pets", types={"file": th.Image("jpeg"), "label": "int64"})  # doctest: +SKIP
+    Example (``types={"file": th.Image("jpeg")}`` reads the JPEG files a column names):
+        >>> import tempfile, tensorhouse as th
+        >>> tmp = tempfile.mkdtemp()
+        >>> with open(f"{tmp}/labels.csv", "w") as f:
+        ...     _ = f.write("name,label\\ncat,0\\ndog,1\\n")
+        >>> report = th.ingest.csv(f"{tmp}/labels.csv", f"{tmp}/pets", types={"label": "int64"}, progress=False)
+        >>> th.open(f"{tmp}/pets").to_table().to_pylist()
+        [{'name': 'cat', 'label': 0}, {'name': 'dog', 'label': 1}]
     """
     import pyarrow.csv as pacsv
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from tensorhouse.format.chunks import SampleBatch
 from tensorhouse.format.chunks.codecs import decode_image
-from tensorhouse.format.convert import to_numpy
+from tensorhouse.format.convert import batch_to_values
 from tensorhouse.format.scan import SnapshotReader, null_batch
 from tensorhouse.types import ColumnType, Image
 
@@ -211,7 +211,7 @@ class Materializer:
             )
         ):
             # Text, json, encoded bytes and ragged tensors: the format layer's own conversion.
-            return to_numpy(
+            return batch_to_values(
                 self.reader.read_rows(col.name, ctype, rows) if len(rows) else null_batch(ctype, 0),
                 ctype,
                 decode=col.decode,

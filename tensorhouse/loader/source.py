@@ -126,7 +126,9 @@ def select(source: Any, *, columns: Sequence[str] | None, dataset: Dataset | Non
     wanted = list(columns) if columns is not None else names
     heavy = [c for c in wanted if is_heavy(ds, c)]
     light = {
-        c: _to_numpy(table.column(c)) for c in table.column_names if c != ROWID and c in wanted
+        c: _numpy_or_objects(table.column(c))
+        for c in table.column_names
+        if c != ROWID and c in wanted
     }
     rowids = table.column(ROWID).to_numpy().astype(np.int64)
     return Selection(ds, rowids, light, heavy, ROWID in wanted)
@@ -156,7 +158,7 @@ def _rewritten(
         df, q, arrow_ds = thdf.rowid_dataframe(source, _heavy_columns)
         table = df.to_arrow_table()
     ds = dataset or arrow_ds.dataset
-    light = {c: _to_numpy(table.column(c)) for c in q.light if c in wanted}
+    light = {c: _numpy_or_objects(table.column(c)) for c in q.light if c in wanted}
     rowids = table.column(ROWID).to_numpy().astype(np.int64)
     return Selection(ds, rowids, light, [c for c in q.heavy if c in wanted], False)
 
@@ -181,7 +183,8 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _to_numpy(col: pa.ChunkedArray) -> Any:
+def _numpy_or_objects(col: pa.ChunkedArray) -> Any:
+    """A light column as a numpy array: numbers without nulls as they are, anything else as objects."""
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if (
         pa.types.is_integer(arr.type)

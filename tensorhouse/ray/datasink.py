@@ -37,7 +37,7 @@ from ray.data.block import Block, BlockAccessor
 from ray.data.datasource import Datasink
 from ray.data.datasource.datasink import WriteResult
 
-from tensorhouse.connector.materialize import resolve_schema
+from tensorhouse.connector.write_results import resolve_schema
 from tensorhouse.errors import DatasetExistsError, DatasetNotFoundError, SchemaError
 from tensorhouse.format.dataset import Dataset, create
 from tensorhouse.format.dataset import open as open_uri

@@ -44,6 +44,11 @@ def open_store(
         >>> from tensorhouse.storage import open_store
         >>> open_store("memory://open-example")
         MemoryStore('memory://open-example')
+
+        A cached S3 store (not run here: it needs an S3 server, and opening one
+        imports s3fs and looks up credentials, seconds; ``tests/test_storage.py``
+        runs it against moto_server):
+
         >>> store = open_store(  # doctest: +SKIP
         ...     "s3://bucket/ds",
         ...     {"endpoint_url": "http://localhost:9000", "cache_dir": "/tmp/th-cache"},

@@ -57,7 +57,7 @@ from tensorhouse import limits
 from tensorhouse.errors import TensorhouseError, VersionNotFoundError
 from tensorhouse.format import refs
 from tensorhouse.format.chunks.codecs import image_header_shape
-from tensorhouse.format.convert import to_arrow, to_numpy
+from tensorhouse.format.convert import batch_to_values, to_arrow
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.dataset import open as open_dataset
 from tensorhouse.types import (
@@ -727,7 +727,7 @@ class ViewerAPI:
             value = (
                 None
                 if batch.is_null(0)
-                else detail_value(kind, ctype, to_numpy(batch, ctype, decode=False)[0])
+                else detail_value(kind, ctype, batch_to_values(batch, ctype, decode=False)[0])
             )
             columns.append({"name": name, "kind": kind, "label": type_label(ctype), "value": value})
         return {
@@ -750,7 +750,9 @@ class ViewerAPI:
         rows = self._rows_of(ds, [rowid], 404)
 
         def load() -> ImageSource:
-            value = to_numpy(ds.reader.read_rows(column, ctype, rows), ctype, decode=False)[0]
+            value = batch_to_values(ds.reader.read_rows(column, ctype, rows), ctype, decode=False)[
+                0
+            ]
             if value is None:
                 raise ApiError(404, f"row {rowid} has no image in column {column!r}")
             return value, ctype.compression

@@ -13,7 +13,7 @@ import pytest
 from sql_fixtures import CLASSES, EMB_DIM, make_demo
 
 import tensorhouse as th
-from tensorhouse.connector.materialize import resolve_schema
+from tensorhouse.connector.write_results import resolve_schema
 
 
 @pytest.fixture(scope="module")
