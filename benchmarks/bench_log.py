@@ -17,13 +17,22 @@ Then, side by side in one run (warm page cache, medians over repeats):
 4. time travel to the first append (tensorhouse and deltalake version 1,
    Lance version 2: Lance numbers its empty create as version 1).
 
-The N-commit tables are built once and cached under
-``benchmarks/_data/log_<system>_<N>/`` (gitignored); the build throughput is
-recorded with them and reported on later runs. The appends of (2) and (3) go
-to a scratch copy, so the cached tables stay at exactly N commits.
+Columns: ``tensorhouse`` and ``lance`` reopen in one process, so their
+in-process caches (tensorhouse's log cache, Lance's session) are warm;
+``tensorhouse-cold`` and ``lance-cold`` empty them before every open, as a new
+process would. deltalake keeps nothing between opens.
+
+The N-commit tables are built once by ``log_tables.py`` (real tensorhouse
+appends on /dev/shm; Delta entries in delta-rs's own form with delta-rs
+checkpoints; Lance batched above 10,000 commits: see its docstring) and cached
+under ``benchmarks/_data/log_<system>_<N>/`` (gitignored). The appends of (2)
+and (3) go to a hard-linked scratch copy, so the cached tables stay at exactly
+N commits.
 
 Run:
-    .venv/bin/python benchmarks/bench_log.py                 # N = 10,000 (builds take minutes once)
+    .venv/bin/python benchmarks/bench_log.py                 # N = 1,000 and 10,000 (builds: ~3 minutes once)
+    .venv/bin/python benchmarks/bench_log.py --sizes 1000,10000,100000   # 100,000: ~15 minutes of builds once
+    .venv/bin/python benchmarks/bench_log.py --build-only --sizes 100000 # build the tables, measure nothing
     .venv/bin/python benchmarks/bench_log.py --smoke         # N = 200, < 1 minute
     .venv/bin/python benchmarks/bench_log.py --rebuild       # rebuild the cached tables
     .venv/bin/python benchmarks/bench_log.py --profile       # cProfile tensorhouse even where it wins
@@ -51,7 +60,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,10 +68,12 @@ if str(ROOT) not in sys.path:
 
 import deltalake  # noqa: E402
 import lance  # noqa: E402
+import log_tables  # noqa: E402
 from deltalake import DeltaTable, write_deltalake  # noqa: E402
 
 import tensorhouse as th  # noqa: E402
 import tensorhouse.format.dataset as th_dataset  # noqa: E402
+from tensorhouse.format.log import cache as log_cache  # noqa: E402
 from tensorhouse.format.log import log as th_log  # noqa: E402
 from tensorhouse.storage import LocalStore  # noqa: E402
 
@@ -71,30 +81,23 @@ from tensorhouse.storage import LocalStore  # noqa: E402
 DATA_DIR = ROOT / "benchmarks" / "_data"
 #: Bump when the way tables are built changes, so stale caches are rebuilt.
 #: Per system: tensorhouse 3 = columnar checkpoints with an xxh3 header and format 3 entries.
-BUILD_FORMAT = {"tensorhouse": 3, "deltalake": 2, "lance": 2}
+#: 4/3/3: the fast builders of log_tables.py (tensorhouse on /dev/shm, Delta entries in delta-rs's form,
+#: Lance batched above 10,000 commits).
+BUILD_FORMAT = {"tensorhouse": 4, "deltalake": 3, "lance": 3}
 
-SYSTEMS = ("tensorhouse", "deltalake", "lance", "lance-cold")
+SYSTEMS = ("tensorhouse", "tensorhouse-cold", "deltalake", "lance", "lance-cold")
+#: The "-cold" columns open as a fresh process would: the in-process cache emptied before every open.
+COLD = {"tensorhouse-cold": "tensorhouse", "lance-cold": "lance"}
 REFERENCE = "tensorhouse"
 SCHEMA = pa.schema([("id", pa.int64()), ("value", pa.float32())])
-
-#: The issue's targets for one tensorhouse open of the latest version, locally.
-TARGET_OPEN_MS = 100.0
-TARGET_LISTS = 1
-TARGET_GETS = 101
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def one_row(i: int) -> pa.Table:
-    return pa.table(
-        {"id": pa.array([i], pa.int64()), "value": pa.array([i * 0.5], pa.float32())}, schema=SCHEMA
-    )
-
-
-def th_row(i: int) -> dict[str, np.ndarray]:
-    return {"id": np.array([i], np.int64), "value": np.array([i * 0.5], np.float32)}
+one_row = log_tables.one_row
+th_row = log_tables.th_row
 
 
 # -- timing -------------------------------------------------------------------------
@@ -109,14 +112,26 @@ class Timing:
         return statistics.median(self.times)
 
 
+#: A measurement stops repeating after this many seconds (at least 3 repeats): some peers take
+#: seconds per call at 10,000 commits (Lance's open by timestamp reads its manifests).
+BUDGET_S = 30.0
+
+
 def time_repeat(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
+    t_end = time.perf_counter() + BUDGET_S
     for _ in range(warmup):
+        t0 = time.perf_counter()
         fn()
-    out = []
+        first = time.perf_counter() - t0
+        if first > BUDGET_S / 3:  # minutes for a few repeats: this one call is the measurement
+            return Timing([first])
+    out: list[float] = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)
+        if len(out) >= 3 and time.perf_counter() > t_end:
+            break
     return Timing(out)
 
 
@@ -239,12 +254,6 @@ def fmt_ops(ops: dict[str, int]) -> str:
     return s
 
 
-def ops_ok(ops: dict[str, int]) -> bool:
-    gets = ops.get("get", 0) + ops.get("get_range", 0) + ops.get("get_ranges", 0)
-    others = sum(v for k, v in ops.items() if k not in ("list", "get", "get_range", "get_ranges"))
-    return ops.get("list", 0) <= TARGET_LISTS and gets <= TARGET_GETS and others == 0
-
-
 # -- profiling tensorhouse ----------------------------------------------------------
 def profile_th(label: str, fn: Callable[[], Any], repeats: int = 5, top: int = 18) -> str:
     """cProfile ``fn`` (``repeats`` calls), including the work it hands to thread pools.
@@ -347,7 +356,6 @@ class System:
     #: The version that holds the first appended row (time-travel target).
     first_append_version: int
 
-    def build(self, path: str, n: int) -> None: ...
     def open_latest(self, path: str) -> int: ...  # rows
     def open_version(self, path: str, version: int) -> int: ...
     def handle(self, path: str) -> Any: ...
@@ -368,13 +376,6 @@ class System:
 class Tensorhouse(System):
     name = "tensorhouse"
     first_append_version = 1
-
-    def build(self, path: str, n: int) -> None:
-        ds = th.create(path, {"id": "int64", "value": "float32"})
-        t0 = time.perf_counter()
-        for i in range(n):
-            ds.append(th_row(i))
-            progress(self.name, i + 1, n, t0)
 
     def open_latest(self, path: str) -> int:
         return len(th.open(path))
@@ -422,16 +423,31 @@ class Tensorhouse(System):
         )
 
 
+class TensorhouseCold(Tensorhouse):
+    """tensorhouse with its process-wide log cache emptied before every open: what a new process pays."""
+
+    name = "tensorhouse-cold"
+
+    def open_latest(self, path: str) -> int:
+        log_cache.clear()
+        return super().open_latest(path)
+
+    def open_version(self, path: str, version: int) -> int:
+        log_cache.clear()
+        return super().open_version(path, version)
+
+    def open_timestamp(self, path: str, ts: datetime) -> int:
+        log_cache.clear()
+        return super().open_timestamp(path, ts)
+
+    def s3_open_latest(self, uri: str, endpoint: str) -> int:
+        log_cache.clear()
+        return super().s3_open_latest(uri, endpoint)
+
+
 class Delta(System):
     name = "deltalake"
     first_append_version = 1
-
-    def build(self, path: str, n: int) -> None:
-        dt = DeltaTable.create(path, SCHEMA)
-        t0 = time.perf_counter()
-        for i in range(n):
-            write_deltalake(dt, one_row(i), mode="append")
-            progress(self.name, i + 1, n, t0)
 
     def open_latest(self, path: str) -> int:
         dt = DeltaTable(path)
@@ -507,13 +523,6 @@ class Lance(System):
     name = "lance"
     first_append_version = 2  # version 1 is the empty dataset
 
-    def build(self, path: str, n: int) -> None:
-        ds = lance.write_dataset(SCHEMA.empty_table(), path)
-        t0 = time.perf_counter()
-        for i in range(n):
-            ds = lance.write_dataset(one_row(i), ds, mode="append")
-            progress(self.name, i + 1, n, t0)
-
     def open_latest(self, path: str) -> int:
         return lance.dataset(path).count_rows()
 
@@ -581,7 +590,7 @@ class LanceCold(Lance):
         ).count_rows()
 
 
-ALL = {s.name: s for s in (Tensorhouse(), Delta(), Lance(), LanceCold())}
+ALL = {s.name: s for s in (Tensorhouse(), TensorhouseCold(), Delta(), Lance(), LanceCold())}
 
 
 def progress(name: str, done: int, n: int, t0: float) -> None:
@@ -592,13 +601,12 @@ def progress(name: str, done: int, n: int, t0: float) -> None:
 
 
 def table_dir(system: str, n: int) -> Path:
-    return DATA_DIR / f"log_{'lance' if system == 'lance-cold' else system}_{n}"
+    return DATA_DIR / f"log_{COLD.get(system, system)}_{n}"
 
 
 def ensure_built(system: System, n: int, rebuild: bool) -> dict[str, Any]:
     """Build (or reuse) the N-commit table; the build record (seconds, commits/s)."""
-    if isinstance(system, LanceCold):  # the same table as Lance
-        system = ALL["lance"]
+    system = ALL[COLD.get(system.name, system.name)]  # a cold column measures the warm one's table
     d = table_dir(system.name, n)
     meta_file = DATA_DIR / f"log_{system.name}_{n}.build.json"
     if not rebuild and meta_file.exists() and d.exists():
@@ -611,7 +619,9 @@ def ensure_built(system: System, n: int, rebuild: bool) -> dict[str, Any]:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     log(f"[build] {system.name}: {n} one-row commits into {d} ...")
     t0 = time.perf_counter()
-    system.build(str(d), n)
+    log_tables.BUILDERS[system.name](
+        str(d), n, progress=lambda done, total: progress(system.name, done, total, t0)
+    )
     seconds = time.perf_counter() - t0
     meta = {
         "format": BUILD_FORMAT[system.name],
@@ -624,6 +634,31 @@ def ensure_built(system: System, n: int, rebuild: bool) -> dict[str, Any]:
     meta_file.write_text(json.dumps(meta, indent=1))
     meta["cached"] = False
     return meta
+
+
+def per_version(system: str, n: int) -> int:
+    """One-row appends per version of ``system``'s N-commit table (Lance is batched above 10,000)."""
+    return log_tables.lance_versions_per_commit(n) if COLD.get(system, system) == "lance" else 1
+
+
+#: Files that the systems replace in place (by rename) and a scratch copy must not share with its source.
+MUTABLE_NAMES = {"_last_checkpoint", "latest_version_hint.json"}
+
+
+def link_copy(src: str, dst: str) -> None:
+    """A scratch copy by hard links (seconds, not minutes, for 300,000 files); every system writes new files.
+
+    The few files rewritten in place are copied for real, so the cached table never changes.
+    """
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, copy_function=os.link)
+    for r, _d, fs in os.walk(dst):
+        for f in fs:
+            if f in MUTABLE_NAMES:
+                p = os.path.join(r, f)
+                data = Path(p).read_bytes()
+                os.unlink(p)
+                Path(p).write_bytes(data)
 
 
 def dir_stats(path: str) -> tuple[int, int]:
@@ -686,9 +721,20 @@ class Moto:
         self.client.create_bucket(Bucket="bench")
 
     def upload(self, local: str, prefix: str) -> int:
+        """Upload a table's metadata: no open measured here reads a data file, so none is uploaded.
+
+        Skipped: tensorhouse's and Lance's ``data/`` and Delta's Parquet data files
+        (its checkpoints, under ``_delta_log/``, are uploaded).
+        """
         from concurrent.futures import ThreadPoolExecutor
 
-        files = [os.path.join(r, f) for r, _d, fs in os.walk(local) for f in fs]
+        files = [
+            os.path.join(r, f)
+            for r, _d, fs in os.walk(local)
+            for f in fs
+            if os.path.relpath(r, local).split(os.sep)[0] != "data"
+            and not (r == local and f.endswith(".parquet"))
+        ]
 
         def put(path: str) -> None:
             key = f"{prefix}/{os.path.relpath(path, local)}"
@@ -750,12 +796,16 @@ def bench_s3(
     moto = Moto(DATA_DIR)
     row = Row(f"open latest on S3 (moto), {n:,} commits")
     requests: dict[str, str] = {}
+    uploaded: set[str] = set()
     try:
         for s in systems:
-            t0 = time.perf_counter()
-            files = moto.upload(paths[s], s)
-            log(f"[s3] {s}: uploaded {files:,} files in {time.perf_counter() - t0:.1f} s")
-            uri = f"s3://bench/{s}"
+            base = COLD.get(s, s)  # a cold column opens the warm one's upload
+            if base not in uploaded:
+                t0 = time.perf_counter()
+                files = moto.upload(paths[s], base)
+                uploaded.add(base)
+                log(f"[s3] {base}: uploaded {files:,} files in {time.perf_counter() - t0:.1f} s")
+            uri = f"s3://bench/{base}"
             sysm = ALL[s]
             mark = moto.mark()
             got = sysm.s3_open_latest(uri, moto.endpoint)
@@ -795,7 +845,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the size opened through moto S3 (default: 10,000 if measured, else the largest)",
     )
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 (moto) measurement")
+    ap.add_argument(
+        "--no-history", action="store_true", help="skip history() (minutes per call at 100,000)"
+    )
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached tables")
+    ap.add_argument(
+        "--build-only", action="store_true", help="build (or reuse) the tables, measure nothing"
+    )
     ap.add_argument("--repeats", type=int, default=None, help="repeats of each open measurement")
     ap.add_argument("--appends", type=int, default=50, help="timed appends per commit measurement")
     ap.add_argument(
@@ -819,6 +875,12 @@ def main(argv: list[str] | None = None) -> int:
     if REFERENCE not in systems:
         ap.error("tensorhouse must be one of --systems")
     t_start = time.perf_counter()
+    if args.build_only:
+        for n in sizes:
+            for s in systems:
+                meta = ensure_built(ALL[s], n, args.rebuild)
+                log(f"[build] {s} {n}: {meta['seconds']:.1f} s (cached: {meta['cached']})")
+        return 0
     opens: dict[int, Row] = {}
     for n in sizes:
         opens[n] = bench_size(n, args, repeats, list(systems))
@@ -827,10 +889,26 @@ def main(argv: list[str] | None = None) -> int:
         paths = {s: str(table_dir(s, n3)) for s in systems}
         for s in systems:
             ensure_built(ALL[s], n3, False)
+        if n3 > 1000:
+            # Every Lance version is a full manifest: a real N-commit Lance table is O(N^2) bytes (4 GB
+            # at 10,000), too big for moto's memory. On S3 Lance opens a table with the same newest
+            # manifest (N fragments) in N / 1,000 versions: its listing is shorter than a real one's.
+            lb = DATA_DIR / f"log_lance_{n3}_s3batched"
+            if not lb.exists():
+                log_tables.build_lance_batched(str(lb), n3)
+            for s in systems:
+                if COLD.get(s, s) == "lance":
+                    paths[s] = str(lb)
         row, requests = bench_s3(n3, systems, paths, repeats)
         print(
             "## Open latest on S3 (moto_server on localhost; requests counted at the server, one cold open)\n"
         )
+        if n3 > 1000:
+            print(
+                f"Lance on S3 opens a table with the same newest manifest ({n3:,} one-row fragments) built in "
+                f"{n3 // 1000} commits of 1,000: a real {n3:,}-commit Lance table is O(N^2) bytes. Only "
+                "metadata is uploaded (no open reads a data file).\n"
+            )
         print(markdown([row], systems))
         print()
         for s in systems:
@@ -937,32 +1015,45 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
         sysm, p = ALL[s], paths[s]
         v = sysm.first_append_version
         got = sysm.open_version(p, v)
-        if got != 1:
-            raise AssertionError(f"{s}: version {v} has {got} rows/files, expected 1")
+        if got != per_version(s, n):
+            raise AssertionError(
+                f"{s}: version {v} has {got} rows/files, expected {per_version(s, n)}"
+            )
         r_tt.timings[s] = time_repeat(lambda sysm=sysm, p=p, v=v: sysm.open_version(p, v), repeats)
         log(f"[time travel] {s}: {r_tt.timings[s].median * 1e3:.2f} ms")
     ops_tt = count_th_ops(lambda: th.open(paths["tensorhouse"], version=1).__len__())
 
     # time travel by timestamp: to the middle version, at the timestamp each system recorded for it
     r_ts = Row("open by timestamp (middle version)")
+    slow: set[str] = set()
     for s in systems:
         sysm, p = ALL[s], paths[s]
-        v = sysm.first_append_version + n // 2 - 1  # holds n // 2 rows / files
+        v = sysm.first_append_version + n // 2 // per_version(s, n) - 1  # holds n // 2 rows / files
         ts = sysm.timestamp_of(p, v)
+        if COLD.get(s) in slow:
+            continue  # the warm column's one call took over 10 s: a cold one adds nothing but minutes
+        t0 = time.perf_counter()
         got = sysm.open_timestamp(p, ts)
+        once = time.perf_counter() - t0
         # deltalake resolves a timestamp by the log files' modification times (millisecond clocks,
         # commits within one millisecond): it may land one version off. Ours must be exact.
-        slack = 0 if s == "tensorhouse" else 1
+        slack = 0 if s.startswith("tensorhouse") else 1
         if abs(got - n // 2) > slack:
             raise AssertionError(
                 f"{s}: timestamp of version {v} opened {got} rows/files, expected {n // 2}"
             )
-        r_ts.timings[s] = time_repeat(
-            lambda sysm=sysm, p=p, ts=ts: sysm.open_timestamp(p, ts), repeats
+        r_ts.timings[s] = (
+            Timing([once])
+            if once > BUDGET_S / 3
+            else time_repeat(lambda sysm=sysm, p=p, ts=ts: sysm.open_timestamp(p, ts), repeats)
         )
+        if once > BUDGET_S / 3:
+            slow.add(s)
         log(f"[timestamp] {s}: {r_ts.timings[s].median * 1e3:.2f} ms")
     r_hist = Row(f"history() of all {n:,} versions")
-    for s in systems:
+    for s in systems if not args.no_history else []:
+        if s in COLD:  # history is no open: a cold column measures the same
+            continue
         sysm, p = ALL[s], paths[s]
         r_hist.timings[s] = time_repeat(
             lambda sysm=sysm, p=p: sysm.history(p), max(3, repeats // 5)
@@ -985,11 +1076,12 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     worst_info: dict[str, str] = {}
     th_count_worst: dict[str, int] = {}
     for s in systems:
+        if s in COLD:  # measured on the warm column's scratch table below
+            continue
         sysm = ALL[s]
         sp = scratch[s]
-        shutil.rmtree(sp, ignore_errors=True)
         t0 = time.perf_counter()
-        shutil.copytree(paths[s], sp)
+        link_copy(paths[s], sp)
         log(f"[scratch] {s}: copied in {time.perf_counter() - t0:.1f} s")
         i = n
         # from path: open + append each time
@@ -1043,8 +1135,10 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
             if cps
             else f"version {v}"
         )
-        r_worst.timings[s] = time_repeat(lambda sysm=sysm, sp=sp: sysm.open_latest(sp), repeats)
-        log(f"[open worst] {s}: {r_worst.timings[s].median * 1e3:.2f} ms ({worst_info[s]})")
+        for w in [s, *(c for c, b in COLD.items() if b == s and c in systems)]:
+            r_worst.timings[w] = time_repeat(lambda w=w, sp=sp: ALL[w].open_latest(sp), repeats)
+            worst_info[w] = worst_info[s]
+            log(f"[open worst] {w}: {r_worst.timings[w].median * 1e3:.2f} ms ({worst_info[s]})")
         if s == "tensorhouse":
             th_count_worst = count_th_ops(lambda sp=sp: th.open(sp).__len__())
     rows.insert(1, r_worst)
@@ -1053,7 +1147,7 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     rows += [
         r_tt,
         r_ts,
-        r_hist,
+        *([r_hist] if r_hist.timings else []),
         r_app_h,
         r_app_p,
         *([r_app_nc] if r_app_nc.timings else []),
@@ -1078,63 +1172,47 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     )
     print()
 
-    th_cps = ALL["tensorhouse"].checkpoints(paths["tensorhouse"])
-    pristine_after = n - th_cps[-1] if th_cps else n + 1
-    th_open_ms = r_open.timings["tensorhouse"].median * 1e3
-    th_worst_ms = r_worst.timings["tensorhouse"].median * 1e3
-    print("## Targets (tensorhouse, open latest, local file system)\n")
-    print("| case | median ms | storage ops of one open | < 100 ms | <= 1 list + ~101 gets |")
-    print("|---|---|---|---|---|")
-    checks = [
-        (
-            f"{n:,} commits ({pristine_after} entries after checkpoint {th_cps[-1] if th_cps else '-'})",
-            th_open_ms,
-            ops_open,
-        ),
-        (f"worst case ({worst_info.get('tensorhouse', '')})", th_worst_ms, th_count_worst),
+    print("## Targets from the issue (tensorhouse / peer, measured side by side; <= 1.0x is met)\n")
+    print("| measurement | tensorhouse vs peer | tensorhouse / peer | met |")
+    print("|---|---|---|---|")
+    pairs = [
+        (r_open, "tensorhouse", "lance"),
+        (r_open, "tensorhouse-cold", "lance-cold"),
+        (r_worst, "tensorhouse", "lance"),
+        (r_worst, "tensorhouse-cold", "lance-cold"),
+        (r_tt, "tensorhouse", "deltalake"),
+        (r_tt, "tensorhouse-cold", "deltalake"),
+        (r_ts, "tensorhouse", "deltalake"),
+        (r_ts, "tensorhouse-cold", "deltalake"),
+        (r_app_h, "tensorhouse", "deltalake"),
+        (r_app_h, "tensorhouse", "lance"),
     ]
-    all_met = True
-    for label, ms, ops in checks:
-        t_ok, o_ok = ms < TARGET_OPEN_MS, ops_ok(ops)
-        all_met &= t_ok and o_ok
-        print(
-            f"| {label} | {ms:.2f} | {fmt_ops(ops)} | {'yes' if t_ok else 'NO'} | {'yes' if o_ok else 'NO'} |"
-        )
-    print(f"\ntime travel to version 1: storage ops {fmt_ops(ops_tt)}")
-    print(f"\n**Absolute targets met: {'YES' if all_met else 'NO'}**\n")
-
-    # The issue's targets are ratios against the peers measured in this run.
-    lance_col = (
-        "lance-cold" if "lance-cold" in systems else ("lance" if "lance" in systems else None)
-    )
-    goals = [
-        (r_open, lance_col, 1.0),
-        (r_worst, lance_col, 1.0),
-        (r_tt, "deltalake", 1.0),
-        (r_ts, "deltalake", 1.0),
-    ]
-    print("## Targets from the issue (ratio tensorhouse / peer, measured side by side)\n")
-    print("| measurement | peer | tensorhouse / peer | target | met |")
-    print("|---|---|---|---|---|")
-    for row, peer, limit in goals:
-        if peer is None or row.seconds(peer) is None or row.seconds(REFERENCE) is None:
+    for row, mine, peer in pairs:
+        a, b = row.seconds(mine), row.seconds(peer)
+        if a is None or b is None:
             continue
-        ratio = row.seconds(REFERENCE) / row.seconds(peer)  # type: ignore[operator]
+        ratio = a / b
         print(
-            f"| {row.name} | {peer} | {ratio:.2f}x | <= {limit:.1f}x | {'yes' if ratio <= limit else 'NO'} |"
+            f"| {row.name} | {mine} vs {peer} | {ratio:.2f}x | {'yes' if ratio <= 1.0 else 'NO'} |"
         )
     print(
-        f"| commit 1-row append, open handle | - | {r_app_h.seconds(REFERENCE) * 1e3:.2f} ms | "  # type: ignore[operator]
-        "no worse than 13 ms | see the main-vs-branch note |"
+        "\nThe commit latency target is 'no worse than before': compare with main in the same run. "
+        "Warm columns reopen in one process (Lance's session cache, tensorhouse's log cache); "
+        "cold columns empty those caches before every open, as a new process would.\n"
     )
-    print()
+    th_cps = ALL["tensorhouse"].checkpoints(paths["tensorhouse"])
+    print(
+        f"tensorhouse storage operations of one open (checkpoints at {th_cps[-1] if th_cps else '-'}): "
+        f"latest {fmt_ops(ops_open)}; worst case {fmt_ops(th_count_worst)}; version 1 {fmt_ops(ops_tt)} "
+        "(the counting store is new on every open; the warm cache still spares the checkpoint and the entries)\n"
+    )
 
     slower = []
     for r in rows:
         ref = r.seconds(REFERENCE)
         for s in systems:
             v = r.seconds(s)
-            if s != REFERENCE and v is not None and ref is not None and v < ref:
+            if not s.startswith("tensorhouse") and v is not None and ref is not None and v < ref:
                 slower.append(
                     f"{r.name}: {s} {v * 1e3:.2f} ms vs tensorhouse {ref * 1e3:.2f} ms ({ref / v:.2f}x slower)"
                 )
@@ -1152,14 +1230,14 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
         return any(
             row.seconds(s) is not None and ref is not None and row.seconds(s) < ref  # type: ignore[operator]
             for s in systems
-            if s != REFERENCE
+            if not s.startswith("tensorhouse")
         )
 
     thp, ths = paths["tensorhouse"], scratch["tensorhouse"]
     jobs: list[tuple[str, Callable[[], Any]]] = []
-    if args.profile or trails(r_open) or th_open_ms >= TARGET_OPEN_MS:
+    if args.profile or trails(r_open):
         jobs.append((f"open latest ({n:,} commits)", lambda: len(th.open(thp))))
-    if args.profile or trails(r_worst) or th_worst_ms >= TARGET_OPEN_MS:
+    if args.profile or trails(r_worst):
         jobs.append(("open latest, worst case", lambda: len(th.open(ths))))
     if args.profile or trails(r_tt):
         jobs.append(("open version 1 (time travel)", lambda: len(th.open(thp, version=1))))

@@ -118,3 +118,12 @@ def s3_uri(moto_server: str, s3_client: Any) -> tuple[str, dict[str, Any]]:
     s3_client.create_bucket(Bucket=bucket)
     options: dict[str, Any] = {"endpoint_url": moto_server, "key": "testing", "secret": "testing"}
     return f"s3://{bucket}/ds", options
+
+
+@pytest.fixture(autouse=True)
+def _cold_log_cache() -> Iterator[None]:
+    """Every test opens datasets with an empty process-wide log cache, so storage counts are per test."""
+    from tensorhouse.format.log import cache
+
+    cache.clear()
+    yield

@@ -13,7 +13,7 @@ import pytest
 
 import tensorhouse as th
 from tensorhouse.format.dataset import Dataset
-from tensorhouse.format.log import Log
+from tensorhouse.format.log import Log, cache
 from tensorhouse.format.log import log as log_module
 from tensorhouse.storage import LocalStore
 
@@ -39,6 +39,8 @@ def xs(ds: th.Dataset) -> list[int]:
 
 
 def open_counting(uri: str, version: int | None = None) -> tuple[th.Dataset, CountingStore]:
+    """Open as a new process would: nothing cached from the writes made in this one."""
+    cache.clear()
     store = CountingStore(LocalStore(uri))
     log = Log(store)
     return Dataset(store, log.snapshot(version), log=log), store
@@ -52,7 +54,7 @@ def test_checkpoints_every_interval_and_bounded_open(
     assert "00000000000000000005.checkpoint" in names and "00000000000000000010.checkpoint" in names
     ds, store = open_counting(uri)
     assert xs(ds) == list(range(12))
-    assert store.calls["list"] == 1
+    assert store.calls["list"] == 0  # locally: entries read in order until one is missing
     log_gets = [k for k in store.keys_read if k.startswith("_log/")]
     # the verified hint, the checkpoint it names, the entries after it (read in parallel)
     assert log_gets[:2] == ["_log/_last_checkpoint", "_log/00000000000000000010.checkpoint"]

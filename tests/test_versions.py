@@ -278,3 +278,29 @@ def test_compact_merges_small_fragments(tmp_path: Path) -> None:
     assert ds.to_table(["name", "label", "emb"]).equals(before)
     assert not any(f.deletion for f in ds.snapshot.fragments)
     assert ds.compact(target_rows=25).version is None  # nothing left to do
+
+
+def test_optimize_and_alter_group_maintenance_and_the_old_names_do_the_same(tmp_path: Path) -> None:
+    ds = th.create(str(tmp_path / "g"), {"x": "int64"})
+    for i in range(4):
+        ds.append({"x": [i]})
+    ds.delete("x = 1")
+    report = ds.optimize.compact(target_rows=100, message="merge")
+    assert (report.fragments_before, report.fragments_after, report.rows_rewritten) == (
+        3,
+        1,
+        3,
+    )  # the delete emptied one fragment
+    assert ds.history()[-1].operation == "compact" and ds.history()[-1].message == "merge"
+    assert ds.optimize.compact(target_rows=100).version is None  # nothing left to merge: no commit
+    assert ds.compact(target_rows=100).version is None
+    v = ds.alter.add_column("y", "float32", [0.5, 1.5, 2.5])
+    assert v == ds.version and ds.columns == ["x", "y"]
+    assert ds.alter.rename_column("y", "score") == ds.version and ds.columns == ["x", "score"]
+    assert ds.alter.drop_column("score") == ds.version and ds.columns == ["x"]
+    ds.add_column("z", "int32")  # the alias
+    assert ds.columns == ["x", "z"] and th.open(ds.uri).columns == ["x", "z"]
+    assert ds.optimize.indexes() == []  # no index: nothing to do
+    assert "compact()" in repr(ds.optimize) and "add_column()" in repr(ds.alter)
+    with pytest.raises(th.SchemaError):
+        ds.alter.drop_column("nope")

@@ -35,6 +35,7 @@ from tensorhouse.errors import (
 from tensorhouse.format import layout, refs
 from tensorhouse.format.chunks import ChunkReader
 from tensorhouse.format.convert import ColumnValues, batch_to_values, payloads_to_images
+from tensorhouse.format.groups import Alter, Optimize
 from tensorhouse.format.input import Data, to_columns
 from tensorhouse.format.log import (
     Action,
@@ -51,7 +52,7 @@ from tensorhouse.format.log import (
 from tensorhouse.format.log.actions import protocol
 from tensorhouse.format.log.fragments import fragment_arrays
 from tensorhouse.format.log.log import Clock
-from tensorhouse.format.maintenance import compact, vacuum
+from tensorhouse.format.maintenance import vacuum
 from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
 from tensorhouse.format.merge import merge_branch
 from tensorhouse.format.scan import SnapshotReader
@@ -270,6 +271,17 @@ class Dataset:
             tx.update(values, where, rowids=rowids)
         return self.version
 
+    @property
+    def alter(self) -> Alter:
+        """Schema changes, one commit each: ``ds.alter.add_column(...)``, ``drop_column``, ``rename_column``."""
+        return Alter(self)
+
+    @property
+    def optimize(self) -> Optimize:
+        """Rewrites for speed that change no row: ``ds.optimize.compact()``, ``ds.optimize.indexes()``."""
+        return Optimize(self)
+
+    # The schema changes also stay here under the names a transaction uses (tx.add_column, ...).
     def add_column(
         self,
         name: str,
@@ -278,22 +290,16 @@ class Dataset:
         *,
         message: str | None = None,
     ) -> int:
-        """Add a column (nulls for existing rows, or one value per live row). Returns the new version."""
-        with self.transaction(message=message) as tx:
-            tx.add_column(name, ctype, values)
-        return self.version
+        """Same as ``ds.alter.add_column``: a column of nulls, or one value per live row. Returns the new version."""
+        return self.alter.add_column(name, ctype, values, message=message)
 
     def drop_column(self, name: str, *, message: str | None = None) -> int:
-        """Drop a column from the new version on (its files stay for older versions). Returns the new version."""
-        with self.transaction(message=message) as tx:
-            tx.drop_column(name)
-        return self.version
+        """Same as ``ds.alter.drop_column``. Returns the new version."""
+        return self.alter.drop_column(name, message=message)
 
     def rename_column(self, old: str, new: str, *, message: str | None = None) -> int:
-        """Rename a column without touching its data. Returns the new version."""
-        with self.transaction(message=message) as tx:
-            tx.rename_column(old, new)
-        return self.version
+        """Same as ``ds.alter.rename_column``. Returns the new version."""
+        return self.alter.rename_column(old, new, message=message)
 
     def restore(self, version: int, *, message: str | None = None) -> int:
         """Commit a new version whose state equals ``version`` (rows, schema, row ids). Returns it."""
@@ -377,14 +383,8 @@ class Dataset:
         return vacuum(self._store, retention, dry_run=dry_run, force=force, now=self._log.clock())
 
     def compact(self, *, target_rows: int = 1 << 20, message: str | None = None) -> CompactReport:
-        """Merge runs of fragments smaller than ``target_rows`` live rows into bigger ones."""
-        self.refresh()
-        before = len(self._snapshot.fragments)
-        with self.transaction(message=message) as tx:
-            rewritten = compact(tx, target_rows=target_rows)
-        if not tx.actions:
-            return CompactReport(None, before, before, 0)
-        return CompactReport(self.version, before, len(self._snapshot.fragments), rewritten)
+        """Same as ``ds.optimize.compact``: merge runs of fragments smaller than ``target_rows`` live rows."""
+        return self.optimize.compact(target_rows=target_rows, message=message)
 
     # -- reading -----------------------------------------------------------------
     def _resolve_columns(self, columns: Sequence[str] | None) -> list[str]:
@@ -634,7 +634,7 @@ class Dataset:
     def optimize_indexes(
         self, name: str | None = None, *, rebuild: bool = False, progress: bool | None = None
     ) -> list[int]:
-        """Extend indexes with rows appended since they were built, or rebuild them after compaction.
+        """Same as ``ds.optimize.indexes``: extend indexes with new rows, or rebuild them after compaction.
 
         Returns the versions committed (none when every index is up to date).
         """

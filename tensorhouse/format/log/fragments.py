@@ -280,6 +280,29 @@ class FragmentColumns(Sequence[Fragment]):
         """Validate a checkpoint's fragment table (vectorised) and wrap it; raises CorruptLogError."""
         return FragmentColumns(_Columns(table, next_fragment_id))
 
+    @staticmethod
+    def of(fragments: Sequence[Fragment], *, next_fragment_id: int) -> FragmentColumns:
+        """``fragments`` (in id order) in columnar form: what a created or replayed handle starts from."""
+        if isinstance(fragments, FragmentColumns):
+            return fragments
+        return FragmentColumns(_Columns(to_table(fragments), max(next_fragment_id, 1)))
+
+    @property
+    def overlay_size(self) -> int:
+        """How many fragments changed since the arrays were built."""
+        return len(self._overlay)
+
+    def compacted(self, *, next_fragment_id: int) -> FragmentColumns:
+        """The same fragments with the overlay folded into new arrays (vectorised, no fragment is built)."""
+        if not self._overlay:
+            return self
+        out = FragmentColumns(_Columns(self.to_table(), max(next_fragment_id, 1)))
+        # The changed fragments are built already: keep them, so nothing asks the new arrays for them.
+        for fid, f in self._overlay.items():
+            if f is not None:
+                out._cache[int(np.searchsorted(out._ids, fid))] = f
+        return out
+
     @property
     def table(self) -> pa.Table:
         return self._cols.table

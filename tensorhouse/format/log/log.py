@@ -34,6 +34,9 @@ from tensorhouse.errors import (
     VersionNotFoundError,
 )
 from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entry
+from tensorhouse.format.log.cache import CACHE, CacheKey
+from tensorhouse.format.log.checkpoint import HEADER as CHECKPOINT_HEADER
+from tensorhouse.format.log.checkpoint import MAGIC as CHECKPOINT_MAGIC
 from tensorhouse.format.log.checkpoint import checkpoint_digest, encode_checkpoint, parse_checkpoint
 from tensorhouse.format.log.snapshot import Snapshot, replay
 from tensorhouse.format.threads import io_pool
@@ -48,6 +51,11 @@ HINT_NAME = "_last_checkpoint"
 #: Listing from a checkpoint asks for versions sharing all but the last LIST_BLOCK_DIGITS digits.
 LIST_BLOCK_DIGITS = 3
 LIST_BLOCK = 10**LIST_BLOCK_DIGITS
+#: A re-open with a cached state reads up to this many new entries one by one before it lists instead.
+PROBE_MAX = 8
+#: The same on a local store (a failed read is one syscall), which also opens cold this way.
+LOCAL_PROBE_MAX = 1000
+LOCAL_PROBE_BATCH = 16
 #: Missing entries asked for one by one after a second listing still shows a gap.
 MAX_RECHECKS = 1000
 #: Retries are bounded by time, not a small count: with W writers racing, each
@@ -214,9 +222,16 @@ class Log:
                 )
         return sorted(entries), sorted(checkpoints)
 
-    def _hinted_listing(self, version: int | None) -> tuple[list[int], list[int], _Hint | None]:
-        """The listing needed to open ``version`` (latest when None): from the hinted checkpoint when it is usable."""
-        hint = self._read_hint()
+    def _hinted_listing(
+        self, version: int | None, hint: _Hint | bool | None = False
+    ) -> tuple[list[int], list[int], _Hint | None]:
+        """The listing needed to open ``version`` (latest when None): from the hinted checkpoint when it is usable.
+
+        ``hint``: the hint already read (None: there is none), or False to read it here.
+        """
+        if hint is False:
+            hint = self._read_hint()
+        assert hint is None or isinstance(hint, _Hint)
         first = self.first_version
         if (
             hint is not None
@@ -265,6 +280,14 @@ class Log:
         return inherited + own
 
     def latest_version(self) -> int:
+        if self.store.is_local and self.parent is None:
+            # The hinted checkpoint's entry, then one existence check per entry after it (no listing).
+            hint = self._read_hint()
+            if hint is not None and self.store.exists(self.entry_key(hint.version)):
+                v = hint.version
+                while self.store.exists(self.entry_key(v + 1)):
+                    v += 1
+                return v
         own = self._hinted_listing(None)[0]
         if own:
             return own[-1]
@@ -326,7 +349,16 @@ class Log:
 
     def snapshot(self, version: int | None = None) -> Snapshot:
         """The state at ``version`` (latest when None): newest valid checkpoint + later entries."""
-        entries, checkpoints, hint = self._hinted_listing(version)
+        hint = self._read_hint()
+        if version is None and hint is not None:
+            found = self._latest_without_listing(hint)
+            if found is not None:
+                return found
+        if version is not None and self.store.is_local and self.parent is None:
+            found = self._version_without_listing(version)
+            if found is not None:
+                return found
+        entries, checkpoints, hint = self._hinted_listing(version, hint)
         first = self.first_version
         if not entries and not self.parent:
             raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
@@ -345,11 +377,133 @@ class Log:
         ):  # the listing started at the hinted checkpoint: list everything instead
             return self._replay_to(target, self._listing()[1], None)
 
+    def _version_without_listing(self, version: int) -> Snapshot | None:
+        """``version`` from the checkpoint of its interval and the entries up to it, read by name; None: list instead.
+
+        Time travel on a local store: listing the log costs O(history), while
+        checkpoints sit at multiples of the interval. Without that checkpoint
+        (never written, or unreadable) the caller lists.
+        """
+        k = self.checkpoint_interval
+        cp = version - version % k if k else 0
+        base: Snapshot | None = None
+        if cp > 0:
+            base = self._checkpoint_state(cp)
+            if base is None:
+                return None
+        start = base.version + 1 if base is not None else 0
+        try:
+            commits = self._read_many(range(start, version + 1))
+        except VersionNotFoundError:
+            return None  # past the latest version: the listing says so precisely
+        return replay(base, commits) if commits else base
+
+    def _checkpoint_state(self, version: int) -> Snapshot | None:
+        """The state a checkpoint holds, from the process cache when its header's checksum matches one there."""
+        key = self.checkpoint_key(version)
+        try:
+            head = self.store.get_range(key, 0, CHECKPOINT_HEADER.size)
+        except (ObjectNotFoundError, StorageError):
+            return None
+        if len(head) < CHECKPOINT_HEADER.size or head[:8] != CHECKPOINT_MAGIC:
+            return None  # a format 1 checkpoint, or garbage: the listing path reads or skips it
+        _, digest, length = CHECKPOINT_HEADER.unpack_from(head)
+        ck = self._cache_key(version, CHECKPOINT_HEADER.size + length, digest)
+        hit = CACHE.get(ck)
+        if hit is not None:
+            return hit[0]
+        try:
+            state = self.read_checkpoint(version)
+        except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+            log.debug("%s: checkpoint %d unusable: %s", self.store.uri, version, err)
+            return None
+        CACHE.put(ck, state)
+        return state
+
+    def _read_until_missing(self, start: int) -> list[Commit] | None:
+        """Entries from ``start`` on, up to the first missing one; None when there are too many to read this way.
+
+        Remote: one at a time, up to ``PROBE_MAX`` (each read is a request).
+        Local: ``LOCAL_PROBE_BATCH`` at a time in parallel (a failed read is one syscall).
+        """
+        out: list[Commit] = []
+        local = self.store.is_local
+        batch = LOCAL_PROBE_BATCH if local else 1
+        limit = LOCAL_PROBE_MAX if local else PROBE_MAX
+        while True:
+            first = start + len(out)
+            # The first read alone: usually nothing is new, and one failed read is cheaper than a batch.
+            got = (
+                [self._read_or_none(first)]
+                if batch == 1 or not out
+                else list(io_pool().map(self._read_or_none, range(first, first + batch)))
+            )
+            for c in got:
+                if c is None:
+                    return out
+                out.append(c)
+                if len(out) > limit:
+                    return None
+
+    def _read_or_none(self, version: int) -> Commit | None:
+        try:
+            return self.read(version)
+        except VersionNotFoundError:
+            return None
+
+    def _cache_key(self, version: int, size: int, digest: int) -> CacheKey:
+        return CacheKey(self.store.uri, self.prefix, version, size, digest)
+
+    def _latest_without_listing(self, hint: _Hint) -> Snapshot | None:
+        """The latest state from the hinted checkpoint (cached, or read on a local store) and the entries after it.
+
+        None: list instead. Versions are written in order (a writer takes version
+        v + 1 only once v exists) and entries are never removed, so the entries
+        after a known state are read one by one until one is missing: that one
+        was not committed yet when it was asked for, and neither was any later
+        one. This costs one failed read where a listing costs a LIST, and a
+        local listing is O(history) (one directory holds every entry). On a
+        remote store, more than ``PROBE_MAX`` new entries are listed and read in
+        parallel instead; without a cached state, a remote open lists.
+        """
+        if hint.version < self.first_version:
+            return None
+        key = self._cache_key(hint.version, hint.size, hint.digest)
+        hit = CACHE.get(key)
+        if hit is not None:
+            cp_state, newest = hit
+        elif self.store.is_local:
+            try:
+                cp_state = newest = self.read_checkpoint(hint.version, hint=hint)
+            except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+                log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
+                return None
+        else:
+            return None
+        new = self._read_until_missing(newest.version + 1)
+        if new is None:
+            return None
+        snap = replay(newest, new) if new else newest
+        CACHE.put(key, cp_state, snap)
+        return snap
+
     def _replay_to(self, target: int, checkpoints: Sequence[int], hint: _Hint | None) -> Snapshot:
         """The newest readable checkpoint at or before ``target``, plus the entries after it."""
         first = self.first_version
+        usable = [c for c in checkpoints if first <= c <= target]
+        key = None
+        if hint is not None and usable and usable[-1] == hint.version:
+            # The hinted checkpoint is the one to start from: a state cached from it needs only newer entries.
+            key = self._cache_key(hint.version, hint.size, hint.digest)
+            hit = CACHE.get(key)
+            if hit is not None:
+                cp_state, newest = hit
+                start = newest if newest.version <= target else cp_state
+                snap = self._replay_from(start, target)
+                CACHE.put(key, cp_state, snap)
+                return snap
         base: Snapshot | None = None
-        for cp in reversed([c for c in checkpoints if first <= c <= target]):
+        for cp in reversed(usable):
             try:
                 base = self.read_checkpoint(
                     cp, hint=hint if hint is not None and hint.version == cp else None
@@ -364,8 +518,17 @@ class Log:
             raise _UnusableHint
         if base is None and self.parent:
             base = self.parent[0].snapshot(self.parent[1])
-        start = base.version + 1 if base else 0
-        return replay(base, self._read_many(range(start, target + 1))) if target >= start else base  # type: ignore[return-value]
+        if base is None:
+            return replay(None, self._read_many(range(0, target + 1)))
+        snap = self._replay_from(base, target)
+        if key is not None and base.version == key.version:
+            CACHE.put(key, base, snap)
+        return snap
+
+    def _replay_from(self, base: Snapshot, target: int) -> Snapshot:
+        if target <= base.version:
+            return base
+        return replay(base, self._read_many(range(base.version + 1, target + 1)))
 
     def read_since(self, version: int) -> list[Commit]:
         """Commits after ``version`` (used to rebase and to refresh): one listing, then the entries it names."""
@@ -375,7 +538,11 @@ class Log:
 
     def version_at(self, timestamp_ms: int) -> int:
         """The latest version committed at or before ``timestamp_ms`` (binary search; timestamps increase)."""
-        versions = self.versions()
+        versions: Sequence[int] = (
+            range(self.first_version, self.latest_version() + 1)
+            if self.store.is_local and self.parent is None
+            else self.versions()
+        )
         if not versions:
             raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
         lo, hi = 0, len(versions) - 1
@@ -497,8 +664,11 @@ class Log:
             and self.store.exists(self.checkpoint_key(current.version))
         ):
             return  # an older checkpoint (written on demand from an old handle) must not pull the hint back
-        hint = {"version": snap.version, "size": len(data), "xxh3": checkpoint_digest(data)}
+        digest = checkpoint_digest(data)
+        hint = {"version": snap.version, "size": len(data), "xxh3": digest}
         self.store.put(self.hint_key, json.dumps(hint).encode())
+        # The next open in this process starts from this state instead of reading the file back.
+        CACHE.put(self._cache_key(snap.version, len(data), digest), snap)
 
     def _put(self, key: str, data: bytes) -> None:
         if self.store.supports_conditional_put:
