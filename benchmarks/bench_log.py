@@ -56,7 +56,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 from typing import Any
 
@@ -495,7 +495,7 @@ class Delta(System):
             for line in f:
                 info = json.loads(line).get("commitInfo")
                 if info is not None:
-                    return datetime.fromtimestamp(info["timestamp"] / 1000, timezone.utc)
+                    return datetime.fromtimestamp(info["timestamp"] / 1000, UTC)
         raise AssertionError(f"no commitInfo in version {version}")
 
     def open_timestamp(self, path: str, ts: datetime) -> int:
@@ -546,7 +546,7 @@ class Lance(System):
 
     def timestamp_of(self, path: str, version: int) -> datetime:
         found = [v["timestamp"] for v in lance.dataset(path).versions() if v["version"] == version]
-        return found[0].replace(tzinfo=timezone.utc)  # Lance reports naive UTC here (TZ=UTC)
+        return found[0].replace(tzinfo=UTC)  # Lance reports naive UTC here (TZ=UTC)
 
     def open_timestamp(self, path: str, ts: datetime) -> int:
         # Lance compares naive datetimes and picks the last version strictly before ``asof``.

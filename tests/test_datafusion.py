@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def test_table_function_time_travel(
     ds = th.create(uri, {"x": "int64"})
     ds.append({"x": [1, 2]})
     ds.tag("two")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     ds.append({"x": [3]})
     ds.branch("exp").append({"x": [100]})
     total = "SELECT sum(x) AS s FROM tensorhouse('{uri}'{rest})"

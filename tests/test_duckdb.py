@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def test_time_travel(con: Any, demo: Any, tmp_path: Path) -> None:
     ds = th.create(uri, {"x": "int64"})
     ds.append({"x": [1, 2]})
     ds.tag("two")
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     ds.append({"x": [3]})
     ds.branch("exp").append({"x": [100]})
     assert th.duckdb.scan(con, uri, tag="two").aggregate("sum(x)").fetchall() == [(3,)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from pathlib import Path
 
 import pytest
@@ -78,7 +78,7 @@ def test_delta_builder_matches_real_delta_rs_commits(tmp_path: Path) -> None:
     # time travel by timestamp lands on the version whose commit time it is
     stamp = next(h["timestamp"] for h in ha if h["version"] == 77)
     dt = DeltaTable(str(fast))
-    dt.load_as_version(datetime.fromtimestamp(stamp / 1000, timezone.utc))
+    dt.load_as_version(datetime.fromtimestamp(stamp / 1000, UTC))
     assert dt.version() == 77
 
 

@@ -44,7 +44,7 @@ def lit(v: Any, t: pa.DataType | None = None) -> Literal:
 
 def test_every_node_kind_reads_back_as_its_tree() -> None:
     a, s = Field(("a",)), Field(("s",))
-    ts = pa.scalar(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), pa.timestamp("ns", tz="UTC"))
+    ts = pa.scalar(dt.datetime(2024, 1, 1, tzinfo=dt.UTC), pa.timestamp("ns", tz="UTC"))
     cases: list[tuple[pc.Expression, Any]] = [
         (pc.field("a") < 1, Call("less", (a, lit(1)))),
         (pc.field("a") <= 1, Call("less_equal", (a, lit(1)))),
@@ -161,7 +161,7 @@ def test_engine_pushdowns_read_back_as_trees(monkeypatch: pytest.MonkeyPatch) ->
 
 # -- pruning never drops a match -----------------------------------------------------
 TOKYO = "Asia/Tokyo"
-EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
 def _ints() -> st.SearchStrategy[Any]:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ def test_time_travel_and_a_pinned_version(tmp_path: Path) -> None:
     uri = str(tmp_path / "d")
     ds = make(uri, fragments=2)
     ds.tag("first", 1)
-    mid = datetime.now(timezone.utc)
+    mid = datetime.now(UTC)
     b = ds.branch("side")
     b.append(rows(500, 5))
     ds.delete(where="id < 10")

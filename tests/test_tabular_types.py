@@ -29,7 +29,7 @@ from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset
 from tensorhouse.errors import CorruptChunkError
 from tensorhouse.format.chunks.header import decode_header, header_length_hint
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 D = decimal.Decimal
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import numpy as np
@@ -116,11 +116,11 @@ class FakeClock:
 
     def advance(self, seconds: float) -> datetime:
         self.now += seconds
-        return datetime.fromtimestamp(self.now, timezone.utc)
+        return datetime.fromtimestamp(self.now, UTC)
 
 
 def test_time_travel_by_timestamp(tmp_path: Path) -> None:
-    clock = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     ds = th.create(str(tmp_path / "ds"), {"x": "int64"}, clock=clock)
     created = clock.advance(0)
     clock.advance(10)
@@ -147,7 +147,7 @@ def test_time_travel_by_timestamp(tmp_path: Path) -> None:
 
 
 def test_commit_timestamps_increase_even_when_the_clock_goes_back(tmp_path: Path) -> None:
-    clock = FakeClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     ds = th.create(str(tmp_path / "ds"), {"x": "int64"}, clock=clock)
     clock.advance(-3600)  # an NTP step backwards
     ds.append({"x": [1]})
@@ -156,7 +156,7 @@ def test_commit_timestamps_increase_even_when_the_clock_goes_back(tmp_path: Path
     branch = ds.branch("b")  # a branch made from a handle commits with the same clock
     clock.advance(7200)
     branch.append({"x": [2]})
-    assert branch.history()[-1].timestamp == datetime.fromtimestamp(clock.now, timezone.utc)
+    assert branch.history()[-1].timestamp == datetime.fromtimestamp(clock.now, UTC)
 
 
 def test_tags(tmp_path: Path) -> None:

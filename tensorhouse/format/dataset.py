@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -551,7 +551,7 @@ class Dataset:
             out.append(
                 VersionInfo(
                     c.version,
-                    datetime.fromtimestamp(c.timestamp_ms / 1000, tz=timezone.utc),
+                    datetime.fromtimestamp(c.timestamp_ms / 1000, tz=UTC),
                     c.operation,
                     c.message,
                     total,
@@ -789,7 +789,7 @@ def open(
         if clock is not None:
             log.clock = clock
         if timestamp is not None:
-            ts = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
+            ts = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
             version = log.version_at(int(ts.timestamp() * 1000))
         snapshot = log.snapshot(version)
     except DatasetNotFoundError:

@@ -62,7 +62,7 @@ SCHEMA = {
 
 def tabular() -> pa.Table:
     """The v3 dataset's tabular columns: three rows (one null) of every type ``th.Arrow`` stores."""
-    utc = datetime.timezone.utc
+    utc = datetime.UTC
     dec = decimal.Decimal
     d = [datetime.date(2024, 2, 29), None, datetime.date(1, 1, 1)]
     return pa.table(
