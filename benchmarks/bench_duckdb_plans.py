@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -50,7 +49,7 @@ import duckdb  # noqa: E402
 
 import tensorhouse as th  # noqa: E402
 from benchmarks.bench_tpch import diff_rows, generate, rows_of  # noqa: E402
-from benchmarks.common import DATA_DIR, time_interleaved  # noqa: E402
+from benchmarks.common import DATA_DIR, geomean, time_interleaved  # noqa: E402
 from benchmarks.tpch_queries import QUERIES, TABLES  # noqa: E402
 from tensorhouse.connector import duckdb_source  # noqa: E402
 
@@ -145,11 +144,6 @@ def render(nodes: list[dict[str, Any]], depth: int = 0) -> list[str]:
         lines.append(f"{'  ' * depth}{n['name']} ~{est} -> {n['rows']:,} rows  " + "; ".join(bits))
         lines += render(n["children"], depth + 1)
     return lines
-
-
-def geomean(xs: Sequence[float]) -> float:
-    xs = [x for x in xs if x > 0]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
 # -- main ------------------------------------------------------------------------------

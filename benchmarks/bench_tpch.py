@@ -65,7 +65,7 @@ import datafusion  # noqa: E402
 import duckdb  # noqa: E402
 
 import tensorhouse as th  # noqa: E402
-from benchmarks.common import DATA_DIR, time_interleaved, tree_bytes  # noqa: E402
+from benchmarks.common import DATA_DIR, geomean, time_interleaved, tree_bytes  # noqa: E402
 from benchmarks.tpch_queries import QUERIES, TABLES  # noqa: E402
 
 SYSTEMS = ("duckdb/th", "duckdb/parquet", "df/th", "df/parquet")
@@ -177,11 +177,6 @@ def check_queries(
             if d is not None:
                 problems.append(f"Q{n} {engine}: results differ: {d}")
     return problems
-
-
-def geomean(xs: Sequence[float]) -> float:
-    xs = [x for x in xs if x > 0]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
 # -- main ---------------------------------------------------------------------------

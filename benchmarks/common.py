@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -427,3 +428,9 @@ def target_table(
         met = "yes" if x <= limit else "NO"
         lines.append(f"| {r.name} | {x:.2f}x | {x_min:.2f}x | {peer} | <= {limit:.2f}x | {met} |")
     return "\n".join(lines)
+
+
+def geomean(xs: Sequence[float]) -> float:
+    """The geometric mean of the positive values (NaN if none): how TPC-H ratios are summarised."""
+    xs = [x for x in xs if x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
