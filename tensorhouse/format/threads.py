@@ -11,32 +11,42 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+
+class _LazyPool:
+    """A thread pool made on first use, sized by an environment variable or a default.
+
+    Forgotten in a forked child (threads do not survive ``fork``), so the child
+    makes its own on first use.
+    """
+
+    def __init__(self, prefix: str, env: str, default: int) -> None:
+        self._prefix, self._env, self._default = prefix, env, default
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def get(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    n = int(os.environ.get(self._env, "0")) or self._default
+                    self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix=self._prefix)
+        return self._pool
+
+    def _forget(self) -> None:
+        self._pool = None
+        self._lock = threading.Lock()
+
+
+_CORES = os.cpu_count() or 2
+_CPU = _LazyPool("tensorhouse", "TENSORHOUSE_THREADS", max(2, _CORES))
+_IO = _LazyPool("tensorhouse-io", "TENSORHOUSE_IO_THREADS", 16)
+_DECODE = _LazyPool("tensorhouse-decode", "TENSORHOUSE_DECODE_THREADS", max(2, min(8, _CORES)))
 
 
 def pool() -> ThreadPoolExecutor:
     """The process-wide pool, created on first use with one thread per core (at least 2)."""
-    global _pool
-    if _pool is None:
-        with _lock:
-            if _pool is None:
-                n = int(os.environ.get("TENSORHOUSE_THREADS", "0")) or max(2, os.cpu_count() or 2)
-                _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tensorhouse")
-    return _pool
-
-
-def _reset_after_fork() -> None:
-    global _pool, _lock
-    _pool = None
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-_io_lock = threading.Lock()
-_io_pool: ThreadPoolExecutor | None = None
+    return _CPU.get()
 
 
 def io_pool() -> ThreadPoolExecutor:
@@ -46,26 +56,7 @@ def io_pool() -> ThreadPoolExecutor:
     task queued behind it on the same pool (no nested-submit deadlock), and
     wide because object-store requests spend their time waiting.
     """
-    global _io_pool
-    if _io_pool is None:
-        with _io_lock:
-            if _io_pool is None:
-                n = int(os.environ.get("TENSORHOUSE_IO_THREADS", "0")) or 16
-                _io_pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tensorhouse-io")
-    return _io_pool
-
-
-def _reset_io_after_fork() -> None:
-    global _io_pool, _io_lock
-    _io_pool = None
-    _io_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_io_after_fork)
-
-
-_decode_lock = threading.Lock()
-_decode_pool: ThreadPoolExecutor | None = None
+    return _IO.get()
 
 
 def decode_pool() -> ThreadPoolExecutor:
@@ -77,23 +68,4 @@ def decode_pool() -> ThreadPoolExecutor:
     I/O threads, a TPC-H SF1 scan peaked at 355 MB RSS, with 2 at 273 MB, for
     the same speed on 2 cores (decoding is CPU work).
     """
-    global _decode_pool
-    if _decode_pool is None:
-        with _decode_lock:
-            if _decode_pool is None:
-                n = int(os.environ.get("TENSORHOUSE_DECODE_THREADS", "0")) or max(
-                    2, min(8, os.cpu_count() or 2)
-                )
-                _decode_pool = ThreadPoolExecutor(
-                    max_workers=n, thread_name_prefix="tensorhouse-decode"
-                )
-    return _decode_pool
-
-
-def _reset_decode_after_fork() -> None:
-    global _decode_pool, _decode_lock
-    _decode_pool = None
-    _decode_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_decode_after_fork)
+    return _DECODE.get()
