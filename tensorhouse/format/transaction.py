@@ -394,15 +394,8 @@ class Transaction:
         if name in self.schema:
             raise SchemaError(f"column {name!r} already exists")
         t = as_type(ctype)
-        meta = self.state.metadata
-        fid = meta.next_field_id
-        new_meta = Metadata(
-            meta.dataset_id,
-            Schema((*meta.schema.columns, (name, t))),
-            {**meta.field_ids, name: fid},
-            fid + 1,
-            meta.config,
-        )
+        new_meta = self.state.metadata.with_columns(Schema(((name, t),)))
+        fid = new_meta.field_id(name)
         extra: list[Action] = []
         if values is not None:
             reader = self.reader()

@@ -343,13 +343,7 @@ def _commit(
     for name in new.names:
         check_column_name(name)
     # What Transaction.add_column stages, for several columns and with their values, as one operation.
-    meta = Metadata(
-        old.dataset_id,
-        Schema((*old.schema.columns, *new.columns)),
-        {**old.field_ids, **{n: old.next_field_id + k for k, n in enumerate(new.names)}},
-        old.next_field_id + len(new),
-        old.config,
-    )
+    meta = old.with_columns(new)
     store = staging.store_for(WriteLayout(ds.uri, meta, ds.storage_options))
     frags = {f.id: f for f in tx.state.fragments}
     actions: list[Action] = [SetMetadata(meta)]

@@ -220,6 +220,17 @@ class Metadata:
     def field_id(self, name: str) -> int:
         return self.field_ids[name]
 
+    def with_columns(self, columns: Schema) -> Metadata:
+        """This metadata with ``columns`` appended, each under the next unused field id."""
+        start = self.next_field_id
+        return Metadata(
+            self.dataset_id,
+            Schema((*self.schema.columns, *columns.columns)),
+            {**self.field_ids, **{n: start + k for k, n in enumerate(columns.names)}},
+            start + len(columns.columns),
+            self.config,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset_id": self.dataset_id,
