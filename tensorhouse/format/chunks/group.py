@@ -217,6 +217,47 @@ _FOOTERS = _LRU(512)
 _VERIFIED = _LRU(1 << 16)
 
 
+class DecodedCache:
+    """Decoded chunks of group files for random access, LRU by bytes. Thread-safe.
+
+    A chunk file serves one value by a range read; a group file's column chunk
+    is decoded whole. Single-row and small ``take`` reads (``ds[i]``, the
+    viewer, the loader's light columns) would decode the same chunk again and
+    again: they keep the last few here. Scans do not use it (they read each
+    chunk once, and its memory would count in their RSS).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, SampleBatch] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> SampleBatch | None:
+        with self._lock:
+            v = self._items.get(key)
+            if v is not None:
+                self._items.move_to_end(key)
+            return v
+
+    def put(self, key: Any, batch: SampleBatch) -> None:
+        size = batch.nbytes + 8 * len(batch)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = batch
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes + 8 * len(old)
+
+
+#: Decoded chunks kept for random access (see DecodedCache).
+DECODED = DecodedCache(64 << 20)
+
+
 @dataclass(frozen=True, eq=False)
 class Footer:
     """A group file's parsed footer: Parquet metadata and the stored Arrow schema."""
