@@ -371,10 +371,15 @@ class ChunkReader:
         assert part is not None
         uri, path = self.store.uri, ref.path
         where = f"{uri}/{path}"
-        footer = group.read_footer(self.store.get_range, uri, path, part)
         # Locally the file is mapped for this read only (the decoded values are a copy); elsewhere
-        # the chunk's bytes come from one range read.
+        # the footer and the chunk's bytes come from range reads.
         m = self._mapped(path, part.file_size, keep=False)
+        footer = group.read_footer(
+            self.store.get_range if m is None else (lambda _p, s, n: m.view[s : s + n]),
+            uri,
+            path,
+            part,
+        )
         source: Any
         if m is not None:
             data: bytes | memoryview = m.view[part.offset : part.offset + ref.size]
