@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import decimal
 import os
 import shutil
 import statistics
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -66,7 +68,7 @@ SCANS: dict[str, tuple[list[str], Any]] = {
         ["l_shipdate", "l_discount", "l_quantity", "l_extendedprice"],
         (pc.field("l_shipdate") >= datetime.date(1994, 1, 1))
         & (pc.field("l_shipdate") < datetime.date(1995, 1, 1))
-        & (pc.field("l_quantity") < 24),
+        & (pc.field("l_quantity") < pa.scalar(decimal.Decimal(24), pa.decimal128(15, 2))),
     ),
     "keys (3 int64)": (["l_orderkey", "l_partkey", "l_suppkey"], None),
     "text (3 strings)": (["l_comment", "l_shipinstruct", "l_shipmode"], None),
