@@ -173,8 +173,8 @@ def _submit_groups(
     groups each, on the CPU pool: several files of one large append are encoded in parallel.
 
     A Parquet file is written by one thread: an append of several row groups is
-    spread over up to one file per core (at SF1, one file per 64 MiB ingest batch
-    made TPC-H's ingest 1.5x slower than chunk files, encoded per column in parallel).
+    spread over up to one file per core, so that one append keeps every core busy
+    (chunk files are encoded per column and chunk, in parallel).
     """
     groups = -(-n // rows_per_group)
     per_file = rows_per_group * max(1, min(group.GROUPS_PER_FILE, -(-groups // CORES)))
