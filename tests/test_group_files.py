@@ -407,3 +407,20 @@ def test_every_error_is_typed_for_random_damage(tmp_path: Path) -> None:
         except TensorhouseError:
             continue
         assert got.equals(want), pos
+
+
+def test_reads_keep_no_mapping_and_footers_are_parsed_once(tmp_path: Path) -> None:
+    import gc
+
+    from tensorhouse.format.chunks import reader as chunk_reader
+
+    ds = th.create(str(tmp_path / "k"), {"k": "string", "x": "int64"}, chunk_bytes=4096)
+    ds.append({"k": [f"s{i % 5}" for i in range(5000)], "x": np.arange(5000)})
+    before = dict(group._FOOTERS._items)
+    for _ in range(2):
+        TensorhouseArrowDataset(ds).to_table()
+    gc.collect()
+    assert [k for k in chunk_reader._MAPS if k[0] == ds.uri] == []  # decoded values are copies
+    parsed = [k for k in group._FOOTERS._items if k not in before and k[0] == ds.uri]
+    files = {r.path for refs in ds.snapshot.fragments[0].columns.values() for r in refs}
+    assert sorted(k[1] for k in parsed) == sorted(files)  # one footer per file, kept
