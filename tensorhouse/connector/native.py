@@ -11,7 +11,8 @@ user named reads them with the engine's own reader:
   either way). Deleted rows are filtered by ``file_row_number``.
 - **DataFusion**: one Parquet table per file, registered with the Arrow
   schema the Python scan declares (so the reader produces those types and
-  field metadata directly), renamed and unioned in a view.
+  field metadata directly), renamed and unioned in a view. Deleted rows are
+  filtered by ``file_row_index()``.
 
 The engine then has what it has for any Parquet table: row-group
 statistics, its own parallel scan with no GIL, and runtime join filters.
@@ -31,7 +32,7 @@ The Python scan is kept, with the reason in :class:`ReadPath` (and the
 - a column is not in a Parquet group file (old layout, a column added later,
   a tensor column), or the store is not a local disk;
 - the dataset has no rows, or more than :data:`MAX_INLINE_DELETED` deleted
-  rows (DuckDB), or any deleted row (DataFusion 55 has no file row number);
+  rows (the view would carry too long a ``NOT IN`` list);
 - the engine's reader cannot give the same types.
 
 Example:
@@ -59,7 +60,7 @@ from tensorhouse.types import ROWID
 
 #: ``TENSORHOUSE_NATIVE=0`` turns native reads off for every registration that does not pass ``native=True``.
 ENV = "TENSORHOUSE_NATIVE"
-#: Above this many deleted rows, DuckDB's view would carry too long a ``NOT IN`` list: Python scan.
+#: Above this many deleted rows, the view would carry too long a ``NOT IN`` list: Python scan.
 MAX_INLINE_DELETED = 10_000
 #: The suffix of the internal name of a native relation (after the companion's name).
 NATIVE_SUFFIX = "_native"
@@ -167,10 +168,6 @@ def choose(
         if not _local(f.path):
             return no(f"{f.path} is not a file on a local disk")
     deleted = sum(len(f.deleted) for f in files)
-    if deleted and engine == "datafusion":
-        return no(
-            f"{deleted} deleted row(s): DataFusion 55 has no file row number to filter them by"
-        )
     if deleted > MAX_INLINE_DELETED:
         return no(f"{deleted} deleted rows (more than {MAX_INLINE_DELETED} to filter in the view)")
     why = f"{len(files)} Parquet file(s)" + (
@@ -298,7 +295,18 @@ def datafusion_view(ctx: Any, prefix: str, table: Any, path: ReadPath) -> tuple[
         suffix = os.path.splitext(f.path)[1] or ""
         ctx.register_parquet(name, f.path, file_extension=suffix, schema=physical)
         names.append(name)
-        part = ctx.table(name).select(*[col(f.columns[fl.name]).alias(fl.name) for fl in fields])
+        if len(f.deleted):
+            # file_row_index() is DataFusion's row number within the file (right under filters
+            # and byte-range splits, checked in tests/test_native.py).
+            cols = ", ".join(f"{quote(f.columns[fl.name])} AS {quote(fl.name)}" for fl in fields)
+            rows = ", ".join(str(int(r)) for r in f.deleted)
+            part = ctx.sql(
+                f"SELECT {cols} FROM {quote(name)} WHERE file_row_index() NOT IN ({rows})"
+            )
+        else:
+            part = ctx.table(name).select(
+                *[col(f.columns[fl.name]).alias(fl.name) for fl in fields]
+            )
         df = part if df is None else df.union(part)
     return df, names
 

@@ -280,8 +280,10 @@ def _companion_of(src: Any, tables: Mapping[str, str], ctes: set[str]) -> str | 
         # Either stands for the companion when it reads nothing else and drops or adds no row.
         inner = src.this
         leaves = list(inner.find_all(exp.Table))
+        # A WHERE on no column (file_row_index() NOT IN (...)) drops deleted rows, as the companion does.
         changes_rows = any(
-            isinstance(n, exp.Where | exp.Join | exp.Group | exp.Having | exp.Limit | exp.Distinct)
+            isinstance(n, exp.Join | exp.Group | exp.Having | exp.Limit | exp.Distinct)
+            or (isinstance(n, exp.Where) and n.find(exp.Column) is not None)
             or (isinstance(n, exp.Union) and n.args.get("distinct"))
             for n in inner.walk()
         )
