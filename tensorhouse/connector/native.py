@@ -37,10 +37,11 @@ The Python scan is kept, with the reason in :class:`ReadPath` (and the
 
 Example:
     >>> import tensorhouse as th
+    >>> from tensorhouse.connector.arrow_dataset import arrow_dataset
     >>> ds = th.create("memory://doc-native", {"x": "int64"})
-    >>> choose(th.connector.arrow_dataset.arrow_dataset(ds), native=None, rowid=False, refresh=False,
-    ...        engine="duckdb").reason
-    'the dataset has no rows'
+    >>> path = choose(arrow_dataset(ds), native=False, rowid=False, refresh=False, engine="duckdb")
+    >>> path.native, path.reason
+    (False, 'native=False')
 """
 
 from __future__ import annotations
