@@ -1,21 +1,14 @@
 """Registered tables read the version's Parquet files with the engines' own readers.
 
-Real DuckDB and DataFusion over real Parquet files. Every check compares the
-native path with the Python scan (``native=False``) of the same registration,
-or with native engine tables of the same data (the parity statements).
-
-Until the format writes Parquet group files, :func:`stand_in` plays the
-format's accessor: it writes, for each append a test makes, one Parquet file
-with pyarrow (physical names ``c0, c1, ...``) and lists them per version as
-the contract's ``NativeFile`` values.
+Real DuckDB and DataFusion over the datasets' own Parquet group files
+(``ds.native_files()``). Every check compares the native path with the
+Python scan (``native=False``) of the same registration, or with native
+engine tables of the same data (the parity statements).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,73 +23,10 @@ import test_engine_parity as parity
 import tensorhouse as th
 from tensorhouse.connector import native
 
-REAL_ACCESSOR = importlib.util.find_spec("tensorhouse.format.native_files") is not None
 
-
-@dataclass(frozen=True)
-class StandInFile:
-    """The contract's NativeFile, over a file written by pyarrow."""
-
-    fragment_id: int
-    path: str
-    offset: int
-    rows: int
-    columns: Mapping[str, str]
-    deleted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-class StandIn:
-    """What the format's accessor would answer for the datasets a test wrote through :meth:`append`."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.files: dict[tuple[str, int], tuple[StandInFile, ...]] = {}
-
-    def append(self, ds: th.Dataset, table: pa.Table) -> None:
-        before = self.files.get((ds.uri, ds.version), ())
-        ds.append(table)
-        if REAL_ACCESSOR:
-            return
-        i = len(before)
-        path = self.root / f"{Path(ds.uri).name}-{i}.parquet"
-        names = list(table.column_names)
-        pq.write_table(table.rename_columns([f"c{j}" for j in range(len(names))]), path)
-        f = StandInFile(i, str(path), 0, table.num_rows, {n: f"c{j}" for j, n in enumerate(names)})
-        self.files[(ds.uri, ds.version)] = (*before, f)
-
-    def delete(self, ds: th.Dataset, where: str, rows: Mapping[int, list[int]]) -> None:
-        """``rows``: file index -> row offsets the ``where`` deletes (the test knows its data)."""
-        before = self.files.get((ds.uri, ds.version), ())
-        ds.delete(where)
-        self.files[(ds.uri, ds.version)] = tuple(
-            StandInFile(
-                f.fragment_id,
-                f.path,
-                f.offset,
-                f.rows,
-                f.columns,
-                np.union1d(f.deleted, np.asarray(rows.get(i, []), np.int64)).astype(np.int64),
-            )
-            for i, f in enumerate(before)
-        )
-
-    def __call__(self, ds: Any) -> tuple[StandInFile, ...] | None:
-        files = self.files.get((ds.uri, ds.version))
-        if files is None:
-            return None if len(ds) else ()
-        if any(set(ds.schema.names) - set(f.columns) for f in files):
-            return None  # a column added later lives in its own files
-        return files
-
-
-@pytest.fixture
-def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandIn]:
-    s = StandIn(tmp_path / "standin")
-    s.root.mkdir()
-    if not REAL_ACCESSOR:
-        monkeypatch.setattr(native, "files_of", s)
+@pytest.fixture(autouse=True)
+def _native_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(native.ENV, raising=False)
-    yield s
 
 
 def typed_table(n: int, start: int = 0) -> pa.Table:
@@ -115,13 +45,11 @@ def typed_table(n: int, start: int = 0) -> pa.Table:
     )
 
 
-def write(root: Path, s: StandIn, name: str, parts: list[pa.Table]) -> th.Dataset:
-    ds = th.create(
-        str(root / name),
-        {c: _type(t) for c, t in zip(parts[0].column_names, parts[0].schema.types, strict=True)},
-    )
+def write(root: Path, name: str, parts: list[pa.Table]) -> th.Dataset:
+    """A dataset with one fragment (so one Parquet group file) per part."""
+    ds = th.create(str(root / name), {f.name: _type(f.type) for f in parts[0].schema})
     for p in parts:
-        s.append(ds, p)
+        ds.append(p)
     return ds
 
 
@@ -210,10 +138,8 @@ def both(e: Engine, src: Any, sql: str, **kw: Any) -> tuple[pa.Table, pa.Table, 
 
 
 # -- tests --------------------------------------------------------------------------------
-def test_types_rows_and_filters_match_the_python_scan(
-    tmp_path: Path, files: StandIn, engine: Engine
-) -> None:
-    ds = write(tmp_path, files, "typed", [typed_table(300), typed_table(200, 300)])
+def test_types_rows_and_filters_match_the_python_scan(tmp_path: Path, engine: Engine) -> None:
+    ds = write(tmp_path, "typed", [typed_table(300), typed_table(200, 300)])
     a, b = engine.session(), engine.session()
     engine.register(a, "t", ds)
     engine.register(b, "t", ds, native=False)
@@ -232,11 +158,9 @@ def test_types_rows_and_filters_match_the_python_scan(
     assert engine.rows(a, "SELECT * FROM t").schema == engine.rows(b, "SELECT * FROM t").schema
 
 
-def test_a_registered_old_version_reads_its_own_files(
-    tmp_path: Path, files: StandIn, engine: Engine
-) -> None:
-    ds = write(tmp_path, files, "tt", [typed_table(100)])
-    files.append(ds, typed_table(50, 100))
+def test_a_registered_old_version_reads_its_own_files(tmp_path: Path, engine: Engine) -> None:
+    ds = write(tmp_path, "tt", [typed_table(100)])
+    ds.append(typed_table(50, 100))
     s = engine.session()
     engine.register(s, "v1", ds.uri, version=1)
     engine.register(s, "v2", ds.uri)
@@ -249,9 +173,9 @@ def test_a_registered_old_version_reads_its_own_files(
     ]
 
 
-def test_deleted_rows_are_not_read(tmp_path: Path, files: StandIn, engine: Engine) -> None:
-    ds = write(tmp_path, files, "del", [typed_table(100), typed_table(100, 100)])
-    files.delete(ds, "id % 10 = 3", {0: list(range(3, 100, 10)), 1: list(range(3, 100, 10))})
+def test_deleted_rows_are_not_read(tmp_path: Path, engine: Engine) -> None:
+    ds = write(tmp_path, "del", [typed_table(100), typed_table(100, 100)])
+    ds.delete("id % 10 = 3")
     got, want, s = both(engine, ds, "SELECT * FROM t")
     assert got.num_rows == want.num_rows == 180
     assert sorted_rows(got) == sorted_rows(want)
@@ -264,11 +188,11 @@ def test_deleted_rows_are_not_read(tmp_path: Path, files: StandIn, engine: Engin
 
 
 def test_deletions_past_the_inline_limit_fall_back(
-    tmp_path: Path, files: StandIn, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(native, "MAX_INLINE_DELETED", 5)
-    ds = write(tmp_path, files, "del2", [typed_table(100)])
-    files.delete(ds, "id % 10 = 3", {0: list(range(3, 100, 10))})
+    ds = write(tmp_path, "del2", [typed_table(100)])
+    ds.delete("id % 10 = 3")
     got, want, s = both(engine, ds, "SELECT * FROM t")
     assert sorted_rows(got) == sorted_rows(want) and got.num_rows == 90
     assert "more than 5" in engine.path(s, "t").reason  # type: ignore[union-attr]
@@ -285,7 +209,7 @@ def test_datafusion_file_row_index_is_the_row_in_the_file(tmp_path: Path) -> Non
     assert t.column("c0").to_pylist() == t.column("r").to_pylist()
 
 
-def test_empty_dataset(tmp_path: Path, files: StandIn, engine: Engine) -> None:
+def test_empty_dataset(tmp_path: Path, engine: Engine) -> None:
     ds = th.create(str(tmp_path / "empty"), {"id": "int64", "name": th.Text()})
     got, want, s = both(engine, ds, "SELECT * FROM t")
     assert got.num_rows == 0 and got.schema == want.schema
@@ -294,12 +218,11 @@ def test_empty_dataset(tmp_path: Path, files: StandIn, engine: Engine) -> None:
 
 def test_opt_out_by_argument_and_environment(
     tmp_path: Path,
-    files: StandIn,
     engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ds = write(tmp_path, files, "opt", [typed_table(10)])
+    ds = write(tmp_path, "opt", [typed_table(10)])
     s = engine.session()
     monkeypatch.setenv(native.ENV, "0")
     with caplog.at_level(logging.DEBUG, logger="tensorhouse.native"):
@@ -314,31 +237,24 @@ def test_opt_out_by_argument_and_environment(
         assert engine.path(s, "w").reason.startswith(why)  # type: ignore[union-attr]
 
 
-def test_a_column_added_later_falls_back(tmp_path: Path, files: StandIn, engine: Engine) -> None:
-    ds = write(tmp_path, files, "added", [typed_table(20)])
+def test_a_column_added_later_falls_back(tmp_path: Path, engine: Engine) -> None:
+    ds = write(tmp_path, "added", [typed_table(20)])
     ds.add_column("extra", "int64", np.arange(20))
     got, want, s = both(engine, ds, "SELECT id, extra FROM t")
     assert not engine.path(s, "t").native  # type: ignore[union-attr]
     assert sorted_rows(got) == sorted_rows(want)
 
 
-@pytest.mark.skipif(
-    not REAL_ACCESSOR, reason="physical names stable under rename come from the format"
-)
-def test_a_renamed_column_reads_under_its_new_name(
-    tmp_path: Path, files: StandIn, engine: Engine
-) -> None:
-    ds = write(tmp_path, files, "ren", [typed_table(20)])
+def test_a_renamed_column_reads_under_its_new_name(tmp_path: Path, engine: Engine) -> None:
+    ds = write(tmp_path, "ren", [typed_table(20)])
     ds.rename_column("name", "label")
     got, want, s = both(engine, ds.uri, "SELECT id, label FROM t")
     assert engine.path(s, "t").native  # type: ignore[union-attr]
     assert sorted_rows(got) == sorted_rows(want)
 
 
-def test_the_loader_and_catalog_helpers_see_the_dataset(
-    tmp_path: Path, files: StandIn, engine: Engine
-) -> None:
-    ds = write(tmp_path, files, "ld", [typed_table(60), typed_table(40, 60)])
+def test_the_loader_and_catalog_helpers_see_the_dataset(tmp_path: Path, engine: Engine) -> None:
+    ds = write(tmp_path, "ld", [typed_table(60), typed_table(40, 60)])
     s = engine.session()
     engine.register(s, "t", ds)
     assert engine.path(s, "t").native  # type: ignore[union-attr]
@@ -354,8 +270,8 @@ def test_the_loader_and_catalog_helpers_see_the_dataset(
         assert th.duckdb.dataset_behind(q).uri == ds.uri
 
 
-def test_re_registering_a_name_drops_the_old_native_view(tmp_path: Path, files: StandIn) -> None:
-    ds = write(tmp_path, files, "re", [typed_table(10)])
+def test_re_registering_a_name_drops_the_old_native_view(tmp_path: Path) -> None:
+    ds = write(tmp_path, "re", [typed_table(10)])
     con = duckdb.connect()
     th.duckdb.register(con, "t", ds)
     th.duckdb.register(con, "t", ds)
@@ -367,9 +283,9 @@ def test_re_registering_a_name_drops_the_old_native_view(tmp_path: Path, files: 
     assert con.sql("SELECT count(*) FROM t").fetchall() == [(10,)]
 
 
-def test_duckdb_scan_reads_natively(tmp_path: Path, files: StandIn) -> None:
-    ds = write(tmp_path, files, "sc", [typed_table(30)])
-    files.append(ds, typed_table(5, 30))
+def test_duckdb_scan_reads_natively(tmp_path: Path) -> None:
+    ds = write(tmp_path, "sc", [typed_table(30)])
+    ds.append(typed_table(5, 30))
     con = duckdb.connect()
     rel = th.duckdb.scan(con, ds.uri, version=1)
     assert "read_parquet" in " ".join(
@@ -378,10 +294,10 @@ def test_duckdb_scan_reads_natively(tmp_path: Path, files: StandIn) -> None:
     assert rel.aggregate("count(*)").fetchall() == [(30,)]
 
 
-def test_join_order_over_native_tables_is_parquets(tmp_path: Path, files: StandIn) -> None:
+def test_join_order_over_native_tables_is_parquets(tmp_path: Path) -> None:
     """A small native table joined to a big one hashes the small side (Parquet statistics)."""
-    big = write(tmp_path, files, "big", [typed_table(5000)])
-    small = write(tmp_path, files, "small", [typed_table(50)])
+    big = write(tmp_path, "big", [typed_table(5000)])
+    small = write(tmp_path, "small", [typed_table(50)])
     con = duckdb.connect()
     th.duckdb.register(con, "big", big)
     th.duckdb.register(con, "small", small)
@@ -394,28 +310,17 @@ def test_join_order_over_native_tables_is_parquets(tmp_path: Path, files: StandI
 
 # -- the parity statements over native registrations ----------------------------------------
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The parity tables, written so that the tabular ones have native files (pets has a tensor)."""
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The parity tables as datasets: the tabular ones are read natively (pets has a tensor)."""
     root = tmp_path_factory.mktemp("native-parity")
-    s = StandIn(root / "standin")
-    s.root.mkdir()
-    mp = pytest.MonkeyPatch()
-    if not REAL_ACCESSOR:
-        mp.setattr(native, "files_of", s)
-    mp.delenv(native.ENV, raising=False)
     out: dict[str, Any] = {"uris": {}, "arrow": {}}
     for name, (schema, table) in parity.tables().items():
-        ds = th.create(str(root / name), schema)
-        if name == "pets":
-            ds.append(table)
-        else:
-            s.append(ds, table)
-        out["uris"][name] = ds.uri
+        th.create(str(root / name), schema).append(table)
+        out["uris"][name] = str(root / name)
         out["arrow"][name] = table
     out["parquet"] = str(root / "pets.parquet")
     pq.write_table(parity.tables()["pets"][1], out["parquet"])
-    yield out
-    mp.undo()
+    return out
 
 
 class TestDuckDBNative(parity.TestDuckDB):

@@ -46,17 +46,16 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
+from tensorhouse.format.native_files import NativeFile, native_files
 from tensorhouse.types import ROWID
 
 #: ``TENSORHOUSE_NATIVE=0`` turns native reads off for every registration that does not pass ``native=True``.
@@ -69,30 +68,13 @@ NATIVE_SUFFIX = "_native"
 log = logging.getLogger("tensorhouse.native")
 
 
-class NativeFileLike(Protocol):
-    """What is read of a :class:`tensorhouse.format.native_files.NativeFile`."""
-
-    @property
-    def fragment_id(self) -> int: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def rows(self) -> int: ...
-    @property
-    def columns(self) -> Mapping[str, str]: ...
-    @property
-    def deleted(self) -> np.ndarray: ...
-
-
 @dataclass(frozen=True)
 class ReadPath:
     """How a registered table is read: ``native`` (the engine's Parquet reader) or the Python scan, and why."""
 
     native: bool
     reason: str
-    files: tuple[Any, ...] = field(default=(), repr=False)
+    files: tuple[NativeFile, ...] = field(default=(), repr=False)
 
     @property
     def deleted_rows(self) -> int:
@@ -104,16 +86,9 @@ def env_enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def files_of(dataset: Any) -> tuple[Any, ...] | None:
-    """The native files of all columns of ``dataset``'s version, or None (see the format's accessor).
-
-    Raises LookupError when this tensorhouse has no accessor yet.
-    """
-    try:
-        mod = importlib.import_module("tensorhouse.format.native_files")
-    except ImportError as err:
-        raise LookupError("this tensorhouse has no native file accessor") from err
-    out = mod.native_files(dataset)
+def files_of(dataset: Any) -> tuple[NativeFile, ...] | None:
+    """The native files of all columns of ``dataset``'s version, or None (the format's accessor)."""
+    out = native_files(dataset)
     return None if out is None else tuple(out)
 
 
@@ -128,7 +103,7 @@ def choose(
     rowid: bool,
     refresh: bool,
     engine: str,
-    files: Sequence[Any] | None = None,
+    files: Sequence[NativeFile] | None = None,
 ) -> ReadPath:
     """Whether ``table`` (a TensorhouseArrowDataset) can be read natively by ``engine``, and why (not).
 
@@ -149,8 +124,6 @@ def choose(
     if files is None:
         try:
             got = files_of(table.dataset)
-        except LookupError as err:
-            return no(str(err))
         except Exception as err:  # any failure of the accessor leaves the Python scan, which works
             return no(f"the native files could not be listed ({type(err).__name__}: {err})")
         if got is None:
@@ -210,12 +183,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _runs(files: Sequence[Any]) -> list[list[Any]]:
+def _runs(files: Sequence[NativeFile]) -> list[list[NativeFile]]:
     """Consecutive files read by one ``read_parquet``: same physical names, no deleted rows.
 
     A file with deleted rows is a run of its own (it needs ``file_row_number``).
     """
-    out: list[list[Any]] = []
+    out: list[list[NativeFile]] = []
     for f in files:
         prev = out[-1][-1] if out else None
         if (
@@ -230,7 +203,9 @@ def _runs(files: Sequence[Any]) -> list[list[Any]]:
     return out
 
 
-def duckdb_select(files: Sequence[Any], names: Sequence[str], casts: Mapping[str, str]) -> str:
+def duckdb_select(
+    files: Sequence[NativeFile], names: Sequence[str], casts: Mapping[str, str]
+) -> str:
     """The SELECT reading ``files`` with the dataset's column ``names`` (``casts``: name -> DuckDB type)."""
     parts = []
     for run in _runs(files):
