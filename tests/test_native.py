@@ -337,3 +337,13 @@ class TestDataFusionNative(parity.TestDataFusion):
         for name in ("labels", "nation", "region"):
             assert th.datafusion.read_path(ctx, name).native, name  # type: ignore[union-attr]
         assert not th.datafusion.read_path(ctx, "pets").native  # type: ignore[union-attr]
+
+
+def test_duckdb_knows_every_files_statistics(tmp_path: Path) -> None:
+    """The row count and null counts come from every file, not the first (else join sides flip)."""
+    ds = write(tmp_path, "stats", [typed_table(1000), typed_table(5000, 1000)])
+    con = duckdb.connect()
+    th.duckdb.register(con, "t", ds)
+    plan = con.sql("EXPLAIN SELECT id FROM t WHERE id IS NOT NULL").fetchall()[0][1]
+    assert "~6,000" in plan  # without maximum_files_for_stats: ~2,000 (the first file's rows x 2)
+    assert "IS NOT NULL" not in plan  # no file holds a null in id, so DuckDB drops the filter
