@@ -253,6 +253,12 @@ def duckdb_view(con: Any, view: str, companion: str, path: ReadPath) -> str | No
             got = con.execute(f"DESCRIBE {sql}").fetchall()
             if [(r[0], r[1]) for r in got] != [(r[0], r[1]) for r in want]:
                 return f"DuckDB reads the files as {got}, not {want}"
+            # Some casts bind but fail on the first value (a Parquet INT64 duration to INTERVAL):
+            # cast one row of the first file now rather than fail the user's queries.
+            first = duckdb_select(path.files[:1], names, casts)
+            con.execute(
+                f"SELECT {', '.join(quote(n) for n in casts)} FROM ({first}) LIMIT 1"
+            ).fetchall()
         con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS {sql}")
     except duckdb.Error as err:
         return f"DuckDB could not read the files natively: {err}"
