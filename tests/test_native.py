@@ -9,6 +9,7 @@ engine tables of the same data (the parity statements).
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -380,3 +381,23 @@ def test_types_parquet_stores_differently_read_the_same(tmp_path: Path, engine: 
             assert not path.native and "INTERVAL" in path.reason
         else:
             assert path.native, (name, path)
+
+
+def test_datafusion_reads_a_multi_file_version_as_one_table(tmp_path: Path) -> None:
+    """One Parquet table over links to exactly the version's files, gone with the registration."""
+    import gc
+
+    ds = write(tmp_path, "multi", [typed_table(100), typed_table(100, 100), typed_table(50, 200)])
+    ctx = datafusion.SessionContext()
+    th.datafusion.register(ctx, "v2", ds.uri, version=2)  # two of the three files
+    explain = ctx.sql("EXPLAIN SELECT count(*) FROM v2 WHERE id >= 0").to_arrow_table()
+    plan = explain.column("plan")[1].as_py()
+    links = plan.split("tensorhouse-native-")[1].split("/")[0]
+    where = Path(tempfile.gettempdir()) / f"tensorhouse-native-{links}"
+    assert sorted(p.name for p in where.iterdir()) == ["00000000.parquet", "00000001.parquet"]
+    assert ctx.sql("SELECT count(*) AS n, max(id) AS m FROM v2").to_pylist() == [
+        {"n": 200, "m": 199}
+    ]
+    del ctx
+    gc.collect()
+    assert not where.exists()

@@ -137,9 +137,6 @@ def _native_view(
         try:
             df, names = _native.datafusion_view(ctx, prefix, table, path)
         except Exception as err:  # DataFusion raises its own exception types; the Python scan works
-            for i in range(len(path.files)):
-                if ctx.table_exist(f"{prefix}_{i}"):
-                    ctx.deregister_table(f"{prefix}_{i}")
             path = _native.ReadPath(False, f"DataFusion could not read the files natively: {err}")
         else:
             for n in names:
