@@ -540,7 +540,9 @@ def test_columnar_chunks_are_compressed_and_record_their_codec(tmp_path: Path, l
     assert ds.to_table().column("k").to_pylist() == modes.tolist()
     if layout == "parquet":  # one codec per column of a group file, chosen the same way
         assert stats["mode"]["codec"].startswith("parquet+")
-        assert stats["id"]["codec"] == "parquet+zstd" and stats["noise"]["codec"] == "parquet+none"
+        # sorted keys: delta-encoded (no codec needed); random floats: stored as they are
+        assert stats["id"]["codec"] in ("parquet+none", "parquet+lz4")
+        assert stats["noise"]["codec"] == "parquet+none"
         return
     assert stats["mode"]["codec"].startswith("parquet+") and stats["id"]["codec"] == "zstd"
     assert "codec" not in stats["noise"]

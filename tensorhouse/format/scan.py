@@ -243,8 +243,8 @@ class SnapshotReader:
                 shapes[sel] = empty.shapes[0]
                 nulls[sel] = True
                 return
-            if ref.part is not None:  # a group file's chunk: decoded whole
-                batch = self.read_chunk(name, ctype, c)
+            if ref.part is not None:  # a group file's chunk: decoded whole, kept for the next take
+                batch = self.reader.read_ref(ref, ctype, keep=True)
                 for i, j in zip(sel.tolist(), local.tolist(), strict=True):
                     views[i] = batch.payload(j)
                 shapes[sel] = batch.shapes[local]

@@ -343,21 +343,43 @@ class ChunkReader:
         *,
         expect: Expect | None = None,
         wanted: Any = None,
+        keep: bool = False,
     ) -> SampleBatch:
         """Every sample of the chunk ``ref`` names: a chunk file, or a column chunk of a group file.
 
         ``ctype``: the column's type (a group file's chunk is converted to the
         batch a chunk file of that type gives); ``wanted`` as for :meth:`read_all`.
+        ``keep``: serve a group file's chunk from, and keep it in, the decoded
+        cache of random access (``group.DECODED``).
         """
         if ref.part is None:
             return self.read_all(ref.path, ref.size, expect=expect, wanted=wanted)
         part = ref.part
         uri, path = self.store.uri, ref.path
+        key = (uri, path, part.row_group, part.column, str(ctype), str(wanted))
+        if keep:
+            hit = group.DECODED.get(key)
+            if hit is not None:
+                return hit
+        batch = self._read_part(ref, ctype, wanted)
+        if keep:
+            group.DECODED.put(key, batch)
+        return batch
+
+    def _read_part(self, ref: ChunkRef, ctype: Any, wanted: Any) -> SampleBatch:
+        part = ref.part
+        assert part is not None
+        uri, path = self.store.uri, ref.path
         where = f"{uri}/{path}"
-        footer = group.read_footer(self.store.get_range, uri, path, part)
         # Locally the file is mapped for this read only (the decoded values are a copy); elsewhere
-        # the chunk's bytes come from one range read.
+        # the footer and the chunk's bytes come from range reads.
         m = self._mapped(path, part.file_size, keep=False)
+        footer = group.read_footer(
+            self.store.get_range if m is None else (lambda _p, s, n: m.view[s : s + n]),
+            uri,
+            path,
+            part,
+        )
         source: Any
         if m is not None:
             data: bytes | memoryview = m.view[part.offset : part.offset + ref.size]
