@@ -35,7 +35,7 @@ from tensorhouse.format.chunks import (
 from tensorhouse.format.chunks.writer import scalar_stats
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, Fragment, Metadata
-from tensorhouse.format.threads import io_pool, pool
+from tensorhouse.format.threads import CORES, io_pool, pool
 from tensorhouse.format.validate import check_batch
 from tensorhouse.storage.base import Store
 from tensorhouse.types import ColumnType, Schema
@@ -170,8 +170,14 @@ def _submit_groups(
     rows_per_group: int,
 ) -> list[Future[tuple[dict[int, list[ChunkRef]], Future[None]]]]:
     """Encode ``batches`` (tabular columns of ``n`` rows) as group files of up to GROUPS_PER_FILE row
-    groups each, on the CPU pool: several files of one large append are encoded in parallel."""
-    per_file = rows_per_group * group.GROUPS_PER_FILE
+    groups each, on the CPU pool: several files of one large append are encoded in parallel.
+
+    A Parquet file is written by one thread: an append of several row groups is
+    spread over up to one file per core, so that one append keeps every core busy
+    (chunk files are encoded per column and chunk, in parallel).
+    """
+    groups = -(-n // rows_per_group)
+    per_file = rows_per_group * max(1, min(group.GROUPS_PER_FILE, -(-groups // CORES)))
     return [
         pool().submit(
             _encode_group_and_upload,
