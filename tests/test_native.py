@@ -401,3 +401,13 @@ def test_datafusion_reads_a_multi_file_version_as_one_table(tmp_path: Path) -> N
     del ctx
     gc.collect()
     assert not where.exists()
+
+
+def test_a_store_that_is_not_a_local_disk_keeps_the_python_scan(engine: Engine) -> None:
+    ds = th.write(f"memory://native-not-local-{engine.name}", typed_table(20))
+    files = ds.native_files()
+    assert files is not None and files[0].path.startswith("memory://")
+    got, want, s = both(engine, ds, "SELECT * FROM t")
+    path = engine.path(s, "t")
+    assert path is not None and not path.native and "not a file on a local disk" in path.reason
+    assert sorted_rows(got) == sorted_rows(want)
