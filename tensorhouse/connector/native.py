@@ -9,10 +9,11 @@ user named reads them with the engine's own reader:
   renamed to the dataset's; a ``CAST`` only where DuckDB's Parquet type
   differs from the type the Python scan shows, so ``DESCRIBE`` is the same
   either way). Deleted rows are filtered by ``file_row_number``.
-- **DataFusion**: one Parquet table per file, registered with the Arrow
-  schema the Python scan declares (so the reader produces those types and
-  field metadata directly), renamed and unioned in a view. Deleted rows are
-  filtered by ``file_row_index()``.
+- **DataFusion**: one Parquet table over the version's files (a private
+  directory of links to exactly them), registered with the Arrow schema the
+  Python scan declares (so the reader produces those types and field
+  metadata directly), renamed in a view. A file with deleted rows is a
+  table of its own, unioned, filtered by ``file_row_index()``.
 
 The engine then has what it has for any Parquet table: row-group
 statistics, its own parallel scan with no GIL, and runtime join filters.
