@@ -13,6 +13,7 @@ numbers of its parent after the version it was created from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -48,6 +49,9 @@ LOG_DIR = "_log/"
 CHECKPOINT_INTERVAL = 100
 #: The hint naming the newest checkpoint, with its size and checksum (verified against the file it names).
 HINT_NAME = "_last_checkpoint"
+#: ``<20-digit version>.floor``: vacuum removed the log entries and checkpoints below that version
+#: (written before it removes any). The highest one listed counts.
+FLOOR_SUFFIX = ".floor"
 #: Listing from a checkpoint asks for versions sharing all but the last LIST_BLOCK_DIGITS digits.
 LIST_BLOCK_DIGITS = 3
 LIST_BLOCK = 10**LIST_BLOCK_DIGITS
@@ -84,6 +88,25 @@ def _parse_name(name: str, suffix: str) -> int | None:
     if len(name) == 20 + len(suffix) and name.endswith(suffix) and name[:20].isdigit():
         return int(name[:20])
     return None
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """The log files vacuum may delete so that every version from ``floor`` on (and every kept one) still opens.
+
+    ``keys`` are (key, size), oldest entries first: deleting them in that
+    order never leaves a reader with a checkpoint it needs missing.
+    """
+
+    floor: int
+    keys: tuple[tuple[str, int], ...]
+
+
+@dataclass
+class _Listed:
+    entries: set[int]
+    checkpoints: set[int]
+    floors: set[int]
 
 
 class _UnusableHint(Exception):
@@ -172,15 +195,14 @@ class Log:
         return f"{self.prefix}{LOG_DIR}{HINT_NAME}"
 
     # -- listing -------------------------------------------------------------------
-    def _list_once(self, start: int | None) -> tuple[set[int], set[int]]:
-        """(entry versions, checkpoint versions) listed from the block of ``start`` on (all when None).
+    def _list_once(self, start: int | None) -> _Listed:
+        """Entry, checkpoint and floor versions listed from the block of ``start`` on (all when None).
 
         Names only, no stat. From a start, the listing asks for one block of
         ``LIST_BLOCK`` versions by key prefix (one request on S3), and the next
         block only while the last one is full.
         """
-        entries: set[int] = set()
-        checkpoints: set[int] = set()
+        out = _Listed(set(), set(), set())
         n = len(self.prefix) + len(LOG_DIR)
         blocks = [None] if start is None else [start // LIST_BLOCK]
         while blocks:
@@ -189,12 +211,24 @@ class Log:
             for key in self.store.list_keys(self.prefix + LOG_DIR + name):
                 tail = key[n:]
                 if (v := _parse_name(tail, ".json")) is not None:
-                    entries.add(v)
+                    out.entries.add(v)
                 elif (v := _parse_name(tail, ".checkpoint")) is not None:
-                    checkpoints.add(v)
-            if block is not None and (block + 1) * LIST_BLOCK - 1 in entries:
+                    out.checkpoints.add(v)
+                elif (v := _parse_name(tail, FLOOR_SUFFIX)) is not None:
+                    out.floors.add(v)
+            if block is not None and (block + 1) * LIST_BLOCK - 1 in out.entries:
                 blocks.append(block + 1)
-        return entries, checkpoints
+        return out
+
+    def _floor(self) -> int | None:
+        """The version below which vacuum removed this log's entries (None: it never did)."""
+        n = len(self.prefix) + len(LOG_DIR)
+        floors = [
+            v
+            for key in self.store.list_keys(self.prefix + LOG_DIR)
+            if (v := _parse_name(key[n:], FLOOR_SUFFIX)) is not None
+        ]
+        return max(floors, default=None)
 
     def _listing(self, start: int | None = None) -> tuple[list[int], list[int]]:
         """(entry versions, checkpoint versions), sorted, with entries contiguous from ``start`` (or the first).
@@ -202,24 +236,38 @@ class Log:
         A listing is not a snapshot: an entry created while it runs can be
         missing from it while a later one is present. A gap is therefore
         re-checked, by listing again and then asking for each missing entry,
-        before the log is called corrupt.
+        before the log is called corrupt. A full listing starts at the
+        floor vacuum left (``<version>.floor``): what is below it was removed
+        on purpose, and may still be going while this lists.
         """
-        entries, checkpoints = self._list_once(start)
+        listed = self._list_once(start)
+        entries, checkpoints = listed.entries, listed.checkpoints
         lo = self.first_version if start is None else start
+        if start is None and listed.floors:
+            lo = max(lo, *listed.floors)
         missing = _missing(entries, lo)
         if missing:
-            again, more = self._list_once(start)
-            entries |= again
-            checkpoints |= more
+            again = self._list_once(start)
+            entries |= again.entries
+            checkpoints |= again.checkpoints
             missing = _missing(entries, lo)
             for v in missing[:MAX_RECHECKS]:
                 if self.store.exists(self.entry_key(v)):
                     entries.add(v)
             missing = _missing(entries, lo)
             if missing:
+                floor = self._floor()
+                if floor is not None and missing[0] < floor:
+                    raise VersionNotFoundError(
+                        f"{self.store.uri}: versions before {floor} were removed by vacuum "
+                        f"(version {missing[0]} was asked for)"
+                    )
                 raise CorruptLogError(
                     f"{self.store.uri}: log has gaps (missing versions {missing[:5]})"
                 )
+        if lo > self.first_version:
+            entries = {v for v in entries if v >= lo}
+            checkpoints = {v for v in checkpoints if v >= lo}
         return sorted(entries), sorted(checkpoints)
 
     def _hinted_listing(
@@ -276,8 +324,22 @@ class Log:
     def versions(self) -> list[int]:
         """Every version readable through this log (a branch includes its parent's history)."""
         own = self._listing()[0]
-        inherited = self.parent[0].versions()[: self.parent[1] + 1] if self.parent else []
+        inherited = (
+            [v for v in self.parent[0].versions() if v <= self.parent[1]] if self.parent else []
+        )
         return inherited + own
+
+    def oldest_version(self) -> int:
+        """The oldest version whose log entry remains: vacuum removes the entries of versions it no longer keeps.
+
+        One existence check when nothing was removed; a listing otherwise.
+        """
+        first = self.first_version
+        if not self.store.exists(self.entry_key(first)):
+            own = self._listing()[0]
+            if own and own[0] > first:
+                return own[0]
+        return self.parent[0].oldest_version() if self.parent else first
 
     def latest_version(self) -> int:
         if self.store.is_local and self.parent is None:
@@ -294,6 +356,62 @@ class Log:
         if self.parent:
             return self.parent[1]
         raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
+
+    # -- pruning (vacuum) ------------------------------------------------------------
+    def prune_plan(self, oldest_retained: int, keep: Collection[int] = ()) -> PrunePlan:
+        """The log files no longer needed to open ``oldest_retained``, every later version, and each of ``keep``.
+
+        Kept: the newest checkpoint at or before ``oldest_retained`` and every
+        later one, the newest checkpoint at or before each version of ``keep``
+        (tags, branch bases: they open as fast as before), the hinted one, and
+        every entry from the oldest of those checkpoints on (the floor), so that
+        each of those versions replays and ``history()`` lists every version
+        from the floor on without a hole. Removed: older entries, checkpoints
+        no kept version starts from, and older floor markers. Nothing is
+        removed when some kept version has no checkpoint at or before it.
+        """
+        first = self.first_version
+        infos = self.store.list(self.prefix + LOG_DIR)
+        n = len(self.prefix) + len(LOG_DIR)
+        entries: dict[int, tuple[str, int]] = {}
+        checkpoints: dict[int, tuple[str, int]] = {}
+        floors: dict[int, tuple[str, int]] = {}
+        for info in infos:
+            tail = info.key[n:]
+            if (v := _parse_name(tail, ".json")) is not None:
+                entries[v] = (info.key, info.size)
+            elif (v := _parse_name(tail, ".checkpoint")) is not None:
+                checkpoints[v] = (info.key, info.size)
+            elif (v := _parse_name(tail, FLOOR_SUFFIX)) is not None:
+                floors[v] = (info.key, info.size)
+        cps = sorted(c for c in checkpoints if c >= first)
+        needed = {oldest_retained, *(v for v in keep if first <= v < oldest_retained)}
+        starts: set[int] = set()
+        for v in needed:
+            below = [c for c in cps if c <= v]
+            if not below:
+                return PrunePlan(first, ())  # that version replays from the log's start
+            starts.add(below[-1])
+        hint = self._read_hint()
+        if hint is not None:
+            starts.add(hint.version)
+        base = max(c for c in cps if c <= oldest_retained)
+        floor = min(starts)
+        victims = [entries[v] for v in sorted(entries) if v < floor]
+        victims += [checkpoints[c] for c in sorted(checkpoints) if c < base and c not in starts]
+        newest_floor = max(floors, default=None)
+        victims += [floors[f] for f in sorted(floors) if f != newest_floor or f < floor]
+        return PrunePlan(floor, tuple(victims))
+
+    def prune(self, plan: PrunePlan) -> None:
+        """Delete what ``plan`` names, after recording its floor (so that a listing meanwhile is not called corrupt)."""
+        if not plan.keys:
+            return
+        if plan.floor > self.first_version:
+            self.store.put(f"{self.prefix}{LOG_DIR}{plan.floor:020d}{FLOOR_SUFFIX}", b"")
+        for key, _ in plan.keys:
+            with contextlib.suppress(ObjectNotFoundError):  # a concurrent vacuum got it first
+                self.store.delete(key)
 
     # -- reading -------------------------------------------------------------------
     def read(self, version: int) -> Commit:
@@ -367,6 +485,10 @@ class Log:
         if target < 0 or target > latest:
             raise VersionNotFoundError(
                 f"{self.store.uri}: version {version} does not exist (latest is {latest})"
+            )
+        if entries and first <= target < entries[0]:
+            raise VersionNotFoundError(
+                f"{self.store.uri}: version {version} was removed by vacuum (the oldest is {entries[0]})"
             )
         if self.parent and target < first:
             return self.parent[0].snapshot(target)
@@ -539,7 +661,7 @@ class Log:
     def version_at(self, timestamp_ms: int) -> int:
         """The latest version committed at or before ``timestamp_ms`` (binary search; timestamps increase)."""
         versions: Sequence[int] = (
-            range(self.first_version, self.latest_version() + 1)
+            range(self.oldest_version(), self.latest_version() + 1)
             if self.store.is_local and self.parent is None
             else self.versions()
         )
