@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,41 @@ def test_readers_opening_while_vacuum_prunes_never_fail(
     assert report.log_files and not errors, errors[:3]
     cache.clear()
     assert th.open(uri).versions() == list(range(295, 301))
+
+
+def test_vacuum_prunes_the_log_on_s3_and_a_cold_open_costs_what_it_did(
+    s3_uri: tuple[str, dict[str, Any]], small_checkpoints: None
+) -> None:
+    from faults import CountingStore
+
+    from tensorhouse.format.dataset import Dataset
+    from tensorhouse.format.log import Log
+    from tensorhouse.storage import open_store
+
+    uri, opts = s3_uri
+    now = [time.time() - 3 * DAY]
+    ds = th.create(uri, {"x": "int64"}, storage_options=opts, clock=lambda: now[0])
+    for i in range(23):
+        now[0] = time.time() if i >= 20 else now[0] + 1.0
+        ds.append({"x": [i]})
+    ds.tag("t", version=7)
+    report = ds.vacuum(timedelta(days=1))
+    # retained from 20 (checkpoint 20), tag 7 (checkpoint 5): entries before 5 and checkpoints 10, 15 go
+    names = {k.rsplit("/", 1)[-1] for k in report.log_files}
+    assert names == {f"{v:020d}.json" for v in range(5)} | {
+        f"{v:020d}.checkpoint" for v in (10, 15)
+    }, names
+    cache.clear()
+    store = CountingStore(open_store(uri, opts))
+    log = Log(store)
+    opened = Dataset(store, log.snapshot(), log=log)
+    gets = store.calls["get"] + store.calls["get_range"]
+    # one listing, the hint, checkpoint 20 and entries 21-23: as before the vacuum
+    assert opened.version == 23 and store.calls["list"] <= 1 and gets == 5, store.calls
+    cache.clear()
+    assert xs(th.open(uri, tag="t", storage_options=opts)) == list(range(7))
+    cache.clear()
+    assert xs(th.open(uri, version=21, storage_options=opts)) == list(range(21))
+    assert [h.version for h in th.open(uri, storage_options=opts).history()] == list(range(5, 24))
+    with pytest.raises(th.VersionNotFoundError, match="vacuum"):
+        th.open(uri, version=3, storage_options=opts)
