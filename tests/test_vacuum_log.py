@@ -190,7 +190,9 @@ def test_vacuum_prunes_the_log_on_s3_and_a_cold_open_costs_what_it_did(
     report = ds.vacuum(timedelta(days=1))
     # retained from 20 (checkpoint 20), tag 7 (checkpoint 5): entries before 5 and checkpoints 10, 15 go
     names = {k.rsplit("/", 1)[-1] for k in report.log_files}
-    assert names == {f"{v:020d}.json" for v in range(5)} | {
+    gone = {n for n in names if n.endswith(".compacted")}  # with their checkpoints
+    assert gone and {n[:20] for n in gone} == {f"{v:020d}" for v in (10, 15)}
+    assert names - gone == {f"{v:020d}.json" for v in range(5)} | {
         f"{v:020d}.checkpoint" for v in (10, 15)
     }, names
     cache.clear()
@@ -207,3 +209,22 @@ def test_vacuum_prunes_the_log_on_s3_and_a_cold_open_costs_what_it_did(
     assert [h.version for h in th.open(uri, storage_options=opts).history()] == list(range(5, 24))
     with pytest.raises(th.VersionNotFoundError, match="vacuum"):
         th.open(uri, version=3, storage_options=opts)
+
+
+def test_vacuum_removes_compacted_files_with_their_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "CHECKPOINT_INTERVAL", 10)
+    monkeypatch.setattr(log_module, "COMPACTED_GRID", 3)
+    uri, _ = build(tmp_path, 57, recent=3)  # retained from 54: checkpoint 50
+    before = {n for n in logdir(uri) if n.endswith(".compacted")}
+    assert {n[:20] for n in before} == {f"{v:020d}" for v in (10, 20, 30, 40, 50)}
+    report = th.open(uri).vacuum(timedelta(days=1))
+    after = {n for n in logdir(uri) if n.endswith(".compacted")}
+    assert after == {n for n in before if n.startswith(f"{50:020d}")}
+    assert {Path(k).name for k in report.log_files} >= before - after
+    cache.clear()
+    assert xs(th.open(uri)) == list(range(57))
+    for v in (54, 56):
+        cache.clear()
+        assert xs(th.open(uri, version=v)) == list(range(v))

@@ -19,8 +19,10 @@ import hashlib
 import json
 import struct
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -38,6 +40,23 @@ LEGACY_FORMAT = "tensorhouse.checkpoint"
 
 def encode_checkpoint(snap: Snapshot) -> bytes:
     """The stored bytes of ``snap``'s checkpoint."""
+    return _encode(snap, to_table(snap.fragments), {})
+
+
+def encode_compacted(snap: Snapshot) -> bytes:
+    """The stored bytes of a compacted log file: ``snap`` as changes to the checkpoint it was replayed from.
+
+    The same layout as a checkpoint, holding only the fragments added or
+    replaced since that checkpoint, with ``base`` (the checkpoint's version)
+    and ``removed`` (ids removed since) in the state. Raises ValueError when
+    ``snap`` was not replayed from a checkpoint.
+    """
+    live, removed = snap.changes_since()
+    assert snap.since is not None
+    return _encode(snap, to_table(live), {"base": snap.since[0], "removed": removed})
+
+
+def _encode(snap: Snapshot, table: pa.Table, extra: Mapping[str, Any]) -> bytes:
     state = {
         "version": snap.version,
         "timestamp_ms": snap.timestamp_ms,
@@ -45,8 +64,8 @@ def encode_checkpoint(snap: Snapshot) -> bytes:
         "metadata": snap.metadata.to_dict(),
         "txns": dict(snap.txns),
         "indexes": [e.to_dict() for e in snap.indexes.values()],
+        **extra,
     }
-    table = to_table(snap.fragments)
     table = table.replace_schema_metadata(
         {STATE_KEY: json.dumps(state, separators=(",", ":")).encode()}
     )
@@ -68,6 +87,62 @@ def parse_checkpoint(raw: bytes, where: str) -> Snapshot:
     """Parse and validate a checkpoint's stored bytes (either format); raises CorruptLogError naming ``where``."""
     if raw[:1] == b"{":
         return _parse_legacy(raw, where)
+    table, state = _read(raw, where)
+    if "base" in state:
+        raise CorruptLogError(f"{where}: a compacted log file, not a checkpoint")
+    return _snapshot(table, state, where)
+
+
+def checkpoint_fragments(raw: bytes, where: str) -> pa.Table:
+    """A format 2 checkpoint's fragment table, checksummed and Arrow-validated but not yet checked as fragments.
+
+    For :func:`parse_compacted`, which checks the fragments it builds from it.
+    """
+    if raw[:1] == b"{":
+        return to_table(_parse_legacy(raw, where).fragments)
+    table, state = _read(raw, where)
+    if "base" in state:
+        raise CorruptLogError(f"{where}: a compacted log file, not a checkpoint")
+    return table
+
+
+def parse_compacted(
+    raw: bytes, where: str, *, base_version: int, base_fragments: pa.Table
+) -> Snapshot:
+    """The state a compacted log file holds, applied to the fragments of checkpoint ``base_version``.
+
+    The checkpoint's fragments that changed are replaced by the file's, those
+    removed are dropped, and the merged fragments are validated once, as a
+    checkpoint's are. Raises CorruptLogError naming ``where``.
+    """
+    table, state = _read(raw, where)
+    try:
+        if state.get("base") != base_version:
+            raise CorruptLogError(
+                f"written against version {state.get('base')!r}, not {base_version}"
+            )
+        removed = state.get("removed")
+        if not isinstance(removed, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 31 for x in removed
+        ):
+            raise CorruptLogError("removed must be a list of fragment ids")
+    except CorruptLogError as err:
+        raise CorruptLogError(f"{where}: malformed compacted file: {err}") from err
+    if not table.schema.equals(base_fragments.schema):
+        raise CorruptLogError(f"{where}: fragments of another schema than its checkpoint's")
+    changed = table.column("id").to_numpy()
+    drop = np.union1d(changed, np.asarray(removed, np.int64))
+    kept = base_fragments.filter(pa.array(~np.isin(base_fragments.column("id").to_numpy(), drop)))
+    merged = pa.concat_tables([kept, table])
+    merged = merged.take(pc.sort_indices(merged, [("id", "ascending")]))
+    snap = _snapshot(merged, state, where)
+    if snap.version <= base_version:
+        raise CorruptLogError(f"{where}: version {snap.version} is not after {base_version}")
+    return replace(snap, since=(base_version, frozenset(drop.tolist())))
+
+
+def _read(raw: bytes, where: str) -> tuple[pa.Table, Mapping[str, Any]]:
+    """A format 2 file's fragment table (without its metadata) and its state, checksummed and Arrow-validated."""
     if len(raw) < HEADER.size:
         raise CorruptLogError(f"{where}: truncated checkpoint")
     magic, digest, length = HEADER.unpack_from(raw)
@@ -86,23 +161,28 @@ def parse_checkpoint(raw: bytes, where: str) -> Snapshot:
     if state_raw is None:
         raise CorruptLogError(f"{where}: checkpoint has no state")
     state = load_json(state_raw, where)
+    if not isinstance(state, Mapping):
+        raise CorruptLogError(f"{where}: checkpoint state must be an object")
+    return table.replace_schema_metadata(None), state
+
+
+def _snapshot(table: pa.Table, state: Mapping[str, Any], where: str) -> Snapshot:
+    """The validated state of a fragment table and the rest of a checkpoint's state."""
     try:
-        if not isinstance(state, Mapping):
-            raise CorruptLogError("checkpoint state must be an object")
         next_id = _int(state, "next_fragment_id")
         metadata = Metadata.from_dict(state["metadata"])
         _check_field_ids(table, metadata.next_field_id)
-        fragments = FragmentColumns.from_table(
-            table.replace_schema_metadata(None), next_fragment_id=next_id
-        )
+        fragments = FragmentColumns.from_table(table, next_fragment_id=next_id)
+        version = _int(state, "version")
         return Snapshot(
-            _int(state, "version"),
+            version,
             _int(state, "timestamp_ms"),
             metadata,
             fragments,
             next_id,
             _txns(state.get("txns")),
             _indexes(state.get("indexes", [])),
+            (version, frozenset()),
         )
     except (CorruptLogError, KeyError, TypeError, ValueError) as err:
         raise CorruptLogError(f"{where}: malformed checkpoint: {err}") from err

@@ -20,7 +20,9 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
 
 from tensorhouse import limits
 from tensorhouse.errors import (
@@ -38,7 +40,15 @@ from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entr
 from tensorhouse.format.log.cache import CACHE, CacheKey
 from tensorhouse.format.log.checkpoint import HEADER as CHECKPOINT_HEADER
 from tensorhouse.format.log.checkpoint import MAGIC as CHECKPOINT_MAGIC
-from tensorhouse.format.log.checkpoint import checkpoint_digest, encode_checkpoint, parse_checkpoint
+from tensorhouse.format.log.checkpoint import (
+    checkpoint_digest,
+    checkpoint_fragments,
+    encode_checkpoint,
+    encode_compacted,
+    parse_checkpoint,
+    parse_compacted,
+)
+from tensorhouse.format.log.fragments import to_table
 from tensorhouse.format.log.snapshot import Snapshot, replay
 from tensorhouse.format.threads import io_pool
 from tensorhouse.storage.base import Store
@@ -49,6 +59,12 @@ LOG_DIR = "_log/"
 CHECKPOINT_INTERVAL = 100
 #: The hint naming the newest checkpoint, with its size and checksum (verified against the file it names).
 HINT_NAME = "_last_checkpoint"
+#: ``<a>.<b>.compacted`` (20 digits each): the state of version b as changes to checkpoint a, written
+#: by the committer of b, so that opening b reads the checkpoint and this file instead of b - a entries.
+#: Optional for correctness, like checkpoints. The one of the version before is deleted unless
+#: that version is on this grid (kept for time travel).
+COMPACTED_SUFFIX = ".compacted"
+COMPACTED_GRID = 10
 #: ``<20-digit version>.floor``: vacuum removed the log entries and checkpoints below that version
 #: (written before it removes any). The highest one listed counts.
 FLOOR_SUFFIX = ".floor"
@@ -189,6 +205,9 @@ class Log:
 
     def checkpoint_key(self, version: int) -> str:
         return f"{self.prefix}{LOG_DIR}{version:020d}.checkpoint"
+
+    def compacted_key(self, base: int, version: int) -> str:
+        return f"{self.prefix}{LOG_DIR}{base:020d}.{version:020d}{COMPACTED_SUFFIX}"
 
     @property
     def hint_key(self) -> str:
@@ -367,7 +386,7 @@ class Log:
         every entry from the oldest of those checkpoints on (the floor), so that
         each of those versions replays and ``history()`` lists every version
         from the floor on without a hole. Removed: older entries, checkpoints
-        no kept version starts from, and older floor markers. Nothing is
+        no kept version starts from (with their compacted files), and older floor markers. Nothing is
         removed when some kept version has no checkpoint at or before it.
         """
         first = self.first_version
@@ -376,6 +395,7 @@ class Log:
         entries: dict[int, tuple[str, int]] = {}
         checkpoints: dict[int, tuple[str, int]] = {}
         floors: dict[int, tuple[str, int]] = {}
+        compacted: list[tuple[int, str, int]] = []
         for info in infos:
             tail = info.key[n:]
             if (v := _parse_name(tail, ".json")) is not None:
@@ -384,6 +404,11 @@ class Log:
                 checkpoints[v] = (info.key, info.size)
             elif (v := _parse_name(tail, FLOOR_SUFFIX)) is not None:
                 floors[v] = (info.key, info.size)
+            elif (
+                tail.endswith(COMPACTED_SUFFIX)
+                and (a := _parse_name(tail[:20] + ".json", ".json")) is not None
+            ):
+                compacted.append((a, info.key, info.size))
         cps = sorted(c for c in checkpoints if c >= first)
         needed = {oldest_retained, *(v for v in keep if first <= v < oldest_retained)}
         starts: set[int] = set()
@@ -399,6 +424,10 @@ class Log:
         floor = min(starts)
         victims = [entries[v] for v in sorted(entries) if v < floor]
         victims += [checkpoints[c] for c in sorted(checkpoints) if c < base and c not in starts]
+        # A compacted file is read with its checkpoint: it goes with it.
+        victims += [
+            (key, size) for a, key, size in sorted(compacted) if a < base and a not in starts
+        ]
         newest_floor = max(floors, default=None)
         victims += [floors[f] for f in sorted(floors) if f != newest_floor or f < floor]
         return PrunePlan(floor, tuple(victims))
@@ -447,14 +476,7 @@ class Log:
 
     def read_checkpoint(self, version: int, *, hint: _Hint | None = None) -> Snapshot:
         """The checkpoint of ``version``; with ``hint``, its bytes must also match the hint's size and checksum."""
-        key = self.checkpoint_key(version)
-        # Size-checked before reading (tensorhouse.limits); its JSON parts go through load_json's limits.
-        raw = limits.read_bounded(
-            self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError
-        )
-        where = f"{self.store.uri}/{key}"
-        if hint is not None and (len(raw) != hint.size or checkpoint_digest(raw) != hint.digest):
-            raise CorruptLogError(f"{where}: does not match its _last_checkpoint hint")
+        raw, where = self._checkpoint_bytes(version, hint)
         try:
             snap = parse_checkpoint(raw, where)
         except CorruptLogError:
@@ -464,6 +486,17 @@ class Log:
         if snap.version != version:
             raise CorruptLogError(f"{where}: checkpoint says version {snap.version}")
         return snap
+
+    def _checkpoint_bytes(self, version: int, hint: _Hint | None) -> tuple[bytes, str]:
+        key = self.checkpoint_key(version)
+        # Size-checked before reading (tensorhouse.limits); its JSON parts go through load_json's limits.
+        raw = limits.read_bounded(
+            self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError
+        )
+        where = f"{self.store.uri}/{key}"
+        if hint is not None and (len(raw) != hint.size or checkpoint_digest(raw) != hint.digest):
+            raise CorruptLogError(f"{where}: does not match its _last_checkpoint hint")
+        return raw, where
 
     def snapshot(self, version: int | None = None) -> Snapshot:
         """The state at ``version`` (latest when None): newest valid checkpoint + later entries."""
@@ -513,12 +546,25 @@ class Log:
             base = self._checkpoint_state(cp)
             if base is None:
                 return None
+        if base is not None and version > base.version:
+            base = self._compacted_upto(base, version) or base
         start = base.version + 1 if base is not None else 0
         try:
             commits = self._read_many(range(start, version + 1))
         except VersionNotFoundError:
             return None  # past the latest version: the listing says so precisely
         return replay(base, commits) if commits else base
+
+    def _compacted_upto(self, base: Snapshot, version: int) -> Snapshot | None:
+        """The state of ``version`` or the grid version before it, from a compacted file against ``base``."""
+        a = base.version
+        grid = version - (version - a) % COMPACTED_GRID
+        for b in (version, grid) if grid != version else (version,):
+            if b > a and self.store.exists(self.compacted_key(a, b)):
+                found = self._read_compacted(a, lambda: to_table(base.fragments), b)
+                if found is not None:
+                    return found
+        return None
 
     def _checkpoint_state(self, version: int) -> Snapshot | None:
         """The state a checkpoint holds, from the process cache when its header's checksum matches one there."""
@@ -532,7 +578,7 @@ class Log:
         _, digest, length = CHECKPOINT_HEADER.unpack_from(head)
         ck = self._cache_key(version, CHECKPOINT_HEADER.size + length, digest)
         hit = CACHE.get(ck)
-        if hit is not None:
+        if hit is not None and hit[0].version == version:  # else a compacted state came first
             return hit[0]
         try:
             state = self.read_checkpoint(version)
@@ -595,11 +641,10 @@ class Log:
         if hit is not None:
             cp_state, newest = hit
         elif self.store.is_local:
-            try:
-                cp_state = newest = self.read_checkpoint(hint.version, hint=hint)
-            except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
-                log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
+            found = self._cold_state(hint)
+            if found is None:
                 return None
+            cp_state = newest = found
         else:
             return None
         new = self._read_until_missing(newest.version + 1)
@@ -608,6 +653,34 @@ class Log:
         snap = replay(newest, new) if new else newest
         CACHE.put(key, cp_state, snap)
         return snap
+
+    def _cold_state(self, hint: _Hint) -> Snapshot | None:
+        """The newest state the hinted checkpoint and a compacted file against it give, read by name; None: unusable.
+
+        With a compacted file, the checkpoint's fragments are only checksummed
+        and the merged ones validated once (validation is most of an open).
+        """
+        try:
+            raw, where = self._checkpoint_bytes(hint.version, hint)
+            table: list[pa.Table] = []  # the checkpoint's fragments, read once if needed
+
+            def fragments() -> pa.Table:
+                if not table:
+                    table.append(checkpoint_fragments(raw, where))
+                return table[0]
+
+            for b in self._compacted_candidates(hint.version):
+                found = self._read_compacted(hint.version, fragments, b)
+                if found is not None:
+                    return found
+            snap = parse_checkpoint(raw, where)
+        except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+            log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
+            return None
+        except (AttributeError, TypeError, KeyError, ValueError, RecursionError, OSError) as err:
+            log.debug("%s: hinted checkpoint malformed: %r", self.store.uri, err)
+            return None
+        return snap if snap.version == hint.version else None
 
     def _replay_to(self, target: int, checkpoints: Sequence[int], hint: _Hint | None) -> Snapshot:
         """The newest readable checkpoint at or before ``target``, plus the entries after it."""
@@ -621,9 +694,12 @@ class Log:
             if hit is not None:
                 cp_state, newest = hit
                 start = newest if newest.version <= target else cp_state
-                snap = self._replay_from(start, target)
-                CACHE.put(key, cp_state, snap)
-                return snap
+                if (
+                    start.version <= target
+                ):  # the oldest cached state can be past it (a compacted one)
+                    snap = self._replay_from(start, target)
+                    CACHE.put(key, cp_state, snap)
+                    return snap
         base: Snapshot | None = None
         for cp in reversed(usable):
             try:
@@ -758,16 +834,76 @@ class Log:
         )
 
     def _finish(self, snap: Snapshot, attempts: int) -> CommitResult:
-        if (
-            self.checkpoint_interval
-            and snap.version % self.checkpoint_interval == 0
-            and snap.version
-        ):
+        k = self.checkpoint_interval
+        v = snap.version
+        if k and v % k == 0 and v:
             try:
                 self.write_checkpoint(snap)
+                snap = replace(snap, since=(v, frozenset()))
             except StorageError as err:  # the commit stands; a checkpoint only speeds up opening
-                log.warning("could not write checkpoint %d: %s", snap.version, err)
-        return CommitResult(snap.version, snap, attempts)
+                log.warning("could not write checkpoint %d: %s", v, err)
+        elif k and snap.since is not None and snap.since[0] == v - v % k and snap.since[0]:
+            self._write_compacted(snap)
+        return CommitResult(v, snap, attempts)
+
+    def _write_compacted(self, snap: Snapshot) -> None:
+        """Store ``snap`` as changes to its checkpoint, and delete the previous version's unless it is on the grid."""
+        assert snap.since is not None
+        base, v = snap.since[0], snap.version
+        try:
+            self.store.put(self.compacted_key(base, v), encode_compacted(snap))
+            prev = v - 1
+            if prev > base and (prev - base) % COMPACTED_GRID:
+                with contextlib.suppress(ObjectNotFoundError):
+                    self.store.delete(self.compacted_key(base, prev))
+        except StorageError as err:  # the commit stands; this file only speeds up opening
+            log.warning("could not write compacted log file %d.%d: %s", base, v, err)
+
+    def _compacted_candidates(self, base: int) -> list[int]:
+        """Versions of the compacted files against checkpoint ``base`` worth reading, newest first (found by name).
+
+        The grid's files (every ``COMPACTED_GRID`` versions) are kept, so they
+        are probed first, then the few after the last one.
+        """
+        top = base + self.checkpoint_interval - 1
+        g = base
+        while g + COMPACTED_GRID <= top and self.store.exists(
+            self.compacted_key(base, g + COMPACTED_GRID)
+        ):
+            g += COMPACTED_GRID
+        out = [
+            b
+            for b in range(min(g + COMPACTED_GRID - 1, top), g, -1)
+            if self.store.exists(self.compacted_key(base, b))
+        ]
+        return [*out, g] if g > base else out
+
+    def _read_compacted(
+        self, base_version: int, base_fragments: Callable[[], pa.Table], version: int
+    ) -> Snapshot | None:
+        """The state of ``version`` from its compacted file against checkpoint ``base_version``; None if unusable."""
+        key = self.compacted_key(base_version, version)
+        where = f"{self.store.uri}/{key}"
+        try:
+            raw = limits.read_bounded(
+                self.store,
+                key,
+                "max_checkpoint_bytes",
+                what="compacted log file",
+                error=CorruptLogError,
+            )
+            snap = parse_compacted(
+                raw, where, base_version=base_version, base_fragments=base_fragments()
+            )
+        except ObjectNotFoundError:
+            return None  # the next commit replaced it meanwhile
+        except (CorruptLogError, StorageError) as err:
+            log.warning("skipping compacted log file: %s", err)
+            return None
+        if snap.version != version:
+            log.warning("skipping compacted log file %s: it says version %d", where, snap.version)
+            return None
+        return snap
 
     def write_checkpoint(self, snap: Snapshot) -> None:
         """Store ``snap`` as the checkpoint of its version (kept if one exists) and point the hint at it."""
@@ -790,7 +926,8 @@ class Log:
         hint = {"version": snap.version, "size": len(data), "xxh3": digest}
         self.store.put(self.hint_key, json.dumps(hint).encode())
         # The next open in this process starts from this state instead of reading the file back.
-        CACHE.put(self._cache_key(snap.version, len(data), digest), snap)
+        state = replace(snap, since=(snap.version, frozenset()))
+        CACHE.put(self._cache_key(snap.version, len(data), digest), state)
 
     def _put(self, key: str, data: bytes) -> None:
         if self.store.supports_conditional_put:
