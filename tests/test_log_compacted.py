@@ -131,3 +131,30 @@ def test_a_damaged_compacted_file_is_skipped(tmp_path: Path, interval: int, dama
     assert ds2.version == 31 and sorted(ds2.to_table().column("x").to_pylist()) == list(range(31))
     cache.clear()
     assert th.open(uri, version=31).snapshot == replayed(uri, 31).snapshot
+
+
+def test_a_forged_compacted_file_with_a_valid_checksum_is_validated_and_skipped(
+    tmp_path: Path, interval: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    from tensorhouse.format.log import ChunkRef, Fragment
+    from tensorhouse.format.log.checkpoint import encode_compacted
+
+    uri = str(tmp_path / "ds")
+    ds = th.create(uri, {"x": "int64"})
+    for i in range(27):
+        ds.append({"x": [i]})
+    snap = ds.snapshot
+    assert snap.since is not None and snap.since[0] == 25
+    good = snap.fragment(26)
+    fid = next(iter(good.columns))
+    evil = Fragment(26, 1, {fid: (ChunkRef("../../etc/passwd", 1, 64, 72),)})
+    forged = replace(snap, fragments=[*snap.fragments[:-1], evil])
+    path = Path(uri) / "_log" / f"{25:020d}.{27:020d}.compacted"
+    path.write_bytes(encode_compacted(forged))
+    cache.clear()
+    again = th.open(uri)  # the forged file fails validation: checkpoint 25 + entries instead
+    assert "unsafe data path" in caplog.text
+    assert sorted(again.to_table().column("x").to_pylist()) == list(range(27))
+    assert again.snapshot == replayed(uri).snapshot

@@ -100,10 +100,7 @@ def checkpoint_fragments(raw: bytes, where: str) -> pa.Table:
     """
     if raw[:1] == b"{":
         return to_table(_parse_legacy(raw, where).fragments)
-    table, state = _read(raw, where)
-    if "base" in state:
-        raise CorruptLogError(f"{where}: a compacted log file, not a checkpoint")
-    return table
+    return _read(raw, where, state=False)[0]
 
 
 def parse_compacted(
@@ -132,17 +129,26 @@ def parse_compacted(
         raise CorruptLogError(f"{where}: fragments of another schema than its checkpoint's")
     changed = table.column("id").to_numpy()
     drop = np.union1d(changed, np.asarray(removed, np.int64))
-    kept = base_fragments.filter(pa.array(~np.isin(base_fragments.column("id").to_numpy(), drop)))
-    merged = pa.concat_tables([kept, table])
-    merged = merged.take(pc.sort_indices(merged, [("id", "ascending")]))
+    base_ids = base_fragments.column("id").to_numpy()
+    if (
+        drop.size and base_ids.size and drop[0] <= base_ids[-1]
+    ):  # not only appends: drop the old rows
+        base_fragments = base_fragments.filter(pa.array(~np.isin(base_ids, drop)))
+    merged = pa.concat_tables([base_fragments, table])
+    ids = merged.column("id").to_numpy()
+    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():  # appends only keep the id order: no sort
+        merged = merged.take(pc.sort_indices(merged, [("id", "ascending")]))
     snap = _snapshot(merged, state, where)
     if snap.version <= base_version:
         raise CorruptLogError(f"{where}: version {snap.version} is not after {base_version}")
     return replace(snap, since=(base_version, frozenset(drop.tolist())))
 
 
-def _read(raw: bytes, where: str) -> tuple[pa.Table, Mapping[str, Any]]:
-    """A format 2 file's fragment table (without its metadata) and its state, checksummed and Arrow-validated."""
+def _read(raw: bytes, where: str, *, state: bool = True) -> tuple[pa.Table, Mapping[str, Any]]:
+    """A format 2 file's fragment table (without its metadata) and its state, checksummed and Arrow-validated.
+
+    ``state=False``: the state is not parsed (an empty mapping comes back).
+    """
     if len(raw) < HEADER.size:
         raise CorruptLogError(f"{where}: truncated checkpoint")
     magic, digest, length = HEADER.unpack_from(raw)
@@ -160,10 +166,16 @@ def _read(raw: bytes, where: str) -> tuple[pa.Table, Mapping[str, Any]]:
     state_raw = (table.schema.metadata or {}).get(STATE_KEY)
     if state_raw is None:
         raise CorruptLogError(f"{where}: checkpoint has no state")
-    state = load_json(state_raw, where)
-    if not isinstance(state, Mapping):
+    if not state:
+        if (
+            b'"base":' in state_raw
+        ):  # only compacted files have it (a checkpoint's state names no key so)
+            raise CorruptLogError(f"{where}: a compacted log file, not a checkpoint")
+        return table.replace_schema_metadata(None), {}
+    parsed = load_json(state_raw, where)
+    if not isinstance(parsed, Mapping):
         raise CorruptLogError(f"{where}: checkpoint state must be an object")
-    return table.replace_schema_metadata(None), state
+    return table.replace_schema_metadata(None), parsed
 
 
 def _snapshot(table: pa.Table, state: Mapping[str, Any], where: str) -> Snapshot:
@@ -171,8 +183,9 @@ def _snapshot(table: pa.Table, state: Mapping[str, Any], where: str) -> Snapshot
     try:
         next_id = _int(state, "next_fragment_id")
         metadata = Metadata.from_dict(state["metadata"])
-        _check_field_ids(table, metadata.next_field_id)
-        fragments = FragmentColumns.from_table(table, next_fragment_id=next_id)
+        fragments = FragmentColumns.from_table(
+            table, next_fragment_id=next_id, next_field_id=metadata.next_field_id
+        )
         version = _int(state, "version")
         return Snapshot(
             version,
@@ -186,20 +199,6 @@ def _snapshot(table: pa.Table, state: Mapping[str, Any], where: str) -> Snapshot
         )
     except (CorruptLogError, KeyError, TypeError, ValueError) as err:
         raise CorruptLogError(f"{where}: malformed checkpoint: {err}") from err
-
-
-def _check_field_ids(table: pa.Table, next_field_id: int) -> None:
-    """Chunk field ids are handed out below next_field_id: a higher one would read as a column of nulls."""
-    if "chunks" not in table.column_names or not table.num_rows:
-        return
-    try:
-        fields = pc.list_flatten(table.column("chunks")).combine_chunks().field("field")
-    except (pa.ArrowException, KeyError) as err:
-        raise CorruptLogError(f"checkpoint chunks are malformed: {err}") from err
-    bounds = pc.min_max(fields).as_py()  # {"min": None, "max": None} when empty or all null
-    top, low = bounds["max"], bounds["min"]
-    if top is not None and low is not None and (top >= next_field_id or low < 0):
-        raise CorruptLogError(f"checkpoint chunk field ids outside 0..{next_field_id - 1}")
 
 
 def _int(d: Mapping[str, Any], key: str) -> int:

@@ -139,7 +139,9 @@ def _unsafe_paths(paths: pa.Array) -> None:
 class _Columns:
     """The validated arrays of one checkpoint, shared by every view over them."""
 
-    def __init__(self, table: pa.Table, next_fragment_id: int) -> None:
+    def __init__(
+        self, table: pa.Table, next_fragment_id: int, next_field_id: int | None = None
+    ) -> None:
         if not table.schema.equals(SCHEMA):
             raise CorruptLogError(
                 f"checkpoint fragments have schema {table.schema}, expected {SCHEMA}"
@@ -178,7 +180,9 @@ class _Columns:
         values = values.slice(base, int(self.offsets[-1]) - base) if self.offsets.size else values
         self.offsets = self.offsets - base
         self.values = values
-        fields = _ints(values, "field", 0, (1 << 31) - 1)
+        # Field ids are handed out below next_field_id: a higher one would read as a column of nulls.
+        top = (1 << 31) - 1 if next_field_id is None else next_field_id - 1
+        fields = _ints(values, "field", 0, top)
         rows = _ints(values, "rows", 0, MAX_FRAGMENT_ROWS)
         size = _ints(values, "size", 0, 1 << 62)
         header = _ints(values, "header_length", 44, 1 << 62)
@@ -276,9 +280,14 @@ class FragmentColumns(Sequence[Fragment]):
             self._ids, self._src = ids[order], src[order]
 
     @staticmethod
-    def from_table(table: pa.Table, *, next_fragment_id: int) -> FragmentColumns:
-        """Validate a checkpoint's fragment table (vectorised) and wrap it; raises CorruptLogError."""
-        return FragmentColumns(_Columns(table, next_fragment_id))
+    def from_table(
+        table: pa.Table, *, next_fragment_id: int, next_field_id: int | None = None
+    ) -> FragmentColumns:
+        """Validate a checkpoint's fragment table (vectorised) and wrap it; raises CorruptLogError.
+
+        With ``next_field_id``, every chunk's field id must be below it.
+        """
+        return FragmentColumns(_Columns(table, next_fragment_id, next_field_id))
 
     @staticmethod
     def of(fragments: Sequence[Fragment], *, next_fragment_id: int) -> FragmentColumns:

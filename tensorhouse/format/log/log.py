@@ -19,7 +19,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -859,24 +859,25 @@ class Log:
         except StorageError as err:  # the commit stands; this file only speeds up opening
             log.warning("could not write compacted log file %d.%d: %s", base, v, err)
 
-    def _compacted_candidates(self, base: int) -> list[int]:
-        """Versions of the compacted files against checkpoint ``base`` worth reading, newest first (found by name).
+    def _compacted_candidates(self, base: int) -> Iterator[int]:
+        """Versions of the compacted files against checkpoint ``base``, newest first (found by name, lazily).
 
         The grid's files (every ``COMPACTED_GRID`` versions) are kept, so they
         are probed first, then the few after the last one.
         """
         top = base + self.checkpoint_interval - 1
+        if not self.store.exists(self.entry_key(base + 1)):
+            return  # nothing was committed after the checkpoint
         g = base
         while g + COMPACTED_GRID <= top and self.store.exists(
             self.compacted_key(base, g + COMPACTED_GRID)
         ):
             g += COMPACTED_GRID
-        out = [
-            b
-            for b in range(min(g + COMPACTED_GRID - 1, top), g, -1)
-            if self.store.exists(self.compacted_key(base, b))
-        ]
-        return [*out, g] if g > base else out
+        for b in range(min(g + COMPACTED_GRID - 1, top), g, -1):
+            if self.store.exists(self.compacted_key(base, b)):
+                yield b
+        if g > base:
+            yield g
 
     def _read_compacted(
         self, base_version: int, base_fragments: Callable[[], pa.Table], version: int
