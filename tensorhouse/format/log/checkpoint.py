@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -28,7 +29,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from tensorhouse.errors import CorruptLogError
-from tensorhouse.format.log.actions import IndexEntry, Metadata, load_json
+from tensorhouse.format.log.actions import Fragment, IndexEntry, Metadata, load_json
 from tensorhouse.format.log.fragments import FragmentColumns, to_table
 from tensorhouse.format.log.snapshot import Snapshot
 
@@ -51,9 +52,71 @@ def encode_compacted(snap: Snapshot) -> bytes:
     and ``removed`` (ids removed since) in the state. Raises ValueError when
     ``snap`` was not replayed from a checkpoint.
     """
-    live, removed = snap.changes_since()
-    assert snap.since is not None
-    return _encode(snap, to_table(live), {"base": snap.since[0], "removed": removed})
+    return CompactedEncoder().encode(snap)
+
+
+class CompactedEncoder:
+    """Encodes the compacted files of successive versions, re-encoding only the fragments that changed.
+
+    Consecutive versions share most of their changed fragments (an append adds
+    one): the rows of the fragments that are the same objects as last time are
+    taken from the previous table instead of being encoded again.
+    """
+
+    def __init__(self) -> None:
+        self._base = -1
+        self._frags: dict[int, tuple[Fragment, int]] = {}  # id -> (value, row in _table)
+        self._table: pa.Table | None = None
+        self._lock = threading.Lock()  # one Log may commit from several threads
+
+    def encode(self, snap: Snapshot) -> bytes:
+        with self._lock:
+            return self._encode_locked(snap)
+
+    def _encode_locked(self, snap: Snapshot) -> bytes:
+        if snap.since is None:
+            raise ValueError(f"version {snap.version} was not replayed from a checkpoint")
+        base, ids = snap.since[0], sorted(snap.since[1])
+        if base != self._base:
+            self._base, self._frags, self._table = base, {}, None
+        reuse: list[int] = []
+        new: list[Fragment] = []
+        removed: list[int] = []
+        live: list[Fragment] = []
+        for fid in ids:
+            f = _lookup(snap, fid)
+            if f is None:
+                removed.append(fid)
+                continue
+            live.append(f)
+            old = self._frags.get(fid)
+            if (
+                old is not None and old[0] is f
+            ):  # fragments are immutable: the same object, the same row
+                reuse.append(old[1])
+            else:
+                new.append(f)
+        parts = []
+        if reuse and self._table is not None:
+            parts.append(self._table.take(pa.array(reuse, pa.int64())))
+        if new or not parts:
+            parts.append(to_table(new))
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        got = table.column("id").to_numpy()
+        if got.size > 1 and not (got[1:] > got[:-1]).all():
+            table = table.take(pc.sort_indices(table, [("id", "ascending")]))
+        table = table.combine_chunks()
+        self._table = table
+        self._frags = {
+            f.id: (f, i) for i, f in enumerate(live)
+        }  # live is in id order, as the table
+        return _encode(snap, table, {"base": base, "removed": removed})
+
+
+def _lookup(snap: Snapshot, fid: int) -> Fragment | None:
+    if isinstance(snap.fragments, FragmentColumns):
+        return snap.fragments.lookup(fid)
+    return next((x for x in snap.fragments if x.id == fid), None)
 
 
 def _encode(snap: Snapshot, table: pa.Table, extra: Mapping[str, Any]) -> bytes:

@@ -41,10 +41,10 @@ from tensorhouse.format.log.cache import CACHE, CacheKey
 from tensorhouse.format.log.checkpoint import HEADER as CHECKPOINT_HEADER
 from tensorhouse.format.log.checkpoint import MAGIC as CHECKPOINT_MAGIC
 from tensorhouse.format.log.checkpoint import (
+    CompactedEncoder,
     checkpoint_digest,
     checkpoint_fragments,
     encode_checkpoint,
-    encode_compacted,
     parse_checkpoint,
     parse_compacted,
 )
@@ -186,6 +186,7 @@ class Log:
         self.clock: Clock = clock or time.time
         # None: the module default, read at commit time (tests shrink it).
         self._checkpoint_interval = checkpoint_interval
+        self._compacted_encoder = CompactedEncoder()
 
     @property
     def checkpoint_interval(self) -> int:
@@ -851,7 +852,10 @@ class Log:
         assert snap.since is not None
         base, v = snap.since[0], snap.version
         try:
-            self.store.put(self.compacted_key(base, v), encode_compacted(snap))
+            # Not flushed to disk: a compacted file lost or torn in a crash is skipped (checksum).
+            self.store.put_volatile(
+                self.compacted_key(base, v), self._compacted_encoder.encode(snap)
+            )
             prev = v - 1
             if prev > base and (prev - base) % COMPACTED_GRID:
                 with contextlib.suppress(ObjectNotFoundError):

@@ -47,24 +47,6 @@ class Snapshot:
     #: state was replayed from that checkpoint: what a compacted log file of this version holds.
     since: tuple[int, frozenset[int]] | None = field(default=None, compare=False, repr=False)
 
-    def changes_since(self) -> tuple[list[Fragment], list[int]]:
-        """(live fragments changed since ``since``'s checkpoint, in id order; ids removed since then)."""
-        if self.since is None:
-            raise ValueError(f"version {self.version} was not replayed from a checkpoint")
-        live: list[Fragment] = []
-        removed: list[int] = []
-        for fid in sorted(self.since[1]):
-            f = (
-                self.fragments.lookup(fid)
-                if isinstance(self.fragments, FragmentColumns)
-                else next((x for x in self.fragments if x.id == fid), None)
-            )
-            if f is None:
-                removed.append(fid)
-            else:
-                live.append(f)
-        return live, removed
-
     @cached_property
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # A snapshot is immutable: (ids, rows, deleted rows) of its fragments are computed once.
