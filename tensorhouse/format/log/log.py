@@ -60,7 +60,8 @@ CHECKPOINT_INTERVAL = 100
 #: The hint naming the newest checkpoint, with its size and checksum (verified against the file it names).
 HINT_NAME = "_last_checkpoint"
 #: ``<a>.<b>.compacted`` (20 digits each): the state of version b as changes to checkpoint a, written
-#: by the committer of b, so that opening b reads the checkpoint and this file instead of b - a entries.
+#: by the committer of b on a local store, so that opening b reads the checkpoint and this file instead
+#: of b - a entries (remote opens list and read entries; they do not use these files yet).
 #: Optional for correctness, like checkpoints. The one of the version before is deleted unless
 #: that version is on this grid (kept for time travel).
 COMPACTED_SUFFIX = ".compacted"
@@ -843,7 +844,13 @@ class Log:
                 snap = replace(snap, since=(v, frozenset()))
             except StorageError as err:  # the commit stands; a checkpoint only speeds up opening
                 log.warning("could not write checkpoint %d: %s", v, err)
-        elif k and snap.since is not None and snap.since[0] == v - v % k and snap.since[0]:
+        elif (
+            k
+            and self.store.is_local  # remote readers list and read entries: a file per commit would be wasted
+            and snap.since is not None
+            and snap.since[0] == v - v % k
+            and snap.since[0]
+        ):
             self._write_compacted(snap)
         return CommitResult(v, snap, attempts)
 
