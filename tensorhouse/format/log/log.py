@@ -873,19 +873,33 @@ class Log:
     def _compacted_candidates(self, base: int) -> Iterator[int]:
         """Versions of the compacted files against checkpoint ``base``, newest first (found by name, lazily).
 
-        The grid's files (every ``COMPACTED_GRID`` versions) are kept, so they
-        are probed first, then the few after the last one.
+        The grid's files (every ``COMPACTED_GRID`` versions) are kept and
+        written in order, so the newest is found by a binary search over their
+        names; then the newest entry after it (entries are contiguous), whose
+        compacted file is usually there. About 2 log2(grid points) existence
+        checks, no listing. A file a writer skipped only makes this land lower.
         """
-        top = base + self.checkpoint_interval - 1
-        if not self.store.exists(self.entry_key(base + 1)):
+        exists = self.store.exists
+        if not exists(self.entry_key(base + 1)):
             return  # nothing was committed after the checkpoint
-        g = base
-        while g + COMPACTED_GRID <= top and self.store.exists(
-            self.compacted_key(base, g + COMPACTED_GRID)
-        ):
-            g += COMPACTED_GRID
-        for b in range(min(g + COMPACTED_GRID - 1, top), g, -1):
-            if self.store.exists(self.compacted_key(base, b)):
+        top = base + self.checkpoint_interval - 1
+        lo, hi = 0, (top - base) // COMPACTED_GRID
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if exists(self.compacted_key(base, base + mid * COMPACTED_GRID)):
+                lo = mid
+            else:
+                hi = mid - 1
+        g = base + lo * COMPACTED_GRID
+        lo, hi = max(g, base + 1), min(g + COMPACTED_GRID - 1, top)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if exists(self.entry_key(mid)):
+                lo = mid
+            else:
+                hi = mid - 1
+        for b in range(lo, g, -1):
+            if exists(self.compacted_key(base, b)):
                 yield b
         if g > base:
             yield g
