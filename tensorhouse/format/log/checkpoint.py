@@ -30,7 +30,7 @@ import xxhash
 
 from tensorhouse.errors import CorruptLogError
 from tensorhouse.format.log.actions import Fragment, IndexEntry, Metadata, load_json
-from tensorhouse.format.log.fragments import FragmentColumns, to_table
+from tensorhouse.format.log.fragments import FragmentColumns, to_table, upgraded
 from tensorhouse.format.log.snapshot import Snapshot
 
 MAGIC = b"THCKPT02"
@@ -188,6 +188,8 @@ def parse_compacted(
             raise CorruptLogError("removed must be a list of fragment ids")
     except CorruptLogError as err:
         raise CorruptLogError(f"{where}: malformed compacted file: {err}") from err
+    # A checkpoint written before group files has chunks without a "part": bring both to one schema.
+    table, base_fragments = upgraded(table), upgraded(base_fragments)
     if not table.schema.equals(base_fragments.schema):
         raise CorruptLogError(f"{where}: fragments of another schema than its checkpoint's")
     changed = table.column("id").to_numpy()
