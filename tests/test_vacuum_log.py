@@ -137,6 +137,21 @@ def test_nothing_is_pruned_when_no_checkpoint_precedes_the_oldest_retained_versi
     assert [h.version for h in th.open(uri).history()] == list(range(9))
 
 
+def test_a_tag_before_the_first_checkpoint_keeps_every_entry_but_not_unneeded_checkpoints(
+    tmp_path: Path, small_checkpoints: None
+) -> None:
+    uri, _ = build(tmp_path, 33, recent=3)  # retained from 30; checkpoints 5..30
+    th.open(uri).tag("early", version=3)  # replays from version 0
+    report = th.open(uri).vacuum(timedelta(days=1))
+    names = {Path(k).name for k in report.log_files}
+    compacted = {n for n in names if n.endswith(".compacted")}  # they go with their checkpoints
+    assert {n[:20] for n in compacted} <= {f"{v:020d}" for v in (5, 10, 15, 20, 25)}
+    assert names - compacted == {f"{v:020d}.checkpoint" for v in (5, 10, 15, 20, 25)}, names
+    cache.clear()
+    assert xs(th.open(uri, tag="early")) == [0, 1, 2]
+    assert [h.version for h in th.open(uri).history()] == list(range(34))
+
+
 def test_readers_opening_while_vacuum_prunes_never_fail(
     tmp_path: Path, small_checkpoints: None
 ) -> None:

@@ -388,8 +388,8 @@ class Log:
         every entry from the oldest of those checkpoints on (the floor), so that
         each of those versions replays and ``history()`` lists every version
         from the floor on without a hole. Removed: older entries, checkpoints
-        no kept version starts from (with their compacted files), and older floor markers. Nothing is
-        removed when some kept version has no checkpoint at or before it.
+        no kept version starts from (with their compacted files), and older floor markers. A kept
+        version with no checkpoint at or before it replays from the log's start: no entry goes then.
         """
         first = self.first_version
         infos = self.store.list(self.prefix + LOG_DIR)
@@ -416,13 +416,12 @@ class Log:
         starts: set[int] = set()
         for v in needed:
             below = [c for c in cps if c <= v]
-            if not below:
-                return PrunePlan(first, ())  # that version replays from the log's start
-            starts.add(below[-1])
+            # Without a checkpoint at or before it, that version replays from the log's start.
+            starts.add(below[-1] if below else first)
         hint = self._read_hint()
         if hint is not None:
             starts.add(hint.version)
-        base = max(c for c in cps if c <= oldest_retained)
+        base = max((c for c in cps if c <= oldest_retained), default=first)
         floor = min(starts)
         victims = [entries[v] for v in sorted(entries) if v < floor]
         victims += [checkpoints[c] for c in sorted(checkpoints) if c < base and c not in starts]
