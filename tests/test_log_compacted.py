@@ -42,9 +42,12 @@ def replayed(uri: str, version: int | None = None) -> Dataset:
             p.rename(Path(uri) / "_log" / p.name)
 
 
+@pytest.mark.parametrize("overlay_from", [0, 1 << 20], ids=["overlay", "merged"])
 def test_every_version_opens_to_the_same_state_with_and_without_compacted_files(
-    tmp_path: Path, interval: int
+    tmp_path: Path, interval: int, overlay_from: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a cold open lays the file's fragments over the validated checkpoint, or validates the merged table
+    monkeypatch.setattr(log_module, "OVERLAY_FROM_BYTES", overlay_from)
     rng = random.Random(7)
     uri = str(tmp_path / "ds")
     ds = th.create(uri, {"x": "int64", "s": "string"})

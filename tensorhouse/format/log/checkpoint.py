@@ -167,15 +167,44 @@ def checkpoint_fragments(raw: bytes, where: str) -> pa.Table:
 
 
 def parse_compacted(
-    raw: bytes, where: str, *, base_version: int, base_fragments: pa.Table
+    raw: bytes, where: str, *, base_version: int, base_fragments: pa.Table | Snapshot
 ) -> Snapshot:
     """The state a compacted log file holds, applied to the fragments of checkpoint ``base_version``.
 
-    The checkpoint's fragments that changed are replaced by the file's, those
-    removed are dropped, and the merged fragments are validated once, as a
-    checkpoint's are. Raises CorruptLogError naming ``where``.
+    ``base_fragments``: the checkpoint's fragment table, only checksummed (see
+    :func:`checkpoint_fragments`): the fragments that changed are replaced by
+    the file's, those removed are dropped, and the merged table is validated
+    once, as a checkpoint's is. Or the checkpoint's validated state: then only
+    the file's fragments are validated and laid over it (cheaper for a large
+    checkpoint, whose merged table would be copied and validated again).
+    Raises CorruptLogError naming ``where``.
     """
     table, state = _read(raw, where)
+    removed = _removed(state, base_version, where)
+    if isinstance(base_fragments, Snapshot):
+        return _overlay(table, state, removed, base_fragments, where)
+    return _merged(table, state, removed, base_version, base_fragments, where)
+
+
+def _overlay(
+    table: pa.Table, state: Mapping[str, Any], removed: list[int], base: Snapshot, where: str
+) -> Snapshot:
+    part = _snapshot(upgraded(table), state, where)
+    if part.version <= base.version:
+        raise CorruptLogError(f"{where}: version {part.version} is not after {base.version}")
+    if part.next_fragment_id < base.next_fragment_id:  # ids are never handed out twice
+        raise CorruptLogError(f"{where}: next fragment id {part.next_fragment_id} went back")
+    changes: dict[int, Fragment | None] = dict.fromkeys(removed)
+    changes.update((f.id, f) for f in part.fragments)  # at most the changes of one interval
+    fragments = FragmentColumns.of(base.fragments, next_fragment_id=base.next_fragment_id)
+    return replace(
+        part,
+        fragments=fragments.with_overlay(changes),
+        since=(base.version, frozenset(changes)),
+    )
+
+
+def _removed(state: Mapping[str, Any], base_version: int, where: str) -> list[int]:
     try:
         if state.get("base") != base_version:
             raise CorruptLogError(
@@ -188,6 +217,17 @@ def parse_compacted(
             raise CorruptLogError("removed must be a list of fragment ids")
     except CorruptLogError as err:
         raise CorruptLogError(f"{where}: malformed compacted file: {err}") from err
+    return removed
+
+
+def _merged(
+    table: pa.Table,
+    state: Mapping[str, Any],
+    removed: list[int],
+    base_version: int,
+    base_fragments: pa.Table,
+    where: str,
+) -> Snapshot:
     # A checkpoint written before group files has chunks without a "part": bring both to one schema.
     table, base_fragments = upgraded(table), upgraded(base_fragments)
     if not table.schema.equals(base_fragments.schema):

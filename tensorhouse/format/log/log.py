@@ -48,7 +48,6 @@ from tensorhouse.format.log.checkpoint import (
     parse_checkpoint,
     parse_compacted,
 )
-from tensorhouse.format.log.fragments import to_table
 from tensorhouse.format.log.snapshot import Snapshot, replay
 from tensorhouse.format.threads import io_pool
 from tensorhouse.storage.base import Store
@@ -66,6 +65,9 @@ HINT_NAME = "_last_checkpoint"
 #: that version is on this grid (kept for time travel).
 COMPACTED_SUFFIX = ".compacted"
 COMPACTED_GRID = 10
+#: From this checkpoint size on (about 3,000 fragments), a cold open validates the checkpoint alone and
+#: lays the compacted file's fragments over it, instead of validating the merged table.
+OVERLAY_FROM_BYTES = 1 << 20
 #: ``<20-digit version>.floor``: vacuum removed the log entries and checkpoints below that version
 #: (written before it removes any). The highest one listed counts.
 FLOOR_SUFFIX = ".floor"
@@ -562,7 +564,7 @@ class Log:
         grid = version - (version - a) % COMPACTED_GRID
         for b in (version, grid) if grid != version else (version,):
             if b > a and self.store.exists(self.compacted_key(a, b)):
-                found = self._read_compacted(a, lambda: to_table(base.fragments), b)
+                found = self._read_compacted(a, lambda: base, b)
                 if found is not None:
                     return found
         return None
@@ -645,7 +647,7 @@ class Log:
             found = self._cold_state(hint)
             if found is None:
                 return None
-            cp_state = newest = found
+            cp_state, newest = found
         else:
             return None
         new = self._read_until_missing(newest.version + 1)
@@ -655,33 +657,53 @@ class Log:
         CACHE.put(key, cp_state, snap)
         return snap
 
-    def _cold_state(self, hint: _Hint) -> Snapshot | None:
-        """The newest state the hinted checkpoint and a compacted file against it give, read by name; None: unusable.
+    def _cold_state(self, hint: _Hint) -> tuple[Snapshot, Snapshot] | None:
+        """(oldest, newest) states the hinted checkpoint and a compacted file against it give, read by name.
 
-        With a compacted file, the checkpoint's fragments are only checksummed
-        and the merged ones validated once (validation is most of an open).
+        None: unusable. For a small checkpoint, its fragments are only
+        checksummed and merged with the compacted file's, and the merged table
+        is validated once (validation is most of an open). A large one
+        (``OVERLAY_FROM_BYTES``) is validated on its own and the file's few
+        fragments are laid over it: copying and validating the merged table
+        would cost about as much again.
         """
         try:
             raw, where = self._checkpoint_bytes(hint.version, hint)
-            table: list[pa.Table] = []  # the checkpoint's fragments, read once if needed
+            parsed: list[pa.Table | Snapshot] = []  # the checkpoint, read once if needed
+            large = len(raw) >= OVERLAY_FROM_BYTES
 
-            def fragments() -> pa.Table:
-                if not table:
-                    table.append(checkpoint_fragments(raw, where))
-                return table[0]
+            def fragments() -> pa.Table | Snapshot:
+                if not parsed:
+                    parsed.append(
+                        self._parsed_checkpoint(raw, where, hint.version)
+                        if large
+                        else checkpoint_fragments(raw, where)
+                    )
+                return parsed[0]
 
             for b in self._compacted_candidates(hint.version):
                 found = self._read_compacted(hint.version, fragments, b)
                 if found is not None:
-                    return found
-            snap = parse_checkpoint(raw, where)
+                    base = parsed[0] if large else found
+                    assert isinstance(base, Snapshot)
+                    return base, found
+            snap = (
+                parsed[0] if parsed and large else self._parsed_checkpoint(raw, where, hint.version)
+            )
+            assert isinstance(snap, Snapshot)
         except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
             log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
             return None
         except (AttributeError, TypeError, KeyError, ValueError, RecursionError, OSError) as err:
             log.debug("%s: hinted checkpoint malformed: %r", self.store.uri, err)
             return None
-        return snap if snap.version == hint.version else None
+        return snap, snap
+
+    def _parsed_checkpoint(self, raw: bytes, where: str, version: int) -> Snapshot:
+        snap = parse_checkpoint(raw, where)
+        if snap.version != version:
+            raise CorruptLogError(f"{where}: checkpoint says version {snap.version}")
+        return snap
 
     def _replay_to(self, target: int, checkpoints: Sequence[int], hint: _Hint | None) -> Snapshot:
         """The newest readable checkpoint at or before ``target``, plus the entries after it."""
@@ -904,7 +926,7 @@ class Log:
             yield g
 
     def _read_compacted(
-        self, base_version: int, base_fragments: Callable[[], pa.Table], version: int
+        self, base_version: int, base_fragments: Callable[[], pa.Table | Snapshot], version: int
     ) -> Snapshot | None:
         """The state of ``version`` from its compacted file against checkpoint ``base_version``; None if unusable."""
         key = self.compacted_key(base_version, version)
