@@ -18,6 +18,7 @@ from tensorhouse.storage import LocalStore
 def interval(monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(log_module, "CHECKPOINT_INTERVAL", 25)
     monkeypatch.setattr(log_module, "COMPACTED_GRID", 4)
+    monkeypatch.setattr(log_module, "COMPACTED_EVERY", 2)
     return 25
 
 
@@ -95,19 +96,21 @@ def test_a_writer_that_opened_from_a_compacted_file_keeps_writing_them(
     ds = th.create(uri, {"x": "int64"})
     for i in range(28):
         ds.append({"x": [i]})
-    assert compacted(uri)[-1] == (25, 28)
+    assert compacted(uri)[-1] == (25, 27)  # written every 2nd version in these tests
     cache.clear()
-    again = th.open(uri)  # checkpoint 25 + compacted 25..28
+    again = th.open(uri)  # checkpoint 25 + compacted 25..27 + entry 28
     again.append({"x": [28]})
     again.delete("x = 26")
-    # 29 is on the grid (25 + 4): kept; 28 is not: its file went when 29's was written
-    assert compacted(uri) == [(25, 29), (25, 30)]
+    again.append({"x": [29]})
+    # 29 is on the grid (25 + 4): kept; 27 is not: its file went when 29's was written; 30 wrote none
+    assert compacted(uri) == [(25, 29), (25, 31)]
     cache.clear()
     assert th.open(uri).snapshot == replayed(uri).snapshot
     assert sorted(th.open(uri).to_table().column("x").to_pylist()) == [
         *range(26),
         27,
         28,
+        29,
     ]
 
 

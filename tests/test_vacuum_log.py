@@ -229,6 +229,7 @@ def test_vacuum_removes_compacted_files_with_their_checkpoints(
 ) -> None:
     monkeypatch.setattr(log_module, "CHECKPOINT_INTERVAL", 10)
     monkeypatch.setattr(log_module, "COMPACTED_GRID", 3)
+    monkeypatch.setattr(log_module, "COMPACTED_EVERY", 3)
     uri, _ = build(tmp_path, 57, recent=3)  # retained from 54: checkpoint 50
     before = {n for n in logdir(uri) if n.endswith(".compacted")}
     assert {n[:20] for n in before} == {f"{v:020d}" for v in (10, 20, 30, 40, 50)}
