@@ -83,8 +83,12 @@ def test_open_reads_the_hint_the_checkpoint_and_the_entries_after_it_only(
         "_log/_last_checkpoint",
         "_log/00000000000000000010.checkpoint",
     ]
-    # the compacted file of version 13 (against checkpoint 10) holds its state: no entry is parsed
-    assert store.keys_read[2:] == ["_log/00000000000000000010.00000000000000000013.compacted"]
+    # the compacted file of version 12 (against checkpoint 10; one every 2nd version) holds its
+    # state: only entry 13 is parsed
+    assert store.keys_read[2:] == [
+        "_log/00000000000000000010.00000000000000000012.compacted",
+        "_log/00000000000000000013.json",
+    ]
     # without compacted files (an older writer, or deleted), the entries after the checkpoint are read
     for p in (Path(uri) / "_log").glob("*.compacted"):
         p.unlink()
