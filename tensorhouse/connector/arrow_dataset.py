@@ -66,7 +66,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tensorhouse.connector.arrow_guard import ALTERNATIVES, NativeGuard
-from tensorhouse.connector.filters import apply_filter, check_filter, referenced_columns
+from tensorhouse.connector.filters import bind_filter, check_filter, referenced_columns
 from tensorhouse.connector.pruning import ColumnStats, plan_ranges
 from tensorhouse.errors import NotIterableError, SchemaError, UnsupportedError
 from tensorhouse.format.chunks.columnar import engine_type
@@ -702,6 +702,8 @@ def _scan(
     data = [(n, pinned.schema[n]) for n in needed if n != ROWID]
     with_rowid = ROWID in needed
     read_schema = pa.schema([declared.field(n) for n in needed])
+    # Bound once per scan: what the filter reads and how it is evaluated (not once per batch).
+    bound = bind_filter(expr, read_schema) if expr is not None else None
     # Columnar chunks are produced in the declared (engine) types directly, once per chunk:
     # a string_view chunk is read as string instead of being cast batch by batch.
     types = [declared.field(n).type for n, _ in data]
@@ -722,8 +724,8 @@ def _scan(
                 batch = pa.RecordBatch.from_arrays(arrays, schema=read_schema)
             else:
                 batch = raw.select([])
-            if expr is not None:
-                batch = apply_filter(batch, expr)
+            if bound is not None:
+                batch = bound.apply(batch)
             if batch.num_rows == 0:
                 continue
             if not columns:

@@ -397,6 +397,22 @@ def _release_now() -> None:
 WHOLE_CHUNK_BYTES = 1 << 30
 
 
+def _fixed_list_in_fixed_list(t: pa.DataType) -> bool:
+    """Whether ``t`` holds a fixed-size list of fixed-size lists (an N-d tensor, N >= 2).
+
+    pyarrow 25's ``take`` and ``filter`` return wrong rows for a *sliced* array of
+    such a type (the inner list ignores the slice offset), so chunks of these
+    columns are converted batch by batch, into arrays that start at offset 0.
+    """
+    if pa.types.is_fixed_size_list(t) and pa.types.is_fixed_size_list(t.value_type):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _fixed_list_in_fixed_list(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_fixed_list_in_fixed_list(f.type) for f in t)
+    return False
+
+
 class _Cursor:
     """Walks one column's chunks in order, holding the current one and prefetching the next.
 
@@ -455,7 +471,7 @@ class _Cursor:
         batch = self.reader.read_chunk(self.name, self.ctype, c, as_type=self.as_type)
         if batch.column is not None:
             return batch.column if self.as_type is not None else to_arrow(batch, self.ctype)
-        if batch.nbytes >= WHOLE_CHUNK_BYTES:
+        if batch.nbytes >= WHOLE_CHUNK_BYTES or _fixed_list_in_fixed_list(self.ctype.arrow_type()):
             return batch
         return to_arrow(batch, self.ctype)
 
