@@ -142,6 +142,11 @@ class BoundFilter:
             except (UnreadableExpression, _Unsupported):
                 self._direct = None
 
+    @property
+    def direct(self) -> bool:
+        """Whether the filter is evaluated by direct compute calls (else by an Acero projection)."""
+        return self._direct is not None
+
     def mask(self, batch: pa.RecordBatch) -> pa.Array:
         """The filter evaluated on every row of ``batch`` (nulls where it is NULL)."""
         sub = batch.select(self.used)
