@@ -194,6 +194,9 @@ def _pin(ds: Dataset) -> _Pinned:
 class TensorhouseArrowDataset(NativeGuard):
     """A ``pyarrow.dataset.Dataset`` over a tensorhouse dataset, for DuckDB and DataFusion.
 
+    ``across_fragments``: partitions (``get_fragments``) of ``fragment_rows`` rows that may
+    span tensorhouse fragments (see :meth:`get_fragments`).
+
     ``rowid``: declare ``_rowid`` first (see the module notes); off by default. ``refresh``:
     re-read the latest version at the start of every scan (a registration that
     sees new commits; the schema must not change). ``filter``: applied to
@@ -216,6 +219,7 @@ class TensorhouseArrowDataset(NativeGuard):
         filter: pc.Expression | None = None,
         fragment_rows: int = FRAGMENT_ROWS,
         batch_bytes: int = BATCH_BYTES,
+        across_fragments: bool = False,
     ) -> None:
         # pyarrow's Dataset constructor is deliberately not called: nothing native backs this object.
         if fragment_rows <= 0 or batch_bytes <= 0:
@@ -225,6 +229,7 @@ class TensorhouseArrowDataset(NativeGuard):
         self._rowid = rowid
         self._refresh = refresh
         self._fragment_rows = int(fragment_rows)
+        self._across = bool(across_fragments)
         self._batch_bytes = int(batch_bytes)
         self._lock = threading.Lock()
         self._pinned = _pin(self._ds)
@@ -372,14 +377,26 @@ class TensorhouseArrowDataset(NativeGuard):
         return self._scanner(pinned, columns, expr, None, 0, pinned.physical_rows, rows)
 
     def get_fragments(self, filter: pc.Expression | None = None) -> list[TensorhouseFragment]:
-        """Contiguous row ranges (at most ``fragment_rows``, never across a tensorhouse fragment)
-        that may hold rows matching ``filter``; statistics drop the others."""
+        """Contiguous row ranges (at most ``fragment_rows``, never across a tensorhouse fragment
+        unless ``across_fragments``) that may hold rows matching ``filter``; statistics drop the
+        others.
+
+        ``across_fragments=True`` cuts the rows into ranges of ``fragment_rows`` whatever the
+        tensorhouse fragments: each append makes a fragment, often of a few hundred thousand
+        rows, and DataFusion opens every partition at once, each holding the chunks it decodes.
+        Measured on TPC-H SF1 Q9 in DataFusion (lineitem: 20 fragments): peak RSS 1,147 MB with
+        a partition per fragment, 781 MB with 1M-row partitions (Parquet: 495 MB).
+        """
         pinned = self._current()
         expr = self._combine(filter)
         fs = pinned.reader.frag_starts
+        bounds = (
+            [(0, int(fs[-1]))]
+            if self._across
+            else list(zip(fs[:-1].tolist(), fs[1:].tolist(), strict=True))
+        )
         out = []
-        for i in range(len(fs) - 1):
-            a, b = int(fs[i]), int(fs[i + 1])
+        for a, b in bounds:
             for s in range(a, b, self._fragment_rows):
                 e = min(b, s + self._fragment_rows)
                 ranges = self._plan(pinned, expr, s, e)
@@ -439,6 +456,7 @@ class TensorhouseArrowDataset(NativeGuard):
             filter=self._combine(expression),
             fragment_rows=self._fragment_rows,
             batch_bytes=self._batch_bytes,
+            across_fragments=self._across,
         )
         return out
 
@@ -487,6 +505,7 @@ class TensorhouseArrowDataset(NativeGuard):
             "rowid": self._rowid,
             "filter": self._filter,
             "fragment_rows": self._fragment_rows,
+            "across_fragments": self._across,
             "batch_bytes": self._batch_bytes,
         }
 
@@ -780,8 +799,10 @@ def arrow_dataset(
     storage_options: Mapping[str, Any] | None = None,
     rowid: bool = False,
     refresh: bool = False,
+    across_fragments: bool = False,
 ) -> TensorhouseArrowDataset:
-    """Open a dataset (URI or Dataset) as a :class:`TensorhouseArrowDataset`.
+    """Open a dataset (URI or Dataset) as a :class:`TensorhouseArrowDataset`
+    (``across_fragments``: see :meth:`TensorhouseArrowDataset.get_fragments`).
 
     Example:
         >>> import tensorhouse as th
@@ -803,4 +824,6 @@ def arrow_dataset(
         branch=branch,
         storage_options=storage_options,
     )
-    return TensorhouseArrowDataset(ds, rowid=rowid, refresh=refresh)
+    return TensorhouseArrowDataset(
+        ds, rowid=rowid, refresh=refresh, across_fragments=across_fragments
+    )
