@@ -66,6 +66,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tensorhouse.connector.arrow_guard import ALTERNATIVES, NativeGuard
+from tensorhouse.connector.filter_tree import expression_key
 from tensorhouse.connector.filters import bind_filter, check_filter, referenced_columns
 from tensorhouse.connector.pruning import ColumnStats, plan_ranges
 from tensorhouse.errors import NotIterableError, SchemaError, UnsupportedError
@@ -85,6 +86,8 @@ BATCH_ROWS = 65536
 BATCH_BYTES = 64 << 20
 #: Rows per scan fragment (one DataFusion partition); tensorhouse fragments are split to this.
 FRAGMENT_ROWS = 1 << 20
+#: Pruning plans kept per pinned snapshot.
+_PLANS_KEPT = 256
 
 
 # -- engine-facing types -----------------------------------------------------------
@@ -166,6 +169,9 @@ class _Pinned:
     reader: SnapshotReader
     live_rows: int
     _row_bytes: dict[str, float] = field(default_factory=dict)
+    #: Pruned ranges per (filter, start, stop): planning reads every chunk's statistics of the
+    #: filter's columns (~0.5 ms for 1M rows), and a repeated query plans the same filter again.
+    plans: dict[tuple[bytes, int, int], list[tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def physical_rows(self) -> int:
@@ -329,6 +335,21 @@ class TensorhouseArrowDataset(NativeGuard):
     ) -> list[tuple[int, int]]:
         if expr is None:
             return [(start, stop)] if stop > start else []
+        key = expression_key(expr)
+        if key is not None:
+            hit = pinned.plans.get((key, start, stop))
+            if hit is not None:
+                return list(hit)
+        ranges = self._plan_anew(pinned, expr, start, stop)
+        if key is not None:
+            if len(pinned.plans) >= _PLANS_KEPT:
+                pinned.plans.clear()
+            pinned.plans[(key, start, stop)] = list(ranges)
+        return ranges
+
+    def _plan_anew(
+        self, pinned: _Pinned, expr: pc.Expression, start: int, stop: int
+    ) -> list[tuple[int, int]]:
         stats = {
             n: pinned.column_stats(n, self._schema.field(n).type)
             for n in referenced_columns(expr, self._schema)
