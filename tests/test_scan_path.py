@@ -151,6 +151,9 @@ MORE_EXPRESSIONS = [
     pc.match_like(pc.field("s"), "%ue"),
     pc.field("x").is_valid() & ~pc.field("x").is_null(),
     (pc.field("x") < 5) | (pc.field("f") > 0.9),
+    (pc.field("s") == "red") | (pc.field("s") == "cyan") | (pc.field("s") == "nope"),
+    (pc.field("v") == "red") | (pc.field("v") == "blue"),
+    (pc.field("x") == 1) | (pc.field("x") == 2),
 ]
 
 
@@ -163,6 +166,9 @@ def test_bound_filter_direct_mask_equals_acero(expr: pc.Expression) -> None:
     """A bound filter evaluates the tree with compute calls, not Acero; its mask is Acero's, nulls
     included."""
     batch = _batch(20_000)
+    s = batch.column("s").to_pylist()
+    s[::13] = [None] * len(s[::13])  # NULL text too: an IN chain answers NULL there
+    batch = batch.set_column(1, "s", pa.array(s))
     bound = bind_filter(expr, batch.schema)
     assert bound.direct
     plain = pa.RecordBatch.from_arrays(

@@ -226,6 +226,58 @@ def _options(call: filter_tree.Call) -> pc.FunctionOptions | None:
     raise _Unsupported(call.function)
 
 
+def _equality_chain(node: filter_tree.Call) -> tuple[str, pa.Array] | None:
+    """``(x = 'a') OR (x = 'b') OR ...`` (what DataFusion pushes for ``x IN ('a', 'b', ...)``)
+    as the column and its values; None for anything else. Text only: a number literal may not
+    fit the column's type, where ``equal`` answers false and ``is_in`` would fail its cast."""
+    if node.function not in ("or_kleene", "or"):
+        return None
+    column: str | None = None
+    values: list[pa.Scalar] = []
+    stack: list[filter_tree.Node] = [node]
+    while stack:
+        cur = stack.pop()
+        if not isinstance(cur, filter_tree.Call):
+            return None
+        if cur.function in ("or_kleene", "or") and cur.options is None:
+            stack.extend(reversed(cur.args))
+            continue
+        if cur.function != "equal" or len(cur.args) != 2:
+            return None
+        a, b = cur.args
+        field, lit = (a, b) if isinstance(a, filter_tree.Field) else (b, a)
+        if (
+            not isinstance(field, filter_tree.Field)
+            or not isinstance(lit, filter_tree.Literal)
+            or len(field.path) != 1
+            or not lit.value.is_valid
+            or not (pa.types.is_string(lit.value.type) or pa.types.is_large_string(lit.value.type))
+            or (column is not None and field.name != column)
+            or (values and lit.value.type != values[0].type)
+        ):
+            return None
+        column = field.name
+        values.append(lit.value)
+    if column is None or len(values) < 2:
+        return None
+    return column, pa.array([v.as_py() for v in values], type=values[0].type)
+
+
+def _membership(i: int, values: pa.Array) -> _Eval:
+    """One ``is_in`` pass instead of an ``equal`` pass per value; NULL where the column is NULL,
+    as the chain of equalities gives."""
+    options = pc.SetLookupOptions(values)
+
+    def run(cols: list[pa.Array]) -> _Value:
+        col = cols[i]
+        hit = pc.call_function("is_in", [col], options)
+        if col.null_count == 0:
+            return hit
+        return pc.if_else(col.is_valid(), hit, pa.scalar(None, pa.bool_()))
+
+    return run
+
+
 def _compile(node: filter_tree.Node, used: list[str]) -> _Eval:
     """A function of the ``used`` columns (in that order) computing ``node``."""
     if isinstance(node, filter_tree.Field):
@@ -237,6 +289,9 @@ def _compile(node: filter_tree.Node, used: list[str]) -> _Eval:
         value = node.value
         return lambda cols: value
     if isinstance(node, filter_tree.Call):
+        members = _equality_chain(node)
+        if members is not None:
+            return _membership(used.index(members[0]), members[1])
         args = [_compile(a, used) for a in node.args]
         options = _options(node)
         function = node.function
