@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -199,8 +200,8 @@ def bind_filter(expr: pc.Expression, schema: pa.Schema) -> BoundFilter:
 
 _BOUND: dict[tuple[bytes, pa.Schema], BoundFilter] = {}
 
-_Value = pa.Array | pa.Scalar
-_Eval = Callable[[list[pa.Array]], _Value]
+_Value: TypeAlias = pa.Array | pa.Scalar
+_Eval: TypeAlias = Callable[[list[pa.Array]], _Value]
 
 
 class _Unsupported(Exception):
