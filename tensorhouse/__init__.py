@@ -37,6 +37,7 @@ from tensorhouse.errors import (
     VersionNotFoundError,
 )
 from tensorhouse.format.dataset import Dataset, VersionInfo, create, open
+from tensorhouse.format.native_files import NativeFile, native_files
 
 # `th.loader` is the function: importing the subpackage here (its __init__ is light)
 # lets the import system bind the name first, and the function then replaces it.
@@ -116,6 +117,7 @@ __all__ = [
     "Image",
     "Json",
     "LoaderConfig",
+    "NativeFile",
     "RefExistsError",
     "Scalar",
     "Schema",
@@ -130,6 +132,7 @@ __all__ = [
     "create",
     "limits",
     "loader",
+    "native_files",
     "open",
     "types",
 ]

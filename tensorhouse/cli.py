@@ -326,11 +326,11 @@ def create(uri: str, schema_json: str, exist_ok: bool, storage_options: dict[str
 
 
 def _chunk_bytes(ds: th.Dataset) -> int:
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, int], int] = {}
     for frag in ds.snapshot.fragments:
         for refs in frag.columns.values():
-            for ref in refs:
-                seen[ref.path] = ref.size
+            for ref in refs:  # a group file's chunks are byte ranges of one file
+                seen[ref.path, ref.part.offset if ref.part else 0] = ref.size
     return sum(seen.values())
 
 

@@ -3,7 +3,7 @@
     python tests/fuzz_worker.py KIND[,KIND...] MAX_EXAMPLES [--random]
 
 KIND is a stored file kind (log_entry, checkpoint, chunk_header, chunk_data,
-deletion_vector, tag) or an API input (predicate, append). For file kinds,
+group_file, deletion_vector, tag) or an API input (predicate, append). For file kinds,
 hypothesis mutates one file of a small dataset (bit flips, overwrites,
 truncation, insertion, and for JSON and chunk headers "crafted" mutations
 whose checksums are recomputed, as an attacker would) and reads the dataset
@@ -399,6 +399,16 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
                 data = chunk.read_bytes()
                 hl = H.header_length_hint(data)
                 chunk.write_bytes(data[:hl] + mutate_bytes(data[hl:], m))
+            c.check(root)
+    elif kind == "group_file":
+
+        @cfg
+        @given(st.integers(0, 100), byte_mutation)
+        def prop(i: int, m: Any) -> None:
+            assert c is not None
+            root = c.copy()
+            f = pick(list((root / "data" / "_groups").glob("*.parquet")), i)
+            f.write_bytes(mutate_bytes(f.read_bytes(), m))
             c.check(root)
     elif kind == "deletion_vector":
 

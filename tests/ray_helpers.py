@@ -73,7 +73,11 @@ class KillingSink(TensorhouseDatasink):
 
 
 def data_files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in (root / "data").rglob("*.chunk")}
+    return {
+        str(p.relative_to(root))
+        for pattern in ("*.chunk", "*.parquet")  # chunk files and group files
+        for p in (root / "data").rglob(pattern)
+    }
 
 
 def referenced(ds: th.Dataset) -> set[str]:

@@ -193,12 +193,19 @@ def make_float16(uri: str) -> dict[str, Any]:
 class CountingStore(ForwardingStore):
     """Wraps a store and counts reads per column folder (``data/<column>/``) and bytes.
 
+    A range read of a group file counts for the column whose column chunk it
+    starts in (``columns``: path -> [(start, end, column)]); a footer read is
+    counted apart, in ``footers`` (once per file and process: footers are cached).
     It acts as a remote store (no memory mapping), so every read goes through
     the counted calls below.
     """
 
-    def __init__(self, inner: Store) -> None:
+    def __init__(
+        self, inner: Store, columns: dict[str, list[tuple[int, int, str]]] | None = None
+    ) -> None:
         super().__init__(inner)
+        self.columns = columns or {}
+        self.footers: collections.Counter[str] = collections.Counter()
         self.is_local = False
         self.reads: collections.Counter[str] = collections.Counter()
         self.nbytes: collections.Counter[str] = collections.Counter()
@@ -206,9 +213,15 @@ class CountingStore(ForwardingStore):
     def map(self, key: str) -> memoryview | None:
         return None
 
-    def _count(self, key: str, n: int) -> None:
+    def _count(self, key: str, n: int, start: int | None = None) -> None:
         parts = key.split("/")
         folder = parts[1] if parts[0] == "data" and len(parts) > 2 else parts[0]
+        if key in self.columns and start is not None:
+            hits = [c for a, b, c in self.columns[key] if a <= start < b]
+            if not hits:
+                self.footers[key] += 1
+                return
+            folder = hits[0]
         self.reads[folder] += 1
         self.nbytes[folder] += n
 
@@ -219,7 +232,7 @@ class CountingStore(ForwardingStore):
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         out = self.inner.get_range(key, start, length)
-        self._count(key, len(out))
+        self._count(key, len(out), start)
         return out
 
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
@@ -230,8 +243,18 @@ class CountingStore(ForwardingStore):
     def reset(self) -> None:
         self.reads.clear()
         self.nbytes.clear()
+        self.footers.clear()
 
 
 def counted(ds: Dataset) -> tuple[Dataset, CountingStore]:
-    store = CountingStore(ds.store)
+    columns: dict[str, list[tuple[int, int, str]]] = {}
+    names = {fid: name for name, fid in ds.snapshot.metadata.field_ids.items()}
+    for frag in ds.snapshot.fragments:
+        for fid, refs in frag.columns.items():
+            for r in refs:
+                if r.part is not None:
+                    columns.setdefault(r.path, []).append(
+                        (r.part.offset, r.part.offset + r.size, names.get(fid, "?"))
+                    )
+    store = CountingStore(ds.store, columns)
     return Dataset(store, ds.snapshot, log=Log(store)), store

@@ -21,6 +21,7 @@ KINDS = [
     "checkpoint",
     "chunk_header",
     "chunk_data",
+    "group_file",
     "deletion_vector",
     "tag",
     "predicate",

@@ -66,12 +66,12 @@ def test_v1_accepts_new_writes(v1: str) -> None:
     assert len(th.open(v1)) == 4
 
 
-@pytest.fixture
-def v3(tmp_path: Path) -> str:
-    dst = tmp_path / "v3"
-    shutil.copytree(
-        GOLDEN / "v3", dst
-    )  # chunk formats 2 and 3: the v2 columns plus every tabular type
+@pytest.fixture(params=["v3", "v4"])
+def v3(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # v3: chunk formats 2 and 3, the v2 columns plus every tabular type;
+    # v4: the same columns, the tabular ones in group files (plain Parquet), and a checkpoint.
+    dst = tmp_path / request.param
+    shutil.copytree(GOLDEN / request.param, dst)
     return str(dst)
 
 
@@ -88,3 +88,10 @@ def test_v3_reads_every_tabular_type_value_for_value(v3: str) -> None:
     for name in ("label", "score", "flag", "caption", "blob", "emb", "grid"):
         assert table.column(name).to_pylist() == rows[name], name
     assert len(th.open(v3, version=3)) == 2 and len(th.open(v3, tag="golden")) == 3
+    groups = list(Path(v3, "data", "_groups").glob("*.parquet"))
+    if Path(v3).name == "v4":  # two appends: two group files, each with every tabular column
+        assert len(groups) == 2 and list(Path(v3, "_log").glob("*.checkpoint"))
+        files = ds.native_files(["label", "score", "caption", *TABULAR])
+        assert files is not None and [f.rows for f in files] == [2, 1]
+    else:
+        assert not groups

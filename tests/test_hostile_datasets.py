@@ -31,6 +31,8 @@ from tensorhouse.errors import (
 
 
 def make(root: Path, **kw: object) -> th.Dataset:
+    # Chunk files for every column: these cases craft chunk headers (group files: test_group_files.py).
+    kw.setdefault("tabular_files", "chunks")
     ds = th.create(str(root), {"id": "int64", "score": "float32", "text": th.Text()}, **kw)  # type: ignore[arg-type]
     ds.append(
         {
@@ -277,7 +279,7 @@ def test_log_rows_smaller_than_the_chunk_are_refused(tmp_path: Path) -> None:
 
 def test_float_column_pointing_at_an_int_chunk_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "ds"
-    ds = th.create(str(root), {"a": "int32", "b": "float32"})
+    ds = th.create(str(root), {"a": "int32", "b": "float32"}, tabular_files="chunks")
     ds.append({"a": np.arange(4, dtype="int32"), "b": np.ones(4, "float32")})
 
     def swap(doc: dict) -> None:
@@ -426,7 +428,7 @@ def test_resealed_text_chunk_with_invalid_utf8_is_a_corrupt_chunk(tmp_path: Path
     from tensorhouse.format.chunks.header import block_checksums, decode_header, encode_header
 
     root = tmp_path / "ds"
-    ds = th.create(str(root), {"t": th.Text(compression="none")})
+    ds = th.create(str(root), {"t": th.Text(compression="none")}, tabular_files="chunks")
     ds.append({"t": ["ab", "cd"]})
     chunk = chunk_file(root, "t")
     data = bytearray(chunk.read_bytes())

@@ -159,6 +159,7 @@ def test_history_with_a_limit_reads_only_the_newest_entries(
 def test_vacuum_removes_abandoned_staged_files_older_than_the_retention(tmp_path: Path) -> None:
     uri = build(tmp_path, 2)
     old = Path(uri) / "data" / "x" / ".tmp-0123abcd"
+    old.parent.mkdir(parents=True, exist_ok=True)  # x is in a group file: no folder of its own
     fresh = Path(uri) / "_log" / ".tmp-4567ef01"
     for p in (old, fresh):
         p.write_bytes(b"half a chunk")

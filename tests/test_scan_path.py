@@ -126,7 +126,9 @@ def test_scan_produces_engine_types_per_chunk(tmp_path) -> None:
 def test_whole_chunk_reads_do_not_keep_files_mapped(tmp_path) -> None:
     """Compressed and columnar chunks are decoded into memory of their own: after a scan their
     files are neither in the mapping LRU nor held by a cached header."""
-    ds = th.create(str(tmp_path / "m"), {"k": th.Arrow(pa.string()), "x": "int64"})
+    ds = th.create(
+        str(tmp_path / "m"), {"k": th.Arrow(pa.string()), "x": "int64"}, tabular_files="chunks"
+    )
     ds.append({"k": [f"s{i % 5}" for i in range(20_000)], "x": np.arange(20_000) % 11})
     uri = ds.uri
     # Read twice: the first read parses the header, the second knows it in advance.

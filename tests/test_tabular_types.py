@@ -495,11 +495,14 @@ def test_string_filters_that_prune_are_pushed_into_the_scan() -> None:
 
 
 # -- storage and compression ---------------------------------------------------------
-def _chunk_bytes(root: Path, column: str) -> int:
-    return sum(p.stat().st_size for p in (root / "data" / column).glob("*.chunk"))
+def _chunk_bytes(ds: th.Dataset, column: str) -> int:
+    """Stored bytes of a column's chunks (chunk files, or its column chunks in group files)."""
+    fid = ds.snapshot.metadata.field_ids[column]
+    return sum(r.size for f in ds.snapshot.fragments for r in f.columns[fid])
 
 
-def test_columnar_chunks_are_compressed_and_record_their_codec(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["parquet", "chunks"])
+def test_columnar_chunks_are_compressed_and_record_their_codec(tmp_path: Path, layout: str) -> None:
     n = 100_000
     rng = np.random.default_rng(0)
     ds = th.create(
@@ -511,6 +514,7 @@ def test_columnar_chunks_are_compressed_and_record_their_codec(tmp_path: Path) -
             "noise": "float64",
             "day": "date32",
         },
+        tabular_files=layout,
     )
     modes = np.array(["AIR", "MAIL", "SHIP", "TRUCK", "RAIL"])[rng.integers(0, 5, n)]
     ds.append(
@@ -525,19 +529,23 @@ def test_columnar_chunks_are_compressed_and_record_their_codec(tmp_path: Path) -
         }
     )
     root = tmp_path / "c"
-    assert (
-        _chunk_bytes(root, "mode") < n // 2 and _chunk_bytes(root, "k") < n // 2
-    )  # 4-5 bytes/row raw
-    assert _chunk_bytes(root, "id") < 8 * n // 2  # sorted keys: zstd where it pays
-    assert _chunk_bytes(root, "noise") > 8 * n * 0.9  # random floats: stored as they are
-    assert _chunk_bytes(root, "day") < n
+    assert _chunk_bytes(ds, "mode") < n // 2 and _chunk_bytes(ds, "k") < n // 2  # 4-5 bytes/row raw
+    assert _chunk_bytes(ds, "id") < 8 * n // 2  # sorted keys: zstd where it pays
+    assert _chunk_bytes(ds, "noise") > 8 * n * 0.9  # random floats: stored as they are
+    assert _chunk_bytes(ds, "day") < n
     stats = {
         ds.schema.names[fid]: refs[0].stats
         for fid, refs in ds.snapshot.fragments[0].columns.items()
     }
+    assert ds.to_table().column("k").to_pylist() == modes.tolist()
+    if layout == "parquet":  # one codec per column of a group file, chosen the same way
+        assert stats["mode"]["codec"].startswith("parquet+")
+        # sorted keys: delta-encoded (no codec needed); random floats: stored as they are
+        assert stats["id"]["codec"] in ("parquet+none", "parquet+lz4")
+        assert stats["noise"]["codec"] == "parquet+none"
+        return
     assert stats["mode"]["codec"].startswith("parquet+") and stats["id"]["codec"] == "zstd"
     assert "codec" not in stats["noise"]
-    assert ds.to_table().column("k").to_pylist() == modes.tolist()
     # each chunk's header says it is columnar (format 3); scalar chunks keep format 2
     chunk = next((root / "data" / "mode").glob("*.chunk")).read_bytes()
     h = decode_header(chunk[: header_length_hint(chunk)], file_length=len(chunk))
@@ -545,7 +553,7 @@ def test_columnar_chunks_are_compressed_and_record_their_codec(tmp_path: Path) -
 
 
 def test_a_damaged_columnar_chunk_is_detected(tmp_path: Path) -> None:
-    ds = th.create(str(tmp_path / "x"), {"s": "string"})
+    ds = th.create(str(tmp_path / "x"), {"s": "string"}, tabular_files="chunks")
     ds.append({"s": [f"v{i}" for i in range(1000)]})
     path = next((tmp_path / "x" / "data" / "s").glob("*.chunk"))
     data = bytearray(path.read_bytes())

@@ -262,6 +262,9 @@ def test_vacuum_keeps_everything_retained(tmp_path: Path) -> None:
 def test_vacuum_deletes_orphans_from_failed_writes(tmp_path: Path) -> None:
     ds = make(tmp_path)
     orphan = Path(ds.uri) / "data" / "label" / "orphan.chunk"
+    orphan.parent.mkdir(
+        parents=True, exist_ok=True
+    )  # label is in group files: no folder of its own
     orphan.write_bytes(b"x" * 10)
     assert str(Path("data/label/orphan.chunk")) in ds.vacuum(timedelta(0), force=True).deleted
     assert not orphan.exists()

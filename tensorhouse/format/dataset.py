@@ -55,6 +55,7 @@ from tensorhouse.format.log.log import Clock
 from tensorhouse.format.maintenance import vacuum
 from tensorhouse.format.maintenance_types import CompactReport, VacuumReport
 from tensorhouse.format.merge import merge_branch
+from tensorhouse.format.native_files import NativeFile, native_files
 from tensorhouse.format.scan import SnapshotReader
 from tensorhouse.format.transaction import Transaction
 from tensorhouse.format.writer import StagedFragment, normalize_columns, stage_fragments
@@ -134,6 +135,12 @@ class Dataset:
     @property
     def columns(self) -> list[str]:
         return self.schema.names
+
+    def native_files(self, columns: Sequence[str] | None = None) -> tuple[NativeFile, ...] | None:
+        """The Parquet files holding ``columns`` (default: all) of this version, for engines to read
+        directly; None when some of those rows are not in such files (see
+        :func:`tensorhouse.format.native_files.native_files`)."""
+        return native_files(self, columns)
 
     def arrow_schema(self, *, with_rowid: bool = False) -> pa.Schema:
         s = self.schema.to_arrow()
@@ -691,10 +698,18 @@ def create(
     storage_options: Mapping[str, Any] | None = None,
     exist_ok: bool = False,
     chunk_bytes: int | None = None,
+    tabular_files: str = "parquet",
     single_writer: bool = False,
     clock: Clock | None = None,
 ) -> Dataset:
     """Create an empty dataset at ``uri`` (a path, ``memory://name``, ``s3://bucket/prefix``).
+
+    ``tabular_files``: how tabular columns (numbers, text, dates, decimals...)
+    are stored. ``"parquet"`` (the default): the tabular columns of each append
+    in plain Parquet files that SQL engines read natively (``ds.native_files()``).
+    ``"chunks"``: a chunk file per column and chunk, the layout before Parquet
+    group files, which tensorhouse 0.1 before group files reads, and which serves one text
+    value by a range read. Tensor columns are always in chunk files.
 
     ``clock`` (seconds since the epoch, like ``time.time``, the default) stamps
     the commits made through the returned object; tests inject a fake one.
@@ -717,6 +732,10 @@ def create(
         if chunk_bytes < 1024:
             raise ValueError(f"chunk_bytes must be at least 1024, got {chunk_bytes}")
         config["chunk_bytes"] = int(chunk_bytes)
+    if tabular_files not in ("parquet", "chunks"):
+        raise ValueError(f"tabular_files must be 'parquet' or 'chunks', got {tabular_files!r}")
+    if tabular_files == "chunks":
+        config["tabular_files"] = "chunks"
     meta = Metadata(
         uuid.uuid4().hex, sch, {n: i for i, n in enumerate(sch.names)}, len(sch), config
     )

@@ -217,7 +217,7 @@ class SnapshotReader:
             row = int(rows[0])
             c = idx.locate_one(row)
             ref = idx.refs[c]
-            if ref is not None:
+            if ref is not None and ref.part is None:
                 local = row - int(idx.starts[c])
                 view, h = self.reader.read_one(
                     ref.path,
@@ -246,6 +246,14 @@ class SnapshotReader:
                     views[i] = empty.payload(0)
                 shapes[sel] = empty.shapes[0]
                 nulls[sel] = True
+                return
+            if ref.part is not None:  # a group file's chunk: decoded whole, kept for the next take
+                batch = self.reader.read_ref(ref, ctype, keep=True)
+                for i, j in zip(sel.tolist(), local.tolist(), strict=True):
+                    views[i] = batch.payload(j)
+                shapes[sel] = batch.shapes[local]
+                if batch.nulls is not None:
+                    nulls[sel] = batch.nulls[local]
                 return
             got, h = self.reader.read_payloads(
                 ref.path,
@@ -280,8 +288,8 @@ class SnapshotReader:
             if isinstance(ctype, Arrow):
                 return of_column(pa.nulls(int(idx.starts[c + 1] - idx.starts[c]), want))
             return null_batch(ctype, int(idx.starts[c + 1] - idx.starts[c]))
-        batch = self.reader.read_all(
-            ref.path, ref.size, expect=Expect.of(name, ctype, ref.rows), wanted=want
+        batch = self.reader.read_ref(
+            ref, ctype, expect=Expect.of(name, ctype, ref.rows), wanted=want
         )
         if batch.column is not None and batch.column.type != want:
             return of_column(columnar.cast(batch.column, want, name))

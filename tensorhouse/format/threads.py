@@ -39,6 +39,8 @@ class _LazyPool:
 
 
 _CORES = os.cpu_count() or 2
+#: This machine's cores (what the CPU pool is sized by).
+CORES = _CORES
 _CPU = _LazyPool("tensorhouse", "TENSORHOUSE_THREADS", max(2, _CORES))
 _IO = _LazyPool("tensorhouse-io", "TENSORHOUSE_IO_THREADS", 16)
 _DECODE = _LazyPool("tensorhouse-decode", "TENSORHOUSE_DECODE_THREADS", max(2, min(8, _CORES)))

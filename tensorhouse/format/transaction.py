@@ -372,11 +372,7 @@ class Transaction:
             if not len(local):
                 out.append(ref)
             else:
-                old = (
-                    null_batch(ctype, ref.rows)
-                    if not ref.path
-                    else reader.read_all(ref.path, ref.size)
-                )
+                old = null_batch(ctype, ref.rows) if not ref.path else reader.read_ref(ref, ctype)
                 idx = np.arange(ref.rows)
                 idx[local] = ref.rows  # points at the new value, appended after the old rows
                 merged = take(concat([old, value]), idx)

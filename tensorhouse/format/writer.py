@@ -28,11 +28,14 @@ from tensorhouse.format.chunks import (
     DEFAULT_CHUNK_BYTES,
     SampleBatch,
     encode_chunk,
+    group,
     normalize,
     split_points,
 )
+from tensorhouse.format.chunks.writer import scalar_stats
+from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import MAX_FRAGMENT_ROWS, ChunkRef, Fragment, Metadata
-from tensorhouse.format.threads import io_pool, pool
+from tensorhouse.format.threads import CORES, io_pool, pool
 from tensorhouse.format.validate import check_batch
 from tensorhouse.storage.base import Store
 from tensorhouse.types import ColumnType, Schema
@@ -58,7 +61,8 @@ class StagedFragment:
         return Fragment(fid, self.num_rows, self.columns)
 
     def files(self) -> list[str]:
-        return [c.path for chunks in self.columns.values() for c in chunks]
+        """The files these chunks lie in (a group file once, however many chunks it holds)."""
+        return list(dict.fromkeys(c.path for chunks in self.columns.values() for c in chunks))
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset_id": self.dataset_id, **Fragment(0, self.num_rows, self.columns).to_dict()}
@@ -126,14 +130,102 @@ def _normalize(values: Any, ctype: ColumnType, name: str) -> SampleBatch:
         ) from err
 
 
+def grouped(metadata: Metadata, ctype: ColumnType) -> bool:
+    """Whether a column's chunks go into group files (tabular, unless the dataset asked for chunk files)."""
+    return group.in_group(ctype) and metadata.config.get("tabular_files") != "chunks"
+
+
 def write_chunks(
     store: Store, metadata: Metadata, name: str, batch: SampleBatch, *, split: bool = True
 ) -> tuple[ChunkRef, ...]:
-    """Encode and upload one column's rows as chunks of the configured size (one chunk unless ``split``)."""
+    """Encode and upload one column's rows as chunks of the configured size (one chunk unless ``split``).
+
+    A tabular column gets group files of its own (a column added to existing
+    rows, or one chunk rewritten by an update).
+    """
     ctype = metadata.schema[name]
+    if grouped(metadata, ctype) and len(batch):
+        fid = metadata.field_ids[name]
+        rows = _group_rows(metadata, {name: batch}, len(batch)) if split else len(batch)
+        refs = _wait_groups(_submit_groups(store, metadata, {name: batch}, len(batch), rows))
+        return tuple(refs[fid])
     ranges = split_points(batch, chunk_bytes(metadata, name)) if split else [(0, len(batch))]
     jobs = [pool().submit(_encode_and_upload, store, name, ctype, batch.slice(*r)) for r in ranges]
     return tuple(_wait(f) for f in jobs)
+
+
+def _group_rows(metadata: Metadata, batches: Mapping[str, SampleBatch], n: int) -> int:
+    """Rows per row group: every column's chunk near its chunk byte target."""
+    per_row = [
+        (batch.nbytes / max(n, 1), chunk_bytes(metadata, name)) for name, batch in batches.items()
+    ]
+    return group.rows_per_group(per_row, n)
+
+
+def _submit_groups(
+    store: Store,
+    metadata: Metadata,
+    batches: Mapping[str, SampleBatch],
+    n: int,
+    rows_per_group: int,
+) -> list[Future[tuple[dict[int, list[ChunkRef]], Future[None]]]]:
+    """Encode ``batches`` (tabular columns of ``n`` rows) as group files of up to GROUPS_PER_FILE row
+    groups each, on the CPU pool: several files of one large append are encoded in parallel.
+
+    A Parquet file is written by one thread: an append of several row groups is
+    spread over up to one file per core, so that one append keeps every core busy
+    (chunk files are encoded per column and chunk, in parallel).
+    """
+    groups = -(-n // rows_per_group)
+    per_file = rows_per_group * max(1, min(group.GROUPS_PER_FILE, -(-groups // CORES)))
+    return [
+        pool().submit(
+            _encode_group_and_upload,
+            store,
+            metadata,
+            {name: b.slice(a, min(a + per_file, n)) for name, b in batches.items()},
+            rows_per_group,
+        )
+        for a in range(0, n, per_file)
+    ]
+
+
+def _wait_groups(
+    jobs: list[Future[tuple[dict[int, list[ChunkRef]], Future[None]]]],
+) -> dict[int, list[ChunkRef]]:
+    out: dict[int, list[ChunkRef]] = {}
+    for job in jobs:
+        refs, upload = job.result()
+        upload.result()
+        for fid, r in refs.items():
+            out.setdefault(fid, []).extend(r)
+    return out
+
+
+def _encode_group_and_upload(
+    store: Store, metadata: Metadata, batches: Mapping[str, SampleBatch], rows_per_group: int
+) -> tuple[dict[int, list[ChunkRef]], Future[None]]:
+    """One group file of ``batches`` and its ChunkRefs (one per column per row group, with statistics)."""
+    columns = []
+    for name, batch in batches.items():
+        ctype = metadata.schema[name]
+        arr = batch.column if batch.column is not None else to_arrow(batch, ctype)
+        columns.append((metadata.field_ids[name], arr))
+    enc = group.encode_group(columns, rows_per_group)
+    path = f"data/_groups/{uuid.uuid4().hex}.parquet"
+    upload = io_pool().submit(store.put_parts, path, (enc.data,))
+    refs: dict[int, list[ChunkRef]] = {}
+    for name, batch in batches.items():
+        ctype = metadata.schema[name]
+        fid = metadata.field_ids[name]
+        start = 0
+        out = refs[fid] = []
+        for (part, size), rows in zip(enc.parts[fid], enc.row_counts, strict=True):
+            stats = scalar_stats(batch.slice(start, start + rows), ctype) or {}
+            stats["codec"] = f"parquet+{enc.codecs[fid]}"
+            out.append(ChunkRef(path, rows, 0, size, stats, part))
+            start += rows
+    return refs, upload
 
 
 def stage_fragments(
@@ -149,14 +241,31 @@ def stage_fragments(
     for start in range(0, max(num_rows, 1), MAX_FRAGMENT_ROWS):
         stop = min(num_rows, start + MAX_FRAGMENT_ROWS)
         jobs: dict[int, list[Future[tuple[ChunkRef, Future[None]]]]] = {}
+        tabular: dict[str, SampleBatch] = {}
         for name, batch in batches.items():
             part = batch.slice(start, stop) if (start, stop) != (0, len(batch)) else batch
             ctype = metadata.schema[name]
+            if grouped(metadata, ctype) and stop > start:
+                tabular[name] = part
+                continue
             jobs[metadata.field_ids[name]] = [
                 pool().submit(_encode_and_upload, store, name, ctype, part.slice(*r))
                 for r in split_points(part, chunk_bytes(metadata, name))
             ]
-        cols = {fid: tuple(_wait(f) for f in futures) for fid, futures in jobs.items()}
+        group_jobs = (
+            _submit_groups(
+                store, metadata, tabular, stop - start, _group_rows(metadata, tabular, stop - start)
+            )
+            if tabular
+            else []
+        )
+        chunked = {fid: tuple(_wait(f) for f in futures) for fid, futures in jobs.items()}
+        in_groups = _wait_groups(group_jobs)
+        cols = {
+            metadata.field_ids[name]: chunked.get(metadata.field_ids[name])
+            or tuple(in_groups[metadata.field_ids[name]])
+            for name in batches
+        }
         out.append(StagedFragment(metadata.dataset_id, stop - start, cols))
         if num_rows == 0:
             break

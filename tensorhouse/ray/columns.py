@@ -319,7 +319,7 @@ def _rewrite(
     store: Store, meta: Metadata, name: str, refs: Sequence[ChunkRef]
 ) -> tuple[ChunkRef, ...]:
     reader = ChunkReader(store)
-    batch = concat([reader.read_all(r.path, r.size) for r in refs])
+    batch = concat([reader.read_ref(r, meta.schema[name]) for r in refs])
     return write_chunks(store, meta, name, batch)
 
 

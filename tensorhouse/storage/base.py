@@ -113,6 +113,11 @@ class Store(abc.ABC):
         """
         return None
 
+    def local_path(self, key: str) -> str | None:
+        """The absolute file-system path of ``key``, where the backend keeps objects as local files
+        that other programs (a SQL engine's own Parquet reader) can open; None elsewhere."""
+        return None
+
     def child(self, prefix: str) -> Store:
         """A store rooted at ``prefix`` inside this one (e.g. a branch's folder)."""
         from tensorhouse.storage.prefixed import PrefixedStore

@@ -67,5 +67,8 @@ class ForwardingStore(Store):
     def map(self, key: str) -> memoryview | None:
         return self.inner.map(key)
 
+    def local_path(self, key: str) -> str | None:
+        return self.inner.local_path(key)
+
     def close(self) -> None:
         self.inner.close()

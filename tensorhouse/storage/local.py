@@ -191,6 +191,14 @@ class LocalStore(Store):
         finally:
             os.close(fd)
 
+    def local_path(self, key: str) -> str | None:
+        """The real path of ``key``, checked as every read is: a regular file inside the dataset."""
+        fd, _ = self._open(key)
+        try:
+            return os.readlink(f"{_PROC_FD}{fd}") if _PROC_FD else os.path.realpath(self._path(key))
+        finally:
+            os.close(fd)
+
     def map(self, key: str) -> memoryview | None:
         fd, size = self._open(key)
         try:

@@ -75,5 +75,8 @@ class PrefixedStore(Store):
     def size(self, key: str) -> int:
         return self.parent.size(self._k(key))
 
+    def local_path(self, key: str) -> str | None:
+        return self.parent.local_path(self._k(key))
+
     def map(self, key: str) -> memoryview | None:
         return self.parent.map(self._k(key))

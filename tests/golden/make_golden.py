@@ -2,13 +2,16 @@
 
 tests/golden/v1 holds chunk format 1; tests/golden/v2 chunk format 2 (fixed-size samples
 store one size instead of an offset each); tests/golden/v3 adds chunk format 3 (columnar
-chunks of ``th.Arrow`` columns: every tabular type, ``TABULAR``) next to the v2 columns.
+chunks of ``th.Arrow`` columns: every tabular type, ``TABULAR``) next to the v2 columns;
+tests/golden/v4 the same columns with group files (the tabular columns of each append in
+one plain Parquet file, tensor columns in chunk files) and a checkpoint holding them.
 
 Run once when a format version is introduced; never rewrite an existing golden
 dataset (the point is that later code still reads what older code wrote).
 
     python tests/golden/make_golden.py tests/golden/v2
     python tests/golden/make_golden.py tests/golden/v3 --tabular
+    python tests/golden/make_golden.py tests/golden/v4 --tabular --checkpoint
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def tabular() -> pa.Table:
 TABULAR = {f.name: th.Arrow(f.type) for f in tabular().schema}
 
 
-def main(path: str, *, with_tabular: bool = False) -> None:
+def main(path: str, *, with_tabular: bool = False, checkpoint: bool = False) -> None:
     rows = expected()
     ds = th.create(path, {**SCHEMA, **TABULAR} if with_tabular else SCHEMA)
     data = {k: v for k, v in rows.items()}
@@ -142,7 +145,13 @@ def main(path: str, *, with_tabular: bool = False) -> None:
     ds.delete(rowids=[0])  # a deletion vector on fragment 0 (version 3)...
     ds.restore(2)  # ...then restored, so every row is live at the latest version
     ds.tag("golden")
+    if checkpoint:
+        ds.checkpoint()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], with_tabular="--tabular" in sys.argv[2:])
+    main(
+        sys.argv[1],
+        with_tabular="--tabular" in sys.argv[2:],
+        checkpoint="--checkpoint" in sys.argv[2:],
+    )

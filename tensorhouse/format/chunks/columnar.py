@@ -408,6 +408,12 @@ def choose_codec(arr: pa.Array, dictionary: bool) -> str:
     return best
 
 
+def encoding_choice(arr: pa.Array) -> tuple[bool, str]:
+    """(dictionary pages?, codec) for ``arr``, measured on a sample (as for a chunk's data section)."""
+    dictionary = _dictionary_pays(arr)
+    return dictionary, choose_codec(arr, dictionary)
+
+
 def encode(arr: pa.Array) -> tuple[bytes, str]:
     """A chunk's data section for ``arr`` and the codec chosen for it."""
     dictionary = _dictionary_pays(arr)

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from tensorhouse import limits
 from tensorhouse.errors import CorruptChunkError
-from tensorhouse.format.chunks import codecs, columnar
+from tensorhouse.format.chunks import codecs, columnar, group
 from tensorhouse.format.chunks.header import (
     ChunkHeader,
     check_header_length,
@@ -27,6 +28,7 @@ from tensorhouse.format.chunks.header import (
     verify_blocks,
 )
 from tensorhouse.format.chunks.samples import SampleBatch, of_column, take_column
+from tensorhouse.format.log.actions import ChunkRef
 from tensorhouse.storage.base import Store
 
 #: Ranges closer than this are fetched in one read (a seek costs more than the gap).
@@ -333,6 +335,67 @@ class ChunkReader:
         if h.dtype == "str":
             self._check_text(path, raw, h)
         return SampleBatch(raw, h.offsets, np.asarray(h.shapes), h.nulls)
+
+    def read_ref(
+        self,
+        ref: ChunkRef,
+        ctype: Any,
+        *,
+        expect: Expect | None = None,
+        wanted: Any = None,
+        keep: bool = False,
+    ) -> SampleBatch:
+        """Every sample of the chunk ``ref`` names: a chunk file, or a column chunk of a group file.
+
+        ``ctype``: the column's type (a group file's chunk is converted to the
+        batch a chunk file of that type gives); ``wanted`` as for :meth:`read_all`.
+        ``keep``: serve a group file's chunk from, and keep it in, the decoded
+        cache of random access (``group.DECODED``).
+        """
+        if ref.part is None:
+            return self.read_all(ref.path, ref.size, expect=expect, wanted=wanted)
+        part = ref.part
+        uri, path = self.store.uri, ref.path
+        key = (uri, path, part.row_group, part.column, str(ctype), str(wanted))
+        if keep:
+            hit = group.DECODED.get(key)
+            if hit is not None:
+                return hit
+        batch = self._read_part(ref, ctype, wanted)
+        if keep:
+            group.DECODED.put(key, batch)
+        return batch
+
+    def _read_part(self, ref: ChunkRef, ctype: Any, wanted: Any) -> SampleBatch:
+        part = ref.part
+        assert part is not None
+        uri, path = self.store.uri, ref.path
+        where = f"{uri}/{path}"
+        # Locally the file is mapped for this read only (the decoded values are a copy); elsewhere
+        # the footer and the chunk's bytes come from range reads.
+        m = self._mapped(path, part.file_size, keep=False)
+        footer = group.read_footer(
+            self.store.get_range if m is None else (lambda _p, s, n: m.view[s : s + n]),
+            uri,
+            path,
+            part,
+        )
+        source: Any
+        if m is not None:
+            data: bytes | memoryview = m.view[part.offset : part.offset + ref.size]
+            source = pa.BufferReader(pa.py_buffer(m.view))
+        else:
+            data = self.store.get_range(path, part.offset, ref.size)
+            if len(data) != ref.size:
+                raise CorruptChunkError(f"{where}: short read ({len(data)} of {ref.size} bytes)")
+            source = pa.PythonFile(
+                group.RangeFile(part.file_size, part.offset, bytes(data), where), mode="r"
+            )
+        group.verify(data, part, uri, path)
+        arr = group.decode(
+            source, footer, part, ref.rows, where, declared=ctype.arrow_type(), wanted=wanted
+        )
+        return group.to_batch(arr, ctype)
 
     def _check_text(self, path: str, raw: bytes | memoryview, h: ChunkHeader) -> None:
         """A whole text chunk is UTF-8, checked once per process (chunk files are immutable)."""

@@ -91,15 +91,81 @@ def _check_path(path: str) -> str:
     return path
 
 
+#: A group file's column chunk checksum: xxh3-64 of its bytes, as 16 lower-case hex digits.
+_CHECKSUM_CHARS = frozenset("0123456789abcdef")
+
+
+def _checksum(d: Mapping[str, Any], key: str) -> str:
+    v = _str(d, key)
+    if len(v) != 16 or not set(v) <= _CHECKSUM_CHARS:
+        raise CorruptLogError(f"field {key!r} must be 16 hex digits, got {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class GroupPart:
+    """Where a chunk lies inside a group file (a plain Parquet file holding a fragment's tabular columns).
+
+    The chunk is the column ``column`` (its physical name: ``f<field id>``,
+    stable under rename) of row group ``row_group``; its bytes (every page of
+    its column chunks, which are contiguous) are ``[offset, offset + size)``
+    of a file of ``file_size`` bytes, ``size`` being the ChunkRef's.
+    ``checksum`` (xxh3-64 of those bytes) and ``footer_checksum`` (of the
+    file's Parquet footer) let a reader refuse a flipped byte anywhere it
+    reads, page headers and footer included, before decoding.
+    """
+
+    row_group: int
+    column: str
+    offset: int
+    file_size: int
+    checksum: str
+    footer_checksum: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "row_group": self.row_group,
+            "column": self.column,
+            "offset": self.offset,
+            "file_size": self.file_size,
+            "checksum": self.checksum,
+            "footer_checksum": self.footer_checksum,
+        }
+
+    @staticmethod
+    def from_dict(d: Any, size: int) -> GroupPart:
+        if not isinstance(d, Mapping):
+            raise CorruptLogError(f"chunk part must be an object, got {d!r}")
+        column = _str(d, "column")
+        if not (0 < len(column) <= 64 and column.isascii() and column.isidentifier()):
+            raise CorruptLogError(f"bad physical column name {column!r} in the log")
+        file_size = _int(d, "file_size", 12)
+        # PAR1 first; the footer, its length and PAR1 last: a column chunk lies between.
+        offset = _int(d, "offset", 4, file_size - 8 - size)
+        return GroupPart(
+            _int(d, "row_group", 0, (1 << 31) - 1),
+            column,
+            offset,
+            file_size,
+            _checksum(d, "checksum"),
+            _checksum(d, "footer_checksum"),
+        )
+
+
 @dataclass(frozen=True)
 class ChunkRef:
-    """One chunk file of one column of a fragment."""
+    """One chunk of one column of a fragment: a chunk file, or (``part`` set) a column chunk of a group file.
+
+    For a group file's chunk, ``path`` is the group file, ``size`` the bytes of
+    this chunk inside it, and ``header_length`` 0 (there is no chunk header).
+    """
 
     path: str
     rows: int
     header_length: int
     size: int
     stats: Mapping[str, Any] | None = None
+    part: GroupPart | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -110,6 +176,8 @@ class ChunkRef:
         }
         if self.stats is not None:
             d["stats"] = dict(self.stats)
+        if self.part is not None:
+            d["part"] = self.part.to_dict()
         return d
 
     @staticmethod
@@ -118,13 +186,17 @@ class ChunkRef:
         if stats is not None and not isinstance(stats, Mapping):
             raise CorruptLogError(f"chunk stats must be an object, got {stats!r}")
         size = _int(d, "size", 0)
-        header_length = _int(d, "header_length", 44, size)
+        part = GroupPart.from_dict(d["part"], size) if d.get("part") is not None else None
+        header_length = _int(d, "header_length", 44, size) if part is None else 0
+        if part is not None and d.get("header_length") != 0:
+            raise CorruptLogError("a group file's chunk has header_length 0")
         return ChunkRef(
             _check_path(_str(d, "path")),
             _int(d, "rows", 0, MAX_FRAGMENT_ROWS),
             header_length,
             size,
             stats,
+            part,
         )
 
 

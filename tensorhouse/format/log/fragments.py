@@ -25,6 +25,7 @@ from tensorhouse.format.log.actions import (
     ChunkRef,
     DeletionRef,
     Fragment,
+    GroupPart,
     load_json,
 )
 
@@ -36,8 +37,12 @@ CHUNK_TYPE = pa.struct(
         ("header_length", pa.int64()),
         ("size", pa.int64()),
         ("stats", pa.string()),
+        # A group file's chunk: its GroupPart as JSON (null for a chunk file).
+        ("part", pa.string()),
     ]
 )
+#: Chunks as checkpoints wrote them before group files (no "part"): still read.
+LEGACY_CHUNK_TYPE = pa.struct([f for f in CHUNK_TYPE if f.name != "part"])
 SCHEMA = pa.schema(
     [
         ("id", pa.int64()),
@@ -74,12 +79,31 @@ def to_table(fragments: Sequence[Fragment]) -> pa.Table:
                     "stats": None
                     if c.stats is None
                     else json.dumps(c.stats, separators=(",", ":")),
+                    "part": None
+                    if c.part is None
+                    else json.dumps(c.part.to_dict(), separators=(",", ":")),
                 }
                 for fid, refs in f.columns.items()
                 for c in refs
             ]
         )
     return pa.table([ids, rows, dpath, dcount, dsize, chunks], schema=SCHEMA)
+
+
+def _upgrade(table: pa.Table) -> pa.Table:
+    """A checkpoint written before group files, with a null "part" for every chunk (else unchanged)."""
+    legacy = pa.list_(LEGACY_CHUNK_TYPE)
+    i = table.schema.get_field_index("chunks")
+    if i < 0 or table.schema.field(i).type != legacy:
+        return table
+    col = table.column(i).combine_chunks() if table.num_rows else pa.array([], legacy)
+    values = col.values
+    parts = pa.nulls(len(values), pa.string())
+    new_values = pa.StructArray.from_arrays(
+        [*values.flatten(), parts], fields=list(CHUNK_TYPE), mask=values.is_null()
+    )
+    new = pa.ListArray.from_arrays(col.offsets, new_values, mask=col.is_null())
+    return table.set_column(i, pa.field("chunks", pa.list_(CHUNK_TYPE)), new)
 
 
 def _ints(table: pa.Table | pa.StructArray, name: str, lo: int, hi: int) -> np.ndarray:
@@ -140,6 +164,7 @@ class _Columns:
     """The validated arrays of one checkpoint, shared by every view over them."""
 
     def __init__(self, table: pa.Table, next_fragment_id: int) -> None:
+        table = _upgrade(table)
         if not table.schema.equals(SCHEMA):
             raise CorruptLogError(
                 f"checkpoint fragments have schema {table.schema}, expected {SCHEMA}"
@@ -181,8 +206,13 @@ class _Columns:
         fields = _ints(values, "field", 0, (1 << 31) - 1)
         rows = _ints(values, "rows", 0, MAX_FRAGMENT_ROWS)
         size = _ints(values, "size", 0, 1 << 62)
-        header = _ints(values, "header_length", 44, 1 << 62)
-        if (header > size).any():
+        header = _ints(values, "header_length", 0, 1 << 62)
+        in_group = values.field("part").is_valid().to_numpy(zero_copy_only=False)
+        if (
+            (header > size).any()
+            or (in_group & (header != 0)).any()
+            or (~in_group & (header < 44)).any()
+        ):
             raise CorruptLogError("checkpoint has a chunk whose header is longer than the chunk")
         if values.field("path").null_count:
             raise CorruptLogError("checkpoint column 'path' has nulls")
@@ -216,6 +246,13 @@ class _Columns:
             )
             if not all(x is None or isinstance(x, Mapping) for x in stats):
                 raise CorruptLogError("checkpoint chunk stats must be objects")
+            sizes = v.field("size").to_pylist()
+            parts = [
+                None
+                if raw is None
+                else GroupPart.from_dict(load_json(raw, "checkpoint chunk part"), size)
+                for raw, size in zip(v.field("part").to_pylist(), sizes, strict=True)
+            ]
             self._fields = v.field("field").to_pylist()
             self._chunk_refs = [
                 ChunkRef(*args)
@@ -223,8 +260,9 @@ class _Columns:
                     v.field("path").to_pylist(),
                     v.field("rows").to_pylist(),
                     v.field("header_length").to_pylist(),
-                    v.field("size").to_pylist(),
+                    sizes,
                     stats,
+                    parts,
                     strict=True,
                 )
             ]
