@@ -71,7 +71,7 @@ from tensorhouse.storage.base import Store  # noqa: E402
 
 DIM = 128
 SEED = 0
-GEN_VERSION = 2
+GEN_VERSION = 3  # 3: tabular columns in group files (format of the group-files merge)
 REFERENCE = "duckdb/parquet"
 #: Each engine over tensorhouse against the same engine over Parquet (the issue's targets).
 SAME_ENGINE = [("df/th", "df/parquet")]
