@@ -256,3 +256,44 @@ def test_pyarrow_take_on_sliced_nested_fixed_size_list_is_still_wrong() -> None:
     sliced = arr.slice(3, 5)
     want = [sliced.to_pylist()[i] for i in (0, 2)]
     assert sliced.take(pa.array([0, 2])).to_pylist() != want
+
+
+def test_statistics_checked_once_per_chunk_not_per_file(tmp_path) -> None:
+    """Stats are verified once per process per chunk: a group file holds many chunks, so a
+    second chunk of the same file whose forged stats repeat the first's is still checked."""
+    from hostile import chunk_refs, rewrite_entry
+
+    from tensorhouse.errors import CorruptChunkError
+
+    root = tmp_path / "ds"
+    ds = th.create(str(root), {"x": "int64"}, chunk_bytes=1024)  # 128 rows a chunk
+    ds.append({"x": np.concatenate([np.arange(128) + 1000 * i for i in range(8)])})
+
+    def same_file(refs: list) -> tuple[int, int]:
+        for i, a in enumerate(refs):
+            for j in range(i + 1, len(refs)):
+                if refs[j]["path"] == a["path"]:
+                    return i, j
+        raise AssertionError("no two chunks share a file")
+
+    same_file([r for r in chunk_refs(json_entry(root)) if r.get("stats")])
+
+    def forge(doc: dict) -> None:
+        refs = [r for r in chunk_refs(doc) if r.get("stats")]
+        i, j = same_file(refs)
+        refs[j]["stats"]["min"], refs[j]["stats"]["max"] = (
+            refs[i]["stats"]["min"],
+            refs[i]["stats"]["max"],
+        )
+
+    rewrite_entry(root, 1, forge)
+    with pytest.raises(CorruptChunkError, match="statistics"):
+        th.open(str(root)).to_table()
+
+
+def json_entry(root) -> dict:
+    import json
+
+    from hostile import entry_path
+
+    return json.loads(entry_path(root, 1).read_bytes())

@@ -22,7 +22,7 @@ from tensorhouse.format.threads import decode_pool, io_pool
 from tensorhouse.types import ROWID, Arrow, ColumnType
 
 #: Chunks whose values were checked against the log's statistics in this process (see read_chunk).
-_STATS_OK: dict[tuple[str, str, str], None] = {}
+_STATS_OK: dict[tuple[str, str, str, str], None] = {}
 _STATS_KEPT = 1 << 16
 
 
@@ -295,8 +295,10 @@ class SnapshotReader:
             return of_column(columnar.cast(batch.column, want, name))
         if batch.column is None and ctype.is_scalar and ref.stats:
             # Checking the stats costs a min/max pass: once per process per chunk and stats
-            # (chunk files are immutable), not on every scan of every query.
-            key = (self.reader.store.uri, ref.path, repr(ref.stats))
+            # (data files are immutable), not on every scan of every query. A group file holds
+            # many chunks: its part (row group, column) is in the key.
+            part = None if ref.part is None else (ref.part.row_group, ref.part.column)
+            key = (self.reader.store.uri, ref.path, repr(part), repr(ref.stats))
             if key not in _STATS_OK:
                 check_stats(
                     batch,
