@@ -13,7 +13,11 @@ the Parquet files of the same tables, and reports:
   and the queries whose hash tables hold more than twice Parquet's rows;
 - ``--repeats N``: median wall time of N interleaved runs of each query.
 
-``--compare-push-all`` adds the tensorhouse registration that hands the scan
+``th`` is the default registration: DuckDB's own ``read_parquet`` over the
+datasets' Parquet group files where it can (``connector/native.py``; the
+read path of each table is logged). ``--compare-python`` adds the same
+datasets registered with ``native=False`` (the Python Arrow scan).
+``--compare-push-all`` adds the Python scan that hands the scan
 every filter DuckDB offers (the behaviour before
 ``connector/duckdb_source.py`` kept the filters statistics cannot prune by in
 DuckDB's plan), so both can be compared in one run. ``--show 4 10`` prints the
@@ -76,20 +80,27 @@ def prepare(sf: float, root: Path) -> tuple[Path, Path]:
     return th_dir, pq_dir
 
 
-def connect(th_dir: Path, pq_dir: Path, push_all: bool) -> dict[str, duckdb.DuckDBPyConnection]:
+def connect(
+    th_dir: Path, pq_dir: Path, push_all: bool, python: bool = False
+) -> dict[str, duckdb.DuckDBPyConnection]:
     cons = {"th": duckdb.connect(), "parquet": duckdb.connect()}
     for t in TABLES:
         th.duckdb.register(cons["th"], t, str(th_dir / t))
         cons["parquet"].sql(
             f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{pq_dir / t}.parquet')"
         )
+        log(f"[read path] {t}: {th.duckdb.read_path(cons['th'], t)}")
+    if python:
+        cons["th python"] = con = duckdb.connect()
+        for t in TABLES:
+            th.duckdb.register(con, t, str(th_dir / t), native=False)
     if push_all:
         cons["th push-all"] = con = duckdb.connect()
         saved = duckdb_source.PUSH_WHEN_SKIPPED
         duckdb_source.PUSH_WHEN_SKIPPED = 0.0  # read by each source when it is made
         try:
             for t in TABLES:
-                th.duckdb.register(con, t, str(th_dir / t))
+                th.duckdb.register(con, t, str(th_dir / t), native=False)
         finally:
             duckdb_source.PUSH_WHEN_SKIPPED = saved
     return cons
@@ -156,6 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--compare-push-all", action="store_true", help="add the push-every-filter source"
     )
+    ap.add_argument(
+        "--compare-python",
+        action="store_true",
+        help="add the Python Arrow scan (native=False) beside the default (native) registration",
+    )
     ap.add_argument("--smoke", action="store_true", help="SF 0.01 (CI)")
     ap.add_argument(
         "--data", type=Path, default=DATA_DIR, help="cache directory for generated data"
@@ -164,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.sf = 0.01
     t_start = time.perf_counter()
-    cons = connect(*prepare(args.sf, args.data), args.compare_push_all)
+    cons = connect(*prepare(args.sf, args.data), args.compare_push_all, args.compare_python)
     systems = list(cons)
     ths = [s for s in systems if s != "parquet"]
     problems: list[str] = []

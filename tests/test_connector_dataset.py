@@ -165,7 +165,8 @@ def test_statistics_skip_chunks_and_fragments(numbers: Dataset) -> None:
     ds, store = counted(numbers)
     t = TensorhouseArrowDataset(ds, rowid=True)
     sc = t.scanner(columns=["a"], filter=pc.field("a") < 100)
-    assert sc.ranges == [(0, 128)]
+    first = int(ds.reader.index("a").starts[1])  # 125: a fragment's row groups are equal
+    assert first >= 100 and sc.ranges == [(0, first)]
     assert sc.to_table().num_rows == 100
     assert store.reads["a"] == 1  # the first chunk of 16; no prefetch past the pruned range
     assert [(f.start, f.stop) for f in t.get_fragments(pc.field("a") >= 1600)] == [(1500, 2000)]

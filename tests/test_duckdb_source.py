@@ -1,7 +1,8 @@
 """How DuckDB plans over a registered dataset: the row count, which filters the scan takes, join sides.
 
 The source is ``connector/duckdb_source.py``; its plans are compared with
-DuckDB's over Parquet files of the same data (EXPLAIN ANALYZE in JSON).
+DuckDB's over Parquet files of the same data (EXPLAIN ANALYZE in JSON). Every registration
+here passes ``native=False``: these tests are about the Python scan, not DuckDB's Parquet reader.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_a_predicate_that_prunes_goes_to_the_scan_and_one_that_cannot_stays_in_d
 ) -> None:
     ds, table = sorted_and_random
     con = duckdb.connect()
-    th.duckdb.register(con, "t", ds)
+    th.duckdb.register(con, "t", ds, native=False)
     con.register("native_src", table)
     con.sql("CREATE TABLE native AS SELECT * FROM native_src")
     for where in ("id < 1000", "label = 7", "id < 1000 AND label = 7", "id BETWEEN 100 AND 30000"):
@@ -113,7 +114,7 @@ def test_is_not_null_is_exact_pinned_or_refreshing(tmp_path: Path) -> None:
     ds = th.create(str(tmp_path / "n"), {"k": "int64"})
     ds.append({"k": list(range(100))})
     con = duckdb.connect()
-    th.duckdb.register(con, "pinned", ds)
+    th.duckdb.register(con, "pinned", ds, native=False)
     th.duckdb.register(con, "live", ds, refresh=True)
     q = "SELECT count(*) FROM {} WHERE k IS NOT NULL"
     assert con.sql(q.format("pinned")).fetchall() == [(100,)]
@@ -143,7 +144,7 @@ def test_is_not_null_is_not_evaluated_where_pinned_statistics_prove_it(
 
     monkeypatch.setattr(TensorhouseArrowDataset, "scanner", spy)
     con = duckdb.connect()
-    th.duckdb.register(con, "pinned", ds)
+    th.duckdb.register(con, "pinned", ds, native=False)
     th.duckdb.register(con, "live", ds, refresh=True)
     for name in ("pinned", "live"):
         scans.clear()
@@ -158,7 +159,7 @@ def test_join_builds_on_the_small_side(tmp_path: Path) -> None:
     ds.append({"id": np.arange(n), "v": np.ones(n, np.float32)})
     pq.write_table(pa.table({"id": np.arange(0, n, 100)}), str(tmp_path / "small.parquet"))
     con = duckdb.connect()
-    th.duckdb.register(con, "big", ds)
+    th.duckdb.register(con, "big", ds, native=False)
     q = f"SELECT count(*) FROM big b JOIN '{tmp_path / 'small.parquet'}' s ON b.id = s.id"
     assert con.sql(q).fetchall() == [(n // 100,)]
     join = next(x for x in _nodes(con, q, analyze=True) if x["name"] == "HASH_JOIN")
@@ -207,7 +208,7 @@ def tpch_cons(
     on_th, on_pq = duckdb.connect(), duckdb.connect()
     for t in TABLES:
         th.ingest.parquet(str(src / f"{t}.parquet"), str(root / "th" / t), progress=False)
-        th.duckdb.register(on_th, t, str(root / "th" / t))
+        th.duckdb.register(on_th, t, str(root / "th" / t), native=False)
         on_pq.sql(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{src / t}.parquet')")
     return on_th, on_pq
 

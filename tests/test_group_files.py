@@ -407,3 +407,40 @@ def test_every_error_is_typed_for_random_damage(tmp_path: Path) -> None:
         except TensorhouseError:
             continue
         assert got.equals(want), pos
+
+
+def test_reads_keep_no_mapping_and_footers_are_parsed_once(tmp_path: Path) -> None:
+    import gc
+
+    from tensorhouse.format.chunks import reader as chunk_reader
+
+    ds = th.create(str(tmp_path / "k"), {"k": "string", "x": "int64"}, chunk_bytes=4096)
+    ds.append({"k": [f"s{i % 5}" for i in range(5000)], "x": np.arange(5000)})
+    before = dict(group._FOOTERS._items)
+    for _ in range(2):
+        TensorhouseArrowDataset(ds).to_table()
+    gc.collect()
+    assert [k for k in chunk_reader._MAPS if k[0] == ds.uri] == []  # decoded values are copies
+    parsed = [k for k in group._FOOTERS._items if k not in before and k[0] == ds.uri]
+    files = {r.path for refs in ds.snapshot.fragments[0].columns.values() for r in refs}
+    assert sorted(k[1] for k in parsed) == sorted(files)  # one footer per file, kept
+
+
+def test_a_log_range_other_than_the_footers_is_refused(tmp_path: Path) -> None:
+    """Bytes checked against the log's checksum must be the bytes decoded: a forged log that points
+    a chunk at another chunk's (valid, checksummed) range is refused."""
+    _hostile(tmp_path / "o")
+
+    def forge(doc: dict[str, Any]) -> None:
+        refs = chunk_refs(doc)
+        a = refs[0]
+        b = next(
+            r for r in refs if r["path"] == a["path"] and r["part"]["column"] != a["part"]["column"]
+        )
+        for key in ("offset", "checksum"):
+            a["part"][key] = b["part"][key]
+        a["size"] = b["size"]
+
+    rewrite_entry(tmp_path / "o", 1, forge)
+    with pytest.raises(CorruptChunkError, match="lies at"):
+        _read(tmp_path / "o")

@@ -54,6 +54,7 @@ from typing import Any
 import datafusion
 import pyarrow as pa
 
+from tensorhouse.connector import native as _native
 from tensorhouse.connector import rowids
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
 from tensorhouse.format.dataset import Dataset
@@ -72,12 +73,18 @@ def register(
     storage_options: Mapping[str, Any] | None = None,
     refresh: bool = False,
     rowid: bool = False,
+    native: bool | None = None,
 ) -> TensorhouseArrowDataset:
     """Register a dataset (URI or open Dataset) as table ``name`` on ``ctx``; returns the Arrow dataset.
 
     The table has exactly the dataset's columns; ``rowid=True`` adds
     ``_rowid`` (int64, stable row ids) first. A name already registered is replaced. ``refresh=True`` makes every query
     read the latest committed version instead of the one opened here.
+
+    When the version's columns are Parquet files on a local disk, the table
+    reads them with DataFusion's own Parquet reader (:mod:`.native`);
+    ``native=False`` (or ``TENSORHOUSE_NATIVE=0``) keeps the Python scan.
+    :func:`read_path` says which one a table uses, and why.
 
     Example:
         >>> import datafusion, tensorhouse as th
@@ -106,10 +113,58 @@ def register(
     companion = rowids.companion_name(name).lower()
     ctx.register_dataset(companion, table)
     rowids.remember(companion, table, owner=ctx)
+    view = _native_view(ctx, name, companion, table, rowid=rowid, refresh=refresh, native=native)
     if ctx.table_exist(name):
         ctx.deregister_table(name)
-    ctx.register_view(name, ctx.sql(rowids.view_sql(companion, rowid=rowid)))
+    ctx.register_view(name, view)
     return table
+
+
+def _native_view(
+    ctx: datafusion.SessionContext,
+    name: str,
+    companion: str,
+    table: TensorhouseArrowDataset,
+    *,
+    rowid: bool,
+    refresh: bool,
+    native: bool | None,
+) -> datafusion.DataFrame:
+    """What the user's name reads: the version's Parquet files when they allow, else the companion."""
+    path = _native.choose(table, native=native, rowid=rowid, refresh=refresh, engine="datafusion")
+    if path.native:
+        prefix = companion + _native.NATIVE_SUFFIX
+        try:
+            df, names = _native.datafusion_view(ctx, prefix, table, path)
+        except Exception as err:  # DataFusion raises its own exception types; the Python scan works
+            path = _native.ReadPath(False, f"DataFusion could not read the files natively: {err}")
+        else:
+            for n in names:
+                rowids.remember(n, table, owner=ctx, source=companion)
+            _native.remember_path(table, path)
+            _native.report(name, "datafusion", path)
+            return df
+    _native.remember_path(table, path)
+    _native.report(name, "datafusion", path)
+    return ctx.sql(rowids.view_sql(companion, rowid=rowid))
+
+
+def read_path(ctx: datafusion.SessionContext, name: str) -> _native.ReadPath | None:
+    """How table ``name`` is read: by DataFusion's Parquet reader (``native``) or the Python scan, and why.
+
+    None when ``name`` is not a tensorhouse registration on ``ctx``.
+
+    Example:
+        >>> import datafusion, tensorhouse as th
+        >>> ds = th.create("memory://doc-df-read-path", {"x": "int64"})
+        >>> _ = ds.append({"x": [1]})
+        >>> ctx = datafusion.SessionContext()
+        >>> _ = th.datafusion.register(ctx, "t", ds)
+        >>> th.datafusion.read_path(ctx, "t").native  # a memory:// store has no local files
+        False
+    """
+    table = registered_table(ctx, name)
+    return _native.path_of(table) if table is not None else None
 
 
 def _literal(arg: Any, position: int, fname: str) -> Any:
@@ -325,8 +380,8 @@ def companion_of(ctx: datafusion.SessionContext, name: str) -> str | None:
         sql = Unparser(Dialect.default()).plan_to_sql(ctx.table(name).logical_plan())
     except Exception:  # not a table, or a plan DataFusion cannot write as SQL
         return None
-    found = [t for t in _companion_names(sql) if rowids.is_companion(t)]
-    return found[0] if len(found) == 1 else None
+    found = {rowids.rowid_source(t) for t in _companion_names(sql) if rowids.is_companion(t)}
+    return found.pop() if len(found) == 1 else None
 
 
 def registered_table(ctx: datafusion.SessionContext, name: str) -> TensorhouseArrowDataset | None:
@@ -352,6 +407,7 @@ __all__ = [
     "companion_of",
     "context",
     "install",
+    "read_path",
     "register",
     "registered_table",
     "rowid_dataframe",

@@ -53,6 +53,7 @@ from typing import Any
 
 import duckdb
 
+from tensorhouse.connector import native as _native
 from tensorhouse.connector import rowids
 from tensorhouse.connector.arrow_dataset import TensorhouseArrowDataset, arrow_dataset
 from tensorhouse.connector.duckdb_source import register_counted
@@ -178,19 +179,77 @@ def _register_table(
     table: TensorhouseArrowDataset,
     rowid: bool,
     refresh: bool,
+    native: bool | None = None,
 ) -> str:
-    """The companion (with ``_rowid``) under a fresh name, and ``name`` as a view over it."""
+    """The companion (with ``_rowid``) under a fresh name, and ``name`` as a view over it.
+
+    When the version's columns are Parquet files DuckDB can read (:mod:`.native`), the view
+    reads them through a native view instead, and the companion stays for row ids.
+    """
     companion = rowids.companion_name(name)
     register_counted(con, companion, table, pinned=not refresh)
     rowids.remember(companion, table)
-    old = _companion_behind(con, name)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {_quote(name)} AS {rowids.view_sql(companion, rowid=rowid)}"
+    source = _native_source(
+        con, name, companion, table, rowid=rowid, refresh=refresh, native=native
     )
+    old = _companion_behind(con, name)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {_quote(name)} AS {source}")
     if old is not None:  # the name now reads the new companion; the old one only held memory
-        con.unregister(old)
-        rowids.forget(old)
+        _drop(con, old)
     return companion
+
+
+def _native_source(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    companion: str,
+    table: TensorhouseArrowDataset,
+    *,
+    rowid: bool,
+    refresh: bool,
+    native: bool | None,
+) -> str:
+    """The SELECT behind the user's name: the native view when the files allow, else the companion."""
+    path = _native.choose(table, native=native, rowid=rowid, refresh=refresh, engine="duckdb")
+    if path.native:
+        view = companion + _native.NATIVE_SUFFIX
+        failed = _native.duckdb_view(con, view, companion, path)
+        if failed is None:
+            rowids.remember(view, table, source=companion)
+            _native.remember_path(table, path)
+            _native.report(name, "duckdb", path)
+            return f"SELECT * FROM {_quote(view)}"
+        path = _native.ReadPath(False, failed)
+    _native.remember_path(table, path)
+    _native.report(name, "duckdb", path)
+    return rowids.view_sql(companion, rowid=rowid)
+
+
+def _drop(con: duckdb.DuckDBPyConnection, companion: str) -> None:
+    view = companion + _native.NATIVE_SUFFIX
+    if rowids.lookup(view) is not None:
+        con.execute(f"DROP VIEW IF EXISTS {_quote(view)}")
+        rowids.forget(view)
+    con.unregister(companion)
+    rowids.forget(companion)
+
+
+def read_path(con: duckdb.DuckDBPyConnection, name: str) -> _native.ReadPath | None:
+    """How table ``name`` is read: by DuckDB's Parquet reader (``native``) or the Python scan, and why.
+
+    None when ``name`` is not a tensorhouse registration on ``con``.
+
+    Example:
+        >>> import duckdb, tensorhouse as th
+        >>> ds = th.create("memory://doc-duck-read-path", {"x": "int64"})
+        >>> _ = ds.append({"x": [1]})
+        >>> con = duckdb.connect()
+        >>> _ = th.duckdb.register(con, "t", ds)
+        >>> th.duckdb.read_path(con, "t").native
+        False
+    """
+    table = registered_table(con, name)
+    return _native.path_of(table) if table is not None else None
 
 
 def companion_of(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
@@ -204,8 +263,8 @@ def _companion_behind(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     if text is None:
         return None
     read = rowids.tables_in(text, dialect="duckdb")
-    hits = [c for c in companions if c.lower() in read]
-    return hits[0] if len(hits) == 1 else None
+    hits = {rowids.rowid_source(c) for c in companions if c.lower() in read}
+    return hits.pop() if len(hits) == 1 else None
 
 
 def _quote(name: str) -> str:
@@ -224,6 +283,7 @@ def register(
     storage_options: Mapping[str, Any] | None = None,
     refresh: bool = False,
     rowid: bool = False,
+    native: bool | None = None,
 ) -> TensorhouseArrowDataset:
     """Register a dataset (URI or open Dataset) as table ``name`` on ``con``; returns the Arrow dataset.
 
@@ -231,6 +291,11 @@ def register(
     (int64, stable row ids) as its first column. A name already registered is
     replaced. ``refresh=True`` makes every query read the latest committed
     version instead of the one opened here.
+
+    When the version's columns are Parquet files on a local disk, the table
+    reads them with DuckDB's own Parquet reader (:mod:`.native`);
+    ``native=False`` (or ``TENSORHOUSE_NATIVE=0``) keeps the Python scan.
+    :func:`read_path` says which one a table uses, and why.
 
     Example:
         >>> import duckdb, tensorhouse as th
@@ -253,7 +318,7 @@ def register(
         rowid=True,
         refresh=refresh,
     )
-    _register_table(con, name, table, rowid, refresh)
+    _register_table(con, name, table, rowid, refresh, native)
     return table
 
 
@@ -267,8 +332,11 @@ def scan(
     branch: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     rowid: bool = False,
+    native: bool | None = None,
 ) -> duckdb.DuckDBPyRelation:
     """A relation over one version of a dataset, for a query without a registered name.
+
+    It reads the version's Parquet files natively when it can, as :func:`register` does.
 
     Example:
         >>> import duckdb, tensorhouse as th
@@ -290,7 +358,10 @@ def scan(
     companion = rowids.companion_name("scan")
     register_counted(con, companion, table, pinned=True)
     rowids.remember(companion, table)
-    return con.sql(rowids.view_sql(companion, rowid=rowid))
+    source = _native_source(
+        con, "scan", companion, table, rowid=rowid, refresh=False, native=native
+    )
+    return con.sql(source)
 
 
 def connect(
@@ -300,6 +371,7 @@ def connect(
     storage_options: Mapping[str, Any] | None = None,
     refresh: bool = False,
     rowid: bool = False,
+    native: bool | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A new DuckDB connection with ``tables`` (name -> URI or Dataset) registered.
 
@@ -312,7 +384,15 @@ def connect(
     """
     con = duckdb.connect(database)
     for name, source in (tables or {}).items():
-        register(con, name, source, storage_options=storage_options, refresh=refresh, rowid=rowid)
+        register(
+            con,
+            name,
+            source,
+            storage_options=storage_options,
+            refresh=refresh,
+            rowid=rowid,
+            native=native,
+        )
     return con
 
 
@@ -321,4 +401,12 @@ def _check_name(name: str) -> None:
         raise ValueError(f"a table name is a non-empty string, got {name!r}")
 
 
-__all__ = ["column_types", "connect", "register", "registered_datasets", "registered_table", "scan"]
+__all__ = [
+    "column_types",
+    "connect",
+    "read_path",
+    "register",
+    "registered_datasets",
+    "registered_table",
+    "scan",
+]

@@ -62,6 +62,7 @@ class _Entry:
     owner: (
         weakref.ReferenceType[Any] | None
     )  # the SessionContext (DataFusion): where a rewrite runs
+    source: str | None = None  # for a native relation: the companion (with _rowid) it stands for
 
 
 _LOCK = threading.Lock()
@@ -74,8 +75,13 @@ def companion_name(name: str) -> str:
     return f"{COMPANION_PREFIX}{readable}_{uuid.uuid4().hex[:8]}"
 
 
-def remember(companion: str, table: Any, *, owner: Any = None) -> None:
-    """Record that ``companion`` names ``table`` (and, for DataFusion, lives on ``owner``)."""
+def remember(companion: str, table: Any, *, owner: Any = None, source: str | None = None) -> None:
+    """Record that ``companion`` names ``table`` (and, for DataFusion, lives on ``owner``).
+
+    ``source``: ``companion`` is a native relation (the engine's Parquet reader,
+    :mod:`.native`) over the same rows, without ``_rowid``; ``source`` is the
+    companion that has ``_rowid``, which a rewrite for the loader reads instead.
+    """
     try:
         owner_ref = weakref.ref(owner) if owner is not None else None
     except TypeError:  # not weak-referenceable: a rewrite then needs dataset=
@@ -83,7 +89,7 @@ def remember(companion: str, table: Any, *, owner: Any = None) -> None:
     with _LOCK:
         for k in [k for k, e in _COMPANIONS.items() if e.table() is None]:
             del _COMPANIONS[k]
-        _COMPANIONS[companion] = _Entry(weakref.ref(table), owner_ref)
+        _COMPANIONS[companion] = _Entry(weakref.ref(table), owner_ref, source)
 
 
 def forget(companion: str) -> None:
@@ -96,6 +102,13 @@ def lookup(companion: str) -> Any | None:
     with _LOCK:
         entry = _COMPANIONS.get(companion)
     return entry.table() if entry is not None else None
+
+
+def rowid_source(name: str) -> str:
+    """The companion with ``_rowid`` that ``name`` stands for: itself, or a native relation's companion."""
+    with _LOCK:
+        entry = _COMPANIONS.get(name)
+    return entry.source if entry is not None and entry.source is not None else name
 
 
 def owner_of(companion: str) -> Any | None:
@@ -261,17 +274,23 @@ def _companion_of(src: Any, tables: Mapping[str, str], ctes: set[str]) -> str | 
             return None
         name = src.name.lower()
         return None if name in ctes else tables.get(name)
-    if isinstance(src, exp.Subquery) and isinstance(src.this, exp.Select):
-        # DataFusion inlines a view as (SELECT cols FROM companion) AS name.
+    if isinstance(src, exp.Subquery) and isinstance(src.this, exp.Select | exp.Union):
+        # DataFusion inlines a view as (SELECT cols FROM companion) AS name; a native view as
+        # (SELECT cols FROM (SELECT cols FROM file_0 UNION ALL SELECT cols FROM file_1 ...)) AS name.
+        # Either stands for the companion when it reads nothing else and drops or adds no row.
         inner = src.this
-        from_ = inner.args.get("from_")
-        plain = not any(
-            inner.args.get(k) for k in ("joins", "where", "group", "having", "distinct", "limit")
+        leaves = list(inner.find_all(exp.Table))
+        # A WHERE on no column (file_row_index() NOT IN (...)) drops deleted rows, as the companion does.
+        changes_rows = any(
+            isinstance(n, exp.Join | exp.Group | exp.Having | exp.Limit | exp.Distinct)
+            or (isinstance(n, exp.Where) and n.find(exp.Column) is not None)
+            or (isinstance(n, exp.Union) and n.args.get("distinct"))
+            for n in inner.walk()
         )
-        if plain and from_ is not None and isinstance(from_.this, exp.Table):
-            comp = tables.get(from_.this.name.lower())
-            if comp is not None and comp == from_.this.name:
-                return comp
+        internal = all(t.name.lower().startswith(COMPANION_PREFIX) for t in leaves)
+        comps = {tables.get(t.name.lower()) for t in leaves}
+        if leaves and internal and not changes_rows and len(comps) == 1:
+            return comps.pop()
     return None
 
 
@@ -286,13 +305,15 @@ def rowid_loader_query(
 ) -> tuple[RowidQuery, Any]:
     """:func:`rowid_query` from what an engine's catalog says: ``companions`` present on the
     connection, ``views`` (view name -> its SQL). Returns the rewrite and the companion's Arrow dataset."""
-    live = {c: t for c in companions if (t := lookup(c)) is not None}
-    tables: dict[str, str] = {c.lower(): c for c in live}
+    found = {c: t for c in companions if (t := lookup(c)) is not None}
+    # A native relation stands for its companion: the rewrite reads the companion (it has _rowid).
+    tables: dict[str, str] = {c.lower(): rowid_source(c) for c in found}
+    live = {rowid_source(c): t for c, t in found.items()}
     for view, text in views.items():
         read = tables_in(text, dialect=dialect)
-        hits = [c for c in live if c.lower() in read]
+        hits = [c for c in found if c.lower() in read]
         if len(hits) == 1 and len(read) == 1:
-            tables[view.lower()] = hits[0]
+            tables[view.lower()] = rowid_source(hits[0])
     q = rowid_query(
         sql,
         dialect=dialect,
@@ -315,6 +336,7 @@ __all__ = [
     "remember",
     "rowid_loader_query",
     "rowid_query",
+    "rowid_source",
     "tables_in",
     "view_sql",
 ]

@@ -393,7 +393,14 @@ class ChunkReader:
             )
         group.verify(data, part, uri, path)
         arr = group.decode(
-            source, footer, part, ref.rows, where, declared=ctype.arrow_type(), wanted=wanted
+            source,
+            footer,
+            part,
+            ref.rows,
+            ref.size,
+            where,
+            declared=ctype.arrow_type(),
+            wanted=wanted,
         )
         return group.to_batch(arr, ctype)
 
