@@ -318,7 +318,7 @@ def test_join_order_over_native_tables_is_parquets(tmp_path: Path) -> None:
 # -- the parity statements over native registrations ----------------------------------------
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The parity tables as datasets: read natively (pets' tensor by row id in DuckDB)."""
+    """The parity tables as datasets: the tabular ones are read natively (pets has a tensor)."""
     root = tmp_path_factory.mktemp("native-parity")
     out: dict[str, Any] = {"uris": {}, "arrow": {}}
     for name, (schema, table) in parity.tables().items():
@@ -333,10 +333,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 class TestDuckDBNative(parity.TestDuckDB):
     def test_tabular_tables_are_native(self, data: dict[str, Any]) -> None:
         con = self.session("tensorhouse", data)
-        for name in ("labels", "nation", "region", "pets"):
+        for name in ("labels", "nation", "region"):
             assert th.duckdb.read_path(con, name).native, name  # type: ignore[union-attr]
-        # pets' tensor column is read by row id, only when a query names it
-        assert th.duckdb.read_path(con, "pets").by_rowid  # type: ignore[union-attr]
+        assert not th.duckdb.read_path(con, "pets").native  # type: ignore[union-attr]
 
 
 class TestDataFusionNative(parity.TestDataFusion):

@@ -6,7 +6,6 @@ compared with the Python scan (``native=False``) of the same dataset.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import datafusion
@@ -24,7 +23,7 @@ from tensorhouse.format.rowid_reads import RowIdReader
 @pytest.fixture(autouse=True)
 def _native_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(native.ENV, raising=False)
-    monkeypatch.delenv(native.MIXED_ENV, raising=False)
+    monkeypatch.setenv(native.MIXED_ENV, "1")  # off by default (see native.MIXED_ENV)
 
 
 SCHEMA = {
@@ -121,12 +120,16 @@ def test_queries_not_naming_a_tensor_do_not_read_it(
 def test_opt_out_and_datafusion_keep_the_python_scan(
     mixed: th.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(native.MIXED_ENV, "0")
-    con = duckdb.connect()
-    th.duckdb.register(con, "t", mixed)
-    path = th.duckdb.read_path(con, "t")
-    assert path is not None and not path.native
-    monkeypatch.delenv(native.MIXED_ENV)
+    for off in ("0", None):  # None: the default
+        if off is None:
+            monkeypatch.delenv(native.MIXED_ENV)
+        else:
+            monkeypatch.setenv(native.MIXED_ENV, off)
+        con = duckdb.connect()
+        th.duckdb.register(con, "t", mixed)
+        path = th.duckdb.read_path(con, "t")
+        assert path is not None and not path.native and "tensor" in path.reason
+    monkeypatch.setenv(native.MIXED_ENV, "1")
     ctx = datafusion.SessionContext()
     th.datafusion.register(ctx, "t", mixed)
     dpath = th.datafusion.read_path(ctx, "t")

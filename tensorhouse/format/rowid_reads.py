@@ -76,22 +76,29 @@ class RowIdReader:
         return arr
 
     def read(self, rowids: np.ndarray) -> pa.Array:
-        """The rows with these ids, in this order (RowNotFoundError naming an id not in the version)."""
-        rows = self._reader.rows_of_rowids(np.asarray(rowids, dtype=np.int64))
+        """The rows with these ids, in this order (RowNotFoundError naming an id not in the version).
+
+        Consecutive ids (a vector of an unfiltered scan) are slices of the cached chunks;
+        others a ``take`` from them.
+        """
+        ids = np.asarray(rowids, dtype=np.int64)
+        n = len(ids)
         idx = self._reader.index(self._name)
-        n = len(rows)
         if n == 0:
-            t = (
-                self._type
-                or to_arrow(self._reader.read_chunk(self._name, self._ctype, 0), self._ctype).type
-            )
-            return pa.array([], type=t)
+            return self._chunk(0).slice(0, 0) if len(idx.refs) else pa.array([], self._type)
+        run = int(ids[-1]) - int(ids[0]) == n - 1 and (n == 1 or bool((np.diff(ids) == 1).all()))
+        if run and not self._reader.has_deletions:
+            # consecutive ids of one fragment are consecutive rows: map (and check) the ends only
+            rows = self._reader.rows_of_rowids(ids[[0, -1]])
+            run = int(rows[1]) - int(rows[0]) == n - 1
+            if not run:
+                rows = self._reader.rows_of_rowids(ids)
+        else:
+            rows = self._reader.rows_of_rowids(ids)
         first, last = int(rows[0]), int(rows[-1])
-        c0, c1 = idx.locate_one(first), idx.locate_one(last)
-        if last - first == n - 1 and (n == 1 or bool(np.all(np.diff(rows) == 1))):
-            # rows in order without gaps (an unfiltered vector): slices of at most a few chunks
+        if run:
             parts = []
-            for c in range(c0, c1 + 1):
+            for c in range(idx.locate_one(first), idx.locate_one(last) + 1):
                 start = int(idx.starts[c])
                 lo, hi = max(first, start), min(last + 1, int(idx.starts[c + 1]))
                 parts.append(self._chunk(c).slice(lo - start, hi - lo))
