@@ -83,6 +83,14 @@ def test_open_reads_the_hint_the_checkpoint_and_the_entries_after_it_only(
         "_log/_last_checkpoint",
         "_log/00000000000000000010.checkpoint",
     ]
+    # the compacted file of version 13 (against checkpoint 10) holds its state: no entry is parsed
+    assert store.keys_read[2:] == ["_log/00000000000000000010.00000000000000000013.compacted"]
+    # without compacted files (an older writer, or deleted), the entries after the checkpoint are read
+    for p in (Path(uri) / "_log").glob("*.compacted"):
+        p.unlink()
+    cache.clear()
+    store = CountingStore(LocalStore(uri))
+    assert xs(open_with(store)) == list(range(13)) and store.calls["list"] == 0
     assert sorted(store.keys_read[2:]) == [f"_log/{v:020d}.json" for v in (11, 12, 13)]
 
 

@@ -534,21 +534,25 @@ class Dataset:
         """Versions up to this one, oldest first: when, what operation, how many rows.
 
         With ``limit``, only the newest ``limit`` versions, reading only their
-        log entries (and the checkpoint before them), not the whole log.
+        log entries (and the checkpoint before them), not the whole log. After
+        ``vacuum`` removed old log entries, it starts at the oldest one left.
         """
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be positive, got {limit}")
-        first = 0 if limit is None else max(0, self.version - limit + 1)
+        oldest = self._log.oldest_version()
+        first = oldest if limit is None else max(oldest, self.version - limit + 1)
         live: dict[int, int] = {}
+        # The first version's row count comes from the state before it, or its own when that is gone.
+        own_base = first > 0 and first == oldest
         if first > 0:
-            base = self._log.snapshot(first - 1)
+            base = self._log.snapshot(first if own_base else first - 1)
             ids, rows, deleted = fragment_arrays(base.fragments)
             live = dict(zip(ids.tolist(), (rows - deleted).tolist(), strict=True))
         total = sum(live.values())
         out = []
         # Row counts follow the actions, without replaying whole snapshots.
         for c in self._log.read_range(first, self.version + 1):
-            for a in c.actions:
+            for a in c.actions if not (own_base and c.version == first) else ():
                 match a:
                     case AddFragment(f) | ReplaceFragment(f):
                         total += f.num_live - live.get(f.id, 0)

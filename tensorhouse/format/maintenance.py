@@ -13,6 +13,7 @@ from tensorhouse.format.log import (
     AddFragment,
     AddIndex,
     Log,
+    PrunePlan,
     RemoveFragment,
     ReplaceFragment,
 )
@@ -26,8 +27,8 @@ MIN_SAFE_RETENTION = timedelta(hours=1)
 VACUUMED_PREFIXES = ("data/", "_deletions/", "_indexes/")
 
 
-def _retained_files(lg: Log, cutoff_ms: int, protected: set[int]) -> tuple[set[str], int]:
-    """Files of the versions of ``lg`` that vacuum keeps, and how many versions those are.
+def _retained_files(lg: Log, cutoff_ms: int, protected: set[int]) -> tuple[set[str], int, int]:
+    """Files of the versions of ``lg`` that vacuum keeps, how many versions those are, and the oldest of them.
 
     Timestamps increase with versions, so the versions current at some point
     since the cutoff are the one current at the cutoff (found by binary
@@ -41,7 +42,7 @@ def _retained_files(lg: Log, cutoff_ms: int, protected: set[int]) -> tuple[set[s
     except VersionNotFoundError:  # every commit is newer than the cutoff
         k = lg.first_version
     if k > latest:  # a branch with no commit of its own: its base is protected on the parent
-        return set(), 0
+        return set(), 0, k
     base = lg.snapshot(k)
     files = base.files()
     for c in lg.read_range(k + 1, latest + 1):
@@ -54,7 +55,7 @@ def _retained_files(lg: Log, cutoff_ms: int, protected: set[int]) -> tuple[set[s
     older = sorted(v for v in protected if lg.first_version <= v < k)
     for v in older:
         files |= lg.snapshot(v).files()
-    return files, latest - k + 1 + len(older)
+    return files, latest - k + 1 + len(older), k
 
 
 def vacuum(
@@ -68,6 +69,11 @@ def vacuum(
     keeps them; that is why retentions under an hour need ``force=True``.
     Staged files of writes that crashed before renaming them into place
     (``.tmp-*`` on a local file system) go too, once older than ``retention``.
+
+    The log is pruned too (:meth:`Log.prune_plan`): checkpoints no retained
+    version starts from, and the entries older than the oldest checkpoint
+    still needed. Every retained version, tag and branch still opens (as fast
+    as before), and ``history()`` lists the versions from there on.
     """
     if retention < MIN_SAFE_RETENTION and not force:
         raise ValueError(
@@ -88,10 +94,13 @@ def vacuum(
             protected[parent_name].add(lg.parent[1])
     keep: set[str] = set()
     retained = 0
+    plans: list[tuple[Log, PrunePlan]] = []
     for b, lg in logs.items():
-        files, count = _retained_files(lg, int(cutoff), protected.get(b, set()))
+        files, count, oldest = _retained_files(lg, int(cutoff), protected.get(b, set()))
         keep |= files
         retained += count
+        if count:
+            plans.append((lg, lg.prune_plan(oldest, protected.get(b, set()))))
     victims = []
     freed = 0
     for prefix in VACUUMED_PREFIXES:
@@ -109,8 +118,20 @@ def vacuum(
                 store.delete(key)
         for info in staged:
             store.delete_staged(info.key)
+        for lg, plan in plans:
+            lg.prune(plan)
     victims += [i.key for i in staged]
-    return VacuumReport(dry_run, tuple(victims), freed, len(keep), retained)
+    log_files = tuple(key for _, plan in plans for key, _ in plan.keys)
+    log_freed = sum(size for _, plan in plans for _, size in plan.keys)
+    return VacuumReport(
+        dry_run,
+        tuple(victims),
+        freed,
+        len(keep),
+        retained,
+        log_files=log_files,
+        log_bytes_freed=log_freed,
+    )
 
 
 #: A compaction group holds at most this many bytes of chunks (it is rewritten in memory, one column at a time).

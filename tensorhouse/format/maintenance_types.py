@@ -14,11 +14,15 @@ class VacuumReport:
     bytes_freed: int = 0
     kept_files: int = 0
     retained_versions: int = 0
+    #: Log entries and checkpoints no retained version needs (also deleted, or listed with ``dry_run``).
+    log_files: tuple[str, ...] = field(default=())
+    log_bytes_freed: int = 0
 
     def __str__(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
         return (
-            f"vacuum {verb} {len(self.deleted)} files ({self.bytes_freed / 1e6:.1f} MB); kept {self.kept_files} "
+            f"vacuum {verb} {len(self.deleted)} files ({self.bytes_freed / 1e6:.1f} MB) and "
+            f"{len(self.log_files)} log files ({self.log_bytes_freed / 1e6:.1f} MB); kept {self.kept_files} "
             f"files of {self.retained_versions} retained versions"
         )
 

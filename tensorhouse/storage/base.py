@@ -69,6 +69,13 @@ class Store(abc.ABC):
         """``put(key, b"".join(parts))``; a backend that can write the parts in turn skips the copy."""
         self.put(key, b"".join(parts))
 
+    def put_volatile(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """``put`` for an object only kept to go faster (a compacted log file): it may be lost in a crash.
+
+        Still atomic. A backend whose durable writes cost a flush to disk skips it.
+        """
+        self.put(key, data)
+
     @abc.abstractmethod
     def put_if_absent(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Write an object only if the key is free, atomically; else ObjectExistsError."""

@@ -164,8 +164,10 @@ class LocalStore(Store):
     def _failed(self, action: str, key: str, err: OSError) -> StorageError:
         return StorageError(f"cannot {action} {key!r} in {self.uri!r}: {err}")
 
-    def _stage(self, path: str, parts: Sequence[bytes | bytearray | memoryview]) -> str:
-        """Write ``parts``, in turn, durably to a fresh temp file beside ``path``; return its name."""
+    def _stage(
+        self, path: str, parts: Sequence[bytes | bytearray | memoryview], *, durable: bool = True
+    ) -> str:
+        """Write ``parts``, in turn, durably (unless not ``durable``) to a fresh temp file beside ``path``; return its name."""
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
         self._check_dir(directory, os.path.relpath(path, self.root))
@@ -175,7 +177,8 @@ class LocalStore(Store):
                 for part in parts:  # big parts bypass the file's buffer: no copy
                     f.write(part)
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
         except BaseException:
             unlink_missing_ok(tmp)
             raise
@@ -297,6 +300,20 @@ class LocalStore(Store):
             # The new name must survive a crash as well: a commit written next
             # may already refer to this object.
             fsync_dir(os.path.dirname(path))
+        except OSError as err:
+            raise self._failed("write", key, err) from err
+
+    def put_volatile(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        # No fsync of the file or its folder: after a crash the object may be missing or torn
+        # (readers of such objects check a checksum), never another object's bytes.
+        path = self._path(key)
+        try:
+            tmp = self._stage(path, (data,), durable=False)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                unlink_missing_ok(tmp)
+                raise
         except OSError as err:
             raise self._failed("write", key, err) from err
 

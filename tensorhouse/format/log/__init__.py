@@ -19,7 +19,7 @@ from tensorhouse.format.log.actions import (
     SetMetadata,
     Txn,
 )
-from tensorhouse.format.log.log import Log, entry_key
+from tensorhouse.format.log.log import Log, PrunePlan, entry_key
 from tensorhouse.format.log.snapshot import Snapshot, replay
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Log",
     "Metadata",
     "Protocol",
+    "PrunePlan",
     "RemoveFragment",
     "ReplaceFragment",
     "Restore",

@@ -9,7 +9,8 @@ every open reads anyway: a dataset deleted and created again at the same URI
 has other checkpoint bytes, so it can never hit an entry of the old one. A hit
 leaves one listing, the hint and the entries not seen yet to read.
 
-Each entry holds the checkpoint's state and the newest state replayed from it.
+Each entry holds the oldest state known from the checkpoint (its own, or the state
+of a compacted log file when an open read that instead) and the newest state replayed from it.
 The cache is bounded by the checkpoints' stored sizes (their decoded arrays are
 about as big), least recently used first out: ``TENSORHOUSE_LOG_CACHE_BYTES``
 sets the bound (default 256 MiB; 0 turns the cache off). :func:`clear` empties it.
@@ -68,7 +69,7 @@ def _max_bytes() -> int:
 
 
 class SnapshotCache:
-    """LRU of (checkpoint state, newest state replayed from it) by :class:`CacheKey`, bounded in bytes."""
+    """LRU of (oldest state known from a checkpoint, newest state replayed from it) by :class:`CacheKey`, bounded in bytes."""
 
     def __init__(self, max_bytes: int | None = None) -> None:
         self._fixed = max_bytes
@@ -83,7 +84,7 @@ class SnapshotCache:
         return self._fixed if self._fixed is not None else _max_bytes()
 
     def get(self, key: CacheKey) -> tuple[Snapshot, Snapshot] | None:
-        """(the checkpoint's state, the newest state replayed from it), or None."""
+        """(the checkpoint's state or a later one, the newest state replayed from it), or None."""
         with self._lock:
             e = self._entries.get(key)
             if e is None:
@@ -94,17 +95,15 @@ class SnapshotCache:
             return e.base, e.newest
 
     def put(self, key: CacheKey, base: Snapshot, newest: Snapshot | None = None) -> None:
-        """Remember ``base`` (the checkpoint's state) and ``newest`` (a later state replayed on it)."""
+        """Remember ``base`` (the checkpoint's state, or a later one read from a compacted file) and ``newest``."""
         newest = newest if newest is not None else base
-        if (
-            key.size > self.max_bytes
-            or base.version != key.version
-            or newest.version < base.version
-        ):
+        if key.size > self.max_bytes or base.version < key.version or newest.version < base.version:
             return
         with self._lock:
             old = self._entries.get(key)
             if old is not None:
+                if old.base.version < base.version:
+                    base = old.base  # the checkpoint's own state serves more versions
                 if old.newest.version > newest.version:
                     newest = old.newest  # a reader of an older version must not move it back
                 self._bytes -= key.size

@@ -18,16 +18,19 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
 from tensorhouse.errors import CorruptLogError
-from tensorhouse.format.log.actions import IndexEntry, Metadata, load_json
-from tensorhouse.format.log.fragments import FragmentColumns, to_table
+from tensorhouse.format.log.actions import Fragment, IndexEntry, Metadata, load_json
+from tensorhouse.format.log.fragments import FragmentColumns, to_table, upgraded
 from tensorhouse.format.log.snapshot import Snapshot
 
 MAGIC = b"THCKPT02"
@@ -38,6 +41,85 @@ LEGACY_FORMAT = "tensorhouse.checkpoint"
 
 def encode_checkpoint(snap: Snapshot) -> bytes:
     """The stored bytes of ``snap``'s checkpoint."""
+    return _encode(snap, to_table(snap.fragments), {})
+
+
+def encode_compacted(snap: Snapshot) -> bytes:
+    """The stored bytes of a compacted log file: ``snap`` as changes to the checkpoint it was replayed from.
+
+    The same layout as a checkpoint, holding only the fragments added or
+    replaced since that checkpoint, with ``base`` (the checkpoint's version)
+    and ``removed`` (ids removed since) in the state. Raises ValueError when
+    ``snap`` was not replayed from a checkpoint.
+    """
+    return CompactedEncoder().encode(snap)
+
+
+class CompactedEncoder:
+    """Encodes the compacted files of successive versions, re-encoding only the fragments that changed.
+
+    Consecutive versions share most of their changed fragments (an append adds
+    one): the rows of the fragments that are the same objects as last time are
+    taken from the previous table instead of being encoded again.
+    """
+
+    def __init__(self) -> None:
+        self._base = -1
+        self._frags: dict[int, tuple[Fragment, int]] = {}  # id -> (value, row in _table)
+        self._table: pa.Table | None = None
+        self._lock = threading.Lock()  # one Log may commit from several threads
+
+    def encode(self, snap: Snapshot) -> bytes:
+        with self._lock:
+            return self._encode_locked(snap)
+
+    def _encode_locked(self, snap: Snapshot) -> bytes:
+        if snap.since is None:
+            raise ValueError(f"version {snap.version} was not replayed from a checkpoint")
+        base, ids = snap.since[0], sorted(snap.since[1])
+        if base != self._base:
+            self._base, self._frags, self._table = base, {}, None
+        reuse: list[int] = []
+        new: list[Fragment] = []
+        removed: list[int] = []
+        live: list[Fragment] = []
+        for fid in ids:
+            f = _lookup(snap, fid)
+            if f is None:
+                removed.append(fid)
+                continue
+            live.append(f)
+            old = self._frags.get(fid)
+            if (
+                old is not None and old[0] is f
+            ):  # fragments are immutable: the same object, the same row
+                reuse.append(old[1])
+            else:
+                new.append(f)
+        parts = []
+        if reuse and self._table is not None:
+            parts.append(self._table.take(pa.array(reuse, pa.int64())))
+        if new or not parts:
+            parts.append(to_table(new))
+        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        got = table.column("id").to_numpy()
+        if got.size > 1 and not (got[1:] > got[:-1]).all():
+            table = table.take(pc.sort_indices(table, [("id", "ascending")]))
+        table = table.combine_chunks()
+        self._table = table
+        self._frags = {
+            f.id: (f, i) for i, f in enumerate(live)
+        }  # live is in id order, as the table
+        return _encode(snap, table, {"base": base, "removed": removed})
+
+
+def _lookup(snap: Snapshot, fid: int) -> Fragment | None:
+    if isinstance(snap.fragments, FragmentColumns):
+        return snap.fragments.lookup(fid)
+    return next((x for x in snap.fragments if x.id == fid), None)
+
+
+def _encode(snap: Snapshot, table: pa.Table, extra: Mapping[str, Any]) -> bytes:
     state = {
         "version": snap.version,
         "timestamp_ms": snap.timestamp_ms,
@@ -45,8 +127,8 @@ def encode_checkpoint(snap: Snapshot) -> bytes:
         "metadata": snap.metadata.to_dict(),
         "txns": dict(snap.txns),
         "indexes": [e.to_dict() for e in snap.indexes.values()],
+        **extra,
     }
-    table = to_table(snap.fragments)
     table = table.replace_schema_metadata(
         {STATE_KEY: json.dumps(state, separators=(",", ":")).encode()}
     )
@@ -68,6 +150,110 @@ def parse_checkpoint(raw: bytes, where: str) -> Snapshot:
     """Parse and validate a checkpoint's stored bytes (either format); raises CorruptLogError naming ``where``."""
     if raw[:1] == b"{":
         return _parse_legacy(raw, where)
+    table, state = _read(raw, where)
+    if "base" in state:
+        raise CorruptLogError(f"{where}: a compacted log file, not a checkpoint")
+    return _snapshot(table, state, where)
+
+
+def checkpoint_fragments(raw: bytes, where: str) -> pa.Table:
+    """A format 2 checkpoint's fragment table, checksummed and Arrow-validated but not yet checked as fragments.
+
+    For :func:`parse_compacted`, which checks the fragments it builds from it.
+    """
+    if raw[:1] == b"{":
+        return to_table(_parse_legacy(raw, where).fragments)
+    return _read(raw, where, state=False)[0]
+
+
+def parse_compacted(
+    raw: bytes, where: str, *, base_version: int, base_fragments: pa.Table | Snapshot
+) -> Snapshot:
+    """The state a compacted log file holds, applied to the fragments of checkpoint ``base_version``.
+
+    ``base_fragments``: the checkpoint's fragment table, only checksummed (see
+    :func:`checkpoint_fragments`): the fragments that changed are replaced by
+    the file's, those removed are dropped, and the merged table is validated
+    once, as a checkpoint's is. Or the checkpoint's validated state: then only
+    the file's fragments are validated and laid over it (cheaper for a large
+    checkpoint, whose merged table would be copied and validated again).
+    Raises CorruptLogError naming ``where``.
+    """
+    table, state = _read(raw, where)
+    removed = _removed(state, base_version, where)
+    if isinstance(base_fragments, Snapshot):
+        return _overlay(table, state, removed, base_fragments, where)
+    return _merged(table, state, removed, base_version, base_fragments, where)
+
+
+def _overlay(
+    table: pa.Table, state: Mapping[str, Any], removed: list[int], base: Snapshot, where: str
+) -> Snapshot:
+    part = _snapshot(upgraded(table), state, where)
+    if part.version <= base.version:
+        raise CorruptLogError(f"{where}: version {part.version} is not after {base.version}")
+    if part.next_fragment_id < base.next_fragment_id:  # ids are never handed out twice
+        raise CorruptLogError(f"{where}: next fragment id {part.next_fragment_id} went back")
+    changes: dict[int, Fragment | None] = dict.fromkeys(removed)
+    changes.update((f.id, f) for f in part.fragments)  # at most the changes of one interval
+    fragments = FragmentColumns.of(base.fragments, next_fragment_id=base.next_fragment_id)
+    return replace(
+        part,
+        fragments=fragments.with_overlay(changes),
+        since=(base.version, frozenset(changes)),
+    )
+
+
+def _removed(state: Mapping[str, Any], base_version: int, where: str) -> list[int]:
+    try:
+        if state.get("base") != base_version:
+            raise CorruptLogError(
+                f"written against version {state.get('base')!r}, not {base_version}"
+            )
+        removed = state.get("removed")
+        if not isinstance(removed, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 31 for x in removed
+        ):
+            raise CorruptLogError("removed must be a list of fragment ids")
+    except CorruptLogError as err:
+        raise CorruptLogError(f"{where}: malformed compacted file: {err}") from err
+    return removed
+
+
+def _merged(
+    table: pa.Table,
+    state: Mapping[str, Any],
+    removed: list[int],
+    base_version: int,
+    base_fragments: pa.Table,
+    where: str,
+) -> Snapshot:
+    # A checkpoint written before group files has chunks without a "part": bring both to one schema.
+    table, base_fragments = upgraded(table), upgraded(base_fragments)
+    if not table.schema.equals(base_fragments.schema):
+        raise CorruptLogError(f"{where}: fragments of another schema than its checkpoint's")
+    changed = table.column("id").to_numpy()
+    drop = np.union1d(changed, np.asarray(removed, np.int64))
+    base_ids = base_fragments.column("id").to_numpy()
+    if (
+        drop.size and base_ids.size and drop[0] <= base_ids[-1]
+    ):  # not only appends: drop the old rows
+        base_fragments = base_fragments.filter(pa.array(~np.isin(base_ids, drop)))
+    merged = pa.concat_tables([base_fragments, table])
+    ids = merged.column("id").to_numpy()
+    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():  # appends only keep the id order: no sort
+        merged = merged.take(pc.sort_indices(merged, [("id", "ascending")]))
+    snap = _snapshot(merged, state, where)
+    if snap.version <= base_version:
+        raise CorruptLogError(f"{where}: version {snap.version} is not after {base_version}")
+    return replace(snap, since=(base_version, frozenset(drop.tolist())))
+
+
+def _read(raw: bytes, where: str, *, state: bool = True) -> tuple[pa.Table, Mapping[str, Any]]:
+    """A format 2 file's fragment table (without its metadata) and its state, checksummed and Arrow-validated.
+
+    ``state=False``: the state is not parsed (an empty mapping comes back).
+    """
     if len(raw) < HEADER.size:
         raise CorruptLogError(f"{where}: truncated checkpoint")
     magic, digest, length = HEADER.unpack_from(raw)
@@ -85,41 +271,39 @@ def parse_checkpoint(raw: bytes, where: str) -> Snapshot:
     state_raw = (table.schema.metadata or {}).get(STATE_KEY)
     if state_raw is None:
         raise CorruptLogError(f"{where}: checkpoint has no state")
-    state = load_json(state_raw, where)
+    if not state:
+        if (
+            b'"base":' in state_raw
+        ):  # only compacted files have it (a checkpoint's state names no key so)
+            raise CorruptLogError(f"{where}: a compacted log file, not a checkpoint")
+        return table.replace_schema_metadata(None), {}
+    parsed = load_json(state_raw, where)
+    if not isinstance(parsed, Mapping):
+        raise CorruptLogError(f"{where}: checkpoint state must be an object")
+    return table.replace_schema_metadata(None), parsed
+
+
+def _snapshot(table: pa.Table, state: Mapping[str, Any], where: str) -> Snapshot:
+    """The validated state of a fragment table and the rest of a checkpoint's state."""
     try:
-        if not isinstance(state, Mapping):
-            raise CorruptLogError("checkpoint state must be an object")
         next_id = _int(state, "next_fragment_id")
         metadata = Metadata.from_dict(state["metadata"])
-        _check_field_ids(table, metadata.next_field_id)
         fragments = FragmentColumns.from_table(
-            table.replace_schema_metadata(None), next_fragment_id=next_id
+            table, next_fragment_id=next_id, next_field_id=metadata.next_field_id
         )
+        version = _int(state, "version")
         return Snapshot(
-            _int(state, "version"),
+            version,
             _int(state, "timestamp_ms"),
             metadata,
             fragments,
             next_id,
             _txns(state.get("txns")),
             _indexes(state.get("indexes", [])),
+            (version, frozenset()),
         )
     except (CorruptLogError, KeyError, TypeError, ValueError) as err:
         raise CorruptLogError(f"{where}: malformed checkpoint: {err}") from err
-
-
-def _check_field_ids(table: pa.Table, next_field_id: int) -> None:
-    """Chunk field ids are handed out below next_field_id: a higher one would read as a column of nulls."""
-    if "chunks" not in table.column_names or not table.num_rows:
-        return
-    try:
-        fields = pc.list_flatten(table.column("chunks")).combine_chunks().field("field")
-    except (pa.ArrowException, KeyError) as err:
-        raise CorruptLogError(f"checkpoint chunks are malformed: {err}") from err
-    bounds = pc.min_max(fields).as_py()  # {"min": None, "max": None} when empty or all null
-    top, low = bounds["max"], bounds["min"]
-    if top is not None and low is not None and (top >= next_field_id or low < 0):
-        raise CorruptLogError(f"checkpoint chunk field ids outside 0..{next_field_id - 1}")
 
 
 def _int(d: Mapping[str, Any], key: str) -> int:

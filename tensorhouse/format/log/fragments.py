@@ -90,8 +90,8 @@ def to_table(fragments: Sequence[Fragment]) -> pa.Table:
     return pa.table([ids, rows, dpath, dcount, dsize, chunks], schema=SCHEMA)
 
 
-def _upgrade(table: pa.Table) -> pa.Table:
-    """A checkpoint written before group files, with a null "part" for every chunk (else unchanged)."""
+def upgraded(table: pa.Table) -> pa.Table:
+    """A checkpoint's fragment table written before group files, with a null "part" for every chunk (else unchanged)."""
     legacy = pa.list_(LEGACY_CHUNK_TYPE)
     i = table.schema.get_field_index("chunks")
     if i < 0 or table.schema.field(i).type != legacy:
@@ -163,8 +163,10 @@ def _unsafe_paths(paths: pa.Array) -> None:
 class _Columns:
     """The validated arrays of one checkpoint, shared by every view over them."""
 
-    def __init__(self, table: pa.Table, next_fragment_id: int) -> None:
-        table = _upgrade(table)
+    def __init__(
+        self, table: pa.Table, next_fragment_id: int, next_field_id: int | None = None
+    ) -> None:
+        table = upgraded(table)
         if not table.schema.equals(SCHEMA):
             raise CorruptLogError(
                 f"checkpoint fragments have schema {table.schema}, expected {SCHEMA}"
@@ -203,7 +205,9 @@ class _Columns:
         values = values.slice(base, int(self.offsets[-1]) - base) if self.offsets.size else values
         self.offsets = self.offsets - base
         self.values = values
-        fields = _ints(values, "field", 0, (1 << 31) - 1)
+        # Field ids are handed out below next_field_id: a higher one would read as a column of nulls.
+        top = (1 << 31) - 1 if next_field_id is None else next_field_id - 1
+        fields = _ints(values, "field", 0, top)
         rows = _ints(values, "rows", 0, MAX_FRAGMENT_ROWS)
         size = _ints(values, "size", 0, 1 << 62)
         header = _ints(values, "header_length", 0, 1 << 62)
@@ -314,9 +318,14 @@ class FragmentColumns(Sequence[Fragment]):
             self._ids, self._src = ids[order], src[order]
 
     @staticmethod
-    def from_table(table: pa.Table, *, next_fragment_id: int) -> FragmentColumns:
-        """Validate a checkpoint's fragment table (vectorised) and wrap it; raises CorruptLogError."""
-        return FragmentColumns(_Columns(table, next_fragment_id))
+    def from_table(
+        table: pa.Table, *, next_fragment_id: int, next_field_id: int | None = None
+    ) -> FragmentColumns:
+        """Validate a checkpoint's fragment table (vectorised) and wrap it; raises CorruptLogError.
+
+        With ``next_field_id``, every chunk's field id must be below it.
+        """
+        return FragmentColumns(_Columns(table, next_fragment_id, next_field_id))
 
     @staticmethod
     def of(fragments: Sequence[Fragment], *, next_fragment_id: int) -> FragmentColumns:

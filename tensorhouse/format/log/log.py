@@ -13,13 +13,16 @@ numbers of its parent after the version it was created from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
 
 from tensorhouse import limits
 from tensorhouse.errors import (
@@ -37,7 +40,14 @@ from tensorhouse.format.log.actions import Action, Commit, load_json, parse_entr
 from tensorhouse.format.log.cache import CACHE, CacheKey
 from tensorhouse.format.log.checkpoint import HEADER as CHECKPOINT_HEADER
 from tensorhouse.format.log.checkpoint import MAGIC as CHECKPOINT_MAGIC
-from tensorhouse.format.log.checkpoint import checkpoint_digest, encode_checkpoint, parse_checkpoint
+from tensorhouse.format.log.checkpoint import (
+    CompactedEncoder,
+    checkpoint_digest,
+    checkpoint_fragments,
+    encode_checkpoint,
+    parse_checkpoint,
+    parse_compacted,
+)
 from tensorhouse.format.log.snapshot import Snapshot, replay
 from tensorhouse.format.threads import io_pool
 from tensorhouse.storage.base import Store
@@ -48,6 +58,19 @@ LOG_DIR = "_log/"
 CHECKPOINT_INTERVAL = 100
 #: The hint naming the newest checkpoint, with its size and checksum (verified against the file it names).
 HINT_NAME = "_last_checkpoint"
+#: ``<a>.<b>.compacted`` (20 digits each): the state of version b as changes to checkpoint a, written
+#: by the committer of b on a local store, so that opening b reads the checkpoint and this file instead
+#: of b - a entries (remote opens list and read entries; they do not use these files yet).
+#: Optional for correctness, like checkpoints. The one of the version before is deleted unless
+#: that version is on this grid (kept for time travel).
+COMPACTED_SUFFIX = ".compacted"
+COMPACTED_GRID = 10
+#: From this checkpoint size on (about 3,000 fragments), a cold open validates the checkpoint alone and
+#: lays the compacted file's fragments over it, instead of validating the merged table.
+OVERLAY_FROM_BYTES = 1 << 20
+#: ``<20-digit version>.floor``: vacuum removed the log entries and checkpoints below that version
+#: (written before it removes any). The highest one listed counts.
+FLOOR_SUFFIX = ".floor"
 #: Listing from a checkpoint asks for versions sharing all but the last LIST_BLOCK_DIGITS digits.
 LIST_BLOCK_DIGITS = 3
 LIST_BLOCK = 10**LIST_BLOCK_DIGITS
@@ -84,6 +107,25 @@ def _parse_name(name: str, suffix: str) -> int | None:
     if len(name) == 20 + len(suffix) and name.endswith(suffix) and name[:20].isdigit():
         return int(name[:20])
     return None
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """The log files vacuum may delete so that every version from ``floor`` on (and every kept one) still opens.
+
+    ``keys`` are (key, size), oldest entries first: deleting them in that
+    order never leaves a reader with a checkpoint it needs missing.
+    """
+
+    floor: int
+    keys: tuple[tuple[str, int], ...]
+
+
+@dataclass
+class _Listed:
+    entries: set[int]
+    checkpoints: set[int]
+    floors: set[int]
 
 
 class _UnusableHint(Exception):
@@ -147,6 +189,7 @@ class Log:
         self.clock: Clock = clock or time.time
         # None: the module default, read at commit time (tests shrink it).
         self._checkpoint_interval = checkpoint_interval
+        self._compacted_encoder = CompactedEncoder()
 
     @property
     def checkpoint_interval(self) -> int:
@@ -167,20 +210,22 @@ class Log:
     def checkpoint_key(self, version: int) -> str:
         return f"{self.prefix}{LOG_DIR}{version:020d}.checkpoint"
 
+    def compacted_key(self, base: int, version: int) -> str:
+        return f"{self.prefix}{LOG_DIR}{base:020d}.{version:020d}{COMPACTED_SUFFIX}"
+
     @property
     def hint_key(self) -> str:
         return f"{self.prefix}{LOG_DIR}{HINT_NAME}"
 
     # -- listing -------------------------------------------------------------------
-    def _list_once(self, start: int | None) -> tuple[set[int], set[int]]:
-        """(entry versions, checkpoint versions) listed from the block of ``start`` on (all when None).
+    def _list_once(self, start: int | None) -> _Listed:
+        """Entry, checkpoint and floor versions listed from the block of ``start`` on (all when None).
 
         Names only, no stat. From a start, the listing asks for one block of
         ``LIST_BLOCK`` versions by key prefix (one request on S3), and the next
         block only while the last one is full.
         """
-        entries: set[int] = set()
-        checkpoints: set[int] = set()
+        out = _Listed(set(), set(), set())
         n = len(self.prefix) + len(LOG_DIR)
         blocks = [None] if start is None else [start // LIST_BLOCK]
         while blocks:
@@ -189,12 +234,24 @@ class Log:
             for key in self.store.list_keys(self.prefix + LOG_DIR + name):
                 tail = key[n:]
                 if (v := _parse_name(tail, ".json")) is not None:
-                    entries.add(v)
+                    out.entries.add(v)
                 elif (v := _parse_name(tail, ".checkpoint")) is not None:
-                    checkpoints.add(v)
-            if block is not None and (block + 1) * LIST_BLOCK - 1 in entries:
+                    out.checkpoints.add(v)
+                elif (v := _parse_name(tail, FLOOR_SUFFIX)) is not None:
+                    out.floors.add(v)
+            if block is not None and (block + 1) * LIST_BLOCK - 1 in out.entries:
                 blocks.append(block + 1)
-        return entries, checkpoints
+        return out
+
+    def _floor(self) -> int | None:
+        """The version below which vacuum removed this log's entries (None: it never did)."""
+        n = len(self.prefix) + len(LOG_DIR)
+        floors = [
+            v
+            for key in self.store.list_keys(self.prefix + LOG_DIR)
+            if (v := _parse_name(key[n:], FLOOR_SUFFIX)) is not None
+        ]
+        return max(floors, default=None)
 
     def _listing(self, start: int | None = None) -> tuple[list[int], list[int]]:
         """(entry versions, checkpoint versions), sorted, with entries contiguous from ``start`` (or the first).
@@ -202,24 +259,38 @@ class Log:
         A listing is not a snapshot: an entry created while it runs can be
         missing from it while a later one is present. A gap is therefore
         re-checked, by listing again and then asking for each missing entry,
-        before the log is called corrupt.
+        before the log is called corrupt. A full listing starts at the
+        floor vacuum left (``<version>.floor``): what is below it was removed
+        on purpose, and may still be going while this lists.
         """
-        entries, checkpoints = self._list_once(start)
+        listed = self._list_once(start)
+        entries, checkpoints = listed.entries, listed.checkpoints
         lo = self.first_version if start is None else start
+        if start is None and listed.floors:
+            lo = max(lo, *listed.floors)
         missing = _missing(entries, lo)
         if missing:
-            again, more = self._list_once(start)
-            entries |= again
-            checkpoints |= more
+            again = self._list_once(start)
+            entries |= again.entries
+            checkpoints |= again.checkpoints
             missing = _missing(entries, lo)
             for v in missing[:MAX_RECHECKS]:
                 if self.store.exists(self.entry_key(v)):
                     entries.add(v)
             missing = _missing(entries, lo)
             if missing:
+                floor = self._floor()
+                if floor is not None and missing[0] < floor:
+                    raise VersionNotFoundError(
+                        f"{self.store.uri}: versions before {floor} were removed by vacuum "
+                        f"(version {missing[0]} was asked for)"
+                    )
                 raise CorruptLogError(
                     f"{self.store.uri}: log has gaps (missing versions {missing[:5]})"
                 )
+        if lo > self.first_version:
+            entries = {v for v in entries if v >= lo}
+            checkpoints = {v for v in checkpoints if v >= lo}
         return sorted(entries), sorted(checkpoints)
 
     def _hinted_listing(
@@ -276,8 +347,22 @@ class Log:
     def versions(self) -> list[int]:
         """Every version readable through this log (a branch includes its parent's history)."""
         own = self._listing()[0]
-        inherited = self.parent[0].versions()[: self.parent[1] + 1] if self.parent else []
+        inherited = (
+            [v for v in self.parent[0].versions() if v <= self.parent[1]] if self.parent else []
+        )
         return inherited + own
+
+    def oldest_version(self) -> int:
+        """The oldest version whose log entry remains: vacuum removes the entries of versions it no longer keeps.
+
+        One existence check when nothing was removed; a listing otherwise.
+        """
+        first = self.first_version
+        if not self.store.exists(self.entry_key(first)):
+            own = self._listing()[0]
+            if own and own[0] > first:
+                return own[0]
+        return self.parent[0].oldest_version() if self.parent else first
 
     def latest_version(self) -> int:
         if self.store.is_local and self.parent is None:
@@ -294,6 +379,71 @@ class Log:
         if self.parent:
             return self.parent[1]
         raise DatasetNotFoundError(f"no tensorhouse dataset at {self.store.uri}")
+
+    # -- pruning (vacuum) ------------------------------------------------------------
+    def prune_plan(self, oldest_retained: int, keep: Collection[int] = ()) -> PrunePlan:
+        """The log files no longer needed to open ``oldest_retained``, every later version, and each of ``keep``.
+
+        Kept: the newest checkpoint at or before ``oldest_retained`` and every
+        later one, the newest checkpoint at or before each version of ``keep``
+        (tags, branch bases: they open as fast as before), the hinted one, and
+        every entry from the oldest of those checkpoints on (the floor), so that
+        each of those versions replays and ``history()`` lists every version
+        from the floor on without a hole. Removed: older entries, checkpoints
+        no kept version starts from (with their compacted files), and older floor markers. A kept
+        version with no checkpoint at or before it replays from the log's start: no entry goes then.
+        """
+        first = self.first_version
+        infos = self.store.list(self.prefix + LOG_DIR)
+        n = len(self.prefix) + len(LOG_DIR)
+        entries: dict[int, tuple[str, int]] = {}
+        checkpoints: dict[int, tuple[str, int]] = {}
+        floors: dict[int, tuple[str, int]] = {}
+        compacted: list[tuple[int, str, int]] = []
+        for info in infos:
+            tail = info.key[n:]
+            if (v := _parse_name(tail, ".json")) is not None:
+                entries[v] = (info.key, info.size)
+            elif (v := _parse_name(tail, ".checkpoint")) is not None:
+                checkpoints[v] = (info.key, info.size)
+            elif (v := _parse_name(tail, FLOOR_SUFFIX)) is not None:
+                floors[v] = (info.key, info.size)
+            elif (
+                tail.endswith(COMPACTED_SUFFIX)
+                and (a := _parse_name(tail[:20] + ".json", ".json")) is not None
+            ):
+                compacted.append((a, info.key, info.size))
+        cps = sorted(c for c in checkpoints if c >= first)
+        needed = {oldest_retained, *(v for v in keep if first <= v < oldest_retained)}
+        starts: set[int] = set()
+        for v in needed:
+            below = [c for c in cps if c <= v]
+            # Without a checkpoint at or before it, that version replays from the log's start.
+            starts.add(below[-1] if below else first)
+        hint = self._read_hint()
+        if hint is not None:
+            starts.add(hint.version)
+        base = max((c for c in cps if c <= oldest_retained), default=first)
+        floor = min(starts)
+        victims = [entries[v] for v in sorted(entries) if v < floor]
+        victims += [checkpoints[c] for c in sorted(checkpoints) if c < base and c not in starts]
+        # A compacted file is read with its checkpoint: it goes with it.
+        victims += [
+            (key, size) for a, key, size in sorted(compacted) if a < base and a not in starts
+        ]
+        newest_floor = max(floors, default=None)
+        victims += [floors[f] for f in sorted(floors) if f != newest_floor or f < floor]
+        return PrunePlan(floor, tuple(victims))
+
+    def prune(self, plan: PrunePlan) -> None:
+        """Delete what ``plan`` names, after recording its floor (so that a listing meanwhile is not called corrupt)."""
+        if not plan.keys:
+            return
+        if plan.floor > self.first_version:
+            self.store.put(f"{self.prefix}{LOG_DIR}{plan.floor:020d}{FLOOR_SUFFIX}", b"")
+        for key, _ in plan.keys:
+            with contextlib.suppress(ObjectNotFoundError):  # a concurrent vacuum got it first
+                self.store.delete(key)
 
     # -- reading -------------------------------------------------------------------
     def read(self, version: int) -> Commit:
@@ -329,14 +479,7 @@ class Log:
 
     def read_checkpoint(self, version: int, *, hint: _Hint | None = None) -> Snapshot:
         """The checkpoint of ``version``; with ``hint``, its bytes must also match the hint's size and checksum."""
-        key = self.checkpoint_key(version)
-        # Size-checked before reading (tensorhouse.limits); its JSON parts go through load_json's limits.
-        raw = limits.read_bounded(
-            self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError
-        )
-        where = f"{self.store.uri}/{key}"
-        if hint is not None and (len(raw) != hint.size or checkpoint_digest(raw) != hint.digest):
-            raise CorruptLogError(f"{where}: does not match its _last_checkpoint hint")
+        raw, where = self._checkpoint_bytes(version, hint)
         try:
             snap = parse_checkpoint(raw, where)
         except CorruptLogError:
@@ -346,6 +489,17 @@ class Log:
         if snap.version != version:
             raise CorruptLogError(f"{where}: checkpoint says version {snap.version}")
         return snap
+
+    def _checkpoint_bytes(self, version: int, hint: _Hint | None) -> tuple[bytes, str]:
+        key = self.checkpoint_key(version)
+        # Size-checked before reading (tensorhouse.limits); its JSON parts go through load_json's limits.
+        raw = limits.read_bounded(
+            self.store, key, "max_checkpoint_bytes", what="checkpoint", error=CorruptLogError
+        )
+        where = f"{self.store.uri}/{key}"
+        if hint is not None and (len(raw) != hint.size or checkpoint_digest(raw) != hint.digest):
+            raise CorruptLogError(f"{where}: does not match its _last_checkpoint hint")
+        return raw, where
 
     def snapshot(self, version: int | None = None) -> Snapshot:
         """The state at ``version`` (latest when None): newest valid checkpoint + later entries."""
@@ -367,6 +521,10 @@ class Log:
         if target < 0 or target > latest:
             raise VersionNotFoundError(
                 f"{self.store.uri}: version {version} does not exist (latest is {latest})"
+            )
+        if entries and first <= target < entries[0]:
+            raise VersionNotFoundError(
+                f"{self.store.uri}: version {version} was removed by vacuum (the oldest is {entries[0]})"
             )
         if self.parent and target < first:
             return self.parent[0].snapshot(target)
@@ -391,12 +549,25 @@ class Log:
             base = self._checkpoint_state(cp)
             if base is None:
                 return None
+        if base is not None and version > base.version:
+            base = self._compacted_upto(base, version) or base
         start = base.version + 1 if base is not None else 0
         try:
             commits = self._read_many(range(start, version + 1))
         except VersionNotFoundError:
             return None  # past the latest version: the listing says so precisely
         return replay(base, commits) if commits else base
+
+    def _compacted_upto(self, base: Snapshot, version: int) -> Snapshot | None:
+        """The state of ``version`` or the grid version before it, from a compacted file against ``base``."""
+        a = base.version
+        grid = version - (version - a) % COMPACTED_GRID
+        for b in (version, grid) if grid != version else (version,):
+            if b > a and self.store.exists(self.compacted_key(a, b)):
+                found = self._read_compacted(a, lambda: base, b)
+                if found is not None:
+                    return found
+        return None
 
     def _checkpoint_state(self, version: int) -> Snapshot | None:
         """The state a checkpoint holds, from the process cache when its header's checksum matches one there."""
@@ -410,7 +581,7 @@ class Log:
         _, digest, length = CHECKPOINT_HEADER.unpack_from(head)
         ck = self._cache_key(version, CHECKPOINT_HEADER.size + length, digest)
         hit = CACHE.get(ck)
-        if hit is not None:
+        if hit is not None and hit[0].version == version:  # else a compacted state came first
             return hit[0]
         try:
             state = self.read_checkpoint(version)
@@ -473,11 +644,10 @@ class Log:
         if hit is not None:
             cp_state, newest = hit
         elif self.store.is_local:
-            try:
-                cp_state = newest = self.read_checkpoint(hint.version, hint=hint)
-            except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
-                log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
+            found = self._cold_state(hint)
+            if found is None:
                 return None
+            cp_state, newest = found
         else:
             return None
         new = self._read_until_missing(newest.version + 1)
@@ -485,6 +655,54 @@ class Log:
             return None
         snap = replay(newest, new) if new else newest
         CACHE.put(key, cp_state, snap)
+        return snap
+
+    def _cold_state(self, hint: _Hint) -> tuple[Snapshot, Snapshot] | None:
+        """(oldest, newest) states the hinted checkpoint and a compacted file against it give, read by name.
+
+        None: unusable. For a small checkpoint, its fragments are only
+        checksummed and merged with the compacted file's, and the merged table
+        is validated once (validation is most of an open). A large one
+        (``OVERLAY_FROM_BYTES``) is validated on its own and the file's few
+        fragments are laid over it: copying and validating the merged table
+        would cost about as much again.
+        """
+        try:
+            raw, where = self._checkpoint_bytes(hint.version, hint)
+            parsed: list[pa.Table | Snapshot] = []  # the checkpoint, read once if needed
+            large = len(raw) >= OVERLAY_FROM_BYTES
+
+            def fragments() -> pa.Table | Snapshot:
+                if not parsed:
+                    parsed.append(
+                        self._parsed_checkpoint(raw, where, hint.version)
+                        if large
+                        else checkpoint_fragments(raw, where)
+                    )
+                return parsed[0]
+
+            for b in self._compacted_candidates(hint.version):
+                found = self._read_compacted(hint.version, fragments, b)
+                if found is not None:
+                    base = parsed[0] if large else found
+                    assert isinstance(base, Snapshot)
+                    return base, found
+            snap = (
+                parsed[0] if parsed and large else self._parsed_checkpoint(raw, where, hint.version)
+            )
+            assert isinstance(snap, Snapshot)
+        except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+            log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
+            return None
+        except (AttributeError, TypeError, KeyError, ValueError, RecursionError, OSError) as err:
+            log.debug("%s: hinted checkpoint malformed: %r", self.store.uri, err)
+            return None
+        return snap, snap
+
+    def _parsed_checkpoint(self, raw: bytes, where: str, version: int) -> Snapshot:
+        snap = parse_checkpoint(raw, where)
+        if snap.version != version:
+            raise CorruptLogError(f"{where}: checkpoint says version {snap.version}")
         return snap
 
     def _replay_to(self, target: int, checkpoints: Sequence[int], hint: _Hint | None) -> Snapshot:
@@ -499,9 +717,12 @@ class Log:
             if hit is not None:
                 cp_state, newest = hit
                 start = newest if newest.version <= target else cp_state
-                snap = self._replay_from(start, target)
-                CACHE.put(key, cp_state, snap)
-                return snap
+                if (
+                    start.version <= target
+                ):  # the oldest cached state can be past it (a compacted one)
+                    snap = self._replay_from(start, target)
+                    CACHE.put(key, cp_state, snap)
+                    return snap
         base: Snapshot | None = None
         for cp in reversed(usable):
             try:
@@ -539,7 +760,7 @@ class Log:
     def version_at(self, timestamp_ms: int) -> int:
         """The latest version committed at or before ``timestamp_ms`` (binary search; timestamps increase)."""
         versions: Sequence[int] = (
-            range(self.first_version, self.latest_version() + 1)
+            range(self.oldest_version(), self.latest_version() + 1)
             if self.store.is_local and self.parent is None
             else self.versions()
         )
@@ -636,16 +857,100 @@ class Log:
         )
 
     def _finish(self, snap: Snapshot, attempts: int) -> CommitResult:
-        if (
-            self.checkpoint_interval
-            and snap.version % self.checkpoint_interval == 0
-            and snap.version
-        ):
+        k = self.checkpoint_interval
+        v = snap.version
+        if k and v % k == 0 and v:
             try:
                 self.write_checkpoint(snap)
+                snap = replace(snap, since=(v, frozenset()))
             except StorageError as err:  # the commit stands; a checkpoint only speeds up opening
-                log.warning("could not write checkpoint %d: %s", snap.version, err)
-        return CommitResult(snap.version, snap, attempts)
+                log.warning("could not write checkpoint %d: %s", v, err)
+        elif (
+            k
+            and self.store.is_local  # remote readers list and read entries: a file per commit would be wasted
+            and snap.since is not None
+            and snap.since[0] == v - v % k
+            and snap.since[0]
+        ):
+            self._write_compacted(snap)
+        return CommitResult(v, snap, attempts)
+
+    def _write_compacted(self, snap: Snapshot) -> None:
+        """Store ``snap`` as changes to its checkpoint, and delete the previous version's unless it is on the grid."""
+        assert snap.since is not None
+        base, v = snap.since[0], snap.version
+        try:
+            # Not flushed to disk: a compacted file lost or torn in a crash is skipped (checksum).
+            self.store.put_volatile(
+                self.compacted_key(base, v), self._compacted_encoder.encode(snap)
+            )
+            prev = v - 1
+            if prev > base and (prev - base) % COMPACTED_GRID:
+                with contextlib.suppress(ObjectNotFoundError):
+                    self.store.delete(self.compacted_key(base, prev))
+        except StorageError as err:  # the commit stands; this file only speeds up opening
+            log.warning("could not write compacted log file %d.%d: %s", base, v, err)
+
+    def _compacted_candidates(self, base: int) -> Iterator[int]:
+        """Versions of the compacted files against checkpoint ``base``, newest first (found by name, lazily).
+
+        The grid's files (every ``COMPACTED_GRID`` versions) are kept and
+        written in order, so the newest is found by a binary search over their
+        names; then the newest entry after it (entries are contiguous), whose
+        compacted file is usually there. About 2 log2(grid points) existence
+        checks, no listing. A file a writer skipped only makes this land lower.
+        """
+        exists = self.store.exists
+        if not exists(self.entry_key(base + 1)):
+            return  # nothing was committed after the checkpoint
+        top = base + self.checkpoint_interval - 1
+        lo, hi = 0, (top - base) // COMPACTED_GRID
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if exists(self.compacted_key(base, base + mid * COMPACTED_GRID)):
+                lo = mid
+            else:
+                hi = mid - 1
+        g = base + lo * COMPACTED_GRID
+        lo, hi = max(g, base + 1), min(g + COMPACTED_GRID - 1, top)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if exists(self.entry_key(mid)):
+                lo = mid
+            else:
+                hi = mid - 1
+        for b in range(lo, g, -1):
+            if exists(self.compacted_key(base, b)):
+                yield b
+        if g > base:
+            yield g
+
+    def _read_compacted(
+        self, base_version: int, base_fragments: Callable[[], pa.Table | Snapshot], version: int
+    ) -> Snapshot | None:
+        """The state of ``version`` from its compacted file against checkpoint ``base_version``; None if unusable."""
+        key = self.compacted_key(base_version, version)
+        where = f"{self.store.uri}/{key}"
+        try:
+            raw = limits.read_bounded(
+                self.store,
+                key,
+                "max_checkpoint_bytes",
+                what="compacted log file",
+                error=CorruptLogError,
+            )
+            snap = parse_compacted(
+                raw, where, base_version=base_version, base_fragments=base_fragments()
+            )
+        except ObjectNotFoundError:
+            return None  # the next commit replaced it meanwhile
+        except (CorruptLogError, StorageError) as err:
+            log.warning("skipping compacted log file: %s", err)
+            return None
+        if snap.version != version:
+            log.warning("skipping compacted log file %s: it says version %d", where, snap.version)
+            return None
+        return snap
 
     def write_checkpoint(self, snap: Snapshot) -> None:
         """Store ``snap`` as the checkpoint of its version (kept if one exists) and point the hint at it."""
@@ -668,7 +973,8 @@ class Log:
         hint = {"version": snap.version, "size": len(data), "xxh3": digest}
         self.store.put(self.hint_key, json.dumps(hint).encode())
         # The next open in this process starts from this state instead of reading the file back.
-        CACHE.put(self._cache_key(snap.version, len(data), digest), snap)
+        state = replace(snap, since=(snap.version, frozenset()))
+        CACHE.put(self._cache_key(snap.version, len(data), digest), state)
 
     def _put(self, key: str, data: bytes) -> None:
         if self.store.supports_conditional_put:

@@ -43,6 +43,9 @@ class Snapshot:
     next_fragment_id: int
     txns: Mapping[str, int] = field(default_factory=dict)
     indexes: Mapping[str, IndexEntry] = field(default_factory=dict)
+    #: (checkpoint version, ids of the fragments added, replaced or removed after it), when this
+    #: state was replayed from that checkpoint: what a compacted log file of this version holds.
+    since: tuple[int, frozenset[int]] | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,6 +148,8 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
     indexes = dict(base.indexes) if base else {}
     version = base.version if base else -1
     timestamp = base.timestamp_ms if base else 0
+    since = base.since if base else None
+    touched: set[int] = set()
     for c in commits:
         if version >= 0 and c.version != version + 1:
             raise CorruptLogError(f"log gap: version {c.version} after {version}")
@@ -162,6 +167,7 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
                             f"version {c.version}: adds fragment {f.id}, which is live"
                         )
                     frags[f.id] = f
+                    touched.add(f.id)
                     next_id = max(next_id, f.id + 1)
                 case ReplaceFragment(f):
                     old = frags.get(f.id)
@@ -171,12 +177,14 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
                             "or has another row count"
                         )
                     frags[f.id] = f
+                    touched.add(f.id)
                 case RemoveFragment(fid):
                     if fid not in frags:
                         raise CorruptLogError(
                             f"version {c.version}: removes unknown fragment {fid}"
                         )
                     del frags[fid]
+                    touched.add(fid)
                 case Txn(app_id, v):
                     txns[app_id] = v
                 case AddIndex(entry):
@@ -194,7 +202,9 @@ def replay(base: Snapshot | None, commits: Iterable[Commit]) -> Snapshot:
     fragments = frags.result()
     if fragments.overlay_size > MAX_OVERLAY:
         fragments = fragments.compacted(next_fragment_id=next_id)
-    return Snapshot(version, timestamp, metadata, fragments, next_id, txns, indexes)
+    if since is not None and touched:
+        since = (since[0], since[1] | touched)
+    return Snapshot(version, timestamp, metadata, fragments, next_id, txns, indexes, since)
 
 
 class _Overlay(MutableMapping[int, Fragment]):
