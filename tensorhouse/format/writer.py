@@ -162,96 +162,50 @@ def _group_rows(metadata: Metadata, batches: Mapping[str, SampleBatch], n: int) 
     return group.rows_per_group(per_row, n)
 
 
-@dataclass(frozen=True)
-class _GroupJob:
-    """One group file being written: its encode-and-upload task and, per column, a statistics
-    task per row group (run beside the encode, on other cores)."""
-
-    batches: Mapping[str, SampleBatch]
-    rows_per_group: int
-    field_ids: Mapping[str, int]
-    types: Mapping[str, ColumnType]
-    encode: Future[tuple[str, group.EncodedGroup, Future[None]]]
-    stats: dict[str, list[Future[dict[str, Any] | None]]]
-
-
 def _submit_groups(
     store: Store,
     metadata: Metadata,
     batches: Mapping[str, SampleBatch],
     n: int,
     rows_per_group: int,
-) -> list[_GroupJob]:
+) -> list[Future[tuple[dict[int, list[ChunkRef]], Future[None]]]]:
     """Encode ``batches`` (tabular columns of ``n`` rows) as group files of up to GROUPS_PER_FILE row
     groups each, on the CPU pool: several files of one large append are encoded in parallel.
 
     A Parquet file is written by one thread: an append of several row groups is
     spread over up to one file per core, so that one append keeps every core busy
-    (chunk files are encoded per column and chunk, in parallel). The chunks'
-    statistics (a quarter of the work) are computed per column and row group on
-    the other cores meanwhile: an ingest batch is often one row group, one file.
+    (chunk files are encoded per column and chunk, in parallel).
     """
     groups = -(-n // rows_per_group)
     per_file = rows_per_group * max(1, min(group.GROUPS_PER_FILE, -(-groups // CORES)))
-    files = [
-        {name: b.slice(a, min(a + per_file, n)) for name, b in batches.items()}
+    return [
+        pool().submit(
+            _encode_group_and_upload,
+            store,
+            metadata,
+            {name: b.slice(a, min(a + per_file, n)) for name, b in batches.items()},
+            rows_per_group,
+        )
         for a in range(0, n, per_file)
     ]
-    # Every encode is queued before any statistics task: the encodes are the long pole.
-    encodes = [
-        pool().submit(_encode_group_and_upload, store, metadata, f, rows_per_group) for f in files
-    ]
-    return [
-        _GroupJob(
-            f,
-            rows_per_group,
-            {name: metadata.field_ids[name] for name in f},
-            {name: metadata.schema[name] for name in f},
-            job,
-            {
-                name: [
-                    pool().submit(
-                        scalar_stats,
-                        b.slice(a, min(a + rows_per_group, len(b))),
-                        metadata.schema[name],
-                    )
-                    for a in range(0, len(b), rows_per_group)
-                ]
-                for name, b in f.items()
-            },
-        )
-        for f, job in zip(files, encodes, strict=True)
-    ]
 
 
-def _wait_groups(jobs: list[_GroupJob]) -> dict[int, list[ChunkRef]]:
-    """The ChunkRefs of every group file (one per column per row group, with statistics), in order."""
+def _wait_groups(
+    jobs: list[Future[tuple[dict[int, list[ChunkRef]], Future[None]]]],
+) -> dict[int, list[ChunkRef]]:
     out: dict[int, list[ChunkRef]] = {}
     for job in jobs:
-        path, enc, upload = job.encode.result()
-        upload.result()  # raises the upload's error, if any, before anything is committed
-        for name, batch in job.batches.items():
-            fid = job.field_ids[name]
-            stats = [f.result() for f in job.stats[name]]
-            step = job.rows_per_group
-            if [min(step, len(batch) - a) for a in range(0, len(batch), step)] != enc.row_counts:
-                # pyarrow split the rows otherwise than asked: statistics of its row groups
-                stats, start = [], 0
-                for rows in enc.row_counts:
-                    stats.append(scalar_stats(batch.slice(start, start + rows), job.types[name]))
-                    start += rows
-            refs = out.setdefault(fid, [])
-            for (part, size), rows, st in zip(enc.parts[fid], enc.row_counts, stats, strict=True):
-                st = dict(st or {})
-                st["codec"] = f"parquet+{enc.codecs[fid]}"
-                refs.append(ChunkRef(path, rows, 0, size, st, part))
+        refs, upload = job.result()
+        upload.result()
+        for fid, r in refs.items():
+            out.setdefault(fid, []).extend(r)
     return out
 
 
 def _encode_group_and_upload(
     store: Store, metadata: Metadata, batches: Mapping[str, SampleBatch], rows_per_group: int
-) -> tuple[str, group.EncodedGroup, Future[None]]:
-    """One group file of ``batches``, its path and its upload."""
+) -> tuple[dict[int, list[ChunkRef]], Future[None]]:
+    """One group file of ``batches`` and its ChunkRefs (one per column per row group, with statistics)."""
     columns = []
     for name, batch in batches.items():
         ctype = metadata.schema[name]
@@ -259,7 +213,19 @@ def _encode_group_and_upload(
         columns.append((metadata.field_ids[name], arr))
     enc = group.encode_group(columns, rows_per_group)
     path = f"data/_groups/{uuid.uuid4().hex}.parquet"
-    return path, enc, io_pool().submit(store.put_parts, path, (enc.data,))
+    upload = io_pool().submit(store.put_parts, path, (enc.data,))
+    refs: dict[int, list[ChunkRef]] = {}
+    for name, batch in batches.items():
+        ctype = metadata.schema[name]
+        fid = metadata.field_ids[name]
+        start = 0
+        out = refs[fid] = []
+        for (part, size), rows in zip(enc.parts[fid], enc.row_counts, strict=True):
+            stats = scalar_stats(batch.slice(start, start + rows), ctype) or {}
+            stats["codec"] = f"parquet+{enc.codecs[fid]}"
+            out.append(ChunkRef(path, rows, 0, size, stats, part))
+            start += rows
+    return refs, upload
 
 
 def stage_fragments(
