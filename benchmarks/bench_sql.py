@@ -71,8 +71,10 @@ from tensorhouse.storage.base import Store  # noqa: E402
 
 DIM = 128
 SEED = 0
-GEN_VERSION = 2
+GEN_VERSION = 3  # 3: tabular columns in group files (format of the group-files merge)
 REFERENCE = "duckdb/parquet"
+#: Each engine over tensorhouse against the same engine over Parquet (the issue's targets).
+SAME_ENGINE = [("df/th", "df/parquet")]
 SYSTEMS = ["duckdb/th", "duckdb/parquet", "duckdb/lance", "df/th", "df/parquet", "df/lance"]
 
 
@@ -398,16 +400,18 @@ def cpu_report(cpu: dict[str, dict[str, list[float]]]) -> str:
     does, which other people's load on a shared machine stretches less than wall time."""
     systems = [s for s in SYSTEMS if all(s in v for v in cpu.values())]
     others = [s for s in systems if s != REFERENCE]
+    same_engine = [p for p in SAME_ENGINE if p[0] in systems and p[1] in systems]
     lines = [
         "",
-        f"### Process CPU time (median ms; ratio to {REFERENCE})",
+        f"### Process CPU time (median ms; ratio to {REFERENCE}, and each engine to itself over Parquet)",
         "",
         "| query | "
         + " | ".join(f"{s} CPU ms" for s in systems)
         + " | "
         + " | ".join(f"{s} / {REFERENCE}" for s in others)
+        + "".join(f" | {a} / {b}" for a, b in same_engine)
         + " |",
-        "|" + "|".join(["---"] * (1 + len(systems) + len(others))) + "|",
+        "|" + "|".join(["---"] * (1 + len(systems) + len(others) + len(same_engine))) + "|",
     ]
     for qname, per in cpu.items():
         med = {s: statistics.median(per[s]) for s in systems}
@@ -417,6 +421,7 @@ def cpu_report(cpu: dict[str, dict[str, list[float]]]) -> str:
             + " | ".join(f"{med[s] * 1e3:.1f}" for s in systems)
             + " | "
             + " | ".join(f"{med[s] / ref:.2f}x" for s in others)
+            + "".join(f" | {med[a] / max(med[b], 1e-6):.2f}x" for a, b in same_engine)
             + " |"
         )
     return "\n".join(lines)
@@ -437,10 +442,12 @@ def report(
     repeats: int,
 ) -> str:
     others = [s for s in systems if s != REFERENCE]
+    same_engine = [p for p in SAME_ENGINE if p[0] in systems and p[1] in systems]
     head = [
         "query",
         *(f"{s} ms" for s in systems),
         *(f"{s} / {REFERENCE}" for s in others),
+        *(f"{a} / {b}" for a, b in same_engine),
         "th bytes read (% of dataset)",
     ]
     lines = [
@@ -456,6 +463,7 @@ def report(
         ref = t[REFERENCE].median
         cells = [f"{t[s].median * 1e3:.1f}" for s in systems]
         cells += [f"{t[s].median / ref:.2f}x" for s in others]
+        cells += [f"{t[a].median / t[b].median:.2f}x" for a, b in same_engine]
         b = bytes_read[qname]
         cells.append(f"{b / 1e6:,.2f} MB ({100 * b / total:.2f}%)")
         lines.append("| " + " | ".join([qname, *cells]) + " |")

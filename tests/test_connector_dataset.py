@@ -364,3 +364,33 @@ def test_to_numpy_shapes_nulls_and_errors() -> None:
     )
     view = th.to_numpy(plain)["emb"]
     assert not view.flags.writeable  # a zero-copy view of the Arrow buffer
+
+
+def test_partitions_across_fragments(numbers: Dataset, numbers_table: pa.Table) -> None:
+    """``across_fragments``: partitions of ``fragment_rows`` rows whatever the appends, still pruned
+    by statistics; each partition reads exactly its rows, in DataFusion too, and survives pickling."""
+    import pickle
+
+    import datafusion
+
+    t = TensorhouseArrowDataset(numbers, rowid=True, fragment_rows=800, across_fragments=True)
+    assert [(f.start, f.stop) for f in t.get_fragments()] == [(0, 800), (800, 1600), (1600, 2000)]
+    assert [(f.start, f.stop) for f in t.get_fragments(pc.field("a") >= 1700)] == [(1600, 2000)]
+    expr = (pc.field("c") == 1) & (pc.field("a") > 450)
+    parts = [
+        f.scanner(columns=["_rowid", "a", "c"], filter=expr).to_table()
+        for f in t.get_fragments(expr)
+    ]
+    got = pa.concat_tables(parts)
+    assert got.equals(numbers_table.select(["_rowid", "a", "c"]).filter(expr))
+    again = pickle.loads(pickle.dumps(t))
+    assert [(f.start, f.stop) for f in again.get_fragments()] == [
+        (0, 800),
+        (800, 1600),
+        (1600, 2000),
+    ]
+    ctx = datafusion.SessionContext()
+    ctx.register_dataset("t", t)
+    out = ctx.sql("SELECT count(*) AS n, sum(a) AS s FROM t WHERE c = 3").to_pydict()
+    want = numbers_table.filter(pc.field("c") == 3)
+    assert out == {"n": [want.num_rows], "s": [pc.sum(want.column("a")).as_py()]}

@@ -66,7 +66,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tensorhouse.connector.arrow_guard import ALTERNATIVES, NativeGuard
-from tensorhouse.connector.filters import apply_filter, check_filter, referenced_columns
+from tensorhouse.connector.filter_tree import expression_key
+from tensorhouse.connector.filters import bind_filter, check_filter, referenced_columns
 from tensorhouse.connector.pruning import ColumnStats, plan_ranges
 from tensorhouse.errors import NotIterableError, SchemaError, UnsupportedError
 from tensorhouse.format.chunks.columnar import engine_type
@@ -85,6 +86,8 @@ BATCH_ROWS = 65536
 BATCH_BYTES = 64 << 20
 #: Rows per scan fragment (one DataFusion partition); tensorhouse fragments are split to this.
 FRAGMENT_ROWS = 1 << 20
+#: Pruning plans kept per pinned snapshot.
+_PLANS_KEPT = 256
 
 
 # -- engine-facing types -----------------------------------------------------------
@@ -166,6 +169,9 @@ class _Pinned:
     reader: SnapshotReader
     live_rows: int
     _row_bytes: dict[str, float] = field(default_factory=dict)
+    #: Pruned ranges per (filter, start, stop): planning reads every chunk's statistics of the
+    #: filter's columns (~0.5 ms for 1M rows), and a repeated query plans the same filter again.
+    plans: dict[tuple[bytes, int, int], list[tuple[int, int]]] = field(default_factory=dict)
 
     @property
     def physical_rows(self) -> int:
@@ -194,6 +200,9 @@ def _pin(ds: Dataset) -> _Pinned:
 class TensorhouseArrowDataset(NativeGuard):
     """A ``pyarrow.dataset.Dataset`` over a tensorhouse dataset, for DuckDB and DataFusion.
 
+    ``across_fragments``: partitions (``get_fragments``) of ``fragment_rows`` rows that may
+    span tensorhouse fragments (see :meth:`get_fragments`).
+
     ``rowid``: declare ``_rowid`` first (see the module notes); off by default. ``refresh``:
     re-read the latest version at the start of every scan (a registration that
     sees new commits; the schema must not change). ``filter``: applied to
@@ -216,6 +225,7 @@ class TensorhouseArrowDataset(NativeGuard):
         filter: pc.Expression | None = None,
         fragment_rows: int = FRAGMENT_ROWS,
         batch_bytes: int = BATCH_BYTES,
+        across_fragments: bool = False,
     ) -> None:
         # pyarrow's Dataset constructor is deliberately not called: nothing native backs this object.
         if fragment_rows <= 0 or batch_bytes <= 0:
@@ -225,6 +235,7 @@ class TensorhouseArrowDataset(NativeGuard):
         self._rowid = rowid
         self._refresh = refresh
         self._fragment_rows = int(fragment_rows)
+        self._across = bool(across_fragments)
         self._batch_bytes = int(batch_bytes)
         self._lock = threading.Lock()
         self._pinned = _pin(self._ds)
@@ -324,6 +335,21 @@ class TensorhouseArrowDataset(NativeGuard):
     ) -> list[tuple[int, int]]:
         if expr is None:
             return [(start, stop)] if stop > start else []
+        key = expression_key(expr)
+        if key is not None:
+            hit = pinned.plans.get((key, start, stop))
+            if hit is not None:
+                return list(hit)
+        ranges = self._plan_anew(pinned, expr, start, stop)
+        if key is not None:
+            if len(pinned.plans) >= _PLANS_KEPT:
+                pinned.plans.clear()
+            pinned.plans[(key, start, stop)] = list(ranges)
+        return ranges
+
+    def _plan_anew(
+        self, pinned: _Pinned, expr: pc.Expression, start: int, stop: int
+    ) -> list[tuple[int, int]]:
         stats = {
             n: pinned.column_stats(n, self._schema.field(n).type)
             for n in referenced_columns(expr, self._schema)
@@ -372,14 +398,26 @@ class TensorhouseArrowDataset(NativeGuard):
         return self._scanner(pinned, columns, expr, None, 0, pinned.physical_rows, rows)
 
     def get_fragments(self, filter: pc.Expression | None = None) -> list[TensorhouseFragment]:
-        """Contiguous row ranges (at most ``fragment_rows``, never across a tensorhouse fragment)
-        that may hold rows matching ``filter``; statistics drop the others."""
+        """Contiguous row ranges (at most ``fragment_rows``, never across a tensorhouse fragment
+        unless ``across_fragments``) that may hold rows matching ``filter``; statistics drop the
+        others.
+
+        ``across_fragments=True`` cuts the rows into ranges of ``fragment_rows`` whatever the
+        tensorhouse fragments: each append makes a fragment, often of a few hundred thousand
+        rows, and DataFusion opens every partition at once, each holding the chunks it decodes.
+        Measured on TPC-H SF1 Q9 in DataFusion (lineitem: 20 fragments): peak RSS 1,147 MB with
+        a partition per fragment, 781 MB with 1M-row partitions (Parquet: 495 MB).
+        """
         pinned = self._current()
         expr = self._combine(filter)
         fs = pinned.reader.frag_starts
+        bounds = (
+            [(0, int(fs[-1]))]
+            if self._across
+            else list(zip(fs[:-1].tolist(), fs[1:].tolist(), strict=True))
+        )
         out = []
-        for i in range(len(fs) - 1):
-            a, b = int(fs[i]), int(fs[i + 1])
+        for a, b in bounds:
             for s in range(a, b, self._fragment_rows):
                 e = min(b, s + self._fragment_rows)
                 ranges = self._plan(pinned, expr, s, e)
@@ -439,6 +477,7 @@ class TensorhouseArrowDataset(NativeGuard):
             filter=self._combine(expression),
             fragment_rows=self._fragment_rows,
             batch_bytes=self._batch_bytes,
+            across_fragments=self._across,
         )
         return out
 
@@ -487,6 +526,7 @@ class TensorhouseArrowDataset(NativeGuard):
             "rowid": self._rowid,
             "filter": self._filter,
             "fragment_rows": self._fragment_rows,
+            "across_fragments": self._across,
             "batch_bytes": self._batch_bytes,
         }
 
@@ -702,6 +742,8 @@ def _scan(
     data = [(n, pinned.schema[n]) for n in needed if n != ROWID]
     with_rowid = ROWID in needed
     read_schema = pa.schema([declared.field(n) for n in needed])
+    # Bound once per scan: what the filter reads and how it is evaluated (not once per batch).
+    bound = bind_filter(expr, read_schema) if expr is not None else None
     # Columnar chunks are produced in the declared (engine) types directly, once per chunk:
     # a string_view chunk is read as string instead of being cast batch by batch.
     types = [declared.field(n).type for n, _ in data]
@@ -722,8 +764,8 @@ def _scan(
                 batch = pa.RecordBatch.from_arrays(arrays, schema=read_schema)
             else:
                 batch = raw.select([])
-            if expr is not None:
-                batch = apply_filter(batch, expr)
+            if bound is not None:
+                batch = bound.apply(batch)
             if batch.num_rows == 0:
                 continue
             if not columns:
@@ -778,8 +820,10 @@ def arrow_dataset(
     storage_options: Mapping[str, Any] | None = None,
     rowid: bool = False,
     refresh: bool = False,
+    across_fragments: bool = False,
 ) -> TensorhouseArrowDataset:
-    """Open a dataset (URI or Dataset) as a :class:`TensorhouseArrowDataset`.
+    """Open a dataset (URI or Dataset) as a :class:`TensorhouseArrowDataset`
+    (``across_fragments``: see :meth:`TensorhouseArrowDataset.get_fragments`).
 
     Example:
         >>> import tensorhouse as th
@@ -801,4 +845,6 @@ def arrow_dataset(
         branch=branch,
         storage_options=storage_options,
     )
-    return TensorhouseArrowDataset(ds, rowid=rowid, refresh=refresh)
+    return TensorhouseArrowDataset(
+        ds, rowid=rowid, refresh=refresh, across_fragments=across_fragments
+    )

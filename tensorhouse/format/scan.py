@@ -12,14 +12,18 @@ import numpy as np
 import pyarrow as pa
 
 from tensorhouse.errors import RowNotFoundError
-from tensorhouse.format.chunks import ChunkReader, SampleBatch, columnar, concat, take
+from tensorhouse.format.chunks import ChunkReader, SampleBatch, columnar
 from tensorhouse.format.chunks.reader import Expect, check_stats, gather
-from tensorhouse.format.chunks.samples import normalize, of_column, take_column
+from tensorhouse.format.chunks.samples import normalize, of_column
 from tensorhouse.format.convert import to_arrow
 from tensorhouse.format.log.actions import ChunkRef
 from tensorhouse.format.log.snapshot import Snapshot
 from tensorhouse.format.threads import decode_pool, io_pool
 from tensorhouse.types import ROWID, Arrow, ColumnType
+
+#: Chunks whose values were checked against the log's statistics in this process (see read_chunk).
+_STATS_OK: dict[tuple[str, str, str, str], None] = {}
+_STATS_KEPT = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,15 +293,22 @@ class SnapshotReader:
         )
         if batch.column is not None and batch.column.type != want:
             return of_column(columnar.cast(batch.column, want, name))
-        if (
-            batch.column is None and ctype.is_scalar and ref.stats
-        ):  # read anyway: checking the stats costs one pass
-            check_stats(
-                batch,
-                ref.stats,
-                dtype=ctype.storage_dtype,
-                where=f"{self.reader.store.uri}/{ref.path}",
-            )
+        if batch.column is None and ctype.is_scalar and ref.stats:
+            # Checking the stats costs a min/max pass: once per process per chunk and stats
+            # (data files are immutable), not on every scan of every query. A group file holds
+            # many chunks: its part (row group, column) is in the key.
+            part = None if ref.part is None else (ref.part.row_group, ref.part.column)
+            key = (self.reader.store.uri, ref.path, repr(part), repr(ref.stats))
+            if key not in _STATS_OK:
+                check_stats(
+                    batch,
+                    ref.stats,
+                    dtype=ctype.storage_dtype,
+                    where=f"{self.reader.store.uri}/{ref.path}",
+                )
+                if len(_STATS_OK) >= _STATS_KEPT:
+                    _STATS_OK.clear()
+                _STATS_OK[key] = None
         return batch
 
     def iter_batches(
@@ -335,10 +346,13 @@ class SnapshotReader:
         if with_rowid:
             fields.append(pa.field(ROWID, pa.int64(), nullable=False))
         schema = pa.schema(fields)
+        for cur in cursors[1:]:  # this thread reads the first column's chunk meanwhile
+            cur.start(start)
         pos = start
+        frag_starts = self.frag_starts.tolist()
         while pos < stop:
-            f = int(np.searchsorted(self.frag_starts, pos, side="right")) - 1
-            end = min(stop, pos + batch_size, int(self.frag_starts[f + 1]))
+            f = bisect.bisect_right(frag_starts, pos) - 1
+            end = min(stop, pos + batch_size, frag_starts[f + 1])
             # End at the next chunk boundary of any column: every column of the batch is
             # then a zero-copy slice of one chunk, never a concatenation of two.
             for cur in cursors:
@@ -350,19 +364,12 @@ class SnapshotReader:
                     pos = end
                     continue
             arrays = []
+            rows_kept = None
+            if keep is not None and not keep.all():
+                rows_kept = pa.array(np.flatnonzero(keep))
             for cur in cursors:
-                batch = cur.rows(pos, end)
-                if keep is not None and not keep.all():
-                    rows_kept = np.flatnonzero(keep)
-                    batch = (
-                        take_column(batch, rows_kept)
-                        if batch.column is not None
-                        else take(batch, rows_kept)
-                    )
-                if cur.as_type is not None and batch.column is not None:
-                    arrays.append(batch.column)
-                else:
-                    arrays.append(to_arrow(batch, cur.ctype))
+                arr = cur.rows(pos, end)
+                arrays.append(arr if rows_kept is None else columnar.take(arr, rows_kept))
             if with_rowid:
                 # One fragment per batch: ids are a range (no per-row search; count(*) reads them).
                 base = (int(self.frag_ids[f]) << 32) - int(self.frag_starts[f])
@@ -395,8 +402,36 @@ def _release_now() -> None:
         pa.default_memory_pool().release_unused()
 
 
+#: A chunk whose payload is at least this big is converted to Arrow batch by batch: Arrow's
+#: ``string``/``binary`` offsets are 32-bit, so a whole text chunk of 2 GiB cannot be one array.
+WHOLE_CHUNK_BYTES = 1 << 30
+
+
+def _fixed_list_in_fixed_list(t: pa.DataType) -> bool:
+    """Whether ``t`` holds a fixed-size list of fixed-size lists (an N-d tensor, N >= 2).
+
+    pyarrow 25's ``take`` and ``filter`` return wrong rows for a *sliced* array of
+    such a type (the inner list ignores the slice offset), so chunks of these
+    columns are converted batch by batch, into arrays that start at offset 0.
+    """
+    if pa.types.is_fixed_size_list(t) and pa.types.is_fixed_size_list(t.value_type):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _fixed_list_in_fixed_list(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_fixed_list_in_fixed_list(f.type) for f in t)
+    return False
+
+
 class _Cursor:
-    """Walks one column's chunks in order, holding the current one and prefetching the next."""
+    """Walks one column's chunks in order, holding the current one and prefetching the next.
+
+    Each chunk is converted to one Arrow array once, when it is read (on the read-ahead
+    thread for all but the first), and every batch is a zero-copy slice of it. Converting
+    slices instead cost a copy of the offsets per batch and per column (``SampleBatch.slice``
+    rebases them, ``to_arrow`` again): measured at a third of the scan's own time on a
+    text column.
+    """
 
     def __init__(
         self,
@@ -413,17 +448,25 @@ class _Cursor:
         self.ctype = ctype
         self.as_type = as_type
         self.index = reader.index(name)
-        self.current: tuple[int, SampleBatch] | None = None
-        self.pending: tuple[int, Future[SampleBatch]] | None = None
+        self.current: tuple[int, pa.Array | SampleBatch] | None = None
+        self.pending: tuple[int, Future[pa.Array | SampleBatch]] | None = None
 
-    def _chunk(self, c: int) -> SampleBatch:
+    def start(self, pos: int) -> None:
+        """Start reading the chunk holding ``pos`` in the background: the first chunks of all
+        the columns of a scan are then read at once, not one after the other."""
+        if pos < self.stop and self.pending is None and self.current is None:
+            c = self.index.locate_one(pos)
+            if 0 <= c < len(self.index.refs):
+                self.pending = (c, decode_pool().submit(self._read_ahead, c))
+
+    def _chunk(self, c: int) -> pa.Array | SampleBatch:
         if self.current is not None and self.current[0] == c:
             return self.current[1]
         if self.pending is not None and self.pending[0] == c:
-            batch = self.pending[1].result()
+            chunk = self.pending[1].result()
         else:
-            batch = self._read(c)
-        self.current = (c, batch)
+            chunk = self._read(c)
+        self.current = (c, chunk)
         nxt = c + 1
         if nxt < len(self.index.refs) and self.index.starts[nxt] < self.stop:
             self.pending = (
@@ -432,27 +475,41 @@ class _Cursor:
             )
         else:
             self.pending = None
-        return batch
+        return chunk
 
-    def _read(self, c: int) -> SampleBatch:
-        return self.reader.read_chunk(self.name, self.ctype, c, as_type=self.as_type)
+    def _read(self, c: int) -> pa.Array | SampleBatch:
+        batch = self.reader.read_chunk(self.name, self.ctype, c, as_type=self.as_type)
+        if batch.column is not None:
+            return batch.column if self.as_type is not None else to_arrow(batch, self.ctype)
+        if batch.nbytes >= WHOLE_CHUNK_BYTES or _fixed_list_in_fixed_list(self.ctype.arrow_type()):
+            return batch
+        return to_arrow(batch, self.ctype)
 
-    def _read_ahead(self, c: int) -> SampleBatch:
-        batch = self._read(c)
+    def _read_ahead(self, c: int) -> pa.Array | SampleBatch:
+        chunk = self._read(c)
         _release_now()
-        return batch
+        return chunk
 
     def chunk_end(self, pos: int) -> int:
         """The first row after the chunk holding ``pos``."""
         return int(self.index.starts[self.index.locate_one(pos) + 1])
 
-    def rows(self, start: int, stop: int) -> SampleBatch:
+    def rows(self, start: int, stop: int) -> pa.Array:
         parts = []
         pos = start
         while pos < stop:
             c = self.index.locate_one(pos)
             cstart, cend = int(self.index.starts[c]), int(self.index.starts[c + 1])
             hi = min(stop, cend)
-            parts.append(self._chunk(c).slice(pos - cstart, hi - cstart))
+            chunk = self._chunk(c)
+            if isinstance(chunk, SampleBatch):
+                parts.append(self._arrow(chunk.slice(pos - cstart, hi - cstart)))
+            else:
+                parts.append(chunk.slice(pos - cstart, hi - pos))
             pos = hi
-        return concat(parts) if len(parts) != 1 else parts[0]
+        return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+
+    def _arrow(self, batch: SampleBatch) -> pa.Array:
+        if batch.column is not None and self.as_type is not None:
+            return batch.column
+        return to_arrow(batch, self.ctype)
