@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -467,3 +468,14 @@ def test_encodings_chosen_for_a_whole_file_equal_each_column_alone() -> None:
     assert group.choose_encodings(arrays) == alone
     assert alone[0] == group.Encoding("delta", "none") or alone[0].encoding == "delta"
     assert alone[2].encoding == "plain"
+
+
+def test_text_with_thousands_of_repeated_values_is_dictionary_encoded() -> None:
+    """10,000 distinct tags look unique in a 4,096-row sample, but repeat ~100x in a 1M-row
+    row group: stored PLAIN they decoded ~7x slower and DuckDB filtered value by value."""
+    rng = np.random.default_rng(0)
+    tags = pa.array([f"t{i:04d}" for i in rng.integers(0, 10_000, 200_000)])
+    unique = pa.array([f"u{i}" for i in range(200_000)])
+    tag_enc, unique_enc = group.choose_encodings([tags, unique])
+    assert tag_enc.encoding == "dictionary"
+    assert unique_enc.encoding == "plain"  # no repeats: a dictionary would only add a page
