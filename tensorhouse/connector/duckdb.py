@@ -213,7 +213,7 @@ def _native_source(
     path = _native.choose(table, native=native, rowid=rowid, refresh=refresh, engine="duckdb")
     if path.native:
         view = companion + _native.NATIVE_SUFFIX
-        failed = _native.duckdb_view(con, view, companion, path)
+        failed = _native.duckdb_view(con, view, companion, path, table)
         if failed is None:
             rowids.remember(view, table, source=companion)
             _native.remember_path(table, path)
@@ -230,6 +230,7 @@ def _drop(con: duckdb.DuckDBPyConnection, companion: str) -> None:
     if rowids.lookup(view) is not None:
         con.execute(f"DROP VIEW IF EXISTS {_quote(view)}")
         rowids.forget(view)
+        _native.drop_functions(con, companion)
     con.unregister(companion)
     rowids.forget(companion)
 

@@ -58,13 +58,20 @@ from typing import Any
 
 import pyarrow as pa
 
+from tensorhouse.format.chunks.group import in_group
 from tensorhouse.format.native_files import NativeFile, native_files
+from tensorhouse.format.rowid_reads import RowIdReader
 from tensorhouse.types import ROWID
 
 #: ``TENSORHOUSE_NATIVE=0`` turns native reads off for every registration that does not pass ``native=True``.
 ENV = "TENSORHOUSE_NATIVE"
 #: Above this many deleted rows, the view would carry too long a ``NOT IN`` list: Python scan.
 MAX_INLINE_DELETED = 10_000
+#: ``TENSORHOUSE_NATIVE_MIXED=1`` reads datasets with tensor columns natively in DuckDB (tabular
+#: columns by ``read_parquet``, tensors by row id). Off by default: a query naming the tensor
+#: measured 2.3-3.2x the Python scan (bench_sql's top-10 cosine at 1M rows), while queries that
+#: do not name it ran at 0.3-0.6x.
+MIXED_ENV = "TENSORHOUSE_NATIVE_MIXED"
 #: The suffix of the internal name of a native relation (after the companion's name).
 NATIVE_SUFFIX = "_native"
 
@@ -78,6 +85,8 @@ class ReadPath:
     native: bool
     reason: str
     files: tuple[NativeFile, ...] = field(default=(), repr=False)
+    #: Columns not in the files (tensors), read by row id through a function of the engine's.
+    by_rowid: tuple[str, ...] = ()
 
     @property
     def deleted_rows(self) -> int:
@@ -93,6 +102,11 @@ def files_of(dataset: Any) -> tuple[NativeFile, ...] | None:
     """The native files of all columns of ``dataset``'s version, or None (the format's accessor)."""
     out = native_files(dataset)
     return None if out is None else tuple(out)
+
+
+def mixed_enabled() -> bool:
+    """True when ``TENSORHOUSE_NATIVE_MIXED`` is set to 1/true/yes/on (off by default)."""
+    return os.environ.get(MIXED_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _local(path: str) -> bool:
@@ -124,9 +138,19 @@ def choose(
         return no("refresh=True reads the latest version at each query, so its files change")
     if rowid:
         return no("rowid=True reads _rowid from the Python scan")
+    names = [n for n in table.schema.names if n != ROWID]
+    by_rowid: tuple[str, ...] = ()
     if files is None:
         try:
             got = files_of(table.dataset)
+            if got is None and engine == "duckdb" and mixed_enabled():
+                # Tensor columns stay in their chunk files: the tabular ones are read natively,
+                # the tensors by row id (a function of DuckDB's), only when a query names them.
+                schema = table.dataset.schema
+                tabular = [n for n in names if in_group(schema[n])]
+                if tabular and len(tabular) < len(names):
+                    got = native_files(table.dataset, tabular)
+                    by_rowid = tuple(n for n in names if n not in tabular)
         except Exception as err:  # any failure of the accessor leaves the Python scan, which works
             return no(f"the native files could not be listed ({type(err).__name__}: {err})")
         if got is None:
@@ -137,7 +161,7 @@ def choose(
     files = tuple(files)
     if not files:
         return no("the dataset has no rows")
-    names = [n for n in table.schema.names if n != ROWID]
+    names = [n for n in names if n not in by_rowid]
     for f in files:
         missing = [n for n in names if n not in f.columns]
         if missing:
@@ -150,7 +174,9 @@ def choose(
     why = f"{len(files)} Parquet file(s)" + (
         f", {deleted} deleted row(s) filtered" if deleted else ""
     )
-    return ReadPath(True, why, files)
+    if by_rowid:
+        why += f", {', '.join(by_rowid)} read by row id"
+    return ReadPath(True, why, files, by_rowid)
 
 
 #: registration (its Arrow dataset) -> how its user-named table is read; gone with the registration.
@@ -207,19 +233,45 @@ def _runs(files: Sequence[NativeFile]) -> list[list[NativeFile]]:
 
 
 def duckdb_select(
-    files: Sequence[NativeFile], names: Sequence[str], casts: Mapping[str, str]
+    files: Sequence[NativeFile],
+    names: Sequence[str],
+    casts: Mapping[str, str],
+    functions: Mapping[str, str] | None = None,
 ) -> str:
-    """The SELECT reading ``files`` with the dataset's column ``names`` (``casts``: name -> DuckDB type)."""
+    """The SELECT reading ``files`` with the dataset's column ``names`` (``casts``: name -> DuckDB type).
+
+    ``functions``: column -> the DuckDB function reading it by row id (a column not in the
+    files); its argument is the row id, ``first_rowid + file_row_number``.
+    """
+    functions = functions or {}
     parts = []
     for run in _runs(files):
         mapping = run[0].columns
+        if len(run) == 1:
+            first = str(run[0].first_rowid)
+        else:
+            # file_index: DuckDB's position of the row's file in the list (a virtual column)
+            first = (
+                "(CASE file_index "
+                + " ".join(f"WHEN {i} THEN {f.first_rowid}" for i, f in enumerate(run))
+                + " END)"
+            )
         cols = ", ".join(
-            (f"CAST({quote(mapping[n])} AS {casts[n]})" if n in casts else quote(mapping[n]))
+            (
+                f"{quote(functions[n])}({first} + file_row_number)"
+                if n in functions
+                else f"CAST({quote(mapping[n])} AS {casts[n]})"
+                if n in casts
+                else quote(mapping[n])
+            )
             + f" AS {quote(n)}"
             for n in names
         )
         paths = "[" + ", ".join(_literal(f.path) for f in run) + "]"
         deleted = run[0].deleted
+        extra = ""
+        if functions:
+            extra = ", file_row_number = true"
         if len(deleted):
             rows = ", ".join(str(int(r)) for r in deleted)
             parts.append(
@@ -231,41 +283,107 @@ def duckdb_select(
             # key column is not known to hold no null (IS NOT NULL estimated at a fifth of the
             # rows) and the row count is the first file's times the files: join sides flip.
             parts.append(
-                f"SELECT {cols} FROM read_parquet({paths}, maximum_files_for_stats = {len(run)})"
+                f"SELECT {cols} FROM read_parquet({paths}, maximum_files_for_stats = {len(run)}{extra})"
             )
     return " UNION ALL ".join(parts)
 
 
-def duckdb_view(con: Any, view: str, companion: str, path: ReadPath) -> str | None:
+def function_prefix(companion: str) -> str:
+    """The prefix of the names of the row-id functions of a registration (dropped with it)."""
+    return companion + "_rowid_read_"
+
+
+def _duckdb_functions(con: Any, companion: str, table: Any, path: ReadPath) -> dict[str, str]:
+    """Register one DuckDB function per column of ``path.by_rowid``: row ids -> that column's rows."""
+    import duckdb
+
+    out: dict[str, str] = {}
+    types = dict(
+        con.execute(
+            f"SELECT column_name, column_type FROM (DESCRIBE {quote(companion)})"
+        ).fetchall()
+    )
+    for i, name in enumerate(path.by_rowid):
+        reader = RowIdReader(table.dataset, name, arrow_type=table.schema.field(name).type)
+        fname = f"{function_prefix(companion)}{i}"
+        con.create_function(
+            fname,
+            _reading(reader),
+            [duckdb.sqltype("BIGINT")],
+            duckdb.sqltype(types[name]),
+            type="arrow",
+            side_effects=False,
+        )
+        out[name] = fname
+    return out
+
+
+def _reading(reader: RowIdReader) -> Any:
+    """DuckDB's Arrow function over ``reader``: one argument, the row ids of a vector."""
+
+    def read(ids: Any) -> pa.Array:
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
+        return reader.read(ids.to_numpy(zero_copy_only=False))
+
+    return read
+
+
+def drop_functions(con: Any, companion: str) -> None:
+    """Remove the row-id functions registered for ``companion`` (none: nothing)."""
+    prefix = function_prefix(companion)
+    got = con.execute(
+        "SELECT DISTINCT function_name FROM duckdb_functions() WHERE starts_with(function_name, ?)",
+        [prefix],
+    ).fetchall()
+    for (fname,) in got:
+        con.remove_function(fname)
+
+
+def duckdb_view(
+    con: Any, view: str, companion: str, path: ReadPath, table: Any = None
+) -> str | None:
     """Create temp view ``view`` reading ``path.files`` with the companion's column types.
 
+    ``table`` (the registration's Arrow dataset) is needed when ``path.by_rowid`` names columns.
     Returns None on success, else why the native view could not be made (nothing is left behind).
     """
     import duckdb
 
+    functions: dict[str, str] = {}
     try:
         want = con.execute(
             f"DESCRIBE SELECT * EXCLUDE ({quote(ROWID)}) FROM {quote(companion)}"
         ).fetchall()
         names = [r[0] for r in want]
-        raw = duckdb_select(path.files, names, {})
+        if path.by_rowid:
+            functions = _duckdb_functions(con, companion, table, path)
+        raw = duckdb_select(path.files, names, {}, functions)
         got = con.execute(f"DESCRIBE {raw}").fetchall()
         casts = {w[0]: w[1] for w, g in zip(want, got, strict=True) if w[1] != g[1]}
-        sql = duckdb_select(path.files, names, casts) if casts else raw
+        sql = duckdb_select(path.files, names, casts, functions) if casts else raw
         if casts:
             got = con.execute(f"DESCRIBE {sql}").fetchall()
             if [(r[0], r[1]) for r in got] != [(r[0], r[1]) for r in want]:
-                return f"DuckDB reads the files as {got}, not {want}"
+                raise _Mismatch(f"DuckDB reads the files as {got}, not {want}")
             # Some casts bind but fail on the first value (a Parquet INT64 duration to INTERVAL):
             # cast one row of the first file now rather than fail the user's queries.
-            first = duckdb_select(path.files[:1], names, casts)
+            first = duckdb_select(path.files[:1], names, casts, functions)
             con.execute(
                 f"SELECT {', '.join(quote(n) for n in casts)} FROM ({first}) LIMIT 1"
             ).fetchall()
         con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS {sql}")
-    except duckdb.Error as err:
+    except (duckdb.Error, _Mismatch) as err:
+        if functions:
+            drop_functions(con, companion)
+        if isinstance(err, _Mismatch):
+            return str(err)
         return f"DuckDB could not read the files natively: {err}"
     return None
+
+
+class _Mismatch(Exception):
+    pass
 
 
 # -- DataFusion -------------------------------------------------------------------------
@@ -344,14 +462,18 @@ def _linked(owner: Any, files: Sequence[NativeFile]) -> str | None:
 __all__ = [
     "ENV",
     "MAX_INLINE_DELETED",
+    "MIXED_ENV",
     "NATIVE_SUFFIX",
     "ReadPath",
     "choose",
     "datafusion_view",
+    "drop_functions",
     "duckdb_select",
     "duckdb_view",
     "env_enabled",
     "files_of",
+    "function_prefix",
+    "mixed_enabled",
     "path_of",
     "remember_path",
     "report",
