@@ -23,7 +23,7 @@ from tensorhouse.format.rowid_reads import RowIdReader
 @pytest.fixture(autouse=True)
 def _native_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(native.ENV, raising=False)
-    monkeypatch.setenv(native.MIXED_ENV, "1")  # off by default (see native.MIXED_ENV)
+    monkeypatch.delenv(native.MIXED_ENV, raising=False)  # on by default (see native.MIXED_ENV)
 
 
 SCHEMA = {
@@ -120,16 +120,17 @@ def test_queries_not_naming_a_tensor_do_not_read_it(
 def test_opt_out_and_datafusion_keep_the_python_scan(
     mixed: th.Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for off in ("0", None):  # None: the default
-        if off is None:
-            monkeypatch.delenv(native.MIXED_ENV)
-        else:
-            monkeypatch.setenv(native.MIXED_ENV, off)
+    con = duckdb.connect()
+    th.duckdb.register(con, "t", mixed)  # the default: native, tensors by row id
+    path = th.duckdb.read_path(con, "t")
+    assert path is not None and path.native and path.by_rowid
+    for off in ("0", "off"):
+        monkeypatch.setenv(native.MIXED_ENV, off)
         con = duckdb.connect()
         th.duckdb.register(con, "t", mixed)
         path = th.duckdb.read_path(con, "t")
         assert path is not None and not path.native and "tensor" in path.reason
-    monkeypatch.setenv(native.MIXED_ENV, "1")
+    monkeypatch.delenv(native.MIXED_ENV)
     ctx = datafusion.SessionContext()
     th.datafusion.register(ctx, "t", mixed)
     dpath = th.datafusion.read_path(ctx, "t")

@@ -67,10 +67,12 @@ from tensorhouse.types import ROWID
 ENV = "TENSORHOUSE_NATIVE"
 #: Above this many deleted rows, the view would carry too long a ``NOT IN`` list: Python scan.
 MAX_INLINE_DELETED = 10_000
-#: ``TENSORHOUSE_NATIVE_MIXED=1`` reads datasets with tensor columns natively in DuckDB (tabular
-#: columns by ``read_parquet``, tensors by row id). Off by default: a query naming the tensor
-#: measured 2.3-3.2x the Python scan (bench_sql's top-10 cosine at 1M rows), while queries that
-#: do not name it ran at 0.3-0.6x.
+#: Datasets with tensor columns are read natively in DuckDB too (tabular columns by
+#: ``read_parquet``, tensors by row id); ``TENSORHOUSE_NATIVE_MIXED=0`` keeps them on the Python
+#: scan. On bench_sql's 1M rows, queries that do not name the tensor ran at 0.3-0.6x the Python
+#: scan and met every Parquet target; a full scan of the tensor (top-10 cosine) ran at 1.09x the
+#: Python scan on a quiet machine, 1.5-3.2x on a loaded one (DuckDB calls the row-id function
+#: per 2,048-row vector under the GIL), and 0.33-0.42x DuckDB over Parquet either way.
 MIXED_ENV = "TENSORHOUSE_NATIVE_MIXED"
 #: The suffix of the internal name of a native relation (after the companion's name).
 NATIVE_SUFFIX = "_native"
@@ -105,8 +107,8 @@ def files_of(dataset: Any) -> tuple[NativeFile, ...] | None:
 
 
 def mixed_enabled() -> bool:
-    """True when ``TENSORHOUSE_NATIVE_MIXED`` is set to 1/true/yes/on (off by default)."""
-    return os.environ.get(MIXED_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+    """False when ``TENSORHOUSE_NATIVE_MIXED`` is set to 0/false/no/off (on by default)."""
+    return os.environ.get(MIXED_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _local(path: str) -> bool:
