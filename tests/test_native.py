@@ -335,7 +335,10 @@ class TestDuckDBNative(parity.TestDuckDB):
         con = self.session("tensorhouse", data)
         for name in ("labels", "nation", "region"):
             assert th.duckdb.read_path(con, name).native, name  # type: ignore[union-attr]
-        assert not th.duckdb.read_path(con, "pets").native  # type: ignore[union-attr]
+        pets = th.duckdb.read_path(
+            con, "pets"
+        )  # a tensor column: read by row id (test_native_mixed)
+        assert pets is not None and pets.native and pets.by_rowid
 
 
 class TestDataFusionNative(parity.TestDataFusion):

@@ -352,6 +352,25 @@ def take(arr: pa.Array, rows: pa.Array) -> pa.Array:
 
 
 # -- encoding ---------------------------------------------------------------------
+def check_decoded_size(claimed: int, stored: int, what: str) -> None:
+    """Refuse a Parquet footer claiming more decoded bytes than the limits allow, in all or per
+    stored byte: a stranger's footer must not make the decoder allocate without bound
+    (:mod:`tensorhouse.limits`)."""
+    limits.check(
+        "max_chunk_decompressed_bytes",
+        claimed,
+        what=f"{what} of {claimed} bytes decoded",
+        error=CorruptChunkError,
+    )
+    if claimed > limits.current().compression_ratio_floor:
+        limits.check(
+            "max_compression_ratio",
+            claimed // max(stored, 1),
+            what=f"{what} of {stored} bytes claiming {claimed}",
+            error=CorruptChunkError,
+        )
+
+
 def _parquet_bytes(arr: pa.Array, codec: str, dictionary: bool) -> bytes:
     import pyarrow.parquet as pq
 
@@ -468,20 +487,7 @@ def decode(
             )
         md = f.metadata
         claimed = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
-        # A stranger's footer must not make the decoder allocate without bound (tensorhouse.limits).
-        limits.check(
-            "max_chunk_decompressed_bytes",
-            claimed,
-            what=f"columnar chunk of {claimed} bytes decoded",
-            error=CorruptChunkError,
-        )
-        if claimed > limits.current().compression_ratio_floor:
-            limits.check(
-                "max_compression_ratio",
-                claimed // max(len(data), 1),
-                what=f"columnar chunk of {len(data)} bytes claiming {claimed}",
-                error=CorruptChunkError,
-            )
+        check_decoded_size(claimed, len(data), "columnar chunk")
         if len(f.schema_arrow) != 1 or md.num_rows != num_rows:
             raise CorruptChunkError(
                 f"columnar chunk holds {len(f.schema_arrow)} columns of "

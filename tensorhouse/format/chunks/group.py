@@ -617,20 +617,7 @@ def decode(
             f"{where}: column {part.column} of row group {part.row_group} lies at "
             f"{info.offset}+{info.size} in the file, the log says {part.offset}+{size}"
         )
-    claimed, stored = info.decoded_bytes, info.size
-    limits.check(
-        "max_chunk_decompressed_bytes",
-        claimed,
-        what=f"{where}: column chunk of {claimed} bytes decoded",
-        error=CorruptChunkError,
-    )
-    if claimed > limits.current().compression_ratio_floor:
-        limits.check(
-            "max_compression_ratio",
-            claimed // max(stored, 1),
-            what=f"{where}: column chunk of {stored} bytes claiming {claimed}",
-            error=CorruptChunkError,
-        )
+    columnar.check_decoded_size(info.decoded_bytes, info.size, f"{where}: column chunk")
     stored_type = footer.schema.field(part.column).type
     if stored_type != read_back_type(declared):
         # A log pointing a column at another column's chunks (the bits would be reinterpreted).
