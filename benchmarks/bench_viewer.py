@@ -116,7 +116,8 @@ def pages(path: str, rows: int, repeats: int) -> None:
 
 def containment(path: str, rows: int, repeats: int) -> None:
     store = LocalStore(path)
-    chunk = next(info.key for info in store.list("data/n/"))
+    # Any data file of the dataset: column n's chunks live in a Parquet group file under data/_groups/.
+    chunk = next(info.key for info in store.list("data/") if info.size >= 4096)
     full = os.path.join(path, *chunk.split("/"))
 
     def bare() -> None:
