@@ -193,22 +193,18 @@ def check(name: str, value: int, *, what: str, error: type[Exception] = LimitExc
 def read_bounded(store: Any, key: str, limit: str, *, what: str, error: type[Exception]) -> bytes:
     """``store.get(key)``, refused when the object is over limit ``limit``, never reading more.
 
-    A local store is asked the size first (a stat: a 64 GiB sparse file costs
-    nothing); elsewhere one range read of ``limit + 1`` bytes (no extra
-    request, and at most the limit in memory). The length read is checked
-    either way (a local file may have grown in between).
+    One request (:meth:`Store.get_bounded`): a local file's size comes from
+    the same open (a 64 GiB sparse file costs nothing), elsewhere one range
+    read of ``limit + 1`` bytes (at most the limit in memory); a local file
+    is read up to the size its open reported, so one that grows meanwhile
+    still gives at most the limit.
     """
     cap = getattr(current(), limit)
-    if store.is_local:
-        size = store.size(key)
-        check(limit, size, what=f"{store.uri}/{key}: {what} of {size} bytes", error=error)
-        data = store.get(key)
-    else:
-        data = store.get_range(key, 0, cap + 1)
+    data, size = store.get_bounded(key, cap)
     check(
         limit,
-        len(data),
-        what=f"{store.uri}/{key}: {what} of {len(data)}{'+' if len(data) > cap else ''} bytes",
+        size,
+        what=f"{store.uri}/{key}: {what} of {size}{'+' if len(data) > cap else ''} bytes",
         error=error,
     )
     return bytes(data)

@@ -40,6 +40,7 @@ _O_READ = (
 )
 #: Linux names an open file's real path here: one readlink, no race with a swapped symlink.
 _PROC_FD = "/proc/self/fd/" if os.path.isdir("/proc/self/fd") else None
+_POSIX = os.sep == "/"
 
 
 def check_range(start: int, length: int) -> None:
@@ -105,13 +106,15 @@ class LocalStore(Store):
         self.root = os.path.abspath(path)
         # The real root, resolved once: a dataset root that is itself a symlink is fine.
         self._real_root = os.path.realpath(self.root)
+        self._root_slash = self.root.rstrip("/") + "/"
 
     # -- helpers ---------------------------------------------------------------
     def _path(self, key: str) -> str:
         check_key(key)
         if key.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
             raise ValueError(f"invalid store key {key!r}: {TMP_PREFIX!r} names are reserved")
-        return os.path.join(self.root, *key.split("/"))
+        # A checked key is relative with no empty segment: joining by hand is os.path.join's result.
+        return f"{self._root_slash}{key}" if _POSIX else os.path.join(self.root, *key.split("/"))
 
     def _inside(self, real: str) -> bool:
         return real == self._real_root or real.startswith(self._real_root.rstrip(os.sep) + os.sep)
@@ -243,6 +246,16 @@ class LocalStore(Store):
         fd, size = self._open(key)
         os.close(fd)
         return size
+
+    def get_bounded(self, key: str, limit: int) -> tuple[bytes, int]:
+        # One open: the fstat that checks the file also gives its size, so nothing over the limit is read.
+        fd, size = self._open(key)
+        try:
+            return (b"", size) if size > limit else (pread_exact(fd, 0, size), size)
+        except OSError as err:
+            raise self._failed("read", key, err) from err
+        finally:
+            os.close(fd)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         # Start the walk at the deepest directory the prefix names; the rest of

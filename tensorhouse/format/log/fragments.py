@@ -106,8 +106,8 @@ def upgraded(table: pa.Table) -> pa.Table:
     return table.set_column(i, pa.field("chunks", pa.list_(CHUNK_TYPE)), new)
 
 
-def _ints(table: pa.Table | pa.StructArray, name: str, lo: int, hi: int) -> np.ndarray:
-    col = table.column(name) if isinstance(table, pa.Table) else table.field(name)
+def _ints(col: pa.Array | pa.ChunkedArray, name: str, lo: int, hi: int) -> np.ndarray:
+    """``col`` as int64 numpy, refused when it has nulls or a value outside [lo, hi]."""
     if col.null_count:
         raise CorruptLogError(f"checkpoint column {name!r} has nulls")
     arr = col.to_numpy()
@@ -116,12 +116,24 @@ def _ints(table: pa.Table | pa.StructArray, name: str, lo: int, hi: int) -> np.n
     return arr
 
 
+def _valid(arr: pa.Array) -> np.ndarray:
+    """Which entries of ``arr`` are not null, as bools (no bitmap unpacking when all or none are)."""
+    nulls = arr.null_count
+    if nulls == 0:
+        return np.ones(len(arr), dtype=bool)
+    if nulls == len(arr):
+        return np.zeros(len(arr), dtype=bool)
+    return arr.is_valid().to_numpy(zero_copy_only=False)
+
+
 def _unsafe_paths(paths: pa.Array) -> None:
     """Raise CorruptLogError if any stored path is absolute, has an empty, "." or ".." segment, or a backslash.
 
-    Checked over the strings' shared byte buffer with numpy (a regex over
-    20,000 paths cost 17 ms): the byte pairs that can start a bad segment are
-    rare, so only the strings holding one are looked at one by one.
+    Checked over the strings' shared byte buffer (a regex over 20,000 paths
+    cost 17 ms). No path may start or end with "/", so a "/" in the buffer is
+    followed by a byte of its own path: only a "/" followed by "/" or ".",
+    or a path starting with ".", can start a bad segment, and only the paths
+    holding one (rare) are looked at one by one.
     """
     if paths.null_count:
         raise CorruptLogError("a stored path is null")
@@ -139,18 +151,19 @@ def _unsafe_paths(paths: pa.Array) -> None:
         else np.zeros(0, np.uint8)
     )
     starts, ends = offsets[:-1] - offsets[0], offsets[1:] - offsets[0]
-    nonempty = ends > starts
-    if not nonempty.all() or (raw == ord("\\")).any() or (raw == 0).any():
+    if not (ends > starts).all():
         raise CorruptLogError("a stored path is empty or has a backslash or a NUL")
-    if (raw[starts] == ord("/")).any() or (raw[ends - 1] == ord("/")).any():
+    blob = raw.tobytes()  # bytes' own search (memchr) is several times faster than a numpy pass
+    if b"\\" in blob or b"\x00" in blob:
+        raise CorruptLogError("a stored path is empty or has a backslash or a NUL")
+    first = raw[starts]
+    if (first == ord("/")).any() or (raw[ends - 1] == ord("/")).any():
         raise CorruptLogError("a stored path is absolute or ends with '/'")
-    slash, dot = raw[:-1] == ord("/"), raw[1:] == ord(".")
-    # "//" or "/." inside a string, or a string starting with "."
-    pairs = np.flatnonzero(slash & (raw[1:] == ord("/")) | slash & dot)
-    owners = np.searchsorted(ends, pairs, side="right")
-    suspects = set(owners[pairs + 1 < ends[owners]].tolist()) | set(
-        np.flatnonzero(raw[starts] == ord(".")).tolist()
-    )
+    slashes = np.flatnonzero(raw == ord("/"))
+    after = raw[slashes + 1]  # in bounds: the last byte is no "/"
+    pairs = slashes[(after == ord("/")) | (after == ord("."))]
+    suspects = set(np.searchsorted(ends, pairs, side="right").tolist())
+    suspects.update(np.flatnonzero(first == ord(".")).tolist())
     for i in sorted(suspects):
         path = paths[i].as_py()
         # ".tmp-" names are stores' staged writes (every such name is a suspect: it follows "/" or starts the path).
@@ -173,30 +186,28 @@ class _Columns:
             )
         table = table.combine_chunks()
         self.table = table
-        self.ids = _ints(table, "id", 0, min(MAX_FRAGMENT_ID, next_fragment_id - 1))
-        if self.ids.size > 1 and not (np.diff(self.ids) > 0).all():
+        # One chunk per column after combine_chunks (none for an empty table): work on plain arrays.
+        id_, num_rows, dpath, dcount, dsize, chunks = (
+            c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in table.columns
+        )
+        self.ids = _ints(id_, "id", 0, min(MAX_FRAGMENT_ID, next_fragment_id - 1))
+        if self.ids.size > 1 and not (self.ids[1:] > self.ids[:-1]).all():
             raise CorruptLogError("checkpoint fragments are not unique and ordered")
-        self.num_rows = _ints(table, "num_rows", 0, MAX_FRAGMENT_ROWS)
-        dpath = (
-            table.column("deletion_path").chunk(0) if table.num_rows else pa.array([], pa.string())
-        )
-        self.has_deletion = dpath.is_valid().to_numpy(zero_copy_only=False)
-        self.num_deleted = np.where(
-            self.has_deletion, _ints(table, "deletion_count", 0, MAX_FRAGMENT_ROWS), 0
-        )
-        _ints(table, "deletion_size", 0, 1 << 62)
-        if (
-            self.has_deletion & ((self.num_deleted < 1) | (self.num_deleted > self.num_rows))
-        ).any():
-            raise CorruptLogError(
-                "checkpoint has a deletion count outside [1, rows of its fragment]"
-            )
-        _unsafe_paths(dpath.drop_null())
-        chunks = (
-            table.column("chunks").chunk(0)
-            if table.num_rows
-            else pa.array([], pa.list_(CHUNK_TYPE))
-        )
+        self.num_rows = _ints(num_rows, "num_rows", 0, MAX_FRAGMENT_ROWS)
+        self.has_deletion = _valid(dpath)
+        counts = _ints(dcount, "deletion_count", 0, MAX_FRAGMENT_ROWS)
+        _ints(dsize, "deletion_size", 0, 1 << 62)
+        if dpath.null_count == len(dpath):  # no deletions: nothing to check
+            self.num_deleted = np.zeros(len(dpath), dtype=np.int64)
+        else:
+            self.num_deleted = np.where(self.has_deletion, counts, 0)
+            if (
+                self.has_deletion & ((self.num_deleted < 1) | (self.num_deleted > self.num_rows))
+            ).any():
+                raise CorruptLogError(
+                    "checkpoint has a deletion count outside [1, rows of its fragment]"
+                )
+            _unsafe_paths(dpath.drop_null())
         if chunks.null_count:
             raise CorruptLogError("checkpoint column 'chunks' has nulls")
         self.offsets = chunks.offsets.to_numpy()
@@ -205,38 +216,50 @@ class _Columns:
         values = values.slice(base, int(self.offsets[-1]) - base) if self.offsets.size else values
         self.offsets = self.offsets - base
         self.values = values
+        field, path, rows_, header_, size_, _, part = values.flatten()
         # Field ids are handed out below next_field_id: a higher one would read as a column of nulls.
         top = (1 << 31) - 1 if next_field_id is None else next_field_id - 1
-        fields = _ints(values, "field", 0, top)
-        rows = _ints(values, "rows", 0, MAX_FRAGMENT_ROWS)
-        size = _ints(values, "size", 0, 1 << 62)
-        header = _ints(values, "header_length", 0, 1 << 62)
-        in_group = values.field("part").is_valid().to_numpy(zero_copy_only=False)
-        if (
-            (header > size).any()
-            or (in_group & (header != 0)).any()
-            or (~in_group & (header < 44)).any()
-        ):
+        fields = _ints(field, "field", 0, top)
+        rows = _ints(rows_, "rows", 0, MAX_FRAGMENT_ROWS)
+        size = _ints(size_, "size", 0, 1 << 62)
+        header = _ints(header_, "header_length", 0, 1 << 62)
+        in_group = _valid(part)
+        if (header > size).any() or (np.where(in_group, header != 0, header < 44)).any():
             raise CorruptLogError("checkpoint has a chunk whose header is longer than the chunk")
-        if values.field("path").null_count:
+        if path.null_count:
             raise CorruptLogError("checkpoint column 'path' has nulls")
-        _unsafe_paths(values.field("path"))
-        # Every column of a fragment covers its rows exactly: sum rows per (fragment, field).
+        _unsafe_paths(path)
         if len(values):
-            owner = np.repeat(np.arange(len(self.ids)), np.diff(self.offsets))
-            key = owner.astype(np.int64) * (int(fields.max()) + 1) + fields
-            groups, inverse = np.unique(key, return_inverse=True)
-            sums = np.bincount(inverse, weights=rows.astype(np.float64))
-            want = self.num_rows[groups // (int(fields.max()) + 1)]
-            if (sums != want).any():
-                bad = int(owner[np.flatnonzero(sums[inverse] != want[inverse])[0]])
-                raise CorruptLogError(
-                    f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows"
-                )
+            self._check_coverage(fields, rows)
         self._chunk_refs: list[ChunkRef] | None = None
         self._fields: list[int] = []
         self._dpath: list[str | None] = []
         self._dsize: list[int] = []
+
+    def _check_coverage(self, fields: np.ndarray, rows: np.ndarray) -> None:
+        """Every column of a fragment covers its rows exactly: the chunk rows summed per (fragment, field)."""
+        owner = np.repeat(np.arange(len(self.ids)), np.diff(self.offsets))
+        width = int(fields.max()) + 1
+        key = owner * width + fields
+        if (key[1:] >= key[:-1]).all():
+            # Chunks are written fragment by fragment, a column's chunks together: sum each run, no sort.
+            starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
+            sums = np.add.reduceat(rows, starts)
+            want = self.num_rows[owner[starts]]
+            if (sums != want).any():
+                bad = int(owner[starts[np.flatnonzero(sums != want)[0]]])
+                raise CorruptLogError(
+                    f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows"
+                )
+            return
+        groups, inverse = np.unique(key, return_inverse=True)
+        sums = np.bincount(inverse, weights=rows.astype(np.float64))
+        want = self.num_rows[groups // width]
+        if (sums != want).any():
+            bad = int(owner[np.flatnonzero(sums[inverse] != want[inverse])[0]])
+            raise CorruptLogError(
+                f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows"
+            )
 
     def _refs(self) -> list[ChunkRef]:
         """Every chunk as a ChunkRef, built in one pass the first time any fragment is asked for."""
@@ -307,11 +330,17 @@ class FragmentColumns(Sequence[Fragment]):
             self._ids = cols.ids
             self._src = np.arange(len(cols.ids))
         else:
-            changed = np.fromiter(self._overlay, np.int64, len(self._overlay))
-            keep = ~np.isin(cols.ids, changed)
             extra = np.array(
                 sorted(k for k, v in self._overlay.items() if v is not None), dtype=np.int64
             )
+            n = len(cols.ids)
+            if len(extra) == len(self._overlay) and (not n or extra[0] > cols.ids[-1]):
+                # Only appends since the arrays were built (the usual case): no lookup, no sort.
+                self._ids = np.concatenate([cols.ids, extra])
+                self._src = np.concatenate([np.arange(n), np.full(len(extra), -1)])
+                return
+            changed = np.fromiter(self._overlay, np.int64, len(self._overlay))
+            keep = ~np.isin(cols.ids, changed)
             ids = np.concatenate([cols.ids[keep], extra])
             src = np.concatenate([np.flatnonzero(keep), np.full(len(extra), -1)])
             order = np.argsort(ids, kind="stable")
@@ -369,6 +398,17 @@ class FragmentColumns(Sequence[Fragment]):
 
     def ids(self) -> np.ndarray:
         return self._ids
+
+    def chunk_count(self) -> int:
+        """How many chunks the live fragments hold (vectorised over the arrays' rows)."""
+        src = self._src[self._src >= 0]
+        n = int(np.diff(self._cols.offsets)[src].sum()) if src.size else 0
+        return n + sum(
+            len(refs)
+            for f in self._overlay.values()
+            if f is not None
+            for refs in f.columns.values()
+        )
 
     def row_counts(self) -> np.ndarray:
         if self._rows is None:
