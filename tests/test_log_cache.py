@@ -69,7 +69,12 @@ def test_a_reopen_reads_the_hint_and_nothing_else(tmp_path: Path, small_checkpoi
     cache.clear()
     first = CountingStore(LocalStore(uri))
     assert xs(open_with(first)) == list(range(13))
-    assert "_log/00000000000000000010.checkpoint" in log_reads(first)
+    # a small state: the full compacted file of version 12 stands for checkpoint 10, which is not read
+    assert log_reads(first) == [
+        "_log/_last_checkpoint",
+        "_log/00000000000000000010.00000000000000000012.compacted",
+        "_log/00000000000000000013.json",
+    ]
     again = CountingStore(LocalStore(uri))
     assert xs(open_with(again)) == list(range(13))
     # no listing, no checkpoint, no entry: the hint, and one failed read of version 14
@@ -111,7 +116,11 @@ def test_a_new_checkpoint_from_another_process_is_read(
     store = CountingStore(LocalStore(uri))
     ds = open_with(store)
     assert xs(ds) == [*range(11), *range(200, 206)]
-    assert "_log/00000000000000000015.checkpoint" in log_reads(store)
+    # it starts from checkpoint 15 (here its full compacted file of version 17), reading no entry
+    assert log_reads(store) == [
+        "_log/_last_checkpoint",
+        "_log/00000000000000000015.00000000000000000017.compacted",
+    ]
 
 
 def test_many_new_entries_are_listed_and_read_in_parallel(

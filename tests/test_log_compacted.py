@@ -1,4 +1,4 @@
-"""Compacted log files: a version's state as changes to its checkpoint, so opening it parses no entry."""
+"""Compacted log files: a version's state, whole or as changes to its checkpoint, so opening it parses no entry."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import pytest
 import tensorhouse as th
 from tensorhouse.format.dataset import Dataset
 from tensorhouse.format.log import Log, cache
+from tensorhouse.format.log import checkpoint as checkpoint_module
 from tensorhouse.format.log import log as log_module
 from tensorhouse.storage import LocalStore
 
 
-@pytest.fixture
-def interval(monkeypatch: pytest.MonkeyPatch) -> int:
+@pytest.fixture(params=["full", "delta"])
+def interval(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    # full: these small states are stored whole; delta: as changes to the checkpoint (a large state)
+    if request.param == "delta":
+        monkeypatch.setattr(checkpoint_module, "FULL_MAX_CHUNKS", 0)
     monkeypatch.setattr(log_module, "CHECKPOINT_INTERVAL", 25)
     monkeypatch.setattr(log_module, "COMPACTED_GRID", 4)
     monkeypatch.setattr(log_module, "COMPACTED_EVERY", 2)
@@ -164,3 +168,49 @@ def test_a_forged_compacted_file_with_a_valid_checksum_is_validated_and_skipped(
     assert "unsafe data path" in caplog.text
     assert sorted(again.to_table().column("x").to_pylist()) == list(range(27))
     assert again.snapshot == replayed(uri).snapshot
+
+
+def test_a_full_file_reads_without_its_checkpoint_and_as_a_delta_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import pyarrow as pa
+    import xxhash
+
+    from tensorhouse.format.log.checkpoint import HEADER, MAGIC, STATE_KEY, parse_compacted
+
+    monkeypatch.setattr(log_module, "CHECKPOINT_INTERVAL", 25)
+    uri = str(tmp_path / "ds")
+    ds = th.create(uri, {"x": "int64"})
+    for i in range(31):
+        ds.append({"x": [i]})
+    ds.delete("x = 3")  # version 32: removes a fragment of the checkpoint
+    ds.append({"x": [99]})  # 33: its compacted file (every 2nd version)
+    ds.append({"x": [100]})  # 34
+    want = replayed(uri).snapshot
+    path = Path(uri) / "_log" / f"{25:020d}.{33:020d}.compacted"
+    raw = path.read_bytes()
+    table = pa.ipc.open_file(pa.py_buffer(raw[HEADER.size :])).read_all()
+    state = json.loads(table.schema.metadata[STATE_KEY])
+    assert state["full"] is True and state["base"] == 25 and state["removed"]
+    assert table.num_rows == len(replayed(uri, 33).snapshot.fragments)
+
+    # the checkpoint is never read: a cold open of 34 is this file and entry 34
+    cp = Path(uri) / "_log" / f"{25:020d}.checkpoint"
+    cp.rename(cp.with_suffix(".away"))
+    cache.clear()
+    assert th.open(uri).snapshot == want
+    cp.with_suffix(".away").rename(cp)
+
+    # a reader that only knows files of changes (before full files) merges it into the same state
+    del state["full"]
+    table = table.replace_schema_metadata({STATE_KEY: json.dumps(state).encode()})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    body = sink.getvalue().to_pybytes()
+    as_delta = HEADER.pack(MAGIC, xxhash.xxh3_64_intdigest(body), len(body)) + body
+    base = replayed(uri, 25).snapshot
+    merged = parse_compacted(as_delta, "as-delta", base_version=25, base_fragments=lambda: base)
+    assert merged == replayed(uri, 33).snapshot

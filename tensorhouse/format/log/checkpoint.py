@@ -11,6 +11,14 @@ a 20-byte header::
 The checksum covers the raw bytes, so checking it costs one pass of xxh3
 (0.1 ms for 3 MB; crc32 took 5 ms), not a re-serialisation. Format 1 checkpoints (one JSON document with a
 sha256 over its canonical form) still read.
+
+Compacted log files use the same layout. A small state (up to
+``FULL_MAX_CHUNKS`` chunks) is stored whole, with ``"full": true``: opening
+reads that one file and validates it, and never reads the checkpoint. A
+larger one holds only the fragments changed since its checkpoint, laid over
+the checkpoint when read. Both name the ids changed and removed since the
+checkpoint, so a reader that only knows the second form (tensorhouse before
+full files) merges a full file into the same state.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import hashlib
 import json
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -36,6 +44,10 @@ from tensorhouse.format.log.snapshot import Snapshot
 MAGIC = b"THCKPT02"
 HEADER = struct.Struct("<8sQQ")
 STATE_KEY = b"tensorhouse.state"
+#: A compacted file stores the whole state up to this many chunks (about 1 MB, see
+#: ``log.OVERLAY_FROM_BYTES``): reading one file and validating it costs less than reading the
+#: checkpoint too and validating their merge, and writing it every other commit stays cheap.
+FULL_MAX_CHUNKS = 4096
 LEGACY_FORMAT = "tensorhouse.checkpoint"
 
 
@@ -47,10 +59,12 @@ def encode_checkpoint(snap: Snapshot) -> bytes:
 def encode_compacted(snap: Snapshot) -> bytes:
     """The stored bytes of a compacted log file: ``snap`` as changes to the checkpoint it was replayed from.
 
-    The same layout as a checkpoint, holding only the fragments added or
-    replaced since that checkpoint, with ``base`` (the checkpoint's version)
-    and ``removed`` (ids removed since) in the state. Raises ValueError when
-    ``snap`` was not replayed from a checkpoint.
+    The same layout as a checkpoint, with ``base`` (the checkpoint's
+    version), ``removed`` (ids removed since) and, for a full file,
+    ``changed`` (ids added or replaced since) in the state. It holds every
+    live fragment when they have at most ``FULL_MAX_CHUNKS`` chunks, and
+    only those added or replaced since the checkpoint otherwise. Raises
+    ValueError when ``snap`` was not replayed from a checkpoint.
     """
     return CompactedEncoder().encode(snap)
 
@@ -77,18 +91,27 @@ class CompactedEncoder:
         if snap.since is None:
             raise ValueError(f"version {snap.version} was not replayed from a checkpoint")
         base, ids = snap.since[0], sorted(snap.since[1])
+        if _chunk_count(snap.fragments) <= FULL_MAX_CHUNKS:
+            live = set(_live_ids(snap.fragments, ids))
+            extra = {
+                "base": base,
+                "removed": [fid for fid in ids if fid not in live],
+                "changed": [fid for fid in ids if fid in live],
+                "full": True,
+            }
+            return _encode(snap, to_table(snap.fragments), extra)
         if base != self._base:
             self._base, self._frags, self._table = base, {}, None
         reuse: list[int] = []
         new: list[Fragment] = []
         removed: list[int] = []
-        live: list[Fragment] = []
+        live_frags: list[Fragment] = []
         for fid in ids:
             f = _lookup(snap, fid)
             if f is None:
                 removed.append(fid)
                 continue
-            live.append(f)
+            live_frags.append(f)
             old = self._frags.get(fid)
             if (
                 old is not None and old[0] is f
@@ -108,9 +131,27 @@ class CompactedEncoder:
         table = table.combine_chunks()
         self._table = table
         self._frags = {
-            f.id: (f, i) for i, f in enumerate(live)
+            f.id: (f, i) for i, f in enumerate(live_frags)
         }  # live is in id order, as the table
         return _encode(snap, table, {"base": base, "removed": removed})
+
+
+def _chunk_count(fragments: Sequence[Fragment]) -> int:
+    if isinstance(fragments, FragmentColumns):
+        return fragments.chunk_count()
+    return sum(len(refs) for f in fragments for refs in f.columns.values())
+
+
+def _live_ids(fragments: Sequence[Fragment], ids: list[int]) -> list[int]:
+    """Which of ``ids`` are live fragments."""
+    if isinstance(fragments, FragmentColumns):
+        have = fragments.ids()
+        pos = np.searchsorted(have, ids)
+        ok = pos < have.size
+        ok[ok] = have[pos[ok]] == np.asarray(ids, np.int64)[ok]
+        return np.asarray(ids, np.int64)[ok].tolist()
+    all_ids = {f.id for f in fragments}
+    return [fid for fid in ids if fid in all_ids]
 
 
 def _lookup(snap: Snapshot, fid: int) -> Fragment | None:
@@ -167,23 +208,37 @@ def checkpoint_fragments(raw: bytes, where: str) -> pa.Table:
 
 
 def parse_compacted(
-    raw: bytes, where: str, *, base_version: int, base_fragments: pa.Table | Snapshot
+    raw: bytes,
+    where: str,
+    *,
+    base_version: int,
+    base_fragments: Callable[[], pa.Table | Snapshot],
 ) -> Snapshot:
-    """The state a compacted log file holds, applied to the fragments of checkpoint ``base_version``.
+    """The state a compacted log file holds, against checkpoint ``base_version``.
 
-    ``base_fragments``: the checkpoint's fragment table, only checksummed (see
+    A full file (see the module docstring) is validated on its own, and
+    ``base_fragments`` is never called. Otherwise ``base_fragments()`` gives
+    the checkpoint's fragment table, only checksummed (see
     :func:`checkpoint_fragments`): the fragments that changed are replaced by
     the file's, those removed are dropped, and the merged table is validated
-    once, as a checkpoint's is. Or the checkpoint's validated state: then only
-    the file's fragments are validated and laid over it (cheaper for a large
-    checkpoint, whose merged table would be copied and validated again).
-    Raises CorruptLogError naming ``where``.
+    once, as a checkpoint's is. Or it gives the checkpoint's validated state:
+    then only the file's fragments are validated and laid over it (cheaper for
+    a large checkpoint, whose merged table would be copied and validated
+    again). Raises CorruptLogError naming ``where``; what ``base_fragments``
+    raises propagates.
     """
     table, state = _read(raw, where)
-    removed = _removed(state, base_version, where)
-    if isinstance(base_fragments, Snapshot):
-        return _overlay(table, state, removed, base_fragments, where)
-    return _merged(table, state, removed, base_version, base_fragments, where)
+    removed = _ids(state, "removed", base_version, where)
+    if state.get("full") is True:
+        changed = _ids(state, "changed", base_version, where)
+        snap = _snapshot(upgraded(table), state, where)
+        if snap.version <= base_version:
+            raise CorruptLogError(f"{where}: version {snap.version} is not after {base_version}")
+        return replace(snap, since=(base_version, frozenset(changed) | frozenset(removed)))
+    base = base_fragments()
+    if isinstance(base, Snapshot):
+        return _overlay(table, state, removed, base, where)
+    return _merged(table, state, removed, base_version, base, where)
 
 
 def _overlay(
@@ -204,20 +259,22 @@ def _overlay(
     )
 
 
-def _removed(state: Mapping[str, Any], base_version: int, where: str) -> list[int]:
+def _ids(state: Mapping[str, Any], key: str, base_version: int, where: str) -> list[int]:
+    """A compacted file's list of fragment ids under ``key``, after checking it was written against ``base_version``."""
     try:
         if state.get("base") != base_version:
             raise CorruptLogError(
                 f"written against version {state.get('base')!r}, not {base_version}"
             )
-        removed = state.get("removed")
-        if not isinstance(removed, list) or not all(
-            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 31 for x in removed
+        ids = state.get(key)
+        # type() is exact: a bool is no id. One pass in C per check, not a Python test per id.
+        if not isinstance(ids, list) or (
+            ids and (set(map(type, ids)) != {int} or min(ids) < 0 or max(ids) >= 1 << 31)
         ):
-            raise CorruptLogError("removed must be a list of fragment ids")
+            raise CorruptLogError(f"{key} must be a list of fragment ids")
     except CorruptLogError as err:
         raise CorruptLogError(f"{where}: malformed compacted file: {err}") from err
-    return removed
+    return ids
 
 
 def _merged(

@@ -666,37 +666,47 @@ class Log:
     def _cold_state(self, hint: _Hint) -> tuple[Snapshot, Snapshot] | None:
         """(oldest, newest) states the hinted checkpoint and a compacted file against it give, read by name.
 
-        None: unusable. For a small checkpoint, its fragments are only
-        checksummed and merged with the compacted file's, and the merged table
-        is validated once (validation is most of an open). A large one
-        (``OVERLAY_FROM_BYTES``) is validated on its own and the file's few
-        fragments are laid over it: copying and validating the merged table
-        would cost about as much again.
+        None: unusable. A full compacted file (a small state) is all that is
+        read: the checkpoint is not needed. Otherwise, for a small checkpoint,
+        its fragments are only checksummed and merged with the compacted
+        file's, and the merged table is validated once (validation is most of
+        an open). A large one (``OVERLAY_FROM_BYTES``) is validated on its own
+        and the file's few fragments are laid over it: copying and validating
+        the merged table would cost about as much again.
         """
-        try:
-            raw, where = self._checkpoint_bytes(hint.version, hint)
-            parsed: list[pa.Table | Snapshot] = []  # the checkpoint, read once if needed
-            large = len(raw) >= OVERLAY_FROM_BYTES
+        parsed: list[pa.Table | Snapshot] = []  # the checkpoint, read once if needed
+        large = hint.size >= OVERLAY_FROM_BYTES  # checked against the bytes when they are read
 
-            def fragments() -> pa.Table | Snapshot:
-                if not parsed:
+        def fragments() -> pa.Table | Snapshot:
+            if not parsed:
+                try:
+                    raw, where = self._checkpoint_bytes(hint.version, hint)
                     parsed.append(
                         self._parsed_checkpoint(raw, where, hint.version)
                         if large
                         else checkpoint_fragments(raw, where)
                     )
-                return parsed[0]
+                except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+                    raise _UnusableHint(str(err)) from err
+            return parsed[0]
 
+        try:
             for b in self._compacted_candidates(hint.version):
                 found = self._read_compacted(hint.version, fragments, b)
                 if found is not None:
-                    base = parsed[0] if large else found
+                    base = parsed[0] if large and parsed else found
                     assert isinstance(base, Snapshot)
                     return base, found
-            snap = (
-                parsed[0] if parsed and large else self._parsed_checkpoint(raw, where, hint.version)
-            )
+            if large and parsed:
+                snap = parsed[0]
+            else:  # not read yet, or only its fragment table: parse the whole checkpoint
+                snap = self._parsed_checkpoint(
+                    *self._checkpoint_bytes(hint.version, hint), hint.version
+                )
             assert isinstance(snap, Snapshot)
+        except _UnusableHint as err:
+            log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
+            return None
         except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
             log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
             return None
@@ -948,7 +958,7 @@ class Log:
                 error=CorruptLogError,
             )
             snap = parse_compacted(
-                raw, where, base_version=base_version, base_fragments=base_fragments()
+                raw, where, base_version=base_version, base_fragments=base_fragments
             )
         except ObjectNotFoundError:
             return None  # the next commit replaced it meanwhile
