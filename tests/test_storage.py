@@ -223,7 +223,9 @@ class StoreContract:
         store.put("b/k", b"0123456789")
         assert store.get_bounded("b/k", 10) == (b"0123456789", 10)
         assert store.get_bounded("b/k", 100) == (b"0123456789", 10)
-        data, size = store.get_bounded("b/k", 4)  # over the limit: refused by its size, read at most 5
+        data, size = store.get_bounded(
+            "b/k", 4
+        )  # over the limit: refused by its size, read at most 5
         assert size > 4 and len(data) <= 5 and b"0123456789".startswith(data)
         with pytest.raises(ObjectNotFoundError):
             store.get_bounded("b/missing", 4)

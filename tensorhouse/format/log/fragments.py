@@ -399,6 +399,20 @@ class FragmentColumns(Sequence[Fragment]):
     def ids(self) -> np.ndarray:
         return self._ids
 
+    def table_without(self, exclude: np.ndarray) -> pa.Table:
+        """The columnar form of the live fragments whose ids are not in ``exclude``, in id order.
+
+        The arrays' rows are taken as they are; only changed fragments outside
+        ``exclude`` (rare: changes older than what the caller tracks) are encoded.
+        """
+        keep = ~np.isin(self._ids, exclude)
+        table = self._cols.table.take(pa.array(self._src[keep & (self._src >= 0)]))
+        others = [self[int(i)] for i in np.flatnonzero(keep & (self._src < 0))]
+        if not others:
+            return table
+        both = pa.concat_tables([table, to_table(others)])
+        return both.take(pc.sort_indices(both, [("id", "ascending")])).combine_chunks()
+
     def chunk_count(self) -> int:
         """How many chunks the live fragments hold (vectorised over the arrays' rows)."""
         src = self._src[self._src >= 0]
