@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,53 @@ def test_a_full_file_reads_without_its_checkpoint_and_as_a_delta_file(
     base = replayed(uri, 25).snapshot
     merged = parse_compacted(as_delta, "as-delta", base_version=25, base_fragments=lambda: base)
     assert merged == replayed(uri, 33).snapshot
+
+
+def test_on_s3_a_cold_open_reads_the_listed_compacted_file(
+    s3_uri: tuple[str, dict[str, Any]], interval: int, request: pytest.FixtureRequest
+) -> None:
+    from faults import CountingStore
+
+    from tensorhouse.storage import ForwardingStore, open_store
+
+    uri, opts = s3_uri
+    ds = th.create(uri, {"x": "int64"}, storage_options=opts)
+    for i in range(32):
+        ds.append({"x": [i]})
+    ds.delete("x = 30")  # 33
+    ds.append({"x": [99]})  # 34
+    ds.append({"x": [100]})  # 35
+    store = open_store(uri, opts)
+    names = [k.rsplit("/", 1)[-1] for k in store.list_keys("_log/") if k.endswith(".compacted")]
+    # every 2nd version (27, 29, ...); the grid's (every 4th version in these tests) stay
+    assert names == [f"{25:020d}.{v:020d}.compacted" for v in (29, 33, 35)], names
+    ds.append({"x": [101]})  # 36
+
+    cache.clear()
+    counting = CountingStore(open_store(uri, opts))
+    log = Log(counting)
+    got = Dataset(counting, log.snapshot(), log=log)
+    full = "full" in request.node.callspec.id
+    # one listing, the hint, file 35 (and checkpoint 25 for a file of changes), entry 36
+    assert counting.calls["list"] == 1
+    assert counting.calls["get"] + counting.calls["get_range"] == (3 if full else 4), counting.calls
+    assert sorted(got.to_table().column("x").to_pylist()) == [*range(30), 31, 99, 100, 101]
+
+    # a listed file deleted before it is read (a writer replaced it): the grid's file instead
+    class ReplacedAfterListing(ForwardingStore):
+        def list_keys(self, prefix: str = "") -> list[str]:
+            keys = super().list_keys(prefix)
+            self.inner.delete(f"_log/{25:020d}.{35:020d}.compacted")
+            return keys
+
+    cache.clear()
+    racing = ReplacedAfterListing(open_store(uri, opts))
+    log = Log(racing)
+    assert Dataset(racing, log.snapshot(), log=log).snapshot == got.snapshot
+
+    # the same state as the entries give without the compacted files
+    for k in store.list_keys("_log/"):
+        if k.endswith(".compacted"):
+            store.delete(k)
+    cache.clear()
+    assert th.open(uri, storage_options=opts).snapshot == got.snapshot

@@ -235,7 +235,7 @@ def parse_compacted(
     removed = _ids(state, "removed", base_version, where)
     if state.get("full") is True:
         changed = _ids(state, "changed", base_version, where)
-        snap = _snapshot(upgraded(table), state, where)
+        snap = _snapshot(table, state, where)  # validation upgrades a table from before group files
         if snap.version <= base_version:
             raise CorruptLogError(f"{where}: version {snap.version} is not after {base_version}")
         return replace(snap, since=(base_version, frozenset(changed) | frozenset(removed)))
