@@ -17,6 +17,11 @@ Then, side by side in one run (warm page cache, medians over repeats):
 4. time travel to the first append (tensorhouse and deltalake version 1,
    Lance version 2: Lance numbers its empty create as version 1).
 
+The opens of (1) and (3) are timed interleaved: one call of each system per
+round, so a burst of background work on this 2-core machine hits them alike;
+the cold columns there are timed in fresh processes of their own (three
+each, alternating systems), and deltalake on its own (see time_interleaved).
+
 Columns: ``tensorhouse`` and ``lance`` reopen in one process, so their
 in-process caches (tensorhouse's log cache, Lance's session) are warm;
 ``tensorhouse-cold`` and ``lance-cold`` empty them before every open, as a new
@@ -48,6 +53,7 @@ import json
 import os
 import platform
 import pstats
+import random
 import shutil
 import signal
 import statistics
@@ -89,6 +95,9 @@ BUILD_FORMAT = {"tensorhouse": 5, "deltalake": 3, "lance": 3}
 SYSTEMS = ("tensorhouse", "tensorhouse-cold", "deltalake", "lance", "lance-cold")
 #: The "-cold" columns open as a fresh process would: the in-process cache emptied before every open.
 COLD = {"tensorhouse-cold": "tensorhouse", "lance-cold": "lance"}
+#: Systems whose calls leave work running in the background (delta-rs's runtime threads): timed
+#: alone, not interleaved with the others (see time_interleaved).
+ALONE = {"deltalake"}
 REFERENCE = "tensorhouse"
 SCHEMA = pa.schema([("id", pa.int64()), ("value", pa.float32())])
 
@@ -134,6 +143,84 @@ def time_repeat(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
         if len(out) >= 3 and time.perf_counter() > t_end:
             break
     return Timing(out)
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, Timing]:
+    """Time each of ``fns`` ``repeats`` times: warm columns one call of each per round, shuffled; cold ones apart.
+
+    On a noisy 2-core machine a burst of background work then hits every
+    system alike, instead of whichever one was being measured when it came;
+    the order is shuffled (seeded) so that no system always follows the same
+    one. Two kinds are kept apart, because a call of theirs slows whatever
+    runs next in the process (their runtime threads keep working after it
+    returns; right after a deltalake call other systems measured up to 1.6x
+    slower):
+
+    - deltalake (``ALONE``) is timed on its own, after the others;
+    - a cold column is timed in fresh processes of its own (:func:`time_cold`):
+      "cold" is what a new process pays, and there no other library's threads run.
+    """
+    rng = random.Random(0)
+    names = [
+        name
+        for name in fns
+        if name not in COLD and name.split("+")[0] not in ALONE and name not in COLD_PATHS
+    ]
+    for name in names:  # warm up
+        fns[name]()
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        rng.shuffle(names)
+        for name in names:
+            t0 = time.perf_counter()
+            fns[name]()
+            out[name].append(time.perf_counter() - t0)
+    timings = {name: Timing(ts) for name, ts in out.items()}
+    cold = {name: COLD_PATHS[name] for name in fns if name in COLD_PATHS}
+    timings.update(time_cold(cold, repeats))
+    for name in fns:
+        if name not in timings:
+            timings[name] = time_repeat(fns[name], repeats)
+    return timings
+
+
+#: Cold columns timed in their own processes: name -> the table path, set by the caller of time_interleaved.
+COLD_PATHS: dict[str, str] = {}
+
+
+def time_cold(paths: dict[str, str], repeats: int, rounds: int = 3) -> dict[str, Timing]:
+    """Open latest of each cold column ``repeats`` times in each of ``rounds`` fresh processes (alternating systems)."""
+    import subprocess
+
+    out: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            done = subprocess.run(
+                [sys.executable, __file__, "--cold-worker", name, paths[name], str(repeats)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            out[name] += json.loads(done.stdout.strip().splitlines()[-1])
+    return {name: Timing(ts) for name, ts in out.items()}
+
+
+def cold_worker(name: str, path: str, repeats: int) -> None:
+    """In a fresh process: ``repeats`` cold opens of ``path`` by column ``name``, as JSON seconds.
+
+    After 5 untimed ones: the first calls in a process pay one-time costs
+    (lazy imports, first-call setup) that are not an open's.
+    """
+    sysm = ALL[name]
+    for _ in range(5):
+        sysm.open_latest(path)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sysm.open_latest(path)
+        ts.append(time.perf_counter() - t0)
+    print(json.dumps(ts))
 
 
 @dataclass
@@ -794,39 +881,84 @@ def fmt_requests(r: dict[str, int]) -> str:
     return f"{r['LIST']} LIST + {r['GET']} GET{extra}"
 
 
+def pad_to_worst(s: str, path: str, n: int) -> tuple[int, int]:
+    """Append one-row commits to ``path`` (``s``'s table of ``n`` rows) up to its worst case between checkpoints.
+
+    A system without checkpoints gets as many commits as tensorhouse. Returns
+    (rows, version).
+    """
+    sysm = ALL[COLD.get(s, s)]
+    v = sysm.latest_version(path)
+    target = sysm.next_worst_version(v)
+    if target is None:
+        tv = ALL["tensorhouse"].next_worst_version(n)
+        target = v + (tv - n)  # type: ignore[operator]
+    h, i = sysm.handle(path), n
+    while v < target:
+        h = sysm.append_handle(h, i)
+        i, v = i + 1, v + 1
+    return i, v
+
+
 def bench_s3(
     n: int, systems: list[str], paths: dict[str, str], repeats: int
-) -> tuple[Row, dict[str, str]]:
-    """Open latest through moto S3: median time, and the requests of one cold open (counted at the server)."""
+) -> tuple[list[Row], dict[str, str]]:
+    """Open latest through moto S3: median time, and the requests of one cold open (counted at the server).
+
+    Twice: on the N-commit tables (at a checkpoint), and, for the systems
+    with checkpoints, on a copy padded to the worst case between them
+    (uploaded beside). Lance has no checkpoints: its open is the same at
+    any version, so its row there repeats its first.
+    """
     moto = Moto(DATA_DIR)
     row = Row(f"open latest on S3 (moto), {n:,} commits")
+    worst = Row(
+        f"open latest on S3 (moto), {n:,}+ commits, {th_log.CHECKPOINT_INTERVAL - 1} entries after the newest checkpoint"
+    )
     requests: dict[str, str] = {}
-    uploaded: set[str] = set()
+    uploaded: dict[str, int] = {}
     try:
         for s in systems:
             base = COLD.get(s, s)  # a cold column opens the warm one's upload
             if base not in uploaded:
                 t0 = time.perf_counter()
                 files = moto.upload(paths[s], base)
-                uploaded.add(base)
+                uploaded[base] = n
                 log(f"[s3] {base}: uploaded {files:,} files in {time.perf_counter() - t0:.1f} s")
-            uri = f"s3://bench/{base}"
+                if ALL[base].next_worst_version(0) is not None:
+                    scratch = str(DATA_DIR / f"scratch_s3_{base}_{n}")
+                    link_copy(paths[s], scratch)
+                    try:
+                        rows, v = pad_to_worst(base, scratch, n)
+                        files = moto.upload(scratch, f"{base}_worst")
+                    finally:
+                        shutil.rmtree(scratch, ignore_errors=True)
+                    uploaded[f"{base}_worst"] = rows
+                    log(f"[s3] {base}: uploaded version {v} ({files:,} files)")
             sysm = ALL[s]
-            mark = moto.mark()
-            got = sysm.s3_open_latest(uri, moto.endpoint)
-            time.sleep(0.2)  # the server writes its log line after answering
-            requests[s] = fmt_requests(moto.requests_since(mark))
-            if got != n:
-                raise AssertionError(f"{s}: S3 open gave {got}, expected {n}")
-            row.timings[s] = time_repeat(
-                lambda sysm=sysm, uri=uri: sysm.s3_open_latest(uri, moto.endpoint),
-                max(3, repeats // 3),
-            )
-            log(f"[s3] {s}: {row.timings[s].median * 1e3:.2f} ms, one open: {requests[s]}")
+            for r, prefix in ((row, base), (worst, f"{base}_worst")):
+                if prefix not in uploaded:
+                    r.timings[s] = row.timings[s]
+                    continue
+                uri = f"s3://bench/{prefix}"
+                mark = moto.mark()
+                got = sysm.s3_open_latest(uri, moto.endpoint)
+                time.sleep(0.2)  # the server writes its log line after answering
+                label = s if r is row else f"{s}, worst case"
+                requests[label] = fmt_requests(moto.requests_since(mark))
+                if got != uploaded[prefix]:
+                    raise AssertionError(f"{s}: S3 open gave {got}, expected {uploaded[prefix]}")
+                r.timings[s] = time_repeat(
+                    lambda sysm=sysm, uri=uri: sysm.s3_open_latest(uri, moto.endpoint),
+                    max(3, repeats // 3),
+                )
+                log(
+                    f"[s3] {label}: {r.timings[s].median * 1e3:.2f} ms, one open: {requests[label]}"
+                )
     finally:
         moto.close()
         moto.log_path.unlink(missing_ok=True)
-    return row, requests
+    return [row, worst], requests
 
 
 # -- the benchmark ------------------------------------------------------------------
@@ -867,7 +999,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--profile", action="store_true", help="profile tensorhouse even where it meets targets"
     )
+    ap.add_argument("--cold-worker", nargs=3, help=argparse.SUPPRESS)  # name path repeats
     args = ap.parse_args(argv)
+    if args.cold_worker:
+        cold_worker(args.cold_worker[0], args.cold_worker[1], int(args.cold_worker[2]))
+        return 0
     # Scratch copies are removed at exit, also when stopped by SIGTERM (e.g. `timeout`).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = (
@@ -904,7 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in systems:
                 if COLD.get(s, s) == "lance":
                     paths[s] = str(lb)
-        row, requests = bench_s3(n3, systems, paths, repeats)
+        s3_rows, requests = bench_s3(n3, systems, paths, repeats)
         print(
             "## Open latest on S3 (moto_server on localhost; requests counted at the server, one cold open)\n"
         )
@@ -914,11 +1050,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{n3 // 1000} commits of 1,000: a real {n3:,}-commit Lance table is O(N^2) bytes. Only "
                 "metadata is uploaded (no open reads a data file).\n"
             )
-        print(markdown([row], systems))
+        print(markdown(s3_rows, systems))
         print()
-        for s in systems:
-            print(f"- {s}: {requests.get(s, '-')} per open")
-        print()
+        for s, r in requests.items():
+            print(f"- {s}: {r} per open")
+        print(
+            "- Lance has no checkpoints: its worst-case row repeats its open of the same table.\n"
+        )
     print("## Summary: open latest, ratio peer / tensorhouse (> 1: tensorhouse faster)\n")
     print(
         "| commits | " + " | ".join(f"{s} / tensorhouse" for s in systems if s != REFERENCE) + " |"
@@ -1005,11 +1143,15 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
     # 2. open latest, on the N-commit tables
     r_open = Row(f"open latest ({n:,} commits)")
     for s in systems:
-        sysm, p = ALL[s], paths[s]
-        got = sysm.open_latest(p)
+        got = ALL[s].open_latest(paths[s])
         if got != n:  # rows (tensorhouse, Lance) or 1-row data files (deltalake)
             raise AssertionError(f"{s}: open latest gave {got}, expected {n}")
-        r_open.timings[s] = time_repeat(lambda sysm=sysm, p=p: sysm.open_latest(p), repeats)
+    COLD_PATHS.clear()
+    COLD_PATHS.update({s: paths[s] for s in systems if s in COLD})
+    r_open.timings = time_interleaved(
+        {s: (lambda sysm=ALL[s], p=paths[s]: sysm.open_latest(p)) for s in systems}, repeats
+    )
+    for s in systems:
         log(f"[open latest] {s}: {r_open.timings[s].median * 1e3:.2f} ms")
     rows.append(r_open)
     ops_open = count_th_ops(lambda: th.open(paths["tensorhouse"]).__len__())
@@ -1079,6 +1221,9 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
         f"open latest, {n + 2 * args.appends:,}+ commits, {th_log.CHECKPOINT_INTERVAL - 1} entries after the newest checkpoint"
     )
     worst_info: dict[str, str] = {}
+    worst_fns: dict[
+        str, Callable[[], Any]
+    ] = {}  # timed together, interleaved, once every table is padded
     th_count_worst: dict[str, int] = {}
     for s in systems:
         if s in COLD:  # measured on the warm column's scratch table below
@@ -1141,11 +1286,15 @@ def bench_size(n: int, args: argparse.Namespace, repeats: int, systems: list[str
             else f"version {v}"
         )
         for w in [s, *(c for c, b in COLD.items() if b == s and c in systems)]:
-            r_worst.timings[w] = time_repeat(lambda w=w, sp=sp: ALL[w].open_latest(sp), repeats)
+            worst_fns[w] = lambda w=w, sp=sp: ALL[w].open_latest(sp)
             worst_info[w] = worst_info[s]
-            log(f"[open worst] {w}: {r_worst.timings[w].median * 1e3:.2f} ms ({worst_info[s]})")
         if s == "tensorhouse":
             th_count_worst = count_th_ops(lambda sp=sp: th.open(sp).__len__())
+    COLD_PATHS.clear()
+    COLD_PATHS.update({w: scratch[COLD[w]] for w in worst_fns if w in COLD})
+    r_worst.timings = time_interleaved(worst_fns, repeats)
+    for w in worst_fns:
+        log(f"[open worst] {w}: {r_worst.timings[w].median * 1e3:.2f} ms ({worst_info[w]})")
     rows.insert(1, r_worst)
     if r_app_nc.timings:
         r_app_nc.timings[REFERENCE] = r_app_h.timings[REFERENCE]
