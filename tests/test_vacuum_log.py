@@ -203,20 +203,18 @@ def test_vacuum_prunes_the_log_on_s3_and_a_cold_open_costs_what_it_did(
         ds.append({"x": [i]})
     ds.tag("t", version=7)
     report = ds.vacuum(timedelta(days=1))
-    # retained from 20 (checkpoint 20), tag 7 (checkpoint 5): entries before 5 and checkpoints 10, 15
-    # go, with their compacted files (every 2nd version; the last of each interval stayed)
+    # retained from 20 (checkpoint 20), tag 7 (checkpoint 5): entries before 5 and checkpoints 10, 15 go
     names = {k.rsplit("/", 1)[-1] for k in report.log_files}
     assert names == {f"{v:020d}.json" for v in range(5)} | {
         f"{v:020d}.checkpoint" for v in (10, 15)
-    } | {f"{a:020d}.{a + 4:020d}.compacted" for a in (10, 15)}, names
+    }, names
     cache.clear()
     store = CountingStore(open_store(uri, opts))
     log = Log(store)
     opened = Dataset(store, log.snapshot(), log=log)
     gets = store.calls["get"] + store.calls["get_range"]
-    # one listing, the hint, the compacted file of version 22 (the whole state: checkpoint 20 is
-    # not read) and entry 23: as before the vacuum
-    assert opened.version == 23 and store.calls["list"] <= 1 and gets == 3, store.calls
+    # one listing, the hint, checkpoint 20 and entries 21-23: as before the vacuum
+    assert opened.version == 23 and store.calls["list"] <= 1 and gets == 5, store.calls
     cache.clear()
     assert xs(th.open(uri, tag="t", storage_options=opts)) == list(range(7))
     cache.clear()
