@@ -2,8 +2,8 @@
 
     python tests/fuzz_worker.py KIND[,KIND...] MAX_EXAMPLES [--random]
 
-KIND is a stored file kind (log_entry, checkpoint, chunk_header, chunk_data,
-group_file, deletion_vector, tag) or an API input (predicate, append). For file kinds,
+KIND is a stored file kind (log_entry, checkpoint, compacted, chunk_header,
+chunk_data, group_file, deletion_vector, tag) or an API input (predicate, append). For file kinds,
 hypothesis mutates one file of a small dataset (bit flips, overwrites,
 truncation, insertion, and for JSON and chunk headers "crafted" mutations
 whose checksums are recomputed, as an attacker would) and reads the dataset
@@ -92,6 +92,27 @@ def build(root: Path) -> dict[int, Any]:
     ds.tag("t1")
     ds.checkpoint()
     ds.append(batch(65, 5))
+    return {v: read_all(str(root), version=v)[1] for v in th.open(str(root)).versions()}
+
+
+def build_compacted(root: Path) -> dict[int, Any]:
+    """A dataset with a compacted log file: checkpoints every 3 versions, so version 5's state is
+    ``_log/<3>.<5>.compacted`` (whole) and opening 5 or 6 reads it instead of the checkpoint."""
+    from tensorhouse.format.log import log as log_module
+
+    saved = log_module.CHECKPOINT_INTERVAL
+    log_module.CHECKPOINT_INTERVAL = 3
+    try:
+        ds = th.create(str(root), SCHEMA)
+        ds.append(batch(0, 40))
+        ds.append(batch(40, 25))
+        ds.delete(where="id % 7 = 3")  # 3: checkpoint
+        ds.append(batch(65, 5))
+        ds.delete(where="id = 66")  # 5: compacted file
+        ds.append(batch(70, 5))
+    finally:
+        log_module.CHECKPOINT_INTERVAL = saved
+    assert list((root / "_log").glob("*.compacted")), "the template has a compacted file"
     return {v: read_all(str(root), version=v)[1] for v in th.open(str(root)).versions()}
 
 
@@ -198,11 +219,12 @@ def mutate_json(path: Path, m: Any, reseal: str) -> None:
         path.write_text(dumps(doc))
 
 
-def mutate_checkpoint(root: Path, path: Path, m: Any) -> None:
+def mutate_checkpoint(root: Path, path: Path, m: Any, *, hint: bool = True) -> None:
     """Columnar checkpoints (an xxh3-sealed Arrow IPC file + a hint naming its size and digest).
 
     ``bytes``: raw damage. ``body``: damage to the Arrow IPC body, resealed (digest, length and
     hint recomputed, as an attacker would). ``crafted``: one leaf of the state JSON replaced, resealed.
+    ``hint=False``: a compacted log file (same layout), which no hint describes.
     """
     import pyarrow as pa
     import xxhash
@@ -236,6 +258,8 @@ def mutate_checkpoint(root: Path, path: Path, m: Any) -> None:
         body = sink.getvalue().to_pybytes()
     sealed = ck.HEADER.pack(ck.MAGIC, xxhash.xxh3_64_intdigest(body), len(body)) + body
     path.write_bytes(sealed)
+    if not hint:
+        return
     version = int(path.name.split(".")[0])
     (root / "_log" / "_last_checkpoint").write_text(
         json.dumps(
@@ -309,18 +333,18 @@ def mutate_header(path: Path, m: Any) -> None:
 # -- campaigns -----------------------------------------------------------------------------------
 
 
-_TEMPLATE: tuple[Path, dict[int, Any]] | None = None
+_TEMPLATES: dict[str, tuple[Path, dict[int, Any]]] = {}
 
 
 class Campaign:
     """Copies of one small dataset (built once per process) for mutations, and its true contents."""
 
-    def __init__(self) -> None:
-        global _TEMPLATE
-        if _TEMPLATE is None:
+    def __init__(self, template: str = "default") -> None:
+        if template not in _TEMPLATES:
             base = Path(tempfile.mkdtemp(prefix="th-fuzz-"))
-            _TEMPLATE = base, build(base / "template")
-        self.base, self.reference = _TEMPLATE
+            builder = build_compacted if template == "compacted" else build
+            _TEMPLATES[template] = base, builder(base / "template")
+        self.base, self.reference = _TEMPLATES[template]
         self.template = self.base / "template"
 
     def copy(self) -> Path:
@@ -349,7 +373,11 @@ def pick(files: list[Path], i: int) -> Path:
 
 
 def run(kind: str, max_examples: int, randomize: bool) -> None:
-    c = Campaign() if kind not in ("predicate", "append") else None
+    c = (
+        None
+        if kind in ("predicate", "append")
+        else Campaign("compacted" if kind == "compacted" else "default")
+    )
     cfg = settings(
         max_examples=max_examples,
         deadline=None,
@@ -375,6 +403,16 @@ def run(kind: str, max_examples: int, randomize: bool) -> None:
             assert c is not None
             root = c.copy()
             mutate_checkpoint(root, pick(list((root / "_log").glob("*.checkpoint")), 0), m)
+            c.check(root)
+    elif kind == "compacted":
+
+        @cfg
+        @given(st.one_of(json_mutation, st.tuples(st.just("body"), byte_mutation)))
+        def prop(m: Any) -> None:
+            assert c is not None
+            root = c.copy()
+            f = pick(list((root / "_log").glob("*.compacted")), 0)
+            mutate_checkpoint(root, f, m, hint=False)
             c.check(root)
     elif kind == "tag":
 

@@ -19,6 +19,7 @@ WORKER = Path(__file__).with_name("fuzz_worker.py")
 KINDS = [
     "log_entry",
     "checkpoint",
+    "compacted",
     "chunk_header",
     "chunk_data",
     "group_file",
