@@ -151,6 +151,46 @@ def test_a_checkpoint_that_passes_its_checksum_but_lies_is_refused(
             FragmentColumns.from_table(lying, next_fragment_id=snap.next_fragment_id)
 
 
+@pytest.mark.parametrize("order", ["as-written", "columns-reversed"])
+def test_chunks_that_do_not_cover_their_fragment_are_refused_in_any_order(
+    tmp_path: Path, order: str
+) -> None:
+    """Chunk coverage is summed per run when chunks are grouped as written, else per sorted key."""
+    import pyarrow as pa
+
+    from tensorhouse.format.log.fragments import FragmentColumns, to_table
+
+    ds = th.create(str(tmp_path / "ds"), {"a": "int64", "b": "int64"})
+    ds.append({"a": [1, 2], "b": [3, 4]})
+    ds.append({"a": [5], "b": [6]})
+    frags = list(ds.snapshot.fragments)
+    if order == "columns-reversed":  # each fragment's columns listed b before a: not grouped by key
+        frags = [
+            type(f)(f.id, f.num_rows, dict(reversed(list(f.columns.items()))), f.deletion)
+            for f in frags
+        ]
+    table = to_table(frags)
+    n = ds.snapshot.next_fragment_id
+    assert len(FragmentColumns.from_table(table, next_fragment_id=n)) == 2
+    chunks = table.column("chunks").combine_chunks()
+    values = chunks.values
+    rows = values.field("rows").to_pylist()
+    rows[-1] += 1  # the last chunk claims a row its fragment does not have
+    arrays = [
+        pa.array(rows, pa.int64()) if f.name == "rows" else values.field(f.name)
+        for f in values.type
+    ]
+    lying = table.set_column(
+        5,
+        "chunks",
+        pa.ListArray.from_arrays(
+            chunks.offsets, pa.StructArray.from_arrays(arrays, fields=list(values.type))
+        ),
+    )
+    with pytest.raises(CorruptLogError, match=f"fragment {frags[-1].id}: chunks do not cover"):
+        FragmentColumns.from_table(lying, next_fragment_id=n)
+
+
 def test_history_with_a_limit_reads_only_the_newest_entries(
     tmp_path: Path, small_checkpoints: None
 ) -> None:

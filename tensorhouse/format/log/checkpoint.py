@@ -33,12 +33,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import xxhash
 
 from tensorhouse.errors import CorruptLogError
 from tensorhouse.format.log.actions import Fragment, IndexEntry, Metadata, load_json
-from tensorhouse.format.log.fragments import FragmentColumns, to_table, upgraded
+from tensorhouse.format.log.fragments import FragmentColumns, by_id, to_table, upgraded
 from tensorhouse.format.log.snapshot import Snapshot
 
 MAGIC = b"THCKPT02"
@@ -99,7 +98,7 @@ class CompactedEncoder:
         state: dict[str, Any] = {"base": base, "removed": removed}
         if _chunk_count(snap.fragments) > FULL_MAX_CHUNKS:
             return _encode(snap, changed, state)
-        table = _by_id(pa.concat_tables([_unchanged_rows(snap.fragments, ids), changed]))
+        table = by_id(pa.concat_tables([_unchanged_rows(snap.fragments, ids), changed]))
         return _encode(snap, table, {**state, "changed": live, "full": True})
 
     def _changed_rows(
@@ -128,20 +127,12 @@ class CompactedEncoder:
             parts.append(self._table.take(pa.array(reuse, pa.int64())))
         if new or not parts:
             parts.append(to_table(new))
-        table = _by_id(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
+        table = by_id(pa.concat_tables(parts) if len(parts) > 1 else parts[0])
         self._table = table
         self._frags = {
             f.id: (f, i) for i, f in enumerate(live)
         }  # live is in id order, as the table
         return table, [f.id for f in live], removed
-
-
-def _by_id(table: pa.Table) -> pa.Table:
-    """``table`` sorted by fragment id (no sort when it already is), in one chunk."""
-    got = table.column("id").to_numpy()
-    if got.size > 1 and not (got[1:] > got[:-1]).all():
-        table = table.take(pc.sort_indices(table, [("id", "ascending")]))
-    return table.combine_chunks()
 
 
 def _unchanged_rows(fragments: Sequence[Fragment], ids: list[int]) -> pa.Table:
@@ -300,10 +291,7 @@ def _merged(
         drop.size and base_ids.size and drop[0] <= base_ids[-1]
     ):  # not only appends: drop the old rows
         base_fragments = base_fragments.filter(pa.array(~np.isin(base_ids, drop)))
-    merged = pa.concat_tables([base_fragments, table])
-    ids = merged.column("id").to_numpy()
-    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():  # appends only keep the id order: no sort
-        merged = merged.take(pc.sort_indices(merged, [("id", "ascending")]))
+    merged = by_id(pa.concat_tables([base_fragments, table]))  # appends only keep the id order
     snap = _snapshot(merged, state, where)
     if snap.version <= base_version:
         raise CorruptLogError(f"{where}: version {snap.version} is not after {base_version}")

@@ -90,6 +90,14 @@ def to_table(fragments: Sequence[Fragment]) -> pa.Table:
     return pa.table([ids, rows, dpath, dcount, dsize, chunks], schema=SCHEMA)
 
 
+def by_id(table: pa.Table) -> pa.Table:
+    """``table`` (a fragment table) sorted by id, in one chunk; no sort when it already is."""
+    ids = table.column("id").to_numpy()
+    if ids.size > 1 and not (ids[1:] > ids[:-1]).all():
+        table = table.take(pc.sort_indices(table, [("id", "ascending")]))
+    return table.combine_chunks()
+
+
 def upgraded(table: pa.Table) -> pa.Table:
     """A checkpoint's fragment table written before group files, with a null "part" for every chunk (else unchanged)."""
     legacy = pa.list_(LEGACY_CHUNK_TYPE)
@@ -244,21 +252,14 @@ class _Columns:
         if (key[1:] >= key[:-1]).all():
             # Chunks are written fragment by fragment, a column's chunks together: sum each run, no sort.
             starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1])))
-            sums = np.add.reduceat(rows, starts)
-            want = self.num_rows[owner[starts]]
-            if (sums != want).any():
-                bad = int(owner[starts[np.flatnonzero(sums != want)[0]]])
-                raise CorruptLogError(
-                    f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows"
-                )
-            return
-        groups, inverse = np.unique(key, return_inverse=True)
-        sums = np.bincount(inverse, weights=rows.astype(np.float64))
-        want = self.num_rows[groups // width]
-        if (sums != want).any():
-            bad = int(owner[np.flatnonzero(sums[inverse] != want[inverse])[0]])
+            sums, owners = np.add.reduceat(rows, starts), owner[starts]
+        else:
+            groups, inverse = np.unique(key, return_inverse=True)
+            sums, owners = np.bincount(inverse, weights=rows.astype(np.float64)), groups // width
+        bad = np.flatnonzero(sums != self.num_rows[owners])
+        if bad.size:
             raise CorruptLogError(
-                f"checkpoint fragment {int(self.ids[bad])}: chunks do not cover its rows"
+                f"checkpoint fragment {int(self.ids[owners[bad[0]]])}: chunks do not cover its rows"
             )
 
     def _refs(self) -> list[ChunkRef]:
@@ -391,10 +392,7 @@ class FragmentColumns(Sequence[Fragment]):
         """The columnar form: the checkpoint's rows that did not change, plus the changed ones, in id order."""
         if not self._overlay:
             return self._cols.table
-        kept = self._cols.table.take(pa.array(self._src[self._src >= 0]))
-        changed = to_table([f for f in self._overlay.values() if f is not None])
-        both = pa.concat_tables([kept, changed])
-        return both.take(pc.sort_indices(both, [("id", "ascending")])).combine_chunks()
+        return self.table_without(np.empty(0, np.int64))
 
     def ids(self) -> np.ndarray:
         return self._ids
@@ -405,13 +403,10 @@ class FragmentColumns(Sequence[Fragment]):
         The arrays' rows are taken as they are; only changed fragments outside
         ``exclude`` (rare: changes older than what the caller tracks) are encoded.
         """
-        keep = ~np.isin(self._ids, exclude)
+        keep = ~np.isin(self._ids, exclude) if exclude.size else np.ones(len(self._ids), bool)
         table = self._cols.table.take(pa.array(self._src[keep & (self._src >= 0)]))
         others = [self[int(i)] for i in np.flatnonzero(keep & (self._src < 0))]
-        if not others:
-            return table
-        both = pa.concat_tables([table, to_table(others)])
-        return both.take(pc.sort_indices(both, [("id", "ascending")])).combine_chunks()
+        return by_id(pa.concat_tables([table, to_table(others)])) if others else table
 
     def chunk_count(self) -> int:
         """How many chunks the live fragments hold (vectorised over the arrays' rows)."""

@@ -162,6 +162,30 @@ class _UnusableHint(Exception):
     """The checkpoint a hint names cannot be read: open from a full listing instead."""
 
 
+class _LazyCheckpoint:
+    """The hinted checkpoint, read on the first call only (a whole compacted file never needs it).
+
+    ``table_only``: its fragment table, only checksummed (to merge with a compacted file of
+    changes, validated once merged); else its validated state. A failure is ``_UnusableHint``.
+    """
+
+    def __init__(self, log: Log, hint: _Hint, *, table_only: bool) -> None:
+        self._log, self._hint, self._table_only = log, hint, table_only
+        self.value: pa.Table | Snapshot | None = None
+
+    def __call__(self) -> pa.Table | Snapshot:
+        if self.value is None:
+            try:
+                if self._table_only:
+                    raw, where = self._log._checkpoint_bytes(self._hint.version, self._hint)
+                    self.value = checkpoint_fragments(raw, where)
+                else:
+                    self.value = self._log.read_checkpoint(self._hint.version, hint=self._hint)
+            except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+                raise _UnusableHint(str(err)) from err
+        return self.value
+
+
 class AlreadyCommitted(TensorhouseError):
     """Raised by an action builder when its idempotent transaction is already in the log.
 
@@ -703,52 +727,25 @@ class Log:
         and the file's few fragments are laid over it: copying and validating
         the merged table would cost about as much again.
         """
-        parsed: list[pa.Table | Snapshot] = []  # the checkpoint, read once if needed
         large = hint.size >= OVERLAY_FROM_BYTES  # checked against the bytes when they are read
-
-        def fragments() -> pa.Table | Snapshot:
-            if not parsed:
-                try:
-                    raw, where = self._checkpoint_bytes(hint.version, hint)
-                    parsed.append(
-                        self._parsed_checkpoint(raw, where, hint.version)
-                        if large
-                        else checkpoint_fragments(raw, where)
-                    )
-                except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
-                    raise _UnusableHint(str(err)) from err
-            return parsed[0]
-
+        checkpoint = _LazyCheckpoint(self, hint, table_only=not large)
         try:
             for b in self._compacted_candidates(hint.version):
-                found = self._read_compacted(hint.version, fragments, b)
+                found = self._read_compacted(hint.version, checkpoint, b)
                 if found is not None:
-                    base = parsed[0] if large and parsed else found
+                    base = checkpoint.value if large and checkpoint.value is not None else found
                     assert isinstance(base, Snapshot)
                     return base, found
-            if large and parsed:
-                snap = parsed[0]
-            else:  # not read yet, or only its fragment table: parse the whole checkpoint
-                snap = self._parsed_checkpoint(
-                    *self._checkpoint_bytes(hint.version, hint), hint.version
-                )
+            # No compacted file: the checkpoint's whole state (read again if only its table was)
+            snap = checkpoint() if large else _LazyCheckpoint(self, hint, table_only=False)()
             assert isinstance(snap, Snapshot)
-        except _UnusableHint as err:
-            log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
-            return None
-        except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
+        except (_UnusableHint, CorruptLogError, ObjectNotFoundError, StorageError) as err:
             log.debug("%s: hinted checkpoint unusable: %s", self.store.uri, err)
             return None
         except (AttributeError, TypeError, KeyError, ValueError, RecursionError, OSError) as err:
             log.debug("%s: hinted checkpoint malformed: %r", self.store.uri, err)
             return None
         return snap, snap
-
-    def _parsed_checkpoint(self, raw: bytes, where: str, version: int) -> Snapshot:
-        snap = parse_checkpoint(raw, where)
-        if snap.version != version:
-            raise CorruptLogError(f"{where}: checkpoint says version {snap.version}")
-        return snap
 
     def _replay_to(self, target: int, listing: _Listing, hint: _Hint | None) -> Snapshot:
         """The newest readable checkpoint at or before ``target`` (or a compacted file against it), plus the entries after it."""
@@ -809,16 +806,7 @@ class Log:
         failed read, and the grid file before it is tried.
         """
         a = hint.version
-        parsed: list[Snapshot] = []
-
-        def checkpoint() -> Snapshot:
-            if not parsed:
-                try:
-                    parsed.append(self.read_checkpoint(a, hint=hint))
-                except (CorruptLogError, ObjectNotFoundError, StorageError) as err:
-                    raise _UnusableHint(str(err)) from err
-            return parsed[0]
-
+        checkpoint = _LazyCheckpoint(self, hint, table_only=False)
         newest = sorted((b for aa, b in listed if aa == a and a < b <= target), reverse=True)
         # the newest, then the newest grid file before it (grid files stay until vacuum)
         grid = [b for b in newest[1:] if (b - a) % COMPACTED_GRID == 0][:1]
@@ -828,7 +816,9 @@ class Log:
             except _UnusableHint:
                 return None  # the caller reads the checkpoint again and says why it cannot
             if found is not None:
-                return (parsed[0] if parsed else found), found
+                base = checkpoint.value if checkpoint.value is not None else found
+                assert isinstance(base, Snapshot)
+                return base, found
         return None
 
     def _replay_from(self, base: Snapshot, target: int) -> Snapshot:
